@@ -1,0 +1,86 @@
+"""The errors of nexus-backup: each one is one clear line for a person and an exit code."""
+
+from __future__ import annotations
+
+
+class NexusError(Exception):
+    """Base of every error the core raises on purpose; `str()` is the one line shown."""
+
+    exit_code = 1
+    http_status = 400
+
+
+class InvalidInput(NexusError):
+    """A request that cannot be carried out as given (bad path, bad option)."""
+
+    exit_code = 2
+    http_status = 422
+
+
+class NotFound(NexusError):
+    """An unknown project or backup (or one deleted meanwhile)."""
+
+    http_status = 404
+
+
+class Busy(NexusError):
+    """The project is locked by another operation that excludes this one."""
+
+    http_status = 409
+
+
+class Conflict(NexusError):
+    """The backup is not in a state that allows the operation (not completed, being restored)."""
+
+    http_status = 409
+
+
+class Damaged(NexusError):
+    """Repository data failed an integrity check."""
+
+    exit_code = 4
+    http_status = 409
+
+
+class StorageFull(NexusError):
+    """No space left on the repository or the restore target."""
+
+    http_status = 507
+
+
+class Cancelled(NexusError):
+    """The operation was cancelled by its caller."""
+
+
+def describe_os_error(exc: OSError, what: str = "") -> str:
+    """One line for an OSError: what failed, on which path, and why."""
+    import errno
+
+    reason = {
+        errno.ENOSPC: "no space left on device",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "operation not permitted",
+        errno.ENOENT: "no such file or directory",
+        errno.ENOTDIR: "not a directory",
+        errno.EISDIR: "is a directory",
+        errno.EROFS: "read-only file system",
+        errno.EFBIG: "file too large",
+    }.get(exc.errno or 0, exc.strerror or str(exc))
+    path = exc.filename if exc.filename is not None else ""
+    if isinstance(path, bytes):
+        path = path.decode("utf-8", "backslashreplace")
+    parts = [p for p in (what, str(path) if path else "", reason) if p]
+    return ": ".join(parts)
+
+
+def from_os_error(exc: OSError, what: str = "") -> NexusError:
+    """Map an OSError to the NexusError a person should see."""
+    import errno
+
+    msg = describe_os_error(exc, what)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return StorageFull(msg)
+    if exc.errno == errno.ENOENT:
+        return NotFound(msg)
+    return NexusError(msg)

@@ -1,0 +1,300 @@
+"""The data of nexus-backup: backup types and statuses, the metadata the spec names, requests.
+
+Everything that crosses a boundary (metadata.json on disk, the HTTP API, the CLI's --json, the
+TUI) is one of these pydantic models, so that a value is validated once, where it enters.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+MAX_TAGS = 32
+MAX_TAG_KEY = 64
+MAX_TAG_VALUE = 256
+MAX_EXTRA_BYTES = 16 * 1024
+MAX_WARNINGS = 1000
+
+
+class BackupType(StrEnum):
+    FULL = "full"
+    INCREMENTAL = "incremental"
+    SNAPSHOT = "snapshot"
+    CHECKPOINT = "checkpoint"
+
+
+class BackupStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    VALIDATING = "validating"
+    RESTORING = "restoring"
+
+
+#: Statuses a live process may hold a backup in; a dead process leaves them to recovery.
+IN_PROGRESS = frozenset({BackupStatus.PENDING, BackupStatus.RUNNING, BackupStatus.VALIDATING})
+#: Statuses whose backup has a complete, restorable manifest.
+RESTORABLE = frozenset({BackupStatus.COMPLETED, BackupStatus.RESTORING})
+
+
+def check_id(value: str, what: str = "id") -> str:
+    """Ids become path components: no separators, no `..`, bounded length and charset."""
+    if not isinstance(value, str) or not ID_PATTERN.match(value) or ".." in value:
+        raise ValueError(
+            f"invalid {what} {value!r}: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit, without '..'"
+        )
+    return value
+
+
+def _project_id(value: str) -> str:
+    return check_id(value, "project_id")
+
+
+def _backup_id(value: str) -> str:
+    return check_id(value, "backup_id")
+
+
+def _tags(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} tags")
+    for key, val in value.items():
+        if not key or len(key) > MAX_TAG_KEY or not key.isprintable():
+            raise ValueError(f"tag key {key[:80]!r} must be 1-{MAX_TAG_KEY} printable characters")
+        if len(val) > MAX_TAG_VALUE or not val.isprintable():
+            raise ValueError(f"tag {key!r}: value must be at most {MAX_TAG_VALUE} printable chars")
+    return value
+
+
+def _extra(value: dict) -> dict:
+    import json
+
+    if len(json.dumps(value, default=str)) > MAX_EXTRA_BYTES:
+        raise ValueError(f"extra must serialize to at most {MAX_EXTRA_BYTES} bytes")
+    return value
+
+
+ProjectId = Annotated[str, AfterValidator(_project_id)]
+BackupId = Annotated[str, AfterValidator(_backup_id)]
+Tags = Annotated[dict[str, str], AfterValidator(_tags)]
+Extra = Annotated[dict, AfterValidator(_extra)]
+
+
+class BackupStats(BaseModel):
+    """What a backup actually did, beside the logical size the spec's fields give."""
+
+    bytes_read: int = 0
+    bytes_stored: int = 0  # new bytes written to packs, after compression
+    chunks_new: int = 0
+    chunks_reused: int = 0
+    files_new: int = 0
+    files_changed: int = 0
+    files_unchanged: int = 0
+    files_removed: int = 0
+    dirs_count: int = 0
+    symlinks_count: int = 0
+    duration_seconds: float = 0.0
+    throughput_bytes_per_second: float = 0.0
+    warnings: list[str] = Field(default_factory=list)  # skipped or unstable files, capped
+
+
+class BackupMetadata(BaseModel):
+    """metadata.json: exactly the spec's fields, plus the stats of the run."""
+
+    model_config = ConfigDict(use_enum_values=False)
+
+    id: BackupId
+    project_id: ProjectId
+    type: BackupType
+    status: BackupStatus = BackupStatus.PENDING
+    created_at: datetime
+    completed_at: datetime | None = None
+    size_bytes: int = 0
+    checksum: str | None = None
+    parent_backup_id: str | None = None
+    files_count: int = 0
+    error_message: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    extra: dict = Field(default_factory=dict)
+    stats: BackupStats = Field(default_factory=BackupStats)
+
+    @property
+    def restorable(self) -> bool:
+        return self.status in RESTORABLE
+
+    @property
+    def name(self) -> str | None:
+        """A checkpoint's name (its `name` tag)."""
+        return self.tags.get("name")
+
+
+class CreateRequest(BaseModel):
+    """What to back up; the spec's create body plus excludes, parent and checkpoint name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project_id: ProjectId
+    backup_type: BackupType = BackupType.FULL
+    data_dir: str = Field(min_length=1, max_length=4096)
+    tags: Tags = Field(default_factory=dict)
+    extra: Extra = Field(default_factory=dict)
+    excludes: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
+        default_factory=list, max_length=256
+    )
+    parent_backup_id: BackupId | None = None
+    name: Annotated[str, Field(min_length=1, max_length=MAX_TAG_VALUE)] | None = None
+
+
+OverwritePolicy = Literal["always", "if-changed", "never"]
+
+
+class RestoreRequest(BaseModel):
+    """The spec's restore body plus the restore options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project_id: ProjectId
+    backup_id: BackupId
+    restore_dir: str = Field(min_length=1, max_length=4096)
+    paths: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
+        default_factory=list, max_length=10000
+    )  # paths or globs inside the backup; empty means everything
+    overwrite: OverwritePolicy = "if-changed"
+    delete_extra: bool = False  # remove files in the target that the backup does not hold
+    dry_run: bool = False
+    checkpoint: bool = True  # take a CHECKPOINT of a non-empty target before overwriting it
+
+
+class ListFilter(BaseModel):
+    """Filters of `list`; every one optional, all combined with AND."""
+
+    type: BackupType | None = None
+    status: BackupStatus | None = None
+    tag: str | None = None  # "key=value" or "key"
+    since: datetime | None = None
+    until: datetime | None = None
+    text: str | None = None  # substring of id, tags, error message
+
+
+class ProgressEvent(BaseModel):
+    """A progress report of a long operation, emitted at a bounded rate."""
+
+    operation: Literal["create", "restore", "verify", "delete", "check"]
+    project_id: str
+    backup_id: str | None = None
+    phase: str  # scanning, reading, validating, restoring, verifying, reclaiming, done
+    files_done: int = 0
+    files_total: int | None = None
+    bytes_done: int = 0
+    bytes_total: int | None = None
+    current_path: str | None = None
+    rate_bytes_per_second: float = 0.0
+    eta_seconds: float | None = None
+    elapsed_seconds: float = 0.0
+
+
+RestoreAction = Literal["create", "overwrite", "unchanged", "skip", "delete", "metadata"]
+
+
+class RestoreChange(BaseModel):
+    path: str
+    action: RestoreAction
+    kind: Literal["file", "dir", "symlink"] = "file"
+    size: int = 0
+    reason: str | None = None
+
+
+class RestoreResult(BaseModel):
+    project_id: str
+    backup_id: str
+    restore_dir: str
+    dry_run: bool
+    files_written: int = 0
+    files_unchanged: int = 0
+    files_skipped: int = 0
+    files_deleted: int = 0
+    dirs_created: int = 0
+    symlinks_created: int = 0
+    bytes_written: int = 0
+    verified: bool = False
+    checkpoint_id: str | None = None  # the CHECKPOINT taken of the target before it was changed
+    undo_hint: str | None = None
+    changes: list[RestoreChange] = Field(default_factory=list)  # capped; dry-run's preview
+    changes_truncated: bool = False
+    warnings: list[str] = Field(default_factory=list)
+    duration_seconds: float = 0.0
+
+
+class DamagedFile(BaseModel):
+    path: str
+    reason: str
+
+
+class VerifyResult(BaseModel):
+    project_id: str
+    backup_id: str
+    quick: bool
+    ok: bool
+    checked_at: datetime
+    files_checked: int = 0
+    chunks_checked: int = 0
+    bytes_checked: int = 0
+    checksum_ok: bool = True
+    damaged_files: list[DamagedFile] = Field(default_factory=list)
+    errors: list[str] = Field(default_factory=list)
+    duration_seconds: float = 0.0
+
+
+class DeleteResult(BaseModel):
+    project_id: str
+    backup_id: str
+    bytes_reclaimed: int = 0
+    packs_deleted: int = 0
+    packs_rewritten: int = 0
+
+
+class ManifestSummary(BaseModel):
+    source: str | None = None
+    hostname: str | None = None
+    files: int = 0
+    dirs: int = 0
+    symlinks: int = 0
+    size_bytes: int = 0
+    chunks: int = 0
+
+
+class BackupInfo(BaseModel):
+    """`info`: the metadata plus what the manifest says, the parent chain and the last verify."""
+
+    metadata: BackupMetadata
+    manifest: ManifestSummary | None = None
+    parent_chain: list[str] = Field(default_factory=list)
+    last_verify: VerifyResult | None = None
+
+
+class ProjectSummary(BaseModel):
+    project_id: str
+    backups: int = 0
+    last_backup_at: datetime | None = None
+    last_status: BackupStatus | None = None
+    stored_bytes: int = 0  # bytes in packs on disk
+    data_dir: str | None = None  # the directory last backed up (remembered per project)
+
+
+class TreeEntry(BaseModel):
+    """One entry of a backup's tree, for browsing."""
+
+    path: str
+    name: str
+    kind: Literal["file", "dir", "symlink"]
+    size: int = 0
+    mtime: datetime | None = None
+    mode: int = 0
+    target: str | None = None
+    has_children: bool = False
