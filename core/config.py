@@ -10,7 +10,9 @@ ENV_ROOT = "NEXUS_BACKUP_ROOT"
 
 def default_root() -> Path:
     """The per-user data directory (XDG), which needs no setup."""
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share"
+    )
     return Path(base) / "nexus-backup"
 
 

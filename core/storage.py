@@ -46,6 +46,8 @@ class ObjectStore(Protocol):
 
     def delete(self, name: str) -> None: ...
 
+    def children(self, prefix: str = "") -> list[str]: ...
+
 
 def _check_name(name: str) -> str:
     parts = name.split("/")
@@ -106,11 +108,15 @@ class LocalStore:
 
     def put(self, name: str, data: bytes) -> None:
         path = self.path(name)
-        try:
-            atomic_write(path, data)
-        except FileNotFoundError:
-            self._mkdirs(path.parent)
-            atomic_write(path, data)
+        for _attempt in range(50):
+            try:
+                atomic_write(path, data)
+                return
+            except FileNotFoundError:
+                # A concurrent delete may prune the (empty) directory between our mkdir and
+                # our write: create it again and retry.
+                self._mkdirs(path.parent)
+        atomic_write(path, data)
 
     def _mkdirs(self, directory: Path) -> None:
         missing = []
@@ -169,6 +175,14 @@ class LocalStore:
                 except FileNotFoundError:
                     continue
                 yield ObjectInfo(rel, st.st_size, st.st_mtime)
+
+    def children(self, prefix: str = "") -> list[str]:
+        """Names directly below a directory-like prefix (like a delimiter listing on S3)."""
+        directory = self.base / prefix.rstrip("/") if prefix else self.base
+        try:
+            return sorted(n for n in os.listdir(directory) if TMP_MARK not in n)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
 
     def delete(self, name: str) -> None:
         """Remove an object (absent is fine) and the directories it leaves empty."""

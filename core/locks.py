@@ -1,0 +1,356 @@
+"""Per-project locks kept as objects under `locks/` in the project's ObjectStore (restic style).
+
+Shared locks (backup, restore, verify) coexist; an exclusive one (delete, reclaim, cleanup)
+excludes every other. Acquiring writes our lock first and then looks at the others: of two
+racers at least one sees the other, so two exclusive holders can never both win (the loser
+removes its lock and backs off). Locks live in the store rather than as flock()s so that they
+work the same on an object-store backend and across hosts sharing a repository.
+
+A lock is stale, and broken by the next acquirer, when its process is gone (same host: pid
+dead, or the pid reused by another process, told by its start time) or, for a process we
+cannot check, when it has not been refreshed for STALE_AFTER. Holders refresh every
+REFRESH_INTERVAL from a daemon thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import re
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from core.errors import Busy, from_os_error
+from core.storage import ObjectStore
+
+PREFIX = "locks/"
+#: A lock not refreshed for this long is stale (unless its live process is on this host).
+STALE_AFTER = timedelta(minutes=30)
+#: How often a held lock is rewritten with a new `refreshed` (seconds).
+REFRESH_INTERVAL = 300.0
+#: Retry pause bounds while waiting for a conflicting lock (seconds).
+BACKOFF = (0.02, 0.2)
+
+HOST = socket.gethostname()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse_time(value: Any) -> datetime:
+    t = datetime.fromisoformat(value)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def process_start(pid: int) -> int | None:
+    """Start time of a process (clock ticks since boot, /proc/<pid>/stat field 22), or None
+    where /proc is missing; a pid reused by a new process has another start time."""
+    return _proc_stat(pid)[1]
+
+
+def _proc_stat(pid: int) -> tuple[str | None, int | None]:
+    """(state, start time) of a process from /proc, (None, None) if unavailable."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read().decode("ascii", "replace")
+    except OSError:
+        return None, None
+    # the command name (field 2) may hold spaces and parens: fields resume after the last ')'
+    fields = raw[raw.rfind(")") + 2 :].split()
+    try:
+        return fields[0], int(fields[19])
+    except (IndexError, ValueError):
+        return None, None
+
+
+def _pid_alive(pid: int, pid_start: int | None) -> bool | None:
+    """True/False for a process on this host; None if it is alive but its identity is
+    unknown (no start time recorded or readable)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    state, start = _proc_stat(pid)
+    if state in ("Z", "X"):  # exited, not yet reaped
+        return False
+    if pid_start is None or start is None:
+        return None
+    return start == pid_start
+
+
+@dataclass(slots=True)
+class LockInfo:
+    name: str
+    exclusive: bool
+    operation: str
+    backup_id: str | None
+    pid: int
+    pid_start: int | None
+    host: str
+    time: datetime
+    refreshed: datetime
+    stale: bool = False
+    unknown: bool = False  # the object could not be read or parsed
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "exclusive": self.exclusive,
+                "operation": self.operation,
+                "backup_id": self.backup_id,
+                "pid": self.pid,
+                "pid_start": self.pid_start,
+                "host": self.host,
+                "time": _iso(self.time),
+                "refreshed": _iso(self.refreshed),
+            },
+            indent=1,
+        ).encode()
+
+    def describe(self) -> str:
+        """Who holds it, for a Busy message: `delete by pid 1234 on host1 since ...`."""
+        since = self.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        if self.unknown:
+            return f"an unreadable lock {self.name} (since {since})"
+        what = self.operation
+        if self.backup_id:
+            what += f" of backup {self.backup_id}"
+        return f"{what} by pid {self.pid} on {self.host} since {since}"
+
+
+def _is_stale(info: LockInfo, now: datetime) -> bool:
+    old = now - info.refreshed > STALE_AFTER
+    if info.unknown or info.host != HOST:
+        return old
+    alive = _pid_alive(info.pid, info.pid_start)
+    if alive is None:  # cannot tell a reused pid: fall back to the age
+        return old
+    return not alive
+
+
+def _load(store: ObjectStore, name: str, mtime: float, now: datetime) -> LockInfo | None:
+    """The lock object `name`, or None if it vanished meanwhile."""
+    try:
+        raw = store.get(name)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        raw = b""
+    try:
+        d = json.loads(raw)
+        info = LockInfo(
+            name=name,
+            exclusive=bool(d["exclusive"]),
+            operation=str(d["operation"]),
+            backup_id=None if d.get("backup_id") is None else str(d["backup_id"]),
+            pid=int(d["pid"]),
+            pid_start=None if d.get("pid_start") is None else int(d["pid_start"]),
+            host=str(d["host"]),
+            time=_parse_time(d["time"]),
+            refreshed=_parse_time(d["refreshed"]),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        t = datetime.fromtimestamp(mtime, UTC)
+        # conservative: an unknown lock excludes everything until it is old
+        info = LockInfo(name, True, "unknown", None, 0, None, "?", t, t, unknown=True)
+    info.stale = _is_stale(info, now)
+    return info
+
+
+def list_locks(store: ObjectStore) -> list[LockInfo]:
+    """Every lock in the store, oldest first, with `stale` computed."""
+    now = _now()
+    found = [_load(store, o.name, o.mtime, now) for o in store.list(PREFIX)]
+    return sorted((i for i in found if i is not None), key=lambda i: (i.time, i.name))
+
+
+def live_locks(store: ObjectStore) -> list[LockInfo]:
+    return [i for i in list_locks(store) if not i.stale]
+
+
+def remove_stale(store: ObjectStore) -> int:
+    """Delete the stale locks; returns how many."""
+    stale = [i for i in list_locks(store) if i.stale]
+    for info in stale:
+        store.delete(info.name)
+    return len(stale)
+
+
+def is_live_backup(store: ObjectStore, backup_id: str) -> bool:
+    """Whether a live lock names this backup: tells a running backup from a dead one's."""
+    return any(i.backup_id == backup_id for i in live_locks(store))
+
+
+class RepoLock:
+    """A held lock; refreshed in the background until released (also on `with` exit)."""
+
+    def __init__(self, store: ObjectStore, info: LockInfo) -> None:
+        self.store = store
+        self.info = info
+        self.name = info.name
+        #: Set when a refresh found the lock object deleted by someone who judged it stale.
+        self.lost = False
+        self._released = False
+        self._mutex = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._refresh_loop, name=f"lock-refresh {info.name}", daemon=True
+        )
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        kind = "exclusive" if self.info.exclusive else "shared"
+        return f"<RepoLock {kind} {self.info.operation} {self.name}>"
+
+    def __enter__(self) -> RepoLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    @property
+    def released(self) -> bool:
+        return self._released
+
+    def _refresh_loop(self) -> None:
+        last = time.time()
+        # wake often and compare wall-clock time, so a refresh is not late after a suspend
+        while not self._stop.wait(min(30.0, REFRESH_INTERVAL)):
+            if time.time() - last >= REFRESH_INTERVAL:
+                self.refresh()
+                last = time.time()
+
+    def refresh(self) -> None:
+        """Rewrite the lock with a new `refreshed`; never resurrects a broken or released one."""
+        with self._mutex:
+            if self._released or self.lost:
+                return
+            try:
+                if not self.store.exists(self.name):
+                    self.lost = True
+                    return
+                self.info.refreshed = _now()
+                _put(self.store, self.name, self.info.to_json())
+            except OSError:
+                pass  # try again next time; the lock stays valid for STALE_AFTER
+
+    def release(self) -> None:
+        """Remove the lock; calling it again is a no-op."""
+        with self._mutex:
+            if self._released:
+                return
+            self._released = True
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+        with contextlib.suppress(OSError):
+            self.store.delete(self.name)
+
+
+def _put(store: ObjectStore, name: str, data: bytes) -> None:
+    """store.put, retried when a concurrent release pruned the (empty) `locks/` directory
+    between LocalStore.put creating it and writing into it."""
+    for _ in range(20):
+        try:
+            store.put(name, data)
+            return
+        except FileNotFoundError:
+            time.sleep(random.uniform(0, 0.005))
+    store.put(name, data)
+
+
+def _project_name(store: ObjectStore) -> str:
+    base = getattr(store, "base", None)
+    return Path(base).name if base is not None else "repository"
+
+
+def _busy(project_id: str, holders: list[LockInfo]) -> Busy:
+    first = sorted(holders, key=lambda i: (not i.exclusive, i.time))[0]
+    more = f" (and {len(holders) - 1} more)" if len(holders) > 1 else ""
+    return Busy(f"project {project_id!r} is busy: {first.describe()}{more}")
+
+
+def _conflicts(store: ObjectStore, own: str, exclusive: bool) -> list[LockInfo]:
+    """The live locks that exclude ours; stale ones found on the way are deleted."""
+    holders = []
+    for info in list_locks(store):
+        if info.name == own:
+            continue
+        if info.stale:
+            store.delete(info.name)
+        elif exclusive or info.exclusive:
+            holders.append(info)
+    return holders
+
+
+def acquire(
+    store: ObjectStore,
+    *,
+    exclusive: bool,
+    operation: str,
+    backup_id: str | None = None,
+    timeout: float = 5.0,
+    project_id: str | None = None,
+) -> RepoLock:
+    """Take a shared or exclusive lock, waiting up to `timeout` seconds (0: try once).
+
+    Raises Busy naming the holder. `project_id` is only for the message (default: the
+    store's directory name)."""
+    pid = os.getpid()
+    host_tag = re.sub(r"[^A-Za-z0-9._-]", "_", HOST)[:64] or "host"
+    name = f"{PREFIX}{host_tag}-{pid}-{secrets.token_hex(4)}.json"
+    deadline = time.monotonic() + max(0.0, timeout)
+    while True:
+        now = _now()
+        info = LockInfo(
+            name=name,
+            exclusive=exclusive,
+            operation=operation,
+            backup_id=backup_id,
+            pid=pid,
+            pid_start=process_start(pid),
+            host=HOST,
+            time=now,
+            refreshed=now,
+        )
+        try:
+            _put(store, name, info.to_json())
+            try:
+                holders = _conflicts(store, name, exclusive)
+            except BaseException:
+                store.delete(name)
+                raise
+            if not holders:
+                return RepoLock(store, info)
+            store.delete(name)
+        except OSError as exc:
+            raise from_os_error(exc, "cannot lock the repository") from exc
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _busy(project_id or _project_name(store), holders)
+        time.sleep(min(remaining, random.uniform(*BACKOFF)))
+
+
+def try_acquire_exclusive(store: ObjectStore, operation: str) -> RepoLock | None:
+    """An exclusive lock if the project is free right now, else None (no waiting)."""
+    try:
+        return acquire(store, exclusive=True, operation=operation, timeout=0)
+    except Busy:
+        return None

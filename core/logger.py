@@ -1,0 +1,378 @@
+"""Per-project operation logs: one line per event, in daily files under `{root}/logs/`.
+
+Several processes (the CLI, the API server, the TUI) may log to the same project at once, so
+each line goes out in a single ``os.write`` on an ``O_APPEND`` descriptor: lines never
+interleave and the file is readable while it grows. Nothing is buffered; a live view follows a
+file with :class:`LogTail`, and code in the same process can :meth:`BackupLogger.subscribe`.
+
+Line format (UTC, level padded to 7, operation to 8, message with newlines escaped)::
+
+    2026-11-29T03:12:03.123Z INFO    create   backup=<id or -> <message>
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from core.errors import InvalidInput
+from core.models import check_id
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_SEVERITY = {name: i for i, name in enumerate(LEVELS)}
+_ALIASES = {"WARN": "WARNING", "CRITICAL": "ERROR", "FATAL": "ERROR"}
+#: Longer messages are cut, so that one event stays one reasonably sized write.
+MAX_MESSAGE = 64 * 1024
+#: A LogTail reads at most this much per call, so a huge backlog cannot stall a UI tick.
+TAIL_CHUNK = 4 * 1024 * 1024
+
+_LINE = re.compile(
+    r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3})Z "
+    r"(DEBUG|INFO|WARNING|ERROR) +(\S+) +backup=(\S+)(?: (.*))?$"
+)
+_ESCAPES = {"n": "\n", "r": "\r", "\\": "\\"}
+_SHORT = {"\\": "\\\\", "\n": "\\n", "\r": "\\r"}
+_UNSAFE = re.compile(r"[\\\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+_ESCAPED = re.compile(r"\\(x[0-9a-f]{2}|u[0-9a-f]{4}|.)")
+_WS = re.compile(r"\s+")
+
+
+def normalize_level(level: str | int) -> str:
+    """One of LEVELS for a name (any case, "warn") or a std `logging` level number."""
+    if isinstance(level, bool):
+        raise ValueError(f"invalid log level {level!r}")
+    if isinstance(level, int):
+        if level >= logging.ERROR:
+            return "ERROR"
+        if level >= logging.WARNING:
+            return "WARNING"
+        return "INFO" if level >= logging.INFO else "DEBUG"
+    name = str(level).strip().upper()
+    name = _ALIASES.get(name, name)
+    if name not in _SEVERITY:
+        raise ValueError(f"invalid log level {level!r}: use one of {', '.join(LEVELS)}")
+    return name
+
+
+def _escape(message: str) -> str:
+    """Backslash, newline and CR as \\\\, \\n, \\r; every other control character (and what
+    str.splitlines() splits on) as \\xHH / \\uHHHH: one event stays one line for any reader,
+    and a file name cannot smuggle terminal escapes into someone's `tail -f`."""
+    return _UNSAFE.sub(_escape_char, message)
+
+
+def _escape_char(m: re.Match[str]) -> str:
+    c = m.group(0)
+    if c in _SHORT:
+        return _SHORT[c]
+    return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+
+
+def _unescape(text: str) -> str:
+    return _ESCAPED.sub(_unescape_match, text)
+
+
+def _unescape_match(m: re.Match[str]) -> str:
+    code = m.group(1)
+    if code[0] in "xu" and len(code) > 1:
+        return chr(int(code[1:], 16))
+    return _ESCAPES.get(code, m.group(0))
+
+
+def _token(value: str | None, empty: str = "-") -> str:
+    """Operation and backup id are space-separated fields: keep them one non-empty token."""
+    if value is None:
+        return empty
+    return _WS.sub("_", str(value)) or empty
+
+
+class InvalidLogInput(InvalidInput, ValueError):
+    """A project id (or day) that cannot name a log file; also a ValueError, like check_id's."""
+
+
+def _checked_project(project_id: str) -> str:
+    try:
+        return check_id(project_id, "project_id")
+    except ValueError as exc:
+        raise InvalidLogInput(str(exc)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    time: datetime  # UTC, millisecond precision
+    level: str
+    project_id: str
+    operation: str
+    backup_id: str | None
+    message: str
+
+    def format(self) -> str:
+        """The line as written to the file, without its newline."""
+        t = self.time if self.time.tzinfo else self.time.replace(tzinfo=UTC)
+        t = t.astimezone(UTC)
+        stamp = t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+        return (
+            f"{stamp} {self.level:<7} {_token(self.operation):<8} "
+            f"backup={_token(self.backup_id)} {_escape(self.message)}"
+        )
+
+
+def parse_line(line: str, project_id: str = "") -> LogRecord | None:
+    """The record of one line, or None for a torn or foreign line (never raises).
+
+    The line does not hold the project, which comes from the file name; pass it if known."""
+    m = _LINE.match(line.rstrip("\n"))
+    if not m:
+        return None
+    stamp, level, operation, backup, message = m.groups()
+    try:
+        time = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return LogRecord(
+        time=time,
+        level=level,
+        project_id=project_id,
+        operation=operation,
+        backup_id=None if backup == "-" else backup,
+        message=_unescape(message or ""),
+    )
+
+
+def _project_of(path: Path) -> str:
+    """`web_2026-11-29.log` -> `web` (project ids may themselves contain `_`)."""
+    stem = path.name.removesuffix(".log")
+    head, sep, _day = stem.rpartition("_")
+    return head if sep else stem
+
+
+def _parse_lines(data: bytes, project_id: str) -> list[LogRecord]:
+    text = data.decode("utf-8", "replace")
+    return [r for r in (parse_line(ln, project_id) for ln in text.split("\n")) if r is not None]
+
+
+class BackupLogger:
+    """Writes and reads the per-project daily logs under `{root}/logs`."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.logs_dir = self.root / "logs"
+        self._lock = threading.Lock()
+        self._subscribers: list[Callable[[LogRecord], None]] = []
+        #: The last failure to write a line: logging never fails the operation it records.
+        self.last_error: OSError | None = None
+
+    def path_for(self, project_id: str, day: date | str | None = None) -> Path:
+        """The log file of a project for a UTC day (default today)."""
+        project_id = _checked_project(project_id)
+        if day is None:
+            day = datetime.now(UTC).date()
+        elif isinstance(day, str):
+            try:
+                day = date.fromisoformat(day)
+            except ValueError:
+                raise InvalidLogInput(f"invalid day {day!r}: use YYYY-MM-DD") from None
+        elif isinstance(day, datetime):
+            day = day.astimezone(UTC).date() if day.tzinfo else day.date()
+        return self.logs_dir / f"{project_id}_{day.isoformat()}.log"
+
+    # -- writing
+
+    def log(
+        self,
+        project_id: str,
+        level: str | int,
+        operation: str,
+        message: str,
+        backup_id: str | None = None,
+    ) -> LogRecord:
+        project_id = _checked_project(project_id)
+        message = str(message)
+        if len(message) > MAX_MESSAGE:
+            message = message[:MAX_MESSAGE] + " [truncated]"
+        now = datetime.now(UTC)
+        record = LogRecord(
+            time=now.replace(microsecond=now.microsecond // 1000 * 1000),
+            level=normalize_level(level),
+            project_id=project_id,
+            operation=_token(operation),
+            backup_id=None if backup_id is None else _token(backup_id),
+            message=message,
+        )
+        self._append(self.path_for(project_id, record.time.date()), record)
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for callback in subscribers:
+            # a broken viewer must not break the operation it watches
+            with contextlib.suppress(Exception):
+                callback(record)
+        return record
+
+    def _append(self, path: Path, record: LogRecord) -> None:
+        data = (record.format() + "\n").encode("utf-8", "backslashreplace")
+        try:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except FileNotFoundError:
+                self.logs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                view = memoryview(data)
+                while view:  # one write in practice; the loop only covers a short write
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self.last_error = exc
+
+    def info(
+        self, project_id: str, operation: str, message: str, backup_id: str | None = None
+    ) -> LogRecord:
+        return self.log(project_id, "INFO", operation, message, backup_id)
+
+    def warning(
+        self, project_id: str, operation: str, message: str, backup_id: str | None = None
+    ) -> LogRecord:
+        return self.log(project_id, "WARNING", operation, message, backup_id)
+
+    def error(
+        self, project_id: str, operation: str, message: str, backup_id: str | None = None
+    ) -> LogRecord:
+        return self.log(project_id, "ERROR", operation, message, backup_id)
+
+    def debug(
+        self, project_id: str, operation: str, message: str, backup_id: str | None = None
+    ) -> LogRecord:
+        return self.log(project_id, "DEBUG", operation, message, backup_id)
+
+    # -- following and reading
+
+    def subscribe(self, callback: Callable[[LogRecord], None]) -> Callable[[], None]:
+        """Call `callback` (in the logging thread) with every record this process logs."""
+        with self._lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def read(
+        self,
+        project_id: str,
+        day: date | str | None = None,
+        *,
+        level: str | int | None = None,
+        limit: int | None = None,
+    ) -> list[LogRecord]:
+        """The records of one day's file, oldest first; `level` keeps that level and worse,
+        `limit` the last ones. A missing file is an empty log; garbage lines are skipped."""
+        path = self.path_for(project_id, day)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return []
+        data = data[: data.rfind(b"\n") + 1]  # an unterminated tail is still being written
+        records = _parse_lines(data, project_id)
+        if level is not None:
+            floor = _SEVERITY[normalize_level(level)]
+            records = [r for r in records if _SEVERITY[r.level] >= floor]
+        if limit is not None:
+            records = records[-limit:] if limit > 0 else []
+        return records
+
+    def tail(self, project_id: str, *, from_end: bool = False) -> LogTail:
+        """A LogTail of the project's log that moves on to the next file when the day turns."""
+        _checked_project(project_id)
+        return LogTail(lambda: self.path_for(project_id), project_id=project_id, from_end=from_end)
+
+
+class LogTail:
+    """Follows a log file being appended to by any process, like `tail -F`.
+
+    Remembers its offset; keeps a partial last line until it is complete; starts over when the
+    file shrinks or is replaced (another inode); a file that does not exist yet is empty.
+    `path` may be a callable, re-evaluated at every read (to follow daily files)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | Callable[[], Path],
+        *,
+        project_id: str | None = None,
+        from_end: bool = False,
+    ) -> None:
+        self._source = path
+        self._project_id = project_id
+        self._path = self._resolve()
+        self._offset = 0
+        self._ident: tuple[int, int] | None = None
+        self._pending = b""
+        if from_end:
+            self._skip_existing()
+
+    def _resolve(self) -> Path:
+        src = self._source
+        return Path(src()) if callable(src) else Path(src)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def _skip_existing(self) -> None:
+        try:
+            with open(self._path, "rb") as f:
+                st = os.fstat(f.fileno())
+                data = f.read()
+        except FileNotFoundError:
+            return
+        self._ident = (st.st_dev, st.st_ino)
+        self._offset = data.rfind(b"\n") + 1
+        self._pending = b""
+
+    def read_new(self) -> list[LogRecord]:
+        """The complete lines appended since the last call, parsed (garbage skipped)."""
+        records: list[LogRecord] = []
+        current = self._resolve()
+        if current != self._path:
+            records += self._read_available()  # finish the old file first
+            self._path, self._offset, self._ident, self._pending = current, 0, None, b""
+        records += self._read_available()
+        return records
+
+    def _read_available(self) -> list[LogRecord]:
+        project_id = self._project_id if self._project_id is not None else _project_of(self._path)
+        try:
+            fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            self._offset, self._ident, self._pending = 0, None, b""
+            return []
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EISDIR):
+                return []
+            raise
+        try:
+            st = os.fstat(fd)
+            ident = (st.st_dev, st.st_ino)
+            if ident != self._ident or st.st_size < self._offset:
+                self._offset, self._pending = 0, b""  # rotated or truncated: start over
+            self._ident = ident
+            size = min(st.st_size - self._offset, TAIL_CHUNK)
+            data = os.pread(fd, size, self._offset) if size > 0 else b""
+        finally:
+            os.close(fd)
+        self._offset += len(data)
+        data = self._pending + data
+        cut = data.rfind(b"\n") + 1
+        self._pending = data[cut:]
+        if len(self._pending) > 2 * MAX_MESSAGE:  # a garbage run without newlines
+            self._pending = b""
+        return _parse_lines(data[:cut], project_id) if cut else []

@@ -1,0 +1,651 @@
+"""The async face of the engine: create, restore, list, info, delete, verify.
+
+Every operation's work runs in a worker thread, so an event loop (the TUI's, the API's)
+never stalls. Progress goes to a callback in the loop's thread at a bounded rate.
+Cancelling the awaiting task cancels the operation: the engine notices between chunks,
+a create is marked FAILED ("cancelled") and its partial data removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import stat
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+from . import locks
+from . import manifest as mf
+from .backup import BackupPlan, describe_failure, run_backup
+from .config import resolve_root
+from .errors import Cancelled, Conflict, InvalidInput, NexusError, NotFound, from_os_error
+from .logger import BackupLogger
+from .models import (
+    RESTORABLE,
+    BackupInfo,
+    BackupMetadata,
+    BackupStatus,
+    BackupType,
+    CreateRequest,
+    DeleteResult,
+    ListFilter,
+    ManifestSummary,
+    ProgressEvent,
+    ProjectSummary,
+    RestoreRequest,
+    RestoreResult,
+    TreeEntry,
+    VerifyResult,
+    check_id,
+)
+from .progress import OperationContext
+from .reclaim import reclaim
+from .recovery import recover
+from .repository import Repository, new_backup_id
+from .restore import Restorer
+from .validator import verify_backup
+
+T = TypeVar("T")
+Progress = Callable[[ProgressEvent], None]
+LOCK_TIMEOUT = 5.0
+
+
+def _display(path: bytes) -> str:
+    return path.decode("utf-8", "surrogateescape")
+
+
+class BackupManager:
+    """All of a repository root's projects, for one process."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = resolve_root(root)
+        for sub in ("", "backups", "logs"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.logger = BackupLogger(self.root)
+        self._repos: dict[str, Repository] = {}
+        self._repos_lock = threading.Lock()
+        self._running: dict[tuple[str, str], OperationContext] = {}
+        self._manifests: OrderedDict[tuple[str, str], list[mf.Entry]] = OrderedDict()
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def _log(
+        self,
+        project_id: str,
+        level: str,
+        operation: str,
+        message: str,
+        backup_id: str | None = None,
+    ) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.logger.log(project_id, level, operation, message, backup_id=backup_id)
+
+    def _repo(self, project_id: str, *, create: bool = False) -> Repository:
+        """The project's repository, recovered from any crash the first time it is opened."""
+        check_id(project_id, "project_id")
+        with self._repos_lock:
+            repo = self._repos.get(project_id)
+            if repo is None:
+                repo = Repository(self.root, project_id)
+                if not repo.exists():
+                    if not create:
+                        raise NotFound(f"unknown project {project_id!r}")
+                    repo.init()
+                    self._log(project_id, "INFO", "project", "project created")
+                else:
+                    recover(
+                        repo, lambda lvl, msg, bid: self._log(project_id, lvl, "recover", msg, bid)
+                    )
+                self._repos[project_id] = repo
+            return repo
+
+    async def _in_thread(self, fn: Callable[[], T], ctx: OperationContext | None = None) -> T:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(None, fn)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if ctx is not None:
+                ctx.cancel.set()
+            with contextlib.suppress(BaseException):
+                await future
+            raise
+
+    def _context(
+        self, operation: str, project_id: str, backup_id: str | None, progress: Progress | None
+    ) -> OperationContext:
+        loop = asyncio.get_running_loop()
+
+        def emit(event: ProgressEvent) -> None:
+            if progress is not None:
+                with contextlib.suppress(RuntimeError):  # loop closed
+                    loop.call_soon_threadsafe(progress, event)
+
+        return OperationContext(operation, project_id, backup_id, emit)
+
+    def progress_of(self, project_id: str, backup_id: str) -> ProgressEvent | None:
+        ctx = self._running.get((project_id, backup_id))
+        return ctx.snapshot() if ctx is not None else None
+
+    def _resolve_id(self, repo: Repository, backup_id: str) -> str:
+        if backup_id == "latest":
+            done = [m for m in repo.list_metadata()[0] if m.status in RESTORABLE]
+            if not done:
+                raise NotFound(f"project {repo.project_id!r} has no completed backup")
+            return max(done, key=lambda m: m.created_at).id
+        return check_id(backup_id, "backup_id")
+
+    # --- create ----------------------------------------------------------------------------
+
+    async def create(
+        self,
+        req: CreateRequest,
+        *,
+        progress: Progress | None = None,
+        on_created: Callable[[BackupMetadata], None] | None = None,
+    ) -> BackupMetadata:
+        """Back up `req.data_dir`; returns the COMPLETED metadata, raises on failure."""
+        ctx = self._context("create", req.project_id, None, progress)
+        loop = asyncio.get_running_loop()
+
+        def created(meta: BackupMetadata) -> None:
+            if on_created is not None:
+                copy = meta.model_copy(deep=True)
+                loop.call_soon_threadsafe(on_created, copy)
+
+        try:
+            return await self._in_thread(lambda: self.create_blocking(req, ctx, created), ctx)
+        except Cancelled:
+            raise asyncio.CancelledError() from None
+
+    def _check_data_dir(self, data_dir: str) -> Path:
+        path = Path(os.path.expanduser(data_dir)).absolute()
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise NexusError(f"data_dir {path}: no such directory") from None
+        except OSError as exc:
+            raise from_os_error(exc, "data_dir") from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise NexusError(f"data_dir {path}: not a directory")
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise NexusError(f"data_dir {path}: permission denied")
+        return Path(os.path.realpath(path))
+
+    def create_blocking(
+        self,
+        req: CreateRequest,
+        ctx: OperationContext,
+        on_created: Callable[[BackupMetadata], None] | None = None,
+    ) -> BackupMetadata:
+        """The whole create, in the calling thread (also used for pre-restore checkpoints)."""
+        data_dir = self._check_data_dir(req.data_dir)
+        repo = self._repo(req.project_id, create=True)
+        backup_id = new_backup_id()
+        ctx.backup_id = backup_id
+        lock = locks.acquire(
+            repo.store,
+            exclusive=False,
+            operation="create",
+            backup_id=backup_id,
+            timeout=LOCK_TIMEOUT,
+        )
+        try:
+            return self._create_locked(repo, req, data_dir, backup_id, ctx, on_created)
+        finally:
+            lock.release()
+
+    def _reference(self, repo: Repository, req: CreateRequest) -> BackupMetadata | None:
+        if req.parent_backup_id:
+            parent = repo.read_metadata(req.parent_backup_id)
+            if parent.status not in RESTORABLE:
+                raise Conflict(f"parent backup {parent.id} is {parent.status.value}, not completed")
+            return parent
+        done = [m for m in repo.list_metadata()[0] if m.status in RESTORABLE]
+        return max(done, key=lambda m: m.created_at) if done else None
+
+    def _create_locked(
+        self,
+        repo: Repository,
+        req: CreateRequest,
+        data_dir: Path,
+        backup_id: str,
+        ctx: OperationContext,
+        on_created: Callable[[BackupMetadata], None] | None,
+    ) -> BackupMetadata:
+        project = req.project_id
+        reference = self._reference(repo, req)
+        reuse = req.backup_type != BackupType.FULL and reference is not None
+        tags = dict(req.tags)
+        if req.name:
+            tags["name"] = req.name
+        elif req.backup_type == BackupType.CHECKPOINT and "name" not in tags:
+            tags["name"] = f"checkpoint-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        meta = BackupMetadata(
+            id=backup_id,
+            project_id=project,
+            type=req.backup_type,
+            status=BackupStatus.PENDING,
+            created_at=datetime.now(UTC),
+            parent_backup_id=reference.id if reuse and reference else None,
+            tags=tags,
+            extra=req.extra,
+        )
+        repo.write_metadata(meta)
+        self._running[(project, backup_id)] = ctx
+        if on_created is not None:
+            on_created(meta)
+
+        def log(level: str, message: str) -> None:
+            self._log(project, level, "create", message, backup_id)
+
+        log("INFO", f"{req.backup_type.value} backup of {data_dir} started")
+        if req.backup_type == BackupType.INCREMENTAL and reference is None:
+            log("WARNING", "no completed backup to be incremental to: reading everything")
+        skip = set()
+        with contextlib.suppress(OSError):
+            st = os.stat(self.root)
+            skip.add((st.st_dev, st.st_ino))
+        plan = BackupPlan(
+            data_dir=os.fsencode(data_dir),
+            excludes=list(req.excludes),
+            reference=reference,
+            reuse=reuse,
+            skip_dirs=skip,
+        )
+        try:
+            meta = run_backup(repo, meta, plan, ctx, log)
+        except BaseException as exc:
+            cancelled = isinstance(exc, Cancelled | KeyboardInterrupt)
+            meta.status = BackupStatus.FAILED
+            meta.error_message = "cancelled" if cancelled else describe_failure(exc)
+            meta.completed_at = datetime.now(UTC)
+            with contextlib.suppress(Exception):
+                repo.store.delete(repo.manifest_name(backup_id))
+            with contextlib.suppress(Exception):
+                repo.write_metadata(meta)
+            log("ERROR", f"backup failed: {meta.error_message}")
+            if isinstance(exc, NexusError | KeyboardInterrupt):
+                raise
+            if isinstance(exc, OSError):
+                raise from_os_error(exc, "backup") from exc
+            raise
+        finally:
+            self._running.pop((project, backup_id), None)
+        s = meta.stats
+        log(
+            "INFO",
+            f"completed: {meta.files_count} files, {meta.size_bytes} bytes; read {s.bytes_read}, "
+            f"stored {s.bytes_stored} new bytes; {s.files_new} new, {s.files_changed} changed, "
+            f"{s.files_unchanged} unchanged, {s.files_removed} removed"
+            + (f"; {len(s.warnings)} warnings" if s.warnings else ""),
+        )
+        with contextlib.suppress(OSError):
+            repo.save_settings(data_dir=str(data_dir))
+        return meta
+
+    # --- restore ---------------------------------------------------------------------------
+
+    async def restore(
+        self, req: RestoreRequest, *, progress: Progress | None = None
+    ) -> RestoreResult:
+        ctx = self._context("restore", req.project_id, req.backup_id, progress)
+        try:
+            return await self._in_thread(lambda: self.restore_blocking(req, ctx), ctx)
+        except Cancelled:
+            raise asyncio.CancelledError() from None
+
+    def restore_blocking(self, req: RestoreRequest, ctx: OperationContext) -> RestoreResult:
+        repo = self._repo(req.project_id)
+        backup_id = self._resolve_id(repo, req.backup_id)
+        ctx.backup_id = backup_id
+        req = req.model_copy(update={"backup_id": backup_id})
+        project = req.project_id
+
+        def log(level: str, message: str) -> None:
+            self._log(project, level, "restore", message, backup_id)
+
+        meta = repo.read_metadata(backup_id)
+        if meta.status not in RESTORABLE:
+            raise Conflict(
+                f"backup {backup_id} is {meta.status.value}, not completed: cannot restore it"
+            )
+        lock = locks.acquire(
+            repo.store,
+            exclusive=False,
+            operation="restore",
+            backup_id=backup_id,
+            timeout=LOCK_TIMEOUT,
+        )
+        marked = False
+        self._running[(project, backup_id)] = ctx
+        try:
+            if not req.dry_run:
+                meta.status = BackupStatus.RESTORING
+                repo.write_metadata(meta)
+                marked = True
+                log("INFO", f"restore to {req.restore_dir} started (overwrite {req.overwrite})")
+
+            def checkpoint(target: Path) -> str | None:
+                creq = CreateRequest(
+                    project_id=project,
+                    backup_type=BackupType.CHECKPOINT,
+                    data_dir=str(target),
+                    tags={"name": f"before-restore-{backup_id}"[:64], "reason": "pre-restore"},
+                )
+                cctx = OperationContext("create", project, None)
+                cctx.cancel = ctx.cancel
+                done = self.create_blocking(creq, cctx)
+                log("INFO", f"checkpoint {done.id} taken of {target} before overwriting it")
+                return done.id
+
+            restorer = Restorer(repo, meta, req, ctx, log, checkpoint if req.checkpoint else None)
+            try:
+                result = restorer.run()
+            except OSError as exc:
+                raise from_os_error(exc, "restore") from exc
+            if not req.dry_run:
+                log(
+                    "INFO",
+                    f"restored {result.files_written} files ({result.bytes_written} bytes), "
+                    f"{result.files_unchanged} unchanged, {result.files_skipped} skipped, "
+                    f"{result.files_deleted} deleted; verified",
+                )
+            return result
+        except BaseException as exc:
+            if not req.dry_run:
+                reason = "cancelled" if isinstance(exc, Cancelled) else describe_failure(exc)
+                log("ERROR", f"restore failed: {reason}")
+            raise
+        finally:
+            self._running.pop((project, backup_id), None)
+            if marked:
+                with contextlib.suppress(Exception):
+                    current = repo.read_metadata(backup_id)
+                    if current.status == BackupStatus.RESTORING:
+                        current.status = BackupStatus.COMPLETED
+                        repo.write_metadata(current)
+            lock.release()
+
+    # --- list, info, projects --------------------------------------------------------------
+
+    async def list(
+        self, project_id: str, filters: ListFilter | None = None
+    ) -> list[BackupMetadata]:
+        return await self._in_thread(lambda: self.list_blocking(project_id, filters))
+
+    def list_blocking(
+        self, project_id: str, filters: ListFilter | None = None
+    ) -> list[BackupMetadata]:
+        repo = self._repo(project_id)
+        metas, _bad = repo.list_metadata()
+        if filters is not None:
+            metas = [m for m in metas if matches(m, filters)]
+        metas.sort(key=lambda m: (m.created_at, m.id), reverse=True)
+        return metas
+
+    async def info(self, project_id: str, backup_id: str) -> BackupInfo:
+        return await self._in_thread(lambda: self.info_blocking(project_id, backup_id))
+
+    def info_blocking(self, project_id: str, backup_id: str) -> BackupInfo:
+        repo = self._repo(project_id)
+        backup_id = self._resolve_id(repo, backup_id)
+        meta = repo.read_metadata(backup_id)
+        summary = None
+        if meta.status in RESTORABLE:
+            with contextlib.suppress(Exception):
+                header = mf.read_header(repo.read_manifest(backup_id))
+                summary = ManifestSummary(
+                    source=header.get("source"),
+                    hostname=header.get("hostname"),
+                    files=meta.files_count,
+                    dirs=meta.stats.dirs_count,
+                    symlinks=meta.stats.symlinks_count,
+                    size_bytes=meta.size_bytes,
+                    chunks=meta.stats.chunks_new + meta.stats.chunks_reused,
+                )
+        chain: list[str] = []
+        parent = meta.parent_backup_id
+        while parent and parent not in chain and len(chain) < 100:
+            chain.append(parent)
+            try:
+                parent = repo.read_metadata(parent).parent_backup_id
+            except NexusError:
+                break
+        return BackupInfo(
+            metadata=meta,
+            manifest=summary,
+            parent_chain=chain,
+            last_verify=repo.read_verify(backup_id),
+        )
+
+    async def projects(self) -> list[ProjectSummary]:
+        return await self._in_thread(self.projects_blocking)
+
+    def projects_blocking(self) -> list[ProjectSummary]:
+        out = []
+        base = self.root / "backups"
+        for name in sorted(os.listdir(base)) if base.is_dir() else []:
+            try:
+                repo = self._repo(name)
+            except (NexusError, ValueError):
+                continue
+            metas, _bad = repo.list_metadata()
+            last = max(metas, key=lambda m: m.created_at) if metas else None
+            out.append(
+                ProjectSummary(
+                    project_id=name,
+                    backups=len(metas),
+                    last_backup_at=last.created_at if last else None,
+                    last_status=last.status if last else None,
+                    stored_bytes=repo.stored_bytes(),
+                    data_dir=repo.settings().get("data_dir"),
+                )
+            )
+        return out
+
+    async def create_project(self, project_id: str, data_dir: str | None = None) -> ProjectSummary:
+        def work() -> ProjectSummary:
+            path = self._check_data_dir(data_dir) if data_dir else None
+            repo = self._repo(project_id, create=True)
+            if path is not None:
+                repo.save_settings(data_dir=str(path))
+            return ProjectSummary(project_id=project_id, data_dir=str(path) if path else None)
+
+        return await self._in_thread(work)
+
+    # --- delete, verify --------------------------------------------------------------------
+
+    async def delete(
+        self, project_id: str, backup_id: str, *, progress: Progress | None = None
+    ) -> DeleteResult:
+        ctx = self._context("delete", project_id, backup_id, progress)
+        return await self._in_thread(lambda: self.delete_blocking(project_id, backup_id, ctx), ctx)
+
+    def delete_blocking(
+        self, project_id: str, backup_id: str, ctx: OperationContext
+    ) -> DeleteResult:
+        repo = self._repo(project_id)
+        backup_id = self._resolve_id(repo, backup_id)
+        meta = repo.read_metadata(backup_id)
+        lock = locks.acquire(
+            repo.store,
+            exclusive=True,
+            operation="delete",
+            backup_id=backup_id,
+            timeout=LOCK_TIMEOUT,
+        )
+        try:
+            meta = repo.read_metadata(backup_id)
+            if meta.status == BackupStatus.RESTORING:
+                raise Conflict(f"backup {backup_id} is being restored")
+            repo.delete_backup_files(backup_id)
+            self._manifests.pop((project_id, backup_id), None)
+            self._log(project_id, "INFO", "delete", "backup deleted", backup_id)
+            result = DeleteResult(project_id=project_id, backup_id=backup_id)
+            try:
+                reclaim(repo, result, ctx)
+            except (OSError, NexusError) as exc:
+                self._log(
+                    project_id, "WARNING", "reclaim", f"space reclaim failed: {exc}", backup_id
+                )
+            else:
+                self._log(
+                    project_id,
+                    "INFO",
+                    "reclaim",
+                    f"reclaimed {result.bytes_reclaimed} bytes "
+                    f"({result.packs_deleted} packs deleted, {result.packs_rewritten} rewritten)",
+                    backup_id,
+                )
+            return result
+        finally:
+            lock.release()
+
+    async def verify(
+        self,
+        project_id: str,
+        backup_id: str,
+        *,
+        quick: bool = False,
+        progress: Progress | None = None,
+    ) -> VerifyResult:
+        ctx = self._context("verify", project_id, backup_id, progress)
+        try:
+            return await self._in_thread(
+                lambda: self.verify_blocking(project_id, backup_id, quick, ctx), ctx
+            )
+        except Cancelled:
+            raise asyncio.CancelledError() from None
+
+    def verify_blocking(
+        self, project_id: str, backup_id: str, quick: bool, ctx: OperationContext
+    ) -> VerifyResult:
+        repo = self._repo(project_id)
+        backup_id = self._resolve_id(repo, backup_id)
+        meta = repo.read_metadata(backup_id)
+        if meta.status not in RESTORABLE:
+            raise Conflict(f"backup {backup_id} is {meta.status.value}: nothing to verify")
+        lock = locks.acquire(
+            repo.store, exclusive=False, operation="verify", backup_id=None, timeout=LOCK_TIMEOUT
+        )
+        try:
+            result = verify_backup(repo, meta, quick=quick, ctx=ctx)
+        finally:
+            lock.release()
+        with contextlib.suppress(OSError):
+            repo.write_verify(result)
+        if result.ok:
+            self._log(
+                project_id,
+                "INFO",
+                "verify",
+                f"{'quick ' if quick else ''}verify ok: {result.files_checked} files, "
+                f"{result.chunks_checked} chunks",
+                backup_id,
+            )
+        else:
+            names = ", ".join(d.path for d in result.damaged_files[:5])
+            self._log(
+                project_id,
+                "ERROR",
+                "verify",
+                f"verify found damage: {len(result.damaged_files)} files ({names})"
+                + (f"; {'; '.join(result.errors[:3])}" if result.errors else ""),
+                backup_id,
+            )
+        return result
+
+    # --- browse ----------------------------------------------------------------------------
+
+    async def browse(self, project_id: str, backup_id: str, path: str = "") -> list[TreeEntry]:
+        return await self._in_thread(lambda: self.browse_blocking(project_id, backup_id, path))
+
+    def browse_blocking(self, project_id: str, backup_id: str, path: str = "") -> list[TreeEntry]:
+        repo = self._repo(project_id)
+        backup_id = self._resolve_id(repo, backup_id)
+        key = (project_id, backup_id)
+        entries = self._manifests.get(key)
+        if entries is None:
+            meta = repo.read_metadata(backup_id)
+            if meta.status not in RESTORABLE:
+                raise Conflict(f"backup {backup_id} is {meta.status.value}: nothing to browse")
+            entries = list(mf.iter_entries(repo.read_manifest(backup_id)))
+            self._manifests[key] = entries
+            while len(self._manifests) > 4:
+                self._manifests.popitem(last=False)
+        self._manifests.move_to_end(key)
+        prefix = os.fsencode(path.strip("/"))
+        depth = prefix.count(b"/") + 1 if prefix else 0
+        children: dict[bytes, TreeEntry] = {}
+        parents: set[bytes] = set()
+        found = not prefix
+        for e in entries:
+            if prefix and e.path == prefix:
+                found = True
+                if e.kind != mf.DIR:
+                    raise InvalidInput(f"{path!r} is not a directory in backup {backup_id}")
+                continue
+            if prefix and not e.path.startswith(prefix + b"/"):
+                continue
+            parts = e.path.split(b"/")
+            if len(parts) == depth + 1:
+                children[e.path] = TreeEntry(
+                    path=_display(e.path),
+                    name=_display(parts[-1]),
+                    kind=mf.KIND_NAMES[e.kind],  # type: ignore[arg-type]
+                    size=e.size,
+                    mtime=datetime.fromtimestamp(e.mtime_ns / 1e9, UTC),
+                    mode=e.mode,
+                    target=_display(e.target) if e.target is not None else None,
+                )
+            elif len(parts) > depth + 1:
+                parents.add(b"/".join(parts[: depth + 1]))
+        if not found:
+            raise NotFound(f"{path!r} is not in backup {backup_id}")
+        for p in parents:
+            if p in children:
+                children[p].has_children = True
+        return sorted(children.values(), key=lambda t: (t.kind != "dir", t.name))
+
+    def log_file(self, project_id: str, day: object = None) -> Path:
+        return self.logger.path_for(project_id, day)  # type: ignore[arg-type]
+
+
+def matches(meta: BackupMetadata, f: ListFilter) -> bool:
+    if f.type is not None and meta.type != f.type:
+        return False
+    if f.status is not None and meta.status != f.status:
+        return False
+    if f.tag:
+        key, sep, value = f.tag.partition("=")
+        if key not in meta.tags or (sep and meta.tags[key] != value):
+            return False
+    created = meta.created_at if meta.created_at.tzinfo else meta.created_at.replace(tzinfo=UTC)
+    if f.since is not None:
+        since = f.since if f.since.tzinfo else f.since.replace(tzinfo=UTC)
+        if created < since:
+            return False
+    if f.until is not None:
+        until = f.until if f.until.tzinfo else f.until.replace(tzinfo=UTC)
+        if created > until:
+            return False
+    if f.text:
+        needle = f.text.lower()
+        hay = " ".join(
+            [
+                meta.id,
+                meta.type.value,
+                meta.status.value,
+                meta.error_message or "",
+                *(f"{k}={v}" for k, v in meta.tags.items()),
+            ]
+        ).lower()
+        if needle not in hay:
+            return False
+    return True

@@ -1,0 +1,192 @@
+"""A backup's manifest: the complete tree it holds, one JSON line per entry.
+
+Each manifest stands alone (restorable without its parent): regular files with their
+content hash and chunk list, directories (empty ones too), symlinks (the target, never
+followed), with mode, times and owner. Names are kept exactly as on disk: bytes that are not
+UTF-8 are stored base64-encoded. Entries are sorted by path components, the order the walker
+produces, so an incremental backup merges the parent's manifest as a stream.
+
+The backup's `checksum` is BLAKE3 over the uncompressed manifest; since every file's content
+hash and chunk list is in it, it covers the whole backup.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import blake3
+import zstandard
+
+from .errors import Damaged
+
+FORMAT = 1
+FILE, DIR, SYMLINK = "f", "d", "l"
+KIND_NAMES = {FILE: "file", DIR: "dir", SYMLINK: "symlink"}
+
+
+class ManifestError(Damaged, ValueError):
+    """A manifest that cannot be read as written: damaged or tampered with."""
+
+
+@dataclass(slots=True)
+class Entry:
+    path: bytes  # relative to the backed-up directory, b"/"-separated
+    kind: str
+    mode: int
+    mtime_ns: int
+    size: int = 0
+    uid: int = 0
+    gid: int = 0
+    ino: int = 0
+    ctime_ns: int = 0
+    hash: str | None = None  # BLAKE3 hex of the whole content (files)
+    chunks: list[tuple[str, int]] = field(default_factory=list)  # (BLAKE3 hex, raw size)
+    target: bytes | None = None  # symlink target
+
+    @property
+    def key(self) -> tuple[bytes, ...]:
+        return tuple(self.path.split(b"/"))
+
+    @property
+    def display_path(self) -> str:
+        return self.path.decode("utf-8", "surrogateescape")
+
+
+def sort_key(path: bytes) -> tuple[bytes, ...]:
+    return tuple(path.split(b"/"))
+
+
+def _put_bytes(obj: dict, key: str, value: bytes) -> None:
+    try:
+        obj[key] = value.decode("utf-8")
+    except UnicodeDecodeError:
+        obj[key + "b"] = base64.b64encode(value).decode("ascii")
+
+
+def _get_bytes(obj: dict, key: str) -> bytes | None:
+    if key in obj:
+        return obj[key].encode("utf-8")
+    if key + "b" in obj:
+        return base64.b64decode(obj[key + "b"])
+    return None
+
+
+def check_path(path: bytes) -> bytes:
+    """Refuse any path that could escape the restore directory (a tampered manifest)."""
+    parts = path.split(b"/")
+    if (
+        not path
+        or path.startswith(b"/")
+        or b"\0" in path
+        or any(p in (b"", b".", b"..") for p in parts)
+    ):
+        raise ManifestError(f"unsafe path in manifest: {path!r}")
+    return path
+
+
+def encode_entry(e: Entry) -> bytes:
+    obj: dict = {}
+    _put_bytes(obj, "p", e.path)
+    obj.update(k=e.kind, m=e.mode, t=e.mtime_ns, u=e.uid, g=e.gid)
+    if e.kind == FILE:
+        obj.update(s=e.size, h=e.hash, ch=[[h, n] for h, n in e.chunks], i=e.ino, c=e.ctime_ns)
+    elif e.kind == SYMLINK:
+        _put_bytes(obj, "l", e.target or b"")
+        obj.update(s=e.size, i=e.ino, c=e.ctime_ns)
+    return json.dumps(obj, separators=(",", ":")).encode("ascii") + b"\n"
+
+
+def decode_entry(line: bytes) -> Entry:
+    try:
+        obj = json.loads(line)
+        path = _get_bytes(obj, "p")
+        if path is None:
+            raise ManifestError("entry without a path")
+        kind = obj["k"]
+        if kind not in KIND_NAMES:
+            raise ManifestError(f"unknown entry kind {kind!r}")
+        return Entry(
+            path=check_path(path),
+            kind=kind,
+            mode=int(obj["m"]),
+            mtime_ns=int(obj["t"]),
+            size=int(obj.get("s", 0)),
+            uid=int(obj.get("u", 0)),
+            gid=int(obj.get("g", 0)),
+            ino=int(obj.get("i", 0)),
+            ctime_ns=int(obj.get("c", 0)),
+            hash=obj.get("h"),
+            chunks=[(str(h), int(n)) for h, n in obj.get("ch", [])],
+            target=_get_bytes(obj, "l"),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, ManifestError):
+            raise
+        raise ManifestError(f"bad manifest entry: {exc}") from exc
+
+
+class ManifestWriter:
+    """Streams entries into a zstd-compressed manifest while hashing the plain bytes."""
+
+    def __init__(self, header: dict) -> None:
+        self._buf = io.BytesIO()
+        self._comp = zstandard.ZstdCompressor(level=3).compressobj()
+        self._hash = blake3.blake3()
+        self._last: tuple[bytes, ...] | None = None
+        self._write(json.dumps({"nexus_manifest": FORMAT, **header}).encode() + b"\n")
+
+    def _write(self, line: bytes) -> None:
+        self._hash.update(line)
+        self._buf.write(self._comp.compress(line))
+
+    def add(self, entry: Entry) -> None:
+        key = entry.key
+        if self._last is not None and key <= self._last:
+            raise ManifestError(f"manifest entries out of order at {entry.path!r}")
+        self._last = key
+        self._write(encode_entry(entry))
+
+    def finish(self) -> tuple[bytes, str]:
+        """The compressed manifest and its checksum `blake3:<hex>`."""
+        self._buf.write(self._comp.flush())
+        return self._buf.getvalue(), "blake3:" + self._hash.hexdigest()
+
+
+def _lines(data: bytes) -> Iterator[bytes]:
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
+        yield from io.BufferedReader(reader, buffer_size=1 << 20)  # type: ignore[arg-type]
+    except zstandard.ZstdError as exc:
+        raise ManifestError(f"manifest cannot be decompressed: {exc}") from exc
+
+
+def read_header(data: bytes) -> dict:
+    for line in _lines(data):
+        try:
+            header = json.loads(line)
+        except ValueError as exc:
+            raise ManifestError("manifest header is not JSON") from exc
+        if not isinstance(header, dict) or header.get("nexus_manifest") != FORMAT:
+            raise ManifestError("not a nexus-backup manifest (or a newer format)")
+        return header
+    raise ManifestError("empty manifest")
+
+
+def iter_entries(data: bytes) -> Iterator[Entry]:
+    """The manifest's entries, in order (the header skipped)."""
+    lines = _lines(data)
+    next(lines, None)
+    for line in lines:
+        if line.strip():
+            yield decode_entry(line)
+
+
+def checksum(data: bytes) -> str:
+    h = blake3.blake3()
+    for line in _lines(data):
+        h.update(line)
+    return "blake3:" + h.hexdigest()

@@ -1,0 +1,110 @@
+"""Progress and cancellation of a long operation, shared by the engine's worker threads.
+
+The engine calls `advance()` as often as it likes; events go out at a bounded rate (and
+always on a phase change and at the end), so a UI is never flooded. `check()` raises
+Cancelled once the caller asked to stop, and the engine calls it between chunks.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from .errors import Cancelled
+from .models import ProgressEvent
+
+Emit = Callable[[ProgressEvent], None]
+
+
+class OperationContext:
+    def __init__(
+        self,
+        operation: str,
+        project_id: str,
+        backup_id: str | None = None,
+        emit: Emit | None = None,
+        cancel: threading.Event | None = None,
+        min_interval: float = 0.1,
+    ) -> None:
+        self.operation = operation
+        self.project_id = project_id
+        self.backup_id = backup_id
+        self._emit = emit
+        self.cancel = cancel or threading.Event()
+        self._min_interval = min_interval
+        self._lock = threading.Lock()
+        self.started = time.monotonic()
+        self._phase_started = self.started
+        self._last_emit = 0.0
+        self.phase = "starting"
+        self.files_done = 0
+        self.files_total: int | None = None
+        self.bytes_done = 0
+        self.bytes_total: int | None = None
+        self.current: str | None = None
+        self.last_event: ProgressEvent | None = None
+
+    def check(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled("cancelled")
+
+    def set_phase(
+        self, phase: str, *, files_total: int | None = None, bytes_total: int | None = None
+    ) -> None:
+        with self._lock:
+            self.phase = phase
+            self._phase_started = time.monotonic()
+            self.files_done = 0
+            self.bytes_done = 0
+            self.files_total = files_total
+            self.bytes_total = bytes_total
+            self.current = None
+        self._send(force=True)
+
+    def advance(self, files: int = 0, nbytes: int = 0, path: str | None = None) -> None:
+        with self._lock:
+            self.files_done += files
+            self.bytes_done += nbytes
+            if path is not None:
+                self.current = path
+        self._send()
+
+    def finish(self) -> None:
+        with self._lock:
+            self.phase = "done"
+            self.current = None
+        self._send(force=True)
+
+    def snapshot(self) -> ProgressEvent:
+        now = time.monotonic()
+        with self._lock:
+            elapsed = now - self._phase_started
+            rate = self.bytes_done / elapsed if elapsed > 0 else 0.0
+            eta = None
+            if self.bytes_total is not None and rate > 0:
+                eta = max(0.0, (self.bytes_total - self.bytes_done) / rate)
+            return ProgressEvent(
+                operation=self.operation,  # type: ignore[arg-type]
+                project_id=self.project_id,
+                backup_id=self.backup_id,
+                phase=self.phase,
+                files_done=self.files_done,
+                files_total=self.files_total,
+                bytes_done=self.bytes_done,
+                bytes_total=self.bytes_total,
+                current_path=self.current,
+                rate_bytes_per_second=rate,
+                eta_seconds=eta,
+                elapsed_seconds=now - self.started,
+            )
+
+    def _send(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_emit < self._min_interval:
+            return
+        self._last_emit = now
+        event = self.snapshot()
+        self.last_event = event
+        if self._emit is not None:
+            self._emit(event)

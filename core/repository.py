@@ -1,0 +1,233 @@
+"""One project's repository: config, backups' metadata and manifests, the chunk store.
+
+Everything goes through an ObjectStore, so the engine never assumes a local filesystem.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import struct
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from .chunker import ChunkerParams, hash_bytes
+from .errors import Damaged, NexusError, NotFound
+from .index import Index
+from .models import BackupMetadata, VerifyResult, check_id
+from .packs import DEFAULT_PACK_SIZE, decompress, pack_name
+from .storage import LocalStore, ObjectStore
+
+FORMAT_VERSION = 1
+CONFIG = "config.json"
+PROJECT = "project.json"
+BACKUP_PREFIX = "backup_"
+
+
+class MissingChunk(Damaged):
+    pass
+
+
+class DamagedChunk(Damaged):
+    pass
+
+
+def new_backup_id(now: datetime | None = None) -> str:
+    """Sortable by time, unique across processes: `YYYYMMDD-HHMMSS-xxxxxx`."""
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def project_dir(root: Path, project_id: str) -> Path:
+    return root / "backups" / check_id(project_id, "project_id")
+
+
+class Repository:
+    """A project's store plus the in-memory index; cheap to open, safe to share in a process."""
+
+    def __init__(self, root: Path, project_id: str, store: ObjectStore | None = None) -> None:
+        self.root = root
+        self.project_id = check_id(project_id, "project_id")
+        self.store: ObjectStore = store or LocalStore(project_dir(root, project_id), create=False)
+        self.index = Index()
+        self._config: dict | None = None
+
+    # --- existence and config -------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return self.store.exists(CONFIG)
+
+    def init(self) -> None:
+        """Create the project's repository (idempotent)."""
+        if isinstance(self.store, LocalStore):
+            self.store.base.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.store.base.parent.chmod(0o700)
+        if self.exists():
+            return
+        config = {
+            "format": "nexus-backup",
+            "version": FORMAT_VERSION,
+            "project_id": self.project_id,
+            "created_at": datetime.now(UTC).isoformat(),
+            "chunker": ChunkerParams().as_dict(),
+            "hash": "blake3",
+            "compression": {"algorithm": "zstd", "level": 3},
+            "pack_size": DEFAULT_PACK_SIZE,
+        }
+        self.store.put(CONFIG, json.dumps(config, indent=2).encode())
+
+    @property
+    def config(self) -> dict:
+        if self._config is None:
+            try:
+                config = json.loads(self.store.get(CONFIG))
+            except FileNotFoundError:
+                raise NotFound(f"unknown project {self.project_id!r}") from None
+            except ValueError as exc:
+                raise Damaged(f"project {self.project_id!r}: config.json is damaged") from exc
+            if config.get("version", 0) > FORMAT_VERSION:
+                raise NexusError(
+                    f"project {self.project_id!r} uses repository format "
+                    f"{config.get('version')}, newer than this nexus-backup understands"
+                )
+            self._config = config
+        return self._config
+
+    def require(self) -> Repository:
+        if not self.exists():
+            raise NotFound(f"unknown project {self.project_id!r}")
+        return self
+
+    @property
+    def chunker_params(self) -> ChunkerParams:
+        return ChunkerParams.from_dict(self.config.get("chunker", {}))
+
+    @property
+    def pack_size(self) -> int:
+        return int(self.config.get("pack_size", DEFAULT_PACK_SIZE))
+
+    def settings(self) -> dict:
+        try:
+            return json.loads(self.store.get(PROJECT))
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def save_settings(self, **values: object) -> None:
+        current = self.settings()
+        current.update(values)
+        self.store.put(PROJECT, json.dumps(current, indent=2).encode())
+
+    # --- backups ---------------------------------------------------------------------------
+
+    @staticmethod
+    def prefix(backup_id: str) -> str:
+        return f"{BACKUP_PREFIX}{check_id(backup_id, 'backup_id')}/"
+
+    def backup_ids(self) -> list[str]:
+        return [
+            name[len(BACKUP_PREFIX) :]
+            for name in self.store.children()
+            if name.startswith(BACKUP_PREFIX)
+        ]
+
+    def read_metadata(self, backup_id: str) -> BackupMetadata:
+        try:
+            raw = self.store.get(self.prefix(backup_id) + "metadata.json")
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(
+                f"backup {backup_id!r} not found in project {self.project_id!r}"
+            ) from None
+        try:
+            return BackupMetadata.model_validate_json(raw)
+        except ValidationError as exc:
+            raise Damaged(f"backup {backup_id!r}: metadata.json is damaged") from exc
+
+    def write_metadata(self, meta: BackupMetadata) -> None:
+        self.store.put(
+            self.prefix(meta.id) + "metadata.json", meta.model_dump_json(indent=2).encode()
+        )
+
+    def list_metadata(self) -> tuple[list[BackupMetadata], list[str]]:
+        """Every readable backup's metadata, and the ids whose metadata is missing/damaged."""
+        found, bad = [], []
+        for backup_id in self.backup_ids():
+            try:
+                found.append(self.read_metadata(backup_id))
+            except (NotFound, Damaged, ValueError):
+                bad.append(backup_id)
+        return found, bad
+
+    def manifest_name(self, backup_id: str) -> str:
+        return self.prefix(backup_id) + "data/manifest.zst"
+
+    def read_manifest(self, backup_id: str) -> bytes:
+        try:
+            return self.store.get(self.manifest_name(backup_id))
+        except FileNotFoundError:
+            raise Damaged(f"backup {backup_id!r}: its manifest is missing") from None
+
+    def write_manifest(self, backup_id: str, data: bytes) -> None:
+        self.store.put(self.manifest_name(backup_id), data)
+
+    def read_verify(self, backup_id: str) -> VerifyResult | None:
+        try:
+            return VerifyResult.model_validate_json(
+                self.store.get(self.prefix(backup_id) + "verify.json")
+            )
+        except (FileNotFoundError, ValidationError, ValueError):
+            return None
+
+    def write_verify(self, result: VerifyResult) -> None:
+        self.store.put(
+            self.prefix(result.backup_id) + "verify.json", result.model_dump_json(indent=2).encode()
+        )
+
+    def delete_backup_files(self, backup_id: str) -> None:
+        """Remove metadata first (the backup vanishes from listings), then the rest."""
+        prefix = self.prefix(backup_id)
+        self.store.delete(prefix + "metadata.json")
+        for obj in list(self.store.list(prefix)):
+            self.store.delete(obj.name)
+        if isinstance(self.store, LocalStore):
+            self.store.delete_prefix(prefix)
+
+    # --- chunks ----------------------------------------------------------------------------
+
+    def refresh_index(self) -> Index:
+        self.index.refresh(self.store)
+        return self.index
+
+    def read_blob(self, digest: bytes) -> bytes:
+        """A chunk's raw bytes, checked against its hash."""
+        loc = self.index.get(digest)
+        if loc is None:
+            raise MissingChunk(f"chunk {digest.hex()[:16]} is missing from the index")
+        try:
+            stored = self.store.get_range(pack_name(loc.pack_id), loc.offset, loc.length)
+            raw = decompress(stored, loc.flags, loc.raw_length)
+        except FileNotFoundError:
+            raise MissingChunk(f"pack {loc.pack_id[:16]} is missing") from None
+        except (EOFError, ValueError, struct.error) as exc:
+            raise DamagedChunk(
+                f"chunk {digest.hex()[:16]} in pack {loc.pack_id[:16]}: {exc}"
+            ) from exc
+        except Exception as exc:  # zstandard.ZstdError
+            if type(exc).__name__ == "ZstdError":
+                raise DamagedChunk(
+                    f"chunk {digest.hex()[:16]} in pack {loc.pack_id[:16]}: {exc}"
+                ) from exc
+            raise
+        if len(raw) != loc.raw_length or hash_bytes(raw) != digest:
+            raise DamagedChunk(
+                f"chunk {digest.hex()[:16]} in pack {loc.pack_id[:16]} fails its hash"
+            )
+        return raw
+
+    def stored_bytes(self) -> int:
+        return sum(o.size for o in self.store.list("packs/"))
+
+
+HOSTNAME = socket.gethostname()

@@ -1,0 +1,483 @@
+"""Restoring a backup: validate first, plan, then write each file to a temp name and rename.
+
+Safety rules, in the order they are applied:
+- nothing is written before the backup is validated (completed, manifest checksum, every chunk
+  present, target writable, enough free space);
+- no path leaves the restore directory: manifest paths are checked (no `..`, no absolute
+  paths) and no directory of the target that is a symlink is ever written through;
+- each file is written to a temp file in its directory, verified against its content hash,
+  then renamed over the old one, so a crash leaves whole files only (old or new).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fnmatch
+import os
+import secrets
+import shutil
+import stat
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import manifest as mf
+from .chunker import new_hasher
+from .errors import Damaged, InvalidInput, NexusError, StorageFull, describe_os_error
+from .manifest import Entry
+from .models import MAX_WARNINGS, BackupMetadata, RestoreChange, RestoreRequest, RestoreResult
+from .progress import OperationContext
+from .repository import Repository
+from .validator import missing_chunk_files, validate_restore_point
+
+MAX_CHANGES = 1000
+TMP_PREFIX = ".nexus-restore-"
+Log = Callable[[str, str], None]
+Checkpoint = Callable[[Path], str | None]
+
+
+@dataclass
+class Step:
+    entry: Entry | None  # None for a delete
+    rel: bytes
+    action: str  # create, overwrite, unchanged, metadata, skip, delete
+    kind: str
+    reason: str | None = None
+
+
+def _norm(p: str) -> str:
+    p = p.strip()
+    while p.startswith("./"):
+        p = p[2:]
+    return p.strip("/")
+
+
+def select(entries: list[Entry], paths: list[str]) -> list[Entry]:
+    """Entries under the given paths or matching the given globs, with their parent dirs."""
+    if not paths:
+        return entries
+    wanted = [_norm(p) for p in paths]
+    chosen: set[bytes] = set()
+    matched = dict.fromkeys(wanted, False)
+    for e in entries:
+        text = e.display_path
+        for w in wanted:
+            if (
+                not w
+                or text == w
+                or text.startswith(w + "/")
+                or fnmatch.fnmatchcase(text, w)
+                or any(fnmatch.fnmatchcase(a, w) for a in _ancestors(text))
+            ):
+                chosen.add(e.path)
+                matched[w] = True
+    missing = [w for w, ok in matched.items() if not ok]
+    if missing:
+        raise InvalidInput(f"not in the backup: {', '.join(repr(m) for m in missing[:5])}")
+    for p in list(chosen):
+        parts = p.split(b"/")
+        for i in range(1, len(parts)):
+            chosen.add(b"/".join(parts[:i]))
+    return [e for e in entries if e.path in chosen]
+
+
+def _ancestors(text: str) -> list[str]:
+    parts = text.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _same_content(path: Path, entry: Entry) -> bool:
+    h = new_hasher()
+    try:
+        with open(path, "rb", buffering=0) as f:
+            while block := f.read(4 * 1024 * 1024):
+                h.update(block)
+    except OSError:
+        return False
+    return h.hexdigest() == entry.hash
+
+
+class Restorer:
+    def __init__(
+        self,
+        repo: Repository,
+        meta: BackupMetadata,
+        req: RestoreRequest,
+        ctx: OperationContext,
+        log: Log,
+        checkpoint: Checkpoint | None = None,
+    ) -> None:
+        self.repo = repo
+        self.meta = meta
+        self.req = req
+        self.ctx = ctx
+        self.log = log
+        self.checkpoint = checkpoint
+        self._lock = threading.Lock()
+        self.result = RestoreResult(
+            project_id=meta.project_id,
+            backup_id=meta.id,
+            restore_dir=req.restore_dir,
+            dry_run=req.dry_run,
+        )
+
+    def warn(self, message: str) -> None:
+        with self._lock:
+            if len(self.result.warnings) < MAX_WARNINGS:
+                self.result.warnings.append(message)
+        self.log("WARNING", message)
+
+    # --- validation ------------------------------------------------------------------------
+
+    def _target(self) -> Path:
+        target = Path(os.path.expanduser(self.req.restore_dir)).absolute()
+        if target.exists():
+            if not target.is_dir():
+                raise InvalidInput(f"restore target {target} exists and is not a directory")
+            target = Path(os.path.realpath(target))
+        probe = target
+        while not probe.exists():
+            probe = probe.parent
+        if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+            raise NexusError(f"restore target {target}: permission denied")
+        return target
+
+    # --- planning --------------------------------------------------------------------------
+
+    def plan(self, target: Path, entries: list[Entry]) -> list[Step]:
+        steps: list[Step] = []
+        blocked: list[bytes] = []  # dirs we may not enter (a symlink or file sits there)
+        policy = self.req.overwrite
+        for e in entries:
+            if any(e.path.startswith(b + b"/") for b in blocked):
+                steps.append(Step(e, e.path, "skip", mf.KIND_NAMES[e.kind], "parent not restored"))
+                continue
+            path = target / os.fsdecode(e.path)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                steps.append(Step(e, e.path, "create", mf.KIND_NAMES[e.kind]))
+                continue
+            kind = mf.KIND_NAMES[e.kind]
+            if e.kind == mf.DIR:
+                if stat.S_ISDIR(st.st_mode):
+                    steps.append(Step(e, e.path, "unchanged", kind))
+                elif policy == "always":
+                    steps.append(Step(e, e.path, "overwrite", kind, "replaces a non-directory"))
+                else:
+                    blocked.append(e.path)
+                    reason = "a symlink is there" if stat.S_ISLNK(st.st_mode) else "a file is there"
+                    steps.append(Step(e, e.path, "skip", kind, reason))
+                continue
+            if policy == "never":
+                steps.append(Step(e, e.path, "skip", kind, "exists"))
+                continue
+            if stat.S_ISDIR(st.st_mode) and policy != "always":
+                steps.append(Step(e, e.path, "skip", kind, "a directory is there"))
+                continue
+            if policy == "if-changed":
+                same_size = e.kind == mf.FILE and stat.S_ISREG(st.st_mode) and st.st_size == e.size
+                if same_size and (st.st_mtime_ns == e.mtime_ns or _same_content(path, e)):
+                    same_mode = stat.S_IMODE(st.st_mode) == stat.S_IMODE(e.mode)
+                    same_meta = st.st_mtime_ns == e.mtime_ns and same_mode
+                    action = "unchanged" if same_meta else "metadata"
+                    steps.append(Step(e, e.path, action, kind))
+                    continue
+                if e.kind == mf.SYMLINK and stat.S_ISLNK(st.st_mode):
+                    with contextlib.suppress(OSError):
+                        if os.readlink(os.fsencode(path)) == e.target:
+                            steps.append(Step(e, e.path, "unchanged", kind))
+                            continue
+            steps.append(Step(e, e.path, "overwrite", kind))
+        if self.req.delete_extra:
+            steps.extend(self._extras(target, entries, blocked))
+        return steps
+
+    def _extras(self, target: Path, entries: list[Entry], blocked: list[bytes]) -> list[Step]:
+        """Files in the target that the backup does not hold, within the restored scope."""
+        keep = {e.path for e in entries}
+        if self.req.paths:
+            dirs = {e.path for e in entries if e.kind == mf.DIR}
+            roots = sorted({os.fsencode(_norm(p)) for p in self.req.paths})
+            scopes = [r for r in roots if r in dirs]
+        else:
+            scopes = [b""]
+        extras: list[Step] = []
+        for scope in scopes:
+            base = target / os.fsdecode(scope) if scope else target
+            if not base.is_dir() or base.is_symlink():
+                continue
+            for dirpath, dirs, files in os.walk(os.fsencode(base)):
+                rel_dir = os.path.relpath(dirpath, os.fsencode(target))
+                rel_dir = b"" if rel_dir == b"." else rel_dir
+                for name in sorted(files) + sorted(
+                    d for d in dirs if os.path.islink(os.path.join(dirpath, d))
+                ):
+                    rel = rel_dir + b"/" + name if rel_dir else name
+                    if rel not in keep and not name.startswith(TMP_PREFIX.encode()):
+                        extras.append(Step(None, rel, "delete", "file"))
+                gone = []
+                for d in dirs:
+                    rel = rel_dir + b"/" + d if rel_dir else d
+                    full = os.path.join(dirpath, d)
+                    if os.path.islink(full) or rel in blocked:
+                        gone.append(d)
+                    elif rel not in keep:
+                        extras.append(Step(None, rel, "delete", "dir"))
+                        gone.append(d)
+                for d in gone:
+                    dirs.remove(d)
+        return extras
+
+    # --- execution -------------------------------------------------------------------------
+
+    def run(self) -> RestoreResult:
+        started = time.monotonic()
+        ctx = self.ctx
+        ctx.set_phase("validating")
+        entries = select(validate_restore_point(self.repo, self.meta), self.req.paths)
+        self._check_chunks(entries)
+        target = self._target()
+        self.result.restore_dir = str(target)
+        steps = self.plan(target, entries)
+        self._record(steps)
+        to_write = [s for s in steps if s.action in ("create", "overwrite") and s.kind == "file"]
+        need = sum(s.entry.size for s in to_write if s.entry)
+        if not self.req.dry_run:
+            probe = target
+            while not probe.exists():
+                probe = probe.parent
+            free = shutil.disk_usage(probe).free
+            if need > free:
+                raise StorageFull(f"restore target {target}: needs {need} bytes, only {free} free")
+        if self.req.dry_run:
+            self.result.duration_seconds = round(time.monotonic() - started, 3)
+            ctx.finish()
+            return self.result
+
+        destructive = any(s.action in ("overwrite", "delete") for s in steps)
+        if (
+            self.req.checkpoint
+            and self.checkpoint is not None
+            and destructive
+            and target.is_dir()
+            and any(target.iterdir())
+        ):
+            ctx.set_phase("checkpoint")
+            checkpoint_id = self.checkpoint(target)
+            if checkpoint_id:
+                self.result.checkpoint_id = checkpoint_id
+                self.result.undo_hint = (
+                    f"nexus-backup restore {self.meta.project_id} {checkpoint_id} "
+                    f"'{target}' --overwrite always --delete"
+                )
+
+        target.mkdir(parents=True, exist_ok=True)
+        ctx.set_phase("restoring", files_total=len(to_write), bytes_total=need)
+        try:
+            self._execute(target, steps)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise StorageFull(describe_os_error(exc, "restore")) from exc
+            raise
+        self.result.verified = True
+        self.result.duration_seconds = round(time.monotonic() - started, 3)
+        ctx.finish()
+        return self.result
+
+    def _check_chunks(self, entries: list[Entry]) -> None:
+        bad = missing_chunk_files(self.repo, entries)
+        if bad:
+            more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+            raise Damaged(f"chunks are missing for {', '.join(bad[:5])}{more}")
+
+    def _record(self, steps: list[Step]) -> None:
+        r = self.result
+        for s in steps:
+            if len(r.changes) >= MAX_CHANGES:
+                r.changes_truncated = True
+                break
+            if s.action == "unchanged" and s.kind == "dir":
+                continue
+            r.changes.append(
+                RestoreChange(
+                    path=s.rel.decode("utf-8", "backslashreplace"),
+                    action=s.action,  # type: ignore[arg-type]
+                    kind=s.kind,  # type: ignore[arg-type]
+                    size=s.entry.size if s.entry and s.entry.kind == mf.FILE else 0,
+                    reason=s.reason,
+                )
+            )
+        for s in steps:
+            if s.kind == "file" and s.action == "unchanged":
+                r.files_unchanged += 1
+            elif s.action == "skip":
+                r.files_skipped += 1
+
+    def _safe_parent(self, target: Path, rel: bytes) -> bool:
+        """True when every directory between the target and `rel` is a real directory."""
+        parts = rel.split(b"/")[:-1]
+        path = os.fsencode(target)
+        for part in parts:
+            path = os.path.join(path, part)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                return False
+            if not stat.S_ISDIR(st.st_mode):
+                return False
+        return True
+
+    def _execute(self, target: Path, steps: list[Step]) -> None:
+        ctx = self.ctx
+        # Directories first, in order (parents before children).
+        for s in steps:
+            if s.entry is None or s.entry.kind != mf.DIR or s.action not in ("create", "overwrite"):
+                continue
+            ctx.check()
+            path = os.path.join(os.fsencode(target), s.rel)
+            if not self._safe_parent(target, s.rel):
+                self.warn(f"{s.rel.decode('utf-8', 'replace')}: not restored: unsafe parent")
+                continue
+            if s.action == "overwrite":
+                _remove(path)
+            os.mkdir(path, 0o700)
+            self.result.dirs_created += 1
+
+        files = [
+            s
+            for s in steps
+            if s.entry is not None
+            and s.entry.kind == mf.FILE
+            and s.action in ("create", "overwrite", "metadata")
+        ]
+        workers = max(2, min(8, (os.cpu_count() or 2) * 2))
+        with ThreadPoolExecutor(workers, thread_name_prefix="nexus-restore") as pool:
+            try:
+                for _ in pool.map(lambda s: self._restore_file(target, s), files):
+                    pass
+            except BaseException:
+                ctx.cancel.set()
+                raise
+
+        for s in steps:
+            if (
+                s.entry is None
+                or s.entry.kind != mf.SYMLINK
+                or s.action not in ("create", "overwrite")
+            ):
+                continue
+            ctx.check()
+            self._restore_symlink(target, s)
+
+        for s in sorted(
+            (s for s in steps if s.action == "delete"), key=lambda s: s.rel, reverse=True
+        ):
+            ctx.check()
+            path = os.path.join(os.fsencode(target), s.rel)
+            if self._safe_parent(target, s.rel):
+                _remove(path)
+                self.result.files_deleted += 1
+
+        # Directory modes and times last, deepest first (writing inside changes mtime).
+        dirs = [
+            s
+            for s in steps
+            if s.entry is not None and s.entry.kind == mf.DIR and s.action != "skip"
+        ]
+        for s in sorted(dirs, key=lambda s: s.rel.count(b"/"), reverse=True):
+            path = os.path.join(os.fsencode(target), s.rel)
+            if not self._safe_parent(target, s.rel) or os.path.islink(path):
+                continue
+            self._apply_meta(path, s.entry)  # type: ignore[arg-type]
+
+    def _apply_meta(self, path: bytes, e: Entry) -> None:
+        with contextlib.suppress(OSError):
+            if os.geteuid() == 0:
+                os.chown(path, e.uid, e.gid, follow_symlinks=False)
+        if e.kind != mf.SYMLINK:
+            os.chmod(path, stat.S_IMODE(e.mode))
+        os.utime(path, ns=(e.mtime_ns, e.mtime_ns), follow_symlinks=False)
+
+    def _restore_file(self, target: Path, s: Step) -> None:
+        ctx = self.ctx
+        e = s.entry
+        assert e is not None
+        ctx.check()
+        final = os.path.join(os.fsencode(target), s.rel)
+        show = s.rel.decode("utf-8", "backslashreplace")
+        if not self._safe_parent(target, s.rel):
+            self.warn(f"{show}: not restored: a parent directory is missing or a symlink")
+            return
+        if s.action == "metadata":
+            self._apply_meta(final, e)
+            return
+        parent = os.path.dirname(final)
+        tmp = os.path.join(parent, (TMP_PREFIX + secrets.token_hex(6)).encode())
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            h = new_hasher()
+            written = 0
+            for digest_hex, _n in e.chunks:
+                ctx.check()
+                try:
+                    raw = self.repo.read_blob(bytes.fromhex(digest_hex))
+                except Damaged as exc:
+                    raise Damaged(f"{show}: {exc}") from exc
+                h.update(raw)
+                view = memoryview(raw)
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
+                written += len(raw)
+                ctx.advance(nbytes=len(raw), path=show)
+            if h.hexdigest() != e.hash or written != e.size:
+                raise Damaged(f"{show}: restored content does not match its hash")
+            os.close(fd)
+            fd = -1
+            self._apply_meta(tmp, e)
+            if s.action == "overwrite" and os.path.isdir(final) and not os.path.islink(final):
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        ctx.advance(files=1)
+        with self._lock:
+            self.result.files_written += 1
+            self.result.bytes_written += e.size
+
+    def _restore_symlink(self, target: Path, s: Step) -> None:
+        e = s.entry
+        assert e is not None and e.target is not None
+        if not self._safe_parent(target, s.rel):
+            self.warn(f"{s.rel.decode('utf-8', 'replace')}: not restored: unsafe parent")
+            return
+        final = os.path.join(os.fsencode(target), s.rel)
+        tmp = os.path.join(os.path.dirname(final), (TMP_PREFIX + secrets.token_hex(6)).encode())
+        os.symlink(e.target, tmp)
+        try:
+            self._apply_meta(tmp, e)
+            if os.path.isdir(final) and not os.path.islink(final):
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self.result.symlinks_created += 1
+
+
+def _remove(path: bytes) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)

@@ -1,0 +1,170 @@
+"""Integrity: checksums, verification of stored backups, validation of restore points.
+
+`verify` re-reads every chunk a backup needs (each pack read once), checks each chunk's
+BLAKE3 hash and the manifest's checksum, and names every damaged file; `quick` only checks
+that every chunk is indexed and its pack present and long enough.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import blake3
+
+from . import manifest as mf
+from .chunker import hash_bytes
+from .errors import Conflict, Damaged
+from .manifest import Entry
+from .models import RESTORABLE, BackupMetadata, DamagedFile, VerifyResult
+from .packs import decompress, pack_name
+from .progress import OperationContext
+from .repository import Repository
+
+MAX_DAMAGED = 10000
+
+
+def file_checksum(path: Path | str) -> str:
+    """`blake3:<hex>` of a file's content, as the manifest records it."""
+    h = blake3.blake3()
+    with open(path, "rb", buffering=0) as f:
+        while block := f.read(4 * 1024 * 1024):
+            h.update(block)
+    return "blake3:" + h.hexdigest()
+
+
+def load_checked_manifest(repo: Repository, meta: BackupMetadata) -> bytes:
+    """The manifest, after checking it against the checksum in metadata.json."""
+    data = repo.read_manifest(meta.id)
+    if meta.checksum and mf.checksum(data) != meta.checksum:
+        raise Damaged(f"backup {meta.id}: manifest does not match its checksum")
+    return data
+
+
+def validate_restore_point(repo: Repository, meta: BackupMetadata) -> list[Entry]:
+    """Everything a restore needs before it writes a byte: the backup completed, its
+    manifest intact, every chunk indexed. Returns the manifest's entries."""
+    if meta.status not in RESTORABLE:
+        raise Conflict(f"backup {meta.id} is {meta.status.value}, not completed: cannot restore it")
+    data = load_checked_manifest(repo, meta)
+    try:
+        entries = list(mf.iter_entries(data))
+    except mf.ManifestError as exc:
+        raise Damaged(f"backup {meta.id}: {exc}") from exc
+    return entries
+
+
+def missing_chunk_files(repo: Repository, entries: list[Entry]) -> list[str]:
+    index = repo.refresh_index()
+    return [
+        e.display_path
+        for e in entries
+        if e.kind == mf.FILE and any(bytes.fromhex(h) not in index for h, _n in e.chunks)
+    ]
+
+
+def verify_backup(
+    repo: Repository, meta: BackupMetadata, *, quick: bool, ctx: OperationContext
+) -> VerifyResult:
+    started = time.monotonic()
+    result = VerifyResult(
+        project_id=meta.project_id,
+        backup_id=meta.id,
+        quick=quick,
+        ok=True,
+        checked_at=datetime.now(UTC),
+    )
+
+    def damage(path: str, reason: str) -> None:
+        result.ok = False
+        if len(result.damaged_files) < MAX_DAMAGED:
+            result.damaged_files.append(DamagedFile(path=path, reason=reason))
+
+    ctx.set_phase("verifying")
+    try:
+        data = repo.read_manifest(meta.id)
+        if meta.checksum and mf.checksum(data) != meta.checksum:
+            result.checksum_ok = False
+            result.ok = False
+            result.errors.append("manifest does not match the backup's checksum")
+        entries = list(mf.iter_entries(data))
+    except (Damaged, mf.ManifestError) as exc:
+        result.ok = False
+        result.checksum_ok = False
+        result.errors.append(str(exc))
+        result.duration_seconds = round(time.monotonic() - started, 3)
+        return result
+
+    index = repo.refresh_index()
+    for name, why in index.damaged.items():
+        result.errors.append(f"index file {name} is damaged: {why}")
+
+    # chunk -> the files that need it; pack -> its chunks
+    users: dict[bytes, list[str]] = defaultdict(list)
+    for e in entries:
+        if e.kind != mf.FILE:
+            continue
+        result.files_checked += 1
+        for h, _n in e.chunks:
+            users[bytes.fromhex(h)].append(e.display_path)
+    bad_chunks: dict[bytes, str] = {}
+    by_pack: dict[str, list[bytes]] = defaultdict(list)
+    for digest in users:
+        loc = index.get(digest)
+        if loc is None:
+            bad_chunks[digest] = "chunk missing from the index"
+        else:
+            by_pack[loc.pack_id].append(digest)
+
+    pack_sizes = {o.name: o.size for o in repo.store.list("packs/")}
+    total = sum(index.get(d).length for ds in by_pack.values() for d in ds)  # type: ignore[union-attr]
+    ctx.set_phase("verifying", files_total=len(by_pack), bytes_total=total)
+    for pack_id, digests in by_pack.items():
+        ctx.check()
+        name = pack_name(pack_id)
+        size = pack_sizes.get(name)
+        if size is None:
+            for d in digests:
+                bad_chunks[d] = f"pack {pack_id[:16]} is missing"
+            continue
+        pack = None
+        if not quick:
+            try:
+                pack = repo.store.get(name)
+            except OSError as exc:
+                for d in digests:
+                    bad_chunks[d] = f"pack {pack_id[:16]} unreadable: {exc}"
+                continue
+        for d in digests:
+            loc = index.get(d)
+            assert loc is not None
+            result.chunks_checked += 1
+            if loc.offset + loc.length > size:
+                bad_chunks[d] = f"pack {pack_id[:16]} is truncated"
+                continue
+            if pack is None:
+                continue
+            try:
+                raw = decompress(
+                    pack[loc.offset : loc.offset + loc.length], loc.flags, loc.raw_length
+                )
+                ok = len(raw) == loc.raw_length and hash_bytes(raw) == d
+            except Exception:  # zstd errors on corrupt data
+                ok = False
+            if not ok:
+                bad_chunks[d] = f"chunk in pack {pack_id[:16]} fails its hash"
+            result.bytes_checked += loc.length
+            ctx.advance(nbytes=loc.length)
+        ctx.advance(files=1)
+
+    damaged: dict[str, str] = {}
+    for d, reason in bad_chunks.items():
+        for path in users[d]:
+            damaged.setdefault(path, reason)
+    for path in sorted(damaged):
+        damage(path, damaged[path])
+    result.duration_seconds = round(time.monotonic() - started, 3)
+    ctx.finish()
+    return result

@@ -1,0 +1,64 @@
+"""Shared fixtures: a real repository root and real directory trees in tmp_path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from core.manager import BackupManager
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "repo"
+
+
+@pytest.fixture
+def manager(root: Path) -> BackupManager:
+    return BackupManager(root)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A small project: code, an empty dir, a symlink, an executable, a multi-chunk file."""
+    d = tmp_path / "project"
+    (d / "src" / "pkg").mkdir(parents=True)
+    (d / "empty").mkdir()
+    (d / "src" / "main.py").write_text("print('hello')\n" * 100)
+    (d / "src" / "pkg" / "__init__.py").write_text("")
+    (d / "run.sh").write_text("#!/bin/sh\necho run\n")
+    (d / "run.sh").chmod(0o755)
+    (d / "secret.txt").write_text("s3cret\n")
+    (d / "secret.txt").chmod(0o600)
+    (d / "données é 日本.txt").write_text("unicode name\n")
+    (d / "big.bin").write_bytes(os.urandom(6 * 1024 * 1024))
+    os.symlink("src/main.py", d / "link-to-main")
+    os.symlink("/nonexistent/target", d / "dangling")
+    return d
+
+
+def tree_snapshot(top: Path) -> dict[bytes, tuple]:
+    """What a user compares after a restore: every path, its kind, bytes, mode, mtime, target."""
+    out: dict[bytes, tuple] = {}
+    base = os.fsencode(top)
+    for dirpath, dirs, files in os.walk(base):
+        for name in dirs + files:
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, base)
+            st = os.lstat(full)
+            if os.path.islink(full):
+                out[rel] = ("l", os.readlink(full))
+            elif os.path.isdir(full):
+                out[rel] = ("d", st.st_mode & 0o7777)
+            else:
+                with open(full, "rb") as f:
+                    out[rel] = ("f", f.read(), st.st_mode & 0o7777, st.st_mtime_ns)
+    return out
+
+
+@pytest.fixture
+def tree_of():
+    """The tree_snapshot function, for tests to compare trees."""
+    return tree_snapshot
