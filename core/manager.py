@@ -22,6 +22,7 @@ from typing import TypeVar
 from . import locks
 from . import manifest as mf
 from .backup import BackupPlan, describe_failure, run_backup
+from .check import check_repository, rebuild_index
 from .config import resolve_root
 from .errors import Cancelled, Conflict, InvalidInput, NexusError, NotFound, from_os_error
 from .logger import BackupLogger
@@ -31,12 +32,14 @@ from .models import (
     BackupMetadata,
     BackupStatus,
     BackupType,
+    CheckResult,
     CreateRequest,
     DeleteResult,
     ListFilter,
     ManifestSummary,
     ProgressEvent,
     ProjectSummary,
+    RebuildResult,
     RestoreRequest,
     RestoreResult,
     TreeEntry,
@@ -560,6 +563,58 @@ class BackupManager:
                 backup_id,
             )
         return result
+
+    # --- whole-project check and index rebuild ---------------------------------------------
+
+    async def check(
+        self, project_id: str, *, read_data: bool = False, progress: Progress | None = None
+    ) -> CheckResult:
+        """The index against the packs, then every backup verified (chunks read with
+        `read_data`, else presence only)."""
+        ctx = self._context("check", project_id, None, progress)
+
+        def work() -> CheckResult:
+            repo = self._repo(project_id)
+            lock = locks.acquire(
+                repo.store, exclusive=False, operation="check", timeout=LOCK_TIMEOUT
+            )
+            try:
+                result = check_repository(repo, read_data=read_data, ctx=ctx)
+            finally:
+                lock.release()
+            level = "INFO" if result.ok else "ERROR"
+            self._log(
+                project_id,
+                level,
+                "check",
+                "check ok" if result.ok else "check found: " + "; ".join(result.errors[:5]),
+            )
+            return result
+
+        return await self._in_thread(work, ctx)
+
+    async def rebuild_index(self, project_id: str) -> RebuildResult:
+        ctx = self._context("check", project_id, None, None)
+
+        def work() -> RebuildResult:
+            repo = self._repo(project_id)
+            lock = locks.acquire(
+                repo.store, exclusive=True, operation="rebuild-index", timeout=LOCK_TIMEOUT
+            )
+            try:
+                result = rebuild_index(repo, ctx)
+            finally:
+                lock.release()
+            self._log(
+                project_id,
+                "WARNING" if result.damaged_packs else "INFO",
+                "rebuild",
+                f"index rebuilt from {result.packs_read} packs: {result.chunks_indexed} chunks"
+                + (f"; damaged packs: {len(result.damaged_packs)}" if result.damaged_packs else ""),
+            )
+            return result
+
+        return await self._in_thread(work, ctx)
 
     # --- browse ----------------------------------------------------------------------------
 

@@ -298,3 +298,24 @@ class TreeEntry(BaseModel):
     mode: int = 0
     target: str | None = None
     has_children: bool = False
+
+
+class CheckResult(BaseModel):
+    """A whole project's check: the index against the packs, then every backup verified."""
+
+    project_id: str
+    ok: bool
+    read_data: bool
+    checked_at: datetime
+    packs_checked: int = 0
+    errors: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    backups: list[VerifyResult] = Field(default_factory=list)
+    duration_seconds: float = 0.0
+
+
+class RebuildResult(BaseModel):
+    project_id: str
+    packs_read: int = 0
+    chunks_indexed: int = 0
+    damaged_packs: list[str] = Field(default_factory=list)

@@ -93,3 +93,21 @@ async def test_index_rebuilds_from_packs(manager, root, backed_up):
     locations, damaged = rebuild_from_packs(repo.store)
     assert not damaged
     assert {d for d, _ in locations} == set(repo.index.entries)
+
+
+async def test_check_and_rebuild_index_after_losing_it(manager, root, backed_up, tmp_path):
+    meta, d = backed_up
+    ok = await manager.check("v", read_data=True)
+    assert ok.ok and ok.packs_checked == 1 and ok.backups[0].ok
+    for f in (root / "backups" / "v" / "index").iterdir():
+        f.write_bytes(b"garbage")  # every index file damaged
+    fresh = type(manager)(root)
+    bad = await fresh.check("v")
+    assert not bad.ok and any("index file" in e for e in bad.errors)
+    rebuilt = await fresh.rebuild_index("v")
+    assert rebuilt.chunks_indexed >= 2 and not rebuilt.damaged_packs
+    again = await fresh.check("v", read_data=True)
+    assert again.ok, again.errors
+    out = tmp_path / "out"
+    await fresh.restore(RestoreRequest(project_id="v", backup_id=meta.id, restore_dir=str(out)))
+    assert (out / "a.bin").read_bytes() == (d / "a.bin").read_bytes()
