@@ -133,7 +133,9 @@ class BackupManager:
 
     def progress_of(self, project_id: str, backup_id: str) -> ProgressEvent | None:
         ctx = self._running.get((project_id, backup_id))
-        return ctx.snapshot() if ctx is not None else None
+        if ctx is None or ctx.phase == "done":
+            return None
+        return ctx.snapshot()
 
     def _resolve_id(self, repo: Repository, backup_id: str) -> str:
         if backup_id == "latest":
@@ -171,11 +173,13 @@ class BackupManager:
         try:
             st = os.stat(path)
         except FileNotFoundError:
-            raise NexusError(f"data_dir {path}: no such directory") from None
+            raise InvalidInput(f"data_dir {path}: no such directory") from None
+        except NotADirectoryError:
+            raise InvalidInput(f"data_dir {path}: a parent is not a directory") from None
         except OSError as exc:
             raise from_os_error(exc, "data_dir") from None
         if not stat.S_ISDIR(st.st_mode):
-            raise NexusError(f"data_dir {path}: not a directory")
+            raise InvalidInput(f"data_dir {path}: not a directory")
         if not os.access(path, os.R_OK | os.X_OK):
             raise NexusError(f"data_dir {path}: permission denied")
         return Path(os.path.realpath(path))

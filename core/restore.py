@@ -140,9 +140,11 @@ class Restorer:
                 raise InvalidInput(f"restore target {target} exists and is not a directory")
             target = Path(os.path.realpath(target))
         probe = target
-        while not probe.exists():
+        while not os.path.lexists(probe):
             probe = probe.parent
-        if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        if not probe.is_dir():
+            raise InvalidInput(f"restore target {target}: {probe} is not a directory")
+        if not os.access(probe, os.W_OK | os.X_OK):
             raise NexusError(f"restore target {target}: permission denied")
         return target
 

@@ -61,7 +61,9 @@ def walk(
             with os.scandir(dir_abs) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
-            where = dir_rel.decode("utf-8", "backslashreplace") or "."
+            if not dir_rel:
+                raise  # the data directory itself: the backup cannot be made
+            where = dir_rel.decode("utf-8", "backslashreplace")
             warn(f"{where}: cannot read directory: {exc.strerror or exc}")
             return
         for entry in entries:

@@ -1,0 +1,112 @@
+"""The app factory: one BackupManager, the shared job runner and event hub, the middleware
+stack (shield, token, body limit) and an OpenAPI document that states the bearer scheme."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from api.auth import PUBLIC_PATHS, BearerAuthMiddleware
+from api.errors import ShieldMiddleware, install_handlers
+from api.events import EventHub
+from api.jobs import JobRunner
+from api.limits import MAX_BODY_BYTES, BodyLimitMiddleware
+from api.paths import PathPolicy
+from api.routes import ApiContext, public, router
+
+
+def _version() -> str:
+    try:
+        return version("nexus-backup")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def _log_payload(record: Any) -> dict[str, Any]:
+    return {
+        "time": record.time.isoformat(),
+        "level": record.level,
+        "project_id": record.project_id,
+        "operation": record.operation,
+        "backup_id": record.backup_id,
+        "message": record.message,
+    }
+
+
+def create_app(
+    root: str | os.PathLike[str],
+    *,
+    token: str | None,
+    allowed_dirs: Iterable[str | os.PathLike[str]],
+    manager: Any = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
+    """The API over the repository at `root`. `token` None means no authentication (only
+    for loopback; `serve` enforces that). `manager` replaces the BackupManager, for tests."""
+    if manager is None:
+        from core.manager import BackupManager
+
+        manager = BackupManager(Path(root))
+    hub = EventHub()
+    jobs = JobRunner(manager, hub)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        hub.bind(asyncio.get_running_loop())
+        unsubscribe = manager.logger.subscribe(
+            lambda record: hub.publish(record.project_id, "log", _log_payload(record))
+        )
+        try:
+            yield
+        finally:
+            unsubscribe()
+            await jobs.aclose()
+
+    app = FastAPI(
+        title="nexus-backup",
+        version=_version(),
+        description="HTTP API of nexus-backup: create, restore, list, inspect and delete "
+        "backups. Every endpoint but /api/v1/health needs `Authorization: Bearer <token>`.",
+        lifespan=lifespan,
+        docs_url=None,  # a browser cannot send the bearer token to load them
+        redoc_url=None,
+    )
+    app.state.ctx = ApiContext(mgr=manager, policy=PathPolicy(allowed_dirs), jobs=jobs, hub=hub)
+    install_handlers(app)
+    app.include_router(public)
+    app.include_router(router)
+    # added innermost first: the shield sees everything, the token is checked before the body
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(BearerAuthMiddleware, token=token)
+    app.add_middleware(ShieldMiddleware)
+    _document_bearer(app)
+    return app
+
+
+def _document_bearer(app: FastAPI) -> None:
+    """State the bearer scheme in /openapi.json, required everywhere but the public paths."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearerAuth": {"type": "http", "scheme": "bearer"}
+            }
+            schema["security"] = [{"bearerAuth": []}]
+            for path in PUBLIC_PATHS:
+                for operation in schema.get("paths", {}).get(path, {}).values():
+                    operation["security"] = []
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

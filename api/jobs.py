@@ -1,0 +1,257 @@
+"""The long operations (create, restore) as server-side tasks that outlive their request.
+
+A request starts the task and answers as soon as there is something to say (the PENDING
+metadata of a backup, a restore's job id). The runner keeps a reference to every task, so none
+is garbage-collected mid-flight, logs how each one ended, so no exception is lost, and cancels
+them at shutdown (a cancelled create ends FAILED "cancelled" in the core)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+from api.errors import ApiError, error_type
+from api.events import EventHub
+from api.schemas import Job, JobError
+from core.errors import NexusError
+from core.models import (
+    BackupInfo,
+    BackupMetadata,
+    CreateRequest,
+    ProgressEvent,
+    RestoreRequest,
+    RestoreResult,
+)
+
+log = logging.getLogger("nexus_backup.api")
+T = TypeVar("T")
+
+#: How long a create may take to write its PENDING metadata before the request gives up
+#: waiting (the backup itself goes on).
+START_TIMEOUT = 30.0
+#: How long a restore request waits for the restore to show progress, so that errors found at
+#: once (busy project, damaged backup) are answered directly instead of only in the job.
+EARLY_ERROR_WINDOW = 0.5
+#: Finished jobs remembered for polling; the oldest are forgotten first.
+MAX_JOBS = 1000
+
+
+class Manager(Protocol):
+    """The part of core.manager.BackupManager the runner uses."""
+
+    async def create(
+        self,
+        req: CreateRequest,
+        *,
+        progress: Callable[[ProgressEvent], None] | None = ...,
+        on_created: Callable[[BackupMetadata], None] | None = ...,
+    ) -> BackupMetadata: ...
+
+    async def restore(
+        self, req: RestoreRequest, *, progress: Callable[[ProgressEvent], None] | None = ...
+    ) -> RestoreResult: ...
+
+    async def info(self, project_id: str, backup_id: str) -> BackupInfo: ...
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobRunner:
+    def __init__(self, mgr: Manager, hub: EventHub) -> None:
+        self.mgr = mgr
+        self.hub = hub
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+
+    # -- plumbing
+
+    def _spawn(self, coro: Coroutine[Any, Any, T], label: str) -> asyncio.Task[T]:
+        task = asyncio.get_running_loop().create_task(coro, name=label)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            log.info("%s: cancelled", task.get_name())
+            return
+        exc = task.exception()
+        if isinstance(exc, NexusError):
+            log.warning("%s failed: %s", task.get_name(), exc)
+        elif exc is not None:
+            log.error("%s failed with an internal error", task.get_name(), exc_info=exc)
+
+    def _in_loop(
+        self, loop: asyncio.AbstractEventLoop, thread: int, fn: Callable[[], None]
+    ) -> None:
+        """Run `fn` in the server's loop, whichever thread the core calls back from."""
+        if threading.get_ident() == thread:
+            fn()
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(fn)
+
+    def _progress(self, job: Job | None = None) -> Callable[[ProgressEvent], None]:
+        def report(event: ProgressEvent) -> None:
+            if job is not None:
+                job.progress = event
+            self.hub.publish(event.project_id, "progress", event.model_dump(mode="json"))
+
+        return report
+
+    def publish_progress(self, event: ProgressEvent) -> None:
+        """A progress callback for operations that are not jobs (delete)."""
+        self.hub.publish(event.project_id, "progress", event.model_dump(mode="json"))
+
+    @property
+    def running(self) -> int:
+        return len(self._tasks)
+
+    async def aclose(self, timeout: float = 10.0) -> None:
+        """Cancel what is still running and give it `timeout` seconds to record that."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+    # -- create
+
+    async def start_create(self, req: CreateRequest) -> BackupMetadata:
+        """Start a backup; return its PENDING metadata as soon as the core has written it.
+
+        An error before that point (bad directory, busy project) is raised here, for the
+        request to answer with; after it, the task's outcome is the backup's status."""
+        loop = asyncio.get_running_loop()
+        thread = threading.get_ident()
+        created: asyncio.Future[BackupMetadata] = loop.create_future()
+
+        def on_created(meta: BackupMetadata) -> None:
+            def deliver() -> None:
+                if not created.done():
+                    created.set_result(meta.model_copy(deep=True))
+                self.hub.publish(meta.project_id, "backup", meta.model_dump(mode="json"))
+
+            self._in_loop(loop, thread, deliver)
+
+        task = self._spawn(self._run_create(req, on_created), f"create {req.project_id}")
+        await asyncio.wait(
+            {created, task}, timeout=START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+        )
+        if created.done():
+            return created.result()
+        if task.done():
+            exc = task.exception()
+            if exc is not None:
+                raise exc
+            return task.result()
+        created.cancel()
+        raise ApiError(
+            503,
+            f"the backup did not start within {START_TIMEOUT:.0f} s; it may still run: "
+            f"see GET /api/v1/backup/list/{req.project_id}",
+            type="not_started",
+        )
+
+    async def _run_create(
+        self, req: CreateRequest, on_created: Callable[[BackupMetadata], None]
+    ) -> BackupMetadata:
+        backup_id: str | None = None
+
+        def remember(meta: BackupMetadata) -> None:
+            nonlocal backup_id
+            backup_id = meta.id
+            on_created(meta)
+
+        try:
+            meta = await self.mgr.create(req, progress=self._progress(), on_created=remember)
+        except BaseException:
+            if backup_id is not None:  # tell event streams how it ended
+                with contextlib.suppress(Exception):
+                    info = await asyncio.shield(self.mgr.info(req.project_id, backup_id))
+                    self.hub.publish(
+                        req.project_id, "backup", info.metadata.model_dump(mode="json")
+                    )
+            raise
+        self.hub.publish(req.project_id, "backup", meta.model_dump(mode="json"))
+        return meta
+
+    # -- restore
+
+    def get(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def _remember(self, job: Job) -> None:
+        self._jobs[job.job_id] = job
+        while len(self._jobs) > MAX_JOBS:
+            oldest = next((j for j in self._jobs.values() if j.status != "running"), None)
+            if oldest is None:
+                break
+            del self._jobs[oldest.job_id]
+
+    async def start_restore(self, req: RestoreRequest) -> Job:
+        """Start a restore as a job; errors the core finds at once are raised here instead."""
+        job = Job(
+            job_id=secrets.token_hex(8),
+            project_id=req.project_id,
+            backup_id=req.backup_id,
+            restore_dir=req.restore_dir,
+            created_at=_now(),
+        )
+        started = asyncio.Event()
+        report = self._progress(job)
+
+        def progress(event: ProgressEvent) -> None:
+            started.set()
+            report(event)
+
+        task = self._spawn(self._run_restore(job, req, progress), f"restore {req.project_id}")
+        waiter = asyncio.ensure_future(started.wait())
+        try:
+            await asyncio.wait(
+                {task, waiter}, timeout=EARLY_ERROR_WINDOW, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            waiter.cancel()
+        if task.done() and not task.cancelled() and (exc := task.exception()) is not None:
+            raise exc  # never became a job the client knows of
+        self._remember(job)
+        return job
+
+    async def _run_restore(
+        self, job: Job, req: RestoreRequest, progress: Callable[[ProgressEvent], None]
+    ) -> RestoreResult:
+        try:
+            result = await self.mgr.restore(req, progress=progress)
+        except NexusError as exc:
+            job.status = "failed"
+            job.error = JobError(status_code=exc.http_status, type=error_type(exc), msg=str(exc))
+            raise
+        except asyncio.CancelledError:
+            job.status = "failed"
+            job.error = JobError(status_code=503, type="cancelled", msg="cancelled (server stop)")
+            raise
+        except Exception:
+            job.status = "failed"
+            job.error = JobError(
+                status_code=500, type="internal", msg="internal error (logged on the server)"
+            )
+            raise
+        else:
+            job.status = "succeeded"
+            job.result = result
+            job.backup_id = result.backup_id  # "latest" becomes the id actually restored
+            return result
+        finally:
+            job.finished_at = _now()
+            self.hub.publish(job.project_id, "job", job.model_dump(mode="json"))

@@ -1,0 +1,375 @@
+"""The endpoints: the spec's five, plus projects, jobs, health and the event stream.
+
+Handlers stay thin: validate (pydantic), check paths against the allowed directories, call the
+core, shape the answer. Core errors become their HTTP status through the handlers in
+api.errors; where the handler knows which field an error is about, it says so in `loc`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path as FsPath
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from api.errors import ApiError
+from api.events import EventHub, TooManySubscribers
+from api.jobs import JobRunner
+from api.paths import PathPolicy
+from api.schemas import BackupInfoResponse, BackupPage, ErrorBody, Health, Job
+from core.errors import NotFound
+from core.models import (
+    ID_PATTERN,
+    IN_PROGRESS,
+    BackupMetadata,
+    BackupStatus,
+    BackupType,
+    CreateRequest,
+    DeleteResult,
+    ListFilter,
+    ProjectSummary,
+    RestoreRequest,
+    RestoreResult,
+    check_id,
+)
+
+
+@dataclass
+class ApiContext:
+    """What the handlers share, built once per app by `create_app`."""
+
+    mgr: Any  # core.manager.BackupManager
+    policy: PathPolicy
+    jobs: JobRunner
+    hub: EventHub
+
+
+def get_ctx(request: Request) -> ApiContext:
+    return request.app.state.ctx
+
+
+Ctx = Annotated[ApiContext, Depends(get_ctx)]
+
+
+def _err(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+#: Answers any authenticated endpoint may give besides its own.
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _err("The core could not carry out the request (its one-line reason)"),
+    401: _err("Missing or invalid bearer token"),
+    413: _err("Request body too large"),
+    422: _err("Invalid input; `loc` names the field"),
+    500: _err("Internal error (a bug; logged on the server, no details given)"),
+}
+NOT_FOUND = {404: _err("Unknown project or backup")}
+CONFLICT = {409: _err("Project busy, or backup not in a state that allows this")}
+FORBIDDEN = {403: _err("Path outside the directories the server allows")}
+STORAGE_FULL = {507: _err("No space left on the repository or the target")}
+
+
+def _id_param(what: str) -> Any:
+    return Path(
+        description=f"{what}: 1-64 letters, digits, '.', '_' or '-', starting with a letter or "
+        "digit, without '..'",
+        json_schema_extra={"pattern": ID_PATTERN.pattern},
+    )
+
+
+def _checked(value: str, what: str) -> str:
+    try:
+        return check_id(value, what)
+    except ValueError as exc:
+        raise ApiError(422, str(exc), type="value_error", loc=["path", what]) from None
+
+
+ProjectIdPath = Annotated[str, _id_param("project_id")]
+BackupIdPath = Annotated[str, _id_param("backup_id ('latest' for the newest completed one)")]
+
+
+public = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", responses=COMMON_ERRORS)
+
+
+@public.get("/health", response_model=Health, tags=["meta"], summary="Liveness (no token needed)")
+async def health() -> Health:
+    return Health()
+
+
+@router.get("/projects", response_model=list[ProjectSummary], tags=["projects"])
+async def projects(ctx: Ctx) -> list[ProjectSummary]:
+    """Every project of the repository, with its backup count and last status."""
+    return await ctx.mgr.projects()
+
+
+def _project_exists(ctx: ApiContext, project_id: str) -> bool:
+    return (FsPath(ctx.mgr.root) / "backups" / project_id).is_dir()
+
+
+def _not_found(ctx: ApiContext, exc: NotFound, project_id: str, where: str) -> ApiError:
+    """Name the field a NotFound is about: the project if it does not exist, else the backup."""
+    field = "backup_id" if _project_exists(ctx, project_id) else "project_id"
+    return ApiError.from_core(exc, loc=[where, field])
+
+
+def _non_directory_on_the_way(target: FsPath) -> FsPath | None:
+    """The target itself, or the nearest existing ancestor, if that is not a directory."""
+    for path in (target, *target.parents):
+        if path.exists():
+            return None if path.is_dir() else path
+    return None
+
+
+def _allowed(ctx: ApiContext, raw: str, field: str, project_id: str, operation: str) -> FsPath:
+    """The resolved path, or a 403 that is also written to the project's log."""
+    try:
+        return ctx.policy.resolve(raw, field)
+    except ApiError as exc:
+        if exc.status_code == 403:
+            ctx.mgr.logger.warning(project_id, operation, f"API refused {field} {raw!r}: {exc.msg}")
+        raise
+
+
+@router.post(
+    "/backup/create",
+    status_code=202,
+    response_model=BackupMetadata,
+    responses={
+        **FORBIDDEN,
+        **NOT_FOUND,
+        **CONFLICT,
+        **STORAGE_FULL,
+        503: _err("The backup did not start in time (it may still run)"),
+    },
+    tags=["backups"],
+    summary="Start a backup (answers 202 with its PENDING metadata at once)",
+)
+async def create_backup(req: CreateRequest, ctx: Ctx) -> JSONResponse:
+    """The backup goes on in the server; follow it with `info` or the event stream.
+    `data_dir` must be an existing directory under one of the allowed directories."""
+    data_dir = _allowed(ctx, req.data_dir, "data_dir", req.project_id, "create")
+    if not data_dir.exists():
+        raise ApiError(
+            422,
+            f"data_dir {req.data_dir!r} does not exist",
+            type="invalid_path",
+            loc=["body", "data_dir"],
+        )
+    if not data_dir.is_dir():
+        raise ApiError(
+            422,
+            f"data_dir {req.data_dir!r} is not a directory",
+            type="invalid_path",
+            loc=["body", "data_dir"],
+        )
+    try:
+        meta = await ctx.jobs.start_create(req.model_copy(update={"data_dir": str(data_dir)}))
+    except NotFound as exc:
+        loc = ["body", "parent_backup_id"] if req.parent_backup_id else []
+        raise ApiError.from_core(exc, loc=loc) from None
+    return JSONResponse(
+        meta.model_dump(mode="json"),
+        status_code=202,
+        headers={"Location": f"/api/v1/backup/info/{meta.project_id}/{meta.id}"},
+    )
+
+
+@router.post(
+    "/backup/restore",
+    response_model=None,
+    responses={
+        200: {"model": RestoreResult, "description": "Dry run: what a restore would do"},
+        202: {"model": Job, "description": "Restore started; poll GET /api/v1/jobs/{job_id}"},
+        **FORBIDDEN,
+        **NOT_FOUND,
+        **CONFLICT,
+        **STORAGE_FULL,
+    },
+    tags=["backups"],
+    summary="Restore a backup into a directory (202 with a job; 200 for a dry run)",
+)
+async def restore_backup(req: RestoreRequest, ctx: Ctx) -> JSONResponse:
+    """`restore_dir` must be under an allowed directory and not be a file; it is created if
+    missing. Only a completed backup can be restored (else 409)."""
+    target = _allowed(ctx, req.restore_dir, "restore_dir", req.project_id, "restore")
+    blocker = _non_directory_on_the_way(target)
+    if blocker is not None:
+        what = (
+            "exists and is not a directory" if blocker == target else f"is under {blocker}, a file"
+        )
+        raise ApiError(
+            422,
+            f"restore_dir {req.restore_dir!r} {what}",
+            type="invalid_path",
+            loc=["body", "restore_dir"],
+        )
+    try:
+        info = await ctx.mgr.info(req.project_id, req.backup_id)
+    except NotFound as exc:
+        raise _not_found(ctx, exc, req.project_id, "body") from None
+    meta = info.metadata
+    if not meta.restorable:
+        raise ApiError(
+            409,
+            f"backup {meta.id} is {meta.status.value}: only a completed backup can be restored",
+            type="conflict",
+            loc=["body", "backup_id"],
+        )
+    # pin the backup ("latest" may move on) and the resolved target
+    req = req.model_copy(update={"restore_dir": str(target), "backup_id": meta.id})
+    try:
+        if req.dry_run:
+            result = await ctx.mgr.restore(req)
+            return JSONResponse(result.model_dump(mode="json"), status_code=200)
+        job = await ctx.jobs.start_restore(req)
+    except NotFound as exc:
+        raise _not_found(ctx, exc, req.project_id, "body") from None
+    return JSONResponse(
+        job.model_dump(mode="json"),
+        status_code=202,
+        headers={"Location": f"/api/v1/jobs/{job.job_id}"},
+    )
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Times without a zone are taken as UTC, the zone of every stored time."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+@router.get(
+    "/backup/list/{project_id}",
+    response_model=BackupPage,
+    responses=NOT_FOUND,
+    tags=["backups"],
+    summary="A project's backups, newest first, filtered and paged",
+)
+async def list_backups(
+    ctx: Ctx,
+    project_id: ProjectIdPath,
+    backup_type: Annotated[BackupType | None, Query(alias="type")] = None,
+    status: BackupStatus | None = None,
+    tag: Annotated[str | None, Query(max_length=330, description="key=value, or key")] = None,
+    since: Annotated[datetime | None, Query(description="ISO time; UTC if no zone")] = None,
+    until: Annotated[datetime | None, Query(description="ISO time; UTC if no zone")] = None,
+    q: Annotated[str | None, Query(max_length=256, description="text in id, tags, error")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+) -> BackupPage:
+    _checked(project_id, "project_id")
+    filters = ListFilter(
+        type=backup_type,
+        status=status,
+        tag=tag or None,
+        since=_utc(since),
+        until=_utc(until),
+        text=q or None,
+    )
+    try:
+        items = await ctx.mgr.list(project_id, filters)
+    except NotFound as exc:
+        raise ApiError.from_core(exc, loc=["path", "project_id"]) from None
+    return BackupPage(
+        project_id=project_id,
+        total=len(items),
+        limit=limit,
+        offset=offset,
+        items=items[offset : offset + limit],
+    )
+
+
+@router.get(
+    "/backup/info/{project_id}/{backup_id}",
+    response_model=BackupInfoResponse,
+    responses=NOT_FOUND,
+    tags=["backups"],
+    summary="A backup's metadata, manifest summary, and progress while it runs",
+)
+async def backup_info(ctx: Ctx, project_id: ProjectIdPath, backup_id: BackupIdPath) -> Any:
+    _checked(project_id, "project_id")
+    _checked(backup_id, "backup_id")
+    try:
+        info = await ctx.mgr.info(project_id, backup_id)
+    except NotFound as exc:
+        raise _not_found(ctx, exc, project_id, "path") from None
+    meta = info.metadata
+    # only while the backup is being worked on: a finished one may linger a moment in the core
+    busy = meta.status in IN_PROGRESS or meta.status == BackupStatus.RESTORING
+    progress = ctx.mgr.progress_of(project_id, meta.id) if busy else None
+    return BackupInfoResponse.model_validate({**info.model_dump(), "progress": progress})
+
+
+@router.delete(
+    "/backup/{project_id}/{backup_id}",
+    response_model=DeleteResult,
+    responses={**NOT_FOUND, **CONFLICT},
+    tags=["backups"],
+    summary="Delete a backup and reclaim the space only it used",
+)
+async def delete_backup(ctx: Ctx, project_id: ProjectIdPath, backup_id: BackupIdPath) -> Any:
+    _checked(project_id, "project_id")
+    _checked(backup_id, "backup_id")
+    if backup_id == "latest":
+        raise ApiError(
+            422,
+            "name the backup to delete by its id, not 'latest'",
+            type="value_error",
+            loc=["path", "backup_id"],
+        )
+    try:
+        return await ctx.mgr.delete(project_id, backup_id, progress=ctx.jobs.publish_progress)
+    except NotFound as exc:
+        raise _not_found(ctx, exc, project_id, "path") from None
+
+
+@router.get(
+    "/jobs/{job_id}",
+    response_model=Job,
+    responses={404: _err("Unknown (or long forgotten) job")},
+    tags=["jobs"],
+    summary="A background restore: running, or its result or error",
+)
+async def get_job(ctx: Ctx, job_id: Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]) -> Job:
+    job = ctx.jobs.get(job_id)
+    if job is None:
+        raise ApiError(404, f"unknown job {job_id!r}", type="not_found", loc=["path", "job_id"])
+    return job
+
+
+SSE_DOC = (
+    "Server-sent events of the project: `ready` once, then `progress` (ProgressEvent), `log` "
+    "(a log record), `backup` (BackupMetadata as it changes), `job` (a restore Job when it "
+    "ends), `lagged` ({dropped}) when this client fell behind and lost events; a `: keepalive` "
+    "comment every 15 s. Data lines are JSON."
+)
+
+
+@router.get(
+    "/events/{project_id}",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": SSE_DOC,
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        429: _err("Too many event streams open"),
+    },
+    tags=["events"],
+    summary="Live progress and log events of a project (text/event-stream)",
+)
+async def events(ctx: Ctx, project_id: ProjectIdPath) -> StreamingResponse:
+    """Any valid project id may be followed, also one whose first backup is yet to come."""
+    _checked(project_id, "project_id")
+    try:
+        ctx.hub.check_capacity()
+    except TooManySubscribers as exc:
+        raise ApiError(429, str(exc), type="too_many_streams") from None
+    return StreamingResponse(
+        ctx.hub.stream(project_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

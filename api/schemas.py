@@ -1,0 +1,76 @@
+"""The API's own response bodies; everything else it returns is a core model as it is.
+
+Each endpoint declares these as its response models, so the OpenAPI document describes every
+answer (schemathesis checks that it does)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from core.models import BackupInfo, BackupMetadata, ProgressEvent, RestoreResult
+
+
+class ErrorItem(BaseModel):
+    """One problem with a request: where (`loc`, e.g. ["body", "data_dir"]), what, which kind."""
+
+    loc: list[str | int] = Field(default_factory=list)
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer (4xx and 5xx) has this one shape, FastAPI's validation shape."""
+
+    detail: list[ErrorItem]
+
+
+class Health(BaseModel):
+    """Liveness only: no version, path or configuration is revealed without a token."""
+
+    status: Literal["ok"] = "ok"
+
+
+class BackupPage(BaseModel):
+    """One page of a project's backups, newest first; `total` counts all that match."""
+
+    project_id: str
+    total: int
+    limit: int
+    offset: int
+    items: list[BackupMetadata]
+
+
+class BackupInfoResponse(BackupInfo):
+    """`info` of the core, plus the live progress while the backup is being worked on."""
+
+    progress: ProgressEvent | None = None
+
+
+class JobError(BaseModel):
+    """Why a background job failed: the HTTP status it would have had, and the one line."""
+
+    status_code: int
+    type: str
+    msg: str
+
+
+JobStatus = Literal["running", "succeeded", "failed"]
+
+
+class Job(BaseModel):
+    """A background restore, polled at GET /api/v1/jobs/{job_id}."""
+
+    job_id: str
+    kind: Literal["restore"] = "restore"
+    status: JobStatus = "running"
+    project_id: str
+    backup_id: str
+    restore_dir: str
+    created_at: datetime
+    finished_at: datetime | None = None
+    progress: ProgressEvent | None = None
+    result: RestoreResult | None = None
+    error: JobError | None = None
