@@ -302,6 +302,7 @@ def run_backup(
     stats.bytes_stored = state.bytes_stored
     stats.chunks_new = state.chunks_new
     stats.chunks_reused = state.chunks_reused
+    stats.chunks_total = len(referenced)
     stats.dirs_count = totals["dirs"]
     stats.symlinks_count = totals["links"]
     stats.files_removed = max(0, ref_files["count"] - totals["seen_ref"])

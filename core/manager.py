@@ -414,7 +414,7 @@ class BackupManager:
                     dirs=meta.stats.dirs_count,
                     symlinks=meta.stats.symlinks_count,
                     size_bytes=meta.size_bytes,
-                    chunks=meta.stats.chunks_new + meta.stats.chunks_reused,
+                    chunks=meta.stats.chunks_total,
                 )
         chain: list[str] = []
         parent = meta.parent_backup_id

@@ -93,6 +93,7 @@ class BackupStats(BaseModel):
     bytes_stored: int = 0  # new bytes written to packs, after compression
     chunks_new: int = 0
     chunks_reused: int = 0
+    chunks_total: int = 0  # distinct chunks the backup's files consist of
     files_new: int = 0
     files_changed: int = 0
     files_unchanged: int = 0

@@ -16,6 +16,7 @@ import errno
 import fnmatch
 import os
 import secrets
+import shlex
 import shutil
 import stat
 import threading
@@ -273,9 +274,20 @@ class Restorer:
             checkpoint_id = self.checkpoint(target)
             if checkpoint_id:
                 self.result.checkpoint_id = checkpoint_id
-                self.result.undo_hint = (
-                    f"nexus-backup restore {self.meta.project_id} {checkpoint_id} "
-                    f"'{target}' --overwrite always --delete"
+                self.result.undo_hint = shlex.join(
+                    [
+                        "nexus-backup",
+                        "--root",
+                        str(self.repo.root),
+                        "restore",
+                        self.meta.project_id,
+                        checkpoint_id,
+                        str(target),
+                        "--overwrite",
+                        "always",
+                        "--delete",
+                        "--no-checkpoint",
+                    ]
                 )
 
         target.mkdir(parents=True, exist_ok=True)
