@@ -72,7 +72,9 @@ async def test_sigkill_mid_backup_then_recovery(tmp_path, big_tree, delay, tree_
     if dead.status != BackupStatus.COMPLETED:  # killed before it finished
         assert dead.status == BackupStatus.FAILED
         assert "interrupted" in (dead.error_message or "")
-        assert not (root / "backups" / "crash" / f"backup_{dead.id}" / "data" / "manifest.zst").exists()
+        assert not (
+            root / "backups" / "crash" / f"backup_{dead.id}" / "data" / "manifest.zst"
+        ).exists()
     assert not list((root / "backups" / "crash" / "locks").glob("*"))
 
     out = tmp_path / "out"

@@ -33,7 +33,9 @@ async def test_one_mib_rewritten_in_the_middle_stores_about_a_chunk(manager, tmp
     assert second.stats.bytes_read == 48 * MiB
     assert second.stats.bytes_stored < 8 * MiB, second.stats  # not the whole file
     out = tmp_path / "out"
-    await manager.restore(RestoreRequest(project_id="dd", backup_id=second.id, restore_dir=str(out)))
+    await manager.restore(
+        RestoreRequest(project_id="dd", backup_id=second.id, restore_dir=str(out))
+    )
     assert (out / "ckpt.bin").read_bytes() == bytes(data)
 
 

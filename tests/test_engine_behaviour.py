@@ -63,8 +63,9 @@ async def test_lifecycle_and_metadata_file(manager, root, data_dir):
     events = []
     created = []
     meta = await manager.create(
-        CreateRequest(project_id="p", data_dir=str(data_dir), tags={"env": "prod"},
-                      extra={"commit": "abc"}),
+        CreateRequest(
+            project_id="p", data_dir=str(data_dir), tags={"env": "prod"}, extra={"commit": "abc"}
+        ),
         progress=events.append,
         on_created=created.append,
     )
@@ -77,9 +78,21 @@ async def test_lifecycle_and_metadata_file(manager, root, data_dir):
     import json
 
     on_disk = json.loads(path.read_text())
-    for field in ("id", "project_id", "type", "status", "created_at", "completed_at",
-                  "size_bytes", "checksum", "parent_backup_id", "files_count",
-                  "error_message", "tags", "extra"):
+    for field in (
+        "id",
+        "project_id",
+        "type",
+        "status",
+        "created_at",
+        "completed_at",
+        "size_bytes",
+        "checksum",
+        "parent_backup_id",
+        "files_count",
+        "error_message",
+        "tags",
+        "extra",
+    ):
         assert field in on_disk
     assert on_disk["status"] == "completed" and on_disk["tags"] == {"env": "prod"}
     assert on_disk["extra"] == {"commit": "abc"}
@@ -88,12 +101,20 @@ async def test_lifecycle_and_metadata_file(manager, root, data_dir):
 
 
 async def test_list_filters(manager, data_dir):
-    full = await manager.create(CreateRequest(project_id="p", data_dir=str(data_dir),
-                                              tags={"env": "prod"}))
-    inc = await manager.create(CreateRequest(project_id="p", data_dir=str(data_dir),
-                                             backup_type=BackupType.INCREMENTAL))
-    cp = await manager.create(CreateRequest(project_id="p", data_dir=str(data_dir),
-                                            backup_type=BackupType.CHECKPOINT, name="before-upgrade"))
+    full = await manager.create(
+        CreateRequest(project_id="p", data_dir=str(data_dir), tags={"env": "prod"})
+    )
+    inc = await manager.create(
+        CreateRequest(project_id="p", data_dir=str(data_dir), backup_type=BackupType.INCREMENTAL)
+    )
+    cp = await manager.create(
+        CreateRequest(
+            project_id="p",
+            data_dir=str(data_dir),
+            backup_type=BackupType.CHECKPOINT,
+            name="before-upgrade",
+        )
+    )
     ids = [m.id for m in await manager.list("p")]
     assert ids == [cp.id, inc.id, full.id]  # newest first
 
@@ -152,8 +173,10 @@ def test_concurrent_creates_in_several_processes(root, data_dir):
         "CreateRequest(project_id='mp',data_dir=sys.argv[2])))"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(root), str(data_dir)], env=env)
-             for _ in range(4)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(root), str(data_dir)], env=env)
+        for _ in range(4)
+    ]
     assert [p.wait(120) for p in procs] == [0, 0, 0, 0]
     mgr = BackupManager(root)
     metas = mgr.list_blocking("mp")
@@ -194,8 +217,9 @@ async def test_repository_inside_data_dir_is_not_backed_up(tmp_path, data_dir):
 
 async def test_every_operation_is_logged(manager, data_dir, tmp_path):
     meta = await manager.create(CreateRequest(project_id="l", data_dir=str(data_dir)))
-    await manager.restore(RestoreRequest(project_id="l", backup_id=meta.id,
-                                         restore_dir=str(tmp_path / "o")))
+    await manager.restore(
+        RestoreRequest(project_id="l", backup_id=meta.id, restore_dir=str(tmp_path / "o"))
+    )
     await manager.verify("l", meta.id)
     await manager.delete("l", meta.id)
     day = datetime.now(UTC).strftime("%Y-%m-%d")
@@ -249,5 +273,8 @@ async def test_restore_below_a_file_is_invalid(manager, data_dir, tmp_path):
     meta = await manager.create(CreateRequest(project_id="f", data_dir=str(data_dir)))
     (tmp_path / "afile").write_text("x")
     with pytest.raises(InvalidInput, match="not a directory"):
-        await manager.restore(RestoreRequest(project_id="f", backup_id=meta.id,
-                                             restore_dir=str(tmp_path / "afile" / "sub")))
+        await manager.restore(
+            RestoreRequest(
+                project_id="f", backup_id=meta.id, restore_dir=str(tmp_path / "afile" / "sub")
+            )
+        )

@@ -52,7 +52,9 @@ async def test_same_size_same_mtime_edit_is_caught_by_ctime(manager, tmp_path, t
     second = await _backup(manager, d)
     assert second.stats.files_changed == 1
     out = tmp_path / "out"
-    await manager.restore(RestoreRequest(project_id="inc", backup_id=second.id, restore_dir=str(out)))
+    await manager.restore(
+        RestoreRequest(project_id="inc", backup_id=second.id, restore_dir=str(out))
+    )
     assert (out / "f.txt").read_text() == "bbbb"
 
 
@@ -86,7 +88,9 @@ async def test_deleting_parent_keeps_child_restorable(manager, data_dir, tmp_pat
     second = await _backup(manager, data_dir)
     await manager.delete("inc", first.id)
     out = tmp_path / "out"
-    await manager.restore(RestoreRequest(project_id="inc", backup_id=second.id, restore_dir=str(out)))
+    await manager.restore(
+        RestoreRequest(project_id="inc", backup_id=second.id, restore_dir=str(out))
+    )
     assert tree_of(out) == tree_of(data_dir)
     verify = await manager.verify("inc", second.id)
     assert verify.ok

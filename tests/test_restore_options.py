@@ -82,8 +82,14 @@ async def test_checkpoint_before_overwrite_and_undo(manager, backup, data_dir, t
     assert cp.type == BackupType.CHECKPOINT and cp.status == BackupStatus.COMPLETED
     # undo: restore the checkpoint over the target
     await manager.restore(
-        RestoreRequest(project_id="r", backup_id=cp.id, restore_dir=str(out),
-                       overwrite="always", delete_extra=True, checkpoint=False)
+        RestoreRequest(
+            project_id="r",
+            backup_id=cp.id,
+            restore_dir=str(out),
+            overwrite="always",
+            delete_extra=True,
+            checkpoint=False,
+        )
     )
     assert tree_of(out) == before
 
@@ -115,8 +121,14 @@ async def test_tampered_manifest_with_escaping_path_is_refused(manager, root, ba
 
     repo = Repository(root, "r")
     meta = repo.read_metadata(backup.id)
-    evil = mf.Entry(path=b"../escaped.txt", kind=mf.FILE, mode=0o644, mtime_ns=0, size=0,
-                    hash="af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262")
+    evil = mf.Entry(
+        path=b"../escaped.txt",
+        kind=mf.FILE,
+        mode=0o644,
+        mtime_ns=0,
+        size=0,
+        hash="af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262",
+    )
     header = mf.read_header(repo.read_manifest(backup.id))
     header.pop("nexus_manifest")
     writer = mf.ManifestWriter(header)

@@ -37,8 +37,17 @@ async def test_full_backup_restores_byte_exact(manager, data_dir, tmp_path, tree
 async def test_odd_names_survive(manager, tmp_path, tree_of):
     d = tmp_path / "odd"
     d.mkdir()
-    names = [b"plain", b"with space", b"new\nline", b"tab\there", b"\xff\xfe-not-utf8",
-             "emoji-🎉".encode(), b"-dash", b".hidden", b"a" * 255]
+    names = [
+        b"plain",
+        b"with space",
+        b"new\nline",
+        b"tab\there",
+        b"\xff\xfe-not-utf8",
+        "emoji-🎉".encode(),
+        b"-dash",
+        b".hidden",
+        b"a" * 255,
+    ]
     for n in names:
         with open(os.path.join(os.fsencode(d), n), "wb") as f:
             f.write(n * 3)
@@ -104,8 +113,9 @@ def test_any_tree_round_trips(tree):
         mgr = BackupManager(work / "repo")
         meta = asyncio.run(mgr.create(CreateRequest(project_id="p", data_dir=str(src))))
         out = work / "out"
-        asyncio.run(mgr.restore(RestoreRequest(project_id="p", backup_id=meta.id,
-                                               restore_dir=str(out))))
+        asyncio.run(
+            mgr.restore(RestoreRequest(project_id="p", backup_id=meta.id, restore_dir=str(out)))
+        )
         assert tree_of(out) == tree_of(src)
     finally:
         shutil.rmtree(work)
