@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -20,17 +21,16 @@ SCRIPT = """
 import asyncio, sys
 from core.manager import BackupManager
 from core.models import CreateRequest
-asyncio.run(BackupManager(sys.argv[1]).create(CreateRequest(project_id="crash", data_dir=sys.argv[2])))
+request = CreateRequest(project_id="crash", data_dir=sys.argv[2])
+asyncio.run(BackupManager(sys.argv[1]).create(request))
 """
 
 
 def _statuses(root: Path) -> dict[str, str]:
     out = {}
     for meta in (root / "backups" / "crash").glob("backup_*/metadata.json"):
-        try:
+        with contextlib.suppress(ValueError, OSError):
             out[meta.parent.name] = json.loads(meta.read_text())["status"]
-        except (ValueError, OSError):
-            pass
     return out
 
 
