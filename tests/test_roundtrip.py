@@ -104,7 +104,7 @@ def _write(path: Path, node) -> None:
 def test_any_tree_round_trips(tree):
     import asyncio
 
-    from conftest import tree_snapshot as tree_of
+    from tree_compare import tree_snapshot as tree_of
 
     work = Path(tempfile.mkdtemp(prefix="nexus-prop-"))
     try:
