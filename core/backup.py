@@ -32,6 +32,7 @@ from .repository import HOSTNAME, Repository
 from .walker import WalkItem, load_excludes, walk
 
 READ_ATTEMPTS = 3
+_local = threading.local()
 WINDOW = 256  # files in flight, ahead of the manifest writer
 Log = Callable[[str, str], None]  # (level, message)
 
@@ -93,7 +94,11 @@ def _stable(st: os.stat_result) -> tuple[int, int, int, int]:
 def read_file(state: RunState, item: WalkItem) -> Entry:
     """Chunk, hash and store one file; retried if it changes while being read."""
     ctx = state.ctx
-    chunker = state.repo.chunker_params.make()
+    params = state.repo.chunker_params
+    chunker = getattr(_local, "chunker", None)
+    if chunker is None or getattr(_local, "params", None) != params:
+        chunker = _local.chunker = params.make()
+        _local.params = params
     show = item.rel.decode("utf-8", "backslashreplace")
     try:
         fd, st = _open_regular(item.abs)
@@ -110,7 +115,15 @@ def read_file(state: RunState, item: WalkItem) -> Entry:
                 hasher = new_hasher()
                 chunks: list[tuple[str, int]] = []
                 size = 0
-                for data in iter_chunks(chunker, f, ctx.check):
+                if st.st_size < params.min_size:
+                    # Below the minimum chunk size a file is one chunk whatever its content:
+                    # read it whole, without the chunker's large stream buffer.
+                    ctx.check()
+                    whole = f.read(params.min_size)
+                    pieces = [memoryview(whole)] if whole else []
+                else:
+                    pieces = iter_chunks(chunker, f, ctx.check)
+                for data in pieces:
                     digest = hash_bytes(data)
                     hasher.update(data)
                     state.store_chunk(digest, data)
@@ -287,6 +300,7 @@ def run_backup(
         name = write_index(repo.store, state.new_locations)
     except BaseException:
         # Nothing indexed these packs, so no other backup can depend on them: remove them.
+        state.writer.abort()
         for pack in list(state.writer.pack_names):
             with contextlib.suppress(OSError):
                 repo.store.delete(pack)

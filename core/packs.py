@@ -9,15 +9,19 @@ pack is recognisable by name, and written once, atomically.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
 import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import blake3
 import zstandard
 
-from .storage import ObjectStore
+from .storage import TMP_MARK, ObjectStore
 
 MAGIC = b"NXPACK01"
 ENTRY = struct.Struct("<32sIIB")  # hash, stored length, raw length, flags
@@ -111,10 +115,36 @@ def read_pack_entries(store: ObjectStore, name: str) -> list[tuple[bytes, int, i
     return parse_header(store.get_range(name, size - want, want), size)
 
 
-class PackWriter:
-    """Collects blobs into packs of about `target_size` and writes each one atomically.
+class _OpenPack:
+    """A pack being written: blobs go straight to a spool file, only the header in memory."""
 
-    Thread-safe: several file readers add blobs at once. `on_flush` is called with the
+    def __init__(self, spool: Path) -> None:
+        self.path = spool / f"pack{TMP_MARK}{secrets.token_hex(8)}"
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.hasher = blake3.blake3()
+        self.entries: list[tuple[bytes, int, int, int]] = []
+        self.size = 0
+
+    def append(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.write(self.fd, view)
+            view = view[n:]
+        self.hasher.update(data)
+        self.size += len(data)
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
+class PackWriter:
+    """Collects blobs into packs of about `target_size` and stores each one atomically.
+
+    Thread-safe: several file readers add blobs at once. Blobs are appended to a spool file
+    as they come, so memory does not grow with the pack size. `on_flush` is called with the
     locations of every blob in a pack once that pack is durable, so that nothing is ever
     indexed before its data exists (restic's write order).
     """
@@ -129,10 +159,7 @@ class PackWriter:
         self._on_flush = on_flush
         self._target = target_size
         self._lock = threading.Lock()
-        self._write_lock = threading.Lock()
-        self._blobs: list[bytes] = []
-        self._entries: list[tuple[bytes, int, int, int]] = []
-        self._size = 0
+        self._open: _OpenPack | None = None
         self.bytes_written = 0
         self.packs_written = 0
         self.pack_names: list[str] = []
@@ -140,39 +167,57 @@ class PackWriter:
     def add(self, digest: bytes, stored: bytes, raw_length: int, flags: int) -> None:
         full = None
         with self._lock:
-            self._blobs.append(stored)
-            self._entries.append((digest, len(stored), raw_length, flags))
-            self._size += len(stored)
-            if self._size >= self._target:
-                full = self._take()
+            if self._open is None:
+                self._open = _OpenPack(self._store.spool())
+            pack = self._open
+            try:
+                pack.append(stored)
+            except BaseException:
+                self._open = None
+                pack.discard()
+                raise
+            pack.entries.append((digest, len(stored), raw_length, flags))
+            if pack.size >= self._target:
+                full, self._open = pack, None
         if full is not None:
-            self._write(*full)
+            self._finish(full)
 
-    def _take(self) -> tuple[list[bytes], list[tuple[bytes, int, int, int]]]:
-        blobs, entries = self._blobs, self._entries
-        self._blobs, self._entries, self._size = [], [], 0
-        return blobs, entries
-
-    def _write(self, blobs: list[bytes], entries: list[tuple[bytes, int, int, int]]) -> None:
-        header = b"".join(ENTRY.pack(*e) for e in entries)
-        trailer = TRAILER.pack(len(entries), blake3.blake3(header).digest()[:16], MAGIC)
-        data = b"".join([*blobs, header, trailer])
-        pack_id = blake3.blake3(data, max_threads=blake3.blake3.AUTO).hexdigest()
-        with self._write_lock:
-            self._store.put(pack_name(pack_id), data)
-            self.pack_names.append(pack_name(pack_id))
-            self.bytes_written += len(data)
+    def _finish(self, pack: _OpenPack) -> None:
+        try:
+            header = b"".join(ENTRY.pack(*e) for e in pack.entries)
+            trailer = TRAILER.pack(len(pack.entries), blake3.blake3(header).digest()[:16], MAGIC)
+            pack.append(header + trailer)
+            os.fsync(pack.fd)
+            os.close(pack.fd)
+            pack.fd = -1
+            pack_id = pack.hasher.hexdigest()
+            name = pack_name(pack_id)
+            self._store.put_file(name, pack.path)
+        except BaseException:
+            pack.discard()
+            raise
+        with self._lock:
+            self.pack_names.append(name)
+            self.bytes_written += pack.size
             self.packs_written += 1
         locations = []
         offset = 0
-        for digest, length, raw, flags in entries:
+        for digest, length, raw, flags in pack.entries:
             locations.append((digest, BlobLocation(pack_id, offset, length, raw, flags)))
             offset += length
         self._on_flush(pack_id, locations)
 
     def flush(self) -> None:
         with self._lock:
-            if not self._blobs:
-                return
-            full = self._take()
-        self._write(*full)
+            pack, self._open = self._open, None
+        if pack is not None and pack.entries:
+            self._finish(pack)
+        elif pack is not None:
+            pack.discard()
+
+    def abort(self) -> None:
+        """Drop the pack being written (on failure); stored packs are the caller's."""
+        with self._lock:
+            pack, self._open = self._open, None
+        if pack is not None:
+            pack.discard()

@@ -34,6 +34,16 @@ class ObjectStore(Protocol):
 
     def put(self, name: str, data: bytes) -> None: ...
 
+    def put_file(self, name: str, path: Path) -> None:
+        """Store a complete, fsynced local file under `name`, consuming it (a rename
+        for a local store, an upload for a remote one)."""
+        ...
+
+    def spool(self) -> Path:
+        """A local directory for files on their way into `put_file` (on the same
+        filesystem as the store when it is local, so that `put_file` is a rename)."""
+        ...
+
     def get(self, name: str) -> bytes: ...
 
     def get_range(self, name: str, offset: int, length: int) -> bytes: ...
@@ -117,6 +127,26 @@ class LocalStore:
                 # our write: create it again and retry.
                 self._mkdirs(path.parent)
         atomic_write(path, data)
+
+    def put_file(self, name: str, path: Path) -> None:
+        target = self.path(name)
+        for _attempt in range(50):
+            try:
+                os.replace(path, target)
+                break
+            except FileNotFoundError:
+                if not os.path.exists(path):
+                    raise
+                self._mkdirs(target.parent)
+        else:
+            os.replace(path, target)
+        fsync_dir(target.parent)
+
+    def spool(self) -> Path:
+        """`{base}/spool/`: temp files there carry TMP_MARK so no listing ever shows them."""
+        path = self.base / "spool"
+        path.mkdir(mode=0o700, exist_ok=True)
+        return path
 
     def _mkdirs(self, directory: Path) -> None:
         missing = []
