@@ -108,3 +108,42 @@ class OperationContext:
         self.last_event = event
         if self._emit is not None:
             self._emit(event)
+
+
+class ProgressStream:
+    """Progress as an async iterator: pass the stream as the `progress` callback, then
+    `async for event in stream` until the operation's final ("done") event.
+
+    The queue keeps only the newest events when the reader lags: progress is a state, and
+    an old state is worth nothing once a newer one exists.
+    """
+
+    def __init__(self, maxsize: int = 64) -> None:
+        import asyncio
+
+        self._queue: asyncio.Queue[ProgressEvent | None] = asyncio.Queue(maxsize)
+
+    def __call__(self, event: ProgressEvent) -> None:
+        import asyncio
+
+        while True:
+            try:
+                self._queue.put_nowait(event)
+                return
+            except asyncio.QueueFull:
+                self._queue.get_nowait()
+
+    def close(self) -> None:
+        """End the iteration (call it when the operation ended without a "done" event)."""
+        self(None)  # type: ignore[arg-type]
+
+    def __aiter__(self) -> ProgressStream:
+        return self
+
+    async def __anext__(self) -> ProgressEvent:
+        event = await self._queue.get()
+        if event is None:
+            raise StopAsyncIteration
+        if event.phase == "done":
+            self.close()
+        return event

@@ -278,3 +278,18 @@ async def test_restore_below_a_file_is_invalid(manager, data_dir, tmp_path):
                 project_id="f", backup_id=meta.id, restore_dir=str(tmp_path / "afile" / "sub")
             )
         )
+
+
+async def test_progress_as_an_async_iterator(manager, data_dir):
+    from core.progress import ProgressStream
+
+    stream = ProgressStream()
+    task = asyncio.create_task(
+        manager.create(CreateRequest(project_id="it", data_dir=str(data_dir)), progress=stream)
+    )
+    try:
+        phases = [event.phase async for event in stream]
+    finally:
+        meta = await task
+    assert phases[0] == "scanning" and phases[-1] == "done"
+    assert meta.status == BackupStatus.COMPLETED
