@@ -4,6 +4,12 @@ Runs in worker threads (the chunker, the hasher and the compressor release the G
 write order is restic's: packs, then the index file naming them, then the manifest, then
 metadata marked COMPLETED, so a crash at any instant leaves nothing COMPLETED that cannot
 be restored.
+
+Two passes. The scan walks the tree and merges it with the parent's manifest (both sorted
+by path components), deciding per entry whether it is unchanged (its parent line is reused
+verbatim, nothing read) or must be read; that gives exact totals for progress. The read pass
+feeds the files to reader threads (small files in batches, to keep per-file overhead low)
+and writes manifest lines in walk order.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from . import manifest as mf
-from .chunker import hash_bytes, iter_chunks, new_hasher
+from .chunker import ChunkerParams, hash_bytes, iter_chunks, new_hasher
 from .errors import Damaged, NexusError
 from .index import write_index
 from .manifest import Entry, ManifestWriter
@@ -29,25 +35,51 @@ from .models import MAX_WARNINGS, BackupMetadata, BackupStatus
 from .packs import BlobLocation, PackWriter, compress
 from .progress import OperationContext
 from .repository import HOSTNAME, Repository
-from .walker import WalkItem, load_excludes, walk
+from .walker import load_excludes, walk
 
 READ_ATTEMPTS = 3
-_local = threading.local()
-WINDOW = 256  # files in flight, ahead of the manifest writer
+WINDOW = 64  # read jobs in flight ahead of the manifest writer
+BATCH_FILES = 64  # small files read by one job
+BATCH_BYTES = 4 * 1024 * 1024
 Log = Callable[[str, str], None]  # (level, message)
+_local = threading.local()
 
 
 class SkipFile(Exception):
     """A file that cannot be backed up consistently; it is left out with a warning."""
 
 
+@dataclass(slots=True)
+class Item:
+    """One walked entry, compact: what the read pass needs and nothing more."""
+
+    rel: bytes
+    kind: str  # "f", "d", "l"
+    mode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    ino: int
+    uid: int
+    gid: int
+    reuse: bytes | None = None  # the parent's manifest line, when the entry is unchanged
+    had_file: bool = False  # the parent held a file at this path
+    old_hash: str | None = None
+
+    @property
+    def shown(self) -> str:
+        return self.rel.decode("utf-8", "backslashreplace")
+
+
 @dataclass
 class RunState:
-    """What the worker threads share while a backup runs."""
+    """What the reader threads share while a backup runs."""
 
     repo: Repository
     ctx: OperationContext
-    writer: PackWriter | None = None
+    top: bytes
+    params: ChunkerParams
+    writer: PackWriter = field(init=False)
     lock: threading.Lock = field(default_factory=threading.Lock)
     reserved: set[bytes] = field(default_factory=set)
     new_locations: list[tuple[bytes, BlobLocation]] = field(default_factory=list)
@@ -60,7 +92,7 @@ class RunState:
         with self.lock:
             self.new_locations.extend(locations)
 
-    def store_chunk(self, digest: bytes, data: memoryview) -> None:
+    def store_chunk(self, digest: bytes, data: memoryview | bytes) -> None:
         with self.lock:
             if digest in self.repo.index or digest in self.reserved:
                 self.chunks_reused += 1
@@ -68,14 +100,13 @@ class RunState:
             self.reserved.add(digest)
             self.chunks_new += 1
         stored, flags = compress(data)
-        assert self.writer is not None
         self.writer.add(digest, stored, len(data), flags)
         with self.lock:
             self.bytes_stored += len(stored)
 
 
 def _open_regular(path: bytes) -> tuple[int, os.stat_result]:
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
         fd = os.open(path, flags | getattr(os, "O_NOATIME", 0))
     except PermissionError:
@@ -91,17 +122,21 @@ def _stable(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
-def read_file(state: RunState, item: WalkItem) -> Entry:
-    """Chunk, hash and store one file; retried if it changes while being read."""
-    ctx = state.ctx
-    params = state.repo.chunker_params
+def _chunker(params: ChunkerParams):
     chunker = getattr(_local, "chunker", None)
     if chunker is None or getattr(_local, "params", None) != params:
         chunker = _local.chunker = params.make()
         _local.params = params
-    show = item.rel.decode("utf-8", "backslashreplace")
+    return chunker
+
+
+def read_file(state: RunState, item: Item) -> Entry:
+    """Chunk, hash and store one file; retried if it changes while being read."""
+    ctx = state.ctx
+    params = state.params
+    path = os.path.join(state.top, item.rel)
     try:
-        fd, st = _open_regular(item.abs)
+        fd, st = _open_regular(path)
     except FileNotFoundError:
         raise SkipFile("vanished before it could be read") from None
     except OSError as exc:
@@ -112,26 +147,35 @@ def read_file(state: RunState, item: WalkItem) -> Entry:
         with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
             for _attempt in range(READ_ATTEMPTS):
                 f.seek(0)
-                hasher = new_hasher()
                 chunks: list[tuple[str, int]] = []
                 size = 0
                 if st.st_size < params.min_size:
                     # Below the minimum chunk size a file is one chunk whatever its content:
-                    # read it whole, without the chunker's large stream buffer.
+                    # read it whole, without the chunker's stream buffer; its content hash
+                    # is its chunk's hash.
                     ctx.check()
-                    whole = f.read(params.min_size)
-                    pieces = [memoryview(whole)] if whole else []
-                else:
-                    pieces = iter_chunks(chunker, f, ctx.check)
-                for data in pieces:
+                    data = f.read(params.min_size)
                     digest = hash_bytes(data)
-                    hasher.update(data)
-                    state.store_chunk(digest, data)
-                    chunks.append((digest.hex(), len(data)))
-                    size += len(data)
+                    if data:
+                        state.store_chunk(digest, data)
+                        chunks.append((digest.hex(), len(data)))
+                    size = len(data)
+                    content = digest.hex()
                     with state.lock:
-                        state.bytes_read += len(data)
-                    ctx.advance(nbytes=len(data), path=show)
+                        state.bytes_read += size
+                    ctx.advance(nbytes=size)
+                else:
+                    hasher = new_hasher()
+                    for piece in iter_chunks(_chunker(params), f, ctx.check):
+                        digest = hash_bytes(piece)
+                        hasher.update(piece)
+                        state.store_chunk(digest, piece)
+                        chunks.append((digest.hex(), len(piece)))
+                        size += len(piece)
+                        with state.lock:
+                            state.bytes_read += len(piece)
+                        ctx.advance(nbytes=len(piece), path=item.shown)
+                    content = hasher.hexdigest()
                 after = os.fstat(fd)
                 if _stable(after) == _stable(st) and size == after.st_size:
                     return Entry(
@@ -144,7 +188,7 @@ def read_file(state: RunState, item: WalkItem) -> Entry:
                         gid=st.st_gid,
                         ino=st.st_ino,
                         ctime_ns=st.st_ctime_ns,
-                        hash=hasher.hexdigest(),
+                        hash=content,
                         chunks=chunks,
                     )
                 st = after
@@ -156,19 +200,16 @@ def read_file(state: RunState, item: WalkItem) -> Entry:
     raise SkipFile(f"kept changing while being read ({READ_ATTEMPTS} attempts)")
 
 
-def _merge(items: list[WalkItem], ref: Iterator[Entry]) -> Iterator[tuple[WalkItem, Entry | None]]:
-    """Pair each walked item with the reference manifest's entry of the same path (both
-    sorted by path components), and count the reference's files that are gone."""
-    current = next(ref, None)
+def read_batch(state: RunState, items: list[Item]) -> list[Entry | SkipFile]:
+    """Read several files in one job; a file that cannot be read is returned as its SkipFile."""
+    out: list[Entry | SkipFile] = []
     for item in items:
-        key = mf.sort_key(item.rel)
-        while current is not None and current.key < key:
-            current = next(ref, None)
-        if current is not None and current.key == key:
-            yield item, current
-            current = next(ref, None)
-        else:
-            yield item, None
+        try:
+            out.append(read_file(state, item))
+        except SkipFile as exc:
+            out.append(exc)
+        state.ctx.advance(files=1, path=item.shown)
+    return out
 
 
 @dataclass
@@ -176,240 +217,317 @@ class BackupPlan:
     data_dir: bytes
     excludes: list[str]
     reference: BackupMetadata | None  # the latest completed backup, for stats and reuse
-    reuse: bool  # INCREMENTAL/SNAPSHOT/CHECKPOINT reuse unchanged files from the reference
+    reuse: bool  # INCREMENTAL/SNAPSHOT/CHECKPOINT reuse unchanged entries of the reference
     skip_dirs: set[tuple[int, int]]
+
+
+class BackupRun:
+    """One backup from PENDING metadata to COMPLETED."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        meta: BackupMetadata,
+        plan: BackupPlan,
+        ctx: OperationContext,
+        log: Log,
+    ) -> None:
+        self.repo = repo
+        self.meta = meta
+        self.plan = plan
+        self.ctx = ctx
+        self.log = log
+        self.warnings: list[str] = []
+        self.referenced: set[bytes] = set()
+        self.counts = dict.fromkeys(
+            ("files", "size", "dirs", "links", "new", "changed", "unchanged", "seen_ref"), 0
+        )
+        self.ref_files = 0
+
+    def warn(self, message: str) -> None:
+        if len(self.warnings) < MAX_WARNINGS:
+            self.warnings.append(message)
+        self.log("WARNING", message)
+
+    # --- scan: walk and merge with the parent ----------------------------------------------
+
+    def _reference_entries(self) -> Iterator[Entry]:
+        if self.plan.reference is None:
+            return
+        for e in mf.iter_entries(self.repo.read_manifest(self.plan.reference.id)):
+            if e.kind == mf.FILE:
+                self.ref_files += 1
+            yield e
+
+    def scan(self) -> list[Item]:
+        ctx = self.ctx
+        ctx.set_phase("scanning")
+        spec = load_excludes(self.plan.data_dir, self.plan.excludes)
+        index = self.repo.index
+        reuse = self.plan.reuse
+        ref = self._reference_entries()
+        old = next(ref, None)
+        items: list[Item] = []
+        found_files = found_bytes = 0
+        for w in walk(
+            self.plan.data_dir,
+            excludes=spec,
+            skip=self.plan.skip_dirs,
+            warn=self.warn,
+            check=ctx.check,
+        ):
+            st = w.st
+            item = Item(
+                w.rel,
+                w.kind,
+                st.st_mode,
+                st.st_size,
+                st.st_mtime_ns,
+                st.st_ctime_ns,
+                st.st_ino,
+                st.st_uid,
+                st.st_gid,
+            )
+            key = mf.sort_key(w.rel)
+            while old is not None and old.key < key:
+                old = next(ref, None)
+            if old is not None and old.key == key:
+                if old.kind == mf.FILE:
+                    item.had_file = True
+                    item.old_hash = old.hash
+                if reuse and old.kind == item.kind and self._unchanged(item, old, index):
+                    item.reuse = old.raw
+                    if old.kind == mf.FILE:
+                        self.referenced.update(bytes.fromhex(h) for h, _n in old.chunks)
+                old = next(ref, None)
+            items.append(item)
+            if item.kind == "f":
+                found_files += 1
+                found_bytes += item.size
+                if found_files % 256 == 0:
+                    ctx.advance(files=256, nbytes=found_bytes, path=item.shown)
+                    found_bytes = 0
+        ctx.advance(files=found_files % 256, nbytes=found_bytes)
+        for _ in ref:  # count the rest of the reference's files
+            pass
+        return items
+
+    @staticmethod
+    def _unchanged(item: Item, old: Entry, index: object) -> bool:
+        """ctime changes with any change of content or metadata, so equal ctime, inode,
+        size and mtime mean the parent's line still describes the entry exactly."""
+        if old.raw is None or old.mtime_ns != item.mtime_ns:
+            return False
+        if item.kind == "d":
+            return old.mode == item.mode and old.uid == item.uid and old.gid == item.gid
+        same = old.ctime_ns == item.ctime_ns and old.ino == item.ino and old.size == item.size
+        if item.kind == "l":
+            return same
+        return same and all(bytes.fromhex(h) in index for h, _n in old.chunks)  # type: ignore[operator]
+
+    # --- read: files to the reader threads, manifest lines in order ------------------------
+
+    def _emit(self, writer: ManifestWriter, item: Item, entry: Entry | None) -> None:
+        c = self.counts
+        if entry is None:
+            assert item.reuse is not None
+            writer.add_line(mf.sort_key(item.rel), item.reuse)
+        else:
+            writer.add(entry)
+        if item.kind == "f":
+            c["files"] += 1
+            c["size"] += item.size if entry is None else entry.size
+            if item.had_file:
+                c["seen_ref"] += 1
+            if entry is None or (item.had_file and item.old_hash == entry.hash):
+                c["unchanged"] += 1
+            elif item.had_file:
+                c["changed"] += 1
+            else:
+                c["new"] += 1
+            if entry is not None:
+                self.referenced.update(bytes.fromhex(h) for h, _n in entry.chunks)
+        elif item.kind == "d":
+            c["dirs"] += 1
+        else:
+            c["links"] += 1
+
+    def _direct(self, item: Item) -> Entry | None:
+        """The entry of a directory or symlink (None when the parent's line is reused)."""
+        if item.reuse is not None:
+            return None
+        if item.kind == "d":
+            return Entry(item.rel, mf.DIR, item.mode, item.mtime_ns, uid=item.uid, gid=item.gid)
+        target = os.readlink(os.path.join(self.plan.data_dir, item.rel))
+        return Entry(
+            item.rel,
+            mf.SYMLINK,
+            item.mode,
+            item.mtime_ns,
+            size=item.size,
+            uid=item.uid,
+            gid=item.gid,
+            ino=item.ino,
+            ctime_ns=item.ctime_ns,
+            target=target,
+        )
+
+    def read(self, items: list[Item], state: RunState, writer: ManifestWriter) -> None:
+        ctx = self.ctx
+        workers = max(2, min(8, (os.cpu_count() or 2) * 2))
+        # Each unit: (items, future or None); a unit without a future is emitted directly.
+        pending: deque[tuple[list[Item], Future[list[Entry | SkipFile]] | None]] = deque()
+
+        def drain(keep: int) -> None:
+            while pending and (len(pending) > keep or _done(pending[0][1])):
+                unit, job = pending.popleft()
+                if job is None:
+                    for item in unit:
+                        try:
+                            self._emit(writer, item, self._direct(item))
+                        except OSError as exc:
+                            self.warn(f"{item.shown}: skipped: {exc.strerror or exc}")
+                    continue
+                for item, result in zip(unit, job.result(), strict=True):
+                    if isinstance(result, SkipFile):
+                        self.warn(f"{item.shown}: skipped: {result}")
+                    else:
+                        self._emit(writer, item, result)
+
+        with ThreadPoolExecutor(workers, thread_name_prefix="nexus-read") as pool:
+            try:
+                batch: list[Item] = []
+                batch_bytes = 0
+                direct: list[Item] = []
+
+                def flush_direct() -> None:
+                    nonlocal direct
+                    if direct:
+                        pending.append((direct, None))
+                        direct = []
+
+                def flush_batch() -> None:
+                    nonlocal batch, batch_bytes
+                    if batch:
+                        pending.append((batch, pool.submit(read_batch, state, batch)))
+                        batch, batch_bytes = [], 0
+                        drain(WINDOW)
+
+                for item in items:
+                    ctx.check()
+                    if item.kind != "f" or item.reuse is not None:
+                        flush_batch()
+                        direct.append(item)
+                        continue
+                    flush_direct()
+                    if item.size >= self.repo.chunker_params.min_size:
+                        flush_batch()
+                        batch = [item]
+                        flush_batch()
+                        continue
+                    batch.append(item)
+                    batch_bytes += item.size
+                    if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:
+                        flush_batch()
+                flush_batch()
+                flush_direct()
+                drain(0)
+            except BaseException:
+                ctx.cancel.set()
+                raise
+
+    # --- the whole run ---------------------------------------------------------------------
+
+    def run(self) -> BackupMetadata:
+        started = time.monotonic()
+        repo, meta, ctx = self.repo, self.meta, self.ctx
+        meta.status = BackupStatus.RUNNING
+        repo.write_metadata(meta)
+        repo.refresh_index()
+
+        items = self.scan()
+        to_read = [i for i in items if i.kind == "f" and i.reuse is None]
+        ctx.set_phase("reading", files_total=len(to_read), bytes_total=sum(i.size for i in to_read))
+        del to_read
+        state = RunState(repo, ctx, self.plan.data_dir, repo.chunker_params)
+        state.writer = PackWriter(repo.store, state.on_flush, repo.pack_size)
+        writer = ManifestWriter(
+            {
+                "backup_id": meta.id,
+                "project_id": meta.project_id,
+                "source": self.plan.data_dir.decode("utf-8", "surrogateescape"),
+                "hostname": HOSTNAME,
+                "created_at": meta.created_at.isoformat(),
+                "chunker": repo.chunker_params.as_dict(),
+            }
+        )
+        try:
+            self.read(items, state, writer)
+            del items
+            state.writer.flush()
+            ctx.check()
+            # Index, then manifest, then the metadata: the restic write order.
+            name = write_index(repo.store, state.new_locations)
+        except BaseException:
+            # Nothing indexed these packs, so no other backup can depend on them: remove them.
+            state.writer.abort()
+            for pack in list(state.writer.pack_names):
+                with contextlib.suppress(OSError):
+                    repo.store.delete(pack)
+            raise
+        for digest, loc in state.new_locations:
+            repo.index.add(digest, loc)
+        if name:
+            repo.index.files.add(name)
+        data, checksum = writer.finish()
+        repo.write_manifest(meta.id, data)
+
+        c = self.counts
+        stats = meta.stats
+        stats.bytes_read = state.bytes_read
+        stats.bytes_stored = state.bytes_stored
+        stats.chunks_new = state.chunks_new
+        stats.chunks_reused = state.chunks_reused
+        stats.chunks_total = len(self.referenced)
+        stats.files_new = c["new"]
+        stats.files_changed = c["changed"]
+        stats.files_unchanged = c["unchanged"]
+        stats.files_removed = max(0, self.ref_files - c["seen_ref"])
+        stats.dirs_count = c["dirs"]
+        stats.symlinks_count = c["links"]
+        stats.warnings = self.warnings
+        meta.size_bytes = c["size"]
+        meta.files_count = c["files"]
+        meta.checksum = checksum
+        meta.status = BackupStatus.VALIDATING
+        repo.write_metadata(meta)
+
+        ctx.set_phase("validating")
+        if mf.checksum(repo.read_manifest(meta.id)) != checksum:
+            raise Damaged("the manifest read back does not match what was written")
+        missing = sum(1 for d in self.referenced if d not in repo.index)
+        if missing:
+            raise Damaged(f"{missing} chunks referenced by the backup are not indexed")
+
+        elapsed = time.monotonic() - started
+        stats.duration_seconds = round(elapsed, 3)
+        stats.throughput_bytes_per_second = round(stats.bytes_read / elapsed, 1) if elapsed else 0.0
+        meta.status = BackupStatus.COMPLETED
+        meta.completed_at = datetime.now(UTC)
+        repo.write_metadata(meta)
+        ctx.finish()
+        return meta
 
 
 def run_backup(
     repo: Repository, meta: BackupMetadata, plan: BackupPlan, ctx: OperationContext, log: Log
 ) -> BackupMetadata:
     """Carry out a backup whose PENDING metadata exists; returns the COMPLETED metadata."""
-    started = time.monotonic()
-    stats = meta.stats
-    warnings: list[str] = []
-
-    def warn(message: str) -> None:
-        if len(warnings) < MAX_WARNINGS:
-            warnings.append(message)
-        log("WARNING", message)
-
-    meta.status = BackupStatus.RUNNING
-    repo.write_metadata(meta)
-    repo.refresh_index()
-
-    ctx.set_phase("scanning")
-    spec = load_excludes(plan.data_dir, plan.excludes)
-    items: list[WalkItem] = []
-    for item in walk(plan.data_dir, excludes=spec, skip=plan.skip_dirs, warn=warn, check=ctx.check):
-        items.append(item)
-        if item.kind == "f":
-            ctx.advance(files=1, nbytes=item.st.st_size, path=item.rel.decode("utf-8", "replace"))
-
-    ref_entries: Iterator[Entry] = iter(())
-    if plan.reference is not None:
-        ref_entries = mf.iter_entries(repo.read_manifest(plan.reference.id))
-    ref_files: dict[str, int] = {"count": 0}
-
-    def counting(entries: Iterator[Entry]) -> Iterator[Entry]:
-        for e in entries:
-            if e.kind == mf.FILE:
-                ref_files["count"] += 1
-            yield e
-
-    counted = counting(ref_entries)
-    paired = list(_merge(items, counted))
-    del items
-    for _ in counted:  # drain, to count all of the reference's files
-        pass
-
-    def reusable(item: WalkItem, old: Entry | None) -> bool:
-        return (
-            plan.reuse
-            and old is not None
-            and old.kind == mf.FILE
-            and item.kind == "f"
-            and old.size == item.st.st_size
-            and old.mtime_ns == item.st.st_mtime_ns
-            and old.ctime_ns == item.st.st_ctime_ns
-            and old.ino == item.st.st_ino
-            and all(bytes.fromhex(h) in repo.index for h, _n in old.chunks)
-        )
-
-    to_read = [(i, o) for i, o in paired if i.kind == "f" and not reusable(i, o)]
-    ctx.set_phase(
-        "reading",
-        files_total=len(to_read),
-        bytes_total=sum(i.st.st_size for i, _o in to_read),
-    )
-
-    state = RunState(repo, ctx)
-    state.writer = PackWriter(repo.store, state.on_flush, repo.pack_size)
-    writer = ManifestWriter(
-        {
-            "backup_id": meta.id,
-            "project_id": meta.project_id,
-            "source": plan.data_dir.decode("utf-8", "surrogateescape"),
-            "hostname": HOSTNAME,
-            "created_at": meta.created_at.isoformat(),
-            "chunker": repo.chunker_params.as_dict(),
-        }
-    )
-    referenced: set[str] = set()
-    totals = {"files": 0, "size": 0, "dirs": 0, "links": 0, "seen_ref": 0}
-
-    def emit(entry: Entry, old: Entry | None, reused: bool) -> None:
-        writer.add(entry)
-        if entry.kind == mf.FILE:
-            totals["files"] += 1
-            totals["size"] += entry.size
-            referenced.update(h for h, _n in entry.chunks)
-            if old is not None and old.kind == mf.FILE:
-                totals["seen_ref"] += 1
-            if reused or (old is not None and old.kind == mf.FILE and old.hash == entry.hash):
-                stats.files_unchanged += 1
-            elif old is not None and old.kind == mf.FILE:
-                stats.files_changed += 1
-            else:
-                stats.files_new += 1
-        elif entry.kind == mf.DIR:
-            totals["dirs"] += 1
-        else:
-            totals["links"] += 1
-
-    workers = max(2, min(8, (os.cpu_count() or 2) * 2))
-    pending: deque[tuple[WalkItem, Entry | None, Future[Entry] | Entry, bool]] = deque()
-
-    def drain(block_until: int) -> None:
-        while pending and (len(pending) > block_until or _ready(pending[0][2])):
-            item, old, job, reused = pending.popleft()
-            if isinstance(job, Future):
-                try:
-                    entry = job.result()
-                except SkipFile as exc:
-                    warn(f"{item.rel.decode('utf-8', 'backslashreplace')}: skipped: {exc}")
-                    continue
-                emit(entry, old, False)
-            else:
-                emit(job, old, reused)
-
-    try:
-        _read_all(state, paired, reusable, emit, warn, pending, drain, workers)
-        state.writer.flush()
-        ctx.check()
-        # Index, then manifest, then the metadata: the restic write order.
-        name = write_index(repo.store, state.new_locations)
-    except BaseException:
-        # Nothing indexed these packs, so no other backup can depend on them: remove them.
-        state.writer.abort()
-        for pack in list(state.writer.pack_names):
-            with contextlib.suppress(OSError):
-                repo.store.delete(pack)
-        raise
-    for digest, loc in state.new_locations:
-        repo.index.add(digest, loc)
-    if name:
-        repo.index.files.add(name)
-    data, checksum = writer.finish()
-    repo.write_manifest(meta.id, data)
-
-    stats.bytes_read = state.bytes_read
-    stats.bytes_stored = state.bytes_stored
-    stats.chunks_new = state.chunks_new
-    stats.chunks_reused = state.chunks_reused
-    stats.chunks_total = len(referenced)
-    stats.dirs_count = totals["dirs"]
-    stats.symlinks_count = totals["links"]
-    stats.files_removed = max(0, ref_files["count"] - totals["seen_ref"])
-    stats.warnings = warnings
-    meta.size_bytes = totals["size"]
-    meta.files_count = totals["files"]
-    meta.checksum = checksum
-    meta.status = BackupStatus.VALIDATING
-    repo.write_metadata(meta)
-
-    ctx.set_phase("validating")
-    if mf.checksum(repo.read_manifest(meta.id)) != checksum:
-        raise Damaged("the manifest read back does not match what was written")
-    missing = [h for h in referenced if bytes.fromhex(h) not in repo.index]
-    if missing:
-        raise Damaged(f"{len(missing)} chunks referenced by the backup are not indexed")
-
-    elapsed = time.monotonic() - started
-    stats.duration_seconds = round(elapsed, 3)
-    stats.throughput_bytes_per_second = round(stats.bytes_read / elapsed, 1) if elapsed else 0.0
-    meta.status = BackupStatus.COMPLETED
-    meta.completed_at = datetime.now(UTC)
-    repo.write_metadata(meta)
-    ctx.finish()
-    return meta
+    return BackupRun(repo, meta, plan, ctx, log).run()
 
 
-def _read_all(state, paired, reusable, emit, warn, pending, drain, workers) -> None:
-    """Feed files to the reader threads in walk order; the manifest takes them in order."""
-    ctx = state.ctx
-    with ThreadPoolExecutor(workers, thread_name_prefix="nexus-read") as pool:
-        try:
-            for item, old in paired:
-                ctx.check()
-                st = item.st
-                reused = False
-                if item.kind == "d":
-                    entry: Entry | Future[Entry] = Entry(
-                        item.rel, mf.DIR, st.st_mode, st.st_mtime_ns, uid=st.st_uid, gid=st.st_gid
-                    )
-                elif item.kind == "l":
-                    try:
-                        target = os.readlink(item.abs)
-                    except OSError as exc:
-                        shown = item.rel.decode("utf-8", "backslashreplace")
-                        warn(f"{shown}: skipped: {exc.strerror}")
-                        continue
-                    entry = Entry(
-                        item.rel,
-                        mf.SYMLINK,
-                        st.st_mode,
-                        st.st_mtime_ns,
-                        size=st.st_size,
-                        uid=st.st_uid,
-                        gid=st.st_gid,
-                        ino=st.st_ino,
-                        ctime_ns=st.st_ctime_ns,
-                        target=target,
-                    )
-                elif reusable(item, old):
-                    assert old is not None
-                    entry = Entry(
-                        item.rel,
-                        mf.FILE,
-                        st.st_mode,
-                        st.st_mtime_ns,
-                        size=old.size,
-                        uid=st.st_uid,
-                        gid=st.st_gid,
-                        ino=st.st_ino,
-                        ctime_ns=st.st_ctime_ns,
-                        hash=old.hash,
-                        chunks=old.chunks,
-                    )
-                    reused = True
-                else:
-                    entry = pool.submit(_read_counted, state, item)
-                pending.append((item, old, entry, reused))
-                drain(WINDOW)
-            drain(0)
-        except BaseException:
-            ctx.cancel.set()
-            raise
-
-
-def _read_counted(state: RunState, item: WalkItem) -> Entry:
-    entry = read_file(state, item)
-    state.ctx.advance(files=1)
-    return entry
-
-
-def _ready(job: object) -> bool:
-    return not isinstance(job, Future) or job.done()
+def _done(job: Future | None) -> bool:
+    return job is None or job.done()
 
 
 def describe_failure(exc: BaseException) -> str:

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import blake3
+import orjson
 import zstandard
 
 from .errors import Damaged
@@ -46,6 +46,7 @@ class Entry:
     hash: str | None = None  # BLAKE3 hex of the whole content (files)
     chunks: list[tuple[str, int]] = field(default_factory=list)  # (BLAKE3 hex, raw size)
     target: bytes | None = None  # symlink target
+    raw: bytes | None = field(default=None, repr=False, compare=False)  # the line as read
 
     @property
     def key(self) -> tuple[bytes, ...]:
@@ -77,12 +78,14 @@ def _get_bytes(obj: dict, key: str) -> bytes | None:
 
 def check_path(path: bytes) -> bytes:
     """Refuse any path that could escape the restore directory (a tampered manifest)."""
-    parts = path.split(b"/")
+    wrapped = b"/" + path + b"/"
     if (
         not path
-        or path.startswith(b"/")
+        or path[0] == 0x2F
         or b"\0" in path
-        or any(p in (b"", b".", b"..") for p in parts)
+        or b"//" in wrapped
+        or b"/./" in wrapped
+        or b"/../" in wrapped
     ):
         raise ManifestError(f"unsafe path in manifest: {path!r}")
     return path
@@ -97,12 +100,12 @@ def encode_entry(e: Entry) -> bytes:
     elif e.kind == SYMLINK:
         _put_bytes(obj, "l", e.target or b"")
         obj.update(s=e.size, i=e.ino, c=e.ctime_ns)
-    return json.dumps(obj, separators=(",", ":")).encode("ascii") + b"\n"
+    return orjson.dumps(obj) + b"\n"
 
 
 def decode_entry(line: bytes) -> Entry:
     try:
-        obj = json.loads(line)
+        obj = orjson.loads(line)
         path = _get_bytes(obj, "p")
         if path is None:
             raise ManifestError("entry without a path")
@@ -122,8 +125,9 @@ def decode_entry(line: bytes) -> Entry:
             hash=obj.get("h"),
             chunks=[(str(h), int(n)) for h, n in obj.get("ch", [])],
             target=_get_bytes(obj, "l"),
+            raw=line if line.endswith(b"\n") else line + b"\n",
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as exc:
         if isinstance(exc, ManifestError):
             raise
         raise ManifestError(f"bad manifest entry: {exc}") from exc
@@ -132,26 +136,43 @@ def decode_entry(line: bytes) -> Entry:
 class ManifestWriter:
     """Streams entries into a zstd-compressed manifest while hashing the plain bytes."""
 
+    BLOCK = 256 * 1024
+
     def __init__(self, header: dict) -> None:
         self._buf = io.BytesIO()
         self._comp = zstandard.ZstdCompressor(level=3).compressobj()
         self._hash = blake3.blake3()
         self._last: tuple[bytes, ...] | None = None
-        self._write(json.dumps({"nexus_manifest": FORMAT, **header}).encode() + b"\n")
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._write(orjson.dumps({"nexus_manifest": FORMAT, **header}) + b"\n")
 
     def _write(self, line: bytes) -> None:
-        self._hash.update(line)
-        self._buf.write(self._comp.compress(line))
+        # Lines are hashed and compressed in blocks: per line, the calls cost more than the work.
+        self._pending.append(line)
+        self._pending_size += len(line)
+        if self._pending_size >= self.BLOCK:
+            self._flush()
+
+    def _flush(self) -> None:
+        block = b"".join(self._pending)
+        self._pending, self._pending_size = [], 0
+        self._hash.update(block)
+        self._buf.write(self._comp.compress(block))
 
     def add(self, entry: Entry) -> None:
-        key = entry.key
+        self.add_line(entry.key, encode_entry(entry))
+
+    def add_line(self, key: tuple[bytes, ...], line: bytes) -> None:
+        """An entry already encoded (an unchanged entry of the parent, reused verbatim)."""
         if self._last is not None and key <= self._last:
-            raise ManifestError(f"manifest entries out of order at {entry.path!r}")
+            raise ManifestError(f"manifest entries out of order at {b'/'.join(key)!r}")
         self._last = key
-        self._write(encode_entry(entry))
+        self._write(line)
 
     def finish(self) -> tuple[bytes, str]:
         """The compressed manifest and its checksum `blake3:<hex>`."""
+        self._flush()
         self._buf.write(self._comp.flush())
         return self._buf.getvalue(), "blake3:" + self._hash.hexdigest()
 
@@ -167,8 +188,8 @@ def _lines(data: bytes) -> Iterator[bytes]:
 def read_header(data: bytes) -> dict:
     for line in _lines(data):
         try:
-            header = json.loads(line)
-        except ValueError as exc:
+            header = orjson.loads(line)
+        except (ValueError, orjson.JSONDecodeError) as exc:
             raise ManifestError("manifest header is not JSON") from exc
         if not isinstance(header, dict) or header.get("nexus_manifest") != FORMAT:
             raise ManifestError("not a nexus-backup manifest (or a newer format)")

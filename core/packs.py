@@ -116,7 +116,10 @@ def read_pack_entries(store: ObjectStore, name: str) -> list[tuple[bytes, int, i
 
 
 class _OpenPack:
-    """A pack being written: blobs go straight to a spool file, only the header in memory."""
+    """A pack being written: blobs go to a spool file through a small buffer (one write per
+    MiB, not per blob); only the header stays in memory."""
+
+    BUFFER = 1024 * 1024
 
     def __init__(self, spool: Path) -> None:
         self.path = spool / f"pack{TMP_MARK}{secrets.token_hex(8)}"
@@ -124,18 +127,40 @@ class _OpenPack:
         self.hasher = blake3.blake3()
         self.entries: list[tuple[bytes, int, int, int]] = []
         self.size = 0
+        self._buf = bytearray()
 
     def append(self, data: bytes) -> None:
+        self.hasher.update(data)
+        self.size += len(data)
+        if len(data) >= self.BUFFER:
+            self._flush()
+            self._write(data)
+            return
+        self._buf += data
+        if len(self._buf) >= self.BUFFER:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buf:
+            self._write(self._buf)
+            self._buf = bytearray()
+
+    def _write(self, data: bytes | bytearray) -> None:
         view = memoryview(data)
         while view:
             n = os.write(self.fd, view)
             view = view[n:]
-        self.hasher.update(data)
-        self.size += len(data)
+
+    def close(self) -> None:
+        self._flush()
+        os.fsync(self.fd)
+        os.close(self.fd)
+        self.fd = -1
 
     def discard(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
         with contextlib.suppress(OSError):
             os.unlink(self.path)
 
@@ -187,9 +212,7 @@ class PackWriter:
             header = b"".join(ENTRY.pack(*e) for e in pack.entries)
             trailer = TRAILER.pack(len(pack.entries), blake3.blake3(header).digest()[:16], MAGIC)
             pack.append(header + trailer)
-            os.fsync(pack.fd)
-            os.close(pack.fd)
-            pack.fd = -1
+            pack.close()
             pack_id = pack.hasher.hexdigest()
             name = pack_name(pack_id)
             self._store.put_file(name, pack.path)
