@@ -43,6 +43,7 @@ BATCH_FILES = 64  # small files read by one job
 BATCH_BYTES = 4 * 1024 * 1024
 Log = Callable[[str, str], None]  # (level, message)
 _local = threading.local()
+_NOATIME = getattr(os, "O_NOATIME", 0) if os.geteuid() == 0 else 0  # needs ownership
 
 
 class SkipFile(Exception):
@@ -130,11 +131,61 @@ def _chunker(params: ChunkerParams):
     return chunker
 
 
+def _read_small(state: RunState, item: Item, path: bytes) -> Entry | None:
+    """The fast path of a file below the minimum chunk size: open, one read, one fstat.
+    Returns None when the file is not exactly as the walk saw it (the careful path, with
+    its retries and checks, then takes over)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags | _NOATIME)
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, state.params.min_size)
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if (
+        not stat.S_ISREG(st.st_mode)
+        or (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        != (item.size, item.mtime_ns, item.ctime_ns, item.ino)
+        or len(data) != st.st_size
+    ):
+        return None
+    digest = hash_bytes(data)
+    chunks = []
+    if data:
+        state.store_chunk(digest, data)
+        chunks.append((digest.hex(), len(data)))
+    with state.lock:
+        state.bytes_read += len(data)
+    state.ctx.advance(nbytes=len(data))
+    return Entry(
+        path=item.rel,
+        kind=mf.FILE,
+        mode=st.st_mode,
+        mtime_ns=st.st_mtime_ns,
+        size=len(data),
+        uid=st.st_uid,
+        gid=st.st_gid,
+        ino=st.st_ino,
+        ctime_ns=st.st_ctime_ns,
+        hash=digest.hex(),
+        chunks=chunks,
+    )
+
+
 def read_file(state: RunState, item: Item) -> Entry:
     """Chunk, hash and store one file; retried if it changes while being read."""
     ctx = state.ctx
     params = state.params
     path = os.path.join(state.top, item.rel)
+    if item.size < params.min_size:
+        entry = _read_small(state, item, path)
+        if entry is not None:
+            return entry
     try:
         fd, st = _open_regular(path)
     except FileNotFoundError:
