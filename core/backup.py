@@ -255,6 +255,7 @@ def read_batch(state: RunState, items: list[Item]) -> list[Entry | SkipFile]:
     """Read several files in one job; a file that cannot be read is returned as its SkipFile."""
     out: list[Entry | SkipFile] = []
     for item in items:
+        state.ctx.check()
         try:
             out.append(read_file(state, item))
         except SkipFile as exc:
@@ -305,7 +306,15 @@ class BackupRun:
     def _reference_entries(self) -> Iterator[Entry]:
         if self.plan.reference is None:
             return
-        for e in mf.iter_entries(self.repo.read_manifest(self.plan.reference.id)):
+        try:
+            data = self.repo.read_manifest(self.plan.reference.id)
+            mf.read_header(data)
+        except Damaged as exc:
+            self.log("WARNING", f"parent {self.plan.reference.id} unusable ({exc}): reading all")
+            self.plan.reuse = False
+            self.meta.parent_backup_id = None
+            return
+        for e in mf.iter_entries(data):
             if e.kind == mf.FILE:
                 self.ref_files += 1
             yield e
@@ -485,6 +494,7 @@ class BackupRun:
                 drain(0)
             except BaseException:
                 ctx.cancel.set()
+                pool.shutdown(wait=True, cancel_futures=True)
                 raise
 
     # --- the whole run ---------------------------------------------------------------------

@@ -328,14 +328,18 @@ class LogTail:
         return self._path
 
     def _skip_existing(self) -> None:
+        """Start at the end of the last complete line, reading only the file's tail."""
         try:
             with open(self._path, "rb") as f:
                 st = os.fstat(f.fileno())
-                data = f.read()
+                start = max(0, st.st_size - TAIL_CHUNK)
+                f.seek(start)
+                data = f.read(st.st_size - start)
         except FileNotFoundError:
             return
         self._ident = (st.st_dev, st.st_ino)
-        self._offset = data.rfind(b"\n") + 1
+        cut = data.rfind(b"\n")
+        self._offset = start + cut + 1 if cut >= 0 else st.st_size
         self._pending = b""
 
     def read_new(self) -> list[LogRecord]:

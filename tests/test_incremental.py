@@ -94,3 +94,12 @@ async def test_deleting_parent_keeps_child_restorable(manager, data_dir, tmp_pat
     assert tree_of(out) == tree_of(data_dir)
     verify = await manager.verify("inc", second.id)
     assert verify.ok
+
+
+async def test_parent_without_manifest_falls_back_to_reading_all(manager, root, data_dir):
+    first = await _backup(manager, data_dir, BackupType.FULL)
+    (root / "backups" / "inc" / f"backup_{first.id}" / "data" / "manifest.zst").unlink()
+    meta = await _backup(manager, data_dir, BackupType.INCREMENTAL)
+    assert meta.parent_backup_id is None
+    assert meta.stats.bytes_read == meta.size_bytes
+    assert any("unusable" in r.message for r in manager.logger.read("inc"))
