@@ -1,0 +1,92 @@
+"""The pure parts: the filter language and the log follower."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from core.logger import BackupLogger
+from core.models import BackupMetadata, BackupStatus, BackupType
+from tui.filtering import parse_filter
+from tui.logfollow import BACKLOG_BYTES, FileFollower
+
+NOW = datetime(2026, 11, 29, 15, 0, tzinfo=UTC)
+
+
+def meta(**kw) -> BackupMetadata:  # type: ignore[no-untyped-def]
+    base = dict(
+        id="20261129-120000-abcdef",
+        project_id="p",
+        type=BackupType.FULL,
+        status=BackupStatus.COMPLETED,
+        created_at=NOW - timedelta(hours=3),
+        tags={"env": "prod"},
+    )
+    base.update(kw)
+    return BackupMetadata(**base)
+
+
+def test_filter_tokens_and_prefixes() -> None:
+    assert parse_filter("type:inc", NOW).types == {BackupType.INCREMENTAL}
+    assert parse_filter("t:full,snap", NOW).types == {BackupType.FULL, BackupType.SNAPSHOT}
+    assert parse_filter("status:f", NOW).statuses == {BackupStatus.FAILED}
+    flt = parse_filter("tag:env=pr", NOW)
+    assert flt.matches(meta()) and not flt.matches(meta(tags={"env": "staging"}))
+    assert parse_filter("tag:env", NOW).matches(meta())
+    assert not parse_filter("tag:owner", NOW).matches(meta())
+
+
+def test_filter_dates_relative_and_absolute() -> None:
+    assert parse_filter("since:2h", NOW).matches(meta(created_at=NOW - timedelta(hours=1)))
+    assert not parse_filter("since:2h", NOW).matches(meta())
+    day = parse_filter("date:2026-11-29", NOW)
+    assert day.matches(meta()) and not day.matches(meta(created_at=NOW - timedelta(days=1)))
+    assert parse_filter("until:yesterday", NOW).matches(meta(created_at=NOW - timedelta(days=1)))
+    assert parse_filter("since:2026-11", NOW).matches(meta())
+
+
+def test_filter_free_text_and_errors() -> None:
+    failed = meta(status=BackupStatus.FAILED, error_message="Disk full")
+    assert parse_filter("disk", NOW).matches(failed)
+    assert parse_filter("abcdef prod", NOW).matches(meta())
+    assert not parse_filter("abcdef nope", NOW).matches(meta())
+    bad = parse_filter("type:nope since:garbage", NOW)
+    assert bad.is_empty and len(bad.errors) == 2
+    assert parse_filter("type:", NOW).is_empty  # still being typed
+    assert "type=full" in parse_filter("type:full x", NOW).describe()
+
+
+def test_follower_reads_new_lines_only_and_holds_partial_ones(tmp_path: Path) -> None:
+    logger = BackupLogger(tmp_path)
+    path = logger.path_for("p")
+    follower = FileFollower(lambda: path, "p")
+    assert follower.read() == ([], True)  # no file yet
+    logger.info("p", "create", "one")
+    records, _ = follower.read()
+    assert [r.message for r in records] == ["one"]
+    with open(path, "a") as f:
+        f.write("2026-11-29T03:12:03.123Z INFO    create   backup=- half")
+    assert follower.read()[0] == []  # not complete yet
+    with open(path, "a") as f:
+        f.write(" done\n")
+    assert [r.message for r in follower.read()[0]] == ["half done"]
+
+
+def test_follower_starts_from_the_tail_and_survives_rotation(tmp_path: Path) -> None:
+    logger = BackupLogger(tmp_path)
+    path = logger.path_for("p")
+    for i in range(20000):
+        logger.info("p", "spam", f"line {i}")
+    assert path.stat().st_size > BACKLOG_BYTES
+    follower = FileFollower(lambda: path, "p")
+    records, _ = follower.read()
+    assert records[-1].message == "line 19999"
+    assert len(records) < 20000  # only the tail: a large file is never read whole
+    os.unlink(path)  # replaced (rotation): starts over
+    logger.info("p", "new", "fresh")
+    records, reset = follower.read()
+    assert reset and [r.message for r in records] == ["fresh"]
+    day2 = tmp_path / "logs" / "p_2026-11-30.log"
+    follower2 = FileFollower(lambda: day2, "p")
+    assert follower2.read()[0] == []

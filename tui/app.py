@@ -1,0 +1,449 @@
+"""nexus-backup's TUI: a keyboard-driven cockpit over the async core manager.
+
+The app owns the manager, the running operations (each a Textual worker that awaits the core
+and posts typed messages) and the one place that turns errors into a notification plus a log
+line. Screens ask the app to start operations and follow them through `operations_changed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.signal import Signal
+from textual.worker import Worker, WorkerState
+
+from core.errors import NexusError, describe_os_error
+from core.models import (
+    BackupMetadata,
+    BackupType,
+    CreateRequest,
+    DeleteResult,
+    ProgressEvent,
+    ProjectSummary,
+    RestoreRequest,
+    RestoreResult,
+    VerifyResult,
+)
+from tui import format as fmt
+from tui.commands import NexusCommands
+from tui.messages import (
+    OperationCreated,
+    OperationFinished,
+    OperationProgress,
+)
+from tui.operations import Operation, Operations
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.main import MainScreen
+from tui.screens.pick import PickScreen
+
+
+def describe_error(error: BaseException) -> str:
+    """The one line a person sees for an error."""
+    if isinstance(error, NexusError):
+        return str(error) or type(error).__name__
+    if isinstance(error, OSError):
+        return describe_os_error(error)
+    return f"unexpected error: {type(error).__name__}: {error}"
+
+
+class NexusApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "nexus-backup"
+    COMMANDS = App.COMMANDS | {NexusCommands}
+    NOTIFICATION_TIMEOUT = 8
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("question_mark", "toggle_keys", "Keys", show=False, id="keys"),
+    ]
+
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        manager: Any = None,
+        poll_interval: float = 2.0,
+        blink: bool | None = None,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.poll_interval = poll_interval
+        self._manager = manager
+        self._blink = blink
+        self.operations = Operations()
+        self.operations_changed: Signal[Operation] = Signal(self, "operations_changed")
+        #: Data directory last used per project in this session (the core remembers one too).
+        self.data_dirs: dict[str, str] = {}
+        self.main = MainScreen()
+
+    # -- services for screens
+
+    @property
+    def mgr(self) -> Any:
+        """The core manager, made on first use (inside the running loop)."""
+        if self._manager is None:
+            from core.manager import BackupManager
+
+            self._manager = BackupManager(self.root)
+        return self._manager
+
+    @property
+    def cursor_blink(self) -> bool:
+        """No blinking cursor headless (tests, screenshots), so snapshots are stable."""
+        return (not self.is_headless) if self._blink is None else self._blink
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def log_path(self, project_id: str | None) -> Path | None:
+        if not project_id:
+            return None
+        return self.mgr.logger.path_for(project_id, self.now())
+
+    def get_default_screen(self) -> MainScreen:
+        return self.main
+
+    # -- errors: the one place
+
+    def report_error(
+        self, error: BaseException, *, project_id: str | None = None, what: str | None = None
+    ) -> None:
+        """A notification and a log line; never a traceback, and the app stays usable."""
+        line = describe_error(error)
+        title = what.capitalize() if what else "Error"
+        self.notify(line, title=f"{title} failed", severity="error")
+        if project_id and not isinstance(error, NexusError):
+            # the core logs its own failures; this covers everything else
+            with contextlib.suppress(Exception):
+                self.mgr.logger.error(project_id, "tui", f"{what or 'error'}: {line}")
+
+    # -- operations
+
+    def start_operation(
+        self,
+        op: Operation,
+        factory: Callable[[Callable[[ProgressEvent], None]], Coroutine[Any, Any, Any]],
+    ) -> Operation:
+        """Run `factory(progress)` in a worker; its result arrives as OperationFinished."""
+        self.operations.add(op)
+
+        def progress(event: ProgressEvent) -> None:
+            self.post_message(OperationProgress(op.id, event))
+
+        async def run() -> None:
+            result = await factory(progress)
+            self.post_message(OperationFinished(op.id, result))
+
+        op.worker = self.run_worker(
+            run(), name=op.id, group="ops", description=op.label, exit_on_error=False
+        )
+        self.operations_changed.publish(op)
+        return op
+
+    def start_create(self, req: CreateRequest) -> Operation:
+        self.data_dirs[req.project_id] = req.data_dir
+        label = f"backup {req.project_id} ({req.backup_type.value})"
+        op = Operation("create", req.project_id, label)
+
+        def created(meta: BackupMetadata) -> None:
+            self.post_message(OperationCreated(op.id, meta))
+
+        return self.start_operation(
+            op, lambda progress: self.mgr.create(req, progress=progress, on_created=created)
+        )
+
+    def start_restore(self, req: RestoreRequest) -> Operation:
+        what = f"{len(req.paths)} paths of " if req.paths else ""
+        label = f"restore {what}{req.project_id}/{req.backup_id}"
+        op = Operation("restore", req.project_id, label, backup_id=req.backup_id)
+        return self.start_operation(op, lambda progress: self.mgr.restore(req, progress=progress))
+
+    def start_verify(self, project_id: str, backup_id: str, *, quick: bool = False) -> Operation:
+        op = Operation("verify", project_id, f"verify {project_id}/{backup_id}", backup_id)
+        return self.start_operation(
+            op,
+            lambda progress: self.mgr.verify(project_id, backup_id, quick=quick, progress=progress),
+        )
+
+    def start_delete(self, project_id: str, backup_id: str) -> Operation:
+        op = Operation("delete", project_id, f"delete {project_id}/{backup_id}", backup_id)
+        return self.start_operation(
+            op, lambda progress: self.mgr.delete(project_id, backup_id, progress=progress)
+        )
+
+    def start_create_project(self, project_id: str, data_dir: str) -> Operation:
+        self.data_dirs[project_id] = data_dir
+        op = Operation("project", project_id, f"new project {project_id}")
+
+        async def create(_progress: Callable[[ProgressEvent], None]) -> ProjectSummary:
+            return await self.mgr.create_project(project_id, data_dir)
+
+        return self.start_operation(op, create)
+
+    def on_operation_progress(self, message: OperationProgress) -> None:
+        op = self.operations.get(message.op_id)
+        if op is not None and op.running:
+            op.progress = message.event
+            if op.backup_id is None and message.event.backup_id:
+                op.backup_id = message.event.backup_id
+            self.operations_changed.publish(op)
+
+    def on_operation_created(self, message: OperationCreated) -> None:
+        op = self.operations.get(message.op_id)
+        if op is not None:
+            op.backup_id = message.metadata.id
+            self.operations_changed.publish(op)
+        self.main.reload(info=False)
+
+    def on_operation_finished(self, message: OperationFinished) -> None:
+        op = self.operations.get(message.op_id)
+        if op is None:
+            return
+        op.state, op.result = "done", message.result
+        self._announce_result(op)
+        self._op_ended(op)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Operation workers end here when they fail or are cancelled."""
+        op = self.operations.get(event.worker.name)
+        if op is None:
+            if event.state == WorkerState.ERROR and event.worker.error is not None:
+                self.report_error(event.worker.error, what=event.worker.description)
+            return
+        if event.state == WorkerState.ERROR and op.running:
+            error = event.worker.error or RuntimeError("unknown error")
+            op.state, op.error = "failed", describe_error(error)
+            self.report_error(error, project_id=op.project_id, what=op.label)
+            self._op_ended(op)
+        elif event.state == WorkerState.CANCELLED and op.running:
+            op.state, op.error = "cancelled", "cancelled"
+            self.notify(f"{op.label}: cancelled", title="Cancelled", severity="warning")
+            self._op_ended(op)
+
+    def _op_ended(self, op: Operation) -> None:
+        self.operations_changed.publish(op)
+        if op.kind == "project" and op.state == "done":
+            self.main.select_when_loaded = op.project_id
+        self.main.reload()
+        # keep the finished op around briefly for views that follow it, then forget it
+        self.set_timer(30, lambda: self.operations.remove(op.id))
+
+    def _announce_result(self, op: Operation) -> None:
+        result = op.result
+        if isinstance(result, BackupMetadata):
+            skipped = len(result.stats.warnings)
+            text = (
+                f"{result.id}: {result.files_count} files, {fmt.size(result.size_bytes)}"
+                f" ({fmt.size(result.stats.bytes_stored)} new) in "
+                f"{fmt.duration(result.stats.duration_seconds)}"
+            )
+            if skipped:
+                text += f"; {skipped} files skipped (see detail)"
+            self.notify(
+                text, title="Backup completed", severity="warning" if skipped else "information"
+            )
+        elif isinstance(result, RestoreResult):
+            text = (
+                f"{result.files_written} files written, {result.files_unchanged} unchanged"
+                f" into {result.restore_dir}" + (" · verified" if result.verified else "")
+            )
+            if result.checkpoint_id:
+                text += f" · checkpoint {result.checkpoint_id} taken first"
+            self.notify(text, title="Restore completed")
+        elif isinstance(result, VerifyResult):
+            if result.ok:
+                self.notify(
+                    f"{result.backup_id}: {result.files_checked} files, "
+                    f"{fmt.size(result.bytes_checked)} checked",
+                    title="Verify: OK",
+                )
+            else:
+                problems = [f"{d.path}: {d.reason}" for d in result.damaged_files[:3]]
+                problems += result.errors[:2]
+                self.notify(
+                    f"{result.backup_id}: " + "; ".join(problems or ["checksum mismatch"]),
+                    title="Verify: DAMAGED",
+                    severity="error",
+                )
+        elif isinstance(result, DeleteResult):
+            self.notify(
+                f"{result.backup_id} deleted, {fmt.size(result.bytes_reclaimed)} reclaimed",
+                title="Deleted",
+            )
+        elif isinstance(result, ProjectSummary):
+            self.notify(f"{result.project_id} → {result.data_dir}", title="Project created")
+
+    # -- actions (footer keys on the main screen, and the command palette)
+
+    def _selected(self, *, restorable: bool = False) -> BackupMetadata | None:
+        if self.screen is not self.main:
+            return None
+        backup = self.main.current_backup
+        if backup is None:
+            self.notify("Select a backup first.", severity="warning")
+            return None
+        if restorable and not backup.restorable:
+            self.notify(
+                f"{backup.id} is {backup.status.value}; only completed backups can be used.",
+                severity="warning",
+            )
+            return None
+        return backup
+
+    def action_new_backup(self) -> None:
+        from tui.screens.new_backup import NewBackupScreen
+
+        project = self.main.current_project if self.screen is self.main else None
+        if project is None:
+            self.notify("Create or select a project first (N).", severity="warning")
+            return
+        data_dir = self.data_dirs.get(project.project_id) or project.data_dir or ""
+        # on top of an existing backup, incremental is what one usually wants
+        has_base = any(b.restorable for b in self.main.table.backups)
+        kind = BackupType.INCREMENTAL if has_base else BackupType.FULL
+        self.push_screen(NewBackupScreen(project.project_id, fmt.home_short(data_dir), kind))
+
+    def action_restore(self, paths: list[str] | None = None) -> None:
+        from tui.screens.restore import RestoreScreen
+
+        backup = self._selected(restorable=True)
+        if backup is not None:
+            self.push_screen(RestoreScreen(backup, self.main.detail_source(backup), paths or []))
+
+    def action_browse(self) -> None:
+        from tui.screens.browse import BrowseScreen
+
+        backup = self._selected(restorable=True)
+        if backup is not None:
+            self.push_screen(BrowseScreen(backup, self.main.detail_source(backup)))
+
+    def action_verify(self) -> None:
+        backup = self._selected(restorable=True)
+        if backup is not None:
+            self.start_verify(backup.project_id, backup.id)
+
+    def action_delete(self) -> None:
+        backup = self._selected()
+        if backup is None:
+            return
+        if backup.status.value in ("pending", "running", "validating") and any(
+            op.backup_id == backup.id for op in self.operations.running
+        ):
+            self.notify("That backup is still running; cancel it first (c).", severity="warning")
+            return
+        body = Text.assemble(
+            "Delete backup ",
+            (backup.id, "bold"),
+            " of project ",
+            (backup.project_id, "bold"),
+            f"?\n\n{backup.type.value}, {backup.status.value}, created "
+            f"{fmt.exact(backup.created_at)} ({fmt.age(backup.created_at, self.now())}),\n"
+            f"{backup.files_count} files, {fmt.size(backup.size_bytes)}"
+            + (f", tags {fmt.tags_text(backup.tags)}" if backup.tags else "")
+            + ".\n\nBackups made on top of it stay restorable. This cannot be undone.",
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.start_delete(backup.project_id, backup.id)
+
+        self.push_screen(ConfirmScreen("Delete backup", body, yes="Delete", danger=True), answered)
+
+    def action_new_project(self) -> None:
+        from tui.screens.new_project import NewProjectScreen
+
+        existing = {p.project_id for p in self.main.projects.projects}
+        self.push_screen(NewProjectScreen(existing))
+
+    def action_cancel(self) -> None:
+        running = self.operations.running
+        if not running:
+            self.notify("Nothing is running.")
+            return
+        if len(running) == 1:
+            self._confirm_cancel(running[0])
+            return
+        options = [(op.id, op.summary()) for op in running]
+
+        def picked(op_id: str | None) -> None:
+            op = self.operations.get(op_id) if op_id else None
+            if op is not None:
+                self._confirm_cancel(op)
+
+        self.push_screen(PickScreen("Cancel which operation?", options), picked)
+
+    def _confirm_cancel(self, op: Operation) -> None:
+        note = "\n\nThe backup will show FAILED (cancelled)." if op.kind == "create" else ""
+        if op.kind == "restore":
+            note = "\n\nFiles already restored stay in the target directory."
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.cancel_operation(op)
+
+        self.push_screen(
+            ConfirmScreen("Cancel", f"Cancel {op.summary()}?{note}", yes="Cancel it", danger=True),
+            answered,
+        )
+
+    def cancel_operation(self, op: Operation) -> None:
+        if op.worker is not None and op.running:
+            op.worker.cancel()
+
+    async def action_quit(self) -> None:
+        running = self.operations.running
+        if not running:
+            self.exit(0)
+            return
+        lines = "\n".join(f"  • {op.summary()}" for op in running)
+        body = (
+            f"Still running:\n{lines}\n\nQuitting cancels them; a backup in progress ends "
+            "FAILED (cancelled), a restore leaves the files written so far."
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(self._cancel_all_and_exit(), group="quit")
+
+        self.push_screen(ConfirmScreen("Quit?", body, yes="Quit", danger=True), answered)
+
+    async def _cancel_all_and_exit(self) -> None:
+        workers = [op.worker for op in self.operations.running if op.worker is not None]
+        for worker in workers:
+            worker.cancel()
+        # wait until the engine has really stopped (a cancelled backup is then FAILED on disk)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(w.wait() for w in workers), return_exceptions=True), timeout=15
+            )
+        self.exit(0)
+
+    def action_toggle_keys(self) -> None:
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
+
+def run(root: Path, *, demo: bool = False) -> int:
+    """Entry point of `nexus-backup tui` and `nexus-backup demo`; returns the exit code.
+
+    With `demo`, `root` (a fresh temporary directory the CLI made) is first filled with
+    sample projects and backups by the real core."""
+    if demo:
+        from tui.demo import build_demo
+
+        root = Path(root)
+        if not any((root / "backups").glob("*")):
+            print(f"Building demo data in {root} …", flush=True)
+            asyncio.run(build_demo(root))
+    result = NexusApp(root).run()
+    return result or 0

@@ -1,0 +1,318 @@
+"""The main screen: projects, backup table with filter, detail and live log, progress.
+
+It loads what it shows through workers (which post typed messages) and polls the repository
+cheaply for changes made by other processes. Actions that change things live on the app, so
+that they outlive this screen's dialogs and are reachable from the command palette.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import zlib
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.events import DescendantFocus, Resize
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from core.errors import NotFound
+from core.models import BackupMetadata, ProjectSummary
+from tui.filtering import parse_filter
+from tui.messages import (
+    BackupInfoLoaded,
+    BackupsLoaded,
+    FilterChanged,
+    ProjectsLoaded,
+    RepositoryChanged,
+)
+from tui.widgets.backups_table import BackupTable
+from tui.widgets.detail import DetailView
+from tui.widgets.filter_bar import FilterBar
+from tui.widgets.log_tail import LogTail
+from tui.widgets.progress_panel import ProgressPanel
+from tui.widgets.projects import ProjectList
+from tui.workers import WorkerErrors
+
+if TYPE_CHECKING:
+    from tui.app import NexusApp
+
+#: Below this width the detail and the log share one pane (switch with 3 / 4).
+NARROW_WIDTH = 110
+INFO_DELAY = 0.12
+
+
+def repository_signature(root: Path) -> dict[str, int]:
+    """Per project, a hash of its backup directories and their mtimes.
+
+    A new or deleted backup changes the project directory; a status change rewrites
+    metadata.json by rename, which changes the backup directory's mtime. One scandir per
+    project and one stat per backup: cheap enough to run every two seconds in a thread.
+    """
+    sig: dict[str, int] = {}
+    try:
+        projects = [e for e in os.scandir(root / "backups") if e.is_dir()]
+    except OSError:
+        return sig
+    for project in projects:
+        crc = 0
+        try:
+            for entry in os.scandir(project.path):
+                if entry.name.startswith("backup_") or entry.name == "project.json":
+                    st = entry.stat()
+                    crc = zlib.crc32(f"{entry.name}:{st.st_mtime_ns};".encode(), crc)
+        except OSError:
+            continue
+        sig[project.name] = crc
+    return sig
+
+
+def project_names(root: Path) -> list[str]:
+    """The projects of a root by their directories alone (the cheap first look)."""
+    try:
+        entries = list(os.scandir(root / "backups"))
+    except OSError:
+        return []
+    return sorted(
+        e.name for e in entries if e.is_dir() and os.path.exists(Path(e.path) / "config.json")
+    )
+
+
+class MainScreen(WorkerErrors, Screen):
+    app: NexusApp
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("n", "app.new_backup", "New", id="new_backup", tooltip="Back up the project"),
+        Binding("r", "app.restore", "Restore", id="restore", tooltip="Restore the backup"),
+        Binding("b", "app.browse", "Browse", id="browse", tooltip="Browse and pick files"),
+        Binding("v", "app.verify", "Verify", id="verify", tooltip="Verify the backup"),
+        Binding("d", "app.delete", "Delete", id="delete", tooltip="Delete the backup"),
+        Binding("N", "app.new_project", "Project", id="new_project", tooltip="New project"),
+        Binding("slash", "filter", "Filter", id="filter", tooltip="Filter the table"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="clear_filter"),
+        Binding("c", "app.cancel", "Cancel op", show=False, id="cancel"),
+        Binding("1", "focus_pane('projects')", "Projects", show=False, id="pane.projects"),
+        Binding("2", "focus_pane('backups')", "Backups", show=False, id="pane.backups"),
+        Binding("3", "focus_pane('detail')", "Detail", show=False, id="pane.detail"),
+        Binding("4", "focus_pane('log')", "Log", show=False, id="pane.log"),
+        Binding("ctrl+r", "reload", "Reload", show=False, id="reload"),
+        Binding("q", "app.quit", "Quit", id="quit"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="main")
+        self.project_id: str | None = None
+        self._signature: dict[str, int] | None = None
+        self._want_info = False
+        self._listed = False
+        #: A project to select once the list holds it (one this app just created).
+        self.select_when_loaded: str | None = None
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="top"):
+            yield ProjectList(id="projects")
+            with Vertical(id="table-area"):
+                yield FilterBar(id="filter-bar")
+                yield BackupTable(id="backups")
+        with Horizontal(id="bottom"):
+            yield DetailView(id="detail")
+            yield LogTail(self.app.log_path, id="log")
+        yield ProgressPanel(id="progress")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one(FilterBar).display = False
+        self.query_one(BackupTable).focus()
+        self._apply_size(self.app.size.width)
+        self.load_projects()
+        self.set_interval(self.app.poll_interval, self.poll_repository, name="repo-poll")
+
+    # -- widgets
+
+    @property
+    def table(self) -> BackupTable:
+        return self.query_one(BackupTable)
+
+    @property
+    def projects(self) -> ProjectList:
+        return self.query_one(ProjectList)
+
+    @property
+    def detail(self) -> DetailView:
+        return self.query_one(DetailView)
+
+    @property
+    def log_tail(self) -> LogTail:
+        return self.query_one(LogTail)
+
+    @property
+    def current_backup(self) -> BackupMetadata | None:
+        return self.table.current
+
+    @property
+    def current_project(self) -> ProjectSummary | None:
+        return self.projects.summary(self.project_id)
+
+    def detail_source(self, backup: BackupMetadata) -> str | None:
+        """The directory a backup was taken of: its manifest's source, else the project's."""
+        info = self.detail.info
+        if info and info.metadata.id == backup.id and info.manifest and info.manifest.source:
+            return info.manifest.source
+        project = self.current_project
+        return project.data_dir if project else None
+
+    # -- loading (workers post messages; they never touch widgets)
+
+    @work(
+        group="load-projects", exclusive=True, exit_on_error=False, description="loading projects"
+    )
+    async def load_projects(self) -> None:
+        if not self._listed:
+            # the names first (one directory listing), so the first project's table can load
+            # while the figures of every project (which read all their metadata) are counted
+            self._listed = True
+            names = await asyncio.to_thread(project_names, self.app.root)
+            self.post_message(ProjectsLoaded([ProjectSummary(project_id=n) for n in names], True))
+        self.post_message(ProjectsLoaded(await self.app.mgr.projects()))
+
+    @work(group="load-backups", exclusive=True, exit_on_error=False, description="loading backups")
+    async def load_backups(self, project_id: str) -> None:
+        try:
+            backups = await self.app.mgr.list(project_id)
+        except NotFound:  # the project went away meanwhile: the project list will say so
+            backups = []
+        self.post_message(BackupsLoaded(project_id, backups))
+
+    @work(group="load-info", exclusive=True, exit_on_error=False, description="loading details")
+    async def load_info(self, project_id: str, backup_id: str, delay: float = INFO_DELAY) -> None:
+        await asyncio.sleep(delay)  # debounce: scrolling through rows cancels the earlier fetch
+        try:
+            info = await self.app.mgr.info(project_id, backup_id)
+        except NotFound:
+            return  # deleted meanwhile (maybe by another process): a reload follows
+        self.post_message(BackupInfoLoaded(project_id, info))
+
+    @work(group="repo-poll", exclusive=True, thread=True, exit_on_error=False)
+    def _scan(self) -> None:
+        sig = repository_signature(self.app.root)
+        old = self._signature
+        self._signature = sig
+        if old is not None and sig != old:
+            changed = {p for p in sig.keys() | old.keys() if sig.get(p) != old.get(p)}
+            self.post_message(RepositoryChanged(frozenset(changed)))
+
+    def poll_repository(self) -> None:
+        if not any(w.is_running for w in self.workers if w.group == "repo-poll"):
+            self._scan()
+
+    def reload(self, *, info: bool = True) -> None:
+        """Reload projects and the current table (after an operation of this app)."""
+        self._want_info = self._want_info or info
+        self.load_projects()
+        if self.project_id:
+            self.load_backups(self.project_id)
+        self.log_tail.poll_now()
+
+    # -- message handlers
+
+    def on_projects_loaded(self, message: ProjectsLoaded) -> None:
+        self.projects.set_projects(message.projects, self.app.now(), partial=message.partial)
+        if message.partial:
+            return
+        wanted = self.select_when_loaded
+        if wanted and any(p.project_id == wanted for p in message.projects):
+            self.select_when_loaded = None
+            self.projects.select_project(wanted)
+        if not message.projects:
+            self.table.show(None, [], self.app.now())
+            self.detail.show(None, None, self.app.now())
+            self.query_one("#table-area").border_subtitle = "no projects yet · N: new project"
+
+    def on_project_list_selected(self, message: ProjectList.Selected) -> None:
+        if message.project_id == self.project_id:
+            return
+        self.project_id = message.project_id
+        self.log_tail.follow(message.project_id)
+        if message.project_id:
+            self.load_backups(message.project_id)
+        else:
+            self.table.show(None, [], self.app.now())
+
+    def on_backups_loaded(self, message: BackupsLoaded) -> None:
+        if message.project_id != self.project_id:
+            return
+        self.table.show(message.project_id, message.backups, self.app.now())
+        current = self.current_backup
+        want, self._want_info = self._want_info, False
+        shown = self.detail.meta
+        same = current is not None and shown is not None and current.id == shown.id
+        if same and (want or current != shown):  # changed on disk, or an operation of ours ended
+            self.load_info(message.project_id, current.id, 0)
+
+    def on_backup_table_highlighted(self, message: BackupTable.Highlighted) -> None:
+        backup = message.backup
+        keep_info = (
+            self.detail.info
+            if backup is not None
+            and self.detail.meta is not None
+            and backup.id == self.detail.meta.id
+            else None
+        )
+        self.detail.show(backup, keep_info, self.app.now())
+        if backup is not None and self.project_id:
+            self.load_info(self.project_id, backup.id)
+
+    def on_backup_info_loaded(self, message: BackupInfoLoaded) -> None:
+        current = self.current_backup
+        if (
+            message.project_id == self.project_id
+            and current
+            and current.id == message.info.metadata.id
+        ):
+            self.detail.show(message.info.metadata, message.info, self.app.now())
+
+    def on_repository_changed(self, message: RepositoryChanged) -> None:
+        self.load_projects()
+        if self.project_id and (not message.project_ids or self.project_id in message.project_ids):
+            self.load_backups(self.project_id)
+
+    @on(FilterChanged)
+    def _filter_changed(self, message: FilterChanged) -> None:
+        flt = parse_filter(message.text, self.app.now())
+        self.table.set_filter(flt)
+        self.query_one(FilterBar).show_result(flt)
+
+    # -- layout: wide shows detail and log side by side, narrow one at a time
+
+    def on_resize(self, event: Resize) -> None:
+        self._apply_size(event.size.width)
+
+    def _apply_size(self, width: int) -> None:
+        self.set_class(width < NARROW_WIDTH, "narrow")
+
+    def on_descendant_focus(self, event: DescendantFocus) -> None:
+        if event.widget.id in ("detail", "log"):
+            self.set_class(event.widget.id == "log", "-show-log")
+
+    # -- actions of this screen
+
+    def action_filter(self) -> None:
+        self.query_one(FilterBar).open()
+
+    def action_clear_filter(self) -> None:
+        bar = self.query_one(FilterBar)
+        if bar.input.value or bar.display:
+            bar.action_clear()
+
+    def action_focus_pane(self, pane: str) -> None:
+        if pane in ("detail", "log"):
+            self.set_class(pane == "log", "-show-log")
+        self.query_one(f"#{pane}").focus()
+
+    def action_reload(self) -> None:
+        self.reload()

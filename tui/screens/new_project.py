@@ -1,0 +1,122 @@
+"""New project from a directory: the id defaults to the directory's name."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label
+
+from tui.validation import (
+    DirectorySuggester,
+    ExistingDirectory,
+    ProjectId,
+    describe_dir,
+    expand,
+    suggest_project_id,
+)
+
+if TYPE_CHECKING:
+    from tui.app import NexusApp
+
+
+class NewProjectScreen(ModalScreen[None]):
+    app: NexusApp
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "dismiss(None)", "Close", id="project.close"),
+        Binding("ctrl+s", "create", "Create", id="project.create"),
+    ]
+
+    def __init__(self, existing: set[str]) -> None:
+        super().__init__()
+        self.existing = existing
+        self._id_edited = False
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="form"):
+            with Horizontal(classes="field"):
+                yield Label("Directory", classes="field-label")
+                yield Input(
+                    placeholder="/path/to/the/data",
+                    validators=[ExistingDirectory()],
+                    suggester=DirectorySuggester(),
+                    id="project-dir",
+                    compact=True,
+                )
+            yield Label("", id="project-dir-help", classes="field-help")
+            with Horizontal(classes="field"):
+                yield Label("Project id", classes="field-label")
+                yield Input(
+                    placeholder="letters, digits, . _ -",
+                    validators=[ProjectId(self.existing)],
+                    id="project-id",
+                    compact=True,
+                )
+            yield Label("", id="project-id-help", classes="field-help")
+            with Horizontal(classes="buttons"):
+                yield Button("Create (ctrl+s)", id="create", variant="primary", compact=True)
+                yield Button("Close (esc)", id="close", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#dialog").border_title = "New project"
+        for inp in self.query(Input):
+            inp.cursor_blink = self.app.cursor_blink
+        self.query_one("#project-dir").focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "project-dir":
+            result = ExistingDirectory().validate(event.value)
+            help_label = self.query_one("#project-dir-help", Label)
+            help_label.update(
+                describe_dir(event.value)
+                if result.is_valid
+                else "✗ " + result.failure_descriptions[0]
+            )
+            help_label.set_class(not result.is_valid, "-bad")
+            if not self._id_edited and event.value.strip():
+                id_input = self.query_one("#project-id", Input)
+                with id_input.prevent(Input.Changed):
+                    id_input.value = suggest_project_id(event.value)
+                self._check_id(id_input.value)
+        elif event.input.id == "project-id":
+            self._id_edited = True
+            self._check_id(event.value)
+
+    def _check_id(self, value: str) -> None:
+        result = ProjectId(self.existing).validate(value)
+        label = self.query_one("#project-id-help", Label)
+        label.update("✓ available" if result.is_valid else "✗ " + result.failure_descriptions[0])
+        label.set_class(not result.is_valid, "-bad")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if event.input.id == "project-dir":
+            self.query_one("#project-id").focus()
+        else:
+            self.action_create()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "create":
+            self.action_create()
+        else:
+            self.dismiss(None)
+
+    def action_create(self) -> None:
+        directory = self.query_one("#project-dir", Input).value
+        project_id = self.query_one("#project-id", Input).value.strip()
+        for value, validator, field in (
+            (directory, ExistingDirectory(), "#project-dir"),
+            (project_id, ProjectId(self.existing), "#project-id"),
+        ):
+            result = validator.validate(value)
+            if not result.is_valid:
+                self.app.notify(result.failure_descriptions[0], severity="warning")
+                self.query_one(field).focus()
+                return
+        self.app.start_create_project(project_id, str(expand(directory)))
+        self.dismiss(None)

@@ -1,0 +1,142 @@
+"""Input validators and a directory completer for the forms (checked as you type)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import TypeAdapter, ValidationError
+from textual.suggester import Suggester
+from textual.validation import ValidationResult, Validator
+
+from core.models import Tags, check_id
+from tui.format import home_short
+
+_TAGS = TypeAdapter(Tags)
+
+
+def expand(path: str) -> Path:
+    return Path(os.path.expandvars(os.path.expanduser(path.strip())))
+
+
+def parse_tags(text: str) -> dict[str, str]:
+    """'env=prod, nightly' -> {'env': 'prod', 'nightly': ''}; raises ValueError when invalid."""
+    tags: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, _, value = part.partition("=")
+        key = key.strip()
+        if not key:
+            raise ValueError(f"tag {part!r} has no key")
+        tags[key] = value.strip()
+    try:
+        return _TAGS.validate_python(tags)
+    except ValidationError as exc:
+        raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+
+
+def parse_list(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+class ExistingDirectory(Validator):
+    """A readable directory: what a backup can start from."""
+
+    def validate(self, value: str) -> ValidationResult:
+        if not value.strip():
+            return self.failure("enter a directory")
+        path = expand(value)
+        if not path.exists():
+            return self.failure(f"{path} does not exist")
+        if not path.is_dir():
+            return self.failure(f"{path} is not a directory")
+        if not os.access(path, os.R_OK | os.X_OK):
+            return self.failure(f"{path}: permission denied")
+        return self.success()
+
+
+class RestoreTarget(Validator):
+    """A directory to restore into: absent (it will be created) or a writable directory."""
+
+    def validate(self, value: str) -> ValidationResult:
+        if not value.strip():
+            return self.failure("enter a target directory")
+        path = expand(value)
+        if not path.is_absolute():
+            return self.failure("use an absolute path")
+        if path.exists() and not path.is_dir():
+            return self.failure(f"{path} exists and is not a directory")
+        if path.exists() and not os.access(path, os.W_OK | os.X_OK):
+            return self.failure(f"{path}: permission denied")
+        parent = next((p for p in path.parents if p.exists()), None)
+        if not path.exists() and (parent is None or not os.access(parent, os.W_OK | os.X_OK)):
+            return self.failure(f"cannot create {path}: {parent} is not writable")
+        return self.success()
+
+
+class TagList(Validator):
+    def validate(self, value: str) -> ValidationResult:
+        try:
+            parse_tags(value)
+        except ValueError as exc:
+            return self.failure(str(exc))
+        return self.success()
+
+
+class ProjectId(Validator):
+    def __init__(self, existing: set[str]) -> None:
+        super().__init__()
+        self.existing = existing
+
+    def validate(self, value: str) -> ValidationResult:
+        try:
+            check_id(value, "project id")
+        except ValueError as exc:
+            return self.failure(str(exc))
+        if value in self.existing:
+            return self.failure(f"project {value!r} already exists")
+        return self.success()
+
+
+def describe_dir(value: str) -> str:
+    """A one-line description of a valid directory, shown under the field."""
+    path = expand(value)
+    try:
+        with os.scandir(path) as it:
+            count = sum(1 for _ in it)
+    except OSError:
+        return str(path)
+    return f"✓ {home_short(path)} ({count} entr{'y' if count == 1 else 'ies'})"
+
+
+def suggest_project_id(directory: str) -> str:
+    name = expand(directory).name or "project"
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in name).strip(".-_")
+    return (cleaned or "project")[:64]
+
+
+class DirectorySuggester(Suggester):
+    """Completes the last path component with an existing directory (accept with →)."""
+
+    def __init__(self) -> None:
+        super().__init__(use_cache=False, case_sensitive=True)
+
+    async def get_suggestion(self, value: str) -> str | None:
+        if not value or value.endswith(os.sep):
+            return None
+        path = expand(value)
+        parent, prefix = path.parent, path.name
+        try:
+            with os.scandir(parent) as it:
+                names = sorted(
+                    e.name
+                    for e in it
+                    if e.name.startswith(prefix)
+                    and e.name != prefix
+                    and not (e.name.startswith(".") and not prefix.startswith("."))
+                    and e.is_dir()
+                )
+        except OSError:
+            return None
+        if not names:
+            return None
+        return value + names[0][len(prefix) :]

@@ -1,0 +1,140 @@
+"""Live tail of the selected project's daily log, whoever writes it (this app, a cron job).
+
+A timer polls the file from a thread worker (one fstat when nothing changed); new lines
+arrive as one message and are appended in one batch. It is a `Log`, which keeps plain
+strings and styles only the lines on screen (through a highlighter), so a log growing by
+thousands of lines a second costs little. Memory is bounded twice: the widget keeps
+`MAX_LINES`, and the records kept for re-filtering by level are a deque of the same length.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar
+
+from rich.highlighter import Highlighter
+from rich.text import Text
+from textual import work
+from textual.binding import Binding, BindingType
+from textual.widgets import Log
+
+from core.logger import LEVELS, LogRecord
+from tui import format as fmt
+from tui.logfollow import FileFollower
+from tui.messages import LogRecordsRead
+
+MAX_LINES = 2000
+POLL_SECONDS = 0.25
+# columns of a formatted line: "HH:MM:SS LEVEL__ OPERATION message"
+_LEVEL_AT, _OP_AT, _MSG_AT = 9, 17, 26
+
+
+def record_line(record: LogRecord) -> str:
+    """One screen line per record: a message's newlines are shown, not obeyed."""
+    message = record.message.replace("\r", "").replace("\n", " ⏎ ")
+    backup = f"{record.backup_id} " if record.backup_id else ""
+    return f"{record.time:%H:%M:%S} {record.level:<7} {record.operation:<8} {backup}{message}"
+
+
+class LevelHighlighter(Highlighter):
+    """Colours a formatted line by its fixed columns: time, level, operation."""
+
+    def highlight(self, text: Text) -> None:
+        plain = text.plain
+        text.stylize("dim", 0, 8)
+        level = plain[_LEVEL_AT:_OP_AT].strip()
+        style = fmt.LEVEL_STYLE.get(level)
+        if style:
+            text.stylize(style, _LEVEL_AT, _LEVEL_AT + len(level))
+        text.stylize("cyan", _OP_AT, _MSG_AT - 1)
+        if level == "ERROR":
+            text.stylize("red", _MSG_AT, len(plain))
+
+
+class LogTail(Log):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("L", "cycle_level", "Log level", id="log.level", tooltip="Filter log by level"),
+    ]
+
+    def __init__(self, path_for: Callable[[str], Path | None], **kwargs) -> None:
+        super().__init__(max_lines=MAX_LINES, highlight=True, auto_scroll=True, **kwargs)
+        self.highlighter = LevelHighlighter()
+        self._path_for = path_for
+        self._follower: FileFollower | None = None
+        self._records: deque[LogRecord] = deque(maxlen=MAX_LINES)
+        self.min_level = 0
+        self.border_title = "Log"
+
+    def on_mount(self) -> None:
+        self.set_interval(POLL_SECONDS, self._poll, name="log-poll")
+        self._update_subtitle()
+
+    def follow(self, project_id: str | None) -> None:
+        """Switch to another project's log (or none): drop what is shown, read its tail."""
+        if self._follower is not None and self._follower.project_id == project_id:
+            return
+        self._follower = (
+            FileFollower(lambda: self._path_for(project_id), project_id) if project_id else None
+        )
+        self._records.clear()
+        self.clear()
+        self.border_title = f"Log · {project_id}" if project_id else "Log"
+        self._poll()
+
+    @property
+    def project_id(self) -> str | None:
+        return self._follower.project_id if self._follower else None
+
+    def _poll(self) -> None:
+        if self._follower is None:
+            return
+        if any(w.is_running for w in self.workers if w.group == "log-poll"):
+            return  # the previous read is still going: never pile up
+        self._read(self._follower)
+
+    def poll_now(self) -> None:
+        """Read at once (after this app did something), rather than at the next tick."""
+        self._poll()
+
+    @work(thread=True, group="log-poll", exit_on_error=False, description="reading the log")
+    def _read(self, follower: FileFollower) -> None:
+        records, reset = follower.read()
+        if records or reset:
+            self.post_message(LogRecordsRead(str(follower.path), records, reset))
+
+    def on_log_records_read(self, message: LogRecordsRead) -> None:
+        message.stop()
+        if self._follower is None or str(self._follower.path) != message.path:
+            return
+        if message.reset:
+            self._records.clear()
+            self.clear()
+        self._records.extend(message.records)
+        self._write(message.records)
+        self._update_subtitle()
+
+    def _write(self, records: list[LogRecord]) -> None:
+        floor = self.min_level
+        shown = [r for r in records if LEVELS.index(r.level) >= floor][-MAX_LINES:]
+        if shown:
+            self.write_lines([record_line(r) for r in shown])
+
+    def action_cycle_level(self) -> None:
+        self.min_level = (self.min_level + 1) % len(LEVELS)
+        self.clear()
+        self._write(list(self._records))
+        self._update_subtitle()
+
+    def _update_subtitle(self) -> None:
+        level = LEVELS[self.min_level]
+        shown = "all levels" if self.min_level == 0 else f"≥ {level}"
+        path = self._follower.path if self._follower else None
+        day = path.stem.rpartition("_")[2] if path else ""
+        self.border_subtitle = f"{day} · {shown} · L: level" if day else shown
+
+    @property
+    def lines_text(self) -> list[str]:
+        """The lines held (what scrolling shows), for tests."""
+        return list(self.lines)

@@ -1,0 +1,112 @@
+"""The projects pane: one two-line entry per project, a failed last backup in red."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.text import Text
+from textual.message import Message
+from textual.widgets import OptionList
+from textual.widgets.option_list import Option
+
+from core.models import BackupStatus, ProjectSummary
+from tui import format as fmt
+
+
+def _line(left: Text, right: Text, width: int) -> Text:
+    """`left` and `right` on one line of `width` cells, `left` cut with an ellipsis."""
+    room = max(1, width - right.cell_len - 1)
+    if left.cell_len > room:
+        left.truncate(room - 1)
+        left.append("…")
+    left.pad_right(width - left.cell_len - right.cell_len)
+    return left + right
+
+
+def project_prompt(
+    project: ProjectSummary, now: datetime, width: int = 26, *, partial: bool = False
+) -> Text:
+    """Line 1: name and age of the last backup; line 2: number of backups and stored size;
+    a project whose last backup failed is red, marked ✗ and says so on a third line.
+    Plain Text laid out here: a list of Rich tables costs far more to render."""
+    failed = project.last_status == BackupStatus.FAILED
+    name = Text()
+    if failed:
+        name.append("✗ ", style="bold red")
+    name.append(project.project_id, style="bold red" if failed else "bold")
+    if partial:  # the name only, until the figures are counted
+        return _line(name, Text(""), width) + Text("\n…", style="dim")
+    age = Text(fmt.short_age(project.last_backup_at, now), style="dim")
+    count = Text(f"{project.backups} backup{'s' if project.backups != 1 else ''}", style="dim")
+    stored = Text(fmt.short_size(project.stored_bytes), style="dim")
+    text = _line(name, age, width) + Text("\n") + _line(count, stored, width)
+    if failed:
+        text.append("\nlast backup failed", style="red")
+    return text
+
+
+class ProjectList(OptionList):
+    """Every project of the root; the highlighted one drives the rest of the screen."""
+
+    class Selected(Message):
+        def __init__(self, project_id: str | None) -> None:
+            super().__init__()
+            self.project_id = project_id
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.projects: list[ProjectSummary] = []
+        self._key: tuple[list[tuple[ProjectSummary, str]], int] | None = None
+        self._last: tuple[datetime, bool] | None = None
+        self.border_title = "Projects"
+
+    @property
+    def current(self) -> str | None:
+        if self.highlighted is None or not self.projects:
+            return None
+        option = self.get_option_at_index(self.highlighted)
+        return option.id
+
+    def set_projects(
+        self, projects: list[ProjectSummary], now: datetime, *, partial: bool = False
+    ) -> None:
+        """Replace the list, keeping the highlighted project where it still exists."""
+        keep = self.current
+        projects = sorted(projects, key=lambda p: p.project_id)
+        width = max(12, self.scrollable_content_region.width - 2)
+        key = [(p, "…" if partial else fmt.short_age(p.last_backup_at, now)) for p in projects]
+        if (key, width) == self._key and self.option_count == len(projects):
+            return  # nothing visible changed: spare the list a rebuild
+        self._key = (key, width)
+        self._last = (now, partial)
+        prompts = [project_prompt(p, now, width, partial=partial) for p in projects]
+        self.projects = projects
+        with self.prevent(OptionList.OptionHighlighted):
+            self.clear_options()
+            self.add_options(
+                Option(prompt, id=p.project_id)
+                for p, prompt in zip(self.projects, prompts, strict=True)
+            )
+            ids = [p.project_id for p in self.projects]
+            if ids:
+                self.highlighted = ids.index(keep) if keep in ids else 0
+        self.border_subtitle = f"{len(self.projects)}"
+        if self.current != keep:
+            self.post_message(self.Selected(self.current))
+
+    def on_resize(self) -> None:
+        if self._last is not None:  # lay the lines out again for the new width
+            now, partial = self._last
+            self.set_projects(self.projects, now, partial=partial)
+
+    def select_project(self, project_id: str) -> None:
+        ids = [p.project_id for p in self.projects]
+        if project_id in ids:
+            self.highlighted = ids.index(project_id)
+
+    def summary(self, project_id: str | None) -> ProjectSummary | None:
+        return next((p for p in self.projects if p.project_id == project_id), None)
+
+    def _on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        event.stop()
+        self.post_message(self.Selected(event.option.id))
