@@ -65,8 +65,16 @@ def _display(path: bytes) -> str:
 class BackupManager:
     """All of a repository root's projects, for one process."""
 
-    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        new_id: Callable[[], str] | None = None,
+    ) -> None:
+        """`new_id` makes backup ids (default: time-sortable and random); demos and
+        screenshots pass a deterministic one."""
         self.root = resolve_root(root)
+        self._new_id = new_id or new_backup_id
         for sub in ("", "backups", "logs"):
             (self.root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
         self.logger = BackupLogger(self.root)
@@ -193,7 +201,7 @@ class BackupManager:
         """The whole create, in the calling thread (also used for pre-restore checkpoints)."""
         data_dir = self._check_data_dir(req.data_dir)
         repo = self._repo(req.project_id, create=True)
-        backup_id = new_backup_id()
+        backup_id = self._new_id()
         ctx.backup_id = backup_id
         lock = locks.acquire(
             repo.store,

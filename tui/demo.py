@@ -15,13 +15,10 @@ import hashlib
 import os
 import random
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import core.manager as core_manager
 from core.logger import LogRecord
 from core.manager import BackupManager
 from core.models import BackupMetadata, BackupStatus, BackupType, CreateRequest
@@ -48,16 +45,6 @@ class _Plan:
                 self.ids[backup_id] = stamp
                 return backup_id
             stamp += timedelta(seconds=1)
-
-
-@contextmanager
-def _planned_ids(plan: _Plan) -> Iterator[None]:
-    original = core_manager.new_backup_id
-    core_manager.new_backup_id = plan.new_id
-    try:
-        yield
-    finally:
-        core_manager.new_backup_id = original
 
 
 def _write(path: Path, data: bytes | str, mtime: datetime) -> None:
@@ -158,7 +145,7 @@ async def build_demo(root: Path, *, now: datetime | None = None) -> None:
     root = Path(root)
     sources = root / SOURCES
     plan = _Plan(at=now)
-    mgr = BackupManager(root)
+    mgr = BackupManager(root, new_id=plan.new_id)
     rng = random.Random(20261129)
 
     async def backup(
@@ -184,76 +171,73 @@ async def build_demo(root: Path, *, now: datetime | None = None) -> None:
     def ago(**delta: float) -> datetime:
         return now - timedelta(**delta)
 
-    with _planned_ids(plan):
-        for project, start in (
-            ("website", ago(days=9)),
-            ("database", ago(days=8)),
-            ("photos", ago(days=5)),
-            ("notes", ago(hours=6)),
-        ):
-            _fill(project, sources / project, rng, start - timedelta(hours=1))
-            await mgr.create_project(project, str(sources / project))
+    for project, start in (
+        ("website", ago(days=9)),
+        ("database", ago(days=8)),
+        ("photos", ago(days=5)),
+        ("notes", ago(hours=6)),
+    ):
+        _fill(project, sources / project, rng, start - timedelta(hours=1))
+        await mgr.create_project(project, str(sources / project))
 
-        site = sources / "website"
-        await backup("website", BackupType.FULL, ago(days=9), tags={"env": "prod"})
-        _write(site / "css" / "site.css", "body { color: #0a0; }\n" * 320, ago(days=6, hours=1))
-        await backup("website", BackupType.INCREMENTAL, ago(days=6), tags={"env": "prod"})
-        await backup("website", BackupType.CHECKPOINT, ago(days=3), name="before-redesign")
-        _write(
-            site / "index.html", "<html><body><h1>New shop</h1></body></html>\n" * 45, ago(hours=3)
-        )
-        _write(site / "sale.html", "<html><body>Sale!</body></html>\n" * 20, ago(hours=3))
-        latest_site = await backup(
-            "website",
-            BackupType.INCREMENTAL,
-            ago(hours=2),
-            tags={"env": "prod", "ticket": "WEB-42"},
+    site = sources / "website"
+    await backup("website", BackupType.FULL, ago(days=9), tags={"env": "prod"})
+    _write(site / "css" / "site.css", "body { color: #0a0; }\n" * 320, ago(days=6, hours=1))
+    await backup("website", BackupType.INCREMENTAL, ago(days=6), tags={"env": "prod"})
+    await backup("website", BackupType.CHECKPOINT, ago(days=3), name="before-redesign")
+    _write(site / "index.html", "<html><body><h1>New shop</h1></body></html>\n" * 45, ago(hours=3))
+    _write(site / "sale.html", "<html><body>Sale!</body></html>\n" * 20, ago(hours=3))
+    latest_site = await backup(
+        "website",
+        BackupType.INCREMENTAL,
+        ago(hours=2),
+        tags={"env": "prod", "ticket": "WEB-42"},
+    )
+
+    db = sources / "database"
+    await backup("database", BackupType.FULL, ago(days=8), tags={"schedule": "nightly"})
+    for days in (7, 1):
+        _write(db / "dumps" / "orders.sql", _text(rng, 6000 + days), ago(days=days, hours=1))
+        await backup(
+            "database", BackupType.INCREMENTAL, ago(days=days), tags={"schedule": "nightly"}
         )
 
-        db = sources / "database"
-        await backup("database", BackupType.FULL, ago(days=8), tags={"schedule": "nightly"})
-        for days in (7, 1):
-            _write(db / "dumps" / "orders.sql", _text(rng, 6000 + days), ago(days=days, hours=1))
-            await backup(
-                "database", BackupType.INCREMENTAL, ago(days=days), tags={"schedule": "nightly"}
-            )
+    await backup("photos", BackupType.FULL, ago(days=5), tags={"trip": "alps"})
+    _write(
+        sources / "photos" / "2025" / "IMG_2025_099.jpg",
+        rng.randbytes(50 * 1024),
+        ago(days=1, hours=2),
+    )
+    await backup("photos", BackupType.SNAPSHOT, ago(days=1), tags={"trip": "alps"})
 
-        await backup("photos", BackupType.FULL, ago(days=5), tags={"trip": "alps"})
-        _write(
-            sources / "photos" / "2025" / "IMG_2025_099.jpg",
-            rng.randbytes(50 * 1024),
-            ago(days=1, hours=2),
-        )
-        await backup("photos", BackupType.SNAPSHOT, ago(days=1), tags={"trip": "alps"})
+    notes = await backup("notes", BackupType.FULL, ago(hours=4))
 
-        notes = await backup("notes", BackupType.FULL, ago(hours=4))
+    result = await mgr.verify("website", latest_site.id)
+    site_repo = Repository(mgr.root, "website")
+    site_repo.write_verify(
+        result.model_copy(update={"checked_at": ago(hours=1), "duration_seconds": 0.3})
+    )
+    plan.verify_at[latest_site.id] = ago(hours=1)
+    del notes
 
-        result = await mgr.verify("website", latest_site.id)
-        site_repo = Repository(mgr.root, "website")
-        site_repo.write_verify(
-            result.model_copy(update={"checked_at": ago(hours=1), "duration_seconds": 0.3})
-        )
-        plan.verify_at[latest_site.id] = ago(hours=1)
-        del notes
-
-        # A nightly backup that a crash cut short: left RUNNING by a process that is gone.
-        failed_at = ago(minutes=40)
-        plan.at = failed_at
-        crashed = BackupMetadata(
-            id=plan.new_id(),
-            project_id="database",
-            type=BackupType.INCREMENTAL,
-            status=BackupStatus.RUNNING,
-            created_at=failed_at,
-            tags={"schedule": "nightly"},
-        )
-        Repository(mgr.root, "database").write_metadata(crashed)
-        mgr.logger.info(
-            "database",
-            "create",
-            f"incremental backup of {sources / 'database'} started",
-            backup_id=crashed.id,
-        )
+    # A nightly backup that a crash cut short: left RUNNING by a process that is gone.
+    failed_at = ago(minutes=40)
+    plan.at = failed_at
+    crashed = BackupMetadata(
+        id=plan.new_id(),
+        project_id="database",
+        type=BackupType.INCREMENTAL,
+        status=BackupStatus.RUNNING,
+        created_at=failed_at,
+        tags={"schedule": "nightly"},
+    )
+    Repository(mgr.root, "database").write_metadata(crashed)
+    mgr.logger.info(
+        "database",
+        "create",
+        f"incremental backup of {sources / 'database'} started",
+        backup_id=crashed.id,
+    )
 
     # A manager opening the project afresh recovers it: FAILED, "interrupted".
     fresh = BackupManager(root)

@@ -16,13 +16,22 @@ from tui.screens.main import MainScreen
 
 
 async def settle(pilot: Pilot) -> None:
-    """Let messages flow and every running worker (loads, operations) finish; a worker's
-    failure or cancellation is the test's to check, not a reason to stop waiting."""
-    for _ in range(3):
+    """Let messages flow and every running worker (loads, operations) finish, until the app
+    is quiet: no worker running across two turns of the event loop (a worker that finishes
+    may post a message that starts another). A worker's failure or cancellation is the
+    test's to check, not a reason to stop waiting."""
+    quiet = 0
+    for _ in range(200):
         await pilot.pause()
-        workers = list(pilot.app.workers)
-        await asyncio.gather(*(w.wait() for w in workers if w.is_running), return_exceptions=True)
-    await pilot.pause()
+        running = [w for w in pilot.app.workers if w.is_running]
+        if not running:
+            quiet += 1
+            if quiet >= 3:
+                return
+            continue
+        quiet = 0
+        await asyncio.gather(*(w.wait() for w in running), return_exceptions=True)
+    raise AssertionError("the app never settled: workers kept running")
 
 
 async def wait_for(pilot: Pilot, condition: Callable[[], Any], timeout: float = 20.0) -> None:
