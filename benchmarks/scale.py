@@ -1,0 +1,288 @@
+"""The engine at scale: many small files (walk + metadata) and one huge file (streaming).
+
+(a) A tree of --files small files (default 200,000): a no-change backup is timed against
+    `find DIR -printf '%s %T@\\n'`, which stats every file and does nothing else. Issue 5's
+    target: the no-change backup within 2 x find's time.
+(b) One --big-gib file (default 4 GiB) of real, partially compressible bytes (not sparse):
+    backup and restore, with peak RSS from wait4. Target: under 300 MiB each, i.e. memory
+    bounded by chunk and pack sizes, not by the data.
+
+    python benchmarks/scale.py [--files 200000] [--big-gib 4] [--runs 3] [--json out.json]
+                               [--others] [--skip-tree] [--skip-big]
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import corpus
+from common import (
+    MIB,
+    Measure,
+    log_tail,
+    machine_info,
+    machine_line,
+    measure,
+    median,
+    nexus_command,
+    tool_versions,
+    tree_bytes,
+)
+
+GIB = 1 << 30
+FIND_RATIO_TARGET = 2.0
+RSS_TARGET_MIB = 300.0
+
+
+def make_tree(root: Path, n: int, seed: int) -> int:
+    """n small files (0-1 KiB, distinct), 500 per directory, two levels deep; returns bytes."""
+    rng = random.Random(f"{seed}:tree")
+    pool = rng.randbytes(1 << 20).hex().encode()  # compressible-ish text, cheap to slice
+    total = 0
+    for i in range(n):
+        d = root / f"d{i // 50_000:02d}" / f"d{(i // 500) % 100:03d}"
+        if i % 500 == 0:
+            d.mkdir(parents=True, exist_ok=True)
+        off = rng.randrange(len(pool) - 1024)
+        data = b"%d\n" % i + pool[off : off + rng.randrange(1024)]
+        with open(d / f"f{i:06d}.txt", "wb") as f:
+            f.write(data)
+        total += len(data)
+    return total
+
+
+def _run(
+    cmd: list[str] | str,
+    log: Path,
+    what: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Measure:
+    m = measure(cmd, log=log, env=env, cwd=cwd)
+    ok = m.rc in (0, 3)
+    print(
+        f"{what:32} {m.wall:8.2f}s cpu {m.cpu:8.2f}s rss {m.rss_mib:7.1f} MiB rc={m.rc}",
+        file=sys.stderr,
+    )
+    if not ok:
+        raise SystemExit(f"{what} failed (rc={m.rc}):\n{log_tail(log)}")
+    return m
+
+
+def _med(ms: list[Measure]) -> dict[str, float | None]:
+    return {k: median(getattr(m, k) for m in ms) for k in ("wall", "cpu", "rss_mib")}
+
+
+def bench_tree(work: Path, args: argparse.Namespace, nx: list[str]) -> dict[str, Any]:
+    data, log = work / "tree", work / "tree.log"
+    t0 = time.perf_counter()
+    nbytes = make_tree(data, args.files, args.seed)
+    print(
+        f"tree: {args.files} files, {nbytes / MIB:.1f} MiB in {time.perf_counter() - t0:.1f}s",
+        file=sys.stderr,
+    )
+    find = f"find {data} -printf '%s %T@\\n' > /dev/null"
+    _run(find, log, "find (warm-up)")
+    finds = [_run(find, log, "find -printf (stat all)") for _ in range(args.runs)]
+    root = ["--root", str(work / "nexus-tree")]
+    full = _run(
+        [*nx, *root, "create", "tree", str(data), "--type", "full"], log, "nexus full backup"
+    )
+    nochange = [
+        _run(
+            [*nx, *root, "create", "tree", str(data), "--type", "incremental"],
+            log,
+            "nexus no-change backup",
+        )
+        for _ in range(args.runs)
+    ]
+    out: dict[str, Any] = {
+        "files": args.files,
+        "mib": round(nbytes / MIB, 1),
+        "find": _med(finds),
+        "nexus_full": _med([full]),
+        "nexus_nochange": _med(nochange),
+        "repo_mib": round(tree_bytes(work / "nexus-tree") / MIB, 1),
+    }
+    if args.others and shutil.which("restic"):
+        env = {"RESTIC_PASSWORD": "bench", "RESTIC_CACHE_DIR": str(work / "restic-cache")}
+        base = ["restic", "-r", str(work / "restic-tree"), "--quiet"]
+        _run([*base, "init"], log, "restic init", env)
+        out["restic_full"] = _med([_run([*base, "backup", str(data)], log, "restic full", env)])
+        out["restic_nochange"] = _med(
+            [
+                _run([*base, "backup", str(data)], log, "restic no-change", env)
+                for _ in range(args.runs)
+            ]
+        )
+    f, n = out["find"]["wall"], out["nexus_nochange"]["wall"]
+    out["ratio_to_find"] = round(n / f, 2) if f else None
+    out["ok"] = bool(f) and n <= FIND_RATIO_TARGET * f
+    if not args.keep:
+        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(work / "nexus-tree", ignore_errors=True)
+        shutil.rmtree(work / "restic-tree", ignore_errors=True)
+    return out
+
+
+def bench_big(work: Path, args: argparse.Namespace, nx: list[str]) -> dict[str, Any]:
+    data, log = work / "big", work / "big.log"
+    size = int(args.big_gib * GIB)
+    t0 = time.perf_counter()
+    corpus.write_random(
+        data / "huge.ckpt", random.Random(f"{args.seed}:big"), size, checkpoint=True, seed=args.seed
+    )
+    os.sync()
+    print(f"big file: {size / GIB:.2f} GiB in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    root = ["--root", str(work / "nexus-big")]
+    target = work / "big-restore"
+    backup = _run(
+        [*nx, *root, "create", "big", str(data), "--type", "full"], log, "nexus backup (big file)"
+    )
+    target.mkdir()
+    restore = _run(
+        [*nx, *root, "restore", "big", "latest", str(target), "--no-checkpoint"],
+        log,
+        "nexus restore (big file)",
+    )
+    same = filecmp.cmp(data / "huge.ckpt", target / "huge.ckpt", shallow=False)
+    out: dict[str, Any] = {
+        "gib": args.big_gib,
+        "backup": _med([backup]),
+        "restore": _med([restore]),
+        "backup_mib_s": round(size / MIB / backup.wall, 1),
+        "restore_mib_s": round(size / MIB / restore.wall, 1),
+        "repo_mib": round(tree_bytes(work / "nexus-big") / MIB, 1),
+        "restored_identical": same,
+    }
+    if args.others and shutil.which("restic"):
+        env = {"RESTIC_PASSWORD": "bench", "RESTIC_CACHE_DIR": str(work / "restic-cache")}
+        base = ["restic", "-r", str(work / "restic-big"), "--quiet", "--compression", "auto"]
+        _run([*base, "init"], log, "restic init", env)
+        out["restic_backup"] = _med(
+            [_run([*base, "backup", str(data)], log, "restic backup (big file)", env)]
+        )
+        shutil.rmtree(target)
+        target.mkdir()
+        out["restic_restore"] = _med(
+            [
+                _run(
+                    [*base, "restore", "latest", "--target", str(target)],
+                    log,
+                    "restic restore (big file)",
+                    env,
+                )
+            ]
+        )
+    out["ok"] = same and max(backup.rss_mib, restore.rss_mib) < RSS_TARGET_MIB
+    if not args.keep:
+        for p in (data, target, work / "nexus-big", work / "restic-big"):
+            shutil.rmtree(p, ignore_errors=True)
+    return out
+
+
+def render(report: dict[str, Any]) -> str:
+    lines = [
+        f"nexus-backup scale benchmark, {report['runs']} run(s), median quoted",
+        f"machine: {machine_line(report['machine'])}",
+        "versions: " + "; ".join(v for v in report["versions"].values() if v),
+    ]
+    t = report.get("tree")
+    if t:
+        lines += [
+            "",
+            f"(a) {t['files']:,} small files ({t['mib']} MiB)      wall s    cpu s  peak MiB",
+        ]
+        rows = [
+            ("find -printf (stat every file)", t["find"]),
+            ("nexus-backup full backup", t["nexus_full"]),
+            ("nexus-backup no-change backup", t["nexus_nochange"]),
+        ]
+        if "restic_full" in t:
+            rows += [
+                ("restic full backup", t["restic_full"]),
+                ("restic no-change backup", t["restic_nochange"]),
+            ]
+        lines += [
+            f"  {name:38} {m['wall']:8.2f} {m['cpu']:8.2f} {m['rss_mib']:9.1f}" for name, m in rows
+        ]
+        lines.append(
+            f"  no-change backup / find = {t['ratio_to_find']} "
+            f"(target <= {FIND_RATIO_TARGET}): {'PASS' if t['ok'] else 'MISS'}"
+        )
+    b = report.get("big")
+    if b:
+        lines += [
+            "",
+            f"(b) one {b['gib']} GiB file                         wall s    cpu s  "
+            "peak MiB   MiB/s",
+        ]
+        rows = [
+            ("nexus-backup backup", b["backup"], b["backup_mib_s"]),
+            ("nexus-backup restore", b["restore"], b["restore_mib_s"]),
+        ]
+        for key, name in (("restic_backup", "restic backup"), ("restic_restore", "restic restore")):
+            if key in b:
+                rows.append((name, b[key], round(b["gib"] * 1024 / b[key]["wall"], 1)))
+        lines += [
+            f"  {name:38} {m['wall']:8.2f} {m['cpu']:8.2f} {m['rss_mib']:9.1f} {rate:7.1f}"
+            for name, m, rate in rows
+        ]
+        lines.append(
+            f"  repo {b['repo_mib']} MiB; restored identical: {b['restored_identical']}; "
+            f"peak RSS < {RSS_TARGET_MIB:.0f} MiB: {'PASS' if b['ok'] else 'MISS'}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--files", type=int, default=200_000, help="small files in tree (a)")
+    ap.add_argument("--big-gib", type=float, default=4.0, help="size of the big file (b)")
+    ap.add_argument("--runs", type=int, default=3, help="repeats of the timed no-change/find")
+    ap.add_argument("--skip-tree", action="store_true")
+    ap.add_argument("--skip-big", action="store_true")
+    ap.add_argument("--others", action="store_true", help="also time restic, for context")
+    ap.add_argument("--json", dest="json_out")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--workdir", help="default: a temp dir, removed afterwards")
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--nexus", help="command for nexus-backup (default: the venv's script)")
+    args = ap.parse_args(argv)
+    nx = nexus_command(args.nexus)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="nexus-scale-")).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
+        "runs": args.runs,
+        "machine": machine_info(work),
+        "versions": tool_versions(["nexus", "restic"] if args.others else ["nexus"]),
+    }
+    try:
+        if not args.skip_tree:
+            report["tree"] = bench_tree(work, args, nx)
+        if not args.skip_big:
+            report["big"] = bench_big(work, args, nx)
+    finally:
+        if not args.keep and not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    report["table"] = render(report)
+    print(report["table"])
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
