@@ -66,9 +66,29 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return dec
 
 
+SAMPLE = 64 * 1024
+SAMPLE_MIN_SAVING = 0.03
+
+
+def _sampler() -> zstandard.ZstdCompressor:
+    comp = getattr(_local, "sampler", None)
+    if comp is None:
+        comp = _local.sampler = zstandard.ZstdCompressor(level=1)
+    return comp
+
+
 def compress(raw: bytes | memoryview) -> tuple[bytes, int]:
     """zstd, unless that does not shrink the data: then the raw bytes (incompressible data
-    costs no space and no decompression time on restore)."""
+    costs no space and no decompression time on restore).
+
+    A large chunk is judged first by compressing 64 KiB from its middle at zstd's fastest
+    level: already-compressed data (archives, media, encrypted or random bytes, much of a
+    model checkpoint) is then stored raw without paying for a full compression."""
+    if len(raw) >= 4 * SAMPLE:
+        mid = len(raw) // 2
+        sample = raw[mid : mid + SAMPLE]
+        if len(_sampler().compress(sample)) > len(sample) * (1 - SAMPLE_MIN_SAVING):
+            return bytes(raw), FLAG_RAW
     packed = _compressor().compress(raw)
     if len(packed) < len(raw):
         return packed, FLAG_ZSTD

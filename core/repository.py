@@ -5,10 +5,14 @@ Everything goes through an ObjectStore, so the engine never assumes a local file
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import secrets
 import socket
 import struct
+import threading
+from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -200,13 +204,17 @@ class Repository:
         self.index.refresh(self.store)
         return self.index
 
-    def read_blob(self, digest: bytes) -> bytes:
-        """A chunk's raw bytes, checked against its hash."""
+    def read_blob(self, digest: bytes, packs: PackFiles | None = None) -> bytes:
+        """A chunk's raw bytes, checked against its hash (`packs` keeps packs open)."""
         loc = self.index.get(digest)
         if loc is None:
             raise MissingChunk(f"chunk {digest.hex()[:16]} is missing from the index")
         try:
-            stored = self.store.get_range(pack_name(loc.pack_id), loc.offset, loc.length)
+            name = pack_name(loc.pack_id)
+            if packs is not None:
+                stored = packs.get_range(name, loc.offset, loc.length)
+            else:
+                stored = self.store.get_range(name, loc.offset, loc.length)
             raw = decompress(stored, loc.flags, loc.raw_length)
         except FileNotFoundError:
             raise MissingChunk(f"pack {loc.pack_id[:16]} is missing") from None
@@ -231,3 +239,51 @@ class Repository:
 
 
 HOSTNAME = socket.gethostname()
+
+
+class PackFiles:
+    """Open pack files for one operation that reads many ranges (a restore): each thread
+    keeps a few packs open instead of opening a pack per chunk. Everything is closed by
+    `close()`, so no deleted pack is kept alive afterwards. Stores that are not local
+    are read through their own get_range."""
+
+    PER_THREAD = 8
+
+    def __init__(self, store: ObjectStore) -> None:
+        self._store = store
+        self._local = threading.local()
+        self._all: list[io.FileIO] = []
+        self._lock = threading.Lock()
+
+    def get_range(self, name: str, offset: int, length: int) -> bytes:
+        if not isinstance(self._store, LocalStore):
+            return self._store.get_range(name, offset, length)
+        cache: OrderedDict[str, io.FileIO] | None = getattr(self._local, "cache", None)
+        if cache is None:
+            cache = self._local.cache = OrderedDict()
+        f = cache.get(name)
+        if f is None:
+            f = io.FileIO(self._store.path(name), "r")
+            with self._lock:
+                self._all.append(f)
+            cache[name] = f
+            if len(cache) > self.PER_THREAD:
+                cache.popitem(last=False)[1].close()
+        else:
+            cache.move_to_end(name)
+        data = os.pread(f.fileno(), length, offset)
+        if len(data) != length:
+            raise EOFError(f"{name}: short read at {offset} ({len(data)} of {length} bytes)")
+        return data
+
+    def close(self) -> None:
+        with self._lock:
+            for f in self._all:
+                f.close()
+            self._all.clear()
+
+    def __enter__(self) -> PackFiles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -32,7 +32,7 @@ from .errors import Damaged, InvalidInput, NexusError, StorageFull, describe_os_
 from .manifest import Entry
 from .models import MAX_WARNINGS, BackupMetadata, RestoreChange, RestoreRequest, RestoreResult
 from .progress import OperationContext
-from .repository import Repository
+from .repository import PackFiles, Repository
 from .validator import missing_chunk_files, validate_restore_point
 
 MAX_CHANGES = 1000
@@ -119,6 +119,8 @@ class Restorer:
         self.log = log
         self.checkpoint = checkpoint
         self._lock = threading.Lock()
+        self.packs: PackFiles | None = None
+        self._safe_dirs: set[bytes] = set()
         self.result = RestoreResult(
             project_id=meta.project_id,
             backup_id=meta.id,
@@ -333,17 +335,23 @@ class Restorer:
                 r.files_skipped += 1
 
     def _safe_parent(self, target: Path, rel: bytes) -> bool:
-        """True when every directory between the target and `rel` is a real directory."""
+        """True when every directory between the target and `rel` is a real directory
+        (checked once per directory and restore; the restore itself makes them)."""
         parts = rel.split(b"/")[:-1]
         path = os.fsencode(target)
-        for part in parts:
+        for i, part in enumerate(parts):
             path = os.path.join(path, part)
+            prefix = b"/".join(parts[: i + 1])
+            if prefix in self._safe_dirs:
+                continue
             try:
                 st = os.lstat(path)
             except FileNotFoundError:
                 return False
             if not stat.S_ISDIR(st.st_mode):
                 return False
+            with self._lock:
+                self._safe_dirs.add(prefix)
         return True
 
     def _execute(self, target: Path, steps: list[Step]) -> None:
@@ -370,12 +378,16 @@ class Restorer:
             and s.action in ("create", "overwrite", "metadata")
         ]
         workers = max(2, min(8, (os.cpu_count() or 2) * 2))
-        with ThreadPoolExecutor(workers, thread_name_prefix="nexus-restore") as pool:
+        with (
+            PackFiles(self.repo.store) as self.packs,
+            ThreadPoolExecutor(workers, thread_name_prefix="nexus-restore") as pool,
+        ):
             try:
                 for _ in pool.map(lambda s: self._restore_file(target, s), files):
                     pass
             except BaseException:
                 ctx.cancel.set()
+                pool.shutdown(wait=True, cancel_futures=True)
                 raise
 
         for s in steps:
@@ -439,7 +451,7 @@ class Restorer:
             for digest_hex, _n in e.chunks:
                 ctx.check()
                 try:
-                    raw = self.repo.read_blob(bytes.fromhex(digest_hex))
+                    raw = self.repo.read_blob(bytes.fromhex(digest_hex), self.packs)
                 except Damaged as exc:
                     raise Damaged(f"{show}: {exc}") from exc
                 h.update(raw)
