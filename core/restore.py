@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fnmatch
+import itertools
 import os
 import secrets
 import shlex
@@ -22,13 +23,13 @@ import stat
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import manifest as mf
 from .chunker import new_hasher
-from .errors import Damaged, InvalidInput, NexusError, StorageFull, describe_os_error
+from .errors import Cancelled, Damaged, InvalidInput, NexusError, StorageFull, describe_os_error
 from .manifest import Entry
 from .models import MAX_WARNINGS, BackupMetadata, RestoreChange, RestoreRequest, RestoreResult
 from .progress import OperationContext
@@ -377,18 +378,7 @@ class Restorer:
             and s.entry.kind == mf.FILE
             and s.action in ("create", "overwrite", "metadata")
         ]
-        workers = max(2, min(8, (os.cpu_count() or 2) * 2))
-        with (
-            PackFiles(self.repo.store) as self.packs,
-            ThreadPoolExecutor(workers, thread_name_prefix="nexus-restore") as pool,
-        ):
-            try:
-                for _ in pool.map(lambda s: self._restore_file(target, s), files):
-                    pass
-            except BaseException:
-                ctx.cancel.set()
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+        self._write_files(target, files)
 
         for s in steps:
             if (
@@ -429,53 +419,84 @@ class Restorer:
             os.chmod(path, stat.S_IMODE(e.mode))
         os.utime(path, ns=(e.mtime_ns, e.mtime_ns), follow_symlinks=False)
 
-    def _restore_file(self, target: Path, s: Step) -> None:
+    def _write_files(self, target: Path, files: list[Step]) -> None:
+        """Write the files with a pool of threads. A large file is split into parts written
+        at their offsets by several threads at once (one big checkpoint would otherwise be
+        restored by one core); a bounded number of jobs is in flight."""
         ctx = self.ctx
+        workers = max(2, min(8, (os.cpu_count() or 2) * 2))
+        slots = threading.BoundedSemaphore(workers * 4)
+        failures: list[BaseException] = []
+
+        def submit(pool: ThreadPoolExecutor, job: Callable[[], None]) -> None:
+            slots.acquire()
+
+            def done(future: Future[None]) -> None:
+                slots.release()
+                exc = future.exception() if not future.cancelled() else None
+                if exc is not None:
+                    failures.append(exc)
+                    ctx.cancel.set()
+
+            pool.submit(job).add_done_callback(done)
+
+        with (
+            PackFiles(self.repo.store) as self.packs,
+            ThreadPoolExecutor(workers, thread_name_prefix="nexus-restore") as pool,
+        ):
+            try:
+                for s in files:
+                    if failures:
+                        break
+                    ctx.check()
+                    for job in self._file_jobs(target, s):
+                        submit(pool, job)
+            except BaseException:
+                ctx.cancel.set()
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+        if failures:
+            real = [f for f in failures if not isinstance(f, Cancelled)]
+            raise (real or failures)[0]
+
+    def _file_jobs(self, target: Path, s: Step) -> list[Callable[[], None]]:
         e = s.entry
         assert e is not None
-        ctx.check()
-        final = os.path.join(os.fsencode(target), s.rel)
         show = s.rel.decode("utf-8", "backslashreplace")
+        final = os.path.join(os.fsencode(target), s.rel)
         if not self._safe_parent(target, s.rel):
             self.warn(f"{show}: not restored: a parent directory is missing or a symlink")
-            return
+            return []
         if s.action == "metadata":
-            self._apply_meta(final, e)
-            return
-        parent = os.path.dirname(final)
-        tmp = os.path.join(parent, (TMP_PREFIX + secrets.token_hex(6)).encode())
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            return [lambda: self._apply_meta(final, e)]
+        job = _FileJob(self, s, final, show)
+        if e.size < SPLIT_SIZE or len(e.chunks) < 2:
+            return [job.whole]
+        job.open()
+        parts: list[Callable[[], None]] = []
+        offset = 0
+        group: list[tuple[str, int, int]] = []
+        size = 0
+        for digest_hex, n in e.chunks:
+            group.append((digest_hex, n, offset))
+            offset += n
+            size += n
+            if size >= PART_SIZE:
+                parts.append(job.part(group))
+                group, size = [], 0
+        if group:
+            parts.append(job.part(group))
+        job.parts_left = len(parts)
+        return parts
+
+    def _read(self, digest_hex: str, show: str) -> bytes:
         try:
-            h = new_hasher()
-            written = 0
-            for digest_hex, _n in e.chunks:
-                ctx.check()
-                try:
-                    raw = self.repo.read_blob(bytes.fromhex(digest_hex), self.packs)
-                except Damaged as exc:
-                    raise Damaged(f"{show}: {exc}") from exc
-                h.update(raw)
-                view = memoryview(raw)
-                while view:
-                    n = os.write(fd, view)
-                    view = view[n:]
-                written += len(raw)
-                ctx.advance(nbytes=len(raw), path=show)
-            if h.hexdigest() != e.hash or written != e.size:
-                raise Damaged(f"{show}: restored content does not match its hash")
-            os.close(fd)
-            fd = -1
-            self._apply_meta(tmp, e)
-            if s.action == "overwrite" and os.path.isdir(final) and not os.path.islink(final):
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        except BaseException:
-            if fd >= 0:
-                os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        ctx.advance(files=1)
+            return self.repo.read_blob(bytes.fromhex(digest_hex), self.packs)
+        except Damaged as exc:
+            raise Damaged(f"{show}: {exc}") from exc
+
+    def _wrote(self, e: Entry) -> None:
+        self.ctx.advance(files=1)
         with self._lock:
             self.result.files_written += 1
             self.result.bytes_written += e.size
@@ -487,7 +508,7 @@ class Restorer:
             self.warn(f"{s.rel.decode('utf-8', 'replace')}: not restored: unsafe parent")
             return
         final = os.path.join(os.fsencode(target), s.rel)
-        tmp = os.path.join(os.path.dirname(final), (TMP_PREFIX + secrets.token_hex(6)).encode())
+        tmp = _tmp_name(os.path.dirname(final))
         os.symlink(e.target, tmp)
         try:
             self._apply_meta(tmp, e)
@@ -507,3 +528,122 @@ def _remove(path: bytes) -> None:
     else:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+
+
+SPLIT_SIZE = 16 * 1024 * 1024  # files at least this large are written by several threads
+PART_SIZE = 8 * 1024 * 1024
+_tmp_names = itertools.count()
+_RUN = secrets.token_hex(3)  # a crashed run's leftovers never collide with a new name
+
+
+def _tmp_name(parent: bytes) -> bytes:
+    return os.path.join(parent, f"{TMP_PREFIX}{_RUN}-{next(_tmp_names)}".encode())
+
+
+class _FileJob:
+    """One file being restored: a temp file beside the target, filled with chunks each
+    checked against its BLAKE3 hash (the manifest, itself checked against the backup's
+    checksum, lists them in order), then given its mode and times and renamed over the
+    target. A failure removes the temp file and leaves the target as it was."""
+
+    def __init__(self, restorer: Restorer, step: Step, final: bytes, show: str) -> None:
+        self.r = restorer
+        self.step = step
+        self.entry = step.entry
+        self.final = final
+        self.show = show
+        self.tmp = _tmp_name(os.path.dirname(final))
+        self.fd = -1
+        self.parts_left = 0
+        self.failed = False
+        self.lock = threading.Lock()
+
+    def open(self, *, presize: bool = True) -> None:
+        self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        if presize:  # parts are written at their offsets, in any order
+            try:
+                os.ftruncate(self.fd, self.entry.size)
+            except BaseException:
+                self._discard()
+                raise
+
+    def whole(self) -> None:
+        ctx = self.r.ctx
+        ctx.check()
+        self.open(presize=False)
+        try:
+            written = 0
+            for digest_hex, _n in self.entry.chunks:
+                ctx.check()
+                raw = self.r._read(digest_hex, self.show)
+                _pwrite_all(self.fd, raw, written)
+                written += len(raw)
+                ctx.advance(nbytes=len(raw), path=self.show)
+            if written != self.entry.size:
+                raise Damaged(f"{self.show}: restored size does not match the backup")
+            self._finish()
+        except BaseException:
+            self._discard()
+            raise
+
+    def part(self, group: list[tuple[str, int, int]]) -> Callable[[], None]:
+        def run() -> None:
+            ctx = self.r.ctx
+            try:
+                if self.failed:
+                    return
+                for digest_hex, n, offset in group:
+                    ctx.check()
+                    raw = self.r._read(digest_hex, self.show)
+                    if len(raw) != n:
+                        raise Damaged(f"{self.show}: a chunk has the wrong size")
+                    _pwrite_all(self.fd, raw, offset)
+                    ctx.advance(nbytes=n, path=self.show)
+            except BaseException:
+                self.failed = True
+                self._part_done()
+                raise
+            self._part_done()
+
+        return run
+
+    def _part_done(self) -> None:
+        with self.lock:
+            self.parts_left -= 1
+            last = self.parts_left == 0
+        if not last:
+            return
+        if self.failed:
+            self._discard()
+            return
+        try:
+            self._finish()
+        except BaseException:
+            self._discard()
+            raise
+
+    def _finish(self) -> None:
+        os.close(self.fd)
+        self.fd = -1
+        self.r._apply_meta(self.tmp, self.entry)
+        final = self.final
+        if self.step.action == "overwrite" and os.path.isdir(final) and not os.path.islink(final):
+            shutil.rmtree(final)
+        os.replace(self.tmp, final)
+        self.r._wrote(self.entry)
+
+    def _discard(self) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+        with contextlib.suppress(OSError):
+            os.unlink(self.tmp)
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
