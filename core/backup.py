@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 
 from . import manifest as mf
 from .chunker import ChunkerParams, hash_bytes, iter_chunks, new_hasher
-from .errors import Damaged, NexusError
+from .errors import Damaged, NexusError, from_os_error
 from .index import write_index
 from .manifest import Entry, ManifestWriter
 from .models import MAX_WARNINGS, BackupMetadata, BackupStatus
@@ -101,7 +101,12 @@ class RunState:
             self.reserved.add(digest)
             self.chunks_new += 1
         stored, flags = compress(data)
-        self.writer.add(digest, stored, len(data), flags)
+        try:
+            self.writer.add(digest, stored, len(data), flags)
+        except OSError as exc:
+            # A write to the repository failed (disk full, I/O error): fatal to the backup,
+            # never to be mistaken for an unreadable source file.
+            raise from_os_error(exc, "writing to the repository") from exc
         with self.lock:
             self.bytes_stored += len(stored)
 

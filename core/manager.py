@@ -342,8 +342,15 @@ class BackupManager:
         try:
             if not req.dry_run:
                 meta.status = BackupStatus.RESTORING
-                repo.write_metadata(meta)
-                marked = True
+                try:
+                    repo.write_metadata(meta)
+                    marked = True
+                except OSError as exc:
+                    # A restore only reads the repository: a full disk there must not stop it.
+                    log(
+                        "WARNING",
+                        f"could not mark the backup restoring ({exc.strerror}); restoring anyway",
+                    )
                 log("INFO", f"restore to {req.restore_dir} started (overwrite {req.overwrite})")
 
             def checkpoint(target: Path) -> str | None:

@@ -178,6 +178,11 @@ class Restorer:
                     blocked.append(e.path)
                     reason = "a symlink is there" if stat.S_ISLNK(st.st_mode) else "a file is there"
                     steps.append(Step(e, e.path, "skip", kind, reason))
+                    inside = sum(1 for x in entries if x.path.startswith(e.path + b"/"))
+                    self.warn(
+                        f"{e.display_path}: not restored ({reason}; --overwrite always replaces"
+                        f" it), nor the {inside} entries inside it"
+                    )
                 continue
             if policy == "never":
                 steps.append(Step(e, e.path, "skip", kind, "exists"))
@@ -294,6 +299,7 @@ class Restorer:
                 )
 
         target.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_temp_files(target, entries)
         ctx.set_phase("restoring", files_total=len(to_write), bytes_total=need)
         try:
             self._execute(target, steps)
@@ -305,6 +311,28 @@ class Restorer:
         self.result.duration_seconds = round(time.monotonic() - started, 3)
         ctx.finish()
         return self.result
+
+    def _remove_stale_temp_files(self, target: Path, entries: list[Entry]) -> None:
+        """Temp files of a restore that was killed (its process is gone) are removed from
+        the directories this restore writes to; a live restore's are left alone."""
+        dirs = [b""] + [e.path for e in entries if e.kind == mf.DIR]
+        base = os.fsencode(target)
+        prefix = TMP_PREFIX.encode()
+        for rel in dirs:
+            if rel and not self._safe_parent(target, rel + b"/x"):
+                continue
+            path = os.path.join(base, rel) if rel else base
+            try:
+                with os.scandir(path) as it:
+                    names = [d.name for d in it if d.name.startswith(prefix)]
+            except OSError:
+                continue
+            for name in names:
+                pid_text = name[len(prefix) :].split(b"-", 1)[0]
+                if pid_text.isdigit() and _alive(int(pid_text)):
+                    continue
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(path, name))
 
     def _check_chunks(self, entries: list[Entry]) -> None:
         bad = missing_chunk_files(self.repo, entries)
@@ -537,7 +565,21 @@ _RUN = secrets.token_hex(3)  # a crashed run's leftovers never collide with a ne
 
 
 def _tmp_name(parent: bytes) -> bytes:
-    return os.path.join(parent, f"{TMP_PREFIX}{_RUN}-{next(_tmp_names)}".encode())
+    """`.nexus-restore-<pid>-<run>-<n>`: the pid tells a killed restore's leftovers."""
+    name = f"{TMP_PREFIX}{os.getpid()}-{_RUN}-{next(_tmp_names)}"
+    return os.path.join(parent, name.encode())
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class _FileJob:
