@@ -203,17 +203,14 @@ class BackupManager:
         repo = self._repo(req.project_id, create=True)
         backup_id = self._new_id()
         ctx.backup_id = backup_id
-        lock = locks.acquire(
+        with locks.acquire(
             repo.store,
             exclusive=False,
             operation="create",
             backup_id=backup_id,
             timeout=LOCK_TIMEOUT,
-        )
-        try:
+        ):
             return self._create_locked(repo, req, data_dir, backup_id, ctx, on_created)
-        finally:
-            lock.release()
 
     def _reference(self, repo: Repository, req: CreateRequest) -> BackupMetadata | None:
         if req.parent_backup_id:
@@ -553,13 +550,10 @@ class BackupManager:
         meta = repo.read_metadata(backup_id)
         if meta.status not in RESTORABLE:
             raise Conflict(f"backup {backup_id} is {meta.status.value}: nothing to verify")
-        lock = locks.acquire(
+        with locks.acquire(
             repo.store, exclusive=False, operation="verify", backup_id=None, timeout=LOCK_TIMEOUT
-        )
-        try:
+        ):
             result = verify_backup(repo, meta, quick=quick, ctx=ctx)
-        finally:
-            lock.release()
         with contextlib.suppress(OSError):
             repo.write_verify(result)
         if result.ok:
@@ -594,13 +588,10 @@ class BackupManager:
 
         def work() -> CheckResult:
             repo = self._repo(project_id)
-            lock = locks.acquire(
+            with locks.acquire(
                 repo.store, exclusive=False, operation="check", timeout=LOCK_TIMEOUT
-            )
-            try:
+            ):
                 result = check_repository(repo, read_data=read_data, ctx=ctx)
-            finally:
-                lock.release()
             level = "INFO" if result.ok else "ERROR"
             self._log(
                 project_id,
@@ -617,13 +608,10 @@ class BackupManager:
 
         def work() -> RebuildResult:
             repo = self._repo(project_id)
-            lock = locks.acquire(
+            with locks.acquire(
                 repo.store, exclusive=True, operation="rebuild-index", timeout=LOCK_TIMEOUT
-            )
-            try:
+            ):
                 result = rebuild_index(repo, ctx)
-            finally:
-                lock.release()
             self._log(
                 project_id,
                 "WARNING" if result.damaged_packs else "INFO",
