@@ -41,6 +41,7 @@ READ_ATTEMPTS = 3
 WINDOW = 64  # read jobs in flight ahead of the manifest writer
 BATCH_FILES = 64  # small files read by one job
 BATCH_BYTES = 4 * 1024 * 1024
+LARGE_FILES_AT_ONCE = 2
 Log = Callable[[str, str], None]  # (level, message)
 _local = threading.local()
 _NOATIME = getattr(os, "O_NOATIME", 0) if os.geteuid() == 0 else 0  # needs ownership
@@ -83,6 +84,11 @@ class RunState:
     writer: PackWriter = field(init=False)
     lock: threading.Lock = field(default_factory=threading.Lock)
     reserved: set[bytes] = field(default_factory=set)
+    # Each file read through the chunker holds its 8 MiB stream buffer: two at a time are
+    # enough to keep two cores busy, and bound the memory whatever the number of threads.
+    large_files: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(LARGE_FILES_AT_ONCE)
+    )
     new_locations: list[tuple[bytes, BlobLocation]] = field(default_factory=list)
     bytes_read: int = 0
     bytes_stored: int = 0
@@ -221,17 +227,8 @@ def read_file(state: RunState, item: Item) -> Entry:
                         state.bytes_read += size
                     ctx.advance(nbytes=size)
                 else:
-                    hasher = new_hasher()
-                    for piece in iter_chunks(_chunker(params), f, ctx.check):
-                        digest = hash_bytes(piece)
-                        hasher.update(piece)
-                        state.store_chunk(digest, piece)
-                        chunks.append((digest.hex(), len(piece)))
-                        size += len(piece)
-                        with state.lock:
-                            state.bytes_read += len(piece)
-                        ctx.advance(nbytes=len(piece), path=item.shown)
-                    content = hasher.hexdigest()
+                    with state.large_files:
+                        content, size = _chunk_file(state, item, f, chunks)
                 after = os.fstat(fd)
                 if _stable(after) == _stable(st) and size == after.st_size:
                     return Entry(
@@ -254,6 +251,25 @@ def read_file(state: RunState, item: Item) -> Entry:
     finally:
         os.close(fd)
     raise SkipFile(f"kept changing while being read ({READ_ATTEMPTS} attempts)")
+
+
+def _chunk_file(
+    state: RunState, item: Item, f: object, chunks: list[tuple[str, int]]
+) -> tuple[str, int]:
+    """Cut a file into content-defined chunks, storing each; returns its hash and size."""
+    ctx = state.ctx
+    hasher = new_hasher()
+    size = 0
+    for piece in iter_chunks(_chunker(state.params), f, ctx.check):  # type: ignore[arg-type]
+        digest = hash_bytes(piece)
+        hasher.update(piece)
+        state.store_chunk(digest, piece)
+        chunks.append((digest.hex(), len(piece)))
+        size += len(piece)
+        with state.lock:
+            state.bytes_read += len(piece)
+        ctx.advance(nbytes=len(piece), path=item.shown)
+    return hasher.hexdigest(), size
 
 
 def read_batch(state: RunState, items: list[Item]) -> list[Entry | SkipFile]:
