@@ -14,7 +14,6 @@ and writes manifest lines in walk order.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
@@ -292,6 +291,8 @@ class BackupPlan:
     reference: BackupMetadata | None  # the latest completed backup, for stats and reuse
     reuse: bool  # INCREMENTAL/SNAPSHOT/CHECKPOINT reuse unchanged entries of the reference
     skip_dirs: set[tuple[int, int]]
+    #: Filled on failure: the packs the run stored, for the caller to drop after its lock.
+    left_packs: list[str] = field(default_factory=list)
 
 
 class BackupRun:
@@ -551,11 +552,11 @@ class BackupRun:
             # Index, then manifest, then the metadata: the restic write order.
             name = write_index(repo.store, state.new_locations)
         except BaseException:
-            # Nothing indexed these packs, so no other backup can depend on them: remove them.
+            # Not indexed by this run; but a concurrent run may have stored byte-identical
+            # packs (a pack is named by the hash of its bytes) and indexed them: the caller
+            # drops them once no run can be in flight (reclaim.drop_unindexed_packs).
             state.writer.abort()
-            for pack in list(state.writer.pack_names):
-                with contextlib.suppress(OSError):
-                    repo.store.delete(pack)
+            self.plan.left_packs.extend(state.writer.pack_names)
             raise
         for digest, loc in state.new_locations:
             repo.index.add(digest, loc)

@@ -874,6 +874,18 @@ def cmd_verify(ctx: Context) -> int:
         for m in reversed(backups):  # oldest first
             if m.status == BackupStatus.COMPLETED:
                 results.append(await mgr.verify(a.project, m.id, quick=a.quick, progress=bar))
+        for backup_id in await mgr.damaged_metadata(a.project):
+            results.append(
+                VerifyResult(
+                    project_id=a.project,
+                    backup_id=backup_id,
+                    quick=a.quick,
+                    ok=False,
+                    checked_at=datetime.now(UTC),
+                    checksum_ok=False,
+                    errors=["metadata.json is missing or damaged"],
+                )
+            )
         return results
 
     with ctx.progress() as bar:

@@ -47,7 +47,7 @@ from .models import (
     check_id,
 )
 from .progress import OperationContext
-from .reclaim import reclaim
+from .reclaim import drop_unindexed_packs, reclaim
 from .recovery import recover
 from .repository import Repository, new_backup_id
 from .restore import Restorer
@@ -126,6 +126,8 @@ class BackupManager:
             with contextlib.suppress(BaseException):
                 await future
             raise
+        except OSError as exc:  # the contract: every failure is a NexusError
+            raise from_os_error(exc) from exc
 
     def _context(
         self, operation: str, project_id: str, backup_id: str | None, progress: Progress | None
@@ -203,14 +205,23 @@ class BackupManager:
         repo = self._repo(req.project_id, create=True)
         backup_id = self._new_id()
         ctx.backup_id = backup_id
-        with locks.acquire(
-            repo.store,
-            exclusive=False,
-            operation="create",
-            backup_id=backup_id,
-            timeout=LOCK_TIMEOUT,
-        ):
-            return self._create_locked(repo, req, data_dir, backup_id, ctx, on_created)
+        left_packs: list[str] = []
+        try:
+            with locks.acquire(
+                repo.store,
+                exclusive=False,
+                operation="create",
+                backup_id=backup_id,
+                timeout=LOCK_TIMEOUT,
+            ):
+                return self._create_locked(
+                    repo, req, data_dir, backup_id, ctx, on_created, left_packs
+                )
+        finally:
+            # after the release: the cleanup takes the exclusive lock for a moment
+            if left_packs:
+                with contextlib.suppress(NexusError, OSError):
+                    drop_unindexed_packs(repo, left_packs)
 
     def _reference(self, repo: Repository, req: CreateRequest) -> BackupMetadata | None:
         if req.parent_backup_id:
@@ -229,6 +240,7 @@ class BackupManager:
         backup_id: str,
         ctx: OperationContext,
         on_created: Callable[[BackupMetadata], None] | None,
+        left_packs: list[str],
     ) -> BackupMetadata:
         project = req.project_id
         reference = self._reference(repo, req)
@@ -269,6 +281,7 @@ class BackupManager:
             reference=reference,
             reuse=reuse,
             skip_dirs=skip,
+            left_packs=left_packs,
         )
         try:
             meta = run_backup(repo, meta, plan, ctx, log)
@@ -442,6 +455,11 @@ class BackupManager:
             parent_chain=chain,
             last_verify=repo.read_verify(backup_id),
         )
+
+    async def damaged_metadata(self, project_id: str) -> list[str]:
+        """Ids of the backups whose metadata.json is missing or cannot be read (`list`
+        leaves them out)."""
+        return await self._in_thread(lambda: self._repo(project_id).list_metadata()[1])
 
     async def projects(self) -> list[ProjectSummary]:
         return await self._in_thread(self.projects_blocking)

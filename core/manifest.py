@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -103,6 +104,16 @@ def encode_entry(e: Entry) -> bytes:
     return orjson.dumps(obj) + b"\n"
 
 
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _digest(value: object) -> str:
+    """A BLAKE3 hex digest as the writer records it; anything else is damage."""
+    if not isinstance(value, str) or not _HEX64.fullmatch(value):
+        raise ManifestError(f"bad content hash in manifest: {str(value)[:70]!r}")
+    return value
+
+
 def decode_entry(line: bytes) -> Entry:
     try:
         obj = orjson.loads(line)
@@ -122,8 +133,8 @@ def decode_entry(line: bytes) -> Entry:
             gid=int(obj.get("g", 0)),
             ino=int(obj.get("i", 0)),
             ctime_ns=int(obj.get("c", 0)),
-            hash=obj.get("h"),
-            chunks=[(str(h), int(n)) for h, n in obj.get("ch", [])],
+            hash=_digest(obj["h"]) if kind == FILE else obj.get("h"),
+            chunks=[(_digest(h), int(n)) for h, n in obj.get("ch", [])],
             target=_get_bytes(obj, "l"),
             raw=line if line.endswith(b"\n") else line + b"\n",
         )

@@ -7,8 +7,13 @@ old packs; at any instant every chunk a backup needs is reachable through some i
 
 from __future__ import annotations
 
+import contextlib
+import struct
+
+from . import locks
 from . import manifest as mf
-from .index import PREFIX, write_index
+from .errors import Damaged
+from .index import PREFIX, IndexFormatError, decode_index, write_index
 from .models import RESTORABLE, BackupStatus, DeleteResult
 from .packs import BlobLocation, PackWriter, pack_name
 from .progress import OperationContext
@@ -16,17 +21,26 @@ from .repository import Repository
 
 
 def referenced_chunks(repo: Repository) -> set[bytes]:
-    """Every chunk any remaining backup with a manifest needs."""
+    """Every chunk any remaining backup with a manifest needs.
+
+    Raises Damaged when a backup's metadata or manifest cannot be read: what it needs is then
+    unknown, and taking its chunks for garbage would destroy what a repair could save."""
     needed: set[bytes] = set()
-    metas, _bad = repo.list_metadata()
+    metas, bad = repo.list_metadata()
+    if bad:
+        raise Damaged(
+            f"metadata.json of backup {bad[0]} is missing or damaged"
+            + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
+            + ": no space is reclaimed until it is repaired or the backup deleted"
+        )
     for meta in metas:
         if meta.status not in RESTORABLE and meta.status != BackupStatus.VALIDATING:
             continue
         try:
-            data = repo.read_manifest(meta.id)
-        except Exception:
-            continue
-        for e in mf.iter_entries(data):
+            entries = list(mf.iter_entries(repo.read_manifest(meta.id)))
+        except Damaged as exc:
+            raise Damaged(f"{exc}: no space is reclaimed while a backup is damaged") from exc
+        for e in entries:
             if e.kind == mf.FILE:
                 needed.update(bytes.fromhex(h) for h, _n in e.chunks)
     return needed
@@ -35,6 +49,13 @@ def referenced_chunks(repo: Repository) -> set[bytes]:
 def reclaim(repo: Repository, result: DeleteResult, ctx: OperationContext) -> DeleteResult:
     ctx.set_phase("reclaiming")
     index = repo.refresh_index()
+    if index.damaged:
+        # The packs only a damaged index file names would look unreferenced and be deleted,
+        # the damaged file with them: what rebuild-index could recover would be lost.
+        raise Damaged(
+            f"{len(index.damaged)} index files are damaged: no space is reclaimed until the "
+            "index is rebuilt from the packs"
+        )
     needed = referenced_chunks(repo)
     by_pack = index.packs()
     on_disk = {o.name.rsplit("/", 1)[-1]: o.size for o in repo.store.list("packs/")}
@@ -77,8 +98,12 @@ def reclaim(repo: Repository, result: DeleteResult, ctx: OperationContext) -> De
     for name in old_index_files:
         if name != new_name:
             repo.store.delete(name)
+    # A rewritten pack can be byte-identical to one an interrupted reclaim left unindexed
+    # (a pack is named by the hash of its bytes): never delete what this run just wrote.
+    written = {loc.pack_id for _d, loc in new_locations}
     for pack_id in sorted(obsolete) + orphans:
-        repo.store.delete(pack_name(pack_id))
+        if pack_id not in written:
+            repo.store.delete(pack_name(pack_id))
     repo.index.refresh(repo.store)
 
     freed = sum(on_disk.get(p, 0) for p in obsolete) + sum(on_disk[p] for p in orphans)
@@ -87,3 +112,27 @@ def reclaim(repo: Repository, result: DeleteResult, ctx: OperationContext) -> De
     result.packs_rewritten = len(rewrite)
     ctx.finish()
     return result
+
+
+def drop_unindexed_packs(repo: Repository, names: list[str]) -> None:
+    """Remove the packs a failed run stored, unless an index file names them (another run may
+    have stored a byte-identical pack, same name, and indexed it). Under a brief exclusive
+    lock, so that no run is between storing a pack and indexing it; when the project is busy
+    the packs stay, orphans for the next reclaim."""
+    lock = locks.try_acquire_exclusive(repo.store, "cleanup")
+    if lock is None:
+        return
+    try:
+        indexed: set[str] = set()
+        for obj in repo.store.list(PREFIX):
+            try:
+                data = repo.store.get(obj.name)
+                indexed.update(pack_name(loc.pack_id) for _d, loc in decode_index(data))
+            except (IndexFormatError, struct.error, OSError):
+                return  # cannot tell what is indexed: keep everything
+        for name in names:
+            if name not in indexed:
+                with contextlib.suppress(OSError):
+                    repo.store.delete(name)
+    finally:
+        lock.release()
