@@ -24,7 +24,15 @@ from . import manifest as mf
 from .backup import BackupPlan, describe_failure, run_backup
 from .check import check_repository, rebuild_index
 from .config import resolve_root
-from .errors import Cancelled, Conflict, InvalidInput, NexusError, NotFound, from_os_error
+from .errors import (
+    Cancelled,
+    Conflict,
+    Damaged,
+    InvalidInput,
+    NexusError,
+    NotFound,
+    from_os_error,
+)
 from .logger import BackupLogger
 from .models import (
     RESTORABLE,
@@ -509,7 +517,7 @@ class BackupManager:
     ) -> DeleteResult:
         repo = self._repo(project_id)
         backup_id = self._resolve_id(repo, backup_id)
-        meta = repo.read_metadata(backup_id)
+        self._metadata_for_delete(repo, backup_id)
         lock = locks.acquire(
             repo.store,
             exclusive=True,
@@ -518,8 +526,8 @@ class BackupManager:
             timeout=LOCK_TIMEOUT,
         )
         try:
-            meta = repo.read_metadata(backup_id)
-            if meta.status == BackupStatus.RESTORING:
+            meta = self._metadata_for_delete(repo, backup_id)
+            if meta is not None and meta.status == BackupStatus.RESTORING:
                 raise Conflict(f"backup {backup_id} is being restored")
             repo.delete_backup_files(backup_id)
             self._manifests.pop((project_id, backup_id), None)
@@ -543,6 +551,15 @@ class BackupManager:
             return result
         finally:
             lock.release()
+
+    @staticmethod
+    def _metadata_for_delete(repo: Repository, backup_id: str) -> BackupMetadata | None:
+        """The metadata, or None when it is damaged: a damaged backup can still be deleted
+        (NotFound when there is no such backup at all)."""
+        try:
+            return repo.read_metadata(backup_id)
+        except Damaged:
+            return None
 
     async def verify(
         self,

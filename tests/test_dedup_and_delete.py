@@ -77,3 +77,15 @@ async def test_delete_last_backup_empties_the_store(manager, root, data_dir):
     await manager.delete("dd", meta.id)
     assert not list((root / "backups" / "dd").glob("packs/*/*"))
     assert await manager.list("dd") == []
+
+
+async def test_a_backup_with_damaged_metadata_can_still_be_deleted(manager, root, data_dir):
+    keep = await manager.create(CreateRequest(project_id="dm", data_dir=str(data_dir)))
+    bad = await manager.create(CreateRequest(project_id="dm", data_dir=str(data_dir)))
+    (root / "backups" / "dm" / f"backup_{bad.id}" / "metadata.json").write_text("{garbage")
+    await manager.delete("dm", bad.id)
+    assert not (root / "backups" / "dm" / f"backup_{bad.id}").exists()
+    assert [m.id for m in await manager.list("dm")] == [keep.id]
+    assert (await manager.verify("dm", keep.id)).ok
+    with pytest.raises(NotFound):
+        await manager.delete("dm", bad.id)
