@@ -172,17 +172,23 @@ def _read_small(state: RunState, item: Item, path: bytes) -> Entry | None:
     with state.lock:
         state.bytes_read += len(data)
     state.ctx.advance(nbytes=len(data))
+    return _file_entry(item, st, len(data), digest.hex(), chunks)
+
+
+def _file_entry(
+    item: Item, st: os.stat_result, size: int, content: str, chunks: list[tuple[str, int]]
+) -> Entry:
     return Entry(
         path=item.rel,
         kind=mf.FILE,
         mode=st.st_mode,
         mtime_ns=st.st_mtime_ns,
-        size=len(data),
+        size=size,
         uid=st.st_uid,
         gid=st.st_gid,
         ino=st.st_ino,
         ctime_ns=st.st_ctime_ns,
-        hash=digest.hex(),
+        hash=content,
         chunks=chunks,
     )
 
@@ -230,19 +236,7 @@ def read_file(state: RunState, item: Item) -> Entry:
                         content, size = _chunk_file(state, item, f, chunks)
                 after = os.fstat(fd)
                 if _stable(after) == _stable(st) and size == after.st_size:
-                    return Entry(
-                        path=item.rel,
-                        kind=mf.FILE,
-                        mode=st.st_mode,
-                        mtime_ns=st.st_mtime_ns,
-                        size=size,
-                        uid=st.st_uid,
-                        gid=st.st_gid,
-                        ino=st.st_ino,
-                        ctime_ns=st.st_ctime_ns,
-                        hash=content,
-                        chunks=chunks,
-                    )
+                    return _file_entry(item, st, size, content, chunks)
                 st = after
                 time.sleep(0.05)
     except OSError as exc:
@@ -476,6 +470,7 @@ class BackupRun:
                     else:
                         self._emit(writer, item, result)
 
+        min_size = state.params.min_size
         with ThreadPoolExecutor(workers, thread_name_prefix="nexus-read") as pool:
             try:
                 batch: list[Item] = []
@@ -502,7 +497,7 @@ class BackupRun:
                         direct.append(item)
                         continue
                     flush_direct()
-                    if item.size >= self.repo.chunker_params.min_size:
+                    if item.size >= min_size:
                         flush_batch()
                         batch = [item]
                         flush_batch()

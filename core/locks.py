@@ -95,6 +95,11 @@ def _pid_alive(pid: int, pid_start: int | None) -> bool | None:
     return start == pid_start
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host may still be running (unknown counts as alive)."""
+    return pid == os.getpid() or _pid_alive(pid, None) is not False
+
+
 @dataclass(slots=True)
 class LockInfo:
     name: str

@@ -710,9 +710,6 @@ class BackupManager:
                 children[p].has_children = True
         return sorted(children.values(), key=lambda t: (t.kind != "dir", t.name))
 
-    def log_file(self, project_id: str, day: object = None) -> Path:
-        return self.logger.path_for(project_id, day)  # type: ignore[arg-type]
-
 
 def matches(meta: BackupMetadata, f: ListFilter) -> bool:
     if f.type is not None and meta.type != f.type:

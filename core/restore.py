@@ -28,13 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import manifest as mf
-from .chunker import new_hasher
 from .errors import Cancelled, Damaged, InvalidInput, NexusError, StorageFull, describe_os_error
+from .locks import pid_alive
 from .manifest import Entry
 from .models import MAX_WARNINGS, BackupMetadata, RestoreChange, RestoreRequest, RestoreResult
 from .progress import OperationContext
 from .repository import PackFiles, Repository
-from .validator import missing_chunk_files, validate_restore_point
+from .validator import file_checksum, missing_chunk_files, validate_restore_point
 
 MAX_CHANGES = 1000
 TMP_PREFIX = ".nexus-restore-"
@@ -93,14 +93,10 @@ def _ancestors(text: str) -> list[str]:
 
 
 def _same_content(path: Path, entry: Entry) -> bool:
-    h = new_hasher()
     try:
-        with open(path, "rb", buffering=0) as f:
-            while block := f.read(4 * 1024 * 1024):
-                h.update(block)
+        return file_checksum(path) == f"blake3:{entry.hash}"
     except OSError:
         return False
-    return h.hexdigest() == entry.hash
 
 
 class Restorer:
@@ -329,7 +325,7 @@ class Restorer:
                 continue
             for name in names:
                 pid_text = name[len(prefix) :].split(b"-", 1)[0]
-                if pid_text.isdigit() and _alive(int(pid_text)):
+                if pid_text.isdigit() and pid_alive(int(pid_text)):
                     continue
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(path, name))
@@ -569,16 +565,6 @@ def _tmp_name(parent: bytes) -> bytes:
     name = f"{TMP_PREFIX}{os.getpid()}-{_RUN}-{next(_tmp_names)}"
     return os.path.join(parent, name.encode())
 
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 
