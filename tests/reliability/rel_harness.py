@@ -456,6 +456,15 @@ class KillStats:
         )
 
 
+@dataclass(frozen=True)
+class KillAt:
+    """When a round's process is killed: `delay` seconds after the command was sent, or, with
+    `after_marker`, that long after the operation was first seen changing something."""
+
+    delay: float
+    after_marker: bool = False
+
+
 class KillCampaign:
     """One repository, a source tree that changes between rounds, and the backups that were
     COMPLETED so far (with the tree each one must restore to)."""
@@ -479,18 +488,23 @@ class KillCampaign:
 
     # -- plumbing --
 
-    def _delay(self, kind: str) -> float:
-        """A seeded random delay. Calibration rounds measured how long the operation takes
+    def _delay(self, kind: str) -> KillAt:
+        """A seeded random kill point. Calibration rounds measured how long the operation takes
         (T) and when it starts changing the repository or the target (S, after the process
-        has opened the repository and taken its lock): four kills in five land in S..T, the
-        rest anywhere in 0..T (startup included)."""
+        has opened the repository and taken its lock). One kill in three waits for that change
+        to be seen and lands a random moment into the rest of the operation (so a kill inside
+        it does not hang on timing that a loaded machine can shift); of the others, four in
+        five land in S..T after the command, the rest anywhere in 0..T (startup included)."""
         seen = sorted(self.durations.get(kind, [])[-5:]) or [0.3]
         typical = seen[len(seen) // 2]
         starts = sorted(self.starts.get(kind, [])[-5:]) or [0.0]
         start = min(starts[len(starts) // 2], typical * 0.8)
-        if self.rng.random() < 0.8:
-            return self.rng.uniform(start * 0.9, typical * 1.1)
-        return self.rng.uniform(0.0, typical * 1.1)
+        pick = self.rng.random()
+        if pick < 1 / 3:
+            return KillAt(self.rng.uniform(0.0, (typical - start) * 0.5), after_marker=True)
+        if pick < 1 / 3 + 2 / 3 * 0.8:
+            return KillAt(self.rng.uniform(start * 0.9, typical * 1.1))
+        return KillAt(self.rng.uniform(0.0, typical * 1.1))
 
     def _calibrate(
         self,
@@ -513,21 +527,37 @@ class KillCampaign:
             self.starts.setdefault(kind, []).append(inside)
 
     def _kill_after(
-        self, cmd: dict, kind: str, delay: float | None, marker: Callable[[], bool] | None = None
+        self, cmd: dict, kind: str, kill: KillAt | None, marker: Callable[[], bool] | None = None
     ) -> tuple[str, str, float]:
         d = self.pool.get()
         started = d.send(cmd)
-        if delay is None:  # calibration: let it finish; time it to its result line
-            assert d.proc.stdout is not None
-            fd = d.proc.stdout.fileno()
-            self._calibrate(
-                kind, started, lambda t: bool(select.select([fd], [], [], t)[0]), marker
-            )
+        assert d.proc.stdout is not None
+        fd = d.proc.stdout.fileno()
+
+        def answered(timeout: float) -> bool:
+            return bool(select.select([fd], [], [], timeout)[0])
+
+        if kill is None:  # calibration: let it finish; time it to its result line
+            self._calibrate(kind, started, answered, marker)
             return (*d.finish(), 0.0)
-        time.sleep(delay)
+        self._wait_kill_point(kill, answered, marker)
+        elapsed = time.monotonic() - started
         d.kill()
         kind_line, rest = d.finish()
-        return kind_line, rest, delay
+        return kind_line, rest, elapsed
+
+    @staticmethod
+    def _wait_kill_point(
+        kill: KillAt, done: Callable[[float], bool], marker: Callable[[], bool] | None
+    ) -> None:
+        """Sleep until the kill point: `kill.delay` after the command, or after `marker` first
+        holds (polled every half millisecond; given up when the operation ends first)."""
+        if kill.after_marker and marker is not None:
+            deadline = time.monotonic() + 120
+            while not marker():
+                if done(0.0005) or time.monotonic() > deadline:
+                    return
+        time.sleep(kill.delay)
 
     def _note(self, text: str) -> None:
         self.stats.log.append(f"[seed {self.seed} round {self.round_no}] {text}")
@@ -537,7 +567,7 @@ class KillCampaign:
 
     # -- the operations --
 
-    async def create_round(self, delay: float | None, *, cli: str | None = None) -> None:
+    async def create_round(self, kill: KillAt | None, *, cli: str | None = None) -> None:
         mutate_source(self.rng, self.src)
         want = snapshot(self.src)
         before = {m.id for m in await self._fresh().list(PROJECT)}
@@ -571,9 +601,9 @@ class KillCampaign:
             return len(list(pdir.glob("backup_*"))) > count
 
         if cli == "exec":
-            line, rest, delay = self._exec_kill(cmd["argv"], kind, delay, marker)
+            line, rest, delay = self._exec_kill(cmd["argv"], kind, kill, marker)
         else:
-            line, rest, delay = self._kill_after(cmd, kind, delay, marker)
+            line, rest, delay = self._kill_after(cmd, kind, kill, marker)
         self._check_driver(line, rest)
         mgr = self._fresh()
         new = [m for m in await mgr.list(PROJECT) if m.id not in before]
@@ -591,7 +621,7 @@ class KillCampaign:
         self._count(kind, delay, where)
         await self._verify_all(mgr)
 
-    async def restore_round(self, delay: float | None) -> None:
+    async def restore_round(self, kill: KillAt | None) -> None:
         if not self.expected:
             return await self.create_round(None)
         ids = sorted(self.expected)
@@ -621,7 +651,7 @@ class KillCampaign:
                     return True
             return len(list(project_dir(self.root).glob("backup_*"))) > count
 
-        line, rest, delay = self._kill_after(cmd, "restore", delay, marker)
+        line, rest, delay = self._kill_after(cmd, "restore", kill, marker)
         self._check_driver(line, rest)
         # whole files only: each one is the old content or the backup's, never a torn one
         temps = restore_temp_files(target)
@@ -660,13 +690,13 @@ class KillCampaign:
         shutil.rmtree(target, ignore_errors=True)
         await self._verify_all(mgr)
 
-    async def delete_round(self, delay: float | None) -> None:
+    async def delete_round(self, kill: KillAt | None) -> None:
         if len(self.expected) < 2:
             return await self.create_round(None)
         backup_id = self.rng.choice(sorted(self.expected))
         cmd = {"op": "delete", "root": str(self.root), "project": PROJECT, "backup_id": backup_id}
         meta_file = project_dir(self.root) / f"backup_{backup_id}" / "metadata.json"
-        line, rest, delay = self._kill_after(cmd, "delete", delay, lambda: not meta_file.exists())
+        line, rest, delay = self._kill_after(cmd, "delete", kill, lambda: not meta_file.exists())
         self._check_driver(line, rest)
         mgr = self._fresh()
         metas = {m.id: m for m in await mgr.list(PROJECT)}
@@ -690,7 +720,7 @@ class KillCampaign:
 
     def _count(self, kind: str, delay: float, where: str) -> None:
         self.stats.rounds += 1
-        if delay:
+        if delay:  # the time from the command to the kill; 0.0 for an unkilled round
             self.stats.faults[f"sigkill-{kind}"] += 1
             self.stats.landed[f"{kind}:{where}"] += 1
         self._note(f"{kind} killed after {delay:.3f}s: {where}")
@@ -709,7 +739,7 @@ class KillCampaign:
         self.stats.verified += len(self.expected)
 
     def _exec_kill(
-        self, argv: list[str], kind: str, delay: float | None, marker: Callable[[], bool]
+        self, argv: list[str], kind: str, kill: KillAt | None, marker: Callable[[], bool]
     ) -> tuple[str, str, float]:
         """The real `nexus-backup` program, started cold and killed (startup included)."""
         proc = subprocess.Popen(
@@ -728,34 +758,36 @@ class KillCampaign:
                 return False
             return True
 
-        if delay is None:
+        elapsed = 0.0
+        if kill is None:
             self._calibrate(kind, started, exited, marker)
         else:
-            time.sleep(delay)
+            self._wait_kill_point(kill, exited, marker)
+            elapsed = time.monotonic() - started
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGKILL)
         _out, err = proc.communicate(timeout=120)
         text = err.decode(errors="replace")
         assert "Traceback" not in text, text
         if proc.returncode == -signal.SIGKILL:
-            return "KILLED", "", delay or 0.0
+            return "KILLED", "", elapsed
         assert proc.returncode in (0, 3), f"nexus-backup exited {proc.returncode}: {text}"
-        return "DONE", "", delay or 0.0
+        return "DONE", "", elapsed
 
     async def step(self, op: str, *, calibrate: bool = False) -> None:
         """One round of `op` (create, restore, delete, cli-create, exec-create)."""
         self.round_no += 1
-        delay = None if calibrate else self._delay(op)
+        kill = None if calibrate else self._delay(op)
         if op == "create":
-            await self.create_round(delay)
+            await self.create_round(kill)
         elif op == "restore":
-            await self.restore_round(delay)
+            await self.restore_round(kill)
         elif op == "delete":
-            await self.delete_round(delay)
+            await self.delete_round(kill)
         elif op == "cli-create":
-            await self.create_round(delay, cli="warm")
+            await self.create_round(kill, cli="warm")
         elif op == "exec-create":
-            await self.create_round(delay, cli="exec")
+            await self.create_round(kill, cli="exec")
         else:
             raise ValueError(op)
 
