@@ -17,13 +17,17 @@ then drives the real app headless and measures:
      lag meanwhile (0 skips it)                                     target: < 100 ms
 
 The event loop's lag is measured by a task that asks to wake every 5 ms: the lateness of each
-wake-up is the time input would have waited.
+wake-up is the time input would have waited. To say what caused a stall, each lag figure comes
+with the slowest callbacks, `stuck_in` (where a watchdog thread found the loop's thread while
+it had not ticked for 30 ms, in 10 ms samples) and the longest garbage collection (`gc_max_ms`;
+`gc_full` counts the full ones).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -33,6 +37,8 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -91,19 +97,49 @@ def build_root(root: Path, projects: int, backups: int) -> None:
 
 class LagProbe:
     """Measures how late the event loop wakes a task that asks to run every 5 ms, and names
-    the callbacks that held the loop longest (to know what to fix)."""
+    what held the loop longest (to know what to fix): the slowest callbacks and, sampled by a
+    watchdog thread while the loop is stuck, the code it was stuck in."""
 
     def __init__(self) -> None:
         self.lags: list[float] = []
         self.slow: list[tuple[float, str]] = []
+        self.stuck_in: Counter[str] = Counter()
         self._task: asyncio.Task[None] | None = None
         self._orig = asyncio.events.Handle._run
+        self._beat = time.perf_counter()
+        self._watching = False
+        self.gc_pauses: list[tuple[int, float]] = []
+        self._gc_started = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        """Times every garbage collection: a full one over a big heap is a stall of its own."""
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        elif self._watching:
+            self.gc_pauses.append((info["generation"], time.perf_counter() - self._gc_started))
 
     async def _run(self) -> None:
         while True:
             t = time.perf_counter()
+            self._beat = t
             await asyncio.sleep(0.005)
             self.lags.append(time.perf_counter() - t - 0.005)
+
+    def _watch(self, loop_thread: int) -> None:
+        """Every 10 ms: when the loop has not ticked for 30 ms, note where it is (the
+        innermost frames of this project's code and the innermost frame of all)."""
+        while self._watching:
+            time.sleep(0.01)
+            if time.perf_counter() - self._beat < 0.03:
+                continue
+            frame = sys._current_frames().get(loop_thread)
+            if frame is None:
+                continue
+            stack = traceback.extract_stack(frame)
+            ours = [f for f in stack if "/site-packages/" not in f.filename][-3:]
+            where = [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in (*ours, stack[-1])]
+            self.stuck_in[" > ".join(dict.fromkeys(where))] += 1
 
     def start(self) -> None:
         self.lags.clear()
@@ -119,10 +155,15 @@ class LagProbe:
 
         asyncio.events.Handle._run = timed  # type: ignore[method-assign]
         self._task = asyncio.get_running_loop().create_task(self._run())
+        self.stuck_in.clear()
+        self.gc_pauses.clear()
+        self._watching = True
+        threading.Thread(target=self._watch, args=(threading.get_ident(),), daemon=True).start()
 
     async def stop(self) -> dict:
         assert self._task is not None
         asyncio.events.Handle._run = self._orig  # type: ignore[method-assign]
+        self._watching = False
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
         lags = sorted(self.lags) or [0.0]
@@ -132,6 +173,9 @@ class LagProbe:
             "p99_ms": round(lags[int(len(lags) * 0.99)] * 1000, 1),
             "median_ms": round(statistics.median(lags) * 1000, 2),
             "slowest_callbacks": sorted(self.slow, reverse=True)[:3],
+            "stuck_in": dict(self.stuck_in.most_common(4)),  # 10 ms samples
+            "gc_max_ms": round(max((p for _g, p in self.gc_pauses), default=0.0) * 1000, 1),
+            "gc_full": sum(1 for g, _p in self.gc_pauses if g == 2),
         }
 
 

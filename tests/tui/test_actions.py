@@ -473,3 +473,17 @@ async def test_project_whose_last_backup_failed_stands_out(tui_root: Path, seede
         console.print(option.prompt)
         text = console.export_text()
         assert "✗ other" in text and "failed" in text
+
+
+async def test_startup_heap_is_frozen_while_running_and_released_on_exit(
+    tui_root: Path, seeded: dict
+) -> None:
+    """The app freezes its startup heap (no full-collection stalls later) and hands it back
+    when it exits, so a process that runs the app and goes on keeps no frozen objects."""
+    import gc
+
+    app = NexusApp(tui_root)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: gc.get_freeze_count() > 0)
+        assert app.main.table.row_count == 2  # and the app works on
+    assert gc.get_freeze_count() == 0

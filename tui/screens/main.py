@@ -224,6 +224,7 @@ class MainScreen(WorkerErrors, Screen):
         self.projects.set_projects(message.projects, self.app.now(), partial=message.partial)
         if message.partial:
             return
+        self.app.call_after_refresh(self.app.settle_heap)
         wanted = self.select_when_loaded
         if wanted and any(p.project_id == wanted for p in message.projects):
             self.select_when_loaded = None
