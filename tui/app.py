@@ -306,7 +306,9 @@ class NexusApp(App[int]):
 
     # -- actions (footer keys on the main screen, and the command palette)
 
-    def _selected(self, *, restorable: bool = False) -> BackupMetadata | None:
+    def _selected(self, *, restorable: str | None = None) -> BackupMetadata | None:
+        """The highlighted backup; with `restorable` (what the action does: "restored",
+        "browsed", "verified"), only a completed one, else a warning says why not."""
         if self.screen is not self.main:
             return None
         backup = self.main.current_backup
@@ -315,7 +317,7 @@ class NexusApp(App[int]):
             return None
         if restorable and not backup.restorable:
             self.notify(
-                f"{backup.id} is {backup.status.value}; only completed backups can be used.",
+                f"{backup.id} {backup.status.value}: only a completed backup can be {restorable}.",
                 severity="warning",
             )
             return None
@@ -337,19 +339,19 @@ class NexusApp(App[int]):
     def action_restore(self, paths: list[str] | None = None) -> None:
         from tui.screens.restore import RestoreScreen
 
-        backup = self._selected(restorable=True)
+        backup = self._selected(restorable="restored")
         if backup is not None:
             self.push_screen(RestoreScreen(backup, self.main.detail_source(backup), paths or []))
 
     def action_browse(self) -> None:
         from tui.screens.browse import BrowseScreen
 
-        backup = self._selected(restorable=True)
+        backup = self._selected(restorable="browsed")
         if backup is not None:
             self.push_screen(BrowseScreen(backup, self.main.detail_source(backup)))
 
     def action_verify(self) -> None:
-        backup = self._selected(restorable=True)
+        backup = self._selected(restorable="verified")
         if backup is not None:
             self.start_verify(backup.project_id, backup.id)
 
