@@ -255,6 +255,8 @@ class NexusApp(App[int]):
         self.operations_changed.publish(op)
         if op.kind == "project" and op.state == "done":
             self.main.select_when_loaded = op.project_id
+        if op.kind == "create" and isinstance(op.result, BackupMetadata):
+            self.main.select_backup_when_loaded = op.result.id  # show what was just made
         self.main.reload()
         # keep the finished op around briefly for views that follow it, then forget it
         self.set_timer(30, lambda: self.operations.remove(op.id))

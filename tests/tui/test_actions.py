@@ -487,3 +487,23 @@ async def test_startup_heap_is_frozen_while_running_and_released_on_exit(
         await wait_for(pilot, lambda: gc.get_freeze_count() > 0)
         assert app.main.table.row_count == 2  # and the app works on
     assert gc.get_freeze_count() == 0
+
+
+async def test_empty_table_says_what_to_do_next(tui_root: Path, tui_data: Path) -> None:
+    app = NexusApp(tui_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        body = lambda: plain(app.main.query_one("#detail-body"))  # noqa: E731
+        assert "No projects yet" in body() and "Press N" in body()
+        await BackupManager(tui_root).create_project("proj", str(tui_data))
+        app.main.reload()
+        await wait_for(pilot, lambda: "No backups of proj yet" in body())
+        assert str(tui_data) in body()  # the directory n would back up
+        await BackupManager(tui_root).create(
+            CreateRequest(project_id="proj", data_dir=str(tui_data))
+        )
+        app.main.reload()
+        await wait_for(pilot, lambda: app.main.table.row_count == 1)
+        await pilot.press("2", "slash")
+        await type_text(pilot, "type:snap")
+        await wait_for(pilot, lambda: "No backup matches the filter" in body())

@@ -58,6 +58,7 @@ async def test_new_user_flow_at_80x24(tui_root: Path, tui_data: Path, tmp_path: 
         await settle(pilot)
         assert len(main.table.backups) == 2
         assert main.table.shown[0].id != first.id  # newest first
+        assert main.table.current.id == main.table.shown[0].id  # the new one is highlighted
 
         # restore one file of the first backup into a new directory
         await pilot.press("down")

@@ -112,6 +112,8 @@ class MainScreen(WorkerErrors, Screen):
         self._listed = False
         #: A project to select once the list holds it (one this app just created).
         self.select_when_loaded: str | None = None
+        #: A backup to highlight once the table holds it (one this app just made).
+        self.select_backup_when_loaded: str | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="top"):
@@ -231,7 +233,7 @@ class MainScreen(WorkerErrors, Screen):
             self.projects.select_project(wanted)
         if not message.projects:
             self.table.show(None, [], self.app.now())
-            self.detail.show(None, None, self.app.now())
+            self.detail.show(None, None, self.app.now(), hint=self._empty_hint())
             self.query_one("#table-area").border_subtitle = "no projects yet · N: new project"
 
     def on_project_list_selected(self, message: ProjectList.Selected) -> None:
@@ -248,6 +250,10 @@ class MainScreen(WorkerErrors, Screen):
         if message.project_id != self.project_id:
             return
         self.table.show(message.project_id, message.backups, self.app.now())
+        wanted = self.select_backup_when_loaded
+        if wanted and self.table.find(wanted) is not None:
+            self.select_backup_when_loaded = None
+            self.table.select_backup(wanted)
         current = self.current_backup
         want, self._want_info = self._want_info, False
         shown = self.detail.meta
@@ -264,9 +270,22 @@ class MainScreen(WorkerErrors, Screen):
             and backup.id == self.detail.meta.id
             else None
         )
-        self.detail.show(backup, keep_info, self.app.now())
+        hint = self._empty_hint() if backup is None else None
+        self.detail.show(backup, keep_info, self.app.now(), hint=hint)
         if backup is not None and self.project_id:
             self.load_info(self.project_id, backup.id)
+
+    def _empty_hint(self) -> str:
+        """What a person looking at an empty table can do next."""
+        project = self.current_project
+        if project is None:
+            if not self.projects.projects:
+                return "No projects yet.\nPress N to make one from a directory, n to back it up."
+            return "Select a project."
+        if not self.table.backups:
+            where = f" {project.data_dir}" if project.data_dir else ""
+            return f"No backups of {project.project_id} yet.\nPress n to back up{where}."
+        return "No backup matches the filter.\nPress escape to clear it."
 
     def on_backup_info_loaded(self, message: BackupInfoLoaded) -> None:
         current = self.current_backup

@@ -110,11 +110,19 @@ class DetailView(VerticalScroll):
     def compose(self):
         yield Static(Text("No backup selected.", style="dim"), id="detail-body")
 
-    def show(self, meta: BackupMetadata | None, info: BackupInfo | None, now: datetime) -> None:
+    def show(
+        self,
+        meta: BackupMetadata | None,
+        info: BackupInfo | None,
+        now: datetime,
+        *,
+        hint: str | None = None,
+    ) -> None:
+        """Show a backup, or (none) `hint`: what to do next, for an empty table."""
         self.meta, self.info = meta, info
         body = self.query_one("#detail-body", Static)
         if meta is None:
-            body.update(Text("No backup selected.", style="dim"))
+            body.update(Text(hint or "No backup selected.", style="dim"))
             self.border_subtitle = ""
             return
         body.update(render_detail(meta, info, now))
