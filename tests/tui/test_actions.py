@@ -17,6 +17,7 @@ from tui.screens.confirm import ConfirmScreen
 from tui.screens.new_backup import NewBackupScreen
 from tui.screens.pick import PickScreen
 from tui.screens.restore import RestoreScreen
+from tui.validation import expand
 from tui.widgets.progress_panel import OperationProgress, ProgressPanel
 
 
@@ -507,3 +508,49 @@ async def test_empty_table_says_what_to_do_next(tui_root: Path, tui_data: Path) 
         await pilot.press("2", "slash")
         await type_text(pilot, "type:snap")
         await wait_for(pilot, lambda: "No backup matches the filter" in body())
+
+
+async def test_restore_target_picked_from_a_directory_tree(
+    tui_root: Path, seeded: dict, tmp_path: Path
+) -> None:
+    """ctrl+o opens a tree of directories (no files) on the nearest existing one; arrows and
+    backspace move, ctrl+s chooses, and the restore lands in the chosen directory."""
+    from tui.screens.pick_directory import DirectoryPickScreen
+
+    places = tmp_path / "places"
+    (places / "alpha").mkdir(parents=True)
+    (places / "beta").mkdir()
+    (places / "a-file.txt").write_text("not a directory\n")
+    app = NexusApp(tui_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("r")
+        restore = app.screen
+        assert isinstance(restore, RestoreScreen)
+        restore.query_one("#target", Input).value = str(places / "not-yet")
+        await pilot.press("ctrl+o")
+        picker = app.screen
+        assert isinstance(picker, DirectoryPickScreen)
+        tree = picker.tree
+        await wait_for(pilot, lambda: len(tree.root.children) == 2)
+        assert Path(tree.path) == places  # the nearest existing directory
+        assert [n.data.path.name for n in tree.root.children] == ["alpha", "beta"]  # no files
+        await pilot.press("backspace")  # up to the parent, and back down
+        await wait_for(pilot, lambda: Path(tree.path) == tmp_path and tree.root.children)
+        node = next(n for n in tree.root.children if n.data.path == places)
+        await pilot.press("down", "down")  # data, places (root is the app's repository)
+        assert picker.highlighted == places
+        await pilot.press("enter")  # open places
+        await wait_for(pilot, lambda: len(node.children) == 2)
+        await pilot.press("down", "down")  # alpha, beta
+        assert picker.highlighted == places / "beta"
+        await pilot.press("ctrl+s")
+        assert app.screen is restore
+        assert expand(restore.query_one("#target", Input).value) == places / "beta"
+        await pilot.press("ctrl+s")  # preview, then the confirmation
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await settle(pilot)
+        assert (places / "beta" / "a.txt").read_bytes() == (seeded["data"] / "a.txt").read_bytes()
+        assert not any((places / "alpha").iterdir())

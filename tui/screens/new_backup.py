@@ -19,6 +19,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 from core.models import BackupMetadata, BackupType, CreateRequest
 from tui import format as fmt
 from tui.operations import Operation
+from tui.screens.pick_directory import PICK_KEY, pick_button, pick_directory
 from tui.validation import (
     DirectorySuggester,
     ExistingDirectory,
@@ -48,6 +49,7 @@ class NewBackupScreen(ModalScreen[None]):
         Binding("escape", "close", "Close / hide", id="new.close"),
         Binding("ctrl+s", "start", "Start", id="new.start"),
         Binding("c", "cancel_backup", "Cancel backup", show=False, id="new.cancel"),
+        Binding(PICK_KEY, "pick_dir", "Browse directories", id="new.pickdir"),
     ]
 
     def __init__(
@@ -81,6 +83,7 @@ class NewBackupScreen(ModalScreen[None]):
                     id="data-dir",
                     compact=True,
                 )
+                yield pick_button("data-dir")
             yield Label("", id="data-dir-help", classes="field-help")
             with Horizontal(classes="field"):
                 yield Label("Tags", classes="field-label")
@@ -172,9 +175,15 @@ class NewBackupScreen(ModalScreen[None]):
         event.stop()
         self.action_start()
 
+    def action_pick_dir(self) -> None:
+        if self.op is None:
+            pick_directory(self, "data-dir", "Directory to back up")
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
-        if event.button.id == "start":
+        if event.button.has_class("pick-dir"):
+            self.action_pick_dir()
+        elif event.button.id == "start":
             self.action_start()
         elif event.button.id == "cancel-op":
             self.action_cancel_backup()

@@ -10,6 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label
 
+from tui.screens.pick_directory import PICK_KEY, pick_button, pick_directory
 from tui.validation import (
     DirectorySuggester,
     ExistingDirectory,
@@ -29,6 +30,7 @@ class NewProjectScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "dismiss(None)", "Close", id="project.close"),
         Binding("ctrl+s", "create", "Create", id="project.create"),
+        Binding(PICK_KEY, "pick_dir", "Browse directories", id="project.pickdir"),
     ]
 
     def __init__(self, existing: set[str]) -> None:
@@ -47,6 +49,7 @@ class NewProjectScreen(ModalScreen[None]):
                     id="project-dir",
                     compact=True,
                 )
+                yield pick_button("project-dir")
             yield Label("", id="project-dir-help", classes="field-help")
             with Horizontal(classes="field"):
                 yield Label("Project id", classes="field-label")
@@ -99,9 +102,14 @@ class NewProjectScreen(ModalScreen[None]):
         else:
             self.action_create()
 
+    def action_pick_dir(self) -> None:
+        pick_directory(self, "project-dir", "Directory of the project")
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
-        if event.button.id == "create":
+        if event.button.has_class("pick-dir"):
+            self.action_pick_dir()
+        elif event.button.id == "create":
             self.action_create()
         else:
             self.dismiss(None)

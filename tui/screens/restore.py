@@ -26,6 +26,7 @@ from tui import format as fmt
 from tui.messages import RestorePreviewReady
 from tui.operations import Operation
 from tui.screens.confirm import ConfirmScreen
+from tui.screens.pick_directory import PICK_KEY, pick_button, pick_directory
 from tui.validation import DirectorySuggester, RestoreTarget, expand
 from tui.widgets.progress_panel import OperationProgress
 from tui.widgets.tick import Tick
@@ -92,6 +93,7 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
         Binding("escape", "close", "Close", id="restore.close"),
         Binding("ctrl+d", "preview", "Dry-run preview", id="restore.preview", priority=True),
         Binding("ctrl+s", "restore", "Restore", id="restore.run"),
+        Binding(PICK_KEY, "pick_dir", "Browse directories", id="restore.pickdir"),
     ]
 
     def __init__(
@@ -130,6 +132,7 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
                     id="target",
                     compact=True,
                 )
+                yield pick_button("target")
             yield Label("", id="target-help", classes="field-help")
             with Horizontal(classes="field"):
                 yield Label("Overwrite", classes="field-label")
@@ -374,8 +377,14 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
         else:
             result.update(Text(f"✗ restore {op.state}: {op.error or ''}", style="red"))
 
+    def action_pick_dir(self) -> None:
+        if self.op is None:
+            pick_directory(self, "target", "Restore into")
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
+        if event.button.has_class("pick-dir"):
+            return self.action_pick_dir()
         {"do-preview": self.action_preview, "do-restore": self.action_restore}.get(
             event.button.id or "", self.action_close
         )()
