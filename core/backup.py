@@ -20,7 +20,7 @@ import stat
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,7 +34,7 @@ from .models import MAX_WARNINGS, BackupMetadata, BackupStatus
 from .packs import BlobLocation, PackWriter, compress
 from .progress import OperationContext
 from .repository import HOSTNAME, Repository
-from .walker import load_excludes, walk
+from .walker import Excludes, load_excludes, walk_entries
 
 READ_ATTEMPTS = 3
 WINDOW = 64  # read jobs in flight ahead of the manifest writer
@@ -63,13 +63,20 @@ class Item:
     ino: int
     uid: int
     gid: int
-    reuse: bytes | None = None  # the parent's manifest line, when the entry is unchanged
     had_file: bool = False  # the parent held a file at this path
     old_hash: str | None = None
 
     @property
     def shown(self) -> str:
-        return self.rel.decode("utf-8", "backslashreplace")
+        return _shown(self.rel)
+
+
+#: An unchanged entry: its path and the parent's manifest line, reused verbatim.
+Reused = tuple[bytes, bytes]
+
+
+def _shown(rel: bytes) -> str:
+    return rel.decode("utf-8", "backslashreplace")
 
 
 @dataclass
@@ -311,6 +318,7 @@ class BackupRun:
             ("files", "size", "dirs", "links", "new", "changed", "unchanged", "seen_ref"), 0
         )
         self.ref_files = 0
+        self.to_read = (0, 0)  # files and bytes the read pass reads
 
     def warn(self, message: str) -> None:
         if len(self.warnings) < MAX_WARNINGS:
@@ -319,119 +327,207 @@ class BackupRun:
 
     # --- scan: walk and merge with the parent ----------------------------------------------
 
-    def _reference_entries(self) -> Iterator[Entry]:
-        if self.plan.reference is None:
-            return
+    def _parent(self) -> mf.Records | None:
+        """The reference's manifest as records, or None (no reference, or it is unusable)."""
+        ref = self.plan.reference
+        if ref is None:
+            return None
         try:
-            data = self.repo.read_manifest(self.plan.reference.id)
+            data = self.repo.read_manifest(ref.id)
             mf.read_header(data)
         except Damaged as exc:
-            self.log("WARNING", f"parent {self.plan.reference.id} unusable ({exc}): reading all")
-            self.plan.reuse = False
-            self.meta.parent_backup_id = None
-            return
-        for e in mf.iter_entries(data):
-            if e.kind == mf.FILE:
-                self.ref_files += 1
-            yield e
+            self._unusable(str(exc))
+            return None
+        return mf.Records(data)
 
-    def scan(self) -> list[Item]:
-        ctx = self.ctx
-        ctx.set_phase("scanning")
+    def _unusable(self, why: str) -> None:
+        assert self.plan.reference is not None
+        self.log("WARNING", f"parent {self.plan.reference.id} unusable ({why}): reading all")
+        self.plan.reuse = False
+        self.plan.reference = None
+        self.meta.parent_backup_id = None
+
+    def scan(self) -> list[Item | Reused]:
+        """Walk and merge with the parent. The parent's lines are compared field by field
+        without being decoded into entries; they are only as good as the parent manifest's
+        checksum, which is known once its last line went by: when it does not match (or a
+        line is not even JSON), the parent is dropped and the tree scanned again without it."""
         spec = load_excludes(self.plan.data_dir, self.plan.excludes)
-        index = self.repo.index
-        reuse = self.plan.reuse
-        ref = self._reference_entries()
-        old = next(ref, None)
-        items: list[Item] = []
-        found_files = found_bytes = 0
-        for w in walk(
+        while True:
+            self.ctx.set_phase("scanning")
+            records = self._parent()
+            try:
+                items = self._scan(spec, records)
+            except mf.ManifestError as exc:
+                if records is None:
+                    raise
+                self._unusable(str(exc))
+            else:
+                expected = self.plan.reference.checksum if self.plan.reference else None
+                if records is None or not expected or records.checksum == expected:
+                    return items
+                self._unusable("its manifest does not match its checksum")
+            self.warnings.clear()
+            self.referenced.clear()
+            self.counts = dict.fromkeys(self.counts, 0)
+
+    def _scan(self, spec: Excludes | None, records: mf.Records | None) -> list[Item | Reused]:
+        # The hot loop of a backup with few changes: one iteration per entry of the tree,
+        # kept to plain comparisons (no entry objects, no per-entry calls beyond the stat).
+        ctx = self.ctx
+        index = self.repo.index.entries
+        referenced = self.referenced
+        add_ref = referenced.add
+        reuse = self.plan.reuse and records is not None
+        # A parent without a checksum (never written so): every reused line is checked whole.
+        strict = reuse and not (self.plan.reference and self.plan.reference.checksum)
+        order_key = mf.order_key
+        fromhex = bytes.fromhex
+        parent = iter(records) if records is not None else iter(())
+        end: tuple[None, dict, bytes] = (None, {}, b"")
+        old_path, old, old_line = next(parent, end)
+        ref_files = files = size = dirs = links = 0
+        found_files = found_bytes = read_files = read_bytes = 0
+        items: list[Item | Reused] = []
+        append = items.append
+        for rel, kind, st in walk_entries(
             self.plan.data_dir,
             excludes=spec,
             skip=self.plan.skip_dirs,
             warn=self.warn,
             check=ctx.check,
         ):
-            st = w.st
-            item = Item(
-                w.rel,
-                w.kind,
-                st.st_mode,
-                st.st_size,
-                st.st_mtime_ns,
-                st.st_ctime_ns,
-                st.st_ino,
-                st.st_uid,
-                st.st_gid,
-            )
-            key = mf.sort_key(w.rel)
-            while old is not None and old.key < key:
-                old = next(ref, None)
-            if old is not None and old.key == key:
-                if old.kind == mf.FILE:
-                    item.had_file = True
-                    item.old_hash = old.hash
-                if reuse and old.kind == item.kind and self._unchanged(item, old, index):
-                    item.reuse = old.raw
-                    if old.kind == mf.FILE:
-                        self.referenced.update(bytes.fromhex(h) for h, _n in old.chunks)
-                old = next(ref, None)
-            items.append(item)
-            if item.kind == "f":
+            if kind == "f":
                 found_files += 1
-                found_bytes += item.size
-                if found_files % 256 == 0:
-                    ctx.advance(files=256, nbytes=found_bytes, path=item.shown)
+                found_bytes += st.st_size
+                if not found_files & 255:
+                    ctx.advance(files=256, nbytes=found_bytes, path=_shown(rel))
                     found_bytes = 0
-        ctx.advance(files=found_files % 256, nbytes=found_bytes)
-        for _ in ref:  # count the rest of the reference's files
-            pass
+            if old_path != rel and old_path is not None:
+                key = order_key(rel)
+                while old_path is not None and order_key(old_path) < key:
+                    if old.get("k") == "f":
+                        ref_files += 1
+                    old_path, old, old_line = next(parent, end)
+            had_file = False
+            old_hash = None
+            if old_path == rel:
+                o, line = old, old_line
+                old_path, old, old_line = next(parent, end)
+                okind = o.get("k")
+                if okind == "f":
+                    ref_files += 1
+                    had_file = True
+                    old_hash = o.get("h")
+                if reuse and okind == kind and o.get("t") == st.st_mtime_ns:
+                    if kind == "f":
+                        # ctime changes with any change of content or metadata, so equal
+                        # ctime, inode, size and mtime mean the line still says it all;
+                        # and its chunks must still be stored.
+                        if (
+                            o.get("c", 0) == st.st_ctime_ns
+                            and o.get("i", 0) == st.st_ino
+                            and o.get("s", 0) == st.st_size
+                        ):
+                            chunks = o.get("ch", ())
+                            try:
+                                if len(chunks) == 1:  # most files: one chunk
+                                    digests = [fromhex(chunks[0][0])]
+                                    stored = digests[0] in index
+                                else:
+                                    digests = [fromhex(h) for h, _n in chunks]
+                                    stored = all(d in index for d in digests)
+                            except (TypeError, ValueError, KeyError, IndexError):
+                                stored = False
+                            if stored:
+                                if strict:
+                                    mf.decode_entry(line)  # raises ManifestError when damaged
+                                append((rel, line))
+                                for d in digests:
+                                    add_ref(d)
+                                files += 1
+                                size += st.st_size
+                                continue
+                    elif kind == "d":
+                        if (
+                            o.get("m") == st.st_mode
+                            and o.get("u", 0) == st.st_uid
+                            and o.get("g", 0) == st.st_gid
+                        ):
+                            if strict:
+                                mf.decode_entry(line)
+                            append((rel, line))
+                            dirs += 1
+                            continue
+                    elif (
+                        o.get("c", 0) == st.st_ctime_ns
+                        and o.get("i", 0) == st.st_ino
+                        and o.get("s", 0) == st.st_size
+                    ):
+                        if strict:
+                            mf.decode_entry(line)
+                        append((rel, line))
+                        links += 1
+                        continue
+            append(
+                Item(
+                    rel,
+                    kind,
+                    st.st_mode,
+                    st.st_size,
+                    st.st_mtime_ns,
+                    st.st_ctime_ns,
+                    st.st_ino,
+                    st.st_uid,
+                    st.st_gid,
+                    had_file,
+                    old_hash,
+                )
+            )
+            if kind == "f":
+                read_files += 1
+                read_bytes += st.st_size
+        ctx.advance(files=found_files & 255, nbytes=found_bytes)
+        while old_path is not None:  # count the rest of the reference's files
+            if old.get("k") == "f":
+                ref_files += 1
+            old_path, old, old_line = next(parent, end)
+        c = self.counts
+        c["files"] += files
+        c["size"] += size
+        c["seen_ref"] += files
+        c["unchanged"] += files
+        c["dirs"] += dirs
+        c["links"] += links
+        self.ref_files = ref_files
+        self.to_read = (read_files, read_bytes)
         return items
-
-    @staticmethod
-    def _unchanged(item: Item, old: Entry, index: object) -> bool:
-        """ctime changes with any change of content or metadata, so equal ctime, inode,
-        size and mtime mean the parent's line still describes the entry exactly."""
-        if old.raw is None or old.mtime_ns != item.mtime_ns:
-            return False
-        if item.kind == "d":
-            return old.mode == item.mode and old.uid == item.uid and old.gid == item.gid
-        same = old.ctime_ns == item.ctime_ns and old.ino == item.ino and old.size == item.size
-        if item.kind == "l":
-            return same
-        return same and all(bytes.fromhex(h) in index for h, _n in old.chunks)  # type: ignore[operator]
 
     # --- read: files to the reader threads, manifest lines in order ------------------------
 
-    def _emit(self, writer: ManifestWriter, item: Item, entry: Entry | None) -> None:
+    def _emit(self, writer: ManifestWriter, item: Item, entry: Entry) -> None:
+        """Write a new or changed entry (reused ones were counted by the scan)."""
         c = self.counts
-        if entry is None:
-            assert item.reuse is not None
-            writer.add_line(mf.sort_key(item.rel), item.reuse)
-        else:
-            writer.add(entry)
+        writer.add(entry)
         if item.kind == "f":
             c["files"] += 1
-            c["size"] += item.size if entry is None else entry.size
+            c["size"] += entry.size
             if item.had_file:
                 c["seen_ref"] += 1
-            if entry is None or (item.had_file and item.old_hash == entry.hash):
-                c["unchanged"] += 1
-            elif item.had_file:
-                c["changed"] += 1
+                if item.old_hash == entry.hash:
+                    c["unchanged"] += 1
+                else:
+                    c["changed"] += 1
             else:
                 c["new"] += 1
-            if entry is not None:
-                self.referenced.update(bytes.fromhex(h) for h, _n in entry.chunks)
+            self.referenced.update(bytes.fromhex(h) for h, _n in entry.chunks)
         elif item.kind == "d":
             c["dirs"] += 1
         else:
             c["links"] += 1
 
-    def _direct(self, item: Item) -> Entry | None:
-        """The entry of a directory or symlink (None when the parent's line is reused)."""
-        if item.reuse is not None:
-            return None
+    def _direct(self, item: Item) -> Entry:
+        """The entry of a directory or symlink."""
         if item.kind == "d":
             return Entry(item.rel, mf.DIR, item.mode, item.mtime_ns, uid=item.uid, gid=item.gid)
         target = os.readlink(os.path.join(self.plan.data_dir, item.rel))
@@ -448,17 +544,21 @@ class BackupRun:
             target=target,
         )
 
-    def read(self, items: list[Item], state: RunState, writer: ManifestWriter) -> None:
+    def read(self, items: list[Item | Reused], state: RunState, writer: ManifestWriter) -> None:
         ctx = self.ctx
         workers = max(2, min(8, (os.cpu_count() or 2) * 2))
         # Each unit: (items, future or None); a unit without a future is emitted directly.
-        pending: deque[tuple[list[Item], Future[list[Entry | SkipFile]] | None]] = deque()
+        pending: deque[tuple[list, Future[list[Entry | SkipFile]] | None]] = deque()
+        add_line = writer.add_line
 
         def drain(keep: int) -> None:
             while pending and (len(pending) > keep or _done(pending[0][1])):
                 unit, job = pending.popleft()
                 if job is None:
                     for item in unit:
+                        if type(item) is tuple:
+                            add_line(*item)
+                            continue
                         try:
                             self._emit(writer, item, self._direct(item))
                         except OSError as exc:
@@ -475,7 +575,7 @@ class BackupRun:
             try:
                 batch: list[Item] = []
                 batch_bytes = 0
-                direct: list[Item] = []
+                direct: list[Item | Reused] = []
 
                 def flush_direct() -> None:
                     nonlocal direct
@@ -490,12 +590,16 @@ class BackupRun:
                         batch, batch_bytes = [], 0
                         drain(WINDOW)
 
-                for item in items:
-                    ctx.check()
-                    if item.kind != "f" or item.reuse is not None:
-                        flush_batch()
+                for n, item in enumerate(items):
+                    if type(item) is tuple or item.kind != "f":  # type: ignore[union-attr]
+                        if batch:
+                            flush_batch()
                         direct.append(item)
+                        if not n & 4095:
+                            ctx.check()
                         continue
+                    assert isinstance(item, Item)
+                    ctx.check()
                     flush_direct()
                     if item.size >= min_size:
                         flush_batch()
@@ -524,9 +628,7 @@ class BackupRun:
         repo.refresh_index()
 
         items = self.scan()
-        to_read = [i for i in items if i.kind == "f" and i.reuse is None]
-        ctx.set_phase("reading", files_total=len(to_read), bytes_total=sum(i.size for i in to_read))
-        del to_read
+        ctx.set_phase("reading", files_total=self.to_read[0], bytes_total=self.to_read[1])
         state = RunState(repo, ctx, self.plan.data_dir, repo.chunker_params)
         state.writer = PackWriter(repo.store, state.on_flush, repo.pack_size)
         writer = ManifestWriter(
@@ -583,7 +685,7 @@ class BackupRun:
         ctx.set_phase("validating")
         if mf.checksum(repo.read_manifest(meta.id)) != checksum:
             raise Damaged("the manifest read back does not match what was written")
-        missing = sum(1 for d in self.referenced if d not in repo.index)
+        missing = len(self.referenced - repo.index.entries.keys())
         if missing:
             raise Damaged(f"{missing} chunks referenced by the backup are not indexed")
 

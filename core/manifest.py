@@ -62,6 +62,17 @@ def sort_key(path: bytes) -> tuple[bytes, ...]:
     return tuple(path.split(b"/"))
 
 
+# Names never hold NUL, so with b"/" mapped to the lowest byte, comparing the translated
+# paths as bytes orders them as their tuples of components do (the manifest's order), at the
+# cost of one C call instead of a split and a tuple.
+_ORDER = bytes.maketrans(b"/\0", b"\0/")
+
+
+def order_key(path: bytes) -> bytes:
+    """A path's place in the manifest's order, as comparable bytes (see `sort_key`)."""
+    return path.translate(_ORDER)
+
+
 def _put_bytes(obj: dict, key: str, value: bytes) -> None:
     try:
         obj[key] = value.decode("utf-8")
@@ -151,9 +162,11 @@ class ManifestWriter:
 
     def __init__(self, header: dict) -> None:
         self._buf = io.BytesIO()
-        self._comp = zstandard.ZstdCompressor(level=3).compressobj()
+        # threads=1: zstd compresses in its own thread (without the GIL) while the caller
+        # goes on producing lines; the output is an ordinary zstd frame.
+        self._comp = zstandard.ZstdCompressor(level=3, threads=1).compressobj()
         self._hash = blake3.blake3()
-        self._last: tuple[bytes, ...] | None = None
+        self._last: bytes | None = None
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._write(orjson.dumps({"nexus_manifest": FORMAT, **header}) + b"\n")
@@ -172,12 +185,14 @@ class ManifestWriter:
         self._buf.write(self._comp.compress(block))
 
     def add(self, entry: Entry) -> None:
-        self.add_line(entry.key, encode_entry(entry))
+        self.add_line(entry.path, encode_entry(entry))
 
-    def add_line(self, key: tuple[bytes, ...], line: bytes) -> None:
-        """An entry already encoded (an unchanged entry of the parent, reused verbatim)."""
+    def add_line(self, path: bytes, line: bytes) -> None:
+        """The entry of `path` already encoded (an unchanged entry of the parent, reused
+        verbatim); entries must come in the manifest's order, each path once."""
+        key = path.translate(_ORDER)
         if self._last is not None and key <= self._last:
-            raise ManifestError(f"manifest entries out of order at {b'/'.join(key)!r}")
+            raise ManifestError(f"manifest entries out of order at {path!r}")
         self._last = key
         self._write(line)
 
@@ -217,8 +232,77 @@ def iter_entries(data: bytes) -> Iterator[Entry]:
             yield decode_entry(line)
 
 
+def _blocks(data: bytes, size: int = 1 << 20) -> Iterator[bytes]:
+    """The uncompressed manifest in blocks of about `size` bytes (lines cut anywhere)."""
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
+        while block := reader.read(size):
+            yield block
+    except zstandard.ZstdError as exc:
+        raise ManifestError(f"manifest cannot be decompressed: {exc}") from exc
+
+
 def checksum(data: bytes) -> str:
+    """`blake3:<hex>` over the uncompressed manifest (header and every line)."""
     h = blake3.blake3()
-    for line in _lines(data):
-        h.update(line)
+    for block in _blocks(data):
+        h.update(block)
     return "blake3:" + h.hexdigest()
+
+
+class _Hashing(io.RawIOBase):
+    """A raw reader that hashes every byte read through it."""
+
+    def __init__(self, reader: object, hasher: blake3.blake3) -> None:
+        self._reader = reader
+        self._hash = hasher
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[no-untyped-def,override]
+        n = self._reader.readinto(b)  # type: ignore[attr-defined]
+        if n:
+            self._hash.update(memoryview(b)[:n])
+        return n
+
+
+class Records:
+    """The entries of a manifest as (path, fields, line) without building Entries: for the
+    backup's merge with its parent, which compares a few fields of every line and reuses
+    most lines verbatim. `fields` is the line's JSON object as decoded, unchecked beyond
+    having a path; `line` ends with a newline.
+
+    The lines are hashed as they stream by: once iterated to the end, `checksum` is the
+    manifest's checksum, for the caller to compare with the one in the backup's metadata
+    (the fields of a line are only as trustworthy as that comparison). A line that is not a
+    JSON object with a path raises ManifestError.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._hash = blake3.blake3()
+        self.checksum: str | None = None  # set once the last line has been read
+
+    def __iter__(self) -> Iterator[tuple[bytes, dict, bytes]]:
+        loads = orjson.loads
+        try:
+            reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(self._data))
+            lines = io.BufferedReader(_Hashing(reader, self._hash), buffer_size=1 << 20)
+            next(lines, None)  # the header
+            for line in lines:
+                try:
+                    obj = loads(line)
+                    path = obj["p"].encode("utf-8") if "p" in obj else _get_bytes(obj, "p")
+                except (KeyError, TypeError, AttributeError, ValueError) as exc:
+                    if not line.strip():
+                        continue
+                    raise ManifestError(f"bad manifest entry: {exc}") from exc
+                if path is None:
+                    if not isinstance(obj, dict):
+                        raise ManifestError("bad manifest entry: not an object")
+                    raise ManifestError("entry without a path")
+                yield path, obj, line if line.endswith(b"\n") else line + b"\n"
+        except zstandard.ZstdError as exc:
+            raise ManifestError(f"manifest cannot be decompressed: {exc}") from exc
+        self.checksum = "blake3:" + self._hash.hexdigest()

@@ -1,4 +1,5 @@
-"""The scan's fast paths: excludes matched with one regex."""
+"""The scan's fast paths: excludes matched with one regex, parent lines reused without being
+decoded, and what happens when the parent cannot be trusted (checksum, damage)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import io
 import os
 import random
 
+import orjson
 import pathspec
 import pytest
 import zstandard
@@ -97,3 +99,151 @@ async def test_excludes_with_negation_and_nested_dirs(manager, tmp_path, tree_of
         for gone in (b"build/out.o", b"src/a.log", b"src/logs/b.log"):
             assert gone not in out
     assert meta.stats.bytes_read == 0  # the incremental one reused every line
+
+
+# --- reuse of the parent's lines -------------------------------------------------------
+
+
+async def test_no_change_backup_reuses_every_line_verbatim(
+    manager, root, data_dir, tree_of, tmp_path
+):
+    first = await _backup(manager, data_dir, BackupType.FULL)
+    second = await _backup(manager, data_dir)
+    s = second.stats
+    assert second.parent_backup_id == first.id
+    assert s.bytes_read == 0 and s.files_new == s.files_changed == s.files_removed == 0
+    assert s.files_unchanged == second.files_count == first.files_count
+    assert (s.dirs_count, s.symlinks_count) == (first.stats.dirs_count, first.stats.symlinks_count)
+    assert s.chunks_total == first.stats.chunks_total
+    repo = Repository(root, P)
+    one, two = (_lines(repo.read_manifest(m.id)) for m in (first, second))
+    assert one[1:] == two[1:]  # every entry byte for byte; only the header differs
+    assert await _restored(manager, second, tmp_path, tree_of) == tree_of(data_dir)
+
+
+async def test_changes_of_dirs_and_symlinks_are_seen(manager, data_dir, tree_of, tmp_path):
+    await _backup(manager, data_dir, BackupType.FULL)
+    (data_dir / "empty").chmod(0o700)
+    os.unlink(data_dir / "dangling")
+    os.symlink("/elsewhere/now", data_dir / "dangling")
+    (data_dir / "src" / "new").mkdir()
+    (data_dir / "src" / "new" / "n.txt").write_bytes(b"new")
+    (data_dir / "big.bin").unlink()
+    second = await _backup(manager, data_dir)
+    assert second.stats.files_new == 1 and second.stats.files_removed == 1
+    assert second.stats.bytes_read == 3
+    assert await _restored(manager, second, tmp_path, tree_of) == tree_of(data_dir)
+
+
+async def test_a_chunk_gone_from_the_index_means_reading_the_file(manager, root, tmp_path, tree_of):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "a.txt").write_bytes(b"alpha" * 10)
+    (d / "b.txt").write_bytes(b"beta" * 10)
+    first = await _backup(manager, d, BackupType.FULL)
+    repo = Repository(root, P)
+    lines = _lines(repo.read_manifest(first.id))
+    obj = orjson.loads(lines[1])
+    assert obj["p"] == "a.txt"
+    obj["ch"] = [["ab" * 32, obj["s"]]]  # a chunk no pack holds
+    lines[1] = orjson.dumps(obj) + b"\n"
+    _install(root, first.id, lines)
+    second = await _backup(manager, d)
+    assert second.parent_backup_id == first.id
+    assert second.stats.bytes_read == 50  # a.txt read again, b.txt reused
+    assert await _restored(manager, second, tmp_path, tree_of) == tree_of(d)
+
+
+# --- a parent that cannot be trusted ---------------------------------------------------
+
+
+async def _two_files_same_size(manager, tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "a.txt").write_bytes(b"A" * 100)
+    (d / "b.txt").write_bytes(b"B" * 100)
+    first = await _backup(manager, d, BackupType.FULL)
+    return d, first
+
+
+async def test_parent_not_matching_its_checksum_is_not_reused(manager, root, tmp_path, tree_of):
+    """a.txt's line made to name b.txt's chunk, metadata.json left as it was: reusing it would
+    back up the wrong bytes. The scan sees the checksum differ and reads everything."""
+    d, first = await _two_files_same_size(manager, tmp_path)
+    repo = Repository(root, P)
+    lines = _lines(repo.read_manifest(first.id))
+    a, b = orjson.loads(lines[1]), orjson.loads(lines[2])
+    a["h"], a["ch"] = b["h"], b["ch"]
+    lines[1] = orjson.dumps(a) + b"\n"
+    good = repo.read_metadata(first.id).checksum
+    _install(root, first.id, lines)
+    meta = repo.read_metadata(first.id)
+    meta.checksum = good  # the damage is in the manifest only
+    repo.write_metadata(meta)
+
+    second = await _backup(manager, d)
+    assert second.parent_backup_id is None
+    assert second.stats.bytes_read == 200
+    assert second.stats.files_unchanged == 0 and second.stats.files_new == 2
+    assert any("unusable" in r.message and "checksum" in r.message for r in manager.logger.read(P))
+    out = await _restored(manager, second, tmp_path, tree_of)
+    assert out[b"a.txt"][1] == b"A" * 100 and out[b"b.txt"][1] == b"B" * 100
+
+
+async def test_parent_with_a_line_that_is_not_json_is_dropped(manager, root, tmp_path, tree_of):
+    d, first = await _two_files_same_size(manager, tmp_path)
+    repo = Repository(root, P)
+    lines = _lines(repo.read_manifest(first.id))
+    lines.insert(2, b"{not json\n")
+    _install(root, first.id, lines)
+    second = await _backup(manager, d)
+    assert second.parent_backup_id is None and second.stats.bytes_read == 200
+    assert any("unusable" in r.message for r in manager.logger.read(P))
+    assert await _restored(manager, second, tmp_path, tree_of) == tree_of(d)
+
+
+async def test_parent_without_checksum_has_its_reused_lines_checked(
+    manager, root, tmp_path, tree_of
+):
+    d, first = await _two_files_same_size(manager, tmp_path)
+    repo = Repository(root, P)
+    lines = _lines(repo.read_manifest(first.id))
+    _install(root, first.id, lines, checksum=False)
+    second = await _backup(manager, d)  # sound lines: reused
+    assert second.parent_backup_id == first.id and second.stats.bytes_read == 0
+
+    b = orjson.loads(lines[2])
+    b["h"] = "not a hash"
+    lines[2] = orjson.dumps(b) + b"\n"
+    _install(root, second.id, lines, checksum=False)
+    third = await _backup(manager, d)
+    assert third.parent_backup_id is None and third.stats.bytes_read == 200
+    assert await _restored(manager, third, tmp_path, tree_of) == tree_of(d)
+
+
+# --- the manifest's order --------------------------------------------------------------
+
+
+def test_order_key_orders_as_path_components():
+    rng = random.Random(7)
+    alphabet = [b"a", b"b", b"-", b".", b"0", b"\xff", b"\xc3\xa9", b" "]
+    paths = set()
+    while len(paths) < 2000:
+        parts = [
+            b"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 3)))
+            for _ in range(rng.randint(1, 4))
+        ]
+        paths.add(b"/".join(parts))
+    by_parts = sorted(paths, key=mf.sort_key)
+    assert sorted(paths, key=mf.order_key) == by_parts
+
+
+def test_writer_refuses_disorder_and_duplicates():
+    w = mf.ManifestWriter({})
+    w.add_line(b"a", b"{}\n")
+    w.add_line(b"a/b", b"{}\n")
+    w.add_line(b"a-b", b"{}\n")  # "a" and all below it come before "a-b"
+    with pytest.raises(mf.ManifestError, match="out of order"):
+        w.add_line(b"a/c", b"{}\n")
+    with pytest.raises(mf.ManifestError, match="out of order"):
+        w.add_line(b"a-b", b"{}\n")
