@@ -15,6 +15,7 @@ and writes manifest lines in walk order.
 from __future__ import annotations
 
 import errno
+import operator
 import os
 import stat
 import threading
@@ -41,6 +42,8 @@ WINDOW = 64  # read jobs in flight ahead of the manifest writer
 BATCH_FILES = 64  # small files read by one job
 BATCH_BYTES = 4 * 1024 * 1024
 LARGE_FILES_AT_ONCE = 2
+PROGRESS_EVERY = 256  # scanned entries between two progress reports (rate-limited anyway)
+_FILE_FIELDS = operator.itemgetter("k", "t", "c", "i", "s")  # what tells a file unchanged
 Log = Callable[[str, str], None]  # (level, message)
 _local = threading.local()
 _NOATIME = getattr(os, "O_NOATIME", 0) if os.geteuid() == 0 else 0  # needs ownership
@@ -373,21 +376,24 @@ class BackupRun:
 
     def _scan(self, spec: Excludes | None, records: mf.Records | None) -> list[Item | Reused]:
         # The hot loop of a backup with few changes: one iteration per entry of the tree,
-        # kept to plain comparisons (no entry objects, no per-entry calls beyond the stat).
+        # kept to plain comparisons (no entry objects, no calls per entry beyond the stat
+        # and the parent line's JSON). An unchanged file of one chunk, the common case,
+        # takes the first branch; everything else the general one below it.
         ctx = self.ctx
         index = self.repo.index.entries
-        referenced = self.referenced
-        add_ref = referenced.add
+        add_ref = self.referenced.add
         reuse = self.plan.reuse and records is not None
         # A parent without a checksum (never written so): every reused line is checked whole.
         strict = reuse and not (self.plan.reference and self.plan.reference.checksum)
         order_key = mf.order_key
         fromhex = bytes.fromhex
+        file_fields = _FILE_FIELDS
         parent = iter(records) if records is not None else iter(())
         end: tuple[None, dict, bytes] = (None, {}, b"")
         old_path, old, old_line = next(parent, end)
-        ref_files = files = size = dirs = links = 0
-        found_files = found_bytes = read_files = read_bytes = 0
+        fast = fast_size = ref_files = files = size = dirs = links = 0
+        read_files = read_bytes = shown_files = shown_bytes = 0
+        tick = PROGRESS_EVERY
         items: list[Item | Reused] = []
         append = items.append
         for rel, kind, st in walk_entries(
@@ -397,12 +403,12 @@ class BackupRun:
             warn=self.warn,
             check=ctx.check,
         ):
-            if kind == "f":
-                found_files += 1
-                found_bytes += st.st_size
-                if not found_files & 255:
-                    ctx.advance(files=256, nbytes=found_bytes, path=_shown(rel))
-                    found_bytes = 0
+            tick -= 1
+            if not tick:
+                tick = PROGRESS_EVERY
+                done, done_bytes = fast + files + read_files, fast_size + size + read_bytes
+                ctx.advance(done - shown_files, done_bytes - shown_bytes, _shown(rel))
+                shown_files, shown_bytes = done, done_bytes
             if old_path != rel and old_path is not None:
                 key = order_key(rel)
                 while old_path is not None and order_key(old_path) < key:
@@ -414,60 +420,70 @@ class BackupRun:
             if old_path == rel:
                 o, line = old, old_line
                 old_path, old, old_line = next(parent, end)
+                if reuse and kind == "f":
+                    # ctime changes with any change of content or metadata, so equal ctime,
+                    # inode, size and mtime mean the line still says it all; its chunk
+                    # must still be stored.
+                    try:
+                        if file_fields(o) == (
+                            "f",
+                            st.st_mtime_ns,
+                            st.st_ctime_ns,
+                            st.st_ino,
+                            st.st_size,
+                        ):
+                            chunks = o["ch"]
+                            if len(chunks) == 1:
+                                digest = fromhex(chunks[0][0])
+                                if digest in index:
+                                    if strict:
+                                        mf.decode_entry(line)  # raises ManifestError if damaged
+                                    append((rel, line))
+                                    add_ref(digest)
+                                    fast += 1
+                                    fast_size += st.st_size
+                                    continue
+                    except (KeyError, TypeError, ValueError, IndexError):
+                        pass
                 okind = o.get("k")
                 if okind == "f":
                     ref_files += 1
                     had_file = True
                     old_hash = o.get("h")
                 if reuse and okind == kind and o.get("t") == st.st_mtime_ns:
-                    if kind == "f":
-                        # ctime changes with any change of content or metadata, so equal
-                        # ctime, inode, size and mtime mean the line still says it all;
-                        # and its chunks must still be stored.
-                        if (
-                            o.get("c", 0) == st.st_ctime_ns
-                            and o.get("i", 0) == st.st_ino
-                            and o.get("s", 0) == st.st_size
-                        ):
-                            chunks = o.get("ch", ())
-                            try:
-                                if len(chunks) == 1:  # most files: one chunk
-                                    digests = [fromhex(chunks[0][0])]
-                                    stored = digests[0] in index
-                                else:
-                                    digests = [fromhex(h) for h, _n in chunks]
-                                    stored = all(d in index for d in digests)
-                            except (TypeError, ValueError, KeyError, IndexError):
-                                stored = False
-                            if stored:
-                                if strict:
-                                    mf.decode_entry(line)  # raises ManifestError when damaged
-                                append((rel, line))
-                                for d in digests:
-                                    add_ref(d)
-                                files += 1
-                                size += st.st_size
-                                continue
-                    elif kind == "d":
-                        if (
+                    if kind == "d":
+                        same = (
                             o.get("m") == st.st_mode
                             and o.get("u", 0) == st.st_uid
                             and o.get("g", 0) == st.st_gid
-                        ):
-                            if strict:
-                                mf.decode_entry(line)
-                            append((rel, line))
-                            dirs += 1
-                            continue
-                    elif (
-                        o.get("c", 0) == st.st_ctime_ns
-                        and o.get("i", 0) == st.st_ino
-                        and o.get("s", 0) == st.st_size
-                    ):
+                        )
+                        digests: list[bytes] = []
+                    else:
+                        same = (
+                            o.get("c", 0) == st.st_ctime_ns
+                            and o.get("i", 0) == st.st_ino
+                            and o.get("s", 0) == st.st_size
+                        )
+                        digests = []
+                        if same and kind == "f":
+                            try:
+                                digests = [fromhex(h) for h, _n in o.get("ch", ())]
+                            except (TypeError, ValueError):
+                                same = False
+                            same = same and all(d in index for d in digests)
+                    if same:
                         if strict:
                             mf.decode_entry(line)
                         append((rel, line))
-                        links += 1
+                        if kind == "f":
+                            for d in digests:
+                                add_ref(d)
+                            files += 1
+                            size += st.st_size
+                        elif kind == "d":
+                            dirs += 1
+                        else:
+                            links += 1
                         continue
             append(
                 Item(
@@ -487,19 +503,20 @@ class BackupRun:
             if kind == "f":
                 read_files += 1
                 read_bytes += st.st_size
-        ctx.advance(files=found_files & 255, nbytes=found_bytes)
+        done, done_bytes = fast + files + read_files, fast_size + size + read_bytes
+        ctx.advance(done - shown_files, done_bytes - shown_bytes)
         while old_path is not None:  # count the rest of the reference's files
             if old.get("k") == "f":
                 ref_files += 1
             old_path, old, old_line = next(parent, end)
         c = self.counts
-        c["files"] += files
-        c["size"] += size
-        c["seen_ref"] += files
-        c["unchanged"] += files
+        c["files"] += files + fast
+        c["size"] += size + fast_size
+        c["seen_ref"] += files + fast
+        c["unchanged"] += files + fast
         c["dirs"] += dirs
         c["links"] += links
-        self.ref_files = ref_files
+        self.ref_files = ref_files + fast
         self.to_read = (read_files, read_bytes)
         return items
 
