@@ -535,12 +535,12 @@ async def test_restore_target_picked_from_a_directory_tree(
         await wait_for(pilot, lambda: len(tree.root.children) == 2)
         assert Path(tree.path) == places  # the nearest existing directory
         assert [n.data.path.name for n in tree.root.children] == ["alpha", "beta"]  # no files
-        await pilot.press("backspace")  # up to the parent, and back down
-        await wait_for(pilot, lambda: Path(tree.path) == tmp_path and tree.root.children)
-        node = next(n for n in tree.root.children if n.data.path == places)
-        await pilot.press("down", "down")  # data, places (root is the app's repository)
+        await pilot.press("backspace")  # up to the parent, the cursor on where it was
+        await wait_for(pilot, lambda: Path(tree.path) == tmp_path and picker.highlighted == places)
+        await pilot.press("up", "down")  # data, places (beside the app's root)
         assert picker.highlighted == places
-        await pilot.press("enter")  # open places
+        node = tree.cursor_node
+        await pilot.press("enter")  # open places again
         await wait_for(pilot, lambda: len(node.children) == 2)
         await pilot.press("down", "down")  # alpha, beta
         assert picker.highlighted == places / "beta"

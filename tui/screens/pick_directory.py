@@ -7,6 +7,7 @@ Forms open it with ctrl+o (or the small button beside a directory field) through
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -112,9 +113,24 @@ class DirectoryPickScreen(ModalScreen[str | None]):
         self.dismiss(fmt.home_short(self.highlighted))
 
     def action_up(self) -> None:
-        here = Path(self.tree.path)
-        if here.parent != here:
-            self.tree.path = here.parent
+        """Show the parent, with the cursor on the directory just left (enter goes back)."""
+        tree = self.tree
+        here = Path(tree.path)
+        if here.parent == here:
+            return
+        tree.path = here.parent  # the tree resets and loads it in its own time
+        self.run_worker(self._cursor_to(here), group="pickdir-up", exclusive=True)
+
+    async def _cursor_to(self, here: Path) -> None:
+        tree = self.tree
+        for _ in range(200):  # up to 2 s; a directory that big is left with the cursor on top
+            await asyncio.sleep(0.01)
+            node = next(
+                (n for n in tree.root.children if n.data and Path(n.data.path) == here), None
+            )
+            if node is not None:
+                tree.move_cursor(node)
+                return
 
     def action_toggle_hidden(self) -> None:
         self.tree.show_hidden = not self.tree.show_hidden
