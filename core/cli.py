@@ -31,6 +31,7 @@ from pydantic import BaseModel, ValidationError
 
 from core.config import ENV_ROOT, resolve_root
 from core.errors import Cancelled, NexusError, describe_os_error
+from core.memory import limit_malloc_arenas
 from core.models import (
     BackupInfo,
     BackupMetadata,
@@ -430,6 +431,7 @@ def _setup_streams() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the program with `argv` (default: sys.argv[1:]); returns the exit code."""
+    limit_malloc_arenas()
     _setup_streams()
     parser = build_parser()
     try:
