@@ -13,19 +13,32 @@ with them, patterns that only exclude are matched with one combined regex per en
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from operator import attrgetter
+from operator import itemgetter
 
 import pathspec
 
 IGNORE_FILE = ".nexusignore"
 
+
+def _pathconf(name: str, default: int) -> int:
+    try:
+        return os.pathconf("/", name)
+    except (OSError, ValueError, AttributeError):
+        return default
+
+
 _KIND = {stat.S_IFDIR: "d", stat.S_IFREG: "f", stat.S_IFLNK: "l"}
-_NAME = attrgetter("name")
+_FIRST = itemgetter(0)
+_PATH_MAX = _pathconf("PC_PATH_MAX", 4096)  # bytes of a path, with its final NUL
+_NAME_MAX = _pathconf("PC_NAME_MAX", 255)
+_TOP = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_SUBDIR = _TOP | os.O_NOFOLLOW
 _GROUP = re.compile(r"(?<!\\)\(\?P<[A-Za-z_][A-Za-z0-9_]*>")
 
 
@@ -99,27 +112,58 @@ def list_dir(
     """One directory's entries, sorted by name, each with its lstat and kind; special files,
     entries that cannot be stat'ed, excluded ones and `skip` directories left out (the first
     two with a warning). Raises OSError only when `dir_rel` is the top itself."""
-    dir_abs = top + b"/" + dir_rel if dir_rel else top
     try:
-        with os.scandir(dir_abs) as it:
-            entries = sorted(it, key=_NAME)  # bytes names: bytes order
+        # Listed through a descriptor: each entry's lstat is then an fstatat relative to it
+        # (no walk of the whole path per file), and a directory swapped for a symlink since
+        # it was stat'ed is refused (O_NOFOLLOW) rather than followed.
+        fd = os.open(top + b"/" + dir_rel, _SUBDIR) if dir_rel else os.open(top, _TOP)
     except OSError as exc:
         if not dir_rel:
             raise  # the data directory itself: the backup cannot be made
         warn(f"{_show(dir_rel)}: cannot read directory: {exc.strerror or exc}")
         return []
+    try:
+        return _list_fd(fd, len(top), dir_rel, excludes, skip, warn)
+    except OSError as exc:
+        if not dir_rel:
+            raise
+        warn(f"{_show(dir_rel)}: cannot read directory: {exc.strerror or exc}")
+        return []
+    finally:
+        os.close(fd)
+
+
+def _list_fd(
+    fd: int,
+    top_len: int,
+    dir_rel: bytes,
+    excludes: Excludes | None,
+    skip: set[tuple[int, int]] | frozenset,
+    warn: Callable[[str], None],
+) -> list[Entry]:
+    fsencode = os.fsencode
+    with os.scandir(fd) as it:  # names come as str (surrogateescape): sorted as bytes
+        entries = sorted([(fsencode(e.name), e) for e in it], key=_FIRST)
     prefix = dir_rel + b"/" if dir_rel else b""
+    # The entries are stat'ed relative to the directory, which works at any depth; but an
+    # entry whose whole path is too long for the system could be neither read nor restored:
+    # it is left out, as a stat by its path would have (names are at most NAME_MAX long).
+    room = _PATH_MAX - (top_len + 1 + len(prefix))
+    deep = room <= _NAME_MAX
     kinds = _KIND
     out: list[Entry] = []
     append = out.append
-    for entry in entries:
+    for name, entry in entries:
+        rel = prefix + name
+        if deep and len(name) >= room:
+            warn(f"{_show(rel)}: cannot stat: {os.strerror(errno.ENAMETOOLONG)}")
+            continue
         try:
             st = entry.stat(follow_symlinks=False)
         except OSError as exc:
-            warn(f"{_show(prefix + entry.name)}: cannot stat: {exc.strerror or exc}")  # type: ignore[operator]
+            warn(f"{_show(rel)}: cannot stat: {exc.strerror or exc}")
             continue
         kind = kinds.get(st.st_mode & 0o170000)
-        rel = prefix + entry.name  # type: ignore[operator]
         if kind is None:
             warn(f"{_show(rel)}: skipped special file ({_special(st.st_mode)})")
             continue

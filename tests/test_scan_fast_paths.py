@@ -15,7 +15,7 @@ import zstandard
 from core import manifest as mf
 from core.models import BackupType, CreateRequest, RestoreRequest
 from core.repository import Repository
-from core.walker import Excludes
+from core.walker import Excludes, list_dir, walk_entries
 
 P = "scan"
 
@@ -247,3 +247,32 @@ def test_writer_refuses_disorder_and_duplicates():
         w.add_line(b"a/c", b"{}\n")
     with pytest.raises(mf.ManifestError, match="out of order"):
         w.add_line(b"a-b", b"{}\n")
+
+
+# --- the walk ----------------------------------------------------------------------------
+
+
+def test_a_directory_swapped_for_a_symlink_is_not_followed(tmp_path):
+    """list_dir opens each directory with O_NOFOLLOW: had `sub` been a directory when its
+    parent was listed and a symlink by the time it is entered, its target stays unread."""
+    top = tmp_path / "top"
+    outside = tmp_path / "outside"
+    top.mkdir()
+    outside.mkdir()
+    (outside / "private.txt").write_bytes(b"not part of the backup")
+    (top / "sub").symlink_to(outside)
+    warnings: list[str] = []
+    assert list_dir(os.fsencode(top), b"sub", warn=warnings.append) == []
+    assert len(warnings) == 1 and warnings[0].startswith("sub: cannot read directory")
+
+
+def test_walk_lists_raw_byte_names_in_byte_order(tmp_path):
+    top = tmp_path / "top"
+    top.mkdir()
+    names = [b"b", b"a-1", b"\xff\xfe-not-utf8", b"\xc3\xa9t\xc3\xa9", b"A", b"a"]
+    for n in names:
+        open(os.path.join(os.fsencode(top), n), "wb").close()
+    os.mkdir(os.path.join(os.fsencode(top), b"a\xffdir"))
+    open(os.path.join(os.fsencode(top), b"a\xffdir/x"), "wb").close()
+    got = [rel for rel, _kind, _st in walk_entries(os.fsencode(top))]
+    assert got == sorted([*names, b"a\xffdir", b"a\xffdir/x"], key=mf.sort_key)
