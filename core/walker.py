@@ -20,8 +20,10 @@ import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
+from typing import TYPE_CHECKING
 
-import pathspec
+if TYPE_CHECKING:
+    import pathspec
 
 IGNORE_FILE = ".nexusignore"
 
@@ -95,6 +97,8 @@ def load_excludes(top: bytes, patterns: list[str]) -> Excludes | None:
     lines = [ln for ln in lines if ln.strip()]
     if not lines:
         return None
+    import pathspec  # only when there are patterns (its import is a sizeable part of a run)
+
     return Excludes(pathspec.GitIgnoreSpec.from_lines(lines))
 
 
