@@ -17,6 +17,7 @@ import errno
 import os
 import re
 import stat
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
@@ -37,6 +38,7 @@ def _pathconf(name: str, default: int) -> int:
 
 _KIND = {stat.S_IFDIR: "d", stat.S_IFREG: "f", stat.S_IFLNK: "l"}
 _FIRST = itemgetter(0)
+_FS_ENCODING = (sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
 _PATH_MAX = _pathconf("PC_PATH_MAX", 4096)  # bytes of a path, with its final NUL
 _NAME_MAX = _pathconf("PC_NAME_MAX", 255)
 _TOP = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -145,9 +147,9 @@ def _list_fd(
     skip: set[tuple[int, int]] | frozenset,
     warn: Callable[[str], None],
 ) -> list[Entry]:
-    fsencode = os.fsencode
-    with os.scandir(fd) as it:  # names come as str (surrogateescape): sorted as bytes
-        entries = sorted([(fsencode(e.name), e) for e in it], key=_FIRST)
+    enc, errors = _FS_ENCODING
+    with os.scandir(fd) as it:  # names come as str: sorted as their bytes (os.fsencode)
+        entries = sorted([(e.name.encode(enc, errors), e) for e in it], key=_FIRST)
     prefix = dir_rel + b"/" if dir_rel else b""
     # The entries are stat'ed relative to the directory, which works at any depth; but an
     # entry whose whole path is too long for the system could be neither read nor restored:
