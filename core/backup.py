@@ -38,6 +38,7 @@ from .repository import HOSTNAME, Repository
 from .walker import Excludes, load_excludes, walk_entries
 
 READ_ATTEMPTS = 3
+RACY_NS = 20_000_000  # changed this recently (timestamps are coarse): maybe mid-write
 WINDOW = 64  # read jobs in flight ahead of the manifest writer
 BATCH_FILES = 64  # small files read by one job
 BATCH_BYTES = 4 * 1024 * 1024
@@ -143,6 +144,30 @@ def _stable(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
+def _racy(st: os.stat_result) -> bool:
+    """Changed so lately that a write may still be going on. Then an fstat that did not
+    move around the read proves nothing: a writer descheduled in the middle of one write()
+    leaves size and times standing while half the new bytes are in place."""
+    return st.st_ctime_ns >= time.time_ns() - RACY_NS
+
+
+def _settled(fd: int, after: os.stat_result, data: bytes | None) -> bool:
+    """Whether a read whose fstat did not move is whole: the file was not changed lately,
+    or it still stands as read RACY_NS after its last change, or (`data`, a small file read
+    whole) it has only grown since and still starts with what was read: an append, so what
+    was read is a state the file really had."""
+    if not _racy(after):
+        return True
+    # until RACY_NS after its last change: a write still going on will have moved it by then
+    time.sleep(max(after.st_ctime_ns + RACY_NS - time.time_ns(), 1_000_000) / 1e9)
+    again = os.fstat(fd)
+    if _stable(again) == _stable(after):
+        return True
+    if data is None or again.st_ino != after.st_ino or again.st_size < len(data):
+        return False
+    return os.pread(fd, len(data), 0) == data
+
+
 def _chunker(params: ChunkerParams):
     chunker = getattr(_local, "chunker", None)
     if chunker is None or getattr(_local, "params", None) != params:
@@ -172,6 +197,7 @@ def _read_small(state: RunState, item: Item, path: bytes) -> Entry | None:
         or (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
         != (item.size, item.mtime_ns, item.ctime_ns, item.ino)
         or len(data) != st.st_size
+        or _racy(st)  # the careful path makes sure it is not mid-write
     ):
         return None
     digest = hash_bytes(data)
@@ -226,6 +252,7 @@ def read_file(state: RunState, item: Item) -> Entry:
                 f.seek(0)
                 chunks: list[tuple[str, int]] = []
                 size = 0
+                data: bytes | None = None
                 if st.st_size < params.min_size:
                     # Below the minimum chunk size a file is one chunk whatever its content:
                     # read it whole, without the chunker's stream buffer; its content hash
@@ -245,9 +272,13 @@ def read_file(state: RunState, item: Item) -> Entry:
                     with state.large_files:
                         content, size = _chunk_file(state, item, f, chunks)
                 after = os.fstat(fd)
-                if _stable(after) == _stable(st) and size == after.st_size:
+                if (
+                    _stable(after) == _stable(st)
+                    and size == after.st_size
+                    and _settled(fd, after, data)
+                ):
                     return _file_entry(item, st, size, content, chunks)
-                st = after
+                st = os.fstat(fd)
                 time.sleep(0.05)
     except OSError as exc:
         raise SkipFile(f"read error: {exc.strerror or exc}") from None
