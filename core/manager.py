@@ -214,6 +214,7 @@ class BackupManager:
         backup_id = self._new_id()
         ctx.backup_id = backup_id
         left_packs: list[str] = []
+        unsaved: list[BackupMetadata] = []  # a FAILED metadata the full disk had no room for
         try:
             with locks.acquire(
                 repo.store,
@@ -223,13 +224,16 @@ class BackupManager:
                 timeout=LOCK_TIMEOUT,
             ):
                 return self._create_locked(
-                    repo, req, data_dir, backup_id, ctx, on_created, left_packs
+                    repo, req, data_dir, backup_id, ctx, on_created, left_packs, unsaved
                 )
         finally:
             # after the release: the cleanup takes the exclusive lock for a moment
             if left_packs:
                 with contextlib.suppress(NexusError, OSError):
                     drop_unindexed_packs(repo, left_packs)
+            for meta in unsaved:  # with the failed run's packs gone there is room again
+                with contextlib.suppress(NexusError, OSError):
+                    repo.write_metadata(meta)
 
     def _reference(self, repo: Repository, req: CreateRequest) -> BackupMetadata | None:
         if req.parent_backup_id:
@@ -249,6 +253,7 @@ class BackupManager:
         ctx: OperationContext,
         on_created: Callable[[BackupMetadata], None] | None,
         left_packs: list[str],
+        unsaved: list[BackupMetadata],
     ) -> BackupMetadata:
         project = req.project_id
         reference = self._reference(repo, req)
@@ -300,8 +305,10 @@ class BackupManager:
             meta.completed_at = datetime.now(UTC)
             with contextlib.suppress(Exception):
                 repo.store.delete(repo.manifest_name(backup_id))
-            with contextlib.suppress(Exception):
+            try:
                 repo.write_metadata(meta)
+            except Exception:  # a full disk: tried again once this run's packs are dropped
+                unsaved.append(meta)
             log("ERROR", f"backup failed: {meta.error_message}")
             if isinstance(exc, NexusError | KeyboardInterrupt):
                 raise
