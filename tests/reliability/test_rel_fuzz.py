@@ -5,13 +5,16 @@ from the documented set, and no file touched outside the allowed places.
 
 The CLI may back up or restore wherever it is told: the generated paths are confined to a
 sandbox (sampled paths, relative names without `..`), and commands that block (tui, serve,
-demo) are never generated."""
+demo) are never generated. One sampled target, `link-out/x`, goes through a symlink that
+leads outside: a restore told to go there writes there (as cp or tar would), so that
+directory, and nothing else outside, may change."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -21,7 +24,7 @@ from urllib.parse import quote
 
 import pytest
 import rel_harness as h
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from core.manager import BackupManager
@@ -42,6 +45,13 @@ class Sandbox:
 
     def outside_state(self) -> tuple:
         return h.tree_state(self.outside), sorted(os.listdir(self.base))
+
+    def told_outside(self, argv: list[str]) -> Path | None:
+        """The directory below `outside` that a restore in `argv` was told to write to."""
+        if argv[2:3] != ["restore"] or len(argv) < 6 or argv[5].startswith("-"):
+            return None
+        target = Path(os.path.realpath(self.work / argv[5]))
+        return target if self.outside in target.parents else None
 
 
 @pytest.fixture(scope="module")
@@ -204,6 +214,7 @@ def test_cli_arguments_fuzz(sandbox: Sandbox):
         suppress_health_check=list(HealthCheck),
     )
     @given(argv=cli_argv(sb))
+    @example(argv=["--root", str(sb.root), "restore", "fz", "latest", "link-out/x"])
     def run(argv: list[str]) -> None:
         assert not BLOCKING & set(argv[2:3])
         cwd = os.getcwd()
@@ -216,6 +227,9 @@ def test_cli_arguments_fuzz(sandbox: Sandbox):
         assert code in EXIT_CODES, (argv, code, err)
         assert h.nexus_error_line(err), (argv, err)
         assert "internal error" not in err, (argv, err)
+        told = sb.told_outside(argv)
+        if told is not None:  # what it was told to write: gone again for the next example
+            shutil.rmtree(told, ignore_errors=True)
         assert sb.outside_state() == before, f"{argv} touched something outside"
 
     run()
