@@ -158,8 +158,11 @@ def _settled(fd: int, after: os.stat_result, data: bytes | None) -> bool:
     was read is a state the file really had."""
     if not _racy(after):
         return True
-    # until RACY_NS after its last change: a write still going on will have moved it by then
-    time.sleep(max(after.st_ctime_ns + RACY_NS - time.time_ns(), 1_000_000) / 1e9)
+    # until RACY_NS after its last change (a write still going on will have moved it by
+    # then), and never longer than that: a ctime ahead of this clock (a network filesystem's
+    # server) must not stall the backup
+    wait_ns = after.st_ctime_ns + RACY_NS - time.time_ns()
+    time.sleep(min(max(wait_ns, 1_000_000), RACY_NS) / 1e9)
     again = os.fstat(fd)
     if _stable(again) == _stable(after):
         return True

@@ -112,3 +112,23 @@ async def test_a_file_being_appended_to_is_recorded_as_a_state_it_had(
     got = (target / "app.log").read_bytes()
     assert len(got) > len(b"start\n") and log.read_bytes().startswith(got)
     assert got.endswith(b"\n")
+
+
+async def test_a_ctime_ahead_of_the_clock_does_not_stall_the_backup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file server whose clock runs ahead stamps files in this machine's future: every such
+    file looks just changed. The wait for it to settle is bounded by RACY_NS all the same."""
+    monkeypatch.setattr(core.backup, "RACY_NS", 50_000_000)
+    real_time_ns = time.time_ns
+    monkeypatch.setattr(core.backup.time, "time_ns", lambda: real_time_ns() - 3_600 * 10**9)
+    top = tmp_path / "live"
+    top.mkdir()
+    for i in range(20):
+        (top / f"f{i}").write_bytes(h.versioned(f"f{i}", 1, 1000 + i))
+    root = tmp_path / "repo"
+    h.init_project(root)
+    started = time.monotonic()
+    meta = await BackupManager(root).create(CreateRequest(project_id=h.PROJECT, data_dir=str(top)))
+    assert meta.files_count == 20 and not meta.stats.warnings
+    assert time.monotonic() - started < 20 * 0.05 + 5  # never the hour the clocks differ by
