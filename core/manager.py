@@ -14,7 +14,7 @@ import os
 import stat
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -476,13 +476,16 @@ class BackupManager:
         leaves them out)."""
         return await self._in_thread(lambda: self._repo(project_id).list_metadata()[1])
 
-    async def projects(self) -> list[ProjectSummary]:
-        return await self._in_thread(self.projects_blocking)
+    async def projects(self, only: Collection[str] | None = None) -> list[ProjectSummary]:
+        """Every project's summary, or (`only`) those of the named ones that exist: a
+        summary reads all of a project's metadata, so a view refreshes what changed."""
+        return await self._in_thread(lambda: self.projects_blocking(only))
 
-    def projects_blocking(self) -> list[ProjectSummary]:
+    def projects_blocking(self, only: Collection[str] | None = None) -> list[ProjectSummary]:
         out = []
         base = self.root / "backups"
-        for name in sorted(os.listdir(base)) if base.is_dir() else []:
+        names = sorted(os.listdir(base)) if base.is_dir() else []
+        for name in names if only is None else [n for n in names if n in only]:
             try:
                 repo = self._repo(name)
             except (NexusError, ValueError):

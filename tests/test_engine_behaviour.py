@@ -131,6 +131,16 @@ async def test_list_filters(manager, data_dir):
     assert await ids_for(until=now - timedelta(hours=1)) == []
 
 
+async def test_project_summaries_all_or_only_some(manager, data_dir):
+    for project in ("a", "b", "c"):
+        await manager.create(CreateRequest(project_id=project, data_dir=str(data_dir)))
+    await manager.create(CreateRequest(project_id="b", data_dir=str(data_dir)))
+    every = {p.project_id: p.backups for p in await manager.projects()}
+    assert every == {"a": 1, "b": 2, "c": 1}
+    some = await manager.projects(only={"b", "gone"})  # a name without a project: left out
+    assert [(p.project_id, p.backups, p.data_dir) for p in some] == [("b", 2, str(data_dir))]
+
+
 async def test_cancel_marks_failed_and_cleans_up(manager, root, tmp_path):
     d = tmp_path / "d"
     d.mkdir()

@@ -241,7 +241,7 @@ class NexusApp(App[int]):
         if op is not None:
             op.backup_id = message.metadata.id
             self.operations_changed.publish(op)
-        self.main.reload(info=False)
+        self.main.reload(info=False, project_id=message.metadata.project_id)
 
     def on_operation_finished(self, message: OperationFinished) -> None:
         op = self.operations.get(message.op_id)
@@ -274,7 +274,7 @@ class NexusApp(App[int]):
             self.main.select_when_loaded = op.project_id
         if op.kind == "create" and isinstance(op.result, BackupMetadata):
             self.main.select_backup_when_loaded = op.result.id  # show what was just made
-        self.main.reload()
+        self.main.reload(project_id=op.project_id)
         # keep the finished op around briefly for views that follow it, then forget it
         self.set_timer(30, lambda: self.operations.remove(op.id))
 

@@ -48,7 +48,11 @@ class RepositoryChanged(Message):
     project_ids: frozenset[str]
 
     def can_replace(self, message: Message) -> bool:
-        return isinstance(message, RepositoryChanged)
+        """One pending change replaces another, carrying the projects of both."""
+        if not isinstance(message, RepositoryChanged):
+            return False
+        self.project_ids = self.project_ids | message.project_ids
+        return True
 
 
 @dataclass

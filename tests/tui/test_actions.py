@@ -293,6 +293,16 @@ async def test_refreshes_when_another_process_creates_and_deletes(
         )
         assert await proc.wait() == 0
         await wait_for(pilot, lambda: len(app.main.table.backups) == 2)
+        await wait_for(pilot, lambda: app.main.projects.summary("proj").backups == 2)
+        # a project another process makes appears; the others keep their figures
+        proc = await asyncio.create_subprocess_exec(
+            *cli, "create", "other", str(seeded["data"]), stdout=subprocess.DEVNULL
+        )
+        assert await proc.wait() == 0
+        await wait_for(pilot, lambda: app.main.projects.summary("other") is not None)
+        await wait_for(pilot, lambda: app.main.projects.summary("other").backups == 1)
+        assert [p.project_id for p in app.main.projects.projects] == ["other", "proj"]
+        assert app.main.projects.summary("proj").backups == 2
         # and the log pane shows what the other process logged
         await pilot.press("4")
         await wait_for(

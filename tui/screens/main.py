@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import zlib
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -110,6 +111,10 @@ class MainScreen(WorkerErrors, Screen):
         self._signature: dict[str, int] | None = None
         self._want_info = False
         self._listed = False
+        #: Project summaries as last read, and what is to be read again.
+        self._summaries: dict[str, ProjectSummary] = {}
+        self._stale_all = False
+        self._stale_projects: set[str] = set()
         #: A project to select once the list holds it (one this app just created).
         self.select_when_loaded: str | None = None
         #: A backup to highlight once the table holds it (one this app just made).
@@ -170,17 +175,40 @@ class MainScreen(WorkerErrors, Screen):
 
     # -- loading (workers post messages; they never touch widgets)
 
-    @work(
-        group="load-projects", exclusive=True, exit_on_error=False, description="loading projects"
-    )
-    async def load_projects(self) -> None:
+    def load_projects(self, only: Collection[str] | None = None) -> None:
+        """Refresh the summaries of `only` these projects (those that changed), or of all.
+        A summary reads every metadata file of its project: with 10,000 backups a full
+        reload is 0.3 s of work, one project's a few ms."""
+        if only is None:
+            self._stale_all = True
+        else:
+            self._stale_projects.update(only)
+        if not any(not w.is_finished for w in self.workers if w.group == "load-projects"):
+            self._load_projects()
+
+    @work(group="load-projects", exit_on_error=False, description="loading projects")
+    async def _load_projects(self) -> None:
+        """Runs until nothing is stale: what goes stale meanwhile is picked up by the loop."""
         if not self._listed:
             # the names first (one directory listing), so the first project's table can load
             # while the figures of every project (which read all their metadata) are counted
             self._listed = True
             names = await asyncio.to_thread(project_names, self.app.root)
             self.post_message(ProjectsLoaded([ProjectSummary(project_id=n) for n in names], True))
-        self.post_message(ProjectsLoaded(await self.app.mgr.projects()))
+        mgr = self.app.mgr
+        while self._stale_all or self._stale_projects:
+            if self._stale_all:
+                self._stale_all = False
+                self._stale_projects.clear()
+                self._summaries = {p.project_id: p for p in await mgr.projects()}
+            else:
+                only, self._stale_projects = self._stale_projects, set()
+                fresh = {p.project_id: p for p in await mgr.projects(only=only)}
+                for name in only - fresh.keys():  # deleted meanwhile
+                    self._summaries.pop(name, None)
+                self._summaries.update(fresh)
+            summaries = [self._summaries[name] for name in sorted(self._summaries)]
+            self.post_message(ProjectsLoaded(summaries))
 
     @work(group="load-backups", exclusive=True, exit_on_error=False, description="loading backups")
     async def load_backups(self, project_id: str) -> None:
@@ -212,10 +240,11 @@ class MainScreen(WorkerErrors, Screen):
         if not any(w.is_running for w in self.workers if w.group == "repo-poll"):
             self._scan()
 
-    def reload(self, *, info: bool = True) -> None:
-        """Reload projects and the current table (after an operation of this app)."""
+    def reload(self, *, info: bool = True, project_id: str | None = None) -> None:
+        """Reload the projects (`project_id` alone: the one an operation of this app
+        changed) and the current table."""
         self._want_info = self._want_info or info
-        self.load_projects()
+        self.load_projects(None if project_id is None else {project_id})
         if self.project_id:
             self.load_backups(self.project_id)
         self.log_tail.poll_now()
@@ -297,7 +326,7 @@ class MainScreen(WorkerErrors, Screen):
             self.detail.show(message.info.metadata, message.info, self.app.now())
 
     def on_repository_changed(self, message: RepositoryChanged) -> None:
-        self.load_projects()
+        self.load_projects(message.project_ids or None)
         if self.project_id and (not message.project_ids or self.project_id in message.project_ids):
             self.load_backups(self.project_id)
 
