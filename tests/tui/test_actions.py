@@ -564,3 +564,24 @@ async def test_restore_target_picked_from_a_directory_tree(
         await settle(pilot)
         assert (places / "beta" / "a.txt").read_bytes() == (seeded["data"] / "a.txt").read_bytes()
         assert not any((places / "alpha").iterdir())
+
+
+async def test_a_long_table_shows_its_first_rows_and_says_so(
+    tui_root: Path, seeded: dict, monkeypatch
+) -> None:
+    """Past MAX_ROWS the table shows the first rows of the sorted list, and the border says
+    how many match; the filter reaches the others."""
+    from tui.widgets.backups_table import BackupTable
+
+    monkeypatch.setattr(BackupTable, "MAX_ROWS", 1)
+    app = NexusApp(tui_root)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        table = app.main.table
+        area = app.main.query_one("#table-area")
+        assert [b.id for b in table.shown] == [seeded["second"].id]  # the newest
+        assert "first 1 of 2 shown" in area.border_subtitle
+        await pilot.press("2", "slash")
+        await type_text(pilot, "type:full")
+        assert [b.id for b in table.shown] == [seeded["first"].id]
+        assert "shown" not in area.border_subtitle
