@@ -75,8 +75,11 @@ class Item:
         return _shown(self.rel)
 
 
-#: An unchanged entry: its path and the parent's manifest line, reused verbatim.
-Reused = tuple[bytes, bytes]
+#: Unchanged entries, consecutive in the walk and in the parent's manifest: [start, end,
+#: first path, last path], the span of the parent's uncompressed manifest holding their lines,
+#: reused verbatim (copied from the parent's manifest again when the manifest is written, so
+#: that the lines are not held meanwhile).
+Reused = list
 
 
 def _shown(rel: bytes) -> str:
@@ -356,6 +359,10 @@ class BackupRun:
         )
         self.ref_files = 0
         self.to_read = (0, 0)  # files and bytes the read pass reads
+        # The parent's compressed manifest and its checksum as the scan read it, when the
+        # scan's items reuse spans of it.
+        self.parent_data: bytes | None = None
+        self.parent_checksum: str | None = None
 
     def warn(self, message: str) -> None:
         if len(self.warnings) < MAX_WARNINGS:
@@ -402,6 +409,9 @@ class BackupRun:
             else:
                 expected = self.plan.reference.checksum if self.plan.reference else None
                 if records is None or not expected or records.checksum == expected:
+                    if records is not None:
+                        self.parent_data = records.data
+                        self.parent_checksum = records.checksum
                     return items
                 self._unusable("its manifest does not match its checksum")
             self.warnings.clear()
@@ -423,8 +433,9 @@ class BackupRun:
         fromhex = bytes.fromhex
         file_fields = _FILE_FIELDS
         parent = iter(records) if records is not None else iter(())
-        end: tuple[None, dict, bytes] = (None, {}, b"")
-        old_path, old, old_line = next(parent, end)
+        end: tuple[None, dict, bytes, int, int] = (None, {}, b"", 0, 0)
+        old_path, old, old_line, old_start, old_end = next(parent, end)
+        run: Reused | None = None  # the last item, when it is a span of unchanged entries
         fast = fast_size = ref_files = files = size = dirs = links = 0
         read_files = read_bytes = shown_files = shown_bytes = 0
         tick = PROGRESS_EVERY
@@ -448,12 +459,12 @@ class BackupRun:
                 while old_path is not None and order_key(old_path) < key:
                     if old.get("k") == "f":
                         ref_files += 1
-                    old_path, old, old_line = next(parent, end)
+                    old_path, old, old_line, old_start, old_end = next(parent, end)
             had_file = False
             old_hash = None
             if old_path == rel:
-                o, line = old, old_line
-                old_path, old, old_line = next(parent, end)
+                o, line, start, stop = old, old_line, old_start, old_end
+                old_path, old, old_line, old_start, old_end = next(parent, end)
                 if reuse and kind == "f":
                     # ctime changes with any change of content or metadata, so equal ctime,
                     # inode, size and mtime mean the line still says it all; its chunk
@@ -472,7 +483,12 @@ class BackupRun:
                                 if digest in index:
                                     if strict:
                                         mf.decode_entry(line)  # raises ManifestError if damaged
-                                    append((rel, line))
+                                    if run is not None and run[1] == start:
+                                        run[1] = stop
+                                        run[3] = rel
+                                    else:
+                                        run = [start, stop, rel, rel]
+                                        append(run)
                                     add_ref(digest)
                                     fast += 1
                                     fast_size += st.st_size
@@ -508,7 +524,12 @@ class BackupRun:
                     if same:
                         if strict:
                             mf.decode_entry(line)
-                        append((rel, line))
+                        if run is not None and run[1] == start:
+                            run[1] = stop
+                            run[3] = rel
+                        else:
+                            run = [start, stop, rel, rel]
+                            append(run)
                         if kind == "f":
                             for d in digests:
                                 add_ref(d)
@@ -519,6 +540,7 @@ class BackupRun:
                         else:
                             links += 1
                         continue
+            run = None
             append(
                 Item(
                     rel,
@@ -542,7 +564,7 @@ class BackupRun:
         while old_path is not None:  # count the rest of the reference's files
             if old.get("k") == "f":
                 ref_files += 1
-            old_path, old, old_line = next(parent, end)
+            old_path, old, old_line, old_start, old_end = next(parent, end)
         c = self.counts
         c["files"] += files + fast
         c["size"] += size + fast_size
@@ -600,15 +622,17 @@ class BackupRun:
         workers = max(2, min(8, (os.cpu_count() or 2) * 2))
         # Each unit: (items, future or None); a unit without a future is emitted directly.
         pending: deque[tuple[list, Future[list[Entry | SkipFile]] | None]] = deque()
-        add_line = writer.add_line
+        add_lines = writer.add_lines
+        spans = mf.Spans(self.parent_data) if self.parent_data is not None else None
 
         def drain(keep: int) -> None:
             while pending and (len(pending) > keep or _done(pending[0][1])):
                 unit, job = pending.popleft()
                 if job is None:
                     for item in unit:
-                        if type(item) is tuple:
-                            add_line(*item)
+                        if type(item) is list:
+                            assert spans is not None
+                            add_lines(item[2], item[3], spans.take(item[0], item[1]))
                             continue
                         try:
                             self._emit(writer, item, self._direct(item))
@@ -642,7 +666,7 @@ class BackupRun:
                         drain(WINDOW)
 
                 for n, item in enumerate(items):
-                    if type(item) is tuple or item.kind != "f":  # type: ignore[union-attr]
+                    if type(item) is list or item.kind != "f":  # type: ignore[union-attr]
                         if batch:
                             flush_batch()
                         direct.append(item)
@@ -664,6 +688,10 @@ class BackupRun:
                 flush_batch()
                 flush_direct()
                 drain(0)
+                # The spans copied are the lines the scan compared only if the parent's
+                # manifest streamed the same bytes again.
+                if spans is not None and spans.finish() != self.parent_checksum:
+                    raise Damaged("the parent's manifest changed while the backup read it")
             except BaseException:
                 ctx.cancel.set()
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -712,6 +740,8 @@ class BackupRun:
             repo.index.files.add(name)
         data, checksum = writer.finish()
         repo.write_manifest(meta.id, data)
+        del data
+        self.parent_data = None
 
         c = self.counts
         stats = meta.stats

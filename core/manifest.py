@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import blake3
@@ -197,11 +197,30 @@ class ManifestWriter:
         self._last = key
         self._write(line)
 
+    def add_lines(self, first: bytes, last: bytes, pieces: Iterable[bytes]) -> None:
+        """Consecutive entries reused verbatim (a span of the parent's manifest, see `Spans`),
+        `first` and `last` the paths of its first and last entry; the entries within the
+        span were checked to be in order when the parent was merged."""
+        key = first.translate(_ORDER)
+        if self._last is not None and key <= self._last:
+            raise ManifestError(f"manifest entries out of order at {first!r}")
+        last_key = last.translate(_ORDER)
+        if last_key < key:
+            raise ManifestError(f"manifest entries out of order at {last!r}")
+        self._last = last_key
+        piece = b"\n"
+        for piece in pieces:
+            self._write(piece)
+        if not piece.endswith(b"\n"):
+            self._write(b"\n")  # the parent's last line, written without its newline
+
     def finish(self) -> tuple[bytes, str]:
         """The compressed manifest and its checksum `blake3:<hex>`."""
         self._flush()
         self._buf.write(self._comp.flush())
-        return self._buf.getvalue(), "blake3:" + self._hash.hexdigest()
+        data = self._buf.getvalue()
+        self._buf = io.BytesIO()
+        return data, "blake3:" + self._hash.hexdigest()
 
 
 def _lines(data: bytes) -> Iterator[bytes]:
@@ -269,10 +288,12 @@ class _Hashing(io.RawIOBase):
 
 
 class Records:
-    """The entries of a manifest as (path, fields, line) without building Entries: for the
-    backup's merge with its parent, which compares a few fields of every line and reuses
-    most lines verbatim. `fields` is the line's JSON object as decoded, unchecked beyond
-    having a path; `line` ends with a newline.
+    """The entries of a manifest as (path, fields, line, start, end) without building
+    Entries: for the backup's merge with its parent, which compares a few fields of every
+    line and reuses most lines verbatim. `fields` is the line's JSON object as decoded,
+    unchecked beyond having a path; `line` ends with a newline; `start` and `end` are its
+    offsets in the uncompressed manifest (as read: without the newline `line` may have been
+    given), for `Spans` to copy runs of unchanged lines without keeping them meanwhile.
 
     The lines are hashed as they stream by: once iterated to the end, `checksum` is the
     manifest's checksum, for the caller to compare with the one in the backup's metadata
@@ -281,17 +302,19 @@ class Records:
     """
 
     def __init__(self, data: bytes) -> None:
-        self._data = data
+        self.data = data
         self._hash = blake3.blake3()
         self.checksum: str | None = None  # set once the last line has been read
 
-    def __iter__(self) -> Iterator[tuple[bytes, dict, bytes]]:
+    def __iter__(self) -> Iterator[tuple[bytes, dict, bytes, int, int]]:
         loads = orjson.loads
         try:
-            reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(self._data))
+            reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(self.data))
             lines = io.BufferedReader(_Hashing(reader, self._hash), buffer_size=1 << 20)
-            next(lines, None)  # the header
+            end = len(next(lines, b""))  # the header
             for line in lines:
+                start = end
+                end += len(line)
                 try:
                     obj = loads(line)
                     path = obj["p"].encode("utf-8") if "p" in obj else _get_bytes(obj, "p")
@@ -303,7 +326,60 @@ class Records:
                     if not isinstance(obj, dict):
                         raise ManifestError("bad manifest entry: not an object")
                     raise ManifestError("entry without a path")
-                yield path, obj, line if line.endswith(b"\n") else line + b"\n"
+                yield path, obj, line if line.endswith(b"\n") else line + b"\n", start, end
         except zstandard.ZstdError as exc:
             raise ManifestError(f"manifest cannot be decompressed: {exc}") from exc
         self.checksum = "blake3:" + self._hash.hexdigest()
+
+
+class Spans:
+    """Byte ranges of a manifest's uncompressed stream, taken in increasing order while it is
+    decompressed once more, a block at a time: the backup's read pass copies runs of the
+    parent's unchanged lines (offsets from `Records`) this way, rather than holding every
+    line from the scan until it is written. Every byte streamed by is hashed; `finish`
+    returns the manifest's checksum, for the caller to compare with the one `Records`
+    computed over the same lines."""
+
+    BLOCK = 1 << 20
+
+    def __init__(self, data: bytes) -> None:
+        self._reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
+        self._hash = blake3.blake3()
+        self._buf = b""
+        self._at = 0  # offset of self._buf[0]
+        self._taken = 0  # end of the last range taken
+
+    def _more(self) -> bool:
+        try:
+            block = self._reader.read(self.BLOCK)
+        except zstandard.ZstdError as exc:
+            raise ManifestError(f"manifest cannot be decompressed: {exc}") from exc
+        if not block:
+            return False
+        self._hash.update(block)
+        self._at += len(self._buf)
+        self._buf = block
+        return True
+
+    def take(self, start: int, end: int) -> Iterator[bytes]:
+        """The bytes from `start` to `end`, in pieces of at most a block, streamed; ranges
+        must be taken in order, each to its end before the next."""
+        if start < self._taken or end < start:
+            raise ManifestError("manifest spans out of order")
+        self._taken = end
+        while start < end:
+            buf_end = self._at + len(self._buf)
+            if start >= buf_end:
+                if not self._more():
+                    raise ManifestError("manifest shorter than when it was read")
+                continue
+            lo, hi = start - self._at, min(end, buf_end) - self._at
+            yield self._buf[lo:hi] if lo or hi < len(self._buf) else self._buf
+            start += hi - lo
+
+    def finish(self) -> str:
+        """Reads the rest; the checksum `blake3:<hex>` of the whole uncompressed manifest."""
+        while self._more():
+            pass
+        self._buf = b""
+        return "blake3:" + self._hash.hexdigest()

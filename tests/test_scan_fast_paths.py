@@ -249,6 +249,35 @@ def test_writer_refuses_disorder_and_duplicates():
         w.add_line(b"a-b", b"{}\n")
 
 
+def test_spans_copy_the_parents_lines_in_pieces(monkeypatch):
+    """The read pass copies runs of the parent's lines by their offsets from Records, across
+    block boundaries, and the last line keeps (or gets back) its newline."""
+    monkeypatch.setattr(mf.Spans, "BLOCK", 97)  # spans straddle many blocks
+    for tail in (b"\n", b""):
+        w = mf.ManifestWriter({})
+        for i in range(300):
+            w.add(mf.Entry(path=b"d/f%04d" % i, kind=mf.DIR, mode=0o40755, mtime_ns=i))
+        data = w.finish()[0]
+        plain = b"".join(_lines(data))
+        if not tail:
+            plain = plain[:-1]
+            data = zstandard.ZstdCompressor().compress(plain)
+        records = mf.Records(data)
+        rows = [(path, start, end) for path, _obj, _line, start, end in records]
+        assert [plain[s:e] for _p, s, e in rows] == plain.splitlines(True)[1:]
+        spans = mf.Spans(data)
+        out = mf.ManifestWriter({})
+        # runs of unchanged lines with gaps between them (entries left out or rewritten)
+        for lo, hi in ((0, 1), (1, 120), (125, 126), (130, 300)):
+            out.add_lines(rows[lo][0], rows[hi - 1][0], spans.take(rows[lo][1], rows[hi - 1][2]))
+        assert spans.finish() == records.checksum
+        want = [plain.splitlines(True)[1 + i] for i in [*range(120), 125, *range(130, 300)]]
+        got = _lines(out.finish()[0])[1:]
+        assert got[:-1] == want[:-1] and got[-1] == want[-1].rstrip(b"\n") + b"\n"
+        with pytest.raises(mf.ManifestError, match="out of order"):
+            list(spans.take(rows[0][1], rows[0][2]))
+
+
 # --- the walk ----------------------------------------------------------------------------
 
 
