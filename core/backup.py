@@ -424,7 +424,7 @@ class BackupRun:
         # and the parent line's JSON). An unchanged file of one chunk, the common case,
         # takes the first branch; everything else the general one below it.
         ctx = self.ctx
-        index = self.repo.index.entries
+        index = self.repo.index.entries.keys()  # a dict's keys: `in` without a call
         add_ref = self.referenced.add
         reuse = self.plan.reuse and records is not None
         # A parent without a checksum (never written so): every reused line is checked whole.
