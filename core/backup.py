@@ -723,6 +723,7 @@ class BackupRun:
         try:
             self.read(items, state, writer)
             del items
+            self.parent_data = None
             state.writer.flush()
             ctx.check()
             # Index, then manifest, then the metadata: the restic write order.
@@ -741,7 +742,6 @@ class BackupRun:
         data, checksum = writer.finish()
         repo.write_manifest(meta.id, data)
         del data
-        self.parent_data = None
 
         c = self.counts
         stats = meta.stats

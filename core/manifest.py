@@ -161,11 +161,13 @@ class ManifestWriter:
     BLOCK = 256 * 1024
 
     def __init__(self, header: dict) -> None:
-        self._buf = io.BytesIO()
+        self._out: list[bytes] = []  # the compressed pieces (a BytesIO over-allocates)
         # threads=1: zstd compresses in its own thread (without the GIL) while the caller
         # goes on producing lines; the output is an ordinary zstd frame. Level 1: manifests
-        # (JSON around hex digests) come out no larger than at 3, at half the CPU.
-        self._comp = zstandard.ZstdCompressor(level=1, threads=1).compressobj()
+        # (JSON around hex digests) come out no larger than at 3, at half the CPU. Jobs of
+        # 1 MiB (the default is several times the window): less held in zstd's buffers.
+        params = zstandard.ZstdCompressionParameters.from_level(1, threads=1, job_size=1 << 20)
+        self._comp = zstandard.ZstdCompressor(compression_params=params).compressobj()
         self._hash = blake3.blake3()
         self._last: bytes | None = None
         self._pending: list[bytes] = []
@@ -183,7 +185,8 @@ class ManifestWriter:
         block = b"".join(self._pending)
         self._pending, self._pending_size = [], 0
         self._hash.update(block)
-        self._buf.write(self._comp.compress(block))
+        if out := self._comp.compress(block):
+            self._out.append(out)
 
     def add(self, entry: Entry) -> None:
         self.add_line(entry.path, encode_entry(entry))
@@ -217,9 +220,10 @@ class ManifestWriter:
     def finish(self) -> tuple[bytes, str]:
         """The compressed manifest and its checksum `blake3:<hex>`."""
         self._flush()
-        self._buf.write(self._comp.flush())
-        data = self._buf.getvalue()
-        self._buf = io.BytesIO()
+        self._out.append(self._comp.flush())
+        del self._comp  # its buffers go before the output is joined
+        data = b"".join(self._out)
+        self._out = []
         return data, "blake3:" + self._hash.hexdigest()
 
 
