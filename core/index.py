@@ -42,12 +42,18 @@ def encode_index(locations: Iterable[tuple[bytes, BlobLocation]]) -> bytes:
     return body + blake3.blake3(body).digest()
 
 
-def decode_index(data: bytes) -> Iterator[tuple[bytes, BlobLocation]]:
+def _checked_body(data: bytes) -> bytes:
+    """An index file's body, once its magic and its trailing BLAKE3 digest are checked."""
     if len(data) < len(MAGIC) + 4 + 32 or not data.startswith(MAGIC):
         raise IndexFormatError("not an index file")
     body, digest = data[:-32], data[-32:]
     if blake3.blake3(body).digest() != digest:
         raise IndexFormatError("index checksum mismatch")
+    return body
+
+
+def decode_index(data: bytes) -> Iterator[tuple[bytes, BlobLocation]]:
+    body = _checked_body(data)
     (packs,) = struct.unpack_from("<I", body, len(MAGIC))
     pos = len(MAGIC) + 4
     for _ in range(packs):
@@ -66,11 +72,7 @@ def index_packs(data: bytes) -> tuple[bytes, list[tuple[str, int, int]]]:
     """An index file checked whole (as `decode_index` does) and its body, with each pack's
     (id, offset of its first blob record, number of blobs): for loading it without a
     BlobLocation per chunk."""
-    if len(data) < len(MAGIC) + 4 + 32 or not data.startswith(MAGIC):
-        raise IndexFormatError("not an index file")
-    body, digest = data[:-32], data[-32:]
-    if blake3.blake3(body).digest() != digest:
-        raise IndexFormatError("index checksum mismatch")
+    body = _checked_body(data)
     (packs,) = struct.unpack_from("<I", body, len(MAGIC))
     pos = len(MAGIC) + 4
     out: list[tuple[str, int, int]] = []
