@@ -133,6 +133,13 @@ def _day_bound(day: date, *, end: bool) -> datetime:
     return datetime.combine(day, time.max if end else time.min, tzinfo=UTC)
 
 
+def awaiting_value(text: str) -> bool:
+    """Whether the last token is a key still waiting for its value (`status:`), as it is
+    for one keystroke each time a key is typed."""
+    tokens = text.split()
+    return bool(tokens) and not text[-1:].isspace() and tokens[-1].endswith(":")
+
+
 def parse_filter(text: str, now: datetime) -> TableFilter:
     """Parse the bar's text; tokens that do not parse are listed in `errors` and ignored."""
     types: set[BackupType] = set()

@@ -585,3 +585,23 @@ async def test_a_long_table_shows_its_first_rows_and_says_so(
         await type_text(pilot, "type:full")
         assert [b.id for b in table.shown] == [seeded["first"].id]
         assert "shown" not in area.border_subtitle
+
+
+async def test_a_key_typed_before_its_value_leaves_the_table_as_it_was(
+    tui_root: Path, seeded: dict
+) -> None:
+    """`status:` is not yet a filter; for that keystroke the table keeps its rows instead of
+    bringing every backup back (which, on a long table, is also the slowest keystroke)."""
+    app = NexusApp(tui_root)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        table = app.main.table
+        await pilot.press("slash")
+        await type_text(pilot, "tag:env")
+        assert [b.id for b in table.shown] == [seeded["first"].id]
+        await type_text(pilot, " status")
+        assert table.shown == []  # the free text 'status' is in no backup
+        await type_text(pilot, ":")
+        assert table.shown == []  # as it was; not both backups back for a keystroke
+        await type_text(pilot, "c")
+        assert [b.id for b in table.shown] == [seeded["first"].id]  # tag:env, completed

@@ -24,7 +24,7 @@ from textual.widgets import Footer
 
 from core.errors import NotFound
 from core.models import BackupMetadata, ProjectSummary
-from tui.filtering import parse_filter
+from tui.filtering import awaiting_value, parse_filter
 from tui.messages import (
     BackupInfoLoaded,
     BackupsLoaded,
@@ -333,7 +333,10 @@ class MainScreen(WorkerErrors, Screen):
     @on(FilterChanged)
     def _filter_changed(self, message: FilterChanged) -> None:
         flt = parse_filter(message.text, self.app.now())
-        self.table.set_filter(flt)
+        if not awaiting_value(message.text):
+            # a key typed before its value (`status:`) leaves the table as it was, rather
+            # than bringing every row back for one keystroke
+            self.table.set_filter(flt)
         self.query_one(FilterBar).show_result(flt)
 
     # -- layout: wide shows detail and log side by side, narrow one at a time

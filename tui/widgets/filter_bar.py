@@ -37,12 +37,10 @@ class FilterBar(Horizontal):
     def show_result(self, flt: TableFilter) -> None:
         """Under the input: a parse error if any, else the syntax hint."""
         hint = self.query_one("#filter-hint", Label)
-        if flt.errors:
-            hint.update("⚠ " + "; ".join(flt.errors))
-            hint.add_class("-bad")
-        else:
-            hint.update(HINT)
-            hint.remove_class("-bad")
+        text = "⚠ " + "; ".join(flt.errors) if flt.errors else HINT
+        if str(hint.content) != text:
+            hint.update(text, layout=False)  # its width is fixed (app.tcss)
+        hint.set_class(bool(flt.errors), "-bad")
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
