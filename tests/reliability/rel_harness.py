@@ -32,8 +32,11 @@ from pathlib import Path
 from typing import Any
 
 REPO_DIR = Path(__file__).resolve().parents[2]
-if str(REPO_DIR) not in sys.path:
-    sys.path.insert(0, str(REPO_DIR))
+for _path in (REPO_DIR, REPO_DIR / "tests"):  # the engine; tree_compare, shared with the suite
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from tree_compare import tree_snapshot  # noqa: E402
 
 from core import manifest as mf  # noqa: E402
 from core.errors import NexusError  # noqa: E402
@@ -83,22 +86,12 @@ def init_project(root: Path, project: str = PROJECT, *, small: bool = True) -> N
 
 
 def snapshot(top: Path | str) -> Snapshot:
-    """Every entry below `top`: ("f", bytes, mode) / ("d", mode) / ("l", target)."""
-    out: Snapshot = {}
-    base = os.fsencode(top)
-    for dirpath, dirs, files in os.walk(base):
-        for name in dirs + files:
-            full = os.path.join(dirpath, name)
-            rel = os.path.relpath(full, base)
-            st = os.lstat(full)
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = ("l", os.readlink(full))
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = ("d", stat.S_IMODE(st.st_mode))
-            else:
-                with open(full, "rb") as f:
-                    out[rel] = ("f", f.read(), stat.S_IMODE(st.st_mode))
-    return out
+    """Every entry below `top`: ("f", bytes, mode) / ("d", mode) / ("l", target); that is
+    tree_compare's snapshot without the mtimes (a restore of an earlier state sets others)."""
+    return {
+        rel: entry[:3] if entry[0] == "f" else entry
+        for rel, entry in tree_snapshot(Path(top)).items()
+    }
 
 
 def diff_trees(want: Snapshot, got: Snapshot, limit: int = 8) -> list[str]:
