@@ -154,28 +154,8 @@ def cli_argv(draw, sb: Sandbox) -> list[str]:
         "list": ["--type", "--status", "--tag", "--since", "--until", "--search"],
         "verify": ["--all", "--quick"],
     }.get(command, [])
-    every = [
-        "--json",
-        "--type",
-        "--tag",
-        "--extra",
-        "--exclude",
-        "--name",
-        "--parent",
-        "--path",
-        "--overwrite",
-        "--delete",
-        "--dry-run",
-        "--no-checkpoint",
-        "--status",
-        "--since",
-        "--until",
-        "--search",
-        "--all",
-        "--quick",
-        "--bogus",
-        "-x",
-    ]
+    flags = ["--delete", "--dry-run", "--no-checkpoint", "--all", "--quick"]
+    every = ["--json", *sorted(VALUED), *flags, "--bogus", "-x"]
     pool = ["--json", *valid] if draw(st.integers(0, 3)) else every
     options = draw(st.lists(st.sampled_from(pool), max_size=3))
     value = {
