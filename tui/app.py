@@ -141,8 +141,8 @@ class NexusApp(App[int]):
         """Tell Rich's console the terminal's size, so that it stops asking the terminal.
 
         Unsized, the console queries the terminal (three ioctls) whenever it builds its
-        options, which a DataTable does for every cell of every row it adds: half the time
-        of filling a table of 2,000 backups (1.3 s -> 0.7 s once the size is pinned)."""
+        options, which a DataTable does for every cell of every row it adds (widening a
+        filtered table back to 2,000 rows: 350-560 ms unpinned, 310-400 ms pinned)."""
         size = size or self.size
         self.console.size = (size.width, size.height)
 
