@@ -47,6 +47,11 @@ class Entry:
     hash: str | None = None  # BLAKE3 hex of the whole content (files)
     chunks: list[tuple[str, int]] = field(default_factory=list)  # (BLAKE3 hex, raw size)
     target: bytes | None = None  # symlink target
+    #: A file with other hard links: the path of the first entry (in manifest order) of the
+    #: same inode. Advisory: the entry still holds its whole content, so it restores alone.
+    link: bytes | None = None
+    #: Extended attributes (POSIX ACLs are `system.posix_acl_access` / `_default`): name to value.
+    xattrs: dict[bytes, bytes] | None = None
     raw: bytes | None = field(default=None, repr=False, compare=False)  # the line as read
 
     @property
@@ -109,10 +114,25 @@ def encode_entry(e: Entry) -> bytes:
     obj.update(k=e.kind, m=e.mode, t=e.mtime_ns, u=e.uid, g=e.gid)
     if e.kind == FILE:
         obj.update(s=e.size, h=e.hash, ch=[[h, n] for h, n in e.chunks], i=e.ino, c=e.ctime_ns)
+        if e.link is not None:
+            _put_bytes(obj, "hl", e.link)
     elif e.kind == SYMLINK:
         _put_bytes(obj, "l", e.target or b"")
         obj.update(s=e.size, i=e.ino, c=e.ctime_ns)
+    if e.xattrs:
+        obj["x"] = {
+            base64.b64encode(k).decode("ascii"): base64.b64encode(v).decode("ascii")
+            for k, v in sorted(e.xattrs.items())
+        }
     return orjson.dumps(obj) + b"\n"
+
+
+def _xattrs(value: object) -> dict[bytes, bytes] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ManifestError("bad extended attributes in manifest")
+    return {base64.b64decode(k): base64.b64decode(v) for k, v in value.items()}
 
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -147,6 +167,8 @@ def decode_entry(line: bytes) -> Entry:
             hash=_digest(obj["h"]) if kind == FILE else obj.get("h"),
             chunks=[(_digest(h), int(n)) for h, n in obj.get("ch", [])],
             target=_get_bytes(obj, "l"),
+            link=check_path(link) if (link := _get_bytes(obj, "hl")) is not None else None,
+            xattrs=_xattrs(obj.get("x")),
             raw=line if line.endswith(b"\n") else line + b"\n",
         )
     except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as exc:

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_TAGS = 32
 MAX_TAG_KEY = 64
 MAX_TAG_VALUE = 256
@@ -45,7 +45,7 @@ RESTORABLE = frozenset({BackupStatus.COMPLETED, BackupStatus.RESTORING})
 
 def check_id(value: str, what: str = "id") -> str:
     """Ids become path components: no separators, no `..`, bounded length and charset."""
-    if not isinstance(value, str) or not ID_PATTERN.match(value) or ".." in value:
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value) or ".." in value:
         raise ValueError(
             f"invalid {what} {value!r}: use 1-64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit, without '..'"
@@ -150,6 +150,15 @@ class CreateRequest(BaseModel):
     )
     parent_backup_id: BackupId | None = None
     name: Annotated[str, Field(min_length=1, max_length=MAX_TAG_VALUE)] | None = None
+    #: Read the data directory's `.nexusignore` (a pre-restore checkpoint does not: it must
+    #: hold everything the restore may overwrite).
+    use_ignore_file: bool = True
+    #: Back up a directory other than the project's remembered one (which is then re-pointed).
+    data_dir_change: bool = False
+    #: Directories `data_dir` must lie beneath (the API's --allow-dir): it is opened from one
+    #: of them component by component without following symlinks, so a swap after the check
+    #: cannot send the backup elsewhere. None: no confinement (the CLI, the TUI).
+    confine_to: list[str] | None = Field(default=None, exclude=True)
 
 
 OverwritePolicy = Literal["always", "if-changed", "never"]
@@ -170,6 +179,8 @@ class RestoreRequest(BaseModel):
     delete_extra: bool = False  # remove files in the target that the backup does not hold
     dry_run: bool = False
     checkpoint: bool = True  # take a CHECKPOINT of a non-empty target before overwriting it
+    #: Directories `restore_dir` must lie beneath (the API's --allow-dir), see CreateRequest.
+    confine_to: list[str] | None = Field(default=None, exclude=True)
 
 
 class ListFilter(BaseModel):
@@ -211,6 +222,37 @@ class RestoreChange(BaseModel):
     reason: str | None = None
 
 
+class RestoreCounts(BaseModel):
+    """Exact counts of what a restore does (or, dry-run, would do), for any number of
+    entries: the faces show these, never a count of the capped `changes` list."""
+
+    files_create: int = 0
+    files_overwrite: int = 0
+    files_unchanged: int = 0
+    files_metadata: int = 0  # content matches, mode or times are set again
+    dirs_create: int = 0
+    dirs_overwrite: int = 0  # a non-directory replaced by a directory
+    symlinks_create: int = 0
+    symlinks_overwrite: int = 0
+    skipped: int = 0
+    delete_files: int = 0  # files and symlinks in the target the backup does not hold (--delete)
+    delete_dirs: int = 0
+    bytes_to_write: int = 0
+
+    @property
+    def overwritten(self) -> int:
+        """Entries of the target that are replaced."""
+        return self.files_overwrite + self.dirs_overwrite + self.symlinks_overwrite
+
+    @property
+    def deleted(self) -> int:
+        return self.delete_files + self.delete_dirs
+
+    @property
+    def destructive(self) -> bool:
+        return bool(self.overwritten or self.deleted)
+
+
 class RestoreResult(BaseModel):
     project_id: str
     backup_id: str
@@ -226,7 +268,8 @@ class RestoreResult(BaseModel):
     verified: bool = False
     checkpoint_id: str | None = None  # the CHECKPOINT taken of the target before it was changed
     undo_hint: str | None = None
-    changes: list[RestoreChange] = Field(default_factory=list)  # capped; dry-run's preview
+    counts: RestoreCounts = Field(default_factory=RestoreCounts)  # exact, see RestoreCounts
+    changes: list[RestoreChange] = Field(default_factory=list)  # capped examples of the preview
     changes_truncated: bool = False
     warnings: list[str] = Field(default_factory=list)
     duration_seconds: float = 0.0
