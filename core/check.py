@@ -3,13 +3,17 @@ and the index rebuilt from the packs alone when index files are lost or damaged.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import time
+from collections import defaultdict
 from datetime import UTC, datetime
 
-from .index import PREFIX, rebuild_from_packs, write_index
+from .chunker import hash_bytes
+from .errors import NexusError
+from .index import PREFIX, IndexFormatError, decode_index, rebuild_from_packs, write_index
 from .models import RESTORABLE, CheckResult, RebuildResult
-from .packs import read_pack_entries
+from .packs import BlobLocation, PackWriter, decompress, read_pack_entries, salvage_entries
 from .progress import OperationContext
 from .repository import Repository
 from .validator import verify_backup
@@ -49,9 +53,20 @@ def check_repository(repo: Repository, *, read_data: bool, ctx: OperationContext
     orphans = sorted(set(on_disk) - set(by_pack))
     if orphans:
         result.warnings.append(f"{len(orphans)} packs are not indexed (left by an interrupted run)")
+    try:
+        repo.config  # noqa: B018
+    except NexusError as exc:
+        result.errors.append(str(exc))
     metas, bad = repo.list_metadata()
     for backup_id in bad:
-        result.errors.append(f"backup {backup_id}: metadata.json is missing or damaged")
+        if repo.empty_backup_dir(backup_id):  # a create killed before its first write
+            result.warnings.append(f"backup {backup_id}: empty (removed by the next writer)")
+        else:
+            result.errors.append(f"backup {backup_id}: metadata.json is missing or damaged")
+    for backup_id in sorted(repo.tombstones()):
+        result.warnings.append(
+            f"backup {backup_id}: its delete was interrupted (finished by the next writer)"
+        )
     for meta in sorted(metas, key=lambda m: m.created_at):
         if meta.status not in RESTORABLE:
             continue
@@ -66,14 +81,52 @@ def check_repository(repo: Repository, *, read_data: bool, ctx: OperationContext
     return result
 
 
+QUARANTINE = "quarantine/"
+
+
 def rebuild_index(repo: Repository, ctx: OperationContext) -> RebuildResult:
-    """Replace every index file by one built from the packs' headers (exclusive lock held)."""
+    """Replace every index file by one built from the packs' headers (exclusive lock held).
+
+    Repair never loses what it cannot parse (invariant 2): a pack whose header is damaged keeps
+    every chunk that still verifies (from the old index, else from its header read without its
+    checksum): those chunks are copied into a new pack and the damaged pack, like a damaged
+    index file, is moved to `quarantine/` (kept, never deleted by any automatic step)."""
     ctx.set_phase("rebuilding")
+    old_names = [o.name for o in repo.store.list(PREFIX)]
+    old: dict[str, list[tuple[bytes, BlobLocation]]] = defaultdict(list)
+    bad_index: list[str] = []
+    for name in old_names:
+        try:
+            for digest, loc in decode_index(repo.store.get(name)):
+                old[loc.pack_id].append((digest, loc))
+        except (IndexFormatError, struct.error, OSError):
+            bad_index.append(name)
     locations, damaged = rebuild_from_packs(repo.store)
-    old = [o.name for o in repo.store.list(PREFIX)]
-    new = write_index(repo.store, locations)
-    for name in old:
-        if name != new:
+    # Copies first: every object that cannot be parsed is kept, whatever happens next.
+    for name in damaged + bad_index:
+        repo.store.put(QUARANTINE + name, repo.store.get(name))
+    salvaged: list[tuple[bytes, BlobLocation]] = []
+    writer = PackWriter(repo.store, lambda _p, locs: salvaged.extend(locs), repo.pack_size)
+    notes: list[str] = []
+    try:
+        for name in damaged:
+            ctx.check()
+            kept = _salvage(repo, name, old.get(name.rsplit("/", 1)[-1], []), writer)
+            notes.append(f"{name}: header damaged, {kept} chunks salvaged")
+        writer.flush()
+    except BaseException:
+        writer.abort()
+        raise
+    # A damaged index file may bear the name the new one gets (both named by their content).
+    for name in bad_index:
+        repo.store.delete(name)
+    new = write_index(repo.store, locations + salvaged)
+    repaired = set(writer.pack_names)  # a salvage can rebuild a pack byte for byte, same name
+    for name in damaged:
+        if name not in repaired:
+            repo.store.delete(name)
+    for name in old_names:
+        if name != new and name not in bad_index:
             repo.store.delete(name)
     repo.index = type(repo.index)()
     repo.refresh_index()
@@ -83,4 +136,29 @@ def rebuild_index(repo: Repository, ctx: OperationContext) -> RebuildResult:
         packs_read=len({loc.pack_id for _d, loc in locations}) + len(damaged),
         chunks_indexed=len(repo.index),
         damaged_packs=damaged,
+        chunks_salvaged=len(salvaged),
+        quarantined=[QUARANTINE + n for n in damaged + bad_index],
+        notes=notes,
     )
+
+
+def _salvage(
+    repo: Repository, name: str, known: list[tuple[bytes, BlobLocation]], writer: PackWriter
+) -> int:
+    """Copy every chunk of a damaged pack that still verifies into `writer`; returns how many."""
+    candidates = [(d, loc.offset, loc.length, loc.raw_length, loc.flags) for d, loc in known]
+    with contextlib.suppress(ValueError, struct.error, OSError, EOFError):
+        candidates += salvage_entries(repo.store, name)
+    kept: set[bytes] = set()
+    for digest, offset, length, raw_length, flags in candidates:
+        if digest in kept:
+            continue
+        try:
+            stored = repo.store.get_range(name, offset, length)
+            raw = decompress(stored, flags, raw_length)
+        except Exception:  # short reads, zstd errors: this candidate is not intact
+            continue
+        if len(raw) == raw_length and hash_bytes(raw) == digest:
+            writer.add(digest, stored, raw_length, flags)
+            kept.add(digest)
+    return len(kept)

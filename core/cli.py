@@ -246,7 +246,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("create", "back up a directory into a project", cmd_create)
     p.add_argument("project", metavar="PROJECT", type=_project_arg)
-    p.add_argument("data_dir", metavar="DATA_DIR", type=_nonempty)
+    p.add_argument(
+        "data_dir",
+        metavar="DATA_DIR",
+        type=_nonempty,
+        nargs="?",
+        help="default: the directory the project backs up",
+    )
+    p.add_argument(
+        "--data-dir-change",
+        action="store_true",
+        help="back up DATA_DIR although the project backs up another directory (re-points it)",
+    )
     p.add_argument("--type", dest="backup_type", choices=types, default="full")
     p.add_argument(
         "--tag", metavar="K=V", type=_key_value, action="append", default=[], help="repeatable"
@@ -574,12 +585,21 @@ def _command(*words: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def _remembered_dir(ctx: Context, project: str) -> str:
+    found = run(ctx.manager.projects(only=[project]))
+    if not found or not found[0].data_dir:
+        raise UsageError(f"create: project {project!r} has no directory yet: give DATA_DIR")
+    return found[0].data_dir
+
+
 def cmd_create(ctx: Context) -> int:
     a = ctx.args
+    data_dir = a.data_dir or _remembered_dir(ctx, a.project)
     req = CreateRequest(
         project_id=a.project,
         backup_type=BackupType(a.backup_type),
-        data_dir=os.path.abspath(a.data_dir),
+        data_dir=os.path.abspath(data_dir),
+        data_dir_change=a.data_dir_change,
         tags=dict(a.tag),
         extra=dict(a.extra),
         excludes=a.exclude,
@@ -851,15 +871,20 @@ def cmd_delete(ctx: Context) -> int:
     backup_id = _resolve_latest(ctx, a.project, a.backup_id)
     with ctx.progress() as bar:
         res: DeleteResult = run(ctx.manager.delete(a.project, backup_id, progress=bar))
+    code = EXIT_OK if res.reclaim_refused is None else EXIT_ERROR
     if ctx.json:
         ctx.emit(res)
-        return EXIT_OK
+        return code
+    if res.reclaim_refused is not None:
+        out(f"Deleted backup {res.backup_id} of project {res.project_id}")
+        _error_line(f"space not reclaimed: {res.reclaim_refused}")
+        return code
     out(
         f"Deleted backup {res.backup_id} of project {res.project_id}: reclaimed "
         f"{size(res.bytes_reclaimed)} ({plural(res.packs_deleted, 'pack')} deleted, "
         f"{res.packs_rewritten} rewritten)"
     )
-    return EXIT_OK
+    return code
 
 
 def cmd_verify(ctx: Context) -> int:
@@ -966,8 +991,13 @@ def cmd_rebuild_index(ctx: Context) -> int:
         f"Index of {res.project_id} rebuilt from {plural(res.packs_read, 'pack')}: "
         f"{plural(res.chunks_indexed, 'chunk')} indexed"
     )
-    for name in res.damaged_packs:
-        out(f"  damaged pack skipped: {clean(name)}")
+    for note in res.notes:
+        out(f"  {clean(note)}")
+    if res.quarantined:
+        out(
+            f"  {plural(len(res.quarantined), 'damaged object')} moved to quarantine/ (kept, "
+            "not deleted): run check"
+        )
     return EXIT_DAMAGED if res.damaged_packs else EXIT_OK
 
 

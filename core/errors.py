@@ -48,6 +48,10 @@ class StorageFull(NexusError):
     http_status = 507
 
 
+class ReadOnly(NexusError):
+    """The repository cannot be written (a read-only mount, a snapshot, no permission)."""
+
+
 class Cancelled(NexusError):
     """The operation was cancelled by its caller."""
 

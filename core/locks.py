@@ -6,15 +6,19 @@ racers at least one sees the other, so two exclusive holders can never both win 
 removes its lock and backs off). Locks live in the store rather than as flock()s so that they
 work the same on an object-store backend and across hosts sharing a repository.
 
-A lock is stale, and broken by the next acquirer, when its process is gone (same host: pid
-dead, or the pid reused by another process, told by its start time) or, for a process we
-cannot check, when it has not been refreshed for STALE_AFTER. Holders refresh every
-REFRESH_INTERVAL from a daemon thread.
+A lock is stale, and broken by the next acquirer, when it has not been refreshed for
+STALE_AFTER, or when its process is provably gone: only a lock made on this very machine,
+in this boot and in this pid namespace (its `host`, `boot_id` and `pidns` all equal ours) is
+judged by its pid (dead, or reused by another process, told by its start time). A second
+machine with the same hostname, a container, or a lock of an older version that did not
+record its boot is judged by age alone: a pid means nothing outside its namespace. Holders
+refresh every REFRESH_INTERVAL from a daemon thread.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import random
@@ -28,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from core.errors import Busy, from_os_error
+from core.errors import Busy, ReadOnly, from_os_error
 from core.storage import ObjectStore
 
 PREFIX = "locks/"
@@ -40,6 +44,22 @@ REFRESH_INTERVAL = 300.0
 BACKOFF = (0.02, 0.2)
 
 HOST = socket.gethostname()
+
+
+def _read_identity(path: str, link: bool = False) -> str | None:
+    try:
+        if link:
+            return os.readlink(path)
+        with open(path) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+#: This boot (a reboot or another machine has another) and this pid namespace (a container
+#: has its own): a pid is only meaningful where both match.
+BOOT_ID = _read_identity("/proc/sys/kernel/random/boot_id")
+PIDNS = _read_identity("/proc/self/ns/pid", link=True)
 
 
 def _now() -> datetime:
@@ -111,8 +131,21 @@ class LockInfo:
     host: str
     time: datetime
     refreshed: datetime
+    boot_id: str | None = None
+    pidns: str | None = None
     stale: bool = False
     unknown: bool = False  # the object could not be read or parsed
+
+    @property
+    def local(self) -> bool:
+        """Made on this machine, in this boot and pid namespace: its pid can be checked."""
+        return (
+            self.host == HOST
+            and self.boot_id is not None
+            and self.boot_id == BOOT_ID
+            and self.pidns is not None
+            and self.pidns == PIDNS
+        )
 
     def to_json(self) -> bytes:
         return json.dumps(
@@ -123,6 +156,8 @@ class LockInfo:
                 "pid": self.pid,
                 "pid_start": self.pid_start,
                 "host": self.host,
+                "boot_id": self.boot_id,
+                "pidns": self.pidns,
                 "time": _iso(self.time),
                 "refreshed": _iso(self.refreshed),
             },
@@ -142,7 +177,7 @@ class LockInfo:
 
 def _is_stale(info: LockInfo, now: datetime) -> bool:
     old = now - info.refreshed > STALE_AFTER
-    if info.unknown or info.host != HOST:
+    if info.unknown or not info.local:
         return old
     alive = _pid_alive(info.pid, info.pid_start)
     if alive is None:  # cannot tell a reused pid: fall back to the age
@@ -170,6 +205,8 @@ def _load(store: ObjectStore, name: str, mtime: float, now: datetime) -> LockInf
             host=str(d["host"]),
             time=_parse_time(d["time"]),
             refreshed=_parse_time(d["refreshed"]),
+            boot_id=None if d.get("boot_id") is None else str(d["boot_id"]),
+            pidns=None if d.get("pidns") is None else str(d["pidns"]),
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         t = datetime.fromtimestamp(mtime, UTC)
@@ -334,6 +371,8 @@ def acquire(
             host=HOST,
             time=now,
             refreshed=now,
+            boot_id=BOOT_ID,
+            pidns=PIDNS,
         )
         try:
             _put(store, name, info.to_json())
@@ -346,6 +385,8 @@ def acquire(
                 return RepoLock(store, info)
             store.delete(name)
         except OSError as exc:
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise ReadOnly(from_os_error(exc, "cannot lock the repository").args[0]) from exc
             raise from_os_error(exc, "cannot lock the repository") from exc
         remaining = deadline - time.monotonic()
         if remaining <= 0:

@@ -31,10 +31,12 @@ from .errors import (
     InvalidInput,
     NexusError,
     NotFound,
+    ReadOnly,
     from_os_error,
 )
 from .logger import BackupLogger
 from .models import (
+    IN_PROGRESS,
     RESTORABLE,
     BackupInfo,
     BackupMetadata,
@@ -56,7 +58,7 @@ from .models import (
 )
 from .progress import OperationContext
 from .reclaim import drop_unindexed_packs, reclaim
-from .recovery import recover
+from .recovery import recover, recover_locked
 from .repository import Repository, new_backup_id
 from .restore import Restorer
 from .validator import verify_backup
@@ -83,8 +85,8 @@ class BackupManager:
         screenshots pass a deterministic one."""
         self.root = resolve_root(root)
         self._new_id = new_id or new_backup_id
-        for sub in ("", "backups", "logs"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Nothing is created here: a read-only command never writes, not even the root (made
+        # with the first project), so a read-only mount or snapshot can be listed and restored.
         self.logger = BackupLogger(self.root)
         self._repos: dict[str, Repository] = {}
         self._repos_lock = threading.Lock()
@@ -105,7 +107,8 @@ class BackupManager:
             self.logger.log(project_id, level, operation, message, backup_id=backup_id)
 
     def _repo(self, project_id: str, *, create: bool = False) -> Repository:
-        """The project's repository, recovered from any crash the first time it is opened."""
+        """The project's repository. Opening it never writes (read-only commands never do);
+        `create` makes a new project."""
         check_id(project_id, "project_id")
         with self._repos_lock:
             repo = self._repos.get(project_id)
@@ -116,12 +119,41 @@ class BackupManager:
                         raise NotFound(f"unknown project {project_id!r}")
                     repo.init()
                     self._log(project_id, "INFO", "project", "project created")
-                else:
-                    recover(
-                        repo, lambda lvl, msg, bid: self._log(project_id, lvl, "recover", msg, bid)
-                    )
                 self._repos[project_id] = repo
             return repo
+
+    def _writable(self, repo: Repository, *, locked: bool = False) -> Repository:
+        """Before a command writes: the format must be one this version writes (config checked
+        whole), and what dead processes left is repaired under the exclusive lock (held by the
+        caller when `locked`)."""
+        repo.config  # noqa: B018 - raises NewerFormat or Damaged
+
+        def log(level: str, msg: str, backup_id: str | None) -> None:
+            self._log(repo.project_id, level, "recover", msg, backup_id)
+
+        if locked:
+            recover_locked(repo, log)
+        else:
+            recover(repo, log)
+        return repo
+
+    @staticmethod
+    def _reading(
+        repo: Repository, operation: str, backup_id: str | None = None
+    ) -> contextlib.AbstractContextManager[object]:
+        """A shared lock for a reader; none on a repository that cannot be written (restic's
+        --no-lock), so a read-only mount or snapshot is still listed, verified and restored."""
+        try:
+            return locks.acquire(
+                repo.store,
+                exclusive=False,
+                operation=operation,
+                backup_id=backup_id,
+                timeout=LOCK_TIMEOUT,
+                project_id=repo.project_id,
+            )
+        except ReadOnly:
+            return contextlib.nullcontext()
 
     async def _in_thread(self, fn: Callable[[], T], ctx: OperationContext | None = None) -> T:
         loop = asyncio.get_running_loop()
@@ -210,7 +242,9 @@ class BackupManager:
     ) -> BackupMetadata:
         """The whole create, in the calling thread (also used for pre-restore checkpoints)."""
         data_dir = self._check_data_dir(req.data_dir)
-        repo = self._repo(req.project_id, create=True)
+        repo = self._writable(self._repo(req.project_id, create=True))
+        if req.backup_type != BackupType.CHECKPOINT:
+            self._check_data_dir_change(repo, data_dir, req.data_dir_change)
         backup_id = self._new_id()
         ctx.backup_id = backup_id
         left_packs: list[str] = []
@@ -234,6 +268,17 @@ class BackupManager:
             for meta in unsaved:  # with the failed run's packs gone there is room again
                 with contextlib.suppress(NexusError, OSError):
                     repo.write_metadata(meta)
+
+    @staticmethod
+    def _check_data_dir_change(repo: Repository, data_dir: Path, allowed: bool) -> None:
+        """A project backs up one directory: backing up another re-points it (and every file
+        of the old one shows as removed), so it is done only when asked for."""
+        remembered = repo.settings().get("data_dir")
+        if remembered and remembered != str(data_dir) and not allowed:
+            raise Conflict(
+                f"project {repo.project_id!r} backs up {remembered}, not {data_dir}: to back up "
+                "the new directory from now on, pass --data-dir-change"
+            )
 
     def _reference(self, repo: Repository, req: CreateRequest) -> BackupMetadata | None:
         if req.parent_backup_id:
@@ -325,8 +370,9 @@ class BackupManager:
             f"{s.files_unchanged} unchanged, {s.files_removed} removed"
             + (f"; {len(s.warnings)} warnings" if s.warnings else ""),
         )
-        with contextlib.suppress(OSError):
-            repo.save_settings(data_dir=str(data_dir))
+        if req.backup_type != BackupType.CHECKPOINT:  # a checkpoint never re-points the project
+            with contextlib.suppress(OSError):
+                repo.save_settings(data_dir=str(data_dir))
         return meta
 
     # --- restore ---------------------------------------------------------------------------
@@ -341,7 +387,10 @@ class BackupManager:
             raise asyncio.CancelledError() from None
 
     def restore_blocking(self, req: RestoreRequest, ctx: OperationContext) -> RestoreResult:
+        """Restore never writes to the repository (invariant 3) except through the checkpoint
+        it takes first, which is a backup like any other; "restoring" is told by its lock."""
         repo = self._repo(req.project_id)
+        repo.config  # noqa: B018 - a newer format is refused before anything is read
         backup_id = self._resolve_id(repo, req.backup_id)
         ctx.backup_id = backup_id
         req = req.model_copy(update={"backup_id": backup_id})
@@ -350,74 +399,54 @@ class BackupManager:
         def log(level: str, message: str) -> None:
             self._log(project, level, "restore", message, backup_id)
 
-        meta = repo.read_metadata(backup_id)
-        if meta.status not in RESTORABLE:
-            raise Conflict(
-                f"backup {backup_id} is {meta.status.value}, not completed: cannot restore it"
-            )
-        lock = locks.acquire(
-            repo.store,
-            exclusive=False,
-            operation="restore",
-            backup_id=backup_id,
-            timeout=LOCK_TIMEOUT,
-        )
-        marked = False
-        self._running[(project, backup_id)] = ctx
-        try:
-            if not req.dry_run:
-                meta.status = BackupStatus.RESTORING
-                try:
-                    repo.write_metadata(meta)
-                    marked = True
-                except OSError as exc:
-                    # A restore only reads the repository: a full disk there must not stop it.
-                    log(
-                        "WARNING",
-                        f"could not mark the backup restoring ({exc.strerror}); restoring anyway",
-                    )
-                log("INFO", f"restore to {req.restore_dir} started (overwrite {req.overwrite})")
-
-            def checkpoint(target: Path) -> str | None:
-                creq = CreateRequest(
-                    project_id=project,
-                    backup_type=BackupType.CHECKPOINT,
-                    data_dir=str(target),
-                    tags={"name": f"before-restore-{backup_id}"[:64], "reason": "pre-restore"},
-                )
-                cctx = OperationContext("create", project, None)
-                cctx.cancel = ctx.cancel
-                done = self.create_blocking(creq, cctx)
-                log("INFO", f"checkpoint {done.id} taken of {target} before overwriting it")
-                return done.id
-
-            restorer = Restorer(repo, meta, req, ctx, log, checkpoint if req.checkpoint else None)
+        with self._reading(repo, "restore", backup_id):
+            self._running[(project, backup_id)] = ctx
             try:
-                result = restorer.run()
-            except OSError as exc:
-                raise from_os_error(exc, "restore") from exc
-            if not req.dry_run:
-                log(
-                    "INFO",
-                    f"restored {result.files_written} files ({result.bytes_written} bytes), "
-                    f"{result.files_unchanged} unchanged, {result.files_skipped} skipped, "
-                    f"{result.files_deleted} deleted; verified",
+                # Read under the lock: a delete that ran before it took the lock is seen as gone.
+                meta = repo.read_metadata(backup_id)
+                if meta.status not in RESTORABLE:
+                    raise Conflict(
+                        f"backup {backup_id} is {meta.status.value}, not completed: "
+                        "cannot restore it"
+                    )
+                if not req.dry_run:
+                    log("INFO", f"restore to {req.restore_dir} started (overwrite {req.overwrite})")
+
+                def checkpoint(target: Path) -> str | None:
+                    creq = CreateRequest(
+                        project_id=project,
+                        backup_type=BackupType.CHECKPOINT,
+                        data_dir=str(target),
+                        tags={"name": f"before-restore-{backup_id}"[:64], "reason": "pre-restore"},
+                    )
+                    cctx = OperationContext("create", project, None)
+                    cctx.cancel = ctx.cancel
+                    done = self.create_blocking(creq, cctx)
+                    log("INFO", f"checkpoint {done.id} taken of {target} before overwriting it")
+                    return done.id
+
+                restorer = Restorer(
+                    repo, meta, req, ctx, log, checkpoint if req.checkpoint else None
                 )
-            return result
-        except BaseException as exc:
-            if not req.dry_run:
-                reason = "cancelled" if isinstance(exc, Cancelled) else describe_failure(exc)
-                log("ERROR", f"restore failed: {reason}")
-            raise
-        finally:
-            self._running.pop((project, backup_id), None)
-            if marked:
-                with contextlib.suppress(Exception):
-                    current = repo.read_metadata(backup_id)
-                    if current.status == BackupStatus.RESTORING:
-                        current.status = BackupStatus.COMPLETED
-                        repo.write_metadata(current)
-            lock.release()
+                try:
+                    result = restorer.run()
+                except OSError as exc:
+                    raise from_os_error(exc, "restore") from exc
+                if not req.dry_run:
+                    log(
+                        "INFO",
+                        f"restored {result.files_written} files ({result.bytes_written} bytes), "
+                        f"{result.files_unchanged} unchanged, {result.files_skipped} skipped, "
+                        f"{result.files_deleted} deleted; verified",
+                    )
+                return result
+            except BaseException as exc:
+                if not req.dry_run:
+                    reason = "cancelled" if isinstance(exc, Cancelled) else describe_failure(exc)
+                    log("ERROR", f"restore failed: {reason}")
+                raise
+            finally:
+                self._running.pop((project, backup_id), None)
 
     # --- list, info, projects --------------------------------------------------------------
 
@@ -430,10 +459,30 @@ class BackupManager:
         self, project_id: str, filters: ListFilter | None = None
     ) -> list[BackupMetadata]:
         repo = self._repo(project_id)
-        metas, _bad = repo.list_metadata()
+        metas = self._with_live_status(repo, repo.list_metadata()[0])
         if filters is not None:
             metas = [m for m in metas if matches(m, filters)]
         metas.sort(key=lambda m: (m.created_at, m.id), reverse=True)
+        return metas
+
+    @staticmethod
+    def _with_live_status(repo: Repository, metas: list[BackupMetadata]) -> list[BackupMetadata]:
+        """Metadata as it stands now, told by the locks, without writing anything (readers
+        never write): a backup a live restore reads shows RESTORING; one left in progress by
+        a process that holds no lock any more shows FAILED "interrupted" (the next writing
+        command records that)."""
+        try:
+            live = locks.live_locks(repo.store)
+        except OSError:
+            return metas
+        held = {i.backup_id for i in live}
+        restoring = {i.backup_id for i in live if i.operation == "restore"}
+        for meta in metas:
+            if meta.id in restoring and meta.status == BackupStatus.COMPLETED:
+                meta.status = BackupStatus.RESTORING
+            elif meta.status in IN_PROGRESS and meta.id not in held:
+                meta.status = BackupStatus.FAILED
+                meta.error_message = "interrupted: the process running it stopped"
         return metas
 
     async def info(self, project_id: str, backup_id: str) -> BackupInfo:
@@ -442,7 +491,7 @@ class BackupManager:
     def info_blocking(self, project_id: str, backup_id: str) -> BackupInfo:
         repo = self._repo(project_id)
         backup_id = self._resolve_id(repo, backup_id)
-        meta = repo.read_metadata(backup_id)
+        [meta] = self._with_live_status(repo, [repo.read_metadata(backup_id)])
         summary = None
         if meta.status in RESTORABLE:
             with contextlib.suppress(Exception):
@@ -490,7 +539,7 @@ class BackupManager:
                 repo = self._repo(name)
             except (NexusError, ValueError):
                 continue
-            metas, _bad = repo.list_metadata()
+            metas = self._with_live_status(repo, repo.list_metadata()[0])
             last = max(metas, key=lambda m: m.created_at) if metas else None
             out.append(
                 ProjectSummary(
@@ -536,9 +585,9 @@ class BackupManager:
             timeout=LOCK_TIMEOUT,
         )
         try:
-            meta = self._metadata_for_delete(repo, backup_id)
-            if meta is not None and meta.status == BackupStatus.RESTORING:
-                raise Conflict(f"backup {backup_id} is being restored")
+            # the exclusive lock excludes every restore: no backup is being read meanwhile
+            self._writable(repo, locked=True)
+            self._metadata_for_delete(repo, backup_id)
             repo.delete_backup_files(backup_id)
             self._manifests.pop((project_id, backup_id), None)
             self._log(project_id, "INFO", "delete", "backup deleted", backup_id)
@@ -546,6 +595,7 @@ class BackupManager:
             try:
                 reclaim(repo, result, ctx)
             except (OSError, NexusError) as exc:
+                result.reclaim_refused = str(exc)
                 self._log(
                     project_id, "WARNING", "reclaim", f"space reclaim failed: {exc}", backup_id
                 )
@@ -570,6 +620,10 @@ class BackupManager:
             return repo.read_metadata(backup_id)
         except Damaged:
             return None
+        except NotFound:
+            if backup_id in repo.backup_ids():  # metadata lost: deleted on purpose only
+                return None
+            raise
 
     async def verify(
         self,
@@ -595,9 +649,8 @@ class BackupManager:
         meta = repo.read_metadata(backup_id)
         if meta.status not in RESTORABLE:
             raise Conflict(f"backup {backup_id} is {meta.status.value}: nothing to verify")
-        with locks.acquire(
-            repo.store, exclusive=False, operation="verify", backup_id=None, timeout=LOCK_TIMEOUT
-        ):
+        repo.config  # noqa: B018 - a newer format is refused before anything is read
+        with self._reading(repo, "verify"):
             result = verify_backup(repo, meta, quick=quick, ctx=ctx)
         with contextlib.suppress(OSError):
             repo.write_verify(result)
@@ -622,6 +675,20 @@ class BackupManager:
             )
         return result
 
+    async def recover(self, project_id: str) -> int:
+        """What every writing command does first, on its own: repair what dead processes left
+        (under the exclusive lock; nothing when the project is busy). Returns how many
+        backups were touched."""
+
+        def work() -> int:
+            repo = self._repo(project_id)
+            repo.config  # noqa: B018 - never repair a format this version does not write
+            return recover(
+                repo, lambda lvl, msg, bid: self._log(project_id, lvl, "recover", msg, bid)
+            )
+
+        return await self._in_thread(work)
+
     # --- whole-project check and index rebuild ---------------------------------------------
 
     async def check(
@@ -633,9 +700,7 @@ class BackupManager:
 
         def work() -> CheckResult:
             repo = self._repo(project_id)
-            with locks.acquire(
-                repo.store, exclusive=False, operation="check", timeout=LOCK_TIMEOUT
-            ):
+            with self._reading(repo, "check"):
                 result = check_repository(repo, read_data=read_data, ctx=ctx)
             level = "INFO" if result.ok else "ERROR"
             self._log(
@@ -656,6 +721,7 @@ class BackupManager:
             with locks.acquire(
                 repo.store, exclusive=True, operation="rebuild-index", timeout=LOCK_TIMEOUT
             ):
+                self._writable(repo, locked=True)
                 result = rebuild_index(repo, ctx)
             self._log(
                 project_id,

@@ -301,6 +301,9 @@ class DeleteResult(BaseModel):
     bytes_reclaimed: int = 0
     packs_deleted: int = 0
     packs_rewritten: int = 0
+    #: Why no space was reclaimed (the backup itself is deleted): reclaim could not prove
+    #: which data is unreferenced, and deleted no pack.
+    reclaim_refused: str | None = None
 
 
 class ManifestSummary(BaseModel):
@@ -363,3 +366,6 @@ class RebuildResult(BaseModel):
     packs_read: int = 0
     chunks_indexed: int = 0
     damaged_packs: list[str] = Field(default_factory=list)
+    chunks_salvaged: int = 0  # chunks of damaged packs that verified and were kept
+    quarantined: list[str] = Field(default_factory=list)  # objects set aside, never deleted
+    notes: list[str] = Field(default_factory=list)

@@ -135,6 +135,28 @@ def read_pack_entries(store: ObjectStore, name: str) -> list[tuple[bytes, int, i
     return parse_header(store.get_range(name, size - want, want), size)
 
 
+def salvage_entries(store: ObjectStore, name: str) -> list[tuple[bytes, int, int, int, int]]:
+    """The entries a damaged pack's header still gives, its checksum ignored: candidates only,
+    each to be verified by its hash before it is trusted (`rebuild-index` salvages with it)."""
+    size = store.size(name)
+    if size < TRAILER.size:
+        return []
+    count = TRAILER.unpack(store.get_range(name, size - TRAILER.size, TRAILER.size))[0]
+    header_len = count * ENTRY.size
+    if header_len + TRAILER.size > size:
+        return []
+    header = store.get_range(name, size - TRAILER.size - header_len, header_len)
+    limit = size - TRAILER.size - header_len
+    entries, offset = [], 0
+    for i in range(count):
+        h, length, raw, flags = ENTRY.unpack_from(header, i * ENTRY.size)
+        if offset + length > limit:
+            break
+        entries.append((h, offset, length, raw, flags))
+        offset += length
+    return entries
+
+
 class _OpenPack:
     """A pack being written: blobs go to a spool file through a small buffer (one write per
     MiB, not per blob); only the header stays in memory."""

@@ -1,5 +1,11 @@
 """Giving space back: after a delete, drop or repack the packs whose chunks no backup needs.
 
+Deletion is proven, never assumed (docs/design.md, invariant 1). Before anything is deleted,
+`prove_unreferenced` reads every index file, every backup's metadata and manifest (checked
+against its checksum) and the header of every pack no index names; if any of them cannot be
+read, or a chunk a backup needs is not in the index, nothing is deleted. A pack is deleted only
+when each of its chunks is unneeded, or needed and also held by a pack that stays.
+
 Runs under the project's exclusive lock, so no backup is being written. Order for crash
 safety: new packs, then the new index that lists them, then the old index files, then the
 old packs; at any instant every chunk a backup needs is reachable through some index file.
@@ -9,90 +15,160 @@ from __future__ import annotations
 
 import contextlib
 import struct
+from dataclasses import dataclass, field
 
 from . import locks
 from . import manifest as mf
+from .chunker import hash_bytes
 from .errors import Damaged
 from .index import PREFIX, IndexFormatError, decode_index, write_index
-from .models import RESTORABLE, BackupStatus, DeleteResult
-from .packs import BlobLocation, PackWriter, pack_name
+from .models import IN_PROGRESS, RESTORABLE, DeleteResult
+from .packs import BlobLocation, PackWriter, decompress, pack_name, read_pack_entries
 from .progress import OperationContext
 from .repository import Repository
 
 
-def referenced_chunks(repo: Repository) -> set[bytes]:
-    """Every chunk any remaining backup with a manifest needs.
+class Unproven(Damaged):
+    """Reclaim cannot prove which data is unreferenced: nothing was deleted."""
 
-    Raises Damaged when a backup's metadata or manifest cannot be read: what it needs is then
-    unknown, and taking its chunks for garbage would destroy what a repair could save."""
+
+def _refuse(why: str) -> Unproven:
+    return Unproven(f"{why}: no space is reclaimed, nothing was deleted")
+
+
+def referenced_chunks(repo: Repository) -> set[bytes]:
+    """Every chunk a backup that is completed, in progress or of unknown state may need.
+
+    Raises Unproven when what some backup needs cannot be known: metadata missing or damaged
+    (and no delete of it under way), a backup still marked in progress (its manifest is not
+    written yet), a manifest missing, damaged, of a newer format or not matching its
+    checksum."""
     needed: set[bytes] = set()
     metas, bad = repo.list_metadata()
+    bad = [b for b in bad if not repo.empty_backup_dir(b)]
     if bad:
-        raise Damaged(
-            f"metadata.json of backup {bad[0]} is missing or damaged"
-            + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
-            + ": no space is reclaimed until it is repaired or the backup deleted"
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise _refuse(
+            f"metadata.json of backup {bad[0]}{more} is missing or damaged; repair it or "
+            "delete the backup on purpose"
         )
     for meta in metas:
-        if meta.status not in RESTORABLE and meta.status != BackupStatus.VALIDATING:
+        if meta.status in IN_PROGRESS:
+            raise _refuse(f"backup {meta.id} is still marked {meta.status.value}")
+        if meta.status not in RESTORABLE:
             continue
-        try:
-            entries = list(mf.iter_entries(repo.read_manifest(meta.id)))
-        except Damaged as exc:
-            raise Damaged(f"{exc}: no space is reclaimed while a backup is damaged") from exc
-        for e in entries:
-            if e.kind == mf.FILE:
-                needed.update(bytes.fromhex(h) for h, _n in e.chunks)
+        needed |= _manifest_chunks(repo, meta.id, meta.checksum)
     return needed
+
+
+def _manifest_chunks(repo: Repository, backup_id: str, checksum: str | None) -> set[bytes]:
+    chunks: set[bytes] = set()
+    try:
+        data = repo.read_manifest(backup_id)
+        mf.read_header(data)
+        records = mf.Records(data)
+        for _path, obj, _line, _s, _e in records:
+            if obj.get("k") == mf.FILE:
+                chunks.update(bytes.fromhex(h) for h, _n in obj.get("ch", ()))
+    except (Damaged, ValueError, TypeError) as exc:
+        raise _refuse(f"backup {backup_id}: {exc}") from exc
+    if checksum and records.checksum != checksum:
+        raise _refuse(f"backup {backup_id}: manifest does not match its checksum")
+    return chunks
+
+
+@dataclass
+class Proof:
+    """What reclaim may do, and why each deleted pack holds nothing needed."""
+
+    needed: set[bytes]
+    by_pack: dict[str, list[tuple[bytes, BlobLocation]]]
+    sizes: dict[str, int]
+    drop: list[str] = field(default_factory=list)  # packs whose every chunk is unneeded
+    rewrite: list[str] = field(default_factory=list)  # packs partly needed: repacked
+    orphans: list[str] = field(default_factory=list)  # unindexed packs, proven redundant
+
+
+def prove_unreferenced(repo: Repository) -> Proof:
+    index = repo.refresh_index()
+    if index.damaged:
+        names = ", ".join(sorted(index.damaged)[:3])
+        raise _refuse(f"index files are damaged ({names}); run rebuild-index")
+    needed = referenced_chunks(repo)
+    sizes = {o.name.rsplit("/", 1)[-1]: o.size for o in repo.store.list("packs/")}
+    by_pack = index.packs()
+    missing = [d for d in needed if d not in index]
+    if missing:
+        raise _refuse(
+            f"{len(missing)} chunks that backups need are not in the index (an index file may be "
+            "lost); run rebuild-index"
+        )
+    absent = sorted({index.get(d).pack_id for d in needed} - set(sizes))  # type: ignore[union-attr]
+    if absent:
+        raise _refuse(f"pack {absent[0][:16]} that backups need is missing; run check")
+    proof = Proof(needed, by_pack, sizes)
+    for pack_id, blobs in by_pack.items():
+        used = sum(1 for d, _loc in blobs if d in needed)
+        if not used:
+            proof.drop.append(pack_id)
+        elif used < len(blobs):
+            proof.rewrite.append(pack_id)
+    # Nothing damaged is deleted by an automatic step: a pack to delete or repack must still
+    # show its own header (rebuild-index salvages a damaged one and sets it aside).
+    for pack_id in proof.drop + proof.rewrite:
+        try:
+            read_pack_entries(repo.store, pack_name(pack_id))
+        except (ValueError, struct.error, OSError, EOFError) as exc:
+            raise _refuse(f"pack {pack_id[:16]} is damaged ({exc}); run rebuild-index") from exc
+    # A pack no index names was left by a run that died, or its index file was lost: it is
+    # deleted only if its own header says it holds nothing that is not served elsewhere.
+    for pack_id in sorted(set(sizes) - set(by_pack)):
+        try:
+            read_pack_entries(repo.store, pack_name(pack_id))
+        except (ValueError, struct.error, OSError, EOFError) as exc:
+            raise _refuse(
+                f"pack {pack_id[:16]} is not in the index and its header cannot be read ({exc}); "
+                "run rebuild-index"
+            ) from exc
+        # Every needed chunk is in the index, at a pack that exists (checked above), and the
+        # index never points into this pack: whatever its header lists is served elsewhere.
+        proof.orphans.append(pack_id)
+    return proof
 
 
 def reclaim(repo: Repository, result: DeleteResult, ctx: OperationContext) -> DeleteResult:
     ctx.set_phase("reclaiming")
-    index = repo.refresh_index()
-    if index.damaged:
-        # The packs only a damaged index file names would look unreferenced and be deleted,
-        # the damaged file with them: what rebuild-index could recover would be lost.
-        raise Damaged(
-            f"{len(index.damaged)} index files are damaged: no space is reclaimed until the "
-            "index is rebuilt from the packs"
-        )
-    needed = referenced_chunks(repo)
-    by_pack = index.packs()
-    on_disk = {o.name.rsplit("/", 1)[-1]: o.size for o in repo.store.list("packs/")}
-
-    drop: list[str] = []
-    rewrite: list[str] = []
-    for pack_id, blobs in by_pack.items():
-        used = [d for d, _loc in blobs if d in needed]
-        if not used:
-            drop.append(pack_id)
-        elif len(used) < len(blobs):
-            rewrite.append(pack_id)
-    orphans = [p for p in on_disk if p not in by_pack]  # written by a run that died
-
-    if not drop and not rewrite and not orphans:
+    proof = prove_unreferenced(repo)
+    index, needed = repo.index, proof.needed
+    if not proof.drop and not proof.rewrite and not proof.orphans:
         ctx.finish()
         return result
 
     new_locations: list[tuple[bytes, BlobLocation]] = []
     writer = PackWriter(repo.store, lambda _p, locs: new_locations.extend(locs), repo.pack_size)
-    for pack_id in rewrite:
-        ctx.check()
-        data = repo.store.get(pack_name(pack_id))
-        for digest, loc in by_pack[pack_id]:
-            if digest in needed and index.get(digest) == loc:
-                writer.add(
-                    digest, data[loc.offset : loc.offset + loc.length], loc.raw_length, loc.flags
-                )
-    writer.flush()
+    try:
+        for pack_id in proof.rewrite:
+            ctx.check()
+            data = repo.store.get(pack_name(pack_id))
+            for digest, loc in proof.by_pack[pack_id]:
+                if digest in needed and index.get(digest) == loc:
+                    stored = data[loc.offset : loc.offset + loc.length]
+                    _check_blob(digest, stored, loc)
+                    writer.add(digest, stored, loc.raw_length, loc.flags)
+        writer.flush()
+    except BaseException:
+        writer.abort()
+        raise
 
-    obsolete = set(drop) | set(rewrite)
+    obsolete = set(proof.drop) | set(proof.rewrite)
     keep: dict[bytes, BlobLocation] = {}
     for digest, loc in index.entries.items():
         if loc.pack_id not in obsolete and digest in needed:
             keep[digest] = loc
     for digest, loc in new_locations:
         keep.setdefault(digest, loc)
+    if any(d not in keep for d in needed):  # the proof above makes this unreachable
+        raise _refuse("a needed chunk would be left without a pack")
     old_index_files = [o.name for o in repo.store.list(PREFIX)]
     new_name = write_index(repo.store, list(keep.items()))
     for name in old_index_files:
@@ -101,17 +177,31 @@ def reclaim(repo: Repository, result: DeleteResult, ctx: OperationContext) -> De
     # A rewritten pack can be byte-identical to one an interrupted reclaim left unindexed
     # (a pack is named by the hash of its bytes): never delete what this run just wrote.
     written = {loc.pack_id for _d, loc in new_locations}
-    for pack_id in sorted(obsolete) + orphans:
+    for pack_id in sorted(obsolete) + proof.orphans:
         if pack_id not in written:
             repo.store.delete(pack_name(pack_id))
     repo.index.refresh(repo.store)
 
-    freed = sum(on_disk.get(p, 0) for p in obsolete) + sum(on_disk[p] for p in orphans)
+    freed = sum(proof.sizes.get(p, 0) for p in obsolete) + sum(
+        proof.sizes[p] for p in proof.orphans
+    )
     result.bytes_reclaimed = max(0, freed - writer.bytes_written)
-    result.packs_deleted = len(drop) + len(orphans)
-    result.packs_rewritten = len(rewrite)
+    result.packs_deleted = len(proof.drop) + len(proof.orphans)
+    result.packs_rewritten = len(proof.rewrite)
     ctx.finish()
     return result
+
+
+def _check_blob(digest: bytes, stored: bytes, loc: BlobLocation) -> None:
+    """A needed chunk is copied into a new pack only when it is intact: otherwise its old pack
+    (the only copy) would be deleted after the copy."""
+    try:
+        raw = decompress(stored, loc.flags, loc.raw_length)
+        ok = len(raw) == loc.raw_length and hash_bytes(raw) == digest
+    except Exception:  # zstandard.ZstdError on corrupt data
+        ok = False
+    if not ok:
+        raise _refuse(f"chunk {digest.hex()[:16]} in pack {loc.pack_id[:16]} fails its hash")
 
 
 def drop_unindexed_packs(repo: Repository, names: list[str]) -> None:

@@ -1,9 +1,17 @@
 """Automatic cleanup after a crash: the spec's "limpeza automática em caso de falha".
 
-A backup left PENDING, RUNNING or VALIDATING by a process that no longer holds its lock is
-marked FAILED ("interrupted") and its partial data removed; a backup left RESTORING goes back
-to COMPLETED; a directory without metadata (a delete cut short) is removed. Under an
-exclusive lock, stray temp files and packs no index names are removed too.
+Runs only for a writing command, and only under the exclusive lock (docs/design.md,
+invariant 3): a read-only command never changes the repository, and while any other
+operation holds a lock nothing is judged dead. Then:
+- a delete cut short (its tombstone is there) is finished;
+- a backup left PENDING, RUNNING or VALIDATING is marked FAILED ("interrupted") and its
+  partial manifest removed (no live process can hold it: we hold the exclusive lock);
+- a backup left RESTORING by an older version goes back to COMPLETED;
+- a backup directory holding no object at all (a create killed before its first write was
+  durable) is removed;
+- stray temp files are removed.
+A backup whose metadata is missing or damaged is never touched: it is reported, and can be
+repaired or deleted on purpose.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from . import locks
+from .errors import Damaged, NotFound
 from .models import IN_PROGRESS, BackupStatus
 from .repository import Repository
 from .storage import LocalStore
@@ -21,21 +30,33 @@ Log = Callable[[str, str, str | None], None]  # level, message, backup_id
 
 
 def recover(repo: Repository, log: Log) -> int:
-    """Repair what dead processes left behind; returns how many backups were touched."""
+    """Take the exclusive lock for a moment and repair; skipped (0) when the project is busy:
+    its holders are alive, and the next writer will look again."""
+    lock = locks.try_acquire_exclusive(repo.store, "recover")
+    if lock is None:
+        return 0
+    with lock:
+        return recover_locked(repo, log)
+
+
+def recover_locked(repo: Repository, log: Log) -> int:
+    """Repair what dead processes left behind, the exclusive lock held by the caller;
+    returns how many backups were touched."""
     touched = 0
-    locks.remove_stale(repo.store)
+    for backup_id in sorted(repo.tombstones()):
+        repo.delete_backup_files(backup_id)
+        log("WARNING", "finished a delete that was interrupted", backup_id)
+        touched += 1
     for backup_id in repo.backup_ids():
-        if locks.is_live_backup(repo.store, backup_id):
-            continue
-        prefix = repo.prefix(backup_id)
         try:
             meta = repo.read_metadata(backup_id)
-        except Exception:
-            if not repo.store.exists(prefix + "metadata.json"):
-                _remove_backup_dir(repo, backup_id)
-                log("WARNING", "removed the remains of an interrupted backup or delete", backup_id)
+        except NotFound:
+            if repo.empty_backup_dir(backup_id):
+                repo.delete_backup_files(backup_id)
                 touched += 1
             continue
+        except Damaged:
+            continue  # reported by list and check; only a delete on purpose removes it
         if meta.status in IN_PROGRESS:
             meta.status = BackupStatus.FAILED
             meta.error_message = "interrupted: the process running it stopped"
@@ -52,27 +73,9 @@ def recover(repo: Repository, log: Log) -> int:
         elif meta.status == BackupStatus.RESTORING:
             meta.status = BackupStatus.COMPLETED
             repo.write_metadata(meta)
-            log(
-                "WARNING",
-                "a restore of this backup was interrupted; status set back to completed",
-                backup_id,
-            )
             touched += 1
-    lock = locks.try_acquire_exclusive(repo.store, "cleanup")
-    if lock is not None:
-        try:
-            if isinstance(repo.store, LocalStore):
-                for tmp in repo.store.temp_files():
-                    with contextlib.suppress(OSError):
-                        tmp.unlink()
-        finally:
-            lock.release()
-    return touched
-
-
-def _remove_backup_dir(repo: Repository, backup_id: str) -> None:
-    prefix = repo.prefix(backup_id)
-    for obj in list(repo.store.list(prefix)):
-        repo.store.delete(obj.name)
     if isinstance(repo.store, LocalStore):
-        repo.store.delete_prefix(prefix)
+        for tmp in repo.store.temp_files():
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+    return touched

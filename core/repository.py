@@ -16,7 +16,7 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .chunker import ChunkerParams, hash_bytes
 from .errors import Damaged, NexusError, NotFound
@@ -29,10 +29,47 @@ FORMAT_VERSION = 1
 CONFIG = "config.json"
 PROJECT = "project.json"
 BACKUP_PREFIX = "backup_"
+#: `deleting/{backup_id}`: written before a delete removes anything of the backup and removed
+#: last, so a backup directory without metadata is told apart: being deleted (finish it) or
+#: damaged (keep it, report it, refuse to reclaim until it is repaired or deleted on purpose).
+TOMBSTONES = "deleting/"
+
+
+class _ChunkerConfig(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    algorithm: str = "fastcdc2020"
+    avg_size: int = Field(1024 * 1024, ge=64, le=1 << 30)
+    min_size: int = Field(256 * 1024, ge=64, le=1 << 30)
+    max_size: int = Field(4 * 1024 * 1024, ge=64, le=1 << 30)
+    normalized_chunking: int = Field(1, ge=0, le=3)
+    seed: int = 0
+
+
+class RepoConfig(BaseModel):
+    """config.json, validated whole: a wrong shape is one clear line, never an internal error."""
+
+    model_config = ConfigDict(extra="allow")
+    format: str = "nexus-backup"
+    version: int = Field(ge=1)
+    project_id: str | None = None
+    created_at: str | None = None
+    chunker: _ChunkerConfig = Field(default_factory=_ChunkerConfig)
+    hash: str = "blake3"
+    pack_size: int = Field(DEFAULT_PACK_SIZE, ge=1, le=1 << 32)
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ())) or "the file"
+    return f"{where}: {err.get('msg', 'invalid')}"
 
 
 class MissingChunk(Damaged):
     pass
+
+
+class NewerFormat(NexusError):
+    """A repository of a format newer than this version: nothing is written to it."""
 
 
 class DamagedChunk(Damaged):
@@ -57,7 +94,7 @@ class Repository:
         self.project_id = check_id(project_id, "project_id")
         self.store: ObjectStore = store or LocalStore(project_dir(root, project_id), create=False)
         self.index = Index()
-        self._config: dict | None = None
+        self._config: RepoConfig | None = None
 
     # --- existence and config -------------------------------------------------------------
 
@@ -67,7 +104,8 @@ class Repository:
     def init(self) -> None:
         """Create the project's repository (idempotent)."""
         if isinstance(self.store, LocalStore):
-            self.store.base.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for d in (self.root, self.root / "backups", self.store.base, self.root / "logs"):
+                d.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.store.base.parent.chmod(0o700)
         if self.exists():
             return
@@ -84,18 +122,28 @@ class Repository:
         self.store.put(CONFIG, json.dumps(config, indent=2).encode())
 
     @property
-    def config(self) -> dict:
+    def config(self) -> RepoConfig:
+        """The validated config. Raises Damaged for a wrong shape and NewerFormat for a
+        format this version does not know (its objects cannot be read or written safely);
+        listing metadata does not need it, so `list` and `info` still answer."""
         if self._config is None:
             try:
-                config = json.loads(self.store.get(CONFIG))
+                raw = self.store.get(CONFIG)
             except FileNotFoundError:
                 raise NotFound(f"unknown project {self.project_id!r}") from None
-            except ValueError as exc:
-                raise Damaged(f"project {self.project_id!r}: config.json is damaged") from exc
-            if config.get("version", 0) > FORMAT_VERSION:
-                raise NexusError(
-                    f"project {self.project_id!r} uses repository format "
-                    f"{config.get('version')}, newer than this nexus-backup understands"
+            try:
+                config = RepoConfig.model_validate_json(raw)
+            except ValidationError as exc:
+                raise Damaged(
+                    f"project {self.project_id!r}: config.json is not valid ({_first_error(exc)})"
+                ) from exc
+            if config.format != "nexus-backup" or config.hash != "blake3":
+                raise Damaged(f"project {self.project_id!r}: config.json is not nexus-backup's")
+            if config.version > FORMAT_VERSION:
+                raise NewerFormat(
+                    f"project {self.project_id!r} uses repository format {config.version}, "
+                    f"newer than this nexus-backup understands ({FORMAT_VERSION}): upgrade "
+                    "nexus-backup to change or read its data"
                 )
             self._config = config
         return self._config
@@ -107,11 +155,11 @@ class Repository:
 
     @property
     def chunker_params(self) -> ChunkerParams:
-        return ChunkerParams.from_dict(self.config.get("chunker", {}))
+        return ChunkerParams.from_dict(self.config.chunker.model_dump())
 
     @property
     def pack_size(self) -> int:
-        return int(self.config.get("pack_size", DEFAULT_PACK_SIZE))
+        return self.config.pack_size
 
     def settings(self) -> dict:
         try:
@@ -130,12 +178,26 @@ class Repository:
     def prefix(backup_id: str) -> str:
         return f"{BACKUP_PREFIX}{check_id(backup_id, 'backup_id')}/"
 
-    def backup_ids(self) -> list[str]:
-        return [
+    def backup_ids(self, *, deleting: bool = False) -> list[str]:
+        """The backups' ids; those being deleted (a tombstone) only with `deleting`."""
+        ids = [
             name[len(BACKUP_PREFIX) :]
             for name in self.store.children()
             if name.startswith(BACKUP_PREFIX)
         ]
+        if deleting:
+            return ids
+        gone = self.tombstones()
+        return [i for i in ids if i not in gone] if gone else ids
+
+    def tombstones(self) -> set[str]:
+        """Ids of backups whose delete has begun (and may have been cut short)."""
+        return set(self.store.children(TOMBSTONES))
+
+    def empty_backup_dir(self, backup_id: str) -> bool:
+        """True when the backup's directory holds no object at all (a create killed before its
+        first metadata was durable): removing it loses nothing."""
+        return next(iter(self.store.list(self.prefix(backup_id))), None) is None
 
     def read_metadata(self, backup_id: str) -> BackupMetadata:
         try:
@@ -190,13 +252,19 @@ class Repository:
         )
 
     def delete_backup_files(self, backup_id: str) -> None:
-        """Remove metadata first (the backup vanishes from listings), then the rest."""
+        """The tombstone first (the backup vanishes from listings, and a delete cut short is
+        finished by the next writer instead of looking damaged), then every object of the
+        backup, metadata last but one, the tombstone last."""
         prefix = self.prefix(backup_id)
-        self.store.delete(prefix + "metadata.json")
-        for obj in list(self.store.list(prefix)):
-            self.store.delete(obj.name)
+        tombstone = TOMBSTONES + check_id(backup_id, "backup_id")
+        self.store.put(tombstone, b"")
+        names = [o.name for o in self.store.list(prefix)]
+        meta = prefix + "metadata.json"
+        for name in sorted(names, key=lambda n: n == meta):
+            self.store.delete(name)
         if isinstance(self.store, LocalStore):
             self.store.delete_prefix(prefix)
+        self.store.delete(tombstone)
 
     # --- chunks ----------------------------------------------------------------------------
 

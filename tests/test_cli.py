@@ -352,7 +352,7 @@ def test_bad_inputs(root: Path, data: Path, tmp_path: Path):
         (["restore", "good", "b1", "x", "--overwrite", "maybe"], ["--overwrite"]),
         (["verify", "good"], ["--all"]),
         (["verify", "good", "b1", "--all"], ["--all"]),
-        (["create", "good"], ["required"]),
+        (["create", "good"], ["no directory yet", "DATA_DIR"]),
         (["frobnicate"], ["frobnicate"]),
         (["list", "good", "--bogus"], ["--bogus"]),
         (["serve", "--port", "70000"], ["--port"]),

@@ -47,6 +47,8 @@ def _plant(store: LocalStore, name: str, **fields: object) -> None:
         "pid": 4242,
         "pid_start": None,
         "host": "elsewhere",
+        "boot_id": locks.BOOT_ID,
+        "pidns": locks.PIDNS,
         "time": _iso(now),
         "refreshed": _iso(now),
     }

@@ -214,7 +214,8 @@ async def work():
     mgr = BackupManager(cmd["root"])
     if op == "create":
         meta = await mgr.create(CreateRequest(project_id=cmd["project"], data_dir=cmd["data_dir"],
-                                              backup_type=BackupType(cmd.get("type", "full"))))
+                                              backup_type=BackupType(cmd.get("type", "full")),
+                                              data_dir_change=True))
         return {"id": meta.id, "warnings": meta.stats.warnings}
     if op == "restore":
         res = await mgr.restore(RestoreRequest(project_id=cmd["project"],
@@ -413,7 +414,9 @@ async def assert_all_restore(
 
 async def assert_repo_clean(mgr: BackupManager, root: Path, project: str = PROJECT, context=""):
     """After recovery: full check passes (orphan packs are only a warning), no lock or temp
-    file is left, nothing is left in progress."""
+    file is left, nothing is left in progress. Recovery is what the next writing command
+    runs first (readers never write), run here on its own."""
+    await mgr.recover(project)
     result = await mgr.check(project, read_data=True)
     assert result.ok, f"{context}: check failed: {result.errors[:5]}"
     assert not lock_files(root, project), f"{context}: locks left: {lock_files(root, project)}"
@@ -582,6 +585,7 @@ class KillCampaign:
                     "create",
                     PROJECT,
                     str(self.src),
+                    "--data-dir-change",
                     "--type",
                     self.rng.choice(["full", "incremental", "snapshot"]),
                 ],

@@ -40,7 +40,8 @@ async def main():
     if role == "create":
         for _ in range(4):
             try:
-                meta = await mgr.create(CreateRequest(project_id=project, data_dir=arg))
+                req = CreateRequest(project_id=project, data_dir=arg, data_dir_change=True)
+                meta = await mgr.create(req)
                 say(ok=meta.id, source=arg, warnings=meta.stats.warnings)
             except NexusError as exc:
                 say(error=type(exc).__name__, message=str(exc))
@@ -96,7 +97,7 @@ async def test_creators_lister_and_deleter_at_once(tmp_path: Path, seed: int):
     early = {}
     for src in sources[:2]:
         meta = await BackupManager(root).create(
-            h.CreateRequest(project_id=h.PROJECT, data_dir=str(src))
+            h.CreateRequest(project_id=h.PROJECT, data_dir=str(src), data_dir_change=True)
         )
         early[meta.id] = str(src)
 
@@ -178,7 +179,9 @@ async def test_cancelled_create_does_not_delete_packs_a_concurrent_backup_indexe
         f.truncate(64 << 30)  # reading 64 GiB of zeros takes far longer than A
     packs = h.project_dir(root) / "packs"
     b_task = asyncio.create_task(
-        BackupManager(root).create(h.CreateRequest(project_id=h.PROJECT, data_dir=str(b_src)))
+        BackupManager(root).create(
+            h.CreateRequest(project_id=h.PROJECT, data_dir=str(b_src), data_dir_change=True)
+        )
     )
     try:
         deadline = time.monotonic() + 30
@@ -191,7 +194,7 @@ async def test_cancelled_create_does_not_delete_packs_a_concurrent_backup_indexe
                 break
             await asyncio.sleep(0.01)
         a = await BackupManager(root).create(
-            h.CreateRequest(project_id=h.PROJECT, data_dir=str(a_src))
+            h.CreateRequest(project_id=h.PROJECT, data_dir=str(a_src), data_dir_change=True)
         )
         assert not b_task.done(), "B finished too early for the race"
     finally:

@@ -109,7 +109,7 @@ async def build_repo3(tmp_path: Path, seed: int) -> Repo:
     (src / "added.bin").write_bytes(rng.randbytes(40_000))
     b2 = await mgr.create(CreateRequest(project_id=P, data_dir=str(src)))
     backups[b2.id] = h.snapshot(src)
-    b3 = await mgr.create(CreateRequest(project_id=P, data_dir=str(other)))
+    b3 = await mgr.create(CreateRequest(project_id=P, data_dir=str(other), data_dir_change=True))
     backups[b3.id] = h.snapshot(other)
     order = [b1.id, b2.id, b3.id]
     return Repo(root, tmp_path, backups, order)
@@ -254,11 +254,21 @@ async def test_truncated_pack(repo3: Repo):
     await assert_cli_reports(r, want)
     check = await BackupManager(r.root).check(P, read_data=True)
     assert any(loc.pack_id[:16] in e for e in check.errors), check.errors
-    # the header is gone with the tail: a rebuild reports the pack, and its chunks are lost
+    # the header is gone with the tail: a rebuild reports the pack, salvages the chunks before
+    # the cut (the old index still locates them) and sets the damaged pack aside, not deleted
     rebuilt = await BackupManager(r.root).rebuild_index(P)
     assert [p.rsplit("/", 1)[-1] for p in rebuilt.damaged_packs] == [loc.pack_id]
-    everything = {d for d, l2 in repo.index.entries.items() if l2.pack_id == loc.pack_id}
-    assert await verify_map(r.root, r.order) == r.damaged_by(everything)
+    in_pack = {d for d, l2 in repo.index.entries.items() if l2.pack_id == loc.pack_id}
+    assert rebuilt.chunks_salvaged == len(in_pack - lost)
+    assert (
+        r.root
+        / "backups"
+        / P
+        / "quarantine"
+        / pack_path(r, loc.pack_id).relative_to(r.root / "backups" / P)
+    ).stat().st_size == cut
+    assert await verify_map(r.root, r.order) == want
+    await assert_undamaged_files_restore(r, want)
 
 
 async def test_deleted_pack(repo3: Repo):
@@ -419,7 +429,9 @@ async def test_delete_with_a_damaged_index_file_keeps_what_rebuild_can_recover(r
     extra.mkdir()
     (extra / "x").write_bytes(os.urandom(30_000))
     mgr = BackupManager(r.root)
-    throwaway = await mgr.create(CreateRequest(project_id=P, data_dir=str(extra)))
+    throwaway = await mgr.create(
+        CreateRequest(project_id=P, data_dir=str(extra), data_dir_change=True)
+    )
     await mgr.delete(P, throwaway.id)  # triggers a space reclaim
     mgr = BackupManager(r.root)
     await mgr.rebuild_index(P)

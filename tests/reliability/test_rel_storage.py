@@ -94,7 +94,9 @@ async def test_full_repository_fails_cleanly(tmp_path: Path, mount_tmpfs):
     earlier, packs = await _first_backup(root, tmp_path)
     big = _write_random(tmp_path / "big", 10, 1_000_000)
     with pytest.raises(NexusError) as err:
-        await BackupManager(root).create(CreateRequest(project_id=h.PROJECT, data_dir=str(big)))
+        await BackupManager(root).create(
+            CreateRequest(project_id=h.PROJECT, data_dir=str(big), data_dir_change=True)
+        )
     assert isinstance(err.value, StorageFull), f"{type(err.value).__name__}: {err.value}"
     assert "no space left" in str(err.value)
     await _assert_failed_cleanly(root, earlier, packs, tmp_path / "scratch")
@@ -106,7 +108,7 @@ async def test_full_repository_via_the_cli_is_one_clear_line(tmp_path: Path, mou
     h.init_project(root, small=False)
     earlier, packs = await _first_backup(root, tmp_path)
     big = _write_random(tmp_path / "big", 10, 1_000_000)
-    r = _cli(root, "create", h.PROJECT, str(big))
+    r = _cli(root, "create", h.PROJECT, str(big), "--data-dir-change")
     assert h.nexus_error_line(r.stderr), r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("nexus-backup: error: "), r.stderr
@@ -125,7 +127,7 @@ async def test_full_repository_never_completes_a_backup(tmp_path: Path, mount_tm
     big = _write_random(tmp_path / "big", 1, 4_000_000)
     try:
         meta = await BackupManager(root).create(
-            CreateRequest(project_id=h.PROJECT, data_dir=str(big))
+            CreateRequest(project_id=h.PROJECT, data_dir=str(big), data_dir_change=True)
         )
     except StorageFull:
         pass
@@ -185,7 +187,7 @@ async def test_file_size_limit_at_the_final_pack_fails_cleanly(tmp_path: Path):
     h.init_project(root, small=False)
     earlier, packs = await _first_backup(root, tmp_path)
     big = _write_random(tmp_path / "big", 3, 250_000)
-    r = _cli(root, "create", h.PROJECT, str(big), limit=256 * 1024)
+    r = _cli(root, "create", h.PROJECT, str(big), "--data-dir-change", limit=256 * 1024)
     assert r.returncode == 1, (r.returncode, r.stdout[-500:], r.stderr)
     assert h.nexus_error_line(r.stderr) and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "file too large" in r.stderr
@@ -199,7 +201,7 @@ async def test_file_size_limit_hit_while_reading_fails_cleanly(tmp_path: Path):
     h.init_project(root, small=False)
     earlier, packs = await _first_backup(root, tmp_path)
     big = _write_random(tmp_path / "big", 1, 3_000_000)
-    r = _cli(root, "create", h.PROJECT, str(big), limit=256 * 1024)
+    r = _cli(root, "create", h.PROJECT, str(big), "--data-dir-change", limit=256 * 1024)
     assert "file too large" in r.stderr, (r.returncode, r.stdout[-500:], r.stderr)
     assert h.nexus_error_line(r.stderr) and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert r.returncode == 1, (r.returncode, r.stdout[-500:], r.stderr)
