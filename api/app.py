@@ -1,5 +1,6 @@
 """The app factory: one BackupManager, the shared job runner and event hub, the middleware
-stack (shield, token, body limit) and an OpenAPI document that states the bearer scheme."""
+stack (shield, origin, token, body guard) and an OpenAPI document that states the bearer
+scheme."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api.auth import PUBLIC_PATHS, BearerAuthMiddleware
+from api.auth import PUBLIC_PATHS, BearerAuthMiddleware, OriginMiddleware
 from api.errors import ShieldMiddleware, install_handlers
 from api.events import EventHub
 from api.jobs import JobRunner
-from api.limits import MAX_BODY_BYTES, BodyLimitMiddleware
+from api.limits import MAX_BODY_BYTES, BodyGuardMiddleware
 from api.paths import PathPolicy
 from api.routes import ApiContext, public, router
 
@@ -83,9 +84,11 @@ def create_app(
     install_handlers(app)
     app.include_router(public)
     app.include_router(router)
-    # added innermost first: the shield sees everything, the token is checked before the body
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    # added innermost first: the shield sees everything; a cross-site request is refused
+    # before the token is looked at, and the token is checked before the body is read
+    app.add_middleware(BodyGuardMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(BearerAuthMiddleware, token=token)
+    app.add_middleware(OriginMiddleware)
     app.add_middleware(ShieldMiddleware)
     _document_bearer(app)
     return app

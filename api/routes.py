@@ -6,6 +6,7 @@ api.errors; where the handler knows which field an error is about, it says so in
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path as FsPath
@@ -61,7 +62,11 @@ def _err(description: str) -> dict[str, Any]:
 COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     400: _err("The core could not carry out the request (its one-line reason)"),
     401: _err("Missing or invalid bearer token"),
+    403: _err(
+        "A cross-site request (Origin, Sec-Fetch-Site), or a path outside the allowed directories"
+    ),
     413: _err("Request body too large"),
+    415: _err("A request body that is not declared 'Content-Type: application/json'"),
     422: _err("Invalid input; `loc` names the field"),
     500: _err("Internal error (a bug; logged on the server, no details given)"),
 }
@@ -71,11 +76,22 @@ FORBIDDEN = {403: _err("Path outside the directories the server allows")}
 STORAGE_FULL = {507: _err("No space left on the repository or the target")}
 
 
+#: A job id: what `JobRunner` makes (secrets.token_hex(8)).
+JOB_ID = re.compile(r"[0-9a-f]{16}")
+
+
+def _whole(pattern: re.Pattern[str]) -> str:
+    """The pattern for the OpenAPI document, anchored: JSON Schema patterns match anywhere."""
+    return f"^(?:{pattern.pattern})$"
+
+
 def _id_param(what: str) -> Any:
+    # validated by `_checked` (fullmatch), never by FastAPI's pattern=, whose `$` would let
+    # a trailing newline through on some versions
     return Path(
         description=f"{what}: 1-64 letters, digits, '.', '_' or '-', starting with a letter or "
         "digit, without '..'",
-        json_schema_extra={"pattern": ID_PATTERN.pattern},
+        json_schema_extra={"pattern": _whole(ID_PATTERN)},
     )
 
 
@@ -86,8 +102,22 @@ def _checked(value: str, what: str) -> str:
         raise ApiError(422, str(exc), type="value_error", loc=["path", what]) from None
 
 
+def _checked_job_id(value: str) -> str:
+    if not JOB_ID.fullmatch(value):
+        raise ApiError(
+            422,
+            f"invalid job_id {value[:40]!r}: 16 lowercase hexadecimal digits",
+            type="value_error",
+            loc=["path", "job_id"],
+        )
+    return value
+
+
 ProjectIdPath = Annotated[str, _id_param("project_id")]
 BackupIdPath = Annotated[str, _id_param("backup_id ('latest' for the newest completed one)")]
+JobIdPath = Annotated[
+    str, Path(description="16 hexadecimal digits", json_schema_extra={"pattern": _whole(JOB_ID)})
+]
 
 
 public = APIRouter(prefix="/api/v1")
@@ -333,8 +363,8 @@ async def delete_backup(ctx: Ctx, project_id: ProjectIdPath, backup_id: BackupId
     tags=["jobs"],
     summary="A background restore: running, or its result or error",
 )
-async def get_job(ctx: Ctx, job_id: Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]) -> Job:
-    job = ctx.jobs.get(job_id)
+async def get_job(ctx: Ctx, job_id: JobIdPath) -> Job:
+    job = ctx.jobs.get(_checked_job_id(job_id))
     if job is None:
         raise ApiError(404, f"unknown job {job_id!r}", type="not_found", loc=["path", "job_id"])
     return job

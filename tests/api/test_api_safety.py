@@ -1,0 +1,307 @@
+"""Issue #9 against a real server: cross-site requests refused, ids matched whole, nesting and
+per-request work bounded, no path of the repository ever in an answer, errors of a damaged or
+read-only repository mapped to their documented statuses."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import time
+
+import httpx
+import pytest
+
+from core.models import MAX_EXTRA_DEPTH, MAX_RESTORE_PATHS
+
+CROSS_ORIGINS = ["http://evil.example", "null", "http://127.0.0.1:1", "https://127.0.0.1"]
+
+
+def _nested(levels: int, *, as_list: bool = False) -> object:
+    """`levels` levels of objects (or arrays), the outermost the first."""
+    value: object = "leaf"
+    for _ in range(levels):
+        value = [value] if as_list else {"k": value}
+    return value
+
+
+def _own(api, name: str = "127.0.0.1") -> str:
+    return "http://" + api.base_url.split("://", 1)[1].replace("127.0.0.1", name)
+
+
+@pytest.fixture(scope="module")
+def open_api(make_api):
+    """A server without a token: loopback only, the mode a CSRF attack would aim at."""
+    return make_api(token=None)
+
+
+# --- 1. Origin and Sec-Fetch-Site, Content-Type ---------------------------------------------
+
+
+@pytest.mark.parametrize("origin", CROSS_ORIGINS)
+def test_cross_origin_requests_are_refused_and_touch_nothing(open_api, project, origin):
+    src = open_api.allowed / project
+    src.mkdir(exist_ok=True)
+    (src / "f").write_text("x")
+    with httpx.Client(base_url=open_api.base_url, headers={"Origin": origin}) as c:
+        body = {"project_id": project, "data_dir": str(src)}
+        r = c.post("/api/v1/backup/create", json=body)
+        assert r.status_code == 403, r.text
+        assert r.json()["detail"][0]["loc"] == ["header", "Origin"]
+        assert r.json()["detail"][0]["type"] == "forbidden_origin"
+        assert c.get("/api/v1/projects").status_code == 403
+        assert c.delete(f"/api/v1/backup/{project}/b1").status_code == 403
+    assert not (open_api.root / "backups" / project).exists()
+
+
+def test_own_origin_and_no_origin_are_served(open_api, project):
+    for origin in (_own(open_api), _own(open_api, "localhost"), _own(open_api).upper(), None):
+        headers = {"Origin": origin} if origin else {}
+        with httpx.Client(base_url=open_api.base_url, headers=headers) as c:
+            assert c.get("/api/v1/projects").status_code == 200, origin
+            r = c.get(f"/api/v1/backup/list/{project}")
+            assert r.status_code == 404, (origin, r.text)  # reached the handler
+
+
+@pytest.mark.parametrize(
+    ("site", "method", "allowed"),
+    [
+        ("cross-site", "GET", False),
+        ("cross-site", "POST", False),
+        ("same-site", "GET", True),
+        ("same-site", "POST", False),
+        ("same-site", "DELETE", False),
+        ("same-origin", "POST", True),
+        ("none", "GET", True),
+    ],
+)
+def test_sec_fetch_site(open_api, site, method, allowed):
+    with httpx.Client(base_url=open_api.base_url, headers={"Sec-Fetch-Site": site}) as c:
+        if method == "GET":
+            r = c.get("/api/v1/projects")
+        elif method == "DELETE":
+            r = c.delete("/api/v1/backup/p1/b1")
+        else:
+            r = c.post("/api/v1/backup/create", json={"project_id": "p1", "data_dir": "rel"})
+    if allowed:
+        assert r.status_code != 403, r.text
+    else:
+        assert r.status_code == 403, r.text
+        assert r.json()["detail"][0]["loc"] == ["header", "Sec-Fetch-Site"]
+
+
+def test_origin_is_checked_with_a_token_too(api, client):
+    r = client.get("/api/v1/projects", headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403 and r.json()["detail"][0]["type"] == "forbidden_origin"
+    assert client.get("/api/v1/projects", headers={"Origin": _own(api)}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "text/plain",
+        "text/plain; charset=utf-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/jsonp",
+        "application/json; charset=latin-1",
+        "application/json; boundary=x",
+        "application/merge-patch+json",
+    ],
+)
+def test_a_body_that_is_not_declared_json_is_415_and_touches_nothing(
+    open_api, project, content_type
+):
+    src = open_api.allowed / project
+    src.mkdir(exist_ok=True)
+    raw = json.dumps({"project_id": project, "data_dir": str(src)}).encode()
+    headers = {"Content-Type": content_type} if content_type else {}
+    with httpx.Client(base_url=open_api.base_url) as c:
+        r = c.post("/api/v1/backup/create", content=raw, headers=headers)
+        assert r.status_code == 415, r.text
+        assert r.json()["detail"][0]["loc"] == ["header", "Content-Type"]
+        body = {"project_id": project, "backup_id": "b1", "restore_dir": str(src)}
+        r = c.post("/api/v1/backup/restore", content=json.dumps(body).encode(), headers=headers)
+        assert r.status_code == 415, r.text
+    assert not (open_api.root / "backups" / project).exists()
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "Application/JSON; charset=UTF-8", 'application/json;charset="utf-8"'],
+)
+def test_json_with_or_without_a_utf8_charset_is_accepted(client, content_type):
+    raw = json.dumps({"project_id": "p1", "data_dir": "relative"}).encode()
+    r = client.post("/api/v1/backup/create", content=raw, headers={"Content-Type": content_type})
+    assert r.status_code == 422, r.text  # reached validation
+    assert r.json()["detail"][0]["loc"] == ["body", "data_dir"]
+
+
+# --- 2. ids matched whole -------------------------------------------------------------------
+
+NEWLINE_IDS = ["x%0A", "x%0D%0A", "%0Ax", "x%250A", "x%00"]
+
+
+@pytest.mark.parametrize("bad", NEWLINE_IDS)
+def test_ids_with_a_newline_in_paths_are_422(client, bad):
+    for url, field in [
+        (f"/api/v1/backup/list/{bad}", "project_id"),
+        (f"/api/v1/backup/info/{bad}/b1", "project_id"),
+        (f"/api/v1/backup/info/p1/{bad}", "backup_id"),
+        (f"/api/v1/events/{bad}", "project_id"),
+    ]:
+        r = client.get(url)
+        assert r.status_code == 422, (url, r.text)
+        assert r.json()["detail"][0]["loc"] == ["path", field]
+    r = client.delete(f"/api/v1/backup/p1/{bad}")
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["path", "backup_id"]
+    r = client.delete(f"/api/v1/backup/{bad}/b1")
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["path", "project_id"]
+    r = client.get(f"/api/v1/jobs/0123456789abcdef{bad}")
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["path", "job_id"], r.text
+
+
+@pytest.mark.parametrize("bad", ["x\n", "x%0A", "x\r\n", "\nx", "x\x00"])
+def test_ids_with_a_newline_in_bodies_are_422(client, api, bad):
+    create = {"project_id": bad, "data_dir": str(api.allowed)}
+    restore = {"project_id": "ok", "backup_id": bad, "restore_dir": str(api.allowed)}
+    parent = {"project_id": "ok", "data_dir": str(api.allowed), "parent_backup_id": bad}
+    for url, body, field in [
+        ("/api/v1/backup/create", create, "project_id"),
+        ("/api/v1/backup/restore", restore, "backup_id"),
+        ("/api/v1/backup/create", parent, "parent_backup_id"),
+    ]:
+        r = client.post(url, json=body)
+        assert r.status_code == 422, r.text
+        assert ["body", field] in [i["loc"] for i in r.json()["detail"]]
+
+
+def test_documented_id_patterns_are_anchored(client):
+    doc = client.get("/openapi.json").json()
+    patterns = [
+        p["schema"]["pattern"]
+        for op in doc["paths"].values()
+        for method in op.values()
+        for p in method.get("parameters", [])
+        if "pattern" in p.get("schema", {})
+    ]
+    assert patterns and all(p.startswith("^") and p.endswith("$") for p in patterns)
+
+
+# --- 3. nesting of extra --------------------------------------------------------------------
+
+
+def test_extra_at_the_depth_bound_is_kept(api, client, project, sample_tree, backup_of):
+    extra = {
+        "deep": _nested(MAX_EXTRA_DEPTH - 1),
+        "list": _nested(MAX_EXTRA_DEPTH - 1, as_list=True),
+    }
+    meta = backup_of(project, sample_tree(api.allowed / project / "src"), extra=extra)
+    assert meta["status"] == "completed"
+    r = client.get(f"/api/v1/backup/info/{project}/{meta['id']}")
+    assert r.status_code == 200 and r.json()["metadata"]["extra"] == extra
+    assert client.get(f"/api/v1/backup/list/{project}").json()["items"][0]["extra"] == extra
+
+
+@pytest.mark.parametrize("as_list", [False, True])
+def test_extra_one_level_too_deep_is_422_with_a_clear_message(client, api, project, as_list):
+    extra = {"k": _nested(MAX_EXTRA_DEPTH, as_list=as_list)}  # extra itself is the first level
+    body = {"project_id": project, "data_dir": str(api.allowed), "extra": extra}
+    r = client.post("/api/v1/backup/create", json=body)
+    assert r.status_code == 422, r.text
+    item = r.json()["detail"][0]
+    assert item["loc"] == ["body", "extra"]
+    assert f"deeper than {MAX_EXTRA_DEPTH} levels" in item["msg"]
+    assert not (api.root / "backups" / project).exists()
+
+
+@pytest.mark.parametrize("levels", [210, 400, 10_000, 100_000])
+@pytest.mark.parametrize("where", ["extra", "tags", "paths"])
+def test_absurd_nesting_is_422_never_500(client, api, project, levels, where):
+    deep = _nested(levels)
+    if where == "paths":
+        url = "/api/v1/backup/restore"
+        body = {"project_id": project, "backup_id": "b1", "restore_dir": str(api.allowed)}
+        body["paths"] = [deep]
+    else:
+        url = "/api/v1/backup/create"
+        body = {"project_id": project, "data_dir": str(api.allowed), where: {"k": deep}}
+    raw = json.dumps(body).encode() if levels < 900 else _raw_nested(body, where, levels)
+    r = client.post(url, content=raw, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422, r.text[:300]
+    assert r.json()["detail"][0]["loc"][0] == "body"
+    assert not (api.root / "backups" / project).exists()
+    assert client.get("/api/v1/health").status_code == 200
+
+
+def _raw_nested(body: dict, where: str, levels: int) -> bytes:
+    """The JSON text of `body` with `levels` levels in `where`, built without json.dumps
+    (whose recursion is bounded too)."""
+    deep = '{"k": ' * levels + '"leaf"' + "}" * levels
+    placeholder = "__DEEP__"
+    if where == "paths":
+        body = {**body, "paths": [placeholder]}
+    else:
+        body = {**body, where: {"k": placeholder}}
+    return json.dumps(body).replace(f'"{placeholder}"', deep).encode()
+
+
+def test_a_deep_string_is_not_nesting(client, api, project):
+    """Brackets inside strings (escaped quotes included) do not count as nesting."""
+    text = '\\"[{' * 3000
+    body = {
+        "project_id": project,
+        "data_dir": "relative",
+        "tags": {"t": '"[[{{'},
+        "name": text[:200],
+    }
+    r = client.post("/api/v1/backup/create", json=body)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "data_dir"], r.text
+
+
+# --- 4. work per request --------------------------------------------------------------------
+
+
+def test_more_than_max_restore_paths_is_422(client, api, project):
+    body = {
+        "project_id": project,
+        "backup_id": "b1",
+        "restore_dir": str(api.allowed),
+        "paths": [f"f{i}" for i in range(MAX_RESTORE_PATHS + 1)],
+    }
+    r = client.post("/api/v1/backup/restore", json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == ["body", "paths"]
+
+
+def test_dry_run_of_max_restore_paths_globs_answers_within_seconds(api, client, project, backup_of):
+    src = api.allowed / project / "src"
+    for d in range(10):
+        (src / f"d{d}").mkdir(parents=True)
+        for f in range(60):
+            (src / f"d{d}" / f"f{f}.txt").write_text(f"{d}/{f}")
+    meta = backup_of(project, src)
+    # every one matches: half exact paths, half globs (a path matching nothing is an error)
+    globs = [
+        f"d{i % 10}/f{i % 60}.txt" if i % 2 else f"d*/f{i % 60}.t?t"
+        for i in range(MAX_RESTORE_PATHS)
+    ]
+    names = [f"d{d}/f{f}.txt" for d in range(10) for f in range(60)]
+    expected = {n for n in names for g in globs if fnmatch.fnmatchcase(n, g)}
+    body = {
+        "project_id": project,
+        "backup_id": meta["id"],
+        "restore_dir": str(api.allowed / project / "target"),
+        "paths": globs,
+        "dry_run": True,
+    }
+    started = time.monotonic()
+    r = client.post("/api/v1/backup/restore", json=body)
+    elapsed = time.monotonic() - started
+    assert r.status_code == 200, r.text
+    result = r.json()
+    assert not result["changes_truncated"]
+    created = {c["path"] for c in result["changes"] if c["kind"] == "file"}
+    assert created == expected and all(c["action"] == "create" for c in result["changes"])
+    assert elapsed < 5, f"the dry run took {elapsed:.1f} s"
+    assert not (api.allowed / project / "target").exists()
