@@ -21,6 +21,7 @@ from api.events import EventHub
 from api.jobs import JobRunner
 from api.limits import MAX_BODY_BYTES, BodyGuardMiddleware
 from api.paths import PathPolicy
+from api.pools import MAX_RUNNING, ReadPool
 from api.routes import ApiContext, public, router
 
 
@@ -49,15 +50,18 @@ def create_app(
     allowed_dirs: Iterable[str | os.PathLike[str]],
     manager: Any = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    max_running: int = MAX_RUNNING,
 ) -> FastAPI:
     """The API over the repository at `root`. `token` None means no authentication (only
-    for loopback; `serve` enforces that). `manager` replaces the BackupManager, for tests."""
+    for loopback; `serve` enforces that). `manager` replaces the BackupManager, for tests.
+    `max_running`: long operations (create, restore, delete) run at once; more are queued."""
     if manager is None:
         from core.manager import BackupManager
 
         manager = BackupManager(Path(root))
     hub = EventHub()
-    jobs = JobRunner(manager, hub)
+    jobs = JobRunner(manager, hub, max_running=max_running)
+    reads = ReadPool()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -70,6 +74,7 @@ def create_app(
         finally:
             unsubscribe()
             await jobs.aclose()
+            reads.close()
 
     app = FastAPI(
         title="nexus-backup",
@@ -80,7 +85,9 @@ def create_app(
         docs_url=None,  # a browser cannot send the bearer token to load them
         redoc_url=None,
     )
-    app.state.ctx = ApiContext(mgr=manager, policy=PathPolicy(allowed_dirs), jobs=jobs, hub=hub)
+    app.state.ctx = ApiContext(
+        mgr=manager, policy=PathPolicy(allowed_dirs), jobs=jobs, hub=hub, reads=reads
+    )
     install_handlers(app)
     app.include_router(public)
     app.include_router(router)

@@ -19,6 +19,7 @@ from api.errors import ApiError
 from api.events import EventHub, TooManySubscribers
 from api.jobs import JobRunner
 from api.paths import PathPolicy
+from api.pools import ReadPool
 from api.schemas import BackupInfoResponse, BackupPage, ErrorBody, Health, Job
 from core.errors import NotFound
 from core.models import (
@@ -45,6 +46,7 @@ class ApiContext:
     policy: PathPolicy
     jobs: JobRunner
     hub: EventHub
+    reads: ReadPool
 
 
 def get_ctx(request: Request) -> ApiContext:
@@ -132,7 +134,7 @@ async def health() -> Health:
 @router.get("/projects", response_model=list[ProjectSummary], tags=["projects"])
 async def projects(ctx: Ctx) -> list[ProjectSummary]:
     """Every project of the repository, with its backup count and last status."""
-    return await ctx.mgr.projects()
+    return await ctx.reads.run(ctx.mgr.projects_blocking)
 
 
 def _project_exists(ctx: ApiContext, project_id: str) -> bool:
@@ -166,8 +168,13 @@ def _allowed(ctx: ApiContext, raw: str, field: str, project_id: str, operation: 
 @router.post(
     "/backup/create",
     status_code=202,
-    response_model=BackupMetadata,
+    response_model=None,
     responses={
+        202: {
+            "model": BackupMetadata | Job,
+            "description": "The backup started: its PENDING metadata; or, when the server "
+            "already runs as many long operations as it allows, a queued Job to poll",
+        },
         **FORBIDDEN,
         **NOT_FOUND,
         **CONFLICT,
@@ -175,7 +182,7 @@ def _allowed(ctx: ApiContext, raw: str, field: str, project_id: str, operation: 
         503: _err("The backup did not start in time (it may still run)"),
     },
     tags=["backups"],
-    summary="Start a backup (answers 202 with its PENDING metadata at once)",
+    summary="Start a backup (202 with its PENDING metadata at once, or a queued job)",
 )
 async def create_backup(req: CreateRequest, ctx: Ctx) -> JSONResponse:
     """The backup goes on in the server; follow it with `info` or the event stream.
@@ -196,14 +203,16 @@ async def create_backup(req: CreateRequest, ctx: Ctx) -> JSONResponse:
             loc=["body", "data_dir"],
         )
     try:
-        meta = await ctx.jobs.start_create(req.model_copy(update={"data_dir": str(data_dir)}))
+        started = await ctx.jobs.start_create(req.model_copy(update={"data_dir": str(data_dir)}))
     except NotFound as exc:
         loc = ["body", "parent_backup_id"] if req.parent_backup_id else []
         raise ApiError.from_core(exc, loc=loc) from None
+    if isinstance(started, Job):
+        where = f"/api/v1/jobs/{started.job_id}"
+    else:
+        where = f"/api/v1/backup/info/{started.project_id}/{started.id}"
     return JSONResponse(
-        meta.model_dump(mode="json"),
-        status_code=202,
-        headers={"Location": f"/api/v1/backup/info/{meta.project_id}/{meta.id}"},
+        started.model_dump(mode="json"), status_code=202, headers={"Location": where}
     )
 
 
@@ -237,7 +246,7 @@ async def restore_backup(req: RestoreRequest, ctx: Ctx) -> JSONResponse:
             loc=["body", "restore_dir"],
         )
     try:
-        info = await ctx.mgr.info(req.project_id, req.backup_id)
+        info = await ctx.reads.run(ctx.mgr.info_blocking, req.project_id, req.backup_id)
     except NotFound as exc:
         raise _not_found(ctx, exc, req.project_id, "body") from None
     meta = info.metadata
@@ -300,7 +309,7 @@ async def list_backups(
         text=q or None,
     )
     try:
-        items = await ctx.mgr.list(project_id, filters)
+        items = await ctx.reads.run(ctx.mgr.list_blocking, project_id, filters)
     except NotFound as exc:
         raise ApiError.from_core(exc, loc=["path", "project_id"]) from None
     return BackupPage(
@@ -323,7 +332,7 @@ async def backup_info(ctx: Ctx, project_id: ProjectIdPath, backup_id: BackupIdPa
     _checked(project_id, "project_id")
     _checked(backup_id, "backup_id")
     try:
-        info = await ctx.mgr.info(project_id, backup_id)
+        info = await ctx.reads.run(ctx.mgr.info_blocking, project_id, backup_id)
     except NotFound as exc:
         raise _not_found(ctx, exc, project_id, "path") from None
     meta = info.metadata
@@ -351,7 +360,9 @@ async def delete_backup(ctx: Ctx, project_id: ProjectIdPath, backup_id: BackupId
             loc=["path", "backup_id"],
         )
     try:
-        return await ctx.mgr.delete(project_id, backup_id, progress=ctx.jobs.publish_progress)
+        return await ctx.jobs.run_long(
+            lambda: ctx.mgr.delete(project_id, backup_id, progress=ctx.jobs.publish_progress)
+        )
     except NotFound as exc:
         raise _not_found(ctx, exc, project_id, "path") from None
 
@@ -361,7 +372,7 @@ async def delete_backup(ctx: Ctx, project_id: ProjectIdPath, backup_id: BackupId
     response_model=Job,
     responses={404: _err("Unknown (or long forgotten) job")},
     tags=["jobs"],
-    summary="A background restore: running, or its result or error",
+    summary="A background restore or queued create: queued, running, or its result or error",
 )
 async def get_job(ctx: Ctx, job_id: JobIdPath) -> Job:
     job = ctx.jobs.get(_checked_job_id(job_id))

@@ -57,20 +57,27 @@ class JobError(BaseModel):
     msg: str
 
 
-JobStatus = Literal["running", "succeeded", "failed"]
+JobStatus = Literal["queued", "running", "succeeded", "failed"]
 
 
 class Job(BaseModel):
-    """A background restore, polled at GET /api/v1/jobs/{job_id}."""
+    """A background create or restore, polled at GET /api/v1/jobs/{job_id}.
+
+    A job is "queued" while the server already runs as many long operations as it allows,
+    "running" once it has its turn. A create is a job only when it had to queue (else its
+    answer is the backup's PENDING metadata); its `backup_id` is known once it runs, and
+    `backup` is the backup's metadata as the create ended."""
 
     job_id: str
-    kind: Literal["restore"] = "restore"
+    kind: Literal["create", "restore"] = "restore"
     status: JobStatus = "running"
     project_id: str
-    backup_id: str
-    restore_dir: str
+    backup_id: str | None = None
+    restore_dir: str | None = None
     created_at: datetime
+    started_at: datetime | None = None
     finished_at: datetime | None = None
     progress: ProgressEvent | None = None
     result: RestoreResult | None = None
+    backup: BackupMetadata | None = None
     error: JobError | None = None
