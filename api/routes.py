@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path as FsPath
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -36,6 +36,8 @@ from core.models import (
     RestoreResult,
     check_id,
 )
+
+ReqT = TypeVar("ReqT", CreateRequest, RestoreRequest)
 
 
 @dataclass
@@ -155,6 +157,14 @@ def _non_directory_on_the_way(target: FsPath) -> FsPath | None:
     return None
 
 
+def _confined(ctx: ApiContext, req: ReqT, **update: Any) -> ReqT:
+    """The request as the manager gets it: with the resolved values in `update`, and confined
+    to the allowed directories, so that the engine opens its directory beneath one of them
+    without following symlinks (a directory swapped for a symlink after the check above
+    cannot redirect it)."""
+    return req.model_copy(update={**update, "confine_to": list(ctx.policy.roots)})
+
+
 def _allowed(ctx: ApiContext, raw: str, field: str, project_id: str, operation: str) -> FsPath:
     """The resolved path, or a 403 that is also written to the project's log."""
     try:
@@ -203,7 +213,7 @@ async def create_backup(req: CreateRequest, ctx: Ctx) -> JSONResponse:
             loc=["body", "data_dir"],
         )
     try:
-        started = await ctx.jobs.start_create(req.model_copy(update={"data_dir": str(data_dir)}))
+        started = await ctx.jobs.start_create(_confined(ctx, req, data_dir=str(data_dir)))
     except NotFound as exc:
         loc = ["body", "parent_backup_id"] if req.parent_backup_id else []
         raise ApiError.from_core(exc, loc=loc) from None
@@ -258,7 +268,7 @@ async def restore_backup(req: RestoreRequest, ctx: Ctx) -> JSONResponse:
             loc=["body", "backup_id"],
         )
     # pin the backup ("latest" may move on) and the resolved target
-    req = req.model_copy(update={"restore_dir": str(target), "backup_id": meta.id})
+    req = _confined(ctx, req, restore_dir=str(target), backup_id=meta.id)
     try:
         if req.dry_run:
             result = await ctx.mgr.restore(req)
