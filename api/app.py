@@ -1,6 +1,6 @@
 """The app factory: one BackupManager, the shared job runner and event hub, the middleware
-stack (shield, origin, token, body guard) and an OpenAPI document that states the bearer
-scheme."""
+stack (shield, redaction of the repository's root, origin, token, body guard) and an OpenAPI
+document that states the bearer scheme."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from api.jobs import JobRunner
 from api.limits import MAX_BODY_BYTES, BodyGuardMiddleware
 from api.paths import PathPolicy
 from api.pools import MAX_RUNNING, ReadPool
+from api.redact import RedactMiddleware, Redactor
 from api.routes import ApiContext, public, router
 
 
@@ -96,6 +97,7 @@ def create_app(
     app.add_middleware(BodyGuardMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(BearerAuthMiddleware, token=token)
     app.add_middleware(OriginMiddleware)
+    app.add_middleware(RedactMiddleware, redact=Redactor([manager.root]))  # every answer
     app.add_middleware(ShieldMiddleware)
     _document_bearer(app)
     return app

@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 from api.errors import ApiError, error_type
 from api.events import EventHub
 from api.pools import MAX_RUNNING, Slots
-from api.schemas import Job, JobError
+from api.schemas import Job, JobError, RestoreOutcome
 from core.errors import NexusError
 from core.models import (
     BackupInfo,
@@ -354,7 +354,7 @@ class JobRunner:
             raise
         else:
             job.status = "succeeded"
-            job.result = result
+            job.result = RestoreOutcome.of(result)
             job.backup_id = result.backup_id  # "latest" becomes the id actually restored
             return result
         finally:

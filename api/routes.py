@@ -20,7 +20,7 @@ from api.events import EventHub, TooManySubscribers
 from api.jobs import JobRunner
 from api.paths import PathPolicy
 from api.pools import ReadPool
-from api.schemas import BackupInfoResponse, BackupPage, ErrorBody, Health, Job
+from api.schemas import BackupInfoResponse, BackupPage, ErrorBody, Health, Job, RestoreOutcome
 from core.errors import NotFound
 from core.models import (
     ID_PATTERN,
@@ -33,7 +33,6 @@ from core.models import (
     ListFilter,
     ProjectSummary,
     RestoreRequest,
-    RestoreResult,
     check_id,
 )
 
@@ -230,7 +229,7 @@ async def create_backup(req: CreateRequest, ctx: Ctx) -> JSONResponse:
     "/backup/restore",
     response_model=None,
     responses={
-        200: {"model": RestoreResult, "description": "Dry run: what a restore would do"},
+        200: {"model": RestoreOutcome, "description": "Dry run: what a restore would do"},
         202: {"model": Job, "description": "Restore started; poll GET /api/v1/jobs/{job_id}"},
         **FORBIDDEN,
         **NOT_FOUND,
@@ -271,7 +270,7 @@ async def restore_backup(req: RestoreRequest, ctx: Ctx) -> JSONResponse:
     req = _confined(ctx, req, restore_dir=str(target), backup_id=meta.id)
     try:
         if req.dry_run:
-            result = await ctx.mgr.restore(req)
+            result = RestoreOutcome.of(await ctx.mgr.restore(req))
             return JSONResponse(result.model_dump(mode="json"), status_code=200)
         job = await ctx.jobs.start_restore(req)
     except NotFound as exc:

@@ -5,6 +5,7 @@ answer (schemathesis checks that it does)."""
 
 from __future__ import annotations
 
+import shlex
 from datetime import datetime
 from typing import Literal
 
@@ -49,6 +50,49 @@ class BackupInfoResponse(BackupInfo):
     progress: ProgressEvent | None = None
 
 
+class Undo(BaseModel):
+    """How to undo a restore: restore the checkpoint taken of the target back over it (with
+    overwrite "always" and delete_extra)."""
+
+    project_id: str
+    checkpoint_id: str
+    target: str
+
+
+class RestoreOutcome(RestoreResult):
+    """A restore's result as the API gives it: the undo as data, and an undo hint for the
+    CLI that does not name the repository (the server's own business)."""
+
+    undo: Undo | None = None
+
+    @classmethod
+    def of(cls, result: RestoreResult) -> RestoreOutcome:
+        data = result.model_dump()
+        undo = None
+        if result.checkpoint_id:
+            undo = Undo(
+                project_id=result.project_id,
+                checkpoint_id=result.checkpoint_id,
+                target=result.restore_dir,
+            )
+            data["undo_hint"] = shlex.join(
+                [
+                    "nexus-backup",
+                    "restore",
+                    undo.project_id,
+                    undo.checkpoint_id,
+                    undo.target,
+                    "--overwrite",
+                    "always",
+                    "--delete",
+                    "--no-checkpoint",
+                ]
+            )
+        else:
+            data["undo_hint"] = None
+        return cls.model_validate({**data, "undo": undo})
+
+
 class JobError(BaseModel):
     """Why a background job failed: the HTTP status it would have had, and the one line."""
 
@@ -78,6 +122,6 @@ class Job(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     progress: ProgressEvent | None = None
-    result: RestoreResult | None = None
+    result: RestoreOutcome | None = None
     backup: BackupMetadata | None = None
     error: JobError | None = None

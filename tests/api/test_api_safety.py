@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import time
 
 import httpx
@@ -305,3 +306,126 @@ def test_dry_run_of_max_restore_paths_globs_answers_within_seconds(api, client, 
     assert created == expected and all(c["action"] == "create" for c in result["changes"])
     assert elapsed < 5, f"the dry run took {elapsed:.1f} s"
     assert not (api.allowed / project / "target").exists()
+
+
+# --- 6. the repository's root is never in an answer ----------------------------------------
+
+
+def _spellings(root) -> set[str]:
+    real = os.path.realpath(root)
+    return {str(root), real, json.dumps(str(root))[1:-1], json.dumps(real)[1:-1]}
+
+
+def test_no_answer_of_a_whole_cycle_names_the_repository(make_api, sample_tree, poll):
+    srv = make_api()
+    seen: list[tuple[str, str]] = []
+
+    def record(response: httpx.Response) -> None:
+        response.read()
+        headers = " ".join(f"{k}: {v}" for k, v in response.headers.items())
+        seen.append(
+            (f"{response.request.method} {response.request.url.path}", headers + response.text)
+        )
+
+    project = "cycle"
+    with srv.client(event_hooks={"response": [record]}) as c:
+
+        def finished(backup_id: str) -> dict:
+            def done() -> dict | None:
+                meta = c.get(f"/api/v1/backup/info/{project}/{backup_id}").json()["metadata"]
+                return meta if meta["status"] in ("completed", "failed") else None
+
+            return poll(done)
+
+        def job(job_id: str) -> dict:
+            return poll(
+                lambda: (
+                    (j := c.get(f"/api/v1/jobs/{job_id}").json())["status"]
+                    not in ("queued", "running")
+                    and j
+                )
+            )
+
+        src = sample_tree(srv.allowed / "src")
+        body = {"project_id": project, "data_dir": str(src)}
+        first = finished(c.post("/api/v1/backup/create", json=body).json()["id"])
+        second = finished(c.post("/api/v1/backup/create", json=body).json()["id"])
+        assert first["status"] == second["status"] == "completed"
+        c.get(f"/api/v1/backup/list/{project}")
+        c.get("/api/v1/projects")
+        c.get(f"/api/v1/backup/info/{project}/latest")
+        # a restore over a changed target: a checkpoint is taken, the undo is offered
+        target = srv.allowed / "target"
+        restore = {"project_id": project, "backup_id": first["id"], "restore_dir": str(target)}
+        assert (
+            job(c.post("/api/v1/backup/restore", json=restore).json()["job_id"])["status"]
+            == "succeeded"
+        )
+        (target / "hello.txt").write_text("changed\n")
+        dry = c.post("/api/v1/backup/restore", json={**restore, "dry_run": True})
+        assert dry.status_code == 200
+        done = job(
+            c.post("/api/v1/backup/restore", json={**restore, "overwrite": "always"}).json()[
+                "job_id"
+            ]
+        )
+        assert done["status"] == "succeeded", done
+        result = done["result"]
+        assert result["checkpoint_id"] and result["undo"] == {
+            "project_id": project,
+            "checkpoint_id": result["checkpoint_id"],
+            "target": str(target),
+        }
+        assert (
+            "--root" not in result["undo_hint"] and result["checkpoint_id"] in result["undo_hint"]
+        )
+        # errors: an unreadable metadata.json, a pack that is a directory, a missing backup
+        backup_dir = srv.root / "backups" / project / f"backup_{second['id']}"
+        (backup_dir / "metadata.json").unlink()
+        (backup_dir / "metadata.json").mkdir()
+        for r in (
+            c.get(f"/api/v1/backup/info/{project}/{second['id']}"),
+            c.post("/api/v1/backup/restore", json={**restore, "backup_id": second["id"]}),
+            c.get(f"/api/v1/backup/list/{project}"),
+        ):
+            assert r.status_code < 500, r.text
+        packs = sorted(
+            p for p in (srv.root / "backups" / project / "packs").rglob("*") if p.is_file()
+        )
+        for pack in packs:
+            pack.unlink()
+            pack.mkdir()
+        failed = c.post(
+            "/api/v1/backup/restore", json={**restore, "restore_dir": str(srv.allowed / "t2")}
+        )
+        if failed.status_code == 202:
+            assert job(failed.json()["job_id"])["status"] == "failed"
+        else:
+            assert 400 <= failed.status_code < 500
+        c.get(f"/api/v1/backup/info/{project}/nosuch")
+        c.delete(f"/api/v1/backup/{project}/{first['id']}")
+        c.delete(f"/api/v1/backup/{project}/{second['id']}")
+        c.get("/openapi.json")
+    assert len(seen) > 15
+    for what, text in seen:
+        for spelling in _spellings(srv.root):
+            assert spelling not in text, f"{what} names the repository: {text[:500]}"
+
+
+def test_redactor_hides_the_root_and_only_the_root(tmp_path):
+    from api.redact import Redactor
+
+    root = tmp_path / "répo"
+    root.mkdir()
+    link = tmp_path / "via-link"
+    link.symlink_to(root)
+    redact = Redactor([link]).text
+    real = str(root)
+    assert (
+        redact(f"{real}/backups/p/x: is a directory") == "<repository>/backups/p/x: is a directory"
+    )
+    assert redact(f"open {link}: denied") == "open <repository>: denied"
+    assert redact(json.dumps({"msg": f"{real}/packs"})) == json.dumps({"msg": "<repository>/packs"})
+    assert redact(json.dumps({"msg": real}, ensure_ascii=False)) == '{"msg": "<repository>"}'
+    assert redact(f"{real}2/data and {real}.old") == f"{real}2/data and {real}.old"
+    assert Redactor(["/"]).text("/etc/passwd") == "/etc/passwd"
