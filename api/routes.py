@@ -74,7 +74,13 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     500: _err("Internal error (a bug; logged on the server, no details given)"),
 }
 NOT_FOUND = {404: _err("Unknown project or backup")}
-CONFLICT = {409: _err("Project busy, or backup not in a state that allows this")}
+CONFLICT = {
+    409: _err(
+        "Project busy, backup not in a state that allows this, or repository data damaged "
+        "(type 'damaged')"
+    )
+}
+DAMAGED = {409: _err("Repository data damaged (type 'damaged'), e.g. a project's config.json")}
 FORBIDDEN = {403: _err("Path outside the directories the server allows")}
 STORAGE_FULL = {507: _err("No space left on the repository or the target")}
 
@@ -132,7 +138,7 @@ async def health() -> Health:
     return Health()
 
 
-@router.get("/projects", response_model=list[ProjectSummary], tags=["projects"])
+@router.get("/projects", response_model=list[ProjectSummary], responses=DAMAGED, tags=["projects"])
 async def projects(ctx: Ctx) -> list[ProjectSummary]:
     """Every project of the repository, with its backup count and last status."""
     return await ctx.reads.run(ctx.mgr.projects_blocking)
@@ -292,7 +298,7 @@ def _utc(value: datetime | None) -> datetime | None:
 @router.get(
     "/backup/list/{project_id}",
     response_model=BackupPage,
-    responses=NOT_FOUND,
+    responses={**NOT_FOUND, **DAMAGED},
     tags=["backups"],
     summary="A project's backups, newest first, filtered and paged",
 )
@@ -333,7 +339,7 @@ async def list_backups(
 @router.get(
     "/backup/info/{project_id}/{backup_id}",
     response_model=BackupInfoResponse,
-    responses=NOT_FOUND,
+    responses={**NOT_FOUND, **DAMAGED},
     tags=["backups"],
     summary="A backup's metadata, manifest summary, and progress while it runs",
 )
@@ -354,7 +360,7 @@ async def backup_info(ctx: Ctx, project_id: ProjectIdPath, backup_id: BackupIdPa
 @router.delete(
     "/backup/{project_id}/{backup_id}",
     response_model=DeleteResult,
-    responses={**NOT_FOUND, **CONFLICT},
+    responses={**NOT_FOUND, **CONFLICT, **STORAGE_FULL},
     tags=["backups"],
     summary="Delete a backup and reclaim the space only it used",
 )

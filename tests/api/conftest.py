@@ -109,6 +109,12 @@ def make_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[...,
 
 
 @pytest.fixture
+def serve() -> Callable[..., Any]:
+    """`with serve(app) as base_url:` an app of the test's own making, served for real."""
+    return running
+
+
+@pytest.fixture
 def client(api: Api) -> Iterator[httpx.Client]:
     with api.client() as c:
         yield c
