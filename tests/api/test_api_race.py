@@ -85,6 +85,7 @@ def _finished(client, project: str, backup_id: str, poll) -> dict:
     return poll(done)
 
 
+@pytest.mark.slow
 @NEEDS_ENGINE
 def test_data_dir_swapped_for_a_symlink_after_the_check(api, client, project, poll):
     data = api.allowed / project / "data"
@@ -112,6 +113,7 @@ def test_data_dir_swapped_for_a_symlink_after_the_check(api, client, project, po
         assert "secret.txt" not in names, f"backup {backup_id} holds the outside directory"
 
 
+@pytest.mark.slow
 @NEEDS_ENGINE
 def test_restore_dir_swapped_for_a_symlink_after_the_check(
     api, client, project, sample_tree, backup_of, poll, job_of

@@ -283,6 +283,7 @@ def test_more_than_max_restore_paths_is_422(client, api, project):
     assert r.json()["detail"][0]["loc"] == ["body", "paths"]
 
 
+@pytest.mark.slow
 def test_dry_run_of_max_restore_paths_globs_answers_within_seconds(api, client, project, backup_of):
     src = api.allowed / project / "src"
     for d in range(10):
@@ -612,3 +613,20 @@ def test_damaged_config_is_409_damaged(bad_config, text):
             _one_error(r)
             item = r.json()["detail"][0]
             assert item["type"] == "damaged" and "config.json" in item["msg"]
+
+
+def test_event_stream_does_not_name_the_repository(api, project):
+    """A log line of the core naming a file of the repository reaches the stream redacted."""
+    mgr = api.app.state.ctx.mgr
+    line = f"backup failed: {os.path.realpath(api.root)}/backups/{project}/packs/ab: denied"
+    with api.client() as sse, sse.stream("GET", f"/api/v1/events/{project}") as stream:
+        lines = stream.iter_lines()
+        assert next(lines).startswith("event: ready")
+        mgr.logger.error(project, "create", line)
+        for text in lines:
+            if text.startswith("data: ") and "backup failed" in text:
+                break
+    for spelling in _spellings(api.root):
+        assert spelling not in text
+    message = json.loads(text[len("data: ") :])["message"]
+    assert message == f"backup failed: <repository>/backups/{project}/packs/ab: denied"
