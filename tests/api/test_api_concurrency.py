@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 MIB = 1 << 20
+#: Each create reads FILES x FILE_MIB MiB: long enough that a read waiting behind the creates
+#: (as it did when everything shared the loop's default executor) takes seconds.
+FILES, FILE_MIB = 20, 20
 
 
 def _big_tree(base: Path, files: int, mib_each: int) -> Path:
@@ -40,7 +43,7 @@ def test_reads_stay_fast_and_creates_beyond_the_limit_queue(
     with srv.client() as c:
         # a project to read while the creates run
         meta = backup_via(c, "reads", sample_tree(srv.allowed / "small"))
-        data = _big_tree(srv.allowed / "big", files=20, mib_each=15)
+        data = _big_tree(srv.allowed / "big", files=FILES, mib_each=FILE_MIB)
         answers = []
         for i in range(6):
             r = c.post(
@@ -80,4 +83,4 @@ def test_reads_stay_fast_and_creates_beyond_the_limit_queue(
             info = c.get(f"/api/v1/backup/info/{a['project_id']}/{a['id']}").json()
             assert info["metadata"]["status"] == "completed"
         sizes = {j["backup"]["size_bytes"] for j in ended}
-        assert sizes == {20 * 15 * MIB}
+        assert sizes == {FILES * FILE_MIB * MIB}
