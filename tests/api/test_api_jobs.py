@@ -170,3 +170,28 @@ def test_a_queued_job_cancelled_at_shutdown_says_so():
         assert runner.slots.busy == 0 and runner.slots.waiting == 0
 
     run(scenario())
+
+
+def test_slots_waiters_that_give_up_never_leak_a_slot():
+    from api.pools import Slots
+
+    async def scenario():
+        slots = Slots(1)
+        await slots.take()
+        gave_up = asyncio.ensure_future(slots.take())
+        await asyncio.sleep(0)
+        assert slots.waiting == 1
+        gave_up.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await gave_up
+        assert slots.waiting == 0 and slots.busy == 1
+        late = asyncio.ensure_future(slots.take())
+        await asyncio.sleep(0)
+        slots.release()  # handed over to `late` ...
+        late.cancel()  # ... which is cancelled before it could run
+        with pytest.raises(asyncio.CancelledError):
+            await late
+        assert slots.busy == 0 and slots.waiting == 0
+        assert slots.try_take() and not slots.try_take()
+
+    run(scenario())
