@@ -1,5 +1,6 @@
 """The app factory: one BackupManager, the shared job runner and event hub, the middleware
-stack (shield, token, body limit) and an OpenAPI document that states the bearer scheme."""
+stack (shield, redaction of the repository's root, origin, token, body guard) and an OpenAPI
+document that states the bearer scheme."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api.auth import PUBLIC_PATHS, BearerAuthMiddleware
+from api.auth import PUBLIC_PATHS, BearerAuthMiddleware, OriginMiddleware
 from api.errors import ShieldMiddleware, install_handlers
 from api.events import EventHub
 from api.jobs import JobRunner
-from api.limits import MAX_BODY_BYTES, BodyLimitMiddleware
+from api.limits import MAX_BODY_BYTES, BodyGuardMiddleware
 from api.paths import PathPolicy
+from api.pools import MAX_RUNNING, ReadPool
+from api.redact import RedactMiddleware, Redactor
 from api.routes import ApiContext, public, router
 
 
@@ -48,15 +51,18 @@ def create_app(
     allowed_dirs: Iterable[str | os.PathLike[str]],
     manager: Any = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    max_running: int = MAX_RUNNING,
 ) -> FastAPI:
     """The API over the repository at `root`. `token` None means no authentication (only
-    for loopback; `serve` enforces that). `manager` replaces the BackupManager, for tests."""
+    for loopback; `serve` enforces that). `manager` replaces the BackupManager, for tests.
+    `max_running`: long operations (create, restore, delete) run at once; more are queued."""
     if manager is None:
         from core.manager import BackupManager
 
         manager = BackupManager(Path(root))
     hub = EventHub()
-    jobs = JobRunner(manager, hub)
+    jobs = JobRunner(manager, hub, max_running=max_running)
+    reads = ReadPool()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -69,6 +75,7 @@ def create_app(
         finally:
             unsubscribe()
             await jobs.aclose()
+            reads.close()
 
     app = FastAPI(
         title="nexus-backup",
@@ -79,13 +86,18 @@ def create_app(
         docs_url=None,  # a browser cannot send the bearer token to load them
         redoc_url=None,
     )
-    app.state.ctx = ApiContext(mgr=manager, policy=PathPolicy(allowed_dirs), jobs=jobs, hub=hub)
+    app.state.ctx = ApiContext(
+        mgr=manager, policy=PathPolicy(allowed_dirs), jobs=jobs, hub=hub, reads=reads
+    )
     install_handlers(app)
     app.include_router(public)
     app.include_router(router)
-    # added innermost first: the shield sees everything, the token is checked before the body
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    # added innermost first: the shield sees everything; a cross-site request is refused
+    # before the token is looked at, and the token is checked before the body is read
+    app.add_middleware(BodyGuardMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(BearerAuthMiddleware, token=token)
+    app.add_middleware(OriginMiddleware)
+    app.add_middleware(RedactMiddleware, redact=Redactor([manager.root]))  # every answer
     app.add_middleware(ShieldMiddleware)
     _document_bearer(app)
     return app

@@ -1,8 +1,18 @@
-"""Bearer-token authentication: where the token comes from, and the gate every request passes.
+"""Who may talk to the API: the origin gate, then the bearer token.
 
-The check is ASGI middleware rather than a FastAPI dependency so that it runs before anything
-else, including body parsing: a request without a valid token is refused with 401 and has
-touched nothing, not even had its JSON read."""
+Both checks are ASGI middleware rather than FastAPI dependencies so that they run before
+anything else, including body parsing: a refused request has touched nothing, not even had its
+JSON read, whatever FastAPI or Starlette version serves it.
+
+Cross-site requests (CSRF, DNS rebinding) are refused by `OriginMiddleware`, with or without
+a token: a request whose `Origin` header is present and is not the server's own origin (the
+origin of its Host header, or http://127.0.0.1|localhost|[::1]:PORT of the socket it came in
+on), or whose `Sec-Fetch-Site` is `cross-site` (or `same-site` for a method that changes
+something), gets 403. A page in a browser cannot read the token, so with a token the check
+changes nothing for a legitimate client; it is applied anyway so that both modes behave alike
+and a token leaked into a browser still cannot be used from another site. Clients that send
+neither header (curl, scripts, the TUI) are unaffected. That every body must be JSON (415
+otherwise, so no browser form or "simple request" can carry one) is `api.limits`' rule."""
 
 from __future__ import annotations
 
@@ -19,6 +29,9 @@ ENV_TOKEN = "NEXUS_BACKUP_TOKEN"
 #: The only path answered without a token (it reveals nothing but "ok").
 PUBLIC_PATHS = frozenset({"/api/v1/health"})
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
+#: Methods that change something: refused even from a page of the same site.
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class TokenError(ValueError):
@@ -115,4 +128,59 @@ class BearerAuthMiddleware:
                 headers={"WWW-Authenticate": 'Bearer realm="nexus-backup", error="invalid_token"'},
             )
             return
+        await self.app(scope, receive, send)
+
+
+def _origin_key(origin: str) -> str:
+    """An origin compared case-insensitively and without its scheme's default port."""
+    origin = origin.strip().lower().rstrip("/")
+    scheme, sep, rest = origin.partition("://")
+    if rest.rfind(":") > rest.rfind("]"):  # a port (not a colon of an IPv6 address)
+        host, _, port = rest.rpartition(":")
+        if port == str(_DEFAULT_PORTS.get(scheme)):
+            rest = host
+    return f"{scheme}{sep}{rest}"
+
+
+def own_origins(scope: Scope, host_header: str) -> set[str]:
+    """The origins a page served by this server would have: that of the Host header the
+    request names, and the loopback names with the port the request came in on."""
+    scheme = str(scope.get("scheme", "http"))
+    origins = {_origin_key(f"{scheme}://{host_header}")} if host_header else set()
+    server = scope.get("server")
+    if server and server[1] is not None:
+        for name in ("127.0.0.1", "localhost", "[::1]"):
+            origins.add(_origin_key(f"{scheme}://{name}:{server[1]}"))
+    return origins
+
+
+def cross_site_reason(scope: Scope, headers: dict[str, bytes]) -> tuple[str, str] | None:
+    """Why a request comes from another site (the message and the header), or None."""
+    fetch_site = headers.get("sec-fetch-site", b"").decode("latin-1").strip().lower()
+    if fetch_site == "cross-site" or (
+        fetch_site == "same-site" and scope.get("method", "GET").upper() in UNSAFE_METHODS
+    ):
+        return (f"refused: a {fetch_site} request (Sec-Fetch-Site)", "Sec-Fetch-Site")
+    origin = headers.get("origin")
+    if origin is not None:
+        host = headers.get("host", b"").decode("latin-1").strip()
+        if _origin_key(origin.decode("latin-1")) not in own_origins(scope, host):
+            return ("refused: the request's Origin is not this server's own", "Origin")
+    return None
+
+
+class OriginMiddleware:
+    """403 for a request a web page of another site made (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = {k.decode("latin-1").lower(): v for k, v in scope["headers"]}
+            reason = cross_site_reason(scope, headers)
+            if reason is not None:
+                msg, header = reason
+                await send_error(send, 403, msg, type="forbidden_origin", loc=["header", header])
+                return
         await self.app(scope, receive, send)

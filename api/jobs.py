@@ -1,7 +1,9 @@
-"""The long operations (create, restore) as server-side tasks that outlive their request.
+"""The long operations (create, restore, delete) run at most `max_running` at once, creates and
+restores as server-side tasks that outlive their request.
 
 A request starts the task and answers as soon as there is something to say (the PENDING
-metadata of a backup, a restore's job id). The runner keeps a reference to every task, so none
+metadata of a backup, a restore's job id); when every slot is taken the operation waits its
+turn as a "queued" job the client polls. The runner keeps a reference to every task, so none
 is garbage-collected mid-flight, logs how each one ended, so no exception is lost, and cancels
 them at shutdown (a cancelled create ends FAILED "cancelled" in the core)."""
 
@@ -13,13 +15,14 @@ import logging
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from api.errors import ApiError, error_type
 from api.events import EventHub
-from api.schemas import Job, JobError
+from api.pools import MAX_RUNNING, Slots
+from api.schemas import Job, JobError, RestoreOutcome
 from core.errors import NexusError
 from core.models import (
     BackupInfo,
@@ -65,10 +68,32 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _new_job(kind: str, project_id: str, **fields: Any) -> Job:
+    return Job(
+        job_id=secrets.token_hex(8), kind=kind, project_id=project_id, created_at=_now(), **fields
+    )
+
+
+def _fail(job: Job, exc: BaseException) -> None:
+    """Record on the job how it ended, in the terms its request would have been answered."""
+    job.status = "failed"
+    if isinstance(exc, NexusError):
+        job.error = JobError(status_code=exc.http_status, type=error_type(exc), msg=str(exc))
+    elif isinstance(exc, ApiError):
+        job.error = JobError(status_code=exc.status_code, type=exc.type, msg=exc.msg)
+    elif isinstance(exc, asyncio.CancelledError):
+        job.error = JobError(status_code=503, type="cancelled", msg="cancelled (server stop)")
+    else:
+        job.error = JobError(
+            status_code=500, type="internal", msg="internal error (logged on the server)"
+        )
+
+
 class JobRunner:
-    def __init__(self, mgr: Manager, hub: EventHub) -> None:
+    def __init__(self, mgr: Manager, hub: EventHub, *, max_running: int = MAX_RUNNING) -> None:
         self.mgr = mgr
         self.hub = hub
+        self.slots = Slots(max_running)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
 
@@ -117,6 +142,44 @@ class JobRunner:
     def running(self) -> int:
         return len(self._tasks)
 
+    async def _turn(
+        self, job: Job | None, place: asyncio.Future[None], work: Callable[[], Awaitable[T]]
+    ) -> T:
+        """`work()` once `place` (from `slots.enqueue`) has its slot; then the slot is freed."""
+        await self.slots.wait(place)
+        try:
+            if job is not None:
+                job.status = "running"
+                job.started_at = _now()
+            return await work()
+        finally:
+            self.slots.release()
+
+    def _in_turn(
+        self,
+        label: str,
+        job: Job | None,
+        coro: Coroutine[Any, Any, T],
+        place: asyncio.Future[None],
+    ) -> asyncio.Task[T]:
+        """Spawn the task of an operation holding `place`. Should it end before its coroutine
+        ever ran (cancelled at shutdown), its place is given up and a job says it was
+        cancelled."""
+        task = self._spawn(coro, label)
+
+        def ended(_: asyncio.Task[Any]) -> None:
+            self.slots.forget(place)
+            if job is not None and job.status == "queued":
+                _fail(job, asyncio.CancelledError())
+                job.finished_at = _now()
+
+        task.add_done_callback(ended)
+        return task
+
+    async def run_long(self, work: Callable[[], Awaitable[T]]) -> T:
+        """A long operation answered in its request (delete): it waits for a slot."""
+        return await self._turn(None, self.slots.enqueue(), work)
+
     async def aclose(self, timeout: float = 10.0) -> None:
         """Cancel what is still running and give it `timeout` seconds to record that."""
         tasks = list(self._tasks)
@@ -127,11 +190,18 @@ class JobRunner:
 
     # -- create
 
-    async def start_create(self, req: CreateRequest) -> BackupMetadata:
-        """Start a backup; return its PENDING metadata as soon as the core has written it.
+    async def start_create(self, req: CreateRequest) -> BackupMetadata | Job:
+        """Start a backup; return its PENDING metadata as soon as the core has written it,
+        or, when every slot is taken, the queued job that will run it.
 
         An error before that point (bad directory, busy project) is raised here, for the
         request to answer with; after it, the task's outcome is the backup's status."""
+        place = self.slots.enqueue()
+        if not place.done():
+            job = _new_job("create", req.project_id, status="queued")
+            self._remember(job)
+            self._in_turn(f"create {req.project_id}", job, self._run_create(req, job, place), place)
+            return job
         loop = asyncio.get_running_loop()
         thread = threading.get_ident()
         created: asyncio.Future[BackupMetadata] = loop.create_future()
@@ -140,11 +210,11 @@ class JobRunner:
             def deliver() -> None:
                 if not created.done():
                     created.set_result(meta.model_copy(deep=True))
-                self.hub.publish(meta.project_id, "backup", meta.model_dump(mode="json"))
 
             self._in_loop(loop, thread, deliver)
 
-        task = self._spawn(self._run_create(req, on_created), f"create {req.project_id}")
+        run = self._run_create(req, None, place, on_created)
+        task = self._in_turn(f"create {req.project_id}", None, run, place)
         await asyncio.wait(
             {created, task}, timeout=START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
         )
@@ -164,21 +234,55 @@ class JobRunner:
         )
 
     async def _run_create(
-        self, req: CreateRequest, on_created: Callable[[BackupMetadata], None]
+        self,
+        req: CreateRequest,
+        job: Job | None,
+        place: asyncio.Future[None],
+        on_created: Callable[[BackupMetadata], None] | None = None,
+    ) -> BackupMetadata:
+        """The create in its turn; `job` (a queued create) follows it to its end."""
+        try:
+            meta = await self._turn(job, place, lambda: self._create(req, job, on_created))
+        except BaseException as exc:
+            if job is not None:
+                _fail(job, exc)
+            raise
+        else:
+            if job is not None:
+                job.status = "succeeded"
+                job.backup = meta
+            return meta
+        finally:
+            if job is not None:
+                job.finished_at = _now()
+                self.hub.publish(job.project_id, "job", job.model_dump(mode="json"))
+
+    async def _create(
+        self,
+        req: CreateRequest,
+        job: Job | None,
+        on_created: Callable[[BackupMetadata], None] | None,
     ) -> BackupMetadata:
         backup_id: str | None = None
 
         def remember(meta: BackupMetadata) -> None:
             nonlocal backup_id
             backup_id = meta.id
-            on_created(meta)
+            if job is not None:
+                job.backup_id = meta.id
+                job.backup = meta
+            self.hub.publish(meta.project_id, "backup", meta.model_dump(mode="json"))
+            if on_created is not None:
+                on_created(meta)
 
         try:
-            meta = await self.mgr.create(req, progress=self._progress(), on_created=remember)
+            meta = await self.mgr.create(req, progress=self._progress(job), on_created=remember)
         except BaseException:
-            if backup_id is not None:  # tell event streams how it ended
+            if backup_id is not None:  # tell event streams (and the job) how it ended
                 with contextlib.suppress(Exception):
                     info = await asyncio.shield(self.mgr.info(req.project_id, backup_id))
+                    if job is not None:
+                        job.backup = info.metadata
                     self.hub.publish(
                         req.project_id, "backup", info.metadata.model_dump(mode="json")
                     )
@@ -194,20 +298,27 @@ class JobRunner:
     def _remember(self, job: Job) -> None:
         self._jobs[job.job_id] = job
         while len(self._jobs) > MAX_JOBS:
-            oldest = next((j for j in self._jobs.values() if j.status != "running"), None)
+            oldest = next(
+                (j for j in self._jobs.values() if j.status not in ("queued", "running")), None
+            )
             if oldest is None:
                 break
             del self._jobs[oldest.job_id]
 
     async def start_restore(self, req: RestoreRequest) -> Job:
-        """Start a restore as a job; errors the core finds at once are raised here instead."""
-        job = Job(
-            job_id=secrets.token_hex(8),
-            project_id=req.project_id,
-            backup_id=req.backup_id,
-            restore_dir=req.restore_dir,
-            created_at=_now(),
+        """Start a restore as a job (queued when every slot is taken); errors the core finds
+        at once are raised here instead."""
+        job = _new_job(
+            "restore", req.project_id, backup_id=req.backup_id, restore_dir=req.restore_dir
         )
+        place = self.slots.enqueue()
+        if not place.done():
+            job.status = "queued"
+            self._remember(job)
+            run = self._run_restore(job, req, self._progress(job), place)
+            self._in_turn(f"restore {req.project_id}", job, run, place)
+            return job
+        job.started_at = _now()
         started = asyncio.Event()
         report = self._progress(job)
 
@@ -215,7 +326,8 @@ class JobRunner:
             started.set()
             report(event)
 
-        task = self._spawn(self._run_restore(job, req, progress), f"restore {req.project_id}")
+        run = self._run_restore(job, req, progress, place)
+        task = self._in_turn(f"restore {req.project_id}", job, run, place)
         waiter = asyncio.ensure_future(started.wait())
         try:
             await asyncio.wait(
@@ -229,27 +341,20 @@ class JobRunner:
         return job
 
     async def _run_restore(
-        self, job: Job, req: RestoreRequest, progress: Callable[[ProgressEvent], None]
+        self,
+        job: Job,
+        req: RestoreRequest,
+        progress: Callable[[ProgressEvent], None],
+        place: asyncio.Future[None],
     ) -> RestoreResult:
         try:
-            result = await self.mgr.restore(req, progress=progress)
-        except NexusError as exc:
-            job.status = "failed"
-            job.error = JobError(status_code=exc.http_status, type=error_type(exc), msg=str(exc))
-            raise
-        except asyncio.CancelledError:
-            job.status = "failed"
-            job.error = JobError(status_code=503, type="cancelled", msg="cancelled (server stop)")
-            raise
-        except Exception:
-            job.status = "failed"
-            job.error = JobError(
-                status_code=500, type="internal", msg="internal error (logged on the server)"
-            )
+            result = await self._turn(job, place, lambda: self.mgr.restore(req, progress=progress))
+        except BaseException as exc:
+            _fail(job, exc)
             raise
         else:
             job.status = "succeeded"
-            job.result = result
+            job.result = RestoreOutcome.of(result)
             job.backup_id = result.backup_id  # "latest" becomes the id actually restored
             return result
         finally:

@@ -6,10 +6,11 @@ api.errors; where the handler knows which field an error is about, it says so in
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path as FsPath
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -18,7 +19,8 @@ from api.errors import ApiError
 from api.events import EventHub, TooManySubscribers
 from api.jobs import JobRunner
 from api.paths import PathPolicy
-from api.schemas import BackupInfoResponse, BackupPage, ErrorBody, Health, Job
+from api.pools import ReadPool
+from api.schemas import BackupInfoResponse, BackupPage, ErrorBody, Health, Job, RestoreOutcome
 from core.errors import NotFound
 from core.models import (
     ID_PATTERN,
@@ -31,9 +33,10 @@ from core.models import (
     ListFilter,
     ProjectSummary,
     RestoreRequest,
-    RestoreResult,
     check_id,
 )
+
+ReqT = TypeVar("ReqT", CreateRequest, RestoreRequest)
 
 
 @dataclass
@@ -44,6 +47,7 @@ class ApiContext:
     policy: PathPolicy
     jobs: JobRunner
     hub: EventHub
+    reads: ReadPool
 
 
 def get_ctx(request: Request) -> ApiContext:
@@ -61,21 +65,42 @@ def _err(description: str) -> dict[str, Any]:
 COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     400: _err("The core could not carry out the request (its one-line reason)"),
     401: _err("Missing or invalid bearer token"),
+    403: _err(
+        "A cross-site request (Origin, Sec-Fetch-Site), or a path outside the allowed directories"
+    ),
     413: _err("Request body too large"),
+    415: _err("A request body that is not declared 'Content-Type: application/json'"),
     422: _err("Invalid input; `loc` names the field"),
     500: _err("Internal error (a bug; logged on the server, no details given)"),
 }
 NOT_FOUND = {404: _err("Unknown project or backup")}
-CONFLICT = {409: _err("Project busy, or backup not in a state that allows this")}
+CONFLICT = {
+    409: _err(
+        "Project busy, backup not in a state that allows this, or repository data damaged "
+        "(type 'damaged')"
+    )
+}
+DAMAGED = {409: _err("Repository data damaged (type 'damaged'), e.g. a project's config.json")}
 FORBIDDEN = {403: _err("Path outside the directories the server allows")}
 STORAGE_FULL = {507: _err("No space left on the repository or the target")}
 
 
+#: A job id: what `JobRunner` makes (secrets.token_hex(8)).
+JOB_ID = re.compile(r"[0-9a-f]{16}")
+
+
+def _whole(pattern: re.Pattern[str]) -> str:
+    """The pattern for the OpenAPI document, anchored: JSON Schema patterns match anywhere."""
+    return f"^(?:{pattern.pattern})$"
+
+
 def _id_param(what: str) -> Any:
+    # validated by `_checked` (fullmatch), never by FastAPI's pattern=, whose `$` would let
+    # a trailing newline through on some versions
     return Path(
         description=f"{what}: 1-64 letters, digits, '.', '_' or '-', starting with a letter or "
         "digit, without '..'",
-        json_schema_extra={"pattern": ID_PATTERN.pattern},
+        json_schema_extra={"pattern": _whole(ID_PATTERN)},
     )
 
 
@@ -86,8 +111,22 @@ def _checked(value: str, what: str) -> str:
         raise ApiError(422, str(exc), type="value_error", loc=["path", what]) from None
 
 
+def _checked_job_id(value: str) -> str:
+    if not JOB_ID.fullmatch(value):
+        raise ApiError(
+            422,
+            f"invalid job_id {value[:40]!r}: 16 lowercase hexadecimal digits",
+            type="value_error",
+            loc=["path", "job_id"],
+        )
+    return value
+
+
 ProjectIdPath = Annotated[str, _id_param("project_id")]
 BackupIdPath = Annotated[str, _id_param("backup_id ('latest' for the newest completed one)")]
+JobIdPath = Annotated[
+    str, Path(description="16 hexadecimal digits", json_schema_extra={"pattern": _whole(JOB_ID)})
+]
 
 
 public = APIRouter(prefix="/api/v1")
@@ -99,10 +138,10 @@ async def health() -> Health:
     return Health()
 
 
-@router.get("/projects", response_model=list[ProjectSummary], tags=["projects"])
+@router.get("/projects", response_model=list[ProjectSummary], responses=DAMAGED, tags=["projects"])
 async def projects(ctx: Ctx) -> list[ProjectSummary]:
     """Every project of the repository, with its backup count and last status."""
-    return await ctx.mgr.projects()
+    return await ctx.reads.run(ctx.mgr.projects_blocking)
 
 
 def _project_exists(ctx: ApiContext, project_id: str) -> bool:
@@ -123,6 +162,14 @@ def _non_directory_on_the_way(target: FsPath) -> FsPath | None:
     return None
 
 
+def _confined(ctx: ApiContext, req: ReqT, **update: Any) -> ReqT:
+    """The request as the manager gets it: with the resolved values in `update`, and confined
+    to the allowed directories, so that the engine opens its directory beneath one of them
+    without following symlinks (a directory swapped for a symlink after the check above
+    cannot redirect it)."""
+    return req.model_copy(update={**update, "confine_to": list(ctx.policy.roots)})
+
+
 def _allowed(ctx: ApiContext, raw: str, field: str, project_id: str, operation: str) -> FsPath:
     """The resolved path, or a 403 that is also written to the project's log."""
     try:
@@ -136,8 +183,13 @@ def _allowed(ctx: ApiContext, raw: str, field: str, project_id: str, operation: 
 @router.post(
     "/backup/create",
     status_code=202,
-    response_model=BackupMetadata,
+    response_model=None,
     responses={
+        202: {
+            "model": BackupMetadata | Job,
+            "description": "The backup started: its PENDING metadata; or, when the server "
+            "already runs as many long operations as it allows, a queued Job to poll",
+        },
         **FORBIDDEN,
         **NOT_FOUND,
         **CONFLICT,
@@ -145,7 +197,7 @@ def _allowed(ctx: ApiContext, raw: str, field: str, project_id: str, operation: 
         503: _err("The backup did not start in time (it may still run)"),
     },
     tags=["backups"],
-    summary="Start a backup (answers 202 with its PENDING metadata at once)",
+    summary="Start a backup (202 with its PENDING metadata at once, or a queued job)",
 )
 async def create_backup(req: CreateRequest, ctx: Ctx) -> JSONResponse:
     """The backup goes on in the server; follow it with `info` or the event stream.
@@ -166,14 +218,16 @@ async def create_backup(req: CreateRequest, ctx: Ctx) -> JSONResponse:
             loc=["body", "data_dir"],
         )
     try:
-        meta = await ctx.jobs.start_create(req.model_copy(update={"data_dir": str(data_dir)}))
+        started = await ctx.jobs.start_create(_confined(ctx, req, data_dir=str(data_dir)))
     except NotFound as exc:
         loc = ["body", "parent_backup_id"] if req.parent_backup_id else []
         raise ApiError.from_core(exc, loc=loc) from None
+    if isinstance(started, Job):
+        where = f"/api/v1/jobs/{started.job_id}"
+    else:
+        where = f"/api/v1/backup/info/{started.project_id}/{started.id}"
     return JSONResponse(
-        meta.model_dump(mode="json"),
-        status_code=202,
-        headers={"Location": f"/api/v1/backup/info/{meta.project_id}/{meta.id}"},
+        started.model_dump(mode="json"), status_code=202, headers={"Location": where}
     )
 
 
@@ -181,7 +235,7 @@ async def create_backup(req: CreateRequest, ctx: Ctx) -> JSONResponse:
     "/backup/restore",
     response_model=None,
     responses={
-        200: {"model": RestoreResult, "description": "Dry run: what a restore would do"},
+        200: {"model": RestoreOutcome, "description": "Dry run: what a restore would do"},
         202: {"model": Job, "description": "Restore started; poll GET /api/v1/jobs/{job_id}"},
         **FORBIDDEN,
         **NOT_FOUND,
@@ -207,7 +261,7 @@ async def restore_backup(req: RestoreRequest, ctx: Ctx) -> JSONResponse:
             loc=["body", "restore_dir"],
         )
     try:
-        info = await ctx.mgr.info(req.project_id, req.backup_id)
+        info = await ctx.reads.run(ctx.mgr.info_blocking, req.project_id, req.backup_id)
     except NotFound as exc:
         raise _not_found(ctx, exc, req.project_id, "body") from None
     meta = info.metadata
@@ -219,10 +273,10 @@ async def restore_backup(req: RestoreRequest, ctx: Ctx) -> JSONResponse:
             loc=["body", "backup_id"],
         )
     # pin the backup ("latest" may move on) and the resolved target
-    req = req.model_copy(update={"restore_dir": str(target), "backup_id": meta.id})
+    req = _confined(ctx, req, restore_dir=str(target), backup_id=meta.id)
     try:
         if req.dry_run:
-            result = await ctx.mgr.restore(req)
+            result = RestoreOutcome.of(await ctx.mgr.restore(req))
             return JSONResponse(result.model_dump(mode="json"), status_code=200)
         job = await ctx.jobs.start_restore(req)
     except NotFound as exc:
@@ -244,7 +298,7 @@ def _utc(value: datetime | None) -> datetime | None:
 @router.get(
     "/backup/list/{project_id}",
     response_model=BackupPage,
-    responses=NOT_FOUND,
+    responses={**NOT_FOUND, **DAMAGED},
     tags=["backups"],
     summary="A project's backups, newest first, filtered and paged",
 )
@@ -270,7 +324,7 @@ async def list_backups(
         text=q or None,
     )
     try:
-        items = await ctx.mgr.list(project_id, filters)
+        items = await ctx.reads.run(ctx.mgr.list_blocking, project_id, filters)
     except NotFound as exc:
         raise ApiError.from_core(exc, loc=["path", "project_id"]) from None
     return BackupPage(
@@ -285,7 +339,7 @@ async def list_backups(
 @router.get(
     "/backup/info/{project_id}/{backup_id}",
     response_model=BackupInfoResponse,
-    responses=NOT_FOUND,
+    responses={**NOT_FOUND, **DAMAGED},
     tags=["backups"],
     summary="A backup's metadata, manifest summary, and progress while it runs",
 )
@@ -293,7 +347,7 @@ async def backup_info(ctx: Ctx, project_id: ProjectIdPath, backup_id: BackupIdPa
     _checked(project_id, "project_id")
     _checked(backup_id, "backup_id")
     try:
-        info = await ctx.mgr.info(project_id, backup_id)
+        info = await ctx.reads.run(ctx.mgr.info_blocking, project_id, backup_id)
     except NotFound as exc:
         raise _not_found(ctx, exc, project_id, "path") from None
     meta = info.metadata
@@ -306,7 +360,7 @@ async def backup_info(ctx: Ctx, project_id: ProjectIdPath, backup_id: BackupIdPa
 @router.delete(
     "/backup/{project_id}/{backup_id}",
     response_model=DeleteResult,
-    responses={**NOT_FOUND, **CONFLICT},
+    responses={**NOT_FOUND, **CONFLICT, **STORAGE_FULL},
     tags=["backups"],
     summary="Delete a backup and reclaim the space only it used",
 )
@@ -321,7 +375,9 @@ async def delete_backup(ctx: Ctx, project_id: ProjectIdPath, backup_id: BackupId
             loc=["path", "backup_id"],
         )
     try:
-        return await ctx.mgr.delete(project_id, backup_id, progress=ctx.jobs.publish_progress)
+        return await ctx.jobs.run_long(
+            lambda: ctx.mgr.delete(project_id, backup_id, progress=ctx.jobs.publish_progress)
+        )
     except NotFound as exc:
         raise _not_found(ctx, exc, project_id, "path") from None
 
@@ -331,10 +387,10 @@ async def delete_backup(ctx: Ctx, project_id: ProjectIdPath, backup_id: BackupId
     response_model=Job,
     responses={404: _err("Unknown (or long forgotten) job")},
     tags=["jobs"],
-    summary="A background restore: running, or its result or error",
+    summary="A background restore or queued create: queued, running, or its result or error",
 )
-async def get_job(ctx: Ctx, job_id: Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]) -> Job:
-    job = ctx.jobs.get(job_id)
+async def get_job(ctx: Ctx, job_id: JobIdPath) -> Job:
+    job = ctx.jobs.get(_checked_job_id(job_id))
     if job is None:
         raise ApiError(404, f"unknown job {job_id!r}", type="not_found", loc=["path", "job_id"])
     return job

@@ -5,6 +5,7 @@ answer (schemathesis checks that it does)."""
 
 from __future__ import annotations
 
+import shlex
 from datetime import datetime
 from typing import Literal
 
@@ -49,6 +50,49 @@ class BackupInfoResponse(BackupInfo):
     progress: ProgressEvent | None = None
 
 
+class Undo(BaseModel):
+    """How to undo a restore: restore the checkpoint taken of the target back over it (with
+    overwrite "always" and delete_extra)."""
+
+    project_id: str
+    checkpoint_id: str
+    target: str
+
+
+class RestoreOutcome(RestoreResult):
+    """A restore's result as the API gives it: the undo as data, and an undo hint for the
+    CLI that does not name the repository (the server's own business)."""
+
+    undo: Undo | None = None
+
+    @classmethod
+    def of(cls, result: RestoreResult) -> RestoreOutcome:
+        data = result.model_dump()
+        undo = None
+        if result.checkpoint_id:
+            undo = Undo(
+                project_id=result.project_id,
+                checkpoint_id=result.checkpoint_id,
+                target=result.restore_dir,
+            )
+            data["undo_hint"] = shlex.join(
+                [
+                    "nexus-backup",
+                    "restore",
+                    undo.project_id,
+                    undo.checkpoint_id,
+                    undo.target,
+                    "--overwrite",
+                    "always",
+                    "--delete",
+                    "--no-checkpoint",
+                ]
+            )
+        else:
+            data["undo_hint"] = None
+        return cls.model_validate({**data, "undo": undo})
+
+
 class JobError(BaseModel):
     """Why a background job failed: the HTTP status it would have had, and the one line."""
 
@@ -57,20 +101,27 @@ class JobError(BaseModel):
     msg: str
 
 
-JobStatus = Literal["running", "succeeded", "failed"]
+JobStatus = Literal["queued", "running", "succeeded", "failed"]
 
 
 class Job(BaseModel):
-    """A background restore, polled at GET /api/v1/jobs/{job_id}."""
+    """A background create or restore, polled at GET /api/v1/jobs/{job_id}.
+
+    A job is "queued" while the server already runs as many long operations as it allows,
+    "running" once it has its turn. A create is a job only when it had to queue (else its
+    answer is the backup's PENDING metadata); its `backup_id` is known once it runs, and
+    `backup` is the backup's metadata as the create ended."""
 
     job_id: str
-    kind: Literal["restore"] = "restore"
+    kind: Literal["create", "restore"] = "restore"
     status: JobStatus = "running"
     project_id: str
-    backup_id: str
-    restore_dir: str
+    backup_id: str | None = None
+    restore_dir: str | None = None
     created_at: datetime
+    started_at: datetime | None = None
     finished_at: datetime | None = None
     progress: ProgressEvent | None = None
-    result: RestoreResult | None = None
+    result: RestoreOutcome | None = None
+    backup: BackupMetadata | None = None
     error: JobError | None = None

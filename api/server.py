@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from api.auth import ENV_TOKEN, TokenError, is_loopback, load_token
+from api.pools import MAX_RUNNING
 
 log = logging.getLogger("nexus_backup.api")
 
@@ -29,9 +30,11 @@ def serve(
     token: str | None,
     allowed_dirs: list[Path],
     token_file: Path | None = None,
+    max_running: int = MAX_RUNNING,
 ) -> int:
     """Serve the API until interrupted; the exit code (0, or 2 for an unsafe or bad setup,
-    1 when the server could not start, e.g. the port is taken)."""
+    1 when the server could not start, e.g. the port is taken). `max_running`: long
+    operations (create, restore, delete) run at once; more wait as queued jobs."""
     try:
         token = load_token(token, token_file)
     except TokenError as exc:
@@ -43,6 +46,8 @@ def serve(
         )
     if not 0 <= port <= 65535:
         return _fail(f"invalid port {port}")
+    if max_running < 1:
+        return _fail(f"at least one operation must be allowed to run, not {max_running}")
     dirs: list[Path] = []
     for d in allowed_dirs:
         real = Path(os.path.realpath(d))
@@ -71,7 +76,7 @@ def serve(
         log.info("allowed directories: %s", ", ".join(map(str, dirs)))
     else:
         log.warning("no --allow-dir given: every create and restore will be refused (403)")
-    app = create_app(root, token=token, allowed_dirs=dirs)
+    app = create_app(root, token=token, allowed_dirs=dirs, max_running=max_running)
     config = uvicorn.Config(
         app,
         host=host,

@@ -7,6 +7,7 @@ TUI) is one of these pydantic models, so that a value is validated once, where i
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -18,6 +19,11 @@ MAX_TAGS = 32
 MAX_TAG_KEY = 64
 MAX_TAG_VALUE = 256
 MAX_EXTRA_BYTES = 16 * 1024
+#: Levels of objects and arrays `extra` may nest, itself the first: deeper documents are
+#: where JSON parsers (the stdlib's, pydantic's) hit their recursion limits.
+MAX_EXTRA_DEPTH = 8
+#: Paths or globs one restore may name: each is matched against every entry of the backup.
+MAX_RESTORE_PATHS = 1000
 MAX_WARNINGS = 1000
 
 
@@ -72,9 +78,37 @@ def _tags(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
+def nesting_depth(value: object, stop: int) -> int:
+    """How many levels of dicts and lists `value` nests (a scalar 0, `{}` 1), counted with
+    an explicit stack so that no depth exhausts the interpreter's; the count ends as soon
+    as it passes `stop`."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > stop:
+            break
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def _extra(value: dict) -> dict:
+    """Bounded in depth first (so that serializing it is safe), then in size: a backup's
+    metadata.json must stay readable by every JSON parser."""
     import json
 
+    if nesting_depth(value, MAX_EXTRA_DEPTH) > MAX_EXTRA_DEPTH:
+        raise ValueError(
+            f"extra nests deeper than {MAX_EXTRA_DEPTH} levels of objects and arrays "
+            "(extra itself is the first)"
+        )
     if len(json.dumps(value, default=str)) > MAX_EXTRA_BYTES:
         raise ValueError(f"extra must serialize to at most {MAX_EXTRA_BYTES} bytes")
     return value
@@ -173,7 +207,7 @@ class RestoreRequest(BaseModel):
     backup_id: BackupId
     restore_dir: str = Field(min_length=1, max_length=4096)
     paths: list[Annotated[str, Field(min_length=1, max_length=4096)]] = Field(
-        default_factory=list, max_length=10000
+        default_factory=list, max_length=MAX_RESTORE_PATHS
     )  # paths or globs inside the backup; empty means everything
     overwrite: OverwritePolicy = "if-changed"
     delete_extra: bool = False  # remove files in the target that the backup does not hold

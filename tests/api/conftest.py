@@ -94,16 +94,24 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
 
 @pytest.fixture(scope="module")
 def make_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Api]]:
-    """Start further servers with their own settings (no token, no allowed directory)."""
+    """Start further servers with their own settings (no token, no allowed directory, or
+    options of create_app)."""
     with contextlib.ExitStack() as stack:
 
-        def make(*, token: str | None = TOKEN, allow: bool = True) -> Api:
+        def make(*, token: str | None = TOKEN, allow: bool = True, **options: Any) -> Api:
             root, allowed, outside = _dirs(tmp_path_factory)
-            app = create_app(root, token=token, allowed_dirs=[allowed] if allow else [])
+            dirs = [allowed] if allow else []
+            app = create_app(root, token=token, allowed_dirs=dirs, **options)
             url = stack.enter_context(running(app))
             return Api(url, token, root, allowed, outside, app)
 
         yield make
+
+
+@pytest.fixture
+def serve() -> Callable[..., Any]:
+    """`with serve(app) as base_url:` an app of the test's own making, served for real."""
+    return running
 
 
 @pytest.fixture
@@ -195,6 +203,12 @@ def create_backup(client: httpx.Client, project: str, data_dir: Path, **extra: A
 def backup_of(client: httpx.Client) -> Callable[..., dict]:
     """`backup_of(project, data_dir, **fields)`: a finished backup's metadata."""
     return lambda project, data_dir, **extra: create_backup(client, project, data_dir, **extra)
+
+
+@pytest.fixture
+def backup_via() -> Callable[..., dict]:
+    """`backup_via(client, project, data_dir, **fields)`: `backup_of` on another server."""
+    return create_backup
 
 
 def error_locs(response: httpx.Response) -> list[list[str | int]]:

@@ -136,3 +136,62 @@ def test_finished_jobs_are_forgotten_oldest_first(monkeypatch):
         assert [runner.get(i) is not None for i in ids] == [False, False, True, True, True]
 
     run(scenario())
+
+
+def test_beyond_the_limit_jobs_queue_and_start_in_order():
+    async def scenario():
+        mgr = StandIn()
+        runner = JobRunner(mgr, EventHub(), max_running=1)
+        first = await runner.start_restore(RESTORE)
+        second = await runner.start_restore(RESTORE)
+        third = await runner.start_create(CREATE)
+        assert first.status == "running"
+        assert second.status == "queued" and third.status == "queued" and third.kind == "create"
+        assert runner.slots.busy == 1 and runner.slots.waiting == 2
+        mgr.release.set()
+        while runner.running:
+            await asyncio.sleep(0.01)
+        assert [j.status for j in (first, second, third)] == ["succeeded"] * 3
+        assert first.finished_at <= second.started_at <= second.finished_at <= third.started_at
+        assert third.backup_id == "b1" and third.backup.status == BackupStatus.COMPLETED
+        assert runner.slots.busy == 0
+
+    run(scenario())
+
+
+def test_a_queued_job_cancelled_at_shutdown_says_so():
+    async def scenario():
+        mgr = StandIn()
+        runner = JobRunner(mgr, EventHub(), max_running=1)
+        await runner.start_restore(RESTORE)
+        queued = await runner.start_restore(RESTORE)
+        await runner.aclose(timeout=5)
+        assert queued.status == "failed" and queued.error.type == "cancelled"
+        assert runner.slots.busy == 0 and runner.slots.waiting == 0
+
+    run(scenario())
+
+
+def test_slots_waiters_that_give_up_never_leak_a_slot():
+    from api.pools import Slots
+
+    async def scenario():
+        slots = Slots(1)
+        await slots.take()
+        gave_up = asyncio.ensure_future(slots.take())
+        await asyncio.sleep(0)
+        assert slots.waiting == 1
+        gave_up.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await gave_up
+        assert slots.waiting == 0 and slots.busy == 1
+        late = asyncio.ensure_future(slots.take())
+        await asyncio.sleep(0)
+        slots.release()  # handed over to `late` ...
+        late.cancel()  # ... which is cancelled before it could run
+        with pytest.raises(asyncio.CancelledError):
+            await late
+        assert slots.busy == 0 and slots.waiting == 0
+        assert slots.try_take() and not slots.try_take()
+
+    run(scenario())
