@@ -552,7 +552,6 @@ def test_read_only_repository_answers_are_documented_never_500(read_only_repo):
             assert job["status"] != "failed" or job["error"]["status_code"] < 500, job
 
 
-@pytest.mark.xfail(strict=False, reason="needs the manager's read-only repository handling")
 def test_read_only_repository_serves_reads(read_only_repo):
     c, meta, _allowed, _src = read_only_repo
     assert [p["project_id"] for p in c.get("/api/v1/projects").json()] == ["p"]
@@ -585,11 +584,6 @@ def bad_config(tmp_path, serve, sample_tree, backup_via):
         yield make
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="needs the manager's config.json model (today a delete under a config.json that "
-    "is not an object is a 500: AttributeError in the core)",
-)
 @pytest.mark.parametrize("text", BAD_CONFIGS)
 def test_damaged_config_answers_are_documented_never_500(bad_config, text):
     c, requests = bad_config(text)
@@ -602,7 +596,6 @@ def test_damaged_config_answers_are_documented_never_500(bad_config, text):
             _one_error(r)
 
 
-@pytest.mark.xfail(strict=False, reason="needs the manager's config.json model")
 @pytest.mark.parametrize("text", BAD_CONFIGS)
 def test_damaged_config_is_409_damaged(bad_config, text):
     c, requests = bad_config(text)
