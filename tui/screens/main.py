@@ -123,8 +123,7 @@ class MainScreen(WorkerErrors, Screen):
     def compose(self) -> ComposeResult:
         if self.app.read_only:
             yield Static(
-                f"Read-only repository ({self.app.read_only}): browse and restore only; "
-                "no new backups, deletions or projects.",
+                f"Read-only repository ({self.app.read_only}): browse and restore only.",
                 id="read-only",
             )
         with Horizontal(id="top"):
@@ -314,6 +313,8 @@ class MainScreen(WorkerErrors, Screen):
         """What a person looking at an empty table can do next."""
         project = self.current_project
         if project is None:
+            if not self.projects.projects and self.app.read_only:
+                return "No projects in this read-only repository."
             if not self.projects.projects:
                 return "No projects yet.\nPress N to make one from a directory, n to back it up."
             return "Select a project."

@@ -65,13 +65,10 @@ def counts_reported(result: RestoreResult) -> bool:
 
 
 def _entries(files: int, dirs: int = 0, links: int = 0) -> str:
-    """'3 files', '3 files and 1 folder', '0 files, 2 folders and 1 link'."""
-    parts = [fmt.plural(files, "file")]
-    if dirs:
-        parts.append(fmt.plural(dirs, "folder"))
-    if links:
-        parts.append(fmt.plural(links, "link"))
-    return fmt.listing(parts)
+    """'3 files', '3 files and 1 folder', '2 folders and 1 link', '0 files'."""
+    counted = ((files, "file"), (dirs, "folder"), (links, "link"))
+    parts = [fmt.plural(n, word) for n, word in counted if n]
+    return fmt.listing(parts) if parts else "0 files"
 
 
 #: What the dialog says when the engine reports no counts (it then claims nothing is spared).
@@ -103,7 +100,7 @@ def _examples(result: RestoreResult, action: str, total: int, limit: int) -> str
     """A few paths the engine listed for `action`, then how many more the exact count holds."""
     paths = [c.path for c in result.changes if c.action == action][:limit]
     lines = "".join(f"  {p}\n" for p in paths)
-    if total > len(paths):
+    if paths and total > len(paths):
         lines += f"  … and {total - len(paths):,} more\n"
     return lines
 
@@ -132,13 +129,15 @@ def confirm_text(
     body.append(f"{fmt.home_short(req.restore_dir)}\n\n", style="bold")
     if known:
         created = _entries(c.files_create, c.dirs_create, c.symlinks_create)
-        body.append(f"{created} created ({fmt.size(c.bytes_to_write)} to write).\n")
+        body.append(f"{created} created, {fmt.size(c.bytes_to_write)} to write in all.\n")
     else:
         body.append(UNKNOWN_COUNTS[0].upper() + UNKNOWN_COUNTS[1:] + ".\n", style="bold red")
     overwritten = _entries(c.files_overwrite, c.dirs_overwrite, c.symlinks_overwrite)
-    body.append(_harm(result, "overwrite", "OVERWRITTEN", overwritten, c.overwritten, 4, known))
+    body.append(_harm(result, "overwrite", "OVERWRITTEN", overwritten, c.overwritten, 3, known))
     deleted = _entries(c.delete_files, c.delete_dirs)
-    body.append(_harm(result, "delete", "DELETED from the target", deleted, c.deleted, 3, known))
+    if c.delete_dirs:  # a folder goes with its contents, which the count may not include
+        deleted += " (with all they hold)" if c.delete_dirs > 1 else " (with all it holds)"
+    body.append(_harm(result, "delete", "DELETED from the target", deleted, c.deleted, 2, known))
     if known and not c.destructive:
         body.append("Nothing existing is overwritten or deleted.\n", style="green")
         return body
@@ -434,6 +433,7 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
         for widget in self.query("Input, Select, Checkbox, #do-preview, #do-restore"):
             widget.disabled = True
         self.query_one("#preview", DataTable).display = False
+        self.query_one("#dialog").add_class("-running")
         self.query_one("#progress-area").mount(OperationProgress(op, id="restore-progress"))
         self.query_one("#do-preview").display = False
         self.query_one("#do-restore").display = False
@@ -449,6 +449,7 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
             return
         self.query_one("#cancel-op").display = False
         self.query_one("#close", Button).focus()
+        self.query_one("#preview-summary").display = False  # the result says what was done
         result = self.query_one("#result", Static)
         result.display = True
         if op.state == "done" and isinstance(op.result, RestoreResult):
