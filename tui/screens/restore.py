@@ -3,7 +3,12 @@ dry-run; a preview of what will change; a confirmation naming what will be overw
 progress; a clear result that says how to undo when a checkpoint was taken.
 
 Restore never writes without a preview: the Restore button first runs the dry-run (the core's
-`RestoreRequest(dry_run=True)`), shows it, and asks.
+`RestoreRequest(dry_run=True)`), shows it, and asks. Every figure shown comes from the engine's
+exact `RestoreResult.counts`; the `changes` list is capped, so it only gives examples (past its
+cap, counting it would hide what is overwritten and deleted).
+
+While the restore runs, `c` (or the Cancel button) cancels it from the dialog; the engine
+stops between chunks and removes the file it was writing.
 """
 
 from __future__ import annotations
