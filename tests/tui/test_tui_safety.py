@@ -33,7 +33,7 @@ from core.models import (
 from tui.app import NexusApp
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.new_backup import NewBackupScreen
-from tui.screens.restore import RestoreScreen, confirm_text, summarize
+from tui.screens.restore import RestoreScreen, confirm_text, drift_text, summarize
 
 NEEDS_COUNTS = pytest.mark.xfail(strict=False, reason="needs engine counts (RestoreResult.counts)")
 TMP_PREFIX = ".nexus-restore-"
@@ -115,6 +115,17 @@ def test_confirmation_says_nothing_is_spared_only_when_the_counts_say_so() -> No
     assert "any file in the target may be overwritten" in summarize(unknown)
 
 
+def test_a_restore_that_did_more_than_its_preview_says_so() -> None:
+    preview = _capped_result(files_create=5, files_overwrite=1)
+    same = _capped_result(files_overwrite=1)
+    assert drift_text(preview, same) == ""
+    more = _capped_result(files_overwrite=4, delete_files=2)
+    text = drift_text(preview, more)
+    assert "changed after the preview" in text
+    assert "4 overwritten and 2 deleted (the preview said 1 and 0)" in text
+    assert drift_text(_capped_result(), more) == ""  # no counts to compare: no claim
+
+
 @pytest.mark.slow
 @NEEDS_COUNTS
 async def test_preview_past_the_cap_names_every_overwrite_and_deletion(
@@ -180,6 +191,31 @@ async def test_preview_of_a_small_restore_counts_exactly(tui_root: Path, seeded:
         await settle(pilot)
         body = plain(app.screen.query_one("#confirm-body"))
         assert "1 file OVERWRITTEN" in body and "a.txt" in body
+
+
+@NEEDS_COUNTS
+async def test_a_target_changed_after_the_preview_is_reported(
+    tui_root: Path, seeded: dict, tmp_path: Path
+) -> None:
+    """Between the preview (1 file to overwrite) and the restore, something else changes
+    another file of the target: the result says the restore overwrote more than previewed."""
+    target = tmp_path / "target"
+    shutil.copytree(seeded["data"], target)  # a.txt differs from the full backup
+    app = NexusApp(tui_root)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("down", "r")
+        screen = app.screen
+        screen.query_one("#target", Input).value = str(target)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert "1 file OVERWRITTEN" in plain(app.screen.query_one("#confirm-body"))
+        (target / "sub" / "b.txt").write_bytes(b"changed by someone else meanwhile\n")
+        await pilot.press("y")
+        await settle(pilot)
+        text = plain(screen.query_one("#result"))
+        assert "changed after the preview: 2 overwritten" in text
+    assert (target / "sub" / "b.txt").read_bytes() == b"bravo\n" * 100
 
 
 # -- 2. cancel inside the restore dialog

@@ -159,6 +159,20 @@ def confirm_text(
     return body
 
 
+def drift_text(preview: RestoreResult, done: RestoreResult) -> str:
+    """What the restore did beyond its preview (the target changed between the two: another
+    process wrote to it), so that a person who confirmed the preview's figures learns it."""
+    if not (counts_reported(preview) and counts_reported(done)):
+        return ""
+    was, now = preview.counts, done.counts
+    if now.overwritten <= was.overwritten and now.deleted <= was.deleted:
+        return ""
+    return (
+        f"⚠ The target changed after the preview: {now.overwritten:,} overwritten and "
+        f"{now.deleted:,} deleted (the preview said {was.overwritten:,} and {was.deleted:,}).\n"
+    )
+
+
 def cancelled_text(target: str, *, checkpointing: bool, backup_id: str) -> Text:
     """What a cancelled restore left: the files finished so far, and no partial file (the
     engine writes each file under a temporary name and removes it when stopped)."""
@@ -475,6 +489,8 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
             )
             if r.warnings:
                 text.append("⚠ " + "; ".join(r.warnings[:3]) + "\n", style="yellow")
+            if self.preview is not None:
+                text.append(drift_text(self.preview, r), style="bold yellow")
             text.append(undo_text(r), style="bold")
             result.update(text)
         elif op.state == "cancelled":
