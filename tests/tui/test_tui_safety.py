@@ -318,6 +318,23 @@ def _backup_dirs(root: Path) -> set[str]:
     return {p.name for p in (root / "backups" / "proj").glob("backup_*")}
 
 
+def test_another_directory_is_told_apart_as_the_engine_stores_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Spellings of the same path that the engine stores alike ask nothing; any other
+    spelling asks (a question too many is harmless, a refusal by the engine is not)."""
+    from tui.validation import is_other_directory
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    d = tmp_path / "data"
+    assert not is_other_directory(f"{d}/", str(d))
+    assert not is_other_directory("~/data", str(d))
+    assert not is_other_directory(f"  {d} ", str(d))
+    assert not is_other_directory(str(d), None)  # nothing remembered yet
+    assert is_other_directory(str(tmp_path / "other"), str(d))
+    assert is_other_directory(f"{d}/sub/..", str(d))  # not normalised, as the engine
+
+
 async def test_backing_up_another_directory_is_confirmed_naming_both(
     tui_root: Path, seeded: dict, other_dir: Path
 ) -> None:
