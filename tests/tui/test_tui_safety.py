@@ -448,6 +448,11 @@ async def test_read_only_repository_says_so_and_refuses_writes_with_the_reason(
         await settle(pilot)
         assert app.screen is app.main
         assert sum("Cannot back up" in n for n in notes(app)) == 2
+        # the restore dialog offers no checkpoint: one cannot be written there
+        await app.push_screen(RestoreScreen(read_only_root["backup"], str(read_only_root["data"])))
+        await pilot.pause()
+        tick = app.screen.query_one("#checkpoint", Checkbox)
+        assert not tick.value and tick.disabled and str(tick.label) == "no checkpoint"
     assert (root / "backups" / "proj" / f"backup_{read_only_root['backup'].id}").is_dir()
 
 

@@ -291,7 +291,8 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
             # a checkpoint is a backup: it cannot be written to a read-only repository
             tick = self.query_one("#checkpoint", Tick)
             tick.value, tick.disabled = False, True
-            tick.label = "no checkpoint (read-only)"
+            tick.label = "no checkpoint"  # (the row has no room for the reason at 80x24)
+            tick.tooltip = "A checkpoint is a backup: the repository is read-only."
         self._check_target()
         self.query_one("#target", Input).focus()
 
