@@ -269,7 +269,9 @@ async def test_c_in_the_restore_dialog_cancels_and_leaves_no_partial_file(
         assert not cancel.display  # nothing to cancel yet
         field = screen.query_one("#target", Input)
         field.value = str(target)
-        await pilot.press("end", "c")  # typing `c` in a field types it
+        field.focus()
+        field.cursor_position = len(field.value)  # (`end` would take the completion offered)
+        await pilot.press("c")  # typing `c` in a field types it
         assert field.value == f"{target}c" and screen.op is None
         await pilot.press("backspace")
         screen.query_one("#checkpoint", Checkbox).value = False
