@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,6 +58,23 @@ def describe_error(error: BaseException) -> str:
     return f"unexpected error: {type(error).__name__}: {error}"
 
 
+def repository_read_only(root: Path) -> str | None:
+    """Why the repository at `root` cannot be written (a read-only mount, or a directory
+    this user may not write), or None when it can. Looked at where backups are written: the
+    `backups` directory, else the nearest existing parent of the root."""
+    probe = root / "backups"
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    try:
+        if os.statvfs(probe).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    except OSError:
+        return None  # unknown: let the operations say what is wrong
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return "you may not write to it"
+    return None
+
+
 class NexusApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "nexus-backup"
@@ -87,6 +105,11 @@ class NexusApp(App[int]):
         self.data_dirs: dict[str, str] = {}
         self.main = MainScreen()
         self._heap_settled = False
+        #: Why the repository cannot be written, or None: backing up, deleting and new
+        #: projects are then refused with that reason (browsing and restoring go on).
+        self.read_only: str | None = repository_read_only(self.root)
+        if self.read_only:
+            self.sub_title = f"read-only repository ({self.read_only})"
 
     # -- services for screens
 
@@ -325,6 +348,19 @@ class NexusApp(App[int]):
 
     # -- actions (footer keys on the main screen, and the command palette)
 
+    def refuse_write(self, what: str) -> bool:
+        """The one check of every action that writes the repository: on a read-only one it
+        says why `what` cannot run, instead of failing half-way."""
+        if not self.read_only:
+            return False
+        self.notify(
+            f"Cannot {what}: the repository {self.root} is read-only ({self.read_only}). "
+            "You can browse and restore its backups.",
+            title="Read-only repository",
+            severity="warning",
+        )
+        return True
+
     def _selected(self, *, restorable: str | None = None) -> BackupMetadata | None:
         """The highlighted backup; with `restorable` (what the action does: "restored",
         "browsed", "verified"), only a completed one, else a warning says why not."""
@@ -345,15 +381,18 @@ class NexusApp(App[int]):
     def action_new_backup(self) -> None:
         from tui.screens.new_backup import NewBackupScreen
 
+        if self.refuse_write("back up"):
+            return
         project = self.main.current_project if self.screen is self.main else None
         if project is None:
             self.notify("Create or select a project first (N).", severity="warning")
             return
-        data_dir = self.data_dirs.get(project.project_id) or project.data_dir or ""
+        # the directory the project remembers; backing up another one is confirmed first
+        remembered = project.data_dir or self.data_dirs.get(project.project_id)
         # on top of an existing backup, incremental is what one usually wants
         has_base = any(b.restorable for b in self.main.table.backups)
         kind = BackupType.INCREMENTAL if has_base else BackupType.FULL
-        self.push_screen(NewBackupScreen(project.project_id, fmt.home_short(data_dir), kind))
+        self.push_screen(NewBackupScreen(project.project_id, remembered, kind))
 
     def action_restore(self, paths: list[str] | None = None) -> None:
         from tui.screens.restore import RestoreScreen
@@ -375,6 +414,8 @@ class NexusApp(App[int]):
             self.start_verify(backup.project_id, backup.id)
 
     def action_delete(self) -> None:
+        if self.refuse_write("delete a backup"):
+            return
         backup = self._selected()
         if backup is None:
             return
@@ -404,6 +445,8 @@ class NexusApp(App[int]):
     def action_new_project(self) -> None:
         from tui.screens.new_project import NewProjectScreen
 
+        if self.refuse_write("create a project"):
+            return
         existing = {p.project_id for p in self.main.projects.projects}
         self.push_screen(NewProjectScreen(existing))
 
@@ -427,7 +470,10 @@ class NexusApp(App[int]):
     def _confirm_cancel(self, op: Operation) -> None:
         note = "\n\nThe backup will show FAILED (cancelled)." if op.kind == "create" else ""
         if op.kind == "restore":
-            note = "\n\nFiles already restored stay in the target directory."
+            note = (
+                "\n\nFiles already restored stay in the target directory; "
+                "no partly written file is left."
+            )
 
         def answered(yes: bool | None) -> None:
             if yes:

@@ -173,3 +173,13 @@ def fraction(event: ProgressEvent | None) -> tuple[float | None, float]:
     if event.files_total:
         return float(event.files_total), float(min(event.files_done, event.files_total))
     return None, 0
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """'1 file', '3 files', '2 directories' (with `many` for irregular plurals)."""
+    return f"{n:,} {word if n == 1 else many or word + 's'}"
+
+
+def listing(parts: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]

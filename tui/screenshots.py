@@ -59,9 +59,10 @@ async def _filter(pilot: Pilot) -> None:
 
 
 async def _new_backup(pilot: Pilot) -> None:
-    """Start a real backup of a big generated directory and catch it mid-way."""
+    """Start a real backup of the photos project, grown by big generated clips, and catch it
+    mid-way (its own directory: another one would first ask to re-point the project)."""
     app: NexusApp = pilot.app  # type: ignore[assignment]
-    big = Path(os.path.expanduser("~")) / "root" / "demo-data" / "videos"
+    big = Path(os.path.expanduser("~")) / "root" / "demo-data" / "photos" / "videos"
     big.mkdir(parents=True, exist_ok=True)
     for i in range(64):
         (big / f"clip-{i:02d}.mp4").write_bytes(os.urandom(4 * 1024 * 1024))
@@ -70,7 +71,6 @@ async def _new_backup(pilot: Pilot) -> None:
     await _settle(pilot)
     form = app.screen
     form.query_one("#type").value = BackupType.FULL  # type: ignore[attr-defined]
-    form.query_one("#data-dir", Input).value = "~/root/demo-data/videos"
     form.query_one("#tags", Input).value = "kind=media"
     form.action_start()  # type: ignore[attr-defined]  # (a key press would wait for idle)
     op = form.op  # type: ignore[attr-defined]

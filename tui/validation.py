@@ -19,6 +19,15 @@ def expand(path: str) -> Path:
     return Path(os.path.expandvars(os.path.expanduser(path.strip())))
 
 
+def is_other_directory(chosen: str, remembered: str | None) -> bool:
+    """Whether `chosen` is not the directory a project remembers, compared as the engine
+    stores it (expanded and absolute, symlinks not resolved): the form asks before backing
+    it up exactly when the engine would refuse without `data_dir_change`."""
+    if not remembered:
+        return False
+    return expand(chosen).absolute() != expand(remembered).absolute()
+
+
 def parse_tags(text: str) -> dict[str, str]:
     """'env=prod, nightly' -> {'env': 'prod', 'nightly': ''}; raises ValueError when invalid."""
     tags: dict[str, str] = {}

@@ -20,7 +20,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.events import DescendantFocus, Resize
 from textual.screen import Screen
-from textual.widgets import Footer
+from textual.widgets import Footer, Static
 
 from core.errors import NotFound
 from core.models import BackupMetadata, ProjectSummary
@@ -121,6 +121,11 @@ class MainScreen(WorkerErrors, Screen):
         self.select_backup_when_loaded: str | None = None
 
     def compose(self) -> ComposeResult:
+        if self.app.read_only:
+            yield Static(
+                f"Read-only repository ({self.app.read_only}): browse and restore only.",
+                id="read-only",
+            )
         with Horizontal(id="top"):
             yield ProjectList(id="projects")
             with Vertical(id="table-area"):
@@ -308,6 +313,8 @@ class MainScreen(WorkerErrors, Screen):
         """What a person looking at an empty table can do next."""
         project = self.current_project
         if project is None:
+            if not self.projects.projects and self.app.read_only:
+                return "No projects in this read-only repository."
             if not self.projects.projects:
                 return "No projects yet.\nPress N to make one from a directory, n to back it up."
             return "Select a project."

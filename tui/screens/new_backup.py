@@ -3,6 +3,10 @@
 Once started, the form turns into the operation's progress; `escape` hides it and the backup
 goes on in the progress panel; `c` (or the button) cancels it, and the backup then shows
 FAILED "cancelled".
+
+The directory defaults to the one the project remembers. Backing up another one re-points the
+project (files missing from the new directory then show as removed), so the form asks first,
+naming both, and only then passes `data_dir_change` (which the engine requires).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import ValidationError
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -19,6 +24,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 from core.models import BackupMetadata, BackupType, CreateRequest
 from tui import format as fmt
 from tui.operations import Operation
+from tui.screens.confirm import ConfirmScreen
 from tui.screens.pick_directory import PICK_KEY, pick_button, pick_directory
 from tui.validation import (
     DirectorySuggester,
@@ -26,6 +32,7 @@ from tui.validation import (
     TagList,
     describe_dir,
     expand,
+    is_other_directory,
     parse_list,
     parse_tags,
 )
@@ -53,11 +60,16 @@ class NewBackupScreen(ModalScreen[None]):
     ]
 
     def __init__(
-        self, project_id: str, data_dir: str = "", backup_type: BackupType = BackupType.FULL
+        self,
+        project_id: str,
+        remembered: str | None = None,
+        backup_type: BackupType = BackupType.FULL,
     ) -> None:
         super().__init__()
         self.project_id = project_id
-        self.data_dir = data_dir
+        #: The directory the project remembers (its backups are of it), if any.
+        self.remembered = remembered
+        self.data_dir = fmt.home_short(remembered) if remembered else ""
         self.backup_type = backup_type
         self.op: Operation | None = None
 
@@ -197,8 +209,40 @@ class NewBackupScreen(ModalScreen[None]):
         if req is None:
             return
         self._show_error("")
+        if is_other_directory(req.data_dir, self.remembered):
+            self._confirm_other_directory(req)
+            return
+        self._start(req)
+
+    def _start(self, req: CreateRequest) -> None:
         self.op = self.app.start_create(req)
         self.show_operation(self.op)
+
+    def _confirm_other_directory(self, req: CreateRequest) -> None:
+        """Ask before backing up a directory other than the remembered one; yes re-points
+        the project (`data_dir_change`), no leaves the form as it was."""
+        old, new = fmt.home_short(self.remembered or ""), fmt.home_short(req.data_dir)
+        body = Text.assemble(
+            "Project ",
+            (self.project_id, "bold"),
+            " backs up\n",
+            (f"  {old}\n", "bold"),
+            "This backup is of another directory:\n",
+            (f"  {new}\n\n", "bold yellow"),
+            "The project then remembers the new one, and files that are in the old "
+            "directory but not in the new one show as removed (earlier backups keep them).",
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._start(req.model_copy(update={"data_dir_change": True}))
+            else:
+                self._show_error(f"not started: the project backs up {old}")
+
+        self.app.push_screen(
+            ConfirmScreen("Back up another directory?", body, yes="Back it up", danger=True),
+            answered,
+        )
 
     def show_operation(self, op: Operation) -> None:
         """Turn the form into the progress of `op` (also used by screenshots and tests)."""

@@ -3,12 +3,16 @@ dry-run; a preview of what will change; a confirmation naming what will be overw
 progress; a clear result that says how to undo when a checkpoint was taken.
 
 Restore never writes without a preview: the Restore button first runs the dry-run (the core's
-`RestoreRequest(dry_run=True)`), shows it, and asks.
+`RestoreRequest(dry_run=True)`), shows it, and asks. Every figure shown comes from the engine's
+exact `RestoreResult.counts`; the `changes` list is capped, so it only gives examples (past its
+cap, counting it would hide what is overwritten and deleted).
+
+While the restore runs, `c` (or the Cancel button) cancels it from the dialog; the engine
+stops between chunks and removes the file it was writing.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -21,7 +25,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, DataTable, Input, Label, Select, Static
 
-from core.models import BackupMetadata, RestoreRequest, RestoreResult
+from core.models import BackupMetadata, RestoreCounts, RestoreRequest, RestoreResult
 from tui import format as fmt
 from tui.messages import RestorePreviewReady
 from tui.operations import Operation
@@ -57,23 +61,132 @@ def default_target(backup: BackupMetadata, source: str | None) -> str:
     return fmt.home_short(target)
 
 
+def counts_reported(result: RestoreResult) -> bool:
+    """Whether the engine filled `result.counts`. A plan with any entry counts it (an
+    unchanged file too), so empty counts beside listed changes mean an engine that does not
+    report them: the dialog then claims nothing about what is spared, rather than count the
+    capped `changes` list (which, past its cap, hides what is overwritten and deleted)."""
+    return result.counts != RestoreCounts() or not result.changes
+
+
+def _entries(files: int, dirs: int = 0, links: int = 0) -> str:
+    """'3 files', '3 files and 1 folder', '2 folders and 1 link', '0 files'."""
+    counted = ((files, "file"), (dirs, "folder"), (links, "link"))
+    parts = [fmt.plural(n, word) for n, word in counted if n]
+    return fmt.listing(parts) if parts else "0 files"
+
+
+#: What the dialog says when the engine reports no counts (it then claims nothing is spared).
+UNKNOWN_COUNTS = "the engine gave no exact counts: any file in the target may be overwritten"
+
+
 def summarize(result: RestoreResult) -> str:
-    """'3 files and 2 folders to create · 1 to overwrite · …' from a dry run's changes."""
-    files = Counter(c.action for c in result.changes if c.kind != "dir")
-    dirs = Counter(c.action for c in result.changes if c.kind == "dir")
-    create = f"{files.get('create', 0)} files"
-    if dirs.get("create"):
-        create += f" and {dirs['create']} folders"
+    """'3 files and 2 folders to create · 1 file to overwrite · …', from the engine's exact
+    counts (for any number of entries), never from the capped list of examples."""
+    if not counts_reported(result):
+        return UNKNOWN_COUNTS
+    c = result.counts
     parts = [
-        f"{create} to create",
-        f"{files.get('overwrite', 0)} to overwrite",
-        f"{files.get('unchanged', 0) or result.files_unchanged} unchanged",
-        f"{files.get('skip', 0) or result.files_skipped} skipped",
-        f"{files.get('delete', 0) + dirs.get('delete', 0) or result.files_deleted} to delete",
+        f"{_entries(c.files_create, c.dirs_create, c.symlinks_create)} to create",
+        f"{_entries(c.files_overwrite, c.dirs_overwrite, c.symlinks_overwrite)} to overwrite",
+        f"{c.files_unchanged:,} unchanged",
     ]
-    if result.changes_truncated:
-        parts.append("(list truncated)")
+    if c.files_metadata:
+        parts.append(f"{c.files_metadata:,} with only mode or times set again")
+    parts += [
+        f"{c.skipped:,} skipped",
+        f"{_entries(c.delete_files, c.delete_dirs)} to delete",
+        f"{fmt.size(c.bytes_to_write)} to write",
+    ]
     return " · ".join(parts)
+
+
+def _examples(result: RestoreResult, action: str, total: int, limit: int) -> str:
+    """A few paths the engine listed for `action`, then how many more the exact count holds."""
+    paths = [c.path for c in result.changes if c.action == action][:limit]
+    lines = "".join(f"  {p}\n" for p in paths)
+    if paths and total > len(paths):
+        lines += f"  … and {total - len(paths):,} more\n"
+    return lines
+
+
+def _harm(
+    result: RestoreResult, action: str, label: str, what: str, total: int, limit: int, known: bool
+) -> Text:
+    """'3 files OVERWRITTEN:' and a few of their paths; without counts, the listed ones."""
+    style = "bold yellow" if action == "overwrite" else "bold red"
+    if known and total:
+        return Text.assemble((f"{what} {label}:\n", style), _examples(result, action, total, limit))
+    listed = _examples(result, action, 0, limit) if not known else ""
+    return Text.assemble((f"{label}, for example:\n", style), listed) if listed else Text()
+
+
+def confirm_text(
+    backup_id: str, req: RestoreRequest, result: RestoreResult, *, read_only: bool = False
+) -> Text:
+    """The confirmation: what is created, how many existing entries are OVERWRITTEN and
+    DELETED (the engine's exact counts, with a few examples), and whether a checkpoint of
+    the target is taken first."""
+    c = result.counts
+    known = counts_reported(result)
+    body = Text()
+    body.append(f"Restore {backup_id} into\n")
+    body.append(f"{fmt.home_short(req.restore_dir)}\n\n", style="bold")
+    if known:
+        created = _entries(c.files_create, c.dirs_create, c.symlinks_create)
+        body.append(f"{created} created, {fmt.size(c.bytes_to_write)} to write in all.\n")
+    else:
+        body.append(UNKNOWN_COUNTS[0].upper() + UNKNOWN_COUNTS[1:] + ".\n", style="bold red")
+    overwritten = _entries(c.files_overwrite, c.dirs_overwrite, c.symlinks_overwrite)
+    body.append(_harm(result, "overwrite", "OVERWRITTEN", overwritten, c.overwritten, 3, known))
+    deleted = _entries(c.delete_files, c.delete_dirs)
+    if c.delete_dirs:  # a folder goes with its contents, which the count may not include
+        deleted += " (with all they hold)" if c.delete_dirs > 1 else " (with all it holds)"
+    body.append(_harm(result, "delete", "DELETED from the target", deleted, c.deleted, 2, known))
+    if known and not c.destructive:
+        body.append("Nothing existing is overwritten or deleted.\n", style="green")
+        return body
+    body.append("\n")
+    if req.checkpoint:
+        body.append("A checkpoint of the target is taken first, so this can be undone.")
+    elif read_only:
+        body.append(
+            "No checkpoint can be taken (the repository is read-only): this cannot be undone.",
+            style="red",
+        )
+    else:
+        body.append("No checkpoint will be taken: this cannot be undone.", style="red")
+    return body
+
+
+def drift_text(preview: RestoreResult, done: RestoreResult) -> str:
+    """What the restore did beyond its preview (the target changed between the two: another
+    process wrote to it), so that a person who confirmed the preview's figures learns it."""
+    if not (counts_reported(preview) and counts_reported(done)):
+        return ""
+    was, now = preview.counts, done.counts
+    if now.overwritten <= was.overwritten and now.deleted <= was.deleted:
+        return ""
+    return (
+        f"⚠ The target changed after the preview: {now.overwritten:,} overwritten and "
+        f"{now.deleted:,} deleted (the preview said {was.overwritten:,} and {was.deleted:,}).\n"
+    )
+
+
+def cancelled_text(target: str, *, checkpointing: bool, backup_id: str) -> Text:
+    """What a cancelled restore left: the files finished so far, and no partial file (the
+    engine writes each file under a temporary name and removes it when stopped)."""
+    text = Text("✗ Restore cancelled.\n", style="bold yellow")
+    text.append(
+        f"Files restored before it stopped stay in {fmt.home_short(target)}; "
+        "no partly written file was left behind.\n"
+    )
+    if checkpointing:
+        text.append(
+            "A checkpoint of the target was being taken first; if it completed, it is in "
+            f"the list as before-restore-{backup_id}.\n"
+        )
+    return text
 
 
 def undo_text(result: RestoreResult) -> str:
@@ -94,6 +207,7 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
         Binding("ctrl+d", "preview", "Dry-run preview", id="restore.preview", priority=True),
         Binding("ctrl+s", "restore", "Restore", id="restore.run"),
         Binding(PICK_KEY, "pick_dir", "Browse directories", id="restore.pickdir"),
+        Binding("c", "cancel_restore", "Cancel restore", id="restore.cancel"),
     ]
 
     def __init__(
@@ -108,6 +222,9 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
         self._preview_key: tuple | None = None
         self._confirm_after_preview = False
         self.op: Operation | None = None
+        #: The request being carried out, and whether it got as far as taking a checkpoint.
+        self.request: RestoreRequest | None = None
+        self._checkpointing = False
 
     def compose(self) -> ComposeResult:
         b = self.backup
@@ -158,6 +275,7 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
             with Horizontal(classes="buttons"):
                 yield Button("Preview (ctrl+d)", id="do-preview", compact=True)
                 yield Button("Restore… (ctrl+s)", id="do-restore", variant="primary", compact=True)
+                yield Button("Cancel restore (c)", id="cancel-op", variant="error", compact=True)
                 yield Button("Close (esc)", id="close", compact=True)
 
     def on_mount(self) -> None:
@@ -168,6 +286,13 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
         table.add_columns("Action", "Path", "Size", "Why")
         table.display = False
         self.query_one("#result").display = False
+        self.query_one("#cancel-op").display = False
+        if self.app.read_only:
+            # a checkpoint is a backup: it cannot be written to a read-only repository
+            tick = self.query_one("#checkpoint", Tick)
+            tick.value, tick.disabled = False, True
+            tick.label = "no checkpoint"  # (the row has no room for the reason at 80x24)
+            tick.tooltip = "A checkpoint is a backup: the repository is read-only."
         self._check_target()
         self.query_one("#target", Input).focus()
 
@@ -268,11 +393,14 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
         req = self.build_request(dry_run=True)
         self.preview = result
         self._preview_key = self._key(req) if req else None
-        self._say(f"Preview: {summarize(result)}")
         table = self.query_one("#preview", DataTable)
         table.clear()
         interesting = [c for c in result.changes if c.action not in ("unchanged",)]
-        for change in (interesting or result.changes)[:PREVIEW_ROWS]:
+        rows = (interesting or result.changes)[:PREVIEW_ROWS]
+        more = result.changes_truncated or len(rows) < len(interesting or result.changes)
+        note = f" · the list shows {len(rows):,} examples" if more else ""
+        self._say(f"Preview: {summarize(result)}{note}")
+        for change in rows:
             table.add_row(
                 Text(change.action, style=ACTION_STYLE.get(change.action, "")),
                 change.path,
@@ -307,35 +435,15 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
         req = self.build_request(dry_run=False)
         if req is None or self.preview is None:
             return
-        changes = self.preview.changes
-        overwrite = [c.path for c in changes if c.action == "overwrite"]
-        delete = [c.path for c in changes if c.action == "delete"]
-        create = [c for c in changes if c.action == "create" and c.kind != "dir"]
-        body = Text()
-        body.append(f"Restore {self.backup.id} into\n")
-        body.append(f"{fmt.home_short(req.restore_dir)}\n\n", style="bold")
-        body.append(f"{len(create)} files created.\n")
-        if overwrite:
-            body.append(f"{len(overwrite)} existing files OVERWRITTEN:\n", style="bold yellow")
-            body.append("".join(f"  {p}\n" for p in overwrite[:8]))
-            if len(overwrite) > 8:
-                body.append(f"  … and {len(overwrite) - 8} more\n")
-        if delete:
-            body.append(f"{len(delete)} files DELETED from the target:\n", style="bold red")
-            body.append("".join(f"  {p}\n" for p in delete[:5]))
-        if not overwrite and not delete:
-            body.append("Nothing existing is overwritten or deleted.\n", style="green")
-        elif req.checkpoint:
-            body.append("\nA checkpoint of the target is taken first, so this can be undone.")
-        else:
-            body.append("\nNo checkpoint will be taken: this cannot be undone.", style="red")
+        body = confirm_text(self.backup.id, req, self.preview, read_only=bool(self.app.read_only))
 
         def answered(yes: bool | None) -> None:
             if yes:
+                self.request = req
                 self.op = self.app.start_restore(req)
                 self.show_operation(self.op)
 
-        danger = bool(overwrite or delete)
+        danger = self.preview.counts.destructive or not counts_reported(self.preview)
         self.app.push_screen(
             ConfirmScreen("Restore?", body, yes="Restore", danger=danger), answered
         )
@@ -345,13 +453,23 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
         for widget in self.query("Input, Select, Checkbox, #do-preview, #do-restore"):
             widget.disabled = True
         self.query_one("#preview", DataTable).display = False
+        self.query_one("#dialog").add_class("-running")
         self.query_one("#progress-area").mount(OperationProgress(op, id="restore-progress"))
-        self.query_one("#close", Button).focus()
+        self.query_one("#do-preview").display = False
+        self.query_one("#do-restore").display = False
+        self.query_one("#cancel-op").display = True
+        self.query_one("#cancel-op", Button).focus()
         self.app.operations_changed.subscribe(self, self._on_ops_changed)
 
     def _on_ops_changed(self, op: Operation) -> None:
-        if self.op is None or op.id != self.op.id or op.running:
+        if self.op is None or op.id != self.op.id:
             return
+        if op.running:
+            self._checkpointing |= op.progress is not None and op.progress.phase == "checkpoint"
+            return
+        self.query_one("#cancel-op").display = False
+        self.query_one("#close", Button).focus()
+        self.query_one("#preview-summary").display = False  # the result says what was done
         result = self.query_one("#result", Static)
         result.display = True
         if op.state == "done" and isinstance(op.result, RestoreResult):
@@ -372,10 +490,23 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
             )
             if r.warnings:
                 text.append("⚠ " + "; ".join(r.warnings[:3]) + "\n", style="yellow")
+            if self.preview is not None:
+                text.append(drift_text(self.preview, r), style="bold yellow")
             text.append(undo_text(r), style="bold")
             result.update(text)
+        elif op.state == "cancelled":
+            target = self.request.restore_dir if self.request else ""
+            result.update(
+                cancelled_text(target, checkpointing=self._checkpointing, backup_id=self.backup.id)
+            )
         else:
             result.update(Text(f"✗ restore {op.state}: {op.error or ''}", style="red"))
+
+    def action_cancel_restore(self) -> None:
+        """`c` or the button: cancel the restore this dialog runs (the engine stops between
+        chunks and removes the file it was writing)."""
+        if self.op is not None and self.op.running:
+            self.app.cancel_operation(self.op)
 
     def action_pick_dir(self) -> None:
         if self.op is None:
@@ -385,9 +516,11 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
         event.stop()
         if event.button.has_class("pick-dir"):
             return self.action_pick_dir()
-        {"do-preview": self.action_preview, "do-restore": self.action_restore}.get(
-            event.button.id or "", self.action_close
-        )()
+        {
+            "do-preview": self.action_preview,
+            "do-restore": self.action_restore,
+            "cancel-op": self.action_cancel_restore,
+        }.get(event.button.id or "", self.action_close)()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
