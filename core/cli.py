@@ -123,6 +123,16 @@ def _key_value(value: str) -> tuple[str, str]:
     return key, val
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 64, got {value}")
+    return value
+
+
 def _port(value: str) -> int:
     try:
         port = int(value)
@@ -354,6 +364,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="directory the API may back up or restore into; repeatable",
+    )
+    p.add_argument(
+        "--max-running",
+        metavar="N",
+        type=_positive_int,
+        default=2,
+        help="long operations (create, restore, delete) run at once; more wait, queued "
+        "(default 2)",
     )
 
     add("tui", "open the terminal user interface (the default)", cmd_tui)
@@ -1062,7 +1080,16 @@ def cmd_serve(ctx: Context) -> int:
             raise UsageError(f"--token-file {a.token_file} is empty")
     allowed = [Path(d).expanduser().absolute() for d in a.allowed_dirs]
     serve = _entry_point("api.server", "serve", "the HTTP API")
-    return _exit_code(serve(ctx.root, host=a.host, port=a.port, token=token, allowed_dirs=allowed))
+    return _exit_code(
+        serve(
+            ctx.root,
+            host=a.host,
+            port=a.port,
+            token=token,
+            allowed_dirs=allowed,
+            max_running=a.max_running,
+        )
+    )
 
 
 def cmd_tui(ctx: Context) -> int:

@@ -458,7 +458,6 @@ async def test_read_only_repository_says_so_and_refuses_writes_with_the_reason(
     assert (root / "backups" / "proj" / f"backup_{read_only_root['backup'].id}").is_dir()
 
 
-@pytest.mark.xfail(strict=False, reason="needs the engine to read a read-only repository")
 async def test_read_only_repository_lists_and_restores(
     read_only_root: dict, tmp_path: Path
 ) -> None:
