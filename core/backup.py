@@ -50,6 +50,7 @@ Log = Callable[[str, str], None]  # (level, message)
 _local = threading.local()
 _NOATIME = getattr(os, "O_NOATIME", 0) if os.geteuid() == 0 else 0  # needs ownership
 _TOP = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC  # the data directory itself may be a link
+_PROC_FD = os.path.isdir(f"/proc/{os.getpid()}/fd")  # names an open directory by path
 
 
 class SkipFile(Exception):
@@ -729,20 +730,25 @@ class BackupRun:
         )
 
     def _xattrs(self, item: Item, state: RunState) -> dict[bytes, bytes] | None:
-        """A directory's or symlink's extended attributes (never the symlink's target's);
-        a warning and none when they cannot be read."""
+        """A directory's or symlink's extended attributes (never the symlink's target's),
+        read by its name relative to its directory's descriptor; a warning and none when they
+        cannot be read (none without a warning when the entry is gone since the scan)."""
+        parent, _, name = item.rel.rpartition(b"/")
         try:
-            parent, _, name = item.rel.rpartition(b"/")
             dir_fd = state.dir_fd(parent)
-            if item.kind == "l":
+            if _PROC_FD:
                 # listxattr has no dir_fd: the descriptor's /proc link is followed to the
-                # directory, the symlink itself is not
+                # directory, the entry itself is not (one call, no open)
                 return read_xattrs(b"/proc/self/fd/%d/%s" % (dir_fd, name))
+            if item.kind == "l":
+                return None  # no way to name a symlink by its directory's descriptor
             fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
             try:
                 return read_xattrs(fd)
             finally:
                 os.close(fd)
+        except FileNotFoundError:
+            return None
         except OSError as exc:
             self.warn(f"{item.shown}: cannot read extended attributes: {exc.strerror or exc}")
             return None

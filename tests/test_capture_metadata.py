@@ -236,3 +236,27 @@ def test_a_fifo_named_nexusignore_is_not_waited_for(tmp_path):
 
     os.mkfifo(tmp_path / ".nexusignore")
     assert exclude_lines(os.fsencode(tmp_path), ["x"]) == ["x"]
+
+
+@pytest.mark.parametrize("proc", [True, False], ids=["via-proc", "without-proc"])
+async def test_dir_and_symlink_xattrs_are_their_own(manager, root, tmp_path, monkeypatch, proc):
+    """A symlink's entry never carries its target's attributes; a directory's are read with
+    or without /proc (then by opening it)."""
+    from core import backup
+
+    monkeypatch.setattr(backup, "_PROC_FD", proc and backup._PROC_FD)
+    d = tmp_path / "d"
+    (d / "sub").mkdir(parents=True)
+    (d / "target").write_bytes(b"t")
+    _xattrs_or_skip(d / "target")
+    os.setxattr(d / "target", "user.mine", b"target only")
+    os.setxattr(d / "sub", "user.dir", b"sub's")
+    os.symlink("target", d / "link")
+    os.symlink("sub", d / "dirlink")
+    meta = await _backup(manager, d)
+    _, entries = _manifest(root, meta.id)
+    assert entries[b"target"].xattrs == {b"user.mine": b"target only"}
+    assert not (entries[b"link"].xattrs or {}).get(b"user.mine")
+    assert not (entries[b"dirlink"].xattrs or {}).get(b"user.dir")
+    assert entries[b"sub"].xattrs == {b"user.dir": b"sub's"}
+    assert not meta.stats.warnings
