@@ -7,10 +7,13 @@ the manifest's order; excludes come from the request (glob patterns) and from a
 Every entry costs one `lstat` (the DirEntry's); the rest is kept to a few operations per
 entry, since a tree of 100,000s of small files is walked in Python: each directory is
 listed, stat'ed and classified in one tight loop, and the depth-first order comes from an
-explicit stack rather than nested generators. Each directory is opened relative to its
-parent's descriptor, never by its path, so that nothing outside the tree is listed
-whatever is swapped for a symlink meanwhile (and the kernel resolves one name, not a path). Without exclude patterns nothing is matched;
+explicit stack rather than nested generators. Without exclude patterns nothing is matched;
 with them, patterns that only exclude are matched with one combined regex per entry.
+
+Each directory is opened relative to its parent's descriptor, never by its path, so that
+nothing outside the tree is listed whatever is swapped for a symlink meanwhile (and the
+kernel resolves one name, not a whole path). Extended attributes (`read_xattrs`) are read
+by the backup for the entries it reads, through their descriptors where it has them.
 """
 
 from __future__ import annotations
