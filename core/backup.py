@@ -443,6 +443,9 @@ class BackupRun:
         self.parent_checksum: str | None = None
         self.exclude_lines: list[str] = []  # the effective gitignore lines, for the header
         self.top_fd = -1  # the data directory's descriptor while the run goes on
+        #: Files skipped by the read pass, to the path written instead as the first name of
+        #: their inode (None until one is): an entry's `link` names a path in the manifest.
+        self.relinked: dict[bytes, bytes | None] = {}
 
     def warn(self, message: str) -> None:
         if len(self.warnings) < MAX_WARNINGS:
@@ -682,6 +685,11 @@ class BackupRun:
     def _emit(self, writer: ManifestWriter, item: Item, entry: Entry) -> None:
         """Write a new or changed entry (reused ones were counted by the scan)."""
         c = self.counts
+        if entry.link is not None and entry.link in self.relinked:
+            # the first name of its inode was skipped: the first written takes its place
+            first = self.relinked[entry.link] or entry.path
+            self.relinked[entry.link] = first
+            entry.link = None if first == entry.path else first
         writer.add(entry)
         if item.kind == "f":
             c["files"] += 1
@@ -778,6 +786,7 @@ class BackupRun:
                 for item, result in zip(unit, job.result(), strict=True):
                     if isinstance(result, SkipFile):
                         self.warn(f"{item.shown}: skipped: {result}")
+                        self.relinked.setdefault(item.rel, None)
                     else:
                         self._emit(writer, item, result)
                 for note in state.take_notes():

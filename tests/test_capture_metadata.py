@@ -79,6 +79,34 @@ async def test_a_new_name_of_an_unchanged_file_links_to_the_reused_line(manager,
     assert entries[b"b"].hash == entries[b"a"].hash
 
 
+async def test_a_skipped_first_name_hands_its_place_to_the_next(
+    manager, root, tmp_path, monkeypatch
+):
+    """The first name of an inode cannot be read (here made to fail): the next name written
+    becomes the first, so that every `link` names a path the manifest holds."""
+    from core import backup
+
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "a").write_bytes(b"linked\n")
+    os.link(d / "a", d / "b")
+    os.link(d / "a", d / "c")
+    real = backup.read_file
+
+    def read_file(state, item):
+        if item.rel == b"a":
+            raise backup.SkipFile("made unreadable by the test")
+        return real(state, item)
+
+    monkeypatch.setattr(backup, "read_file", read_file)
+    meta = await _backup(manager, d)
+    assert any(w.startswith("a: skipped") for w in meta.stats.warnings)
+    _, entries = _manifest(root, meta.id)
+    assert b"a" not in entries
+    assert entries[b"b"].link is None
+    assert entries[b"c"].link == b"b"
+
+
 # --- extended attributes and ACLs -------------------------------------------------------------
 
 
