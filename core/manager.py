@@ -24,6 +24,7 @@ from . import manifest as mf
 from .backup import BackupPlan, describe_failure, run_backup
 from .check import check_repository, rebuild_index
 from .config import resolve_root
+from .confine import open_dir_beneath
 from .errors import (
     Cancelled,
     Conflict,
@@ -239,9 +240,20 @@ class BackupManager:
         req: CreateRequest,
         ctx: OperationContext,
         on_created: Callable[[BackupMetadata], None] | None = None,
+        *,
+        top_fd: int | None = None,
     ) -> BackupMetadata:
-        """The whole create, in the calling thread (also used for pre-restore checkpoints)."""
+        """The whole create, in the calling thread (also used for pre-restore checkpoints,
+        which pass the target's descriptor as `top_fd`). With `req.confine_to`, the data
+        directory is opened beneath an allowed directory without following symlinks and read
+        only through that descriptor (invariant 7)."""
         data_dir = self._check_data_dir(req.data_dir)
+        if top_fd is None and req.confine_to is not None:
+            owned = open_dir_beneath(req.confine_to, data_dir, what="data_dir")
+            try:
+                return self.create_blocking(req, ctx, on_created, top_fd=owned)
+            finally:
+                os.close(owned)
         repo = self._writable(self._repo(req.project_id, create=True))
         if req.backup_type != BackupType.CHECKPOINT:
             self._check_data_dir_change(repo, data_dir, req.data_dir_change)
@@ -258,7 +270,7 @@ class BackupManager:
                 timeout=LOCK_TIMEOUT,
             ):
                 return self._create_locked(
-                    repo, req, data_dir, backup_id, ctx, on_created, left_packs, unsaved
+                    repo, req, data_dir, backup_id, ctx, on_created, left_packs, unsaved, top_fd
                 )
         finally:
             # after the release: the cleanup takes the exclusive lock for a moment
@@ -299,6 +311,7 @@ class BackupManager:
         on_created: Callable[[BackupMetadata], None] | None,
         left_packs: list[str],
         unsaved: list[BackupMetadata],
+        top_fd: int | None,
     ) -> BackupMetadata:
         project = req.project_id
         reference = self._reference(repo, req)
@@ -340,6 +353,8 @@ class BackupManager:
             reuse=reuse,
             skip_dirs=skip,
             left_packs=left_packs,
+            use_ignore_file=req.use_ignore_file,
+            top_fd=top_fd,
         )
         try:
             meta = run_backup(repo, meta, plan, ctx, log)

@@ -86,7 +86,6 @@ def _finished(client, project: str, backup_id: str, poll) -> dict:
 
 
 @pytest.mark.slow
-@NEEDS_ENGINE
 def test_data_dir_swapped_for_a_symlink_after_the_check(api, client, project, poll):
     data = api.allowed / project / "data"
     data.mkdir(parents=True)
