@@ -106,23 +106,39 @@ _GLOB = re.compile(r"[*?\[]")
 
 
 class _Globs:
-    """All the glob patterns of a selection compiled into one regex (each alternative a named
-    group, so a match tells which pattern it was); a pattern only ever matched where an
-    earlier one also matched is looked for alone, once, before being called missing."""
+    """The glob patterns of a selection, bucketed by their literal start (the text before the
+    first wildcard): an entry is only tried against the buckets its path starts with, each
+    bucket one compiled regex whose alternatives are named groups (a match tells which
+    pattern it was). A pattern only ever matched where an earlier one of its bucket also
+    matched is tried alone, once, before being called missing (`_recheck`)."""
 
     def __init__(self, globs: list[str]) -> None:
         self.globs = globs
-        joined = "|".join(f"(?P<_w{i}>{fnmatch.translate(g)})" for i, g in enumerate(globs))
-        self._match = re.compile(joined).match if globs else None
+        grouped: dict[str, list[int]] = {}
+        for i, g in enumerate(globs):
+            m = _GLOB.search(g)
+            grouped.setdefault(g[: m.start()] if m else g, []).append(i)
+        self._buckets = {
+            prefix: re.compile(
+                "|".join(f"(?P<_w{i}>{fnmatch.translate(globs[i])})" for i in members)
+            ).match
+            for prefix, members in grouped.items()
+        }
+        self._lengths = sorted({len(p) for p in grouped})
 
     def which(self, text: str) -> int | None:
-        if self._match is None:
-            return None
-        m = self._match(text)
-        if m is None:
-            return None
-        name = m.lastgroup or ""
-        return int(name[2:]) if name.startswith("_w") else -1
+        """The index of a pattern matching `text` (-1: one, unknown), None when none does."""
+        for n in self._lengths:
+            if n > len(text):
+                break
+            match = self._buckets.get(text[:n])
+            if match is None:
+                continue
+            m = match(text)
+            if m is not None:
+                name = m.lastgroup or ""
+                return int(name[2:]) if name.startswith("_w") else -1
+        return None
 
 
 def select(entries: list[Entry], paths: list[str]) -> list[Entry]:
@@ -336,9 +352,13 @@ class Restorer:
                 raise InvalidInput(f"restore target {target} is not a directory") from None
             raise
 
-    def _refuse_protected_target(self, top: int, target: Path) -> None:
-        """A target that is, or lies inside, a protected directory is refused whole."""
-        fd = os.dup(top)
+    def _refuse_protected_target(self, target: Path) -> None:
+        """A target that is, or lies inside, a protected directory is refused whole (checked
+        from its nearest existing directory up to `/`, before anything is made)."""
+        probe = target
+        while not os.path.lexists(probe):
+            probe = probe.parent
+        fd = os.open(probe, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             while True:
                 st = os.fstat(fd)
@@ -571,7 +591,7 @@ class Restorer:
         file and symlink, and each directory left empty by that. Never deleted: protected
         directories and what holds them, excluded paths (the backup's excludes and the
         target's `.nexusignore`) and what holds them, temp files of other restores."""
-        keep = {e.path for e in entries}
+        keep = {e.path: e.kind for e in entries}
         if self.req.paths:
             dirs = {e.path for e in entries if e.kind == mf.DIR}
             roots = sorted({os.fsencode(_norm(p)) for p in self.req.paths})
@@ -593,12 +613,12 @@ class Restorer:
             for name, st in listing:
                 rel = prefix + name
                 is_dir = stat.S_ISDIR(st.st_mode)
-                if rel in keep:
-                    if is_dir and rel not in skip:
-                        stack.append(rel)
-                    continue
                 if self._kept(name, rel, st, is_dir):
                     held.add(rel_dir)
+                    continue
+                if rel in keep:
+                    if is_dir and keep[rel] == mf.DIR and rel not in skip:
+                        stack.append(rel)
                     continue
                 if is_dir:
                     extra_dirs.append(rel)
@@ -641,10 +661,10 @@ class Restorer:
         self._check_chunks(entries)
         target = self._target()
         self.result.restore_dir = str(target)
+        self._refuse_protected_target(target)
         top = self._open_target(target, create=not self.req.dry_run)
         try:
             if top is not None:
-                self._refuse_protected_target(top, target)
                 self.dirs = confine.DirFds(top)
                 if self.req.delete_extra:
                     self.excludes = self._load_excludes(top, target)
