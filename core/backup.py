@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 
 from . import manifest as mf
 from .chunker import ChunkerParams, hash_bytes, iter_chunks, new_hasher
+from .confine import DIR_FLAGS
 from .errors import Damaged, NexusError, from_os_error
 from .index import write_index
 from .manifest import Entry, ManifestWriter
@@ -35,7 +36,7 @@ from .models import MAX_WARNINGS, BackupMetadata, BackupStatus
 from .packs import BlobLocation, PackWriter, compress
 from .progress import OperationContext
 from .repository import HOSTNAME, Repository
-from .walker import Excludes, load_excludes, walk_entries
+from .walker import Excludes, compile_excludes, exclude_lines, read_xattrs, walk_entries
 
 READ_ATTEMPTS = 3
 RACY_NS = 20_000_000  # changed this recently (timestamps are coarse): maybe mid-write
@@ -48,6 +49,8 @@ _FILE_FIELDS = operator.itemgetter("k", "t", "c", "i", "s")  # what tells a file
 Log = Callable[[str, str], None]  # (level, message)
 _local = threading.local()
 _NOATIME = getattr(os, "O_NOATIME", 0) if os.geteuid() == 0 else 0  # needs ownership
+_TOP = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC  # the data directory itself may be a link
+_PROC_FD = os.path.isdir(f"/proc/{os.getpid()}/fd")  # names an open directory by path
 
 
 class SkipFile(Exception):
@@ -69,6 +72,7 @@ class Item:
     gid: int
     had_file: bool = False  # the parent held a file at this path
     old_hash: str | None = None
+    link: bytes | None = None  # the first path of the same inode in this backup (hard links)
 
     @property
     def shown(self) -> str:
@@ -107,6 +111,62 @@ class RunState:
     bytes_stored: int = 0
     chunks_new: int = 0
     chunks_reused: int = 0
+    #: The data directory's descriptor: every open goes through it, never through its path.
+    top_fd: int = -1
+    #: Per thread, the directories (name, descriptor) from the top down to the one it last
+    #: opened a file in.
+    dirs: dict[int, list[tuple[bytes, int]]] = field(default_factory=dict)
+    #: Warnings of the reader threads (extended attributes not readable), for the run.
+    notes: list[str] = field(default_factory=list)
+
+    def note(self, message: str) -> None:
+        with self.lock:
+            self.notes.append(message)
+
+    def take_notes(self) -> list[str]:
+        with self.lock:
+            notes, self.notes = self.notes, []
+        return notes
+
+    def open(self, rel: bytes, flags: int) -> int:
+        """Open an entry of the data directory by its name relative to its directory's
+        descriptor (`dir_fd`), never through a symlink."""
+        parent, _, name = rel.rpartition(b"/")
+        return os.open(name, flags | os.O_NOFOLLOW, dir_fd=self.dir_fd(parent))
+
+    def dir_fd(self, rel: bytes) -> int:
+        """The descriptor of the directory `rel` (b"": the top) beneath `top_fd`, each
+        component opened without following a symlink. Each thread keeps the directories
+        down to the last one it opened (the files of a batch mostly share their directory,
+        the next batch's are mostly its neighbours'): only the components that differ are
+        opened."""
+        if not rel:
+            return self.top_fd
+        chain = self.dirs.setdefault(threading.get_ident(), [])  # only this thread's key
+        parts = rel.split(b"/")
+        keep = 0
+        while keep < len(chain) and keep < len(parts) and chain[keep][0] == parts[keep]:
+            keep += 1
+        while len(chain) > keep:
+            os.close(chain.pop()[1])
+        for part in parts[keep:]:
+            fd = os.open(part, DIR_FLAGS, dir_fd=chain[-1][1] if chain else self.top_fd)
+            chain.append((part, fd))
+        return chain[-1][1]
+
+    def close_dirs(self) -> None:
+        for chain in self.dirs.values():
+            for _name, fd in chain:
+                os.close(fd)
+        self.dirs.clear()
+
+    def xattrs_of_fd(self, fd: int, rel: bytes) -> dict[bytes, bytes] | None:
+        """The open file's extended attributes; a warning (and none) when unreadable."""
+        try:
+            return read_xattrs(fd)
+        except OSError as exc:
+            self.note(f"{_shown(rel)}: cannot read extended attributes: {exc.strerror or exc}")
+            return None
 
     def on_flush(self, _pack_id: str, locations: list[tuple[bytes, BlobLocation]]) -> None:
         with self.lock:
@@ -130,12 +190,12 @@ class RunState:
             self.bytes_stored += len(stored)
 
 
-def _open_regular(path: bytes) -> tuple[int, os.stat_result]:
+def _open_regular(state: RunState, rel: bytes) -> tuple[int, os.stat_result]:
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(path, flags | getattr(os, "O_NOATIME", 0))
+        fd = state.open(rel, flags | getattr(os, "O_NOATIME", 0))
     except PermissionError:
-        fd = os.open(path, flags)  # O_NOATIME needs ownership
+        fd = state.open(rel, flags)  # O_NOATIME needs ownership
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
@@ -182,18 +242,19 @@ def _chunker(params: ChunkerParams):
     return chunker
 
 
-def _read_small(state: RunState, item: Item, path: bytes) -> Entry | None:
+def _read_small(state: RunState, item: Item) -> Entry | None:
     """The fast path of a file below the minimum chunk size: open, one read, one fstat.
     Returns None when the file is not exactly as the walk saw it (the careful path, with
     its retries and checks, then takes over)."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(path, flags | _NOATIME)
+        fd = state.open(item.rel, flags | _NOATIME)
     except OSError:
         return None
     try:
         data = os.read(fd, state.params.min_size)
         st = os.fstat(fd)
+        xattrs = state.xattrs_of_fd(fd, item.rel)
     except OSError:
         return None
     finally:
@@ -214,11 +275,17 @@ def _read_small(state: RunState, item: Item, path: bytes) -> Entry | None:
     with state.lock:
         state.bytes_read += len(data)
     state.ctx.advance(nbytes=len(data))
-    return _file_entry(item, st, len(data), digest.hex(), chunks)
+    return _file_entry(item, st, size=len(data), content=digest.hex(), chunks=chunks, xattrs=xattrs)
 
 
 def _file_entry(
-    item: Item, st: os.stat_result, size: int, content: str, chunks: list[tuple[str, int]]
+    item: Item,
+    st: os.stat_result,
+    *,
+    size: int,
+    content: str,
+    chunks: list[tuple[str, int]],
+    xattrs: dict[bytes, bytes] | None,
 ) -> Entry:
     return Entry(
         path=item.rel,
@@ -232,6 +299,8 @@ def _file_entry(
         ctime_ns=st.st_ctime_ns,
         hash=content,
         chunks=chunks,
+        link=item.link,
+        xattrs=xattrs,
     )
 
 
@@ -239,13 +308,12 @@ def read_file(state: RunState, item: Item) -> Entry:
     """Chunk, hash and store one file; retried if it changes while being read."""
     ctx = state.ctx
     params = state.params
-    path = os.path.join(state.top, item.rel)
     if item.size < params.min_size:
-        entry = _read_small(state, item, path)
+        entry = _read_small(state, item)
         if entry is not None:
             return entry
     try:
-        fd, st = _open_regular(path)
+        fd, st = _open_regular(state, item.rel)
     except FileNotFoundError:
         raise SkipFile("vanished before it could be read") from None
     except OSError as exc:
@@ -283,7 +351,10 @@ def read_file(state: RunState, item: Item) -> Entry:
                     and size == after.st_size
                     and _settled(fd, after, data)
                 ):
-                    return _file_entry(item, st, size, content, chunks)
+                    xattrs = state.xattrs_of_fd(fd, item.rel)
+                    return _file_entry(
+                        item, st, size=size, content=content, chunks=chunks, xattrs=xattrs
+                    )
                 st = os.fstat(fd)
                 time.sleep(0.05)
     except OSError as exc:
@@ -334,6 +405,13 @@ class BackupPlan:
     skip_dirs: set[tuple[int, int]]
     #: Filled on failure: the packs the run stored, for the caller to drop after its lock.
     left_packs: list[str] = field(default_factory=list)
+    #: Read the data directory's `.nexusignore` (a pre-restore checkpoint does not).
+    use_ignore_file: bool = True
+    #: The data directory opened beneath a trusted directory (core.confine), owned by the
+    #: caller: then the walk, the `.nexusignore` and every file are read through it, never
+    #: through `data_dir` (which only names the source), so a swap of that path for a
+    #: symlink after the check cannot make the backup read anything outside.
+    top_fd: int | None = None
 
 
 class BackupRun:
@@ -363,6 +441,8 @@ class BackupRun:
         # scan's items reuse spans of it.
         self.parent_data: bytes | None = None
         self.parent_checksum: str | None = None
+        self.exclude_lines: list[str] = []  # the effective gitignore lines, for the header
+        self.top_fd = -1  # the data directory's descriptor while the run goes on
 
     def warn(self, message: str) -> None:
         if len(self.warnings) < MAX_WARNINGS:
@@ -396,12 +476,17 @@ class BackupRun:
         without being decoded into entries; they are only as good as the parent manifest's
         checksum, which is known once its last line went by: when it does not match (or a
         line is not even JSON), the parent is dropped and the tree scanned again without it."""
-        spec = load_excludes(self.plan.data_dir, self.plan.excludes)
+        plan = self.plan
+        self.exclude_lines = exclude_lines(
+            plan.data_dir, plan.excludes, use_ignore_file=plan.use_ignore_file, top_fd=plan.top_fd
+        )
+        spec = compile_excludes(self.exclude_lines)
         while True:
             self.ctx.set_phase("scanning")
             records = self._parent()
             try:
                 items = self._scan(spec, records)
+                self._check_top()
             except mf.ManifestError as exc:
                 if records is None:
                     raise
@@ -417,6 +502,14 @@ class BackupRun:
             self.warnings.clear()
             self.referenced.clear()
             self.counts = dict.fromkeys(self.counts, 0)
+
+    def _check_top(self) -> None:
+        """The data directory was removed while it was walked: the walk through its
+        descriptor saw it emptied, which must not pass for a backup of an empty tree (a
+        restore of it with --delete would empty the target)."""
+        if os.fstat(self.top_fd).st_nlink == 0:
+            shown = _shown(self.plan.data_dir)
+            raise NexusError(f"data directory {shown} was removed during the backup")
 
     def _scan(self, spec: Excludes | None, records: mf.Records | None) -> list[Item | Reused]:
         # The hot loop of a backup with few changes: one iteration per entry of the tree,
@@ -441,8 +534,10 @@ class BackupRun:
         tick = PROGRESS_EVERY
         items: list[Item | Reused] = []
         append = items.append
+        inodes: dict[tuple[int, int], bytes] = {}  # hard-linked files: first path of each
         for rel, kind, st in walk_entries(
             self.plan.data_dir,
+            top_fd=self.top_fd,
             excludes=spec,
             skip=self.plan.skip_dirs,
             warn=self.warn,
@@ -454,6 +549,9 @@ class BackupRun:
                 done, done_bytes = fast + files + read_files, fast_size + size + read_bytes
                 ctx.advance(done - shown_files, done_bytes - shown_bytes, _shown(rel))
                 shown_files, shown_bytes = done, done_bytes
+            first = None
+            if st.st_nlink > 1 and kind == "f":
+                first = inodes.setdefault((st.st_dev, st.st_ino), rel)
             if old_path != rel and old_path is not None:
                 key = order_key(rel)
                 while old_path is not None and order_key(old_path) < key:
@@ -502,8 +600,10 @@ class BackupRun:
                     old_hash = o.get("h")
                 if reuse and okind == kind and o.get("t") == st.st_mtime_ns:
                     if kind == "d":
+                        # ctime: a change of extended attributes or ACLs moves only that
                         same = (
                             o.get("m") == st.st_mode
+                            and o.get("c", 0) == st.st_ctime_ns
                             and o.get("u", 0) == st.st_uid
                             and o.get("g", 0) == st.st_gid
                         )
@@ -554,6 +654,7 @@ class BackupRun:
                     st.st_gid,
                     had_file,
                     old_hash,
+                    first if first != rel else None,
                 )
             )
             if kind == "f":
@@ -599,11 +700,21 @@ class BackupRun:
         else:
             c["links"] += 1
 
-    def _direct(self, item: Item) -> Entry:
-        """The entry of a directory or symlink."""
+    def _direct(self, item: Item, state: RunState) -> Entry:
+        """The entry of a directory or symlink, with its extended attributes."""
         if item.kind == "d":
-            return Entry(item.rel, mf.DIR, item.mode, item.mtime_ns, uid=item.uid, gid=item.gid)
-        target = os.readlink(os.path.join(self.plan.data_dir, item.rel))
+            return Entry(
+                item.rel,
+                mf.DIR,
+                item.mode,
+                item.mtime_ns,
+                uid=item.uid,
+                gid=item.gid,
+                ctime_ns=item.ctime_ns,
+                xattrs=self._xattrs(item, state),
+            )
+        parent, _, name = item.rel.rpartition(b"/")
+        target = os.readlink(name, dir_fd=state.dir_fd(parent))
         return Entry(
             item.rel,
             mf.SYMLINK,
@@ -615,7 +726,32 @@ class BackupRun:
             ino=item.ino,
             ctime_ns=item.ctime_ns,
             target=target,
+            xattrs=self._xattrs(item, state),
         )
+
+    def _xattrs(self, item: Item, state: RunState) -> dict[bytes, bytes] | None:
+        """A directory's or symlink's extended attributes (never the symlink's target's),
+        read by its name relative to its directory's descriptor; a warning and none when they
+        cannot be read (none without a warning when the entry is gone since the scan)."""
+        parent, _, name = item.rel.rpartition(b"/")
+        try:
+            dir_fd = state.dir_fd(parent)
+            if _PROC_FD:
+                # listxattr has no dir_fd: the descriptor's /proc link is followed to the
+                # directory, the entry itself is not (one call, no open)
+                return read_xattrs(b"/proc/self/fd/%d/%s" % (dir_fd, name))
+            if item.kind == "l":
+                return None  # no way to name a symlink by its directory's descriptor
+            fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+            try:
+                return read_xattrs(fd)
+            finally:
+                os.close(fd)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self.warn(f"{item.shown}: cannot read extended attributes: {exc.strerror or exc}")
+            return None
 
     def read(self, items: list[Item | Reused], state: RunState, writer: ManifestWriter) -> None:
         ctx = self.ctx
@@ -635,7 +771,7 @@ class BackupRun:
                             add_lines(item[2], item[3], spans.take(item[0], item[1]))
                             continue
                         try:
-                            self._emit(writer, item, self._direct(item))
+                            self._emit(writer, item, self._direct(item, state))
                         except OSError as exc:
                             self.warn(f"{item.shown}: skipped: {exc.strerror or exc}")
                     continue
@@ -644,6 +780,8 @@ class BackupRun:
                         self.warn(f"{item.shown}: skipped: {result}")
                     else:
                         self._emit(writer, item, result)
+                for note in state.take_notes():
+                    self.warn(note)
 
         min_size = state.params.min_size
         with ThreadPoolExecutor(workers, thread_name_prefix="nexus-read") as pool:
@@ -700,6 +838,21 @@ class BackupRun:
     # --- the whole run ---------------------------------------------------------------------
 
     def run(self) -> BackupMetadata:
+        """The data directory is opened once (unless the plan brings its descriptor) and
+        everything is read through that descriptor, each entry by its name relative to its
+        directory opened without following symlinks: what is backed up is the tree below the
+        directory that was opened, whatever happens to its path or its subdirectories'
+        paths meanwhile."""
+        if self.plan.top_fd is not None:
+            self.top_fd = self.plan.top_fd
+            return self._run()
+        self.top_fd = os.open(self.plan.data_dir, _TOP)
+        try:
+            return self._run()
+        finally:
+            os.close(self.top_fd)
+
+    def _run(self) -> BackupMetadata:
         started = time.monotonic()
         repo, meta, ctx = self.repo, self.meta, self.ctx
         meta.status = BackupStatus.RUNNING
@@ -708,7 +861,7 @@ class BackupRun:
 
         items = self.scan()
         ctx.set_phase("reading", files_total=self.to_read[0], bytes_total=self.to_read[1])
-        state = RunState(repo, ctx, self.plan.data_dir, repo.chunker_params)
+        state = RunState(repo, ctx, self.plan.data_dir, repo.chunker_params, top_fd=self.top_fd)
         state.writer = PackWriter(repo.store, state.on_flush, repo.pack_size)
         writer = ManifestWriter(
             {
@@ -718,6 +871,7 @@ class BackupRun:
                 "hostname": HOSTNAME,
                 "created_at": meta.created_at.isoformat(),
                 "chunker": repo.chunker_params.as_dict(),
+                "excludes": self.exclude_lines,
             }
         )
         try:
@@ -735,6 +889,8 @@ class BackupRun:
             state.writer.abort()
             self.plan.left_packs.extend(state.writer.pack_names)
             raise
+        finally:
+            state.close_dirs()
         for digest, loc in state.new_locations:
             repo.index.add(digest, loc)
         if name:

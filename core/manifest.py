@@ -119,6 +119,8 @@ def encode_entry(e: Entry) -> bytes:
     elif e.kind == SYMLINK:
         _put_bytes(obj, "l", e.target or b"")
         obj.update(s=e.size, i=e.ino, c=e.ctime_ns)
+    else:  # a directory's ctime: what tells the next backup its attributes or ACLs changed
+        obj["c"] = e.ctime_ns
     if e.xattrs:
         obj["x"] = {
             base64.b64encode(k).decode("ascii"): base64.b64encode(v).decode("ascii")

@@ -7,7 +7,9 @@ the manifest's order; excludes come from the request (glob patterns) and from a
 Every entry costs one `lstat` (the DirEntry's); the rest is kept to a few operations per
 entry, since a tree of 100,000s of small files is walked in Python: each directory is
 listed, stat'ed and classified in one tight loop, and the depth-first order comes from an
-explicit stack rather than nested generators. Without exclude patterns nothing is matched;
+explicit stack rather than nested generators. Each directory is opened relative to its
+parent's descriptor, never by its path, so that nothing outside the tree is listed
+whatever is swapped for a symlink meanwhile (and the kernel resolves one name, not a path). Without exclude patterns nothing is matched;
 with them, patterns that only exclude are matched with one combined regex per entry.
 """
 
@@ -22,6 +24,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import TYPE_CHECKING
+
+from .confine import open_dir_at
 
 if TYPE_CHECKING:
     import pathspec
@@ -88,20 +92,55 @@ class Excludes:
         return self.spec.match_file(path)
 
 
-def load_excludes(top: bytes, patterns: list[str]) -> Excludes | None:
+def exclude_lines(
+    top: bytes, patterns: list[str], *, use_ignore_file: bool = True, top_fd: int | None = None
+) -> list[str]:
+    """The effective gitignore lines of a backup: the request's patterns, then the data
+    directory's `.nexusignore` (unless `use_ignore_file` is false), blanks and comments left
+    out. They are recorded in the manifest, so that a restore can tell excluded paths."""
     lines = list(patterns)
-    ignore = os.path.join(top, IGNORE_FILE.encode())
+    if use_ignore_file:
+        lines.extend(_ignore_file_lines(top, top_fd))
+    return [ln for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
+def _ignore_file_lines(top: bytes, top_fd: int | None) -> list[str]:
+    """The `.nexusignore` lines (none when it is not a regular file: a fifo would block).
+    Through `top_fd` when given, never following a symlink: its lines end up in the
+    manifest, so a link there must not pull in a file from outside the confinement."""
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
     try:
-        with open(ignore, encoding="utf-8", errors="surrogateescape") as f:
-            lines.extend(f.read().splitlines())
+        if top_fd is None:
+            fd = os.open(os.path.join(top, IGNORE_FILE.encode()), flags)
+        else:
+            fd = os.open(IGNORE_FILE, flags | os.O_NOFOLLOW, dir_fd=top_fd)
     except (FileNotFoundError, NotADirectoryError):
-        pass
-    lines = [ln for ln in lines if ln.strip()]
+        return []
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return []  # a symlink, in a confined backup: not read
+        raise
+    with open(fd, encoding="utf-8", errors="surrogateescape") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return []
+        return f.read().splitlines()
+
+
+def compile_excludes(lines: list[str]) -> Excludes | None:
+    """The matcher of gitignore `lines`, or None when there are none."""
     if not lines:
         return None
     import pathspec  # only when there are patterns (its import is a sizeable part of a run)
 
     return Excludes(pathspec.GitIgnoreSpec.from_lines(lines))
+
+
+def load_excludes(
+    top: bytes, patterns: list[str], *, use_ignore_file: bool = True, top_fd: int | None = None
+) -> Excludes | None:
+    """`compile_excludes(exclude_lines(...))`."""
+    lines = exclude_lines(top, patterns, use_ignore_file=use_ignore_file, top_fd=top_fd)
+    return compile_excludes(lines)
 
 
 Entry = tuple[bytes, str, os.stat_result]  # (rel, kind, lstat)
@@ -186,6 +225,7 @@ def _list_fd(
 def walk_entries(
     top: bytes,
     *,
+    top_fd: int | None = None,
     excludes: Excludes | None = None,
     skip: set[tuple[int, int]] | None = None,
     warn: Callable[[str], None] = lambda _msg: None,
@@ -194,35 +234,122 @@ def walk_entries(
     """Every directory, regular file and symlink below `top` (not `top` itself) as
     (rel, kind, lstat), depth-first, each directory's entries sorted by name bytes.
 
-    `skip` holds (st_dev, st_ino) of directories never to enter (the repository itself when
-    it lies inside the data directory). Unreadable directories and special files are
-    reported through `warn` and left out of the walk's children.
+    Each directory is opened relative to its parent's descriptor with O_NOFOLLOW, never by
+    its path: a directory swapped for a symlink during the walk is refused, not followed,
+    and with `top_fd` (the data directory opened beneath a trusted one, see core.confine)
+    nothing outside it is ever listed, whatever happens to its path meanwhile; `top` then
+    only names it in messages. `skip` holds (st_dev, st_ino) of directories never to enter
+    (the repository itself when it lies inside the data directory). Unreadable directories
+    and special files are reported through `warn` and left out of the walk's children.
     """
-    opts = {"excludes": excludes, "skip": skip or frozenset(), "warn": warn}
+    skip = skip or frozenset()
+    top_len = len(top)
     check()
-    stack = [iter(list_dir(top, b"", **opts))]
-    while stack:
-        for item in stack[-1]:
-            yield item
-            if item[1] == "d":
-                check()
-                stack.append(iter(list_dir(top, item[0], **opts)))
-                break
+    # fds[k]: the descriptor of the directory at depth k of the stack, for the first
+    # HELD_LEVELS levels (a deeper one is reopened from the deepest held, component by
+    # component): the walk holds a bounded number of descriptors, whatever the depth.
+    fds = [os.dup(top_fd) if top_fd is not None else os.open(top, _TOP)]
+    try:
+        stack = [iter(_list_fd(fds[0], top_len, b"", excludes, skip, warn))]
+        while stack:
+            for item in stack[-1]:
+                yield item
+                if item[1] == "d":
+                    check()
+                    stack.append(
+                        iter(_list_child(fds, len(stack), item[0], top_len, excludes, skip, warn))
+                    )
+                    break
+            else:
+                stack.pop()
+                if len(fds) > len(stack):
+                    os.close(fds.pop())
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+HELD_LEVELS = 64
+
+
+def _list_child(
+    fds: list[int],
+    depth: int,
+    rel: bytes,
+    top_len: int,
+    excludes: Excludes | None,
+    skip: set[tuple[int, int]] | frozenset,
+    warn: Callable[[str], None],
+) -> list[Entry]:
+    """The entries of the directory `rel` at `depth`, opened from its parent's descriptor
+    (or the deepest one held); its own descriptor joins `fds` while there is room."""
+    try:
+        if len(fds) == depth:  # the parent's descriptor is held
+            fd = os.open(rel.rpartition(b"/")[2], _SUBDIR, dir_fd=fds[-1])
         else:
-            stack.pop()
+            fd = open_dir_at(fds[-1], b"/".join(rel.split(b"/")[len(fds) - 1 :]))
+    except OSError as exc:
+        warn(f"{_show(rel)}: cannot read directory: {exc.strerror or exc}")
+        return []
+    try:
+        entries = _list_fd(fd, top_len, rel, excludes, skip, warn)
+    except OSError as exc:
+        os.close(fd)
+        warn(f"{_show(rel)}: cannot read directory: {exc.strerror or exc}")
+        return []
+    if depth < HELD_LEVELS:
+        fds.append(fd)
+    else:
+        os.close(fd)
+    return entries
 
 
 def walk(
     top: bytes,
     *,
+    top_fd: int | None = None,
     excludes: Excludes | None = None,
     skip: set[tuple[int, int]] | None = None,
     warn: Callable[[str], None] = lambda _msg: None,
     check: Callable[[], None] = lambda: None,
 ) -> Iterator[WalkItem]:
     """`walk_entries` as WalkItems (with the absolute path)."""
-    for rel, kind, st in walk_entries(top, excludes=excludes, skip=skip, warn=warn, check=check):
+    for rel, kind, st in walk_entries(
+        top, top_fd=top_fd, excludes=excludes, skip=skip, warn=warn, check=check
+    ):
         yield WalkItem(rel, os.path.join(top, rel), kind, st)
+
+
+_NO_XATTRS = frozenset({errno.ENOTSUP, errno.EOPNOTSUPP})
+
+
+def read_xattrs(target: int | bytes) -> dict[bytes, bytes] | None:
+    """The extended attributes (POSIX ACLs among them) of an open file (`target` a
+    descriptor) or of a path, not following a symlink; None when there are none or the
+    filesystem has none. One listxattr, and a getxattr per name only when there are names.
+    Raises OSError (EACCES...) for the caller to warn about."""
+    fd = isinstance(target, int)
+    try:
+        names = os.listxattr(target) if fd else os.listxattr(target, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in _NO_XATTRS:
+            return None
+        raise
+    if not names:
+        return None
+    out: dict[bytes, bytes] = {}
+    for name in names:
+        try:
+            if fd:
+                value = os.getxattr(target, name)
+            else:
+                value = os.getxattr(target, name, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno in _NO_XATTRS or exc.errno == errno.ENODATA:
+                continue  # removed since it was listed
+            raise
+        out[os.fsencode(name)] = value
+    return out or None
 
 
 def _show(rel: bytes) -> str:

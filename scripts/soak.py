@@ -7,8 +7,14 @@
 Each cycle (a fresh repository each time, seeds derived from --seed) runs:
   - a kill campaign: real processes running create, restore, delete (and its space reclaim),
     the CLI in a warm process and the `nexus-backup` program started cold, each SIGKILLed
-    after a seeded random delay; after every kill a fresh BackupManager recovers, a full check
-    with data reads must pass, and every COMPLETED backup must restore byte for byte;
+    after a seeded random delay; and the destructive paths: restore --delete over a target
+    with extra files (after its automatic checkpoint), a delete whose reclaim rewrites packs
+    shared with a kept backup, and rebuild-index, killed after a random delay or right before
+    a random one of their mutating system calls, then followed by a CLI command (the same
+    restore again, `list`). After every kill a fresh BackupManager recovers, a full check
+    with data reads must pass, and every COMPLETED backup must restore byte for byte (a
+    killed restore --delete: every target file old or new, never torn; the checkpoint
+    restores the target as it was; the restore run again leaves exactly the backup's tree);
   - the source changing under the backup (another process rewriting, growing, truncating,
     replacing, deleting files and renaming directories while backups run);
   - a corruption (a flipped byte in a pack, an index file or a manifest; a truncated or
@@ -50,7 +56,19 @@ from core.errors import NexusError  # noqa: E402
 from core.manager import BackupManager  # noqa: E402
 from core.models import BackupStatus, CreateRequest  # noqa: E402
 
-KILL_OPS = ["create", "create", "restore", "delete", "delete", "cli-create", "exec-create"]
+KILL_OPS = [
+    "create",
+    "create",
+    "restore",
+    "delete",
+    "delete",
+    "cli-create",
+    "exec-create",
+    # the destructive paths: each killed round is followed by a CLI command (recovery)
+    "restore-delete",
+    "delete-rewrite",
+    "rebuild-index",
+]
 CORRUPTIONS = [
     "test_flipped_byte_in_a_pack",
     "test_truncated_pack",
@@ -272,6 +290,11 @@ class Soak:
         landed = dict(sorted(self.stats.landed.items()))
         print(f"  kills landed        {landed}")
         print(f"  backups verified    {self.verified} (restored byte for byte after a fault)")
+        print(
+            f"  recoveries          {self.stats.recoveries} CLI commands run after a kill; "
+            f"kills at a mutating call {dict(self.stats.step_kills)}; "
+            f"delete-rewrite rounds {dict(self.stats.rewrites)}"
+        )
         print(
             f"  restore temp files  {self.stats.restore_temp_left} found right after a killed "
             "restore (the next restore into the target removes them)"
