@@ -382,9 +382,7 @@ class Restorer:
         if not isinstance(patterns, list):
             patterns = []
         patterns = [p for p in patterns if isinstance(p, str)]
-        where = f"/proc/self/fd/{top}"
-        base = os.fsencode(where if os.path.isdir(where) else target)
-        return walker.load_excludes(base, patterns)
+        return walker.load_excludes(os.fsencode(target), patterns, top_fd=top)
 
     # --- planning --------------------------------------------------------------------------
 
