@@ -1006,7 +1006,8 @@ class Restorer:
         job = _FileJob(self, s, dir_fd)
         if e.size < SPLIT_SIZE or len(e.chunks) < 2:
             return [job.whole]
-        job.open()
+        if not job.open():
+            return []
         parts: list[Callable[[], None]] = []
         offset = 0
         group: list[tuple[str, int, int]] = []
@@ -1092,7 +1093,11 @@ class Restorer:
         try:
             tmp = self._new_temp(dfd)
             try:
-                os.symlink(e.target, tmp, dir_fd=dfd)
+                try:
+                    os.symlink(e.target, tmp, dir_fd=dfd)
+                except FileNotFoundError:
+                    self.warn(f"{_show(s.rel)}: not restored: its directory was removed meanwhile")
+                    return
                 if self._euid == 0:
                     with contextlib.suppress(OSError):
                         os.chown(tmp, e.uid, e.gid, dir_fd=dfd, follow_symlinks=False)
@@ -1101,9 +1106,10 @@ class Restorer:
                     os.unlink(tmp, dir_fd=dfd)
                     return
                 os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-            except IsADirectoryError:
-                os.unlink(tmp, dir_fd=dfd)
-                self.warn(f"{_show(s.rel)}: not restored: a directory appeared there")
+            except (IsADirectoryError, FileNotFoundError):
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=dfd)
+                self.warn(f"{_show(s.rel)}: not restored: its place changed meanwhile")
                 return
             except BaseException:
                 with contextlib.suppress(OSError):
@@ -1175,21 +1181,29 @@ class _FileJob:
         with restorer._lock:
             restorer._jobs.add(self)
 
-    def open(self, *, presize: bool = True) -> None:
+    def open(self, *, presize: bool = True) -> bool:
+        """Create the temp file; False (with a warning) when its directory was removed
+        since the restore made or opened it (someone else's doing: the file is skipped)."""
         self.tmp = self.r._new_temp(self.dir_fd)
         try:
             self.fd = os.open(self.tmp, FILE_FLAGS, 0o600, dir_fd=self.dir_fd)
             if presize:  # parts are written at their offsets, in any order
                 os.ftruncate(self.fd, self.entry.size)
+        except FileNotFoundError:
+            self.discard()
+            self.r.warn(f"{self.show}: not restored: its directory was removed meanwhile")
+            return False
         except BaseException:
             self.discard()
             raise
+        return True
 
     def whole(self) -> None:
         ctx = self.r.ctx
         try:
             ctx.check()
-            self.open(presize=False)
+            if not self.open(presize=False):
+                return
             written = end = 0
             for digest_hex, _n in self.entry.chunks:
                 ctx.check()
@@ -1262,8 +1276,13 @@ class _FileJob:
             return
         try:
             os.replace(self.tmp, self.name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
-        except IsADirectoryError:
-            r.warn(f"{self.show}: not restored: a directory appeared there")
+        except (IsADirectoryError, FileNotFoundError) as exc:
+            why = (
+                "a directory appeared there"
+                if isinstance(exc, IsADirectoryError)
+                else ("its directory was removed meanwhile")
+            )
+            r.warn(f"{self.show}: not restored: {why}")
             self.discard()
             return
         r._temp_gone(self.tmp)
