@@ -4,6 +4,7 @@ does, if-changed compares bytes (not size and mtime), and selecting many paths s
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import shutil
@@ -14,6 +15,7 @@ import pytest
 from restore_helpers import dev_ino, files_under, rewrite_manifest, run_restorer
 
 from core import manifest as mf
+from core.confine import DirFds, Outside
 from core.errors import InvalidInput
 from core.manager import BackupManager
 from core.models import CreateRequest, RestoreRequest
@@ -318,3 +320,66 @@ def test_select_keeps_its_meaning():
     assert len(pick("/")) == len(names)
     with pytest.raises(InvalidInput, match="not in the backup"):
         select(entries, ["src/pkg", "nope/*"])
+
+
+# --- confinement -----------------------------------------------------------------------------
+
+
+async def test_confined_restore_refuses_a_symlink_on_the_way_and_outside(
+    tmp_path, manager, data_dir
+):
+    meta = await backup(manager, data_dir)
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, allowed / "link")
+    for target in (allowed / "link" / "out", tmp_path / "out", allowed / "link"):
+        with pytest.raises(Outside):
+            await manager.restore(restore_req(meta, target, confine_to=[str(allowed)]))
+    assert list(elsewhere.iterdir()) == [] and not (tmp_path / "out").exists()
+    res = await manager.restore(
+        restore_req(meta, allowed / "new" / "out", confine_to=[str(allowed)])
+    )
+    assert res.files_written == 6 and (allowed / "new" / "out" / "run.sh").is_file()
+    dry = await manager.restore(
+        restore_req(meta, allowed / "absent", confine_to=[str(allowed)], dry_run=True)
+    )
+    assert dry.counts.files_create == 6 and not (allowed / "absent").exists()
+
+
+def test_dir_descriptors_stay_bounded_and_a_swap_after_eviction_is_refused(tmp_path):
+    top = tmp_path / "top"
+    for i in range(40):
+        (top / f"d{i}" / "sub").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    top_fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    dirs = DirFds(top_fd, limit=8)
+    try:
+        held = dirs.acquire(b"d0/sub")  # in use: never closed by the eviction below
+        for i in range(1, 40):
+            with dirs.at(f"d{i}/sub".encode()) as fd:
+                assert os.path.samestat(os.fstat(fd), os.stat(top / f"d{i}" / "sub"))
+        assert len(os.listdir("/proc/self/fd")) < 40
+        os.fstat(held)  # still open
+        dirs.release(held)
+        os.rename(top / "d5", tmp_path / "d5-moved")  # d5/sub was evicted long ago
+        os.symlink(outside, top / "d5")
+        with pytest.raises(OSError) as err:
+            dirs.acquire(b"d5/sub")
+        assert err.value.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT)
+    finally:
+        dirs.close()
+        os.close(top_fd)
+
+
+async def test_a_deep_tree_restores(tmp_path, manager, tree_of):
+    src = tmp_path / "src"
+    deep = src.joinpath(*["d"] * 300)
+    deep.mkdir(parents=True)
+    (deep / "leaf.txt").write_text("deep")
+    meta = await backup(manager, src)
+    out = tmp_path / "out"
+    await manager.restore(restore_req(meta, out))
+    assert tree_of(out) == tree_of(src)

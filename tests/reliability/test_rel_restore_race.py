@@ -354,3 +354,31 @@ async def test_failed_restore_mid_large_file_leaves_no_temp_file(tmp_path: Path,
     with pytest.raises(NexusError):
         run_restorer(root, P, meta.id, target, checkpoint=False)
     assert not temp_files(target)
+
+
+class _CtrlC(OperationContext):
+    """A context whose check() in the main thread raises KeyboardInterrupt once the large
+    file's parts are queued and writing: Ctrl-C landing in the restore's own thread while
+    the pool writes (its second check in the restoring phase; the first is before any job)."""
+
+    calls = 0
+
+    def check(self) -> None:
+        if threading.current_thread() is threading.main_thread() and self.phase == "restoring":
+            self.calls += 1
+            if self.calls >= 2:
+                deadline = time.monotonic() + 10
+                while self.bytes_done == 0 and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                raise KeyboardInterrupt
+        super().check()
+
+
+async def test_ctrl_c_in_the_main_thread_leaves_no_temp_file(tmp_path: Path, big_backup):
+    root, meta, _src = big_backup
+    target = tmp_path / "target"
+    ctx = _CtrlC("restore", P, meta.id)
+    with pytest.raises(KeyboardInterrupt):
+        run_restorer(root, P, meta.id, target, ctx=ctx, checkpoint=False)
+    assert 0 < ctx.bytes_done < 72 * (1 << 20), "the interrupt did not land mid-file"
+    assert not temp_files(target), f"temp files left: {temp_files(target)}"
