@@ -238,16 +238,21 @@ def _dev_ino(st: os.stat_result) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-def _own_dirs(repo: Repository) -> frozenset[tuple[int, int]]:
-    """The repository's own directories: protected whatever the caller passes."""
+def _ids(paths: list[Path]) -> frozenset[tuple[int, int]]:
     out = set()
-    paths: list[Path] = [Path(repo.root)]
-    if isinstance(repo.store, LocalStore):
-        paths.append(Path(repo.store.base))
     for p in paths:
         with contextlib.suppress(OSError):
             out.add(_dev_ino(os.stat(p)))
     return frozenset(out)
+
+
+def _stores(repo: Repository) -> list[Path]:
+    """Where repositories' files live (`{root}/backups`, this project's store): never a
+    restore target, nor beneath one."""
+    out = [Path(repo.root) / "backups"]
+    if isinstance(repo.store, LocalStore):
+        out.append(Path(repo.store.base))
+    return out
 
 
 # Temp files of the restores running in this process (names are unique per process): a
@@ -280,8 +285,10 @@ class Restorer:
         self.ctx = ctx
         self.log = log
         self.checkpoint = checkpoint
-        #: (st_dev, st_ino) of directories never deleted, replaced or written into.
-        self.protect = frozenset(protect) | _own_dirs(repo)
+        #: (st_dev, st_ino) of directories never deleted, replaced or entered when met in the
+        #: target (the repository's own always are: the nexus root and its stores).
+        self.stores = _ids(_stores(repo))
+        self.protect = frozenset(protect) | self.stores | _ids([Path(repo.root)])
         self._lock = threading.Lock()
         self._euid = os.geteuid()
         self.packs: PackFiles | None = None
@@ -353,8 +360,10 @@ class Restorer:
             raise
 
     def _refuse_protected_target(self, target: Path) -> None:
-        """A target that is, or lies inside, a protected directory is refused whole (checked
-        from its nearest existing directory up to `/`, before anything is made)."""
+        """A target that is, or lies inside, a repository's store is refused whole (checked
+        from its nearest existing directory up to `/`, before anything is made). Elsewhere
+        beneath a protected directory is allowed (the demo keeps its data in the nexus root):
+        the protected directories are those never touched when met inside the target."""
         probe = target
         while not os.path.lexists(probe):
             probe = probe.parent
@@ -362,7 +371,7 @@ class Restorer:
         try:
             while True:
                 st = os.fstat(fd)
-                if _dev_ino(st) in self.protect:
+                if _dev_ino(st) in self.stores:
                     raise InvalidInput(
                         f"restore target {target} is inside the backup repository: refused"
                     )
