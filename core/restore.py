@@ -540,7 +540,12 @@ class Restorer:
             same_meta = st.st_mtime_ns == e.mtime_ns and stat.S_IMODE(st.st_mode) == stat.S_IMODE(
                 e.mode
             )
-            step.action = "unchanged" if same_meta else "metadata"
+            if same_meta:
+                step.action = "unchanged"
+            elif st.st_nlink == 1:
+                step.action = "metadata"
+            # else: other names share the inode (maybe outside the target): a chmod or chown
+            # in place would change them too, so a fresh copy is written over this name
 
     def _plan_links(self, steps: list[Step]) -> None:
         """A file whose inode's first path is written by this restore with the same content
@@ -952,8 +957,11 @@ class Restorer:
             with self._d.at(parent) as dfd:
                 fd = os.open(name, READ_FLAGS, dir_fd=dfd)
             try:
-                if stat.S_ISREG(os.fstat(fd).st_mode):
-                    self._apply_meta(fd, e, _show(s.rel))
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+                    self.warn(f"{_show(s.rel)}: metadata not restored: the file changed meanwhile")
+                    return
+                self._apply_meta(fd, e, _show(s.rel))
             finally:
                 os.close(fd)
         except OSError as exc:

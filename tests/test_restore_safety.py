@@ -383,3 +383,26 @@ async def test_a_deep_tree_restores(tmp_path, manager, tree_of):
     out = tmp_path / "out"
     await manager.restore(restore_req(meta, out))
     assert tree_of(out) == tree_of(src)
+
+
+async def test_a_hard_link_planted_in_the_target_never_gets_its_mode_or_owner_changed(
+    tmp_path, manager
+):
+    """Another user plants, where the backup has a file, a hard link to a file outside with
+    the same bytes: setting the backup's mode and owner in place would change the outside
+    file; a fresh copy is written over the name instead."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "conf").write_text("same bytes\n")
+    (src / "conf").chmod(0o666)
+    meta = await backup(manager, src)
+    outside = tmp_path / "outside-conf"
+    outside.write_text("same bytes\n")
+    outside.chmod(0o600)
+    out = tmp_path / "out"
+    out.mkdir()
+    os.link(outside, out / "conf")
+    res = await manager.restore(restore_req(meta, out, checkpoint=False))
+    assert outside.stat().st_mode & 0o7777 == 0o600 and outside.stat().st_nlink == 1
+    assert (out / "conf").stat().st_mode & 0o7777 == 0o666
+    assert res.counts.files_overwrite == 1 and res.counts.files_metadata == 0
