@@ -367,7 +367,8 @@ class Restorer:
         probe = target
         while not os.path.lexists(probe):
             probe = probe.parent
-        fd = os.open(probe, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        flags = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC  # no read
+        fd = os.open(probe, flags)  # permission needed on the ancestors: O_PATH asks none
         try:
             while True:
                 st = os.fstat(fd)
@@ -375,7 +376,10 @@ class Restorer:
                     raise InvalidInput(
                         f"restore target {target} is inside the backup repository: refused"
                     )
-                up = os.open("..", confine.DIR_FLAGS, dir_fd=fd)
+                try:
+                    up = os.open("..", flags, dir_fd=fd)
+                except OSError:
+                    return  # an ancestor we may not look at: none of ours lies above it
                 os.close(fd)
                 fd = up
                 if _dev_ino(os.fstat(fd)) == _dev_ino(st):
@@ -434,7 +438,7 @@ class Restorer:
                 if e.kind == mf.DIR:
                     blocked[e.path] = e.path
                 continue
-            step = self._plan_entry(e, kind, st or None)
+            step = self._plan_entry(e, kind, st if isinstance(st, os.stat_result) else None)
             steps.append(step)
             if e.kind == mf.DIR:
                 if step.action in ("create", "overwrite"):
@@ -447,7 +451,7 @@ class Restorer:
                 hashes.append((step, st))  # type: ignore[arg-type]
         for root, n in inside.items():
             if n:
-                self.warn(f"{_show(root)}: nor the {n} entries inside it are restored")
+                self.warn(f"{_show(root)}: the {n} entries inside it are not restored either")
         self._compare_contents(hashes)
         self._plan_links(steps)
         if self.req.delete_extra and self.dirs is not None:
