@@ -227,8 +227,9 @@ def _is_zero(raw: bytes) -> bool:
     return not raw or (raw[0] == 0 and raw[-1] == 0 and raw.count(0) == len(raw))
 
 
-def _hash_fd(fd: int) -> str:
-    h = blake3.blake3()
+def _hash_fd(fd: int, size: int) -> str:
+    """BLAKE3 of an open file (several threads for a large one)."""
+    h = blake3.blake3(max_threads=blake3.blake3.AUTO if size >= SPLIT_SIZE else 1)
     while block := os.read(fd, 4 * 1024 * 1024):
         h.update(block)
     return h.hexdigest()
@@ -522,20 +523,26 @@ class Restorer:
                 with self._d.at(parent) as dfd:
                     fd = os.open(name, READ_FLAGS, dir_fd=dfd)
                 try:
-                    if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    st = os.fstat(fd)
+                    if not stat.S_ISREG(st.st_mode):
                         return False
-                    return _hash_fd(fd) == step.entry.hash  # type: ignore[union-attr]
+                    return _hash_fd(fd, st.st_size) == step.entry.hash  # type: ignore[union-attr]
                 finally:
                     os.close(fd)
             except OSError:
                 return False
 
+        def batch(items: list[tuple[Step, os.stat_result]]) -> list[bool]:
+            return [same(item) for item in items]
+
         workers = max(1, min(8, os.cpu_count() or 2))
-        if len(todo) == 1:
-            results = [same(todo[0])]
+        size = 64  # files per job: a future per small file costs more than hashing it
+        batches = [todo[i : i + size] for i in range(0, len(todo), size)]
+        if len(batches) == 1:
+            results = batch(batches[0])
         else:
             with ThreadPoolExecutor(workers, thread_name_prefix="nexus-compare") as pool:
-                results = list(pool.map(same, todo))
+                results = [ok for part in pool.map(batch, batches) for ok in part]
         for (step, st), ok in zip(todo, results, strict=True):
             if not ok:
                 continue
