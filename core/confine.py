@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from collections.abc import Iterable
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 
 from .errors import InvalidInput, NexusError
 
@@ -81,3 +83,117 @@ class Outside(NexusError):
 
     exit_code = 1
     http_status = 403
+
+
+class DirFds:
+    """Descriptors of the directories beneath one top directory, by relative path, shared by
+    the threads of one operation.
+
+    Each is opened relative to a cached ancestor's descriptor, component by component,
+    without following a symlink (`open_dir_at`), so a directory swapped for a symlink is
+    refused, never entered. The number kept open is bounded (least recently used closed
+    first), but a descriptor between `acquire` and `release` is never closed by another
+    thread: one evicted is reopened the same safe way when next needed. The top descriptor
+    belongs to the caller and is never closed here.
+    """
+
+    def __init__(self, top_fd: int, limit: int = 256) -> None:
+        self.top = top_fd
+        self.limit = limit
+        self._fds: OrderedDict[bytes, int] = OrderedDict()
+        self._refs: dict[int, int] = {}
+        self._doomed: set[int] = set()  # forgotten while in use: closed on their last release
+        self._lock = threading.Lock()
+
+    def _hit(self, rel: bytes) -> int | None:
+        fd = self._fds.get(rel)
+        if fd is not None:
+            self._refs[fd] = self._refs.get(fd, 0) + 1
+            self._fds.move_to_end(rel)
+        return fd
+
+    def acquire(self, rel: bytes) -> int:
+        """The descriptor of `rel` (b"" is the top), held until `release`. Raises OSError
+        (ELOOP, ENOTDIR, ENOENT...) when a component is a symlink, not a directory or gone."""
+        if not rel:
+            return self.top
+        with self._lock:
+            fd = self._hit(rel)
+            if fd is not None:
+                return fd
+            base, base_fd = rel, self.top
+            while True:
+                base = base.rpartition(b"/")[0]
+                if not base:
+                    break
+                found = self._hit(base)
+                if found is not None:
+                    base_fd = found
+                    break
+        try:
+            fd = open_dir_at(base_fd, rel[len(base) + 1 :] if base else rel)
+        finally:
+            self.release(base_fd)
+        with self._lock:
+            have = self._fds.get(rel)
+            if have is not None:
+                os.close(fd)
+                fd = have
+            else:
+                self._fds[rel] = fd
+            self._refs[fd] = self._refs.get(fd, 0) + 1
+            self._fds.move_to_end(rel)
+            self._evict()
+        return fd
+
+    def release(self, fd: int) -> None:
+        if fd == self.top:
+            return
+        with self._lock:
+            left = self._refs.get(fd, 0) - 1
+            if left > 0:
+                self._refs[fd] = left
+                return
+            self._refs.pop(fd, None)
+            if fd in self._doomed:
+                self._doomed.discard(fd)
+                os.close(fd)
+
+    @contextlib.contextmanager
+    def at(self, rel: bytes) -> Iterator[int]:
+        fd = self.acquire(rel)
+        try:
+            yield fd
+        finally:
+            self.release(fd)
+
+    def _evict(self) -> None:
+        if len(self._fds) <= self.limit:
+            return
+        for rel, fd in list(self._fds.items()):
+            if fd not in self._refs:
+                del self._fds[rel]
+                os.close(fd)
+                if len(self._fds) <= self.limit:
+                    return
+
+    def forget(self, rel: bytes) -> None:
+        """`rel` and everything beneath it were removed or replaced: drop their descriptors."""
+        prefix = rel + b"/"
+        with self._lock:
+            for key in [k for k in self._fds if k == rel or k.startswith(prefix)]:
+                fd = self._fds.pop(key)
+                if fd in self._refs:
+                    self._doomed.add(fd)
+                else:
+                    os.close(fd)
+
+    def close(self) -> None:
+        """Every descriptor opened here (the operation is over; none is in use any more)."""
+        with self._lock:
+            for fd in [*self._fds.values(), *self._doomed]:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._fds.clear()
+            self._doomed.clear()
+            self._refs.clear()

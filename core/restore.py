@@ -4,9 +4,18 @@ Safety rules, in the order they are applied:
 - nothing is written before the backup is validated (completed, manifest checksum, every chunk
   present, target writable, enough free space);
 - no path leaves the restore directory: manifest paths are checked (no `..`, no absolute
-  paths) and no directory of the target that is a symlink is ever written through;
-- each file is written to a temp file in its directory, verified against its content hash,
-  then renamed over the old one, so a crash leaves whole files only (old or new).
+  paths), the target is opened once and every directory below it through its parent's
+  descriptor without following a symlink (`confine.DirFds`), and every create, rename,
+  delete and metadata change is made relative to such a descriptor: a directory swapped for
+  a symlink mid-restore is refused, never written through;
+- nothing is deleted or replaced that is, or holds, a protected directory (the repository,
+  the nexus root), and `--delete` never removes what the backup excluded (rsync's rule);
+- the plan is the truth: its exact counts are the preview, the checkpoint is taken when it
+  overwrites or deletes anything, and execution does no more than it says;
+- each file is written to a temp file in its directory (chunks each checked against their
+  hash), given its owner, xattrs, mode and times through its descriptor, then renamed over
+  the old one, so a crash leaves whole files only (old or new); every temp file is removed
+  on any exit, and a later restore removes those of a killed one.
 """
 
 from __future__ import annotations
@@ -14,41 +23,65 @@ from __future__ import annotations
 import contextlib
 import errno
 import fnmatch
+import inspect
 import itertools
 import os
+import re
 import secrets
 import shlex
 import shutil
 import stat
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import blake3
+
+from . import confine, walker
 from . import manifest as mf
 from .errors import Cancelled, Damaged, InvalidInput, NexusError, StorageFull, describe_os_error
 from .locks import pid_alive
 from .manifest import Entry
-from .models import MAX_WARNINGS, BackupMetadata, RestoreChange, RestoreRequest, RestoreResult
+from .models import (
+    MAX_WARNINGS,
+    BackupMetadata,
+    RestoreChange,
+    RestoreCounts,
+    RestoreRequest,
+    RestoreResult,
+)
 from .progress import OperationContext
 from .repository import PackFiles, Repository
-from .validator import file_checksum, missing_chunk_files, validate_restore_point
+from .storage import LocalStore
+from .validator import missing_chunk_files, validate_restore_point
 
 MAX_CHANGES = 1000
 TMP_PREFIX = ".nexus-restore-"
 Log = Callable[[str, str], None]
-Checkpoint = Callable[[Path], str | None]
+#: Takes a checkpoint of the target (its path and its open directory descriptor, to back it
+#: up through); returns the checkpoint's backup id.
+Checkpoint = Callable[[Path, int], str | None]
+
+FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+REPLACES_DIR = "replaces a directory"
+REPLACES_NON_DIR = "replaces a non-directory"
+PROTECTED = "the backup repository is there"
+HOLDS_PROTECTED = "a directory holding the backup repository is there"
 
 
-@dataclass
+@dataclass(slots=True)
 class Step:
     entry: Entry | None  # None for a delete
     rel: bytes
     action: str  # create, overwrite, unchanged, metadata, skip, delete
     kind: str
     reason: str | None = None
+    link: bytes | None = None  # a hard link to this path (restored in this same restore)
 
 
 def _norm(p: str) -> str:
@@ -58,26 +91,86 @@ def _norm(p: str) -> str:
     return p.strip("/")
 
 
+def _split(rel: bytes) -> tuple[bytes, bytes]:
+    parent, _, name = rel.rpartition(b"/")
+    return parent, name
+
+
+def _show(rel: bytes) -> str:
+    return rel.decode("utf-8", "backslashreplace")
+
+
+# --- selection -------------------------------------------------------------------------------
+
+_GLOB = re.compile(r"[*?\[]")
+
+
+class _Globs:
+    """The glob patterns of a selection, bucketed by their literal start (the text before the
+    first wildcard): an entry is only tried against the buckets its path starts with, each
+    bucket one compiled regex whose alternatives are named groups (a match tells which
+    pattern it was). A pattern only ever matched where an earlier one of its bucket also
+    matched is tried alone, once, before being called missing (`_recheck`)."""
+
+    def __init__(self, globs: list[str]) -> None:
+        self.globs = globs
+        grouped: dict[str, list[int]] = {}
+        for i, g in enumerate(globs):
+            m = _GLOB.search(g)
+            grouped.setdefault(g[: m.start()] if m else g, []).append(i)
+        self._buckets = {
+            prefix: re.compile(
+                "|".join(f"(?P<_w{i}>{fnmatch.translate(globs[i])})" for i in members)
+            ).match
+            for prefix, members in grouped.items()
+        }
+        self._lengths = sorted({len(p) for p in grouped})
+
+    def which(self, text: str) -> int | None:
+        """The index of a pattern matching `text` (-1: one, unknown), None when none does."""
+        for n in self._lengths:
+            if n > len(text):
+                break
+            match = self._buckets.get(text[:n])
+            if match is None:
+                continue
+            m = match(text)
+            if m is not None:
+                name = m.lastgroup or ""
+                return int(name[2:]) if name.startswith("_w") else -1
+        return None
+
+
 def select(entries: list[Entry], paths: list[str]) -> list[Entry]:
-    """Entries under the given paths or matching the given globs, with their parent dirs."""
+    """Entries under the given paths or matching the given globs (an entry matches when it
+    or one of its ancestors does), with their parent dirs. Literal paths are looked up in a
+    set, globs matched by one compiled regex: many thousands of paths stay fast."""
     if not paths:
         return entries
-    wanted = [_norm(p) for p in paths]
+    wanted = list(dict.fromkeys(_norm(p) for p in paths))
+    literal = set(wanted)
+    globs = _Globs([w for w in wanted if _GLOB.search(w)])
+    matched: set[str] = set()
+    everything = "" in literal
+    if everything:
+        matched.add("")
+    covered: dict[str, bool] = {}  # directory text -> it or an ancestor matched
     chosen: set[bytes] = set()
-    matched = dict.fromkeys(wanted, False)
     for e in entries:
         text = e.display_path
-        for w in wanted:
-            if (
-                not w
-                or text == w
-                or text.startswith(w + "/")
-                or fnmatch.fnmatchcase(text, w)
-                or any(fnmatch.fnmatchcase(a, w) for a in _ancestors(text))
-            ):
-                chosen.add(e.path)
-                matched[w] = True
-    missing = [w for w, ok in matched.items() if not ok]
+        hit = everything or _match_one(text, literal, globs, matched)
+        if not hit:
+            parent = text.rpartition("/")[0]
+            if parent:
+                up = covered.get(parent)
+                hit = up if up is not None else _ancestor_matches(text, literal, globs, matched)
+        if e.kind == mf.DIR:
+            covered[text] = hit
+        if hit:
+            chosen.add(e.path)
+    missing = [w for w in wanted if w not in matched]
+    if missing:
+        missing = _recheck(missing, globs, entries, matched)
     if missing:
         raise InvalidInput(f"not in the backup: {', '.join(repr(m) for m in missing[:5])}")
     for p in list(chosen):
@@ -87,16 +180,93 @@ def select(entries: list[Entry], paths: list[str]) -> list[Entry]:
     return [e for e in entries if e.path in chosen]
 
 
-def _ancestors(text: str) -> list[str]:
-    parts = text.split("/")
-    return ["/".join(parts[:i]) for i in range(1, len(parts))]
-
-
-def _same_content(path: Path, entry: Entry) -> bool:
-    try:
-        return file_checksum(path) == f"blake3:{entry.hash}"
-    except OSError:
+def _match_one(text: str, literal: set[str], globs: _Globs, matched: set[str]) -> bool:
+    if text in literal:
+        matched.add(text)
+        return True
+    i = globs.which(text)
+    if i is None:
         return False
+    if i >= 0:
+        matched.add(globs.globs[i])
+    return True
+
+
+def _ancestor_matches(text: str, literal: set[str], globs: _Globs, matched: set[str]) -> bool:
+    """For an entry whose parent is not itself an entry (a hand-built manifest)."""
+    parts = text.split("/")
+    hit = False
+    for i in range(1, len(parts)):
+        hit = _match_one("/".join(parts[:i]), literal, globs, matched) or hit
+    return hit
+
+
+def _recheck(
+    missing: list[str], globs: _Globs, entries: list[Entry], matched: set[str]
+) -> list[str]:
+    """Globs never reported by the combined regex (shadowed by an earlier one) tried alone."""
+    still = []
+    texts: set[str] | None = None
+    for w in missing:
+        if not _GLOB.search(w):
+            still.append(w)
+            continue
+        if texts is None:
+            texts = {e.display_path for e in entries}
+        rx = re.compile(fnmatch.translate(w)).match
+        if any(rx(t) for t in texts):
+            matched.add(w)
+        else:
+            still.append(w)
+    return still
+
+
+def _is_zero(raw: bytes) -> bool:
+    """A chunk of zeros only (left as a hole: the file is sized by ftruncate). The end bytes
+    are looked at first, so other data costs no scan."""
+    return not raw or (raw[0] == 0 and raw[-1] == 0 and raw.count(0) == len(raw))
+
+
+def _hash_fd(fd: int, size: int) -> str:
+    """BLAKE3 of an open file (several threads for a large one)."""
+    h = blake3.blake3(max_threads=blake3.blake3.AUTO if size >= SPLIT_SIZE else 1)
+    while block := os.read(fd, 4 * 1024 * 1024):
+        h.update(block)
+    return h.hexdigest()
+
+
+def _dev_ino(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+def _ids(paths: list[Path]) -> frozenset[tuple[int, int]]:
+    out = set()
+    for p in paths:
+        with contextlib.suppress(OSError):
+            out.add(_dev_ino(os.stat(p)))
+    return frozenset(out)
+
+
+def _stores(repo: Repository) -> list[Path]:
+    """Where repositories' files live (`{root}/backups`, this project's store): never a
+    restore target, nor beneath one."""
+    out = [Path(repo.root) / "backups"]
+    if isinstance(repo.store, LocalStore):
+        out.append(Path(repo.store.base))
+    return out
+
+
+# Temp files of the restores running in this process (names are unique per process): a
+# restore removes its own pid's leftovers unless they are in this set.
+_LIVE: set[bytes] = set()
+_LIVE_LOCK = threading.Lock()
+_tmp_names = itertools.count()
+_RUN = secrets.token_hex(3)  # a crashed run's leftovers never collide with a new name
+
+
+def _tmp_name() -> bytes:
+    """`.nexus-restore-<pid>-<run>-<n>`: the pid tells a killed restore's leftovers."""
+    return f"{TMP_PREFIX}{os.getpid()}-{_RUN}-{next(_tmp_names)}".encode()
 
 
 class Restorer:
@@ -108,6 +278,7 @@ class Restorer:
         ctx: OperationContext,
         log: Log,
         checkpoint: Checkpoint | None = None,
+        protect: frozenset[tuple[int, int]] = frozenset(),
     ) -> None:
         self.repo = repo
         self.meta = meta
@@ -115,9 +286,19 @@ class Restorer:
         self.ctx = ctx
         self.log = log
         self.checkpoint = checkpoint
+        #: (st_dev, st_ino) of directories never deleted, replaced or entered when met in the
+        #: target (the repository's own always are: the nexus root and its stores).
+        self.stores = _ids(_stores(repo))
+        self.protect = frozenset(protect) | self.stores | _ids([Path(repo.root)])
         self._lock = threading.Lock()
+        self._euid = os.geteuid()
         self.packs: PackFiles | None = None
-        self._safe_dirs: set[bytes] = set()
+        self.dirs: confine.DirFds | None = None
+        self.excludes: walker.Excludes | None = None
+        self._temps: dict[bytes, int] = {}  # temp name -> descriptor of its directory
+        self._jobs: set[_FileJob] = set()  # file jobs that may hold a temp file
+        self._link_sources: set[bytes] = set()
+        self._written: dict[bytes, tuple[str, int, int]] = {}  # rel -> (hash, dev, ino)
         self.result = RestoreResult(
             project_id=meta.project_id,
             backup_id=meta.id,
@@ -131,14 +312,22 @@ class Restorer:
                 self.result.warnings.append(message)
         self.log("WARNING", message)
 
-    # --- validation ------------------------------------------------------------------------
+    @property
+    def _d(self) -> confine.DirFds:
+        assert self.dirs is not None
+        return self.dirs
+
+    # --- the target ------------------------------------------------------------------------
 
     def _target(self) -> Path:
+        """The target's absolute path: resolved once (unless confined: then a symlink in it
+        is refused by `open_dir_beneath`), checked to be a directory we may write to."""
         target = Path(os.path.expanduser(self.req.restore_dir)).absolute()
         if target.exists():
             if not target.is_dir():
                 raise InvalidInput(f"restore target {target} exists and is not a directory")
-            target = Path(os.path.realpath(target))
+            if self.req.confine_to is None:
+                target = Path(os.path.realpath(target))
         probe = target
         while not os.path.lexists(probe):
             probe = probe.parent
@@ -148,97 +337,342 @@ class Restorer:
             raise NexusError(f"restore target {target}: permission denied")
         return target
 
+    def _open_target(self, target: Path, *, create: bool) -> int | None:
+        """The target's descriptor (made first when `create`); None when it does not exist
+        and may not be made (a dry run)."""
+        if self.req.confine_to is not None:
+            try:
+                return confine.open_dir_beneath(
+                    self.req.confine_to, target, what="restore_dir", create=create
+                )
+            except FileNotFoundError:
+                if create:
+                    raise
+                return None
+        if not os.path.lexists(target):
+            if not create:
+                return None
+            os.makedirs(target, exist_ok=True)
+        try:
+            return os.open(target, confine.DIR_FLAGS)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise InvalidInput(f"restore target {target} is not a directory") from None
+            raise
+
+    def _refuse_protected_target(self, target: Path) -> None:
+        """A target that is, or lies inside, a repository's store is refused whole (checked
+        from its nearest existing directory up to `/`, before anything is made). Elsewhere
+        beneath a protected directory is allowed (the demo keeps its data in the nexus root):
+        the protected directories are those never touched when met inside the target."""
+        probe = target
+        while not os.path.lexists(probe):
+            probe = probe.parent
+        flags = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC  # no read
+        fd = os.open(probe, flags)  # permission needed on the ancestors: O_PATH asks none
+        try:
+            while True:
+                st = os.fstat(fd)
+                if _dev_ino(st) in self.stores:
+                    raise InvalidInput(
+                        f"restore target {target} is inside the backup repository: refused"
+                    )
+                try:
+                    up = os.open("..", flags, dir_fd=fd)
+                except OSError:
+                    return  # an ancestor we may not look at: none of ours lies above it
+                os.close(fd)
+                fd = up
+                if _dev_ino(os.fstat(fd)) == _dev_ino(st):
+                    return
+        finally:
+            os.close(fd)
+
+    def _load_excludes(self, top: int, target: Path) -> walker.Excludes | None:
+        """What the backup excluded (its manifest's `excludes`) plus the target's current
+        `.nexusignore`: never deleted by `--delete`."""
+        header = mf.read_header(self.repo.read_manifest(self.meta.id))
+        patterns = header.get("excludes") or []
+        if not isinstance(patterns, list):
+            patterns = []
+        patterns = [p for p in patterns if isinstance(p, str)]
+        return walker.load_excludes(os.fsencode(target), patterns, top_fd=top)
+
     # --- planning --------------------------------------------------------------------------
 
-    def plan(self, target: Path, entries: list[Entry]) -> list[Step]:
+    def _lstat(self, parent: bytes, name: bytes) -> os.stat_result | bool | None:
+        """The entry `name` of the target's `parent` (None: absent; False: the parent cannot
+        be entered, a symlink or file or gone)."""
+        try:
+            fd = self._d.acquire(parent)
+        except OSError:
+            return False
+        try:
+            return os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        finally:
+            self._d.release(fd)
+
+    def plan(self, entries: list[Entry]) -> list[Step]:
+        """What the restore does to each entry and to the target's extras, from the target
+        as it is now (read through descriptors; nothing is changed)."""
         steps: list[Step] = []
-        blocked: list[bytes] = []  # dirs we may not enter (a symlink or file sits there)
-        policy = self.req.overwrite
+        fresh: set[bytes] = set()  # dirs the restore makes new: nothing is inside them yet
+        blocked: dict[bytes, bytes] = {}  # dirs not entered -> the one that blocks them
+        replaced: set[bytes] = set()  # dirs of the target replaced by a file or symlink
+        hashes: list[tuple[Step, os.stat_result]] = []
+        inside: Counter[bytes] = Counter()
         for e in entries:
-            if any(e.path.startswith(b + b"/") for b in blocked):
-                steps.append(Step(e, e.path, "skip", mf.KIND_NAMES[e.kind], "parent not restored"))
-                continue
-            path = target / os.fsdecode(e.path)
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                steps.append(Step(e, e.path, "create", mf.KIND_NAMES[e.kind]))
-                continue
             kind = mf.KIND_NAMES[e.kind]
+            parent, name = _split(e.path)
+            root = blocked.get(parent)
+            if root is not None:
+                steps.append(Step(e, e.path, "skip", kind, "parent not restored"))
+                inside[root] += 1
+                if e.kind == mf.DIR:
+                    blocked[e.path] = root
+                continue
+            st = None if self.dirs is None or parent in fresh else self._lstat(parent, name)
+            if st is False:
+                steps.append(Step(e, e.path, "skip", kind, "parent not restored"))
+                if e.kind == mf.DIR:
+                    blocked[e.path] = e.path
+                continue
+            step = self._plan_entry(e, kind, st if isinstance(st, os.stat_result) else None)
+            steps.append(step)
             if e.kind == mf.DIR:
-                if stat.S_ISDIR(st.st_mode):
-                    steps.append(Step(e, e.path, "unchanged", kind))
-                elif policy == "always":
-                    steps.append(Step(e, e.path, "overwrite", kind, "replaces a non-directory"))
-                else:
-                    blocked.append(e.path)
-                    reason = "a symlink is there" if stat.S_ISLNK(st.st_mode) else "a file is there"
-                    steps.append(Step(e, e.path, "skip", kind, reason))
-                    inside = sum(1 for x in entries if x.path.startswith(e.path + b"/"))
-                    self.warn(
-                        f"{e.display_path}: not restored ({reason}; --overwrite always replaces"
-                        f" it), nor the {inside} entries inside it"
-                    )
-                continue
-            if policy == "never":
-                steps.append(Step(e, e.path, "skip", kind, "exists"))
-                continue
-            if stat.S_ISDIR(st.st_mode) and policy != "always":
-                steps.append(Step(e, e.path, "skip", kind, "a directory is there"))
-                continue
-            if policy == "if-changed":
-                same_size = e.kind == mf.FILE and stat.S_ISREG(st.st_mode) and st.st_size == e.size
-                if same_size and (st.st_mtime_ns == e.mtime_ns or _same_content(path, e)):
-                    same_mode = stat.S_IMODE(st.st_mode) == stat.S_IMODE(e.mode)
-                    same_meta = st.st_mtime_ns == e.mtime_ns and same_mode
-                    action = "unchanged" if same_meta else "metadata"
-                    steps.append(Step(e, e.path, action, kind))
-                    continue
-                if e.kind == mf.SYMLINK and stat.S_ISLNK(st.st_mode):
-                    with contextlib.suppress(OSError):
-                        if os.readlink(os.fsencode(path)) == e.target:
-                            steps.append(Step(e, e.path, "unchanged", kind))
-                            continue
-            steps.append(Step(e, e.path, "overwrite", kind))
-        if self.req.delete_extra:
-            steps.extend(self._extras(target, entries, blocked))
+                if step.action in ("create", "overwrite"):
+                    fresh.add(e.path)
+                elif step.action == "skip":
+                    blocked[e.path] = e.path
+            elif step.reason == REPLACES_DIR:
+                replaced.add(e.path)
+            if self._worth_hashing(step, st):
+                hashes.append((step, st))  # type: ignore[arg-type]
+        for root, n in inside.items():
+            if n:
+                self.warn(f"{_show(root)}: the {n} entries inside it are not restored either")
+        self._compare_contents(hashes)
+        self._plan_links(steps)
+        if self.req.delete_extra and self.dirs is not None:
+            steps.extend(self._extras(entries, fresh, set(blocked), replaced))
         return steps
 
-    def _extras(self, target: Path, entries: list[Entry], blocked: list[bytes]) -> list[Step]:
-        """Files in the target that the backup does not hold, within the restored scope."""
-        keep = {e.path for e in entries}
+    def _worth_hashing(self, step: Step, st: object) -> bool:
+        """if-changed: an existing regular file of the entry's size may hold its bytes."""
+        e = step.entry
+        return (
+            self.req.overwrite == "if-changed"
+            and step.action == "overwrite"
+            and step.reason is None
+            and e is not None
+            and e.kind == mf.FILE
+            and isinstance(st, os.stat_result)
+            and stat.S_ISREG(st.st_mode)
+            and st.st_size == e.size
+        )
+
+    def _plan_entry(self, e: Entry, kind: str, st: os.stat_result | None) -> Step:
+        rel = e.path
+        policy = self.req.overwrite
+        if st is None:
+            return Step(e, rel, "create", kind)
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if is_dir and _dev_ino(st) in self.protect:
+            self.warn(f"{e.display_path}: not restored ({PROTECTED})")
+            return Step(e, rel, "skip", kind, PROTECTED)
+        if e.kind == mf.DIR:
+            if is_dir:
+                return Step(e, rel, "unchanged", kind)
+            if policy == "always":
+                return Step(e, rel, "overwrite", kind, REPLACES_NON_DIR)
+            reason = "a symlink is there" if stat.S_ISLNK(st.st_mode) else "a file is there"
+            self.warn(f"{e.display_path}: not restored ({reason}; --overwrite always replaces it)")
+            return Step(e, rel, "skip", kind, reason)
+        if policy == "never":
+            return Step(e, rel, "skip", kind, "exists")
+        if is_dir:
+            if policy != "always":
+                return Step(e, rel, "skip", kind, "a directory is there")
+            parent, name = _split(rel)
+            with self._d.at(parent) as fd:
+                why = self._tree_blocker(fd, name)
+            if why:
+                self.warn(f"{e.display_path}: not restored ({why})")
+                return Step(e, rel, "skip", kind, why)
+            return Step(e, rel, "overwrite", kind, REPLACES_DIR)
+        if policy == "if-changed" and e.kind == mf.SYMLINK and stat.S_ISLNK(st.st_mode):
+            parent, name = _split(rel)
+            with contextlib.suppress(OSError), self._d.at(parent) as fd:
+                if os.readlink(name, dir_fd=fd) == e.target:
+                    return Step(e, rel, "unchanged", kind)
+        return Step(e, rel, "overwrite", kind)
+
+    def _compare_contents(self, todo: list[tuple[Step, os.stat_result]]) -> None:
+        """if-changed: an existing file of the right size is kept only when its bytes hash to
+        the entry's hash (equal size and mtime say nothing about the bytes). Hashed by
+        several threads, each file opened through its directory without following a link."""
+        if not todo:
+            return
+
+        def same(item: tuple[Step, os.stat_result]) -> bool:
+            step, _st = item
+            parent, name = _split(step.rel)
+            try:
+                with self._d.at(parent) as dfd:
+                    fd = os.open(name, READ_FLAGS, dir_fd=dfd)
+                try:
+                    st = os.fstat(fd)
+                    if not stat.S_ISREG(st.st_mode):
+                        return False
+                    return _hash_fd(fd, st.st_size) == step.entry.hash  # type: ignore[union-attr]
+                finally:
+                    os.close(fd)
+            except OSError:
+                return False
+
+        def batch(items: list[tuple[Step, os.stat_result]]) -> list[bool]:
+            return [same(item) for item in items]
+
+        workers = max(1, min(8, os.cpu_count() or 2))
+        size = 64  # files per job: a future per small file costs more than hashing it
+        batches = [todo[i : i + size] for i in range(0, len(todo), size)]
+        if len(batches) == 1:
+            results = batch(batches[0])
+        else:
+            with ThreadPoolExecutor(workers, thread_name_prefix="nexus-compare") as pool:
+                results = [ok for part in pool.map(batch, batches) for ok in part]
+        for (step, st), ok in zip(todo, results, strict=True):
+            if not ok:
+                continue
+            e = step.entry
+            assert e is not None
+            same_meta = st.st_mtime_ns == e.mtime_ns and stat.S_IMODE(st.st_mode) == stat.S_IMODE(
+                e.mode
+            )
+            if same_meta:
+                step.action = "unchanged"
+            elif st.st_nlink == 1:
+                step.action = "metadata"
+            # else: other names share the inode (maybe outside the target): a chmod or chown
+            # in place would change them too, so a fresh copy is written over this name
+
+    def _plan_links(self, steps: list[Step]) -> None:
+        """A file whose inode's first path is written by this restore with the same content
+        is restored as a hard link to it."""
+        written = {
+            s.rel: s.entry.hash
+            for s in steps
+            if s.entry is not None
+            and s.kind == "file"
+            and s.action in ("create", "overwrite")
+            and s.entry.link is None
+        }
+        for s in steps:
+            e = s.entry
+            if e is None or e.link is None or s.kind != "file":
+                continue
+            if s.action in ("create", "overwrite") and written.get(e.link) == e.hash:
+                s.link = e.link
+                self._link_sources.add(e.link)
+
+    def _tree_blocker(self, dir_fd: int, name: bytes) -> str | None:
+        """Why the directory `name` may not be removed whole (it is or holds a protected
+        directory), or None. The one check every removal of a tree goes through."""
+        try:
+            fd = os.open(name, confine.DIR_FLAGS, dir_fd=dir_fd)
+        except OSError:
+            return None  # not a directory (any more): nothing to walk
+        stack = [fd]
+        try:
+            if _dev_ino(os.fstat(fd)) in self.protect:
+                return PROTECTED
+            while stack:
+                cur = stack.pop()
+                try:
+                    with os.scandir(cur) as it:
+                        subdirs = [d.name for d in it if d.is_dir(follow_symlinks=False)]
+                    for sub in subdirs:
+                        if _dev_ino(os.stat(sub, dir_fd=cur, follow_symlinks=False)) in (
+                            self.protect
+                        ):
+                            return HOLDS_PROTECTED
+                        with contextlib.suppress(OSError):
+                            stack.append(os.open(sub, confine.DIR_FLAGS, dir_fd=cur))
+                finally:
+                    os.close(cur)
+            return None
+        finally:
+            for left in stack:
+                os.close(left)
+
+    def _extras(
+        self, entries: list[Entry], fresh: set[bytes], blocked: set[bytes], replaced: set[bytes]
+    ) -> list[Step]:
+        """What the target holds and the backup does not, within the restored scope: each
+        file and symlink, and each directory left empty by that. Never deleted: protected
+        directories and what holds them, excluded paths (the backup's excludes and the
+        target's `.nexusignore`) and what holds them, temp files of other restores."""
+        keep = {e.path: e.kind for e in entries}
         if self.req.paths:
             dirs = {e.path for e in entries if e.kind == mf.DIR}
             roots = sorted({os.fsencode(_norm(p)) for p in self.req.paths})
             scopes = [r for r in roots if r in dirs]
         else:
             scopes = [b""]
-        extras: list[Step] = []
-        for scope in scopes:
-            base = target / os.fsdecode(scope) if scope else target
-            if not base.is_dir() or base.is_symlink():
+        skip = fresh | blocked | replaced
+        files: list[Step] = []
+        extra_dirs: list[bytes] = []  # in the order met: parents before children
+        held: set[bytes] = set()  # extra dirs that keep something: not deleted
+        stack = [s for s in scopes if s not in skip]
+        while stack:
+            rel_dir = stack.pop()
+            listing = self._listing(rel_dir)
+            if listing is None:
+                held.add(rel_dir)
                 continue
-            for dirpath, dirs, files in os.walk(os.fsencode(base)):
-                rel_dir = os.path.relpath(dirpath, os.fsencode(target))
-                rel_dir = b"" if rel_dir == b"." else rel_dir
-                for name in sorted(files) + sorted(
-                    d for d in dirs if os.path.islink(os.path.join(dirpath, d))
-                ):
-                    rel = rel_dir + b"/" + name if rel_dir else name
-                    if rel not in keep and not name.startswith(TMP_PREFIX.encode()):
-                        extras.append(Step(None, rel, "delete", "file"))
-                gone = []
-                for d in dirs:
-                    rel = rel_dir + b"/" + d if rel_dir else d
-                    full = os.path.join(dirpath, d)
-                    if os.path.islink(full) or rel in blocked:
-                        gone.append(d)
-                    elif rel not in keep:
-                        extras.append(Step(None, rel, "delete", "dir"))
-                        gone.append(d)
-                for d in gone:
-                    dirs.remove(d)
-        return extras
+            prefix = rel_dir + b"/" if rel_dir else b""
+            for name, st in listing:
+                rel = prefix + name
+                is_dir = stat.S_ISDIR(st.st_mode)
+                if self._kept(name, rel, st, is_dir):
+                    held.add(rel_dir)
+                    continue
+                if rel in keep:
+                    if is_dir and keep[rel] == mf.DIR and rel not in skip:
+                        stack.append(rel)
+                    continue
+                if is_dir:
+                    extra_dirs.append(rel)
+                    stack.append(rel)
+                else:
+                    kind = "symlink" if stat.S_ISLNK(st.st_mode) else "file"
+                    files.append(Step(None, rel, "delete", kind))
+        out = files
+        for rel in reversed(extra_dirs):
+            if rel in held:
+                held.add(_split(rel)[0])
+            else:
+                out.append(Step(None, rel, "delete", "dir"))
+        return out
+
+    def _kept(self, name: bytes, rel: bytes, st: os.stat_result, is_dir: bool) -> bool:
+        """An extra of the target that --delete leaves alone."""
+        if name.startswith(TMP_PREFIX.encode()):
+            return True
+        if is_dir and _dev_ino(st) in self.protect:
+            return True
+        if self.excludes is not None:
+            return self.excludes.excluded(rel.decode("utf-8", "surrogateescape"), is_dir)
+        return False
+
+    def _listing(self, rel_dir: bytes) -> list[tuple[bytes, os.stat_result]] | None:
+        try:
+            with self._d.at(rel_dir) as fd, os.scandir(fd) as it:
+                return [(os.fsencode(d.name), d.stat(follow_symlinks=False)) for d in it]
+        except OSError:
+            return None
 
     # --- execution -------------------------------------------------------------------------
 
@@ -250,85 +684,120 @@ class Restorer:
         self._check_chunks(entries)
         target = self._target()
         self.result.restore_dir = str(target)
-        steps = self.plan(target, entries)
-        self._record(steps)
-        to_write = [s for s in steps if s.action in ("create", "overwrite") and s.kind == "file"]
-        need = sum(s.entry.size for s in to_write if s.entry)
-        if not self.req.dry_run:
-            probe = target
-            while not probe.exists():
-                probe = probe.parent
-            free = shutil.disk_usage(probe).free
-            if need > free:
-                raise StorageFull(f"restore target {target}: needs {need} bytes, only {free} free")
-        if self.req.dry_run:
-            self.result.duration_seconds = round(time.monotonic() - started, 3)
-            ctx.finish()
-            return self.result
-
-        destructive = any(s.action in ("overwrite", "delete") for s in steps)
-        if (
-            self.req.checkpoint
-            and self.checkpoint is not None
-            and destructive
-            and target.is_dir()
-            and any(target.iterdir())
-        ):
-            ctx.set_phase("checkpoint")
-            checkpoint_id = self.checkpoint(target)
-            if checkpoint_id:
-                self.result.checkpoint_id = checkpoint_id
-                self.result.undo_hint = shlex.join(
-                    [
-                        "nexus-backup",
-                        "--root",
-                        str(self.repo.root),
-                        "restore",
-                        self.meta.project_id,
-                        checkpoint_id,
-                        str(target),
-                        "--overwrite",
-                        "always",
-                        "--delete",
-                        "--no-checkpoint",
-                    ]
-                )
-
-        target.mkdir(parents=True, exist_ok=True)
-        self._remove_stale_temp_files(target, entries)
-        ctx.set_phase("restoring", files_total=len(to_write), bytes_total=need)
+        self._refuse_protected_target(target)
+        top = self._open_target(target, create=not self.req.dry_run)
         try:
-            self._execute(target, steps)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-                raise StorageFull(describe_os_error(exc, "restore")) from exc
-            raise
+            if top is not None:
+                self.dirs = confine.DirFds(top)
+                if self.req.delete_extra:
+                    self.excludes = self._load_excludes(top, target)
+            steps = self.plan(entries)
+            self._record(steps)
+            counts = self.result.counts
+            if self.req.dry_run:
+                self.result.duration_seconds = round(time.monotonic() - started, 3)
+                ctx.finish()
+                return self.result
+            assert top is not None
+            vfs = os.fstatvfs(top)
+            free = vfs.f_bavail * vfs.f_frsize
+            if counts.bytes_to_write > free:
+                need = counts.bytes_to_write
+                raise StorageFull(f"restore target {target}: needs {need} bytes, only {free} free")
+            self._take_checkpoint(target, top, counts)
+            self._remove_stale_temp_files(steps)
+            files_total = counts.files_create + counts.files_overwrite
+            ctx.set_phase("restoring", files_total=files_total, bytes_total=counts.bytes_to_write)
+            try:
+                self._execute(steps)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                    raise StorageFull(describe_os_error(exc, "restore")) from exc
+                raise
+            finally:
+                self._sweep_temps()
+        finally:
+            if self.dirs is not None:
+                self.dirs.close()
+            if top is not None:
+                os.close(top)
         self.result.verified = True
         self.result.duration_seconds = round(time.monotonic() - started, 3)
         ctx.finish()
         return self.result
 
-    def _remove_stale_temp_files(self, target: Path, entries: list[Entry]) -> None:
-        """Temp files of a restore that was killed (its process is gone) are removed from
-        the directories this restore writes to; a live restore's are left alone."""
-        dirs = [b""] + [e.path for e in entries if e.kind == mf.DIR]
-        base = os.fsencode(target)
+    def _take_checkpoint(self, target: Path, top: int, counts: RestoreCounts) -> None:
+        """A checkpoint of a non-empty target the plan overwrites or deletes in, so that the
+        undo command printed restores what was there."""
+        if not (self.req.checkpoint and self.checkpoint is not None and counts.destructive):
+            return
+        with os.scandir(top) as it:
+            if next(it, None) is None:
+                return
+        self.ctx.set_phase("checkpoint")
+        checkpoint_id = self._call_checkpoint(target, top)
+        if not checkpoint_id:
+            return
+        self.result.checkpoint_id = checkpoint_id
+        self.result.undo_hint = shlex.join(
+            [
+                "nexus-backup",
+                "--root",
+                str(self.repo.root),
+                "restore",
+                self.meta.project_id,
+                checkpoint_id,
+                str(target),
+                "--overwrite",
+                "always",
+                "--delete",
+                "--no-checkpoint",
+            ]
+        )
+
+    def _call_checkpoint(self, target: Path, top: int) -> str | None:
+        assert self.checkpoint is not None
+        try:
+            takes_fd = len(inspect.signature(self.checkpoint).parameters) >= 2
+        except (TypeError, ValueError):
+            takes_fd = True
+        if not takes_fd:  # transitional: a caller written for `Callable[[Path], ...]`
+            return self.checkpoint(target)  # type: ignore[call-arg]
+        return self.checkpoint(target, top)
+
+    def _remove_stale_temp_files(self, steps: list[Step]) -> None:
+        """Temp files of a restore that was killed (its process is gone), or of an earlier
+        restore of this process that is over, are removed from the directories this restore
+        writes to; those of a live restore are left alone."""
+        dirs = [b""] + [
+            s.rel
+            for s in steps
+            if s.entry is not None and s.entry.kind == mf.DIR and s.action == "unchanged"
+        ]
         prefix = TMP_PREFIX.encode()
+        me = os.getpid()
         for rel in dirs:
-            if rel and not self._safe_parent(target, rel + b"/x"):
-                continue
-            path = os.path.join(base, rel) if rel else base
             try:
-                with os.scandir(path) as it:
-                    names = [d.name for d in it if d.name.startswith(prefix)]
+                fd = self._d.acquire(rel)
             except OSError:
                 continue
-            for name in names:
-                pid_text = name[len(prefix) :].split(b"-", 1)[0]
-                if pid_text.isdigit() and pid_alive(int(pid_text)):
-                    continue
-                with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(path, name))
+            try:
+                names = [n for n in map(os.fsencode, os.listdir(fd)) if n.startswith(prefix)]
+                for name in names:
+                    pid_text = name[len(prefix) :].split(b"-", 1)[0]
+                    pid = int(pid_text) if pid_text.isdigit() else -1
+                    if pid == me:
+                        with _LIVE_LOCK:
+                            if name in _LIVE:
+                                continue
+                    elif pid > 0 and pid_alive(pid):
+                        continue
+                    with contextlib.suppress(OSError):
+                        os.unlink(name, dir_fd=fd)
+            except OSError:
+                pass
+            finally:
+                self._d.release(fd)
 
     def _check_chunks(self, entries: list[Entry]) -> None:
         bad = missing_chunk_files(self.repo, entries)
@@ -337,6 +806,7 @@ class Restorer:
             raise Damaged(f"chunks are missing for {', '.join(bad[:5])}{more}")
 
     def _record(self, steps: list[Step]) -> None:
+        """The preview: exact counts of the whole plan, and the first MAX_CHANGES changes."""
         r = self.result
         for s in steps:
             if len(r.changes) >= MAX_CHANGES:
@@ -346,107 +816,174 @@ class Restorer:
                 continue
             r.changes.append(
                 RestoreChange(
-                    path=s.rel.decode("utf-8", "backslashreplace"),
+                    path=_show(s.rel),
                     action=s.action,  # type: ignore[arg-type]
                     kind=s.kind,  # type: ignore[arg-type]
                     size=s.entry.size if s.entry and s.entry.kind == mf.FILE else 0,
                     reason=s.reason,
                 )
             )
-        for s in steps:
-            if s.kind == "file" and s.action == "unchanged":
-                r.files_unchanged += 1
-            elif s.action == "skip":
-                r.files_skipped += 1
+        r.counts = count_steps(steps)
+        r.files_unchanged = r.counts.files_unchanged
+        r.files_skipped = r.counts.skipped
 
-    def _safe_parent(self, target: Path, rel: bytes) -> bool:
-        """True when every directory between the target and `rel` is a real directory
-        (checked once per directory and restore; the restore itself makes them)."""
-        parts = rel.split(b"/")[:-1]
-        path = os.fsencode(target)
-        for i, part in enumerate(parts):
-            path = os.path.join(path, part)
-            prefix = b"/".join(parts[: i + 1])
-            if prefix in self._safe_dirs:
-                continue
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                return False
-            if not stat.S_ISDIR(st.st_mode):
-                return False
-            with self._lock:
-                self._safe_dirs.add(prefix)
+    # --- temp files ------------------------------------------------------------------------
+
+    def _new_temp(self, dir_fd: int) -> bytes:
+        """A fresh temp name in the directory `dir_fd`, tracked until `_temp_gone` (the
+        caller holds `dir_fd` that long), so that any exit removes it."""
+        name = _tmp_name()
+        with self._lock:
+            self._temps[name] = dir_fd
+        with _LIVE_LOCK:
+            _LIVE.add(name)
+        return name
+
+    def _temp_gone(self, name: bytes) -> None:
+        with self._lock:
+            self._temps.pop(name, None)
+        with _LIVE_LOCK:
+            _LIVE.discard(name)
+
+    def _sweep_temps(self) -> None:
+        """Every temp file still there (a cancelled or failed restore: queued parts of a large
+        file never ran) is removed, and the descriptors of unfinished files closed."""
+        for job in list(self._jobs):
+            job.discard()
+        for name, dir_fd in list(self._temps.items()):
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=dir_fd)
+            self._temp_gone(name)
+
+    # --- changing the target ---------------------------------------------------------------
+
+    def _remove_tree(self, dir_fd: int, parent: bytes, name: bytes) -> bool:
+        """Remove the directory `name` (a file or symlink takes its place) unless it is or
+        holds a protected directory (then a warning, False)."""
+        rel = parent + b"/" + name if parent else name
+        why = self._tree_blocker(dir_fd, name)
+        if why:
+            self.warn(f"{_show(rel)}: not restored ({why})")
+            return False
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            shutil.rmtree(name, dir_fd=dir_fd)
+        self._d.forget(rel)
         return True
 
-    def _execute(self, target: Path, steps: list[Step]) -> None:
+    def _execute(self, steps: list[Step]) -> None:
         ctx = self.ctx
         # Directories first, in order (parents before children).
         for s in steps:
-            if s.entry is None or s.entry.kind != mf.DIR or s.action not in ("create", "overwrite"):
-                continue
-            ctx.check()
-            path = os.path.join(os.fsencode(target), s.rel)
-            if not self._safe_parent(target, s.rel):
-                self.warn(f"{s.rel.decode('utf-8', 'replace')}: not restored: unsafe parent")
-                continue
-            if s.action == "overwrite":
-                _remove(path)
-            os.mkdir(path, 0o700)
-            self.result.dirs_created += 1
-
+            if s.entry is not None and s.kind == "dir" and s.action in ("create", "overwrite"):
+                ctx.check()
+                self._make_dir(s)
         files = [
             s
             for s in steps
             if s.entry is not None
-            and s.entry.kind == mf.FILE
+            and s.kind == "file"
             and s.action in ("create", "overwrite", "metadata")
         ]
-        self._write_files(target, files)
-
+        self._write_files([s for s in files if s.link is None])
+        self._write_files(self._link_files([s for s in files if s.link is not None]))
         for s in steps:
-            if (
-                s.entry is None
-                or s.entry.kind != mf.SYMLINK
-                or s.action not in ("create", "overwrite")
-            ):
-                continue
+            if s.entry is not None and s.kind == "symlink" and s.action in ("create", "overwrite"):
+                ctx.check()
+                self._restore_symlink(s)
+        for s in sorted((s for s in steps if s.action == "delete"), key=_rel, reverse=True):
             ctx.check()
-            self._restore_symlink(target, s)
-
-        for s in sorted(
-            (s for s in steps if s.action == "delete"), key=lambda s: s.rel, reverse=True
-        ):
-            ctx.check()
-            path = os.path.join(os.fsencode(target), s.rel)
-            if self._safe_parent(target, s.rel):
-                _remove(path)
-                self.result.files_deleted += 1
-
-        # Directory modes and times last, deepest first (writing inside changes mtime).
-        dirs = [
-            s
-            for s in steps
-            if s.entry is not None and s.entry.kind == mf.DIR and s.action != "skip"
-        ]
+            self._delete(s)
+        # Directory metadata last, deepest first (writing inside changes mtime).
+        dirs = [s for s in steps if s.entry is not None and s.kind == "dir" and s.action != "skip"]
         for s in sorted(dirs, key=lambda s: s.rel.count(b"/"), reverse=True):
-            path = os.path.join(os.fsencode(target), s.rel)
-            if not self._safe_parent(target, s.rel) or os.path.islink(path):
+            try:
+                fd = self._d.acquire(s.rel)
+            except OSError:
                 continue
-            self._apply_meta(path, s.entry)  # type: ignore[arg-type]
+            try:
+                self._apply_meta(fd, s.entry, _show(s.rel))  # type: ignore[arg-type]
+            finally:
+                self._d.release(fd)
 
-    def _apply_meta(self, path: bytes, e: Entry) -> None:
-        with contextlib.suppress(OSError):
-            if os.geteuid() == 0:
-                os.chown(path, e.uid, e.gid, follow_symlinks=False)
-        if e.kind != mf.SYMLINK:
-            os.chmod(path, stat.S_IMODE(e.mode))
-        os.utime(path, ns=(e.mtime_ns, e.mtime_ns), follow_symlinks=False)
+    def _make_dir(self, s: Step) -> None:
+        parent, name = _split(s.rel)
+        try:
+            with self._d.at(parent) as fd:
+                if s.action == "overwrite":
+                    with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                        os.unlink(name, dir_fd=fd)
+                os.mkdir(name, 0o700, dir_fd=fd)
+        except FileExistsError:
+            return  # made meanwhile: used if it is a directory, refused later if not
+        except OSError as exc:
+            self.warn(f"{_show(s.rel)}: not restored: {exc.strerror or exc}")
+            return
+        self.result.dirs_created += 1
 
-    def _write_files(self, target: Path, files: list[Step]) -> None:
+    def _delete(self, s: Step) -> None:
+        parent, name = _split(s.rel)
+        try:
+            with self._d.at(parent) as fd:
+                if s.kind == "dir":
+                    os.rmdir(name, dir_fd=fd)
+                    self._d.forget(s.rel)
+                else:
+                    os.unlink(name, dir_fd=fd)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            self.warn(f"{_show(s.rel)}: not deleted: {exc.strerror or exc}")
+            return
+        self.result.files_deleted += 1
+
+    def _apply_meta(self, fd: int, e: Entry, show: str) -> None:
+        """Owner, xattrs, mode and times, through the open descriptor (chown first: it
+        clears set-id bits; times last)."""
+        if self._euid == 0:
+            with contextlib.suppress(OSError):
+                os.fchown(fd, e.uid, e.gid)
+        if e.xattrs:
+            self._set_xattrs(fd, e, show)
+        os.fchmod(fd, stat.S_IMODE(e.mode))
+        os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
+
+    def _set_xattrs(self, fd: int, e: Entry, show: str) -> None:
+        failed: list[str] = []
+        why = ""
+        for key, value in (e.xattrs or {}).items():
+            try:
+                os.setxattr(fd, key, value)
+            except OSError as exc:
+                failed.append(key.decode("utf-8", "backslashreplace"))
+                why = exc.strerror or str(exc)
+        if failed:
+            self.warn(f"{show}: extended attributes not restored ({', '.join(failed)}): {why}")
+
+    def _restore_meta_only(self, s: Step) -> None:
+        """The content is right: only owner, xattrs, mode and times are set again."""
+        e = s.entry
+        assert e is not None
+        parent, name = _split(s.rel)
+        try:
+            with self._d.at(parent) as dfd:
+                fd = os.open(name, READ_FLAGS, dir_fd=dfd)
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+                    self.warn(f"{_show(s.rel)}: metadata not restored: the file changed meanwhile")
+                    return
+                self._apply_meta(fd, e, _show(s.rel))
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self.warn(f"{_show(s.rel)}: metadata not restored: {exc.strerror or exc}")
+
+    def _write_files(self, files: list[Step]) -> None:
         """Write the files with a pool of threads. A large file is split into parts written
         at their offsets by several threads at once (one big checkpoint would otherwise be
         restored by one core); a bounded number of jobs is in flight."""
+        if not files:
+            return
         ctx = self.ctx
         workers = max(2, min(8, (os.cpu_count() or 2) * 2))
         slots = threading.BoundedSemaphore(workers * 4)
@@ -473,7 +1010,7 @@ class Restorer:
                     if failures:
                         break
                     ctx.check()
-                    for job in self._file_jobs(target, s):
+                    for job in self._file_jobs(s):
                         submit(pool, job)
             except BaseException:
                 ctx.cancel.set()
@@ -483,20 +1020,22 @@ class Restorer:
             real = [f for f in failures if not isinstance(f, Cancelled)]
             raise (real or failures)[0]
 
-    def _file_jobs(self, target: Path, s: Step) -> list[Callable[[], None]]:
+    def _file_jobs(self, s: Step) -> list[Callable[[], None]]:
         e = s.entry
         assert e is not None
-        show = s.rel.decode("utf-8", "backslashreplace")
-        final = os.path.join(os.fsencode(target), s.rel)
-        if not self._safe_parent(target, s.rel):
-            self.warn(f"{show}: not restored: a parent directory is missing or a symlink")
-            return []
         if s.action == "metadata":
-            return [lambda: self._apply_meta(final, e)]
-        job = _FileJob(self, s, final, show)
+            return [lambda: self._restore_meta_only(s)]
+        parent, _name = _split(s.rel)
+        try:
+            dir_fd = self._d.acquire(parent)
+        except OSError:
+            self.warn(f"{_show(s.rel)}: not restored: a parent directory is missing or a symlink")
+            return []
+        job = _FileJob(self, s, dir_fd)
         if e.size < SPLIT_SIZE or len(e.chunks) < 2:
             return [job.whole]
-        job.open()
+        if not job.open():
+            return []
         parts: list[Callable[[], None]] = []
         offset = 0
         group: list[tuple[str, int, int]] = []
@@ -519,99 +1058,196 @@ class Restorer:
         except Damaged as exc:
             raise Damaged(f"{show}: {exc}") from exc
 
-    def _wrote(self, e: Entry) -> None:
+    def _wrote(self, e: Entry, nbytes: int) -> None:
         self.ctx.advance(files=1)
         with self._lock:
             self.result.files_written += 1
-            self.result.bytes_written += e.size
+            self.result.bytes_written += nbytes
 
-    def _restore_symlink(self, target: Path, s: Step) -> None:
+    def _link_files(self, steps: list[Step]) -> list[Step]:
+        """Hard links made to files this restore wrote; those it cannot make are returned,
+        to be written as files of their own."""
+        left = []
+        for s in steps:
+            self.ctx.check()
+            if not self._make_link(s):
+                s.link = None
+                left.append(s)
+        return left
+
+    def _make_link(self, s: Step) -> bool:
+        e = s.entry
+        assert e is not None and s.link is not None
+        done = self._written.get(s.link)
+        if done is None or done[0] != e.hash:
+            return False
+        src_parent, src_name = _split(s.link)
+        parent, name = _split(s.rel)
+        try:
+            with self._d.at(src_parent) as sfd, self._d.at(parent) as dfd:
+                st = os.stat(src_name, dir_fd=sfd, follow_symlinks=False)
+                if (st.st_dev, st.st_ino) != done[1:]:
+                    return False  # not the file this restore wrote any more
+                tmp = self._new_temp(dfd)
+                try:
+                    os.link(src_name, tmp, src_dir_fd=sfd, dst_dir_fd=dfd, follow_symlinks=False)
+                    if s.reason == REPLACES_DIR and not self._remove_tree(dfd, parent, name):
+                        os.unlink(tmp, dir_fd=dfd)
+                        return True
+                    os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+                    # already a link of that inode: rename did nothing, the temp is still there
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp, dir_fd=dfd)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp, dir_fd=dfd)
+                    raise
+                finally:
+                    self._temp_gone(tmp)
+        except OSError:
+            return False
+        self._wrote(e, 0)
+        return True
+
+    def _restore_symlink(self, s: Step) -> None:
         e = s.entry
         assert e is not None and e.target is not None
-        if not self._safe_parent(target, s.rel):
-            self.warn(f"{s.rel.decode('utf-8', 'replace')}: not restored: unsafe parent")
-            return
-        final = os.path.join(os.fsencode(target), s.rel)
-        tmp = _tmp_name(os.path.dirname(final))
-        os.symlink(e.target, tmp)
+        parent, name = _split(s.rel)
         try:
-            self._apply_meta(tmp, e)
-            if os.path.isdir(final) and not os.path.islink(final):
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+            dfd = self._d.acquire(parent)
+        except OSError:
+            self.warn(f"{_show(s.rel)}: not restored: a parent directory is missing or a symlink")
+            return
+        try:
+            tmp = self._new_temp(dfd)
+            try:
+                try:
+                    os.symlink(e.target, tmp, dir_fd=dfd)
+                except FileNotFoundError:
+                    self.warn(f"{_show(s.rel)}: not restored: its directory was removed meanwhile")
+                    return
+                if self._euid == 0:
+                    with contextlib.suppress(OSError):
+                        os.chown(tmp, e.uid, e.gid, dir_fd=dfd, follow_symlinks=False)
+                os.utime(tmp, ns=(e.mtime_ns, e.mtime_ns), dir_fd=dfd, follow_symlinks=False)
+                if s.reason == REPLACES_DIR and not self._remove_tree(dfd, parent, name):
+                    os.unlink(tmp, dir_fd=dfd)
+                    return
+                os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            except (IsADirectoryError, FileNotFoundError):
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=dfd)
+                self.warn(f"{_show(s.rel)}: not restored: its place changed meanwhile")
+                return
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=dfd)
+                raise
+            finally:
+                self._temp_gone(tmp)
+        finally:
+            self._d.release(dfd)
         self.result.symlinks_created += 1
 
 
-def _remove(path: bytes) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+def _rel(s: Step) -> bytes:
+    return s.rel
+
+
+def count_steps(steps: list[Step]) -> RestoreCounts:
+    """The exact counts of a plan (the preview, and what the restore then does)."""
+    by = Counter((s.kind, s.action) for s in steps)
+    nbytes = sum(
+        s.entry.size
+        for s in steps
+        if s.entry is not None
+        and s.kind == "file"
+        and s.action in ("create", "overwrite")
+        and s.link is None
+    )
+    return RestoreCounts(
+        files_create=by["file", "create"],
+        files_overwrite=by["file", "overwrite"],
+        files_unchanged=by["file", "unchanged"],
+        files_metadata=by["file", "metadata"],
+        dirs_create=by["dir", "create"],
+        dirs_overwrite=by["dir", "overwrite"],
+        symlinks_create=by["symlink", "create"],
+        symlinks_overwrite=by["symlink", "overwrite"],
+        skipped=sum(n for (_k, a), n in by.items() if a == "skip"),
+        delete_files=by["file", "delete"] + by["symlink", "delete"],
+        delete_dirs=by["dir", "delete"],
+        bytes_to_write=nbytes,
+    )
 
 
 SPLIT_SIZE = 16 * 1024 * 1024  # files at least this large are written by several threads
 PART_SIZE = 8 * 1024 * 1024
-_tmp_names = itertools.count()
-_RUN = secrets.token_hex(3)  # a crashed run's leftovers never collide with a new name
-
-
-def _tmp_name(parent: bytes) -> bytes:
-    """`.nexus-restore-<pid>-<run>-<n>`: the pid tells a killed restore's leftovers."""
-    name = f"{TMP_PREFIX}{os.getpid()}-{_RUN}-{next(_tmp_names)}"
-    return os.path.join(parent, name.encode())
-
-    return True
 
 
 class _FileJob:
-    """One file being restored: a temp file beside the target, filled with chunks each
-    checked against its BLAKE3 hash (the manifest, itself checked against the backup's
-    checksum, lists them in order), then given its mode and times and renamed over the
-    target. A failure removes the temp file and leaves the target as it was."""
+    """One file being restored: a temp file beside the target (created through the
+    directory's descriptor, which the job holds), filled with chunks each checked against
+    its BLAKE3 hash (the manifest, itself checked against the backup's checksum, lists them
+    in order; chunks of zeros are left as holes), then given its owner, xattrs, mode and
+    times through its descriptor and renamed over the target. A failure removes the temp
+    file and leaves the target as it was; so does a cancel (`Restorer._sweep_temps`)."""
 
-    def __init__(self, restorer: Restorer, step: Step, final: bytes, show: str) -> None:
+    def __init__(self, restorer: Restorer, step: Step, dir_fd: int) -> None:
         self.r = restorer
         self.step = step
-        self.entry = step.entry
-        self.final = final
-        self.show = show
-        self.tmp = _tmp_name(os.path.dirname(final))
+        self.entry: Entry = step.entry  # type: ignore[assignment]
+        self.name = _split(step.rel)[1]
+        self.show = _show(step.rel)
+        self.dir_fd = dir_fd
+        self.tmp: bytes | None = None
         self.fd = -1
         self.parts_left = 0
         self.failed = False
+        self.over = False
         self.lock = threading.Lock()
+        with restorer._lock:
+            restorer._jobs.add(self)
 
-    def open(self, *, presize: bool = True) -> None:
-        self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        if presize:  # parts are written at their offsets, in any order
-            try:
+    def open(self, *, presize: bool = True) -> bool:
+        """Create the temp file; False (with a warning) when its directory was removed
+        since the restore made or opened it (someone else's doing: the file is skipped)."""
+        self.tmp = self.r._new_temp(self.dir_fd)
+        try:
+            self.fd = os.open(self.tmp, FILE_FLAGS, 0o600, dir_fd=self.dir_fd)
+            if presize:  # parts are written at their offsets, in any order
                 os.ftruncate(self.fd, self.entry.size)
-            except BaseException:
-                self._discard()
-                raise
+        except FileNotFoundError:
+            self.discard()
+            self.r.warn(f"{self.show}: not restored: its directory was removed meanwhile")
+            return False
+        except BaseException:
+            self.discard()
+            raise
+        return True
 
     def whole(self) -> None:
         ctx = self.r.ctx
-        ctx.check()
-        self.open(presize=False)
         try:
-            written = 0
+            ctx.check()
+            if not self.open(presize=False):
+                return
+            written = end = 0
             for digest_hex, _n in self.entry.chunks:
                 ctx.check()
                 raw = self.r._read(digest_hex, self.show)
-                _pwrite_all(self.fd, raw, written)
+                if not _is_zero(raw):
+                    _pwrite_all(self.fd, raw, written)
+                    end = written + len(raw)
                 written += len(raw)
                 ctx.advance(nbytes=len(raw), path=self.show)
             if written != self.entry.size:
                 raise Damaged(f"{self.show}: restored size does not match the backup")
+            if end != written:
+                os.ftruncate(self.fd, written)  # trailing zeros: a hole to the end
             self._finish()
         except BaseException:
-            self._discard()
+            self.discard()
             raise
 
     def part(self, group: list[tuple[str, int, int]]) -> Callable[[], None]:
@@ -625,7 +1261,8 @@ class _FileJob:
                     raw = self.r._read(digest_hex, self.show)
                     if len(raw) != n:
                         raise Damaged(f"{self.show}: a chunk has the wrong size")
-                    _pwrite_all(self.fd, raw, offset)
+                    if not _is_zero(raw):
+                        _pwrite_all(self.fd, raw, offset)
                     ctx.advance(nbytes=n, path=self.show)
             except BaseException:
                 self.failed = True
@@ -642,31 +1279,67 @@ class _FileJob:
         if not last:
             return
         if self.failed:
-            self._discard()
+            self.discard()
             return
         try:
             self._finish()
         except BaseException:
-            self._discard()
+            self.discard()
             raise
 
     def _finish(self) -> None:
+        r = self.r
+        r._apply_meta(self.fd, self.entry, self.show)
+        ident = None
+        if self.step.rel in r._link_sources:
+            st = os.fstat(self.fd)
+            ident = (st.st_dev, st.st_ino)
         os.close(self.fd)
         self.fd = -1
-        self.r._apply_meta(self.tmp, self.entry)
-        final = self.final
-        if self.step.action == "overwrite" and os.path.isdir(final) and not os.path.islink(final):
-            shutil.rmtree(final)
-        os.replace(self.tmp, final)
-        self.r._wrote(self.entry)
+        assert self.tmp is not None
+        if self.step.reason == REPLACES_DIR and not r._remove_tree(
+            self.dir_fd, _split(self.step.rel)[0], self.name
+        ):
+            self.discard()
+            return
+        try:
+            os.replace(self.tmp, self.name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+        except (IsADirectoryError, FileNotFoundError) as exc:
+            why = (
+                "a directory appeared there"
+                if isinstance(exc, IsADirectoryError)
+                else ("its directory was removed meanwhile")
+            )
+            r.warn(f"{self.show}: not restored: {why}")
+            self.discard()
+            return
+        r._temp_gone(self.tmp)
+        self.tmp = None
+        if ident is not None:
+            with r._lock:
+                r._written[self.step.rel] = (self.entry.hash or "", *ident)
+        r._wrote(self.entry, self.entry.size)
+        self.discard()
 
-    def _discard(self) -> None:
+    def discard(self) -> None:
+        """Close and remove the temp file if it is still there; release the directory
+        (once, whoever calls it: a failure, the last part, the restore's final sweep)."""
+        with self.lock:
+            if self.over:
+                return
+            self.over = True
         if self.fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(self.fd)
             self.fd = -1
-        with contextlib.suppress(OSError):
-            os.unlink(self.tmp)
+        if self.tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp, dir_fd=self.dir_fd)
+            self.r._temp_gone(self.tmp)
+            self.tmp = None
+        self.r._d.release(self.dir_fd)
+        with self.r._lock:
+            self.r._jobs.discard(self)
 
 
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
