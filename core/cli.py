@@ -370,8 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         type=_positive_int,
         default=2,
-        help="long operations (create, restore, delete) run at once; more wait, queued "
-        "(default 2)",
+        help="long operations (create, restore, delete) run at once; more wait, queued (default 2)",
     )
 
     add("tui", "open the terminal user interface (the default)", cmd_tui)

@@ -60,7 +60,7 @@ from .models import (
 from .progress import OperationContext
 from .reclaim import drop_unindexed_packs, reclaim
 from .recovery import recover, recover_locked
-from .repository import Repository, new_backup_id
+from .repository import Repository, new_backup_id, project_dir
 from .restore import Restorer
 from .validator import verify_backup
 
@@ -427,21 +427,31 @@ class BackupManager:
                 if not req.dry_run:
                     log("INFO", f"restore to {req.restore_dir} started (overwrite {req.overwrite})")
 
-                def checkpoint(target: Path) -> str | None:
+                def checkpoint(target: Path, target_fd: int) -> str | None:
+                    """A backup of the target through the restore's own descriptor of it, with
+                    no ignore file: it holds everything the restore may overwrite or delete
+                    (invariant 4); it never re-points the project (a CHECKPOINT)."""
                     creq = CreateRequest(
                         project_id=project,
                         backup_type=BackupType.CHECKPOINT,
                         data_dir=str(target),
                         tags={"name": f"before-restore-{backup_id}"[:64], "reason": "pre-restore"},
+                        use_ignore_file=False,
                     )
                     cctx = OperationContext("create", project, None)
                     cctx.cancel = ctx.cancel
-                    done = self.create_blocking(creq, cctx)
+                    done = self.create_blocking(creq, cctx, top_fd=target_fd)
                     log("INFO", f"checkpoint {done.id} taken of {target} before overwriting it")
                     return done.id
 
                 restorer = Restorer(
-                    repo, meta, req, ctx, log, checkpoint if req.checkpoint else None
+                    repo,
+                    meta,
+                    req,
+                    ctx,
+                    log,
+                    checkpoint if req.checkpoint else None,
+                    protect=self._protected(repo),
                 )
                 try:
                     result = restorer.run()
@@ -479,6 +489,16 @@ class BackupManager:
             metas = [m for m in metas if matches(m, filters)]
         metas.sort(key=lambda m: (m.created_at, m.id), reverse=True)
         return metas
+
+    def _protected(self, repo: Repository) -> frozenset[tuple[int, int]]:
+        """The directories no restore may delete, replace or write into, wherever they lie
+        (a repository inside the target): the nexus root and the project's repository."""
+        found = set()
+        for path in (self.root, self.root / "backups", project_dir(self.root, repo.project_id)):
+            with contextlib.suppress(OSError):
+                st = os.stat(path)
+                found.add((st.st_dev, st.st_ino))
+        return frozenset(found)
 
     @staticmethod
     def _with_live_status(repo: Repository, metas: list[BackupMetadata]) -> list[BackupMetadata]:

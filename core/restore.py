@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fnmatch
-import inspect
 import itertools
 import os
 import re
@@ -735,7 +734,7 @@ class Restorer:
             if next(it, None) is None:
                 return
         self.ctx.set_phase("checkpoint")
-        checkpoint_id = self._call_checkpoint(target, top)
+        checkpoint_id = self.checkpoint(target, top)
         if not checkpoint_id:
             return
         self.result.checkpoint_id = checkpoint_id
@@ -754,16 +753,6 @@ class Restorer:
                 "--no-checkpoint",
             ]
         )
-
-    def _call_checkpoint(self, target: Path, top: int) -> str | None:
-        assert self.checkpoint is not None
-        try:
-            takes_fd = len(inspect.signature(self.checkpoint).parameters) >= 2
-        except (TypeError, ValueError):
-            takes_fd = True
-        if not takes_fd:  # transitional: a caller written for `Callable[[Path], ...]`
-            return self.checkpoint(target)  # type: ignore[call-arg]
-        return self.checkpoint(target, top)
 
     def _remove_stale_temp_files(self, steps: list[Step]) -> None:
         """Temp files of a restore that was killed (its process is gone), or of an earlier

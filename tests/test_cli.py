@@ -604,6 +604,7 @@ def test_serve_and_tui_get_their_arguments(tmp_path: Path):
         "port": 9000,
         "token": "s3cret",
         "allowed_dirs": ["/srv/data"],
+        "max_running": 2,
     }
     assert tui == ["tui", str(tmp_path / "repo"), {"demo": False}]
     assert demo[0] == "tui" and demo[2] == {"demo": True}

@@ -17,10 +17,6 @@ from pathlib import Path
 
 import pytest
 
-NEEDS_ENGINE = pytest.mark.xfail(
-    strict=False, reason="needs engine confinement (core opens confine_to by descriptors)"
-)
-
 
 def _clear(path: Path, n: int) -> None:
     """Move away whatever the code under test made at `path` meanwhile (a restore makes its
@@ -113,7 +109,6 @@ def test_data_dir_swapped_for_a_symlink_after_the_check(api, client, project, po
 
 
 @pytest.mark.slow
-@NEEDS_ENGINE
 def test_restore_dir_swapped_for_a_symlink_after_the_check(
     api, client, project, sample_tree, backup_of, poll, job_of
 ):

@@ -70,19 +70,12 @@ def mount_tmpfs(tmp_path: Path) -> Iterator[Callable[[str, str], Path]]:
             subprocess.run(["umount", "-l", str(where)], capture_output=True)
 
 
-def can_drop_privileges() -> str | None:
-    """None when the tests can run a process as `nobody` (65534), else the reason."""
-    if os.geteuid() != 0:
-        return "not running as root: cannot chown a tree to another user and setuid to it"
-    return None
-
-
 @pytest.fixture
 def as_nobody() -> Callable[..., subprocess.CompletedProcess]:
     """`as_nobody(argv, cwd)`: run `nexus-backup argv` in a real process that drops to uid/gid
     65534 after importing the engine as root (the interpreter lives under /root, which nobody
     cannot read, so the process imports first and warms up the lazy imports, then setuids)."""
-    reason = can_drop_privileges()
+    reason = h.can_drop_privileges()
     if reason:
         pytest.skip(reason)
 

@@ -262,6 +262,13 @@ sys.stdout.flush()
 """
 
 
+def can_drop_privileges() -> str | None:
+    """None when the tests can run a process as `nobody` (65534), else the reason."""
+    if os.geteuid() != 0:
+        return "not running as root: cannot chown a tree to another user and setuid to it"
+    return None
+
+
 def driver_env() -> dict[str, str]:
     env = dict(os.environ)
     env["NEXUS_REL_REPO"] = str(REPO_DIR)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import rel_harness as h
-from conftest import can_drop_privileges
+from rel_harness import can_drop_privileges
 from restore_helpers import files_under, run_restorer, temp_files
 
 from core.errors import Cancelled, NexusError
@@ -151,7 +151,7 @@ async def test_target_holding_a_symlink_from_an_earlier_restore(tmp_path: Path, 
     first = await mgr.create(CreateRequest(project_id=P, data_dir=str(evil)))
     good = tmp_path / "good"
     build(good, 20)
-    second = await mgr.create(CreateRequest(project_id=P, data_dir=str(good)))
+    second = await mgr.create(CreateRequest(project_id=P, data_dir=str(good), data_dir_change=True))
     target = tmp_path / "target"
     for policy in ("if-changed", "never", "always"):
         for meta, delete in ((first, False), (second, False), (second, True), (first, True)):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from textual.pilot import Pilot
 from tui_helpers import settle
 
@@ -88,11 +87,6 @@ def test_new_backup_progress(snap_compare, demo_app) -> None:  # type: ignore[no
     assert snap_compare(demo_app, terminal_size=(100, 30), run_before=run_before)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="needs engine counts: the snapshot shows RestoreResult.counts filled; drop this "
-    "mark once the engine fills them",
-)
 def test_restore_preview(snap_compare, demo_app) -> None:  # type: ignore[no-untyped-def]
     async def run_before(pilot: Pilot) -> None:
         await _project("website")(pilot)

@@ -25,7 +25,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, DataTable, Input, Label, Select, Static
 
-from core.models import BackupMetadata, RestoreCounts, RestoreRequest, RestoreResult
+from core.models import BackupMetadata, RestoreRequest, RestoreResult
 from tui import format as fmt
 from tui.messages import RestorePreviewReady
 from tui.operations import Operation
@@ -61,14 +61,6 @@ def default_target(backup: BackupMetadata, source: str | None) -> str:
     return fmt.home_short(target)
 
 
-def counts_reported(result: RestoreResult) -> bool:
-    """Whether the engine filled `result.counts`. A plan with any entry counts it (an
-    unchanged file too), so empty counts beside listed changes mean an engine that does not
-    report them: the dialog then claims nothing about what is spared, rather than count the
-    capped `changes` list (which, past its cap, hides what is overwritten and deleted)."""
-    return result.counts != RestoreCounts() or not result.changes
-
-
 def _entries(files: int, dirs: int = 0, links: int = 0) -> str:
     """'3 files', '3 files and 1 folder', '2 folders and 1 link', '0 files'."""
     counted = ((files, "file"), (dirs, "folder"), (links, "link"))
@@ -76,15 +68,9 @@ def _entries(files: int, dirs: int = 0, links: int = 0) -> str:
     return fmt.listing(parts) if parts else "0 files"
 
 
-#: What the dialog says when the engine reports no counts (it then claims nothing is spared).
-UNKNOWN_COUNTS = "the engine gave no exact counts: any file in the target may be overwritten"
-
-
 def summarize(result: RestoreResult) -> str:
     """'3 files and 2 folders to create · 1 file to overwrite · …', from the engine's exact
     counts (for any number of entries), never from the capped list of examples."""
-    if not counts_reported(result):
-        return UNKNOWN_COUNTS
     c = result.counts
     parts = [
         f"{_entries(c.files_create, c.dirs_create, c.symlinks_create)} to create",
@@ -111,14 +97,13 @@ def _examples(result: RestoreResult, action: str, total: int, limit: int) -> str
 
 
 def _harm(
-    result: RestoreResult, action: str, label: str, what: str, total: int, limit: int, known: bool
+    result: RestoreResult, action: str, label: str, what: str, total: int, limit: int
 ) -> Text:
-    """'3 files OVERWRITTEN:' and a few of their paths; without counts, the listed ones."""
+    """'3 files OVERWRITTEN:' and a few of their paths (nothing when there are none)."""
     style = "bold yellow" if action == "overwrite" else "bold red"
-    if known and total:
-        return Text.assemble((f"{what} {label}:\n", style), _examples(result, action, total, limit))
-    listed = _examples(result, action, 0, limit) if not known else ""
-    return Text.assemble((f"{label}, for example:\n", style), listed) if listed else Text()
+    if not total:
+        return Text()
+    return Text.assemble((f"{what} {label}:\n", style), _examples(result, action, total, limit))
 
 
 def confirm_text(
@@ -128,22 +113,18 @@ def confirm_text(
     DELETED (the engine's exact counts, with a few examples), and whether a checkpoint of
     the target is taken first."""
     c = result.counts
-    known = counts_reported(result)
     body = Text()
     body.append(f"Restore {backup_id} into\n")
     body.append(f"{fmt.home_short(req.restore_dir)}\n\n", style="bold")
-    if known:
-        created = _entries(c.files_create, c.dirs_create, c.symlinks_create)
-        body.append(f"{created} created, {fmt.size(c.bytes_to_write)} to write in all.\n")
-    else:
-        body.append(UNKNOWN_COUNTS[0].upper() + UNKNOWN_COUNTS[1:] + ".\n", style="bold red")
+    created = _entries(c.files_create, c.dirs_create, c.symlinks_create)
+    body.append(f"{created} created, {fmt.size(c.bytes_to_write)} to write in all.\n")
     overwritten = _entries(c.files_overwrite, c.dirs_overwrite, c.symlinks_overwrite)
-    body.append(_harm(result, "overwrite", "OVERWRITTEN", overwritten, c.overwritten, 3, known))
+    body.append(_harm(result, "overwrite", "OVERWRITTEN", overwritten, c.overwritten, 3))
     deleted = _entries(c.delete_files, c.delete_dirs)
     if c.delete_dirs:  # a folder goes with its contents, which the count may not include
         deleted += " (with all they hold)" if c.delete_dirs > 1 else " (with all it holds)"
-    body.append(_harm(result, "delete", "DELETED from the target", deleted, c.deleted, 2, known))
-    if known and not c.destructive:
+    body.append(_harm(result, "delete", "DELETED from the target", deleted, c.deleted, 2))
+    if not c.destructive:
         body.append("Nothing existing is overwritten or deleted.\n", style="green")
         return body
     body.append("\n")
@@ -162,8 +143,6 @@ def confirm_text(
 def drift_text(preview: RestoreResult, done: RestoreResult) -> str:
     """What the restore did beyond its preview (the target changed between the two: another
     process wrote to it), so that a person who confirmed the preview's figures learns it."""
-    if not (counts_reported(preview) and counts_reported(done)):
-        return ""
     was, now = preview.counts, done.counts
     if now.overwritten <= was.overwritten and now.deleted <= was.deleted:
         return ""
@@ -443,7 +422,7 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
                 self.op = self.app.start_restore(req)
                 self.show_operation(self.op)
 
-        danger = self.preview.counts.destructive or not counts_reported(self.preview)
+        danger = self.preview.counts.destructive
         self.app.push_screen(
             ConfirmScreen("Restore?", body, yes="Restore", danger=danger), answered
         )
