@@ -87,6 +87,8 @@ async def test_sigkill_mid_backup_then_recovery(tmp_path, big_tree, delay, tree_
         packs = sum(p.stat().st_size for p in (root / "backups" / "crash").glob("packs/*/*"))
         assert packs < 1 * MiB
     else:
-        await fresh.create(CreateRequest(project_id="crash", data_dir=str(small)))
+        await fresh.create(
+            CreateRequest(project_id="crash", data_dir=str(small), data_dir_change=True)
+        )
     assert not list((root / "backups" / "crash" / "locks").glob("*"))
     assert not list((root / "backups" / "crash").rglob("*.tmp-*"))
