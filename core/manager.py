@@ -440,7 +440,13 @@ class BackupManager:
                     )
                     cctx = OperationContext("create", project, None)
                     cctx.cancel = ctx.cancel
-                    done = self.create_blocking(creq, cctx, top_fd=target_fd)
+                    try:
+                        done = self.create_blocking(creq, cctx, top_fd=target_fd)
+                    except ReadOnly as exc:
+                        raise ReadOnly(
+                            f"{exc}: no checkpoint of the target can be taken, so nothing was "
+                            "changed (restore with --no-checkpoint to overwrite without one)"
+                        ) from exc
                     log("INFO", f"checkpoint {done.id} taken of {target} before overwriting it")
                     return done.id
 

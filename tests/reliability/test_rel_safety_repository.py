@@ -402,5 +402,14 @@ async def test_read_only_repository_is_listed_verified_and_restored(tmp_path):
         await _restores(mgr, meta.id, _tree(src), tmp_path)
         with pytest.raises(NexusError, match="read-only"):
             await mgr.create(CreateRequest(project_id=P, data_dir=str(src)))
+        # a restore over a changed target needs its checkpoint: refused, the target untouched
+        target = tmp_path / "target"
+        target.mkdir()
+        (target / "f").write_bytes(b"mine")
+        with pytest.raises(NexusError, match="--no-checkpoint"):
+            await mgr.restore(
+                RestoreRequest(project_id=P, backup_id=meta.id, restore_dir=str(target))
+            )
+        assert (target / "f").read_bytes() == b"mine"
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
