@@ -685,6 +685,7 @@ class KillCampaign:
             line, rest, delay = self._kill_after(cmd, kind, kill, marker)
         self._check_driver(line, rest)
         mgr = self._fresh()
+        await mgr.recover(PROJECT)  # what the next writing command does first
         new = [m for m in await mgr.list(PROJECT) if m.id not in before]
         assert len(new) <= 1, f"seed {self.seed}: one create made {len(new)} backups"
         where = "before-metadata"
