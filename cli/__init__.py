@@ -3,5 +3,5 @@
 `cli.main.main` is the program (the `nexus-backup` script, and `python -m cli`); `cli.parser`
 builds its arguments, `cli.render` prints, and `cli/commands/` holds one module per command.
 Nothing here is imported by the engine; this package imports only the engine's public surface
-(the manager, models, errors, config), and starts the TUI and the API lazily.
+(the manager, models, errors, config, memory), and starts the TUI and the API lazily.
 """
