@@ -1,6 +1,6 @@
 """The `nexus-backup` program, run for real in subprocesses against temporary repositories.
 
-Every test drives `python -m core.cli` (the same code as the installed console script) on real
+Every test drives `python -m cli` (the same code as the installed console script) on real
 directories, reads ids through `--json`, and checks the exit code and that a failure is exactly
 one line on stderr, never a traceback.
 """
@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from core.cli import main, parse_when
+from cli.main import main
+from cli.parser import parse_when
+from cli.progress_bar import ProgressBar, cells, render_line
 from core.models import ProgressEvent
-from core.progress_bar import ProgressBar, cells, render_line
 
 REPO = Path(__file__).resolve().parent.parent
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -39,7 +40,7 @@ def _env(**extra: str) -> dict[str, str]:
 def nb(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run `nexus-backup --root ROOT ARGS...` and capture its output (stderr is not a tty)."""
     return subprocess.run(
-        [sys.executable, "-m", "core.cli", "--root", str(root), *args],
+        [sys.executable, "-m", "cli", "--root", str(root), *args],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -122,7 +123,7 @@ def create(root: Path, project: str, data_dir: Path, *extra: str, code: int = 0)
 
 def test_import_does_not_pull_textual_or_fastapi():
     code = (
-        "import sys, core.cli\n"
+        "import sys, cli.main\n"
         "bad = [m for m in ('textual', 'fastapi', 'uvicorn') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
@@ -297,7 +298,7 @@ def test_restore_dry_run_checkpoint_and_undo(root: Path, data: Path, tmp_path: P
     assert undo[0] == "nexus-backup"
     # Run the printed undo command: the target is back as it was before the restore.
     proc = subprocess.run(
-        [sys.executable, "-m", "core.cli", *undo[1:]],
+        [sys.executable, "-m", "cli", *undo[1:]],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -466,7 +467,7 @@ def test_ctrl_c_cancels_the_operation_then_exits_130(tmp_path: Path):
     marker = tmp_path / "marker"
     body = """
         import asyncio, sys
-        import core.cli as cli
+        import cli.main as cli
 
         class SlowManager:
             async def projects(self):
@@ -497,7 +498,7 @@ def test_ctrl_c_marks_a_real_backup_failed(root: Path, tmp_path: Path):
         with open(top / f"zeros{i}.bin", "wb") as f:
             f.truncate(512 * 1024 * 1024)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "--root", str(root), "create", "slow", str(top)],
+        [sys.executable, "-m", "cli", "--root", str(root), "create", "slow", str(top)],
         cwd=REPO,
         env=_env(),
         stdout=subprocess.PIPE,
@@ -524,12 +525,13 @@ def test_ctrl_c_marks_a_real_backup_failed(root: Path, tmp_path: Path):
 def test_internal_error_is_one_line_unless_debugging(tmp_path: Path):
     body = """
         import sys
-        import core.cli as cli
+        import cli.main as cli
+        from cli.commands import projects
 
         def boom(ctx):
             raise RuntimeError("kaboom")
 
-        cli.cmd_projects = boom
+        projects.cmd_projects = boom
         sys.exit(cli.main(["--root", sys.argv[1], "projects"]))
     """
     proc = _script(body, str(tmp_path))
@@ -558,7 +560,7 @@ def test_missing_entry_point_is_one_error_line(tmp_path: Path, blocked: str, arg
     body = """
         import json, sys
         sys.modules[sys.argv[1]] = None  # as if the module did not exist
-        import core.cli as cli
+        import cli.main as cli
         sys.exit(cli.main(["--root", sys.argv[2], *json.loads(sys.argv[3])]))
     """
     proc = _script(body, blocked, str(tmp_path), json.dumps(args))
@@ -580,7 +582,7 @@ def test_serve_and_tui_get_their_arguments(tmp_path: Path):
         app.run = lambda root, **kw: calls.append(("tui", str(root), kw)) or 0
         sys.modules["api.server"] = server
         sys.modules["tui.app"] = app
-        import core.cli as cli
+        import cli.main as cli
         r = sys.argv[1]
         codes = [
             cli.main(["--root", r, "serve", "--port", "9000", "--token-file", sys.argv[2],
@@ -614,7 +616,7 @@ def test_serve_and_tui_get_their_arguments(tmp_path: Path):
 def test_root_from_environment(tmp_path: Path, data: Path):
     env = _env(NEXUS_BACKUP_ROOT=str(tmp_path / "envroot"))
     proc = subprocess.run(
-        [sys.executable, "-m", "core.cli", "--json", "create", "envp", str(data)],
+        [sys.executable, "-m", "cli", "--json", "create", "envp", str(data)],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -722,7 +724,7 @@ def test_check_and_rebuild_index(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     (data / "f.txt").write_text("hello\n" * 100)
-    cli = [sys.executable, "-m", "core.cli", "--root", str(root)]
+    cli = [sys.executable, "-m", "cli", "--root", str(root)]
     assert subprocess.run([*cli, "create", "p", str(data)], capture_output=True).returncode == 0
     ok = subprocess.run([*cli, "check", "p", "--read-data"], capture_output=True, text=True)
     assert ok.returncode == 0 and "OK" in ok.stdout

@@ -242,7 +242,7 @@ async def test_every_operation_is_logged(manager, data_dir, tmp_path):
 
 def test_core_does_not_import_ui_frameworks():
     code = (
-        "import sys, core.manager, core.cli, core.validator, core.logger;"
+        "import sys, core.manager, cli.main, core.validator, core.logger;"
         "bad=[m for m in ('textual','fastapi','uvicorn') if m in sys.modules];"
         "sys.exit(1 if bad else 0)"
     )

@@ -95,16 +95,16 @@ def as_nobody() -> Callable[..., subprocess.CompletedProcess]:
 NOBODY_DRIVER = r"""
 import contextlib, io, os, sys, tempfile
 sys.path.insert(0, os.environ["NEXUS_REL_REPO"])
-import core.cli
+import cli.main
 with tempfile.TemporaryDirectory() as t, contextlib.redirect_stdout(io.StringIO()):
     os.mkdir(t + "/s"); open(t + "/s/f", "w").write("x")
-    core.cli.main(["--root", t + "/r", "--json", "create", "w", t + "/s"])
-    core.cli.main(["--root", t + "/r", "--json", "list", "w"])
-    core.cli.main(["--root", t + "/r", "--json", "restore", "w", "latest", t + "/o"])
-    core.cli.main(["--root", t + "/r", "--json", "verify", "w", "latest"])
+    cli.main.main(["--root", t + "/r", "--json", "create", "w", t + "/s"])
+    cli.main.main(["--root", t + "/r", "--json", "list", "w"])
+    cli.main.main(["--root", t + "/r", "--json", "restore", "w", "latest", t + "/o"])
+    cli.main.main(["--root", t + "/r", "--json", "verify", "w", "latest"])
 os.setgroups([]); os.setgid(65534); os.setuid(65534)
 assert os.geteuid() == 65534
-sys.exit(core.cli.main(sys.argv[1:]))
+sys.exit(cli.main.main(sys.argv[1:]))
 """
 
 

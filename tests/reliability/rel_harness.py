@@ -205,7 +205,7 @@ sys.path.insert(0, os.environ["NEXUS_REL_REPO"])
 from core.manager import BackupManager
 from core.models import CreateRequest, RestoreRequest, BackupType
 from core.errors import NexusError
-import core.cli
+import cli.main
 sys.stdout.write("READY\n"); sys.stdout.flush()
 cmd = json.loads(sys.stdin.readline())
 # "die_at": N: SIGKILL itself right before its N-th mutating call (0: only count them)
@@ -248,7 +248,7 @@ async def work():
 
 try:
     if cmd["op"] == "cli":  # the program itself (it runs its own event loop)
-        out = {"exit": core.cli.main(cmd["argv"])}
+        out = {"exit": cli.main.main(cmd["argv"])}
     else:
         out = asyncio.run(work())
         if die_at is not None:
@@ -959,7 +959,7 @@ class KillCampaign:
     ) -> tuple[str, str, float]:
         """The real `nexus-backup` program, started cold and killed (startup included)."""
         proc = subprocess.Popen(
-            [sys.executable, "-m", "core.cli", *argv],
+            [sys.executable, "-m", "cli", *argv],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=driver_env(),
@@ -1104,15 +1104,15 @@ def tree_state(top: Path, *, files_only: bool = False) -> dict[bytes, tuple]:
 
 
 def cli_inproc(argv: list[str]) -> tuple[int, str, str]:
-    """`nexus-backup argv` run in this process (core.cli.main): (exit code, stdout, stderr).
+    """`nexus-backup argv` run in this process (cli.main.main): (exit code, stdout, stderr).
     Call it from a thread when an event loop runs (main() uses asyncio.run)."""
     import io
 
-    import core.cli
+    import cli.main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = core.cli.main(argv)
+        code = cli.main.main(argv)
     return code, out.getvalue(), err.getvalue()
 
 

@@ -1,4 +1,4 @@
-"""Fuzzing with hypothesis: the CLI's arguments (run in-process through core.cli.main, plus a
+"""Fuzzing with hypothesis: the CLI's arguments (run in-process through cli.main.main, plus a
 few real processes) and the HTTP API's payloads and path parameters (a real server, from the
 API tests' fixtures). Whatever comes in: no traceback, no internal error, no 500, an exit code
 from the documented set, and no file touched outside the allowed places.
@@ -232,7 +232,7 @@ def test_cli_arguments_fuzz(sandbox: Sandbox):
 def test_cli_real_process_bad_input_is_one_line(sandbox: Sandbox, argv: list[str]):
     env = h.driver_env() | {"PYTHONIOENCODING": "utf-8:surrogateescape"}
     r = subprocess.run(
-        [sys.executable, "-m", "core.cli", "--root", str(sandbox.root), *argv],
+        [sys.executable, "-m", "cli", "--root", str(sandbox.root), *argv],
         capture_output=True,
         env=env,
         cwd=str(sandbox.work),

@@ -202,7 +202,7 @@ async def test_recovery_is_idempotent_across_many_fresh_managers(tmp_path: Path,
         pool.close()
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "core.cli", "--root", str(root), "--json", "list", h.PROJECT],
+            [sys.executable, "-m", "cli", "--root", str(root), "--json", "list", h.PROJECT],
             env=h.driver_env(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -26,7 +26,7 @@ def _cli(root: Path, umask: int, *args: str) -> subprocess.CompletedProcess:
         return subprocess.CompletedProcess(args, code, out, err)
     _cli.real_done = True
     return subprocess.run(
-        [sys.executable, "-m", "core.cli", "--root", str(root), *args],
+        [sys.executable, "-m", "cli", "--root", str(root), *args],
         capture_output=True,
         text=True,
         env=h.driver_env(),

@@ -32,7 +32,7 @@ def _cli(root: Path, *args: str, limit: int | None = None) -> subprocess.Complet
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     return subprocess.run(
-        [sys.executable, "-m", "core.cli", "--root", str(root), *args],
+        [sys.executable, "-m", "cli", "--root", str(root), *args],
         capture_output=True,
         text=True,
         env=h.driver_env(),

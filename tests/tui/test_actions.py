@@ -270,7 +270,7 @@ async def test_refreshes_when_another_process_creates_and_deletes(
     tui_root: Path, seeded: dict
 ) -> None:
     app = NexusApp(tui_root, poll_interval=0.1)
-    cli = [sys.executable, "-m", "core.cli", "--root", str(tui_root)]
+    cli = [sys.executable, "-m", "cli", "--root", str(tui_root)]
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         assert len(app.main.table.backups) == 2

@@ -1,0 +1,80 @@
+"""`info`: everything about one backup (or "latest"): metadata, stats, warnings, manifest,
+parent chain and last verify."""
+
+from __future__ import annotations
+
+import json
+
+from cli.context import EXIT_OK, Context, run
+from cli.render import block, clean, duration, fmt_tags, out, plural, size, stamp
+from core.models import BackupInfo, VerifyResult
+
+
+def cmd_info(ctx: Context) -> int:
+    a = ctx.args
+    info: BackupInfo = run(ctx.manager.info(a.project, a.backup_id))
+    if ctx.json:
+        ctx.emit(info)
+        return EXIT_OK
+    out("\n".join(_info_lines(info)))
+    return EXIT_OK
+
+
+def _info_lines(info: BackupInfo) -> list[str]:
+    m = info.metadata
+    s = m.stats
+    extra = json.dumps(m.extra, ensure_ascii=False, sort_keys=True) if m.extra else "-"
+    pairs = [
+        ("ID", m.id),
+        ("Project", m.project_id),
+        ("Type", m.type.value + (f" (checkpoint {clean(m.name)!r})" if m.name else "")),
+        ("Status", m.status.value),
+        ("Created", stamp(m.created_at)),
+        ("Completed", stamp(m.completed_at)),
+        ("Size", f"{size(m.size_bytes)} ({m.size_bytes} bytes)"),
+        ("Files", str(m.files_count)),
+        ("Checksum", m.checksum or "-"),
+        ("Parent", m.parent_backup_id or "-"),
+        ("Error", clean(m.error_message) if m.error_message else "-"),
+        ("Tags", clean(fmt_tags(m.tags))),
+        ("Extra", clean(extra)),
+        (
+            "Stats",
+            f"read {size(s.bytes_read)}, stored {size(s.bytes_stored)} new; "
+            f"chunks {s.chunks_new} new, {s.chunks_reused} reused\n"
+            f"files {s.files_new} new, {s.files_changed} changed, {s.files_unchanged} unchanged, "
+            f"{s.files_removed} removed; {plural(s.dirs_count, 'dir')}, "
+            f"{plural(s.symlinks_count, 'symlink')}\n"
+            f"took {duration(s.duration_seconds)} ({size(s.throughput_bytes_per_second)}/s)",
+        ),
+    ]
+    if s.warnings:
+        shown = "\n".join(clean(w) for w in s.warnings)
+        pairs.append((f"Warnings ({len(s.warnings)})", shown))
+    if info.manifest is not None:
+        mf = info.manifest
+        source = clean(mf.source or "-")
+        if mf.hostname:
+            source += f" on {clean(mf.hostname)}"
+        pairs.append(
+            (
+                "Manifest",
+                f"{source}\n{plural(mf.files, 'file')}, {plural(mf.dirs, 'dir')}, "
+                f"{plural(mf.symlinks, 'symlink')}, {size(mf.size_bytes)}, "
+                f"{plural(mf.chunks, 'chunk')}",
+            )
+        )
+    else:
+        pairs.append(("Manifest", "-"))
+    chain = " <- ".join([m.id, *info.parent_chain]) if info.parent_chain else "- (no parent)"
+    pairs.append(("Parent chain", chain))
+    pairs.append(("Last verify", _verify_summary(info.last_verify)))
+    return block(pairs)
+
+
+def _verify_summary(v: VerifyResult | None) -> str:
+    if v is None:
+        return "never"
+    kind = "quick" if v.quick else "full"
+    state = "ok" if v.ok else f"DAMAGED ({plural(len(v.damaged_files), 'damaged file')})"
+    return f"{state}, {kind}, {stamp(v.checked_at)}"

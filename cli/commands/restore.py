@@ -1,0 +1,109 @@
+"""`restore`: restore a backup (or some paths of it) into a directory, after a checkpoint of
+the target; `--dry-run` lists what would change. Prints the command that undoes it."""
+
+from __future__ import annotations
+
+import os
+
+from cli.context import EXIT_OK, EXIT_SKIPPED, Context, resolve_latest, root_opt, run
+from cli.render import PROG, block, clean, duration, out, plural, shell_command, size, table
+from core.models import RestoreRequest, RestoreResult
+
+
+def cmd_restore(ctx: Context) -> int:
+    a = ctx.args
+    restore_dir = os.path.abspath(a.restore_dir)
+    req = RestoreRequest(
+        project_id=a.project,
+        backup_id=resolve_latest(ctx, a.project, a.backup_id),
+        restore_dir=restore_dir,
+        paths=a.paths,
+        overwrite=a.overwrite,
+        delete_extra=a.delete_extra,
+        dry_run=a.dry_run,
+        checkpoint=a.checkpoint,
+    )
+    mgr = ctx.manager
+    with ctx.progress() as bar:
+        res: RestoreResult = run(mgr.restore(req, progress=bar))
+    code = EXIT_SKIPPED if res.warnings else EXIT_OK
+    if ctx.json:
+        ctx.emit(res)
+        return code
+    out("\n".join(_restore_lines(ctx, res)))
+    return code
+
+
+def _restore_lines(ctx: Context, res: RestoreResult) -> list[str]:
+    target = clean(res.restore_dir)
+    if res.dry_run:
+        lines = [f"Dry run: restoring backup {res.backup_id} into {target} would:"]
+        changes = [c for c in res.changes if c.action != "unchanged"]
+        if not changes:
+            lines.append("  change nothing (the target already matches)")
+        rows = []
+        for c in changes:
+            what = clean(c.path) + ("/" if c.kind == "dir" else "")
+            if c.kind == "symlink":
+                what += " (symlink)"
+            detail = (
+                size(c.size) if c.kind == "file" and c.action in ("create", "overwrite") else ""
+            )
+            if c.reason:
+                detail = f"{detail}; {c.reason}" if detail else c.reason
+            rows.append([c.action, what, detail])
+        if rows:
+            lines += ["  " + line for line in table(["ACTION", "PATH", "DETAIL"], rows, set())[1:]]
+        if res.changes_truncated:
+            lines.append("  ... (more changes not listed)")
+        # A dry run's counters may stay at zero (nothing was written): count the preview.
+        writes = [
+            c for c in res.changes if c.kind == "file" and c.action in ("create", "overwrite")
+        ]
+        to_write = max(res.files_written, len(writes))
+        to_delete = max(res.files_deleted, sum(1 for c in res.changes if c.action == "delete"))
+        nbytes = max(res.bytes_written, sum(c.size for c in writes))
+        more = "at least " if res.changes_truncated else ""
+        lines.append(
+            f"  in all: {more}{to_write} to write ({size(nbytes)}), {to_delete} to delete, "
+            f"{res.files_unchanged} unchanged, {res.files_skipped} skipped"
+        )
+        lines.append("Nothing was changed (dry run).")
+    else:
+        lines = [f"Restored backup {res.backup_id} of project {res.project_id} into {target}"]
+        details = [
+            (
+                "Files",
+                f"{res.files_written} written, {res.files_unchanged} unchanged, "
+                f"{res.files_skipped} skipped, {res.files_deleted} deleted",
+            ),
+            (
+                "Also",
+                f"{plural(res.dirs_created, 'directory', 'directories')} created, "
+                f"{plural(res.symlinks_created, 'symlink')} created",
+            ),
+            ("Written", f"{size(res.bytes_written)} in {duration(res.duration_seconds)}"),
+            ("Verified", "yes, every written file matches its hash" if res.verified else "no"),
+        ]
+        if res.checkpoint_id:
+            undo = shell_command(
+                PROG,
+                *root_opt(ctx),
+                "restore",
+                res.project_id,
+                res.checkpoint_id,
+                res.restore_dir,
+                "--overwrite",
+                "always",
+                "--delete",
+                "--no-checkpoint",
+            )
+            details.append(("Checkpoint", f"{res.checkpoint_id} (the target before this restore)"))
+            details.append(("Undo with", undo))
+        else:
+            details.append(("Checkpoint", "none (the target was empty, or --no-checkpoint)"))
+        lines += ["  " + line for line in block(details)]
+    if res.warnings:
+        lines.append(f"Warning: {plural(len(res.warnings), 'problem')}:")
+        lines += [f"  {clean(w)}" for w in res.warnings]
+    return lines

@@ -1,0 +1,33 @@
+"""`serve`: run the HTTP API (`api.server.serve`, imported only here) on the repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cli.context import Context, UsageError
+from cli.launch import entry_point, exit_code
+from core.errors import NexusError, describe_os_error
+
+
+def cmd_serve(ctx: Context) -> int:
+    a = ctx.args
+    token = a.token
+    if a.token_file:
+        try:
+            token = Path(a.token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise NexusError(describe_os_error(exc, "cannot read --token-file")) from None
+        if not token:
+            raise UsageError(f"--token-file {a.token_file} is empty")
+    allowed = [Path(d).expanduser().absolute() for d in a.allowed_dirs]
+    serve = entry_point("api.server", "serve", "the HTTP API")
+    return exit_code(
+        serve(
+            ctx.root,
+            host=a.host,
+            port=a.port,
+            token=token,
+            allowed_dirs=allowed,
+            max_running=a.max_running,
+        )
+    )

@@ -1,0 +1,81 @@
+"""What every command shares: the exit codes, the usage error, and the `Context` a command
+runs in (the parsed arguments, the root, a manager made on first use, a progress bar).
+
+The engine is imported only when a command first asks for the manager, so that `--help` and
+a usage error stay fast, and this face never imports textual or fastapi.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from cli import render
+from cli.progress_bar import ProgressBar
+from core.config import resolve_root
+from core.models import BackupInfo
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_SKIPPED = 3
+EXIT_DAMAGED = 4
+EXIT_INTERRUPTED = 130
+
+T = TypeVar("T")
+
+
+class UsageError(Exception):
+    """Bad command-line usage: one line, exit code 2."""
+
+
+class Context:
+    """What every command needs: the root, the output mode, a manager, a progress bar."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.json: bool = bool(args.json)
+        self.root_arg: str | None = args.root
+        self.root: Path = resolve_root(args.root)
+        self._manager: Any = None
+
+    @property
+    def manager(self) -> Any:
+        if self._manager is None:
+            from core.manager import BackupManager  # the engine; imported only when needed
+
+            self._manager = BackupManager(self.root)
+        return self._manager
+
+    def progress(self) -> ProgressBar:
+        """A progress bar on stderr, drawing only on a terminal and never with --json."""
+        enabled = None if not self.json else False
+        return ProgressBar(sys.stderr, enabled=enabled)
+
+    def emit(self, value: BaseModel | Sequence[BaseModel]) -> None:
+        """--json output: the model(s), and nothing else, on stdout."""
+        render.emit(value)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run one manager coroutine. Ctrl-C cancels its task (so the core cleans up and marks a
+    backup FAILED "cancelled"); asyncio.run then raises KeyboardInterrupt, handled by main()."""
+    return asyncio.run(coro)
+
+
+def resolve_latest(ctx: Context, project: str, backup_id: str) -> str:
+    """ "latest" means the newest completed backup (as `info` resolves it)."""
+    if backup_id != "latest":
+        return backup_id
+    info: BackupInfo = run(ctx.manager.info(project, "latest"))
+    return info.metadata.id
+
+
+def root_opt(ctx: Context) -> list[str]:
+    return ["--root", str(ctx.root)]

@@ -1,0 +1,347 @@
+"""The command line of `nexus-backup`: the argparse parser, its argument types (ids, KEY=VALUE,
+ports, points in time), and the help text with the exit codes.
+
+A usage error is raised as `UsageError` (one line, exit 2), never printed by argparse. Each
+command is bound to its function in `cli.commands` when the parser is built, not when this
+module is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import NoReturn
+
+from cli.commands import (
+    check,
+    create,
+    delete,
+    demo,
+    info,
+    projects,
+    rebuild_index,
+    restore,
+    serve,
+    tui,
+    verify,
+)
+from cli.commands import list as list_
+from cli.context import Context, UsageError
+from cli.render import PROG
+from core.config import ENV_ROOT
+from core.models import BackupStatus, BackupType, check_id
+
+EXIT_CODES_HELP = f"""\
+exit codes:
+  0    success
+  1    error (unknown project or backup, busy, permission denied, disk full, ...)
+  2    bad usage or invalid input (unknown option, invalid id, bad --tag, bad path, ...)
+  3    completed, but some files were skipped (create) or not restored (restore);
+       the warnings name them
+  4    verify found damage (the damaged files are named)
+  130  interrupted (Ctrl-C); a running backup is marked failed ("cancelled")
+
+environment:
+  {ENV_ROOT}  repository root when --root is not given
+                     (default: $XDG_DATA_HOME/nexus-backup or ~/.local/share/nexus-backup)
+  NEXUS_DEBUG=1      print the traceback of an internal error
+
+Every command accepts --json (before or after the command) to print the result as JSON.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (raised, not printed and exited)."""
+
+    def error(self, message: str) -> NoReturn:
+        sub = self.prog[len(PROG) :].strip() if self.prog.startswith(PROG) else ""
+        prefix = f"{sub}: " if sub else ""
+        if "required" in message or "unrecognized" in message:
+            message += f" (see '{self.prog} --help')"
+        raise UsageError(prefix + message)
+
+
+def _project_arg(value: str) -> str:
+    try:
+        return check_id(value, "project id")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _backup_arg(value: str) -> str:
+    if value == "latest":
+        return value
+    try:
+        return check_id(value, "backup id")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _key_value(value: str) -> tuple[str, str]:
+    key, sep, val = value.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {value!r}")
+    return key, val
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 64, got {value}")
+    return value
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"port must be 1-65535, got {port}")
+    return port
+
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)(?:\s+ago)?$", re.IGNORECASE)
+_UNITS = {"s": "seconds", "sec": "seconds", "m": "minutes", "min": "minutes", "h": "hours"}
+_UNITS |= {"d": "days", "w": "weeks"}
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_when(text: str, *, end_of_day: bool = False, now: datetime | None = None) -> datetime:
+    """A point in time from the command line, always timezone-aware (UTC when naive).
+
+    Accepts an ISO date (``2026-11-29``; with `end_of_day`, the end of that day, so that
+    ``--until 2026-11-29`` includes the day), an ISO datetime (``2026-11-29T03:12``,
+    ``...Z``, ``...+01:00``), a relative time back from now (``30m``, ``12h``, ``7d``,
+    ``2w``), or ``now`` / ``today`` / ``yesterday``.
+    """
+    now = now or datetime.now(UTC)
+    raw = text.strip()
+    lowered = raw.lower()
+    if lowered == "now":
+        return now
+    if lowered in ("today", "yesterday"):
+        day = now.date() - timedelta(days=1 if lowered == "yesterday" else 0)
+        return _day_bound(day, end_of_day)
+    match = _RELATIVE.match(raw)
+    if match:
+        amount = float(match.group(1))
+        unit = _UNITS[match.group(2).lower()]
+        return now - timedelta(**{unit: amount})
+    if _DATE_ONLY.match(raw):
+        try:
+            return _day_bound(date.fromisoformat(raw), end_of_day)
+        except ValueError:
+            pass
+    else:
+        try:
+            value = datetime.fromisoformat(raw)
+        except ValueError:
+            pass
+        else:
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    raise ValueError(
+        f"invalid date {text!r}: use an ISO date or datetime (2026-11-29, 2026-11-29T03:00), "
+        "or a relative time like 30m, 12h, 7d, 2w"
+    )
+
+
+def _day_bound(day: date, end_of_day: bool) -> datetime:
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return start + timedelta(days=1, microseconds=-1) if end_of_day else start
+
+
+def _since_arg(value: str) -> datetime:
+    try:
+        return parse_when(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _until_arg(value: str) -> datetime:
+    try:
+        return parse_when(value, end_of_day=True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _nonempty(value: str) -> str:
+    if not value:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # The global options are accepted after the command too: the sub-parsers carry copies whose
+    # default is SUPPRESS, so they only override what was given before the command when given.
+    common = _Parser(add_help=False)
+    common.add_argument("--root", metavar="DIR", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print the result as JSON"
+    )
+
+    parser = _Parser(
+        prog=PROG,
+        description="Deduplicating, compressed, crash-safe backups of project directories.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--root",
+        metavar="DIR",
+        default=None,
+        help=f"repository root (default: ${ENV_ROOT}, else ~/.local/share/nexus-backup)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", default=False, help="print results as JSON (for scripts)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def add(name: str, help_text: str, func: Callable[[Context], int]) -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            parents=[common],
+            epilog=EXIT_CODES_HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.set_defaults(func=func)
+        return p
+
+    types = [t.value for t in BackupType]
+    statuses = [s.value for s in BackupStatus]
+
+    p = add("create", "back up a directory into a project", create.cmd_create)
+    p.add_argument("project", metavar="PROJECT", type=_project_arg)
+    p.add_argument(
+        "data_dir",
+        metavar="DATA_DIR",
+        type=_nonempty,
+        nargs="?",
+        help="default: the directory the project backs up",
+    )
+    p.add_argument(
+        "--data-dir-change",
+        action="store_true",
+        help="back up DATA_DIR although the project backs up another directory (re-points it)",
+    )
+    p.add_argument("--type", dest="backup_type", choices=types, default="full")
+    p.add_argument(
+        "--tag", metavar="K=V", type=_key_value, action="append", default=[], help="repeatable"
+    )
+    p.add_argument(
+        "--extra",
+        metavar="K=V",
+        type=_key_value,
+        action="append",
+        default=[],
+        help="free-form metadata (string values); repeatable",
+    )
+    p.add_argument(
+        "--exclude", metavar="GLOB", action="append", default=[], type=_nonempty, help="repeatable"
+    )
+    p.add_argument("--name", metavar="NAME", help="name of a checkpoint")
+    p.add_argument("--parent", metavar="ID", type=_backup_arg, help="parent of an incremental")
+
+    p = add(
+        "restore", "restore a backup (or some paths of it) into a directory", restore.cmd_restore
+    )
+    p.add_argument("project", metavar="PROJECT", type=_project_arg)
+    p.add_argument("backup_id", metavar="BACKUP_ID", type=_backup_arg, help='or "latest"')
+    p.add_argument("restore_dir", metavar="RESTORE_DIR", type=_nonempty)
+    p.add_argument(
+        "--path",
+        dest="paths",
+        metavar="P",
+        action="append",
+        default=[],
+        type=_nonempty,
+        help="path or glob inside the backup; repeatable (default: everything)",
+    )
+    p.add_argument(
+        "--overwrite",
+        choices=["always", "if-changed", "never"],
+        default="if-changed",
+        help="what to do with files that exist in the target (default: if-changed)",
+    )
+    p.add_argument(
+        "--delete",
+        dest="delete_extra",
+        action="store_true",
+        help="delete files in the target that the backup does not hold",
+    )
+    p.add_argument("--dry-run", action="store_true", help="only list what would change")
+    p.add_argument(
+        "--no-checkpoint",
+        dest="checkpoint",
+        action="store_false",
+        help="do not take a checkpoint of the target before changing it",
+    )
+
+    p = add("list", "list the backups of a project, newest first", list_.cmd_list)
+    p.add_argument("project", metavar="PROJECT", type=_project_arg)
+    p.add_argument("--type", dest="backup_type", choices=types)
+    p.add_argument("--status", choices=statuses)
+    p.add_argument("--tag", metavar="K=V", type=_nonempty, help="KEY=VALUE, or KEY alone")
+    p.add_argument("--since", metavar="DATE", type=_since_arg, help="ISO date/time, or 7d, 12h")
+    p.add_argument("--until", metavar="DATE", type=_until_arg, help="ISO date/time, or 7d, 12h")
+    p.add_argument("--search", metavar="TEXT", help="substring of id, tags or error message")
+
+    p = add("info", "show everything about one backup", info.cmd_info)
+    p.add_argument("project", metavar="PROJECT", type=_project_arg)
+    p.add_argument("backup_id", metavar="BACKUP_ID", type=_backup_arg, help='or "latest"')
+
+    p = add("delete", "delete a backup and reclaim the space only it used", delete.cmd_delete)
+    p.add_argument("project", metavar="PROJECT", type=_project_arg)
+    p.add_argument("backup_id", metavar="BACKUP_ID", type=_backup_arg)
+
+    p = add("verify", "check a backup's data (every chunk and hash)", verify.cmd_verify)
+    p.add_argument("project", metavar="PROJECT", type=_project_arg)
+    p.add_argument("backup_id", metavar="BACKUP_ID", type=_backup_arg, nargs="?")
+    p.add_argument("--all", action="store_true", help="verify every completed backup")
+    p.add_argument("--quick", action="store_true", help="only check that every chunk exists")
+
+    p = add("check", "check a whole project: index, packs and every backup", check.cmd_check)
+    p.add_argument("project", metavar="PROJECT", type=_project_arg)
+    p.add_argument("--read-data", action="store_true", help="re-read and hash every chunk (slower)")
+
+    p = add(
+        "rebuild-index",
+        "rebuild a project's index from its packs alone",
+        rebuild_index.cmd_rebuild_index,
+    )
+    p.add_argument("project", metavar="PROJECT", type=_project_arg)
+
+    add("projects", "list the projects in the repository", projects.cmd_projects)
+
+    p = add("serve", "run the HTTP API", serve.cmd_serve)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=_port, default=8765)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--token", metavar="T", help="bearer token the clients must send")
+    group.add_argument("--token-file", metavar="F", help="read the token from this file")
+    p.add_argument(
+        "--allow-dir",
+        dest="allowed_dirs",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="directory the API may back up or restore into; repeatable",
+    )
+    p.add_argument(
+        "--max-running",
+        metavar="N",
+        type=_positive_int,
+        default=2,
+        help="long operations (create, restore, delete) run at once; more wait, queued (default 2)",
+    )
+
+    add("tui", "open the terminal user interface (the default)", tui.cmd_tui)
+    add("demo", "open the TUI on a temporary repository filled with sample data", demo.cmd_demo)
+    return parser
