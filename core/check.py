@@ -13,7 +13,14 @@ from .chunker import hash_bytes
 from .errors import NexusError
 from .index import PREFIX, IndexFormatError, decode_index, rebuild_from_packs, write_index
 from .models import RESTORABLE, CheckResult, RebuildResult
-from .packs import BlobLocation, PackWriter, decompress, read_pack_entries, salvage_entries
+from .packs import (
+    BlobLocation,
+    PackWriter,
+    decompress,
+    pack_objects,
+    read_pack_entries,
+    salvage_entries,
+)
 from .progress import OperationContext
 from .repository import Repository
 from .validator import verify_backup
@@ -27,7 +34,7 @@ def check_repository(repo: Repository, *, read_data: bool, ctx: OperationContext
     index = repo.refresh_index()
     for name, why in index.damaged.items():
         result.errors.append(f"index file {name} is damaged: {why}")
-    on_disk = {o.name.rsplit("/", 1)[-1]: o for o in repo.store.list("packs/")}
+    on_disk = pack_objects(repo.store)
     by_pack = index.packs()
     ctx.set_phase("checking", files_total=len(on_disk))
     for pack_id, blobs in sorted(by_pack.items()):

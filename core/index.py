@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, KeysView, Mapping
 
 import blake3
 
-from .packs import BlobLocation, read_pack_entries
+from .packs import BlobLocation, pack_objects, read_pack_entries
 from .storage import ObjectStore
 
 MAGIC = b"NXIDX001"
@@ -210,8 +210,7 @@ def rebuild_from_packs(store: ObjectStore) -> tuple[list[tuple[bytes, BlobLocati
     """Read every pack's own header: the index as the packs say it is, and damaged packs."""
     locations: list[tuple[bytes, BlobLocation]] = []
     damaged: list[str] = []
-    for obj in store.list("packs/"):
-        pack_id = obj.name.rsplit("/", 1)[-1]
+    for pack_id, obj in pack_objects(store).items():
         try:
             for digest, offset, length, raw, flags in read_pack_entries(store, obj.name):
                 locations.append((digest, BlobLocation(pack_id, offset, length, raw, flags)))

@@ -38,6 +38,8 @@ from core.storage import ObjectStore
 PREFIX = "locks/"
 #: A lock not refreshed for this long is stale (unless its live process is on this host).
 STALE_AFTER = timedelta(minutes=30)
+#: A lock whose refresh time lies further ahead than this is judged by its object's mtime.
+CLOCK_SKEW = timedelta(minutes=5)
 #: How often a held lock is rewritten with a new `refreshed` (seconds).
 REFRESH_INTERVAL = 300.0
 #: Retry pause bounds while waiting for a conflicting lock (seconds).
@@ -212,6 +214,10 @@ def _load(store: ObjectStore, name: str, mtime: float, now: datetime) -> LockInf
         t = datetime.fromtimestamp(mtime, UTC)
         # conservative: an unknown lock excludes everything until it is old
         info = LockInfo(name, True, "unknown", None, 0, None, "?", t, t, unknown=True)
+    if info.refreshed > now + CLOCK_SKEW:
+        # From the future (another host's clock, a year typed wrong): its age is told by
+        # when the object was last written, or it would never go stale.
+        info.refreshed = datetime.fromtimestamp(mtime, UTC)
     info.stale = _is_stale(info, now)
     return info
 

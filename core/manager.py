@@ -60,7 +60,7 @@ from .models import (
 from .progress import OperationContext
 from .reclaim import drop_unindexed_packs, reclaim
 from .recovery import recover, recover_locked
-from .repository import Repository, new_backup_id, project_dir
+from .repository import Repository, new_backup_id
 from .restore import Restorer
 from .validator import verify_backup
 
@@ -219,7 +219,7 @@ class BackupManager:
         except Cancelled:
             raise asyncio.CancelledError() from None
 
-    def _check_data_dir(self, data_dir: str) -> Path:
+    def _check_data_dir(self, data_dir: str, *, resolve: bool = True) -> Path:
         path = Path(os.path.expanduser(data_dir)).absolute()
         try:
             st = os.stat(path)
@@ -233,7 +233,7 @@ class BackupManager:
             raise InvalidInput(f"data_dir {path}: not a directory")
         if not os.access(path, os.R_OK | os.X_OK):
             raise NexusError(f"data_dir {path}: permission denied")
-        return Path(os.path.realpath(path))
+        return Path(os.path.realpath(path)) if resolve else path
 
     def create_blocking(
         self,
@@ -247,13 +247,17 @@ class BackupManager:
         which pass the target's descriptor as `top_fd`). With `req.confine_to`, the data
         directory is opened beneath an allowed directory without following symlinks and read
         only through that descriptor (invariant 7)."""
-        data_dir = self._check_data_dir(req.data_dir)
         if top_fd is None and req.confine_to is not None:
-            owned = open_dir_beneath(req.confine_to, data_dir, what="data_dir")
+            given = Path(os.path.abspath(os.path.expanduser(req.data_dir)))
+            owned = open_dir_beneath(req.confine_to, given, what="data_dir")
             try:
+                req = req.model_copy(update={"data_dir": str(given)})
                 return self.create_blocking(req, ctx, on_created, top_fd=owned)
             finally:
                 os.close(owned)
+        # Read through a descriptor, the directory is named as given: resolving the name again
+        # could name a place a swapped symlink points to, which is not what is read.
+        data_dir = self._check_data_dir(req.data_dir, resolve=top_fd is None)
         repo = self._writable(self._repo(req.project_id, create=True))
         if req.backup_type != BackupType.CHECKPOINT:
             self._check_data_dir_change(repo, data_dir, req.data_dir_change)
@@ -457,7 +461,7 @@ class BackupManager:
                     ctx,
                     log,
                     checkpoint if req.checkpoint else None,
-                    protect=self._protected(repo),
+                    protect=self._protected(),
                 )
                 try:
                     result = restorer.run()
@@ -496,14 +500,19 @@ class BackupManager:
         metas.sort(key=lambda m: (m.created_at, m.id), reverse=True)
         return metas
 
-    def _protected(self, repo: Repository) -> frozenset[tuple[int, int]]:
-        """The directories no restore may delete, replace or write into, wherever they lie
-        (a repository inside the target): the nexus root and the project's repository."""
+    def _protected(self) -> frozenset[tuple[int, int]]:
+        """The directories no restore may delete, replace or write into, wherever they lie,
+        reached by whatever path (a bind mount inside the target): the nexus root, and every
+        directory of every project's repository and of the logs."""
         found = set()
-        for path in (self.root, self.root / "backups", project_dir(self.root, repo.project_id)):
-            with contextlib.suppress(OSError):
-                st = os.stat(path)
-                found.add((st.st_dev, st.st_ino))
+        with contextlib.suppress(OSError):
+            st = os.stat(self.root)
+            found.add((st.st_dev, st.st_ino))
+        for top in (self.root / "backups", self.root / "logs"):
+            for dirpath, _dirs, _files in os.walk(top):
+                with contextlib.suppress(OSError):
+                    st = os.stat(dirpath, follow_symlinks=False)
+                    found.add((st.st_dev, st.st_ino))
         return frozenset(found)
 
     @staticmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import struct
 import threading
@@ -21,7 +22,7 @@ from pathlib import Path
 import blake3
 import zstandard
 
-from .storage import TMP_MARK, ObjectStore
+from .storage import TMP_MARK, ObjectInfo, ObjectStore
 
 MAGIC = b"NXPACK01"
 ENTRY = struct.Struct("<32sIIB")  # hash, stored length, raw length, flags
@@ -38,6 +39,21 @@ class PackFormatError(ValueError):
 
 def pack_name(pack_id: str) -> str:
     return f"packs/{pack_id[:2]}/{pack_id}"
+
+
+_PACK_NAME = re.compile(r"packs/([0-9a-f]{2})/(\1[0-9a-f]{62})")
+
+
+def pack_objects(store: ObjectStore) -> dict[str, ObjectInfo]:
+    """The packs in the store by id. Only objects named as this program names packs count:
+    anything else under `packs/` (a user's copy, a future format's object) is not a pack to
+    read, index or delete, and is left alone."""
+    found = {}
+    for obj in store.list("packs/"):
+        m = _PACK_NAME.fullmatch(obj.name)
+        if m:
+            found[m.group(2)] = obj
+    return found
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,14 @@ from .chunker import hash_bytes
 from .errors import Damaged
 from .index import PREFIX, IndexFormatError, decode_index, write_index
 from .models import IN_PROGRESS, RESTORABLE, DeleteResult
-from .packs import BlobLocation, PackWriter, decompress, pack_name, read_pack_entries
+from .packs import (
+    BlobLocation,
+    PackWriter,
+    decompress,
+    pack_name,
+    pack_objects,
+    read_pack_entries,
+)
 from .progress import OperationContext
 from .repository import Repository
 
@@ -95,7 +102,7 @@ def prove_unreferenced(repo: Repository) -> Proof:
         names = ", ".join(sorted(index.damaged)[:3])
         raise _refuse(f"index files are damaged ({names}); run rebuild-index")
     needed = referenced_chunks(repo)
-    sizes = {o.name.rsplit("/", 1)[-1]: o.size for o in repo.store.list("packs/")}
+    sizes = {pack_id: o.size for pack_id, o in pack_objects(repo.store).items()}
     by_pack = index.packs()
     missing = [d for d in needed if d not in index]
     if missing:

@@ -99,7 +99,9 @@ class Repository:
     # --- existence and config -------------------------------------------------------------
 
     def exists(self) -> bool:
-        return self.store.exists(CONFIG)
+        """The project has a repository: its config, or (a config lost) any object at all,
+        which then reads as damaged rather than as an unknown project to create anew."""
+        return self.store.exists(CONFIG) or bool(self.store.children())
 
     def init(self) -> None:
         """Create the project's repository (idempotent)."""
@@ -130,7 +132,14 @@ class Repository:
             try:
                 raw = self.store.get(CONFIG)
             except FileNotFoundError:
+                if self.exists():
+                    raise Damaged(
+                        f"project {self.project_id!r}: config.json is missing (its backups "
+                        "are still there: nothing is written until it is restored)"
+                    ) from None
                 raise NotFound(f"unknown project {self.project_id!r}") from None
+            except OSError as exc:
+                raise Damaged(f"project {self.project_id!r}: config.json cannot be read") from exc
             try:
                 config = RepoConfig.model_validate_json(raw)
             except ValidationError as exc:
@@ -163,9 +172,10 @@ class Repository:
 
     def settings(self) -> dict:
         try:
-            return json.loads(self.store.get(PROJECT))
-        except (FileNotFoundError, ValueError):
+            settings = json.loads(self.store.get(PROJECT))
+        except (OSError, ValueError):
             return {}
+        return settings if isinstance(settings, dict) else {}
 
     def save_settings(self, **values: object) -> None:
         current = self.settings()
@@ -206,6 +216,8 @@ class Repository:
             raise NotFound(
                 f"backup {backup_id!r} not found in project {self.project_id!r}"
             ) from None
+        except OSError as exc:  # a directory where the file should be, unreadable...
+            raise Damaged(f"backup {backup_id!r}: metadata.json cannot be read") from exc
         try:
             return BackupMetadata.model_validate_json(raw)
         except ValidationError as exc:
@@ -234,6 +246,8 @@ class Repository:
             return self.store.get(self.manifest_name(backup_id))
         except FileNotFoundError:
             raise Damaged(f"backup {backup_id!r}: its manifest is missing") from None
+        except OSError as exc:
+            raise Damaged(f"backup {backup_id!r}: its manifest cannot be read") from exc
 
     def write_manifest(self, backup_id: str, data: bytes) -> None:
         self.store.put(self.manifest_name(backup_id), data)
@@ -243,7 +257,7 @@ class Repository:
             return VerifyResult.model_validate_json(
                 self.store.get(self.prefix(backup_id) + "verify.json")
             )
-        except (FileNotFoundError, ValidationError, ValueError):
+        except (OSError, ValidationError, ValueError):
             return None
 
     def write_verify(self, result: VerifyResult) -> None:

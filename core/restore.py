@@ -71,6 +71,10 @@ REPLACES_DIR = "replaces a directory"
 REPLACES_NON_DIR = "replaces a non-directory"
 PROTECTED = "the backup repository is there"
 HOLDS_PROTECTED = "a directory holding the backup repository is there"
+CANNOT_KEEP = (
+    "what is there cannot be kept in the checkpoint first (a special file, unreadable, or a "
+    "path too long for the system)"
+)
 
 
 @dataclass(slots=True)
@@ -81,6 +85,7 @@ class Step:
     kind: str
     reason: str | None = None
     link: bytes | None = None  # a hard link to this path (restored in this same restore)
+    inside: tuple[int, int] = (0, 0)  # files and dirs removed with a directory this replaces
 
 
 def _norm(p: str) -> str:
@@ -293,7 +298,11 @@ class Restorer:
         self._euid = os.geteuid()
         self.packs: PackFiles | None = None
         self.dirs: confine.DirFds | None = None
-        self.excludes: walker.Excludes | None = None
+        #: What --delete leaves alone: the backup's own excludes and the target's current
+        #: `.nexusignore`, each matched on its own (a negation in one never re-includes what
+        #: the other excludes).
+        self.excludes: list[walker.Excludes] = []
+        self._top_len = 0  # bytes of the target's path, for what the checkpoint can hold
         self._temps: dict[bytes, int] = {}  # temp name -> descriptor of its directory
         self._jobs: set[_FileJob] = set()  # file jobs that may hold a temp file
         self._link_sources: set[bytes] = set()
@@ -387,15 +396,42 @@ class Restorer:
         finally:
             os.close(fd)
 
-    def _load_excludes(self, top: int, target: Path) -> walker.Excludes | None:
-        """What the backup excluded (its manifest's `excludes`) plus the target's current
-        `.nexusignore`: never deleted by `--delete`."""
+    def _load_excludes(self, top: int, target: Path) -> list[walker.Excludes]:
+        """What the backup excluded (its manifest's `excludes`) and what the target's current
+        `.nexusignore` excludes: never deleted by `--delete` (rsync's rule)."""
         header = mf.read_header(self.repo.read_manifest(self.meta.id))
         patterns = header.get("excludes") or []
         if not isinstance(patterns, list):
             patterns = []
-        patterns = [p for p in patterns if isinstance(p, str)]
-        return walker.load_excludes(os.fsencode(target), patterns, top_fd=top)
+        specs = [
+            walker.compile_excludes([p for p in patterns if isinstance(p, str)]),
+            walker.load_excludes(os.fsencode(target), [], top_fd=top),
+        ]
+        return [x for x in specs if x is not None]
+
+    def _checkpoint_keeps(
+        self, rel: bytes, st: os.stat_result, parent_fd: int | None = None
+    ) -> bool:
+        """Whether the checkpoint taken before this restore holds this entry of the target,
+        so that the printed undo brings it back: the backup walk's own rule (a directory,
+        regular file or symlink whose path fits the system's limit) and readable by us. Only
+        what it holds is overwritten, replaced or deleted (invariant 4); without a
+        checkpoint the caller has chosen to go without one."""
+        if not self.req.checkpoint or self.checkpoint is None:
+            return True
+        if not walker.backs_up(self._top_len, rel, st.st_mode):
+            return False
+        if self._euid == 0 or stat.S_ISLNK(st.st_mode):
+            return True
+        want = os.R_OK | (os.X_OK if stat.S_ISDIR(st.st_mode) else 0)
+        parent, name = _split(rel)
+        try:
+            if parent_fd is not None:
+                return os.access(name, want, dir_fd=parent_fd)
+            with self._d.at(parent) as fd:
+                return os.access(name, want, dir_fd=fd)
+        except OSError:
+            return False
 
     # --- planning --------------------------------------------------------------------------
 
@@ -439,6 +475,13 @@ class Restorer:
                     blocked[e.path] = e.path
                 continue
             step = self._plan_entry(e, kind, st if isinstance(st, os.stat_result) else None)
+            if (
+                step.action == "overwrite"
+                and isinstance(st, os.stat_result)
+                and not self._checkpoint_keeps(e.path, st)
+            ):
+                self.warn(f"{e.display_path}: not restored ({CANNOT_KEEP})")
+                step = Step(e, e.path, "skip", kind, CANNOT_KEEP)
             steps.append(step)
             if e.kind == mf.DIR:
                 if step.action in ("create", "overwrite"):
@@ -496,11 +539,11 @@ class Restorer:
                 return Step(e, rel, "skip", kind, "a directory is there")
             parent, name = _split(rel)
             with self._d.at(parent) as fd:
-                why = self._tree_blocker(fd, name)
+                why, files, dirs = self._survey_tree(fd, name, rel)
             if why:
                 self.warn(f"{e.display_path}: not restored ({why})")
                 return Step(e, rel, "skip", kind, why)
-            return Step(e, rel, "overwrite", kind, REPLACES_DIR)
+            return Step(e, rel, "overwrite", kind, REPLACES_DIR, inside=(files, dirs))
         if policy == "if-changed" and e.kind == mf.SYMLINK and stat.S_ISLNK(st.st_mode):
             parent, name = _split(rel)
             with contextlib.suppress(OSError), self._d.at(parent) as fd:
@@ -558,52 +601,57 @@ class Restorer:
             # in place would change them too, so a fresh copy is written over this name
 
     def _plan_links(self, steps: list[Step]) -> None:
-        """A file whose inode's first path is written by this restore with the same content
-        is restored as a hard link to it."""
-        written = {
-            s.rel: s.entry.hash
-            for s in steps
-            if s.entry is not None
-            and s.kind == "file"
-            and s.action in ("create", "overwrite")
-            and s.entry.link is None
-        }
+        """The names of one inode (an entry and those whose `link` names it) that this
+        restore writes with the same content become hard links to the first of them it
+        writes, in manifest order: the inode's first name when it is restored, else the
+        first restored of the others (`--path` may leave the first out)."""
+        first: dict[bytes, Step] = {}  # the inode's first name -> the name written first
         for s in steps:
             e = s.entry
-            if e is None or e.link is None or s.kind != "file":
+            if e is None or s.kind != "file" or s.action not in ("create", "overwrite"):
                 continue
-            if s.action in ("create", "overwrite") and written.get(e.link) == e.hash:
-                s.link = e.link
-                self._link_sources.add(e.link)
+            group = e.link if e.link is not None else s.rel
+            source = first.get(group)
+            if source is None:
+                first[group] = s
+            elif source.entry is not None and source.entry.hash == e.hash:
+                s.link = source.rel
+                self._link_sources.add(source.rel)
 
-    def _tree_blocker(self, dir_fd: int, name: bytes) -> str | None:
-        """Why the directory `name` may not be removed whole (it is or holds a protected
-        directory), or None. The one check every removal of a tree goes through."""
+    def _survey_tree(self, dir_fd: int, name: bytes, rel: bytes) -> tuple[str | None, int, int]:
+        """Why the directory `name` (at `rel`) may not be removed whole, or None, and the
+        files and directories inside it (counted in the preview). It may not when it is or
+        holds a protected directory, or holds what the checkpoint cannot keep. The one check
+        every removal of a tree goes through."""
         try:
             fd = os.open(name, confine.DIR_FLAGS, dir_fd=dir_fd)
         except OSError:
-            return None  # not a directory (any more): nothing to walk
-        stack = [fd]
+            return None, 0, 0  # not a directory (any more): nothing to walk
+        if _dev_ino(os.fstat(fd)) in self.protect:
+            os.close(fd)
+            return PROTECTED, 0, 0
+        stack, files, dirs = [(fd, rel)], 0, 0
         try:
-            if _dev_ino(os.fstat(fd)) in self.protect:
-                return PROTECTED
             while stack:
-                cur = stack.pop()
+                cur, cur_rel = stack.pop()
                 try:
-                    with os.scandir(cur) as it:
-                        subdirs = [d.name for d in it if d.is_dir(follow_symlinks=False)]
-                    for sub in subdirs:
-                        if _dev_ino(os.stat(sub, dir_fd=cur, follow_symlinks=False)) in (
-                            self.protect
-                        ):
-                            return HOLDS_PROTECTED
+                    for sub, st in _scan(cur):
+                        sub_rel = cur_rel + b"/" + sub
+                        if not self._checkpoint_keeps(sub_rel, st, cur):
+                            return CANNOT_KEEP, files, dirs
+                        if not stat.S_ISDIR(st.st_mode):
+                            files += 1
+                            continue
+                        if _dev_ino(st) in self.protect:
+                            return HOLDS_PROTECTED, files, dirs
+                        dirs += 1
                         with contextlib.suppress(OSError):
-                            stack.append(os.open(sub, confine.DIR_FLAGS, dir_fd=cur))
+                            stack.append((os.open(sub, confine.DIR_FLAGS, dir_fd=cur), sub_rel))
                 finally:
                     os.close(cur)
-            return None
+            return None, files, dirs
         finally:
-            for left in stack:
+            for left, _r in stack:
                 os.close(left)
 
     def _extras(
@@ -627,27 +675,27 @@ class Restorer:
         stack = [s for s in scopes if s not in skip]
         while stack:
             rel_dir = stack.pop()
-            listing = self._listing(rel_dir)
-            if listing is None:
-                held.add(rel_dir)
-                continue
             prefix = rel_dir + b"/" if rel_dir else b""
-            for name, st in listing:
-                rel = prefix + name
-                is_dir = stat.S_ISDIR(st.st_mode)
-                if self._kept(name, rel, st, is_dir):
-                    held.add(rel_dir)
-                    continue
-                if rel in keep:
-                    if is_dir and keep[rel] == mf.DIR and rel not in skip:
-                        stack.append(rel)
-                    continue
-                if is_dir:
-                    extra_dirs.append(rel)
-                    stack.append(rel)
-                else:
-                    kind = "symlink" if stat.S_ISLNK(st.st_mode) else "file"
-                    files.append(Step(None, rel, "delete", kind))
+            try:
+                with self._d.at(rel_dir) as fd:
+                    for name, st in _scan(fd):
+                        rel = prefix + name
+                        is_dir = stat.S_ISDIR(st.st_mode)
+                        if self._kept(fd, name, rel, st, is_dir):
+                            held.add(rel_dir)
+                            continue
+                        if rel in keep:
+                            if is_dir and keep[rel] == mf.DIR and rel not in skip:
+                                stack.append(rel)
+                            continue
+                        if is_dir:
+                            extra_dirs.append(rel)
+                            stack.append(rel)
+                        else:
+                            kind = "symlink" if stat.S_ISLNK(st.st_mode) else "file"
+                            files.append(Step(None, rel, "delete", kind))
+            except OSError:
+                held.add(rel_dir)  # cannot be listed: nothing in it is deleted
         out = files
         for rel in reversed(extra_dirs):
             if rel in held:
@@ -656,22 +704,19 @@ class Restorer:
                 out.append(Step(None, rel, "delete", "dir"))
         return out
 
-    def _kept(self, name: bytes, rel: bytes, st: os.stat_result, is_dir: bool) -> bool:
-        """An extra of the target that --delete leaves alone."""
+    def _kept(
+        self, parent_fd: int, name: bytes, rel: bytes, st: os.stat_result, is_dir: bool
+    ) -> bool:
+        """An extra of the target that --delete leaves alone: temp files of other restores,
+        protected directories, excluded paths, and what the checkpoint cannot hold."""
         if name.startswith(TMP_PREFIX.encode()):
             return True
         if is_dir and _dev_ino(st) in self.protect:
             return True
-        if self.excludes is not None:
-            return self.excludes.excluded(rel.decode("utf-8", "surrogateescape"), is_dir)
-        return False
-
-    def _listing(self, rel_dir: bytes) -> list[tuple[bytes, os.stat_result]] | None:
-        try:
-            with self._d.at(rel_dir) as fd, os.scandir(fd) as it:
-                return [(os.fsencode(d.name), d.stat(follow_symlinks=False)) for d in it]
-        except OSError:
-            return None
+        text = rel.decode("utf-8", "surrogateescape")
+        if any(x.excluded(text, is_dir) for x in self.excludes):
+            return True
+        return not self._checkpoint_keeps(rel, st, parent_fd)
 
     # --- execution -------------------------------------------------------------------------
 
@@ -686,6 +731,7 @@ class Restorer:
         self._refuse_protected_target(target)
         top = self._open_target(target, create=not self.req.dry_run)
         try:
+            self._top_len = len(os.fsencode(str(target)))
             if top is not None:
                 self.dirs = confine.DirFds(top)
                 if self.req.delete_extra:
@@ -850,7 +896,7 @@ class Restorer:
         """Remove the directory `name` (a file or symlink takes its place) unless it is or
         holds a protected directory (then a warning, False)."""
         rel = parent + b"/" + name if parent else name
-        why = self._tree_blocker(dir_fd, name)
+        why, _files, _dirs = self._survey_tree(dir_fd, name, rel)
         if why:
             self.warn(f"{_show(rel)}: not restored ({why})")
             return False
@@ -1139,6 +1185,12 @@ class Restorer:
         self.result.symlinks_created += 1
 
 
+def _scan(fd: int) -> list[tuple[bytes, os.stat_result]]:
+    """A directory's entries through its descriptor, each lstat'ed."""
+    with os.scandir(fd) as it:
+        return [(os.fsencode(d.name), d.stat(follow_symlinks=False)) for d in it]
+
+
 def _rel(s: Step) -> bytes:
     return s.rel
 
@@ -1164,8 +1216,10 @@ def count_steps(steps: list[Step]) -> RestoreCounts:
         symlinks_create=by["symlink", "create"],
         symlinks_overwrite=by["symlink", "overwrite"],
         skipped=sum(n for (_k, a), n in by.items() if a == "skip"),
-        delete_files=by["file", "delete"] + by["symlink", "delete"],
-        delete_dirs=by["dir", "delete"],
+        delete_files=by["file", "delete"]
+        + by["symlink", "delete"]
+        + sum(s.inside[0] for s in steps),
+        delete_dirs=by["dir", "delete"] + sum(s.inside[1] for s in steps),
         bytes_to_write=nbytes,
     )
 

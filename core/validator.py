@@ -19,7 +19,7 @@ from .chunker import hash_bytes
 from .errors import Conflict, Damaged
 from .manifest import Entry
 from .models import RESTORABLE, BackupMetadata, DamagedFile, VerifyResult
-from .packs import decompress, pack_name
+from .packs import decompress, pack_name, pack_objects
 from .progress import OperationContext
 from .repository import PackFiles, Repository
 
@@ -118,7 +118,7 @@ def verify_backup(
         else:
             by_pack[loc.pack_id].append(digest)
 
-    pack_sizes = {o.name: o.size for o in repo.store.list("packs/")}
+    pack_sizes = {o.name: o.size for o in pack_objects(repo.store).values()}
     total = sum(index.get(d).length for ds in by_pack.values() for d in ds)  # type: ignore[union-attr]
     ctx.set_phase("verifying", files_total=len(by_pack), bytes_total=total)
     # chunk by chunk in pack order, never a whole pack in memory: the peak stays at about

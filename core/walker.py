@@ -146,6 +146,14 @@ def load_excludes(
     return compile_excludes(lines)
 
 
+def backs_up(top_len: int, rel: bytes, mode: int) -> bool:
+    """Whether a backup of a directory whose path is `top_len` bytes long holds the entry
+    `rel` of this mode: a directory, regular file or symlink (special files are skipped)
+    whose whole path fits the system's limit. The one rule the walk applies, also asked by a
+    restore about what its checkpoint of the target will hold."""
+    return _KIND.get(mode & 0o170000) is not None and top_len + 1 + len(rel) < _PATH_MAX
+
+
 Entry = tuple[bytes, str, os.stat_result]  # (rel, kind, lstat)
 
 
