@@ -393,3 +393,25 @@ async def test_delete_of_a_fifo_in_the_target_is_undone_by_the_checkpoint(tmp_pa
         _req(res.checkpoint_id, target, overwrite="always", delete_extra=True, checkpoint=False)
     )
     assert os.path.lexists(target / "control.fifo"), "the undo did not bring the FIFO back"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect: restore --delete into the nexus root itself (allowed: 'beneath the nexus "
+    "root is allowed') deletes its logs/ directory and every log in it, although I4 says "
+    "nothing inside the nexus root is ever removed: only backups/ and the project's "
+    "directory are protected there",
+)
+async def test_delete_into_the_nexus_root_keeps_its_logs(tmp_path):
+    root = tmp_path / "repo"
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("a")
+    mgr = BackupManager(root)
+    meta = await _backup(mgr, data)
+    logs = _files(root / "logs")
+    assert logs, "no log written?"
+    await mgr.restore(_req(meta.id, root, overwrite="always", delete_extra=True))
+    after = _files(root / "logs") if (root / "logs").is_dir() else {}
+    lost = [k for k, v in logs.items() if not after.get(k, b"").startswith(v)]
+    assert not lost, f"the nexus root's logs were deleted (rewritten from empty): {lost}"
