@@ -426,3 +426,32 @@ async def test_delete_into_the_nexus_root_keeps_its_logs(tmp_path):
     after = _files(root / "logs") if (root / "logs").is_dir() else {}
     lost = [k for k, v in logs.items() if not after.get(k, b"").startswith(v)]
     assert not lost, f"the nexus root's logs were deleted (rewritten from empty): {lost}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect: a restore that only changes the mode of an existing file (0600 -> 0644, "
+    "same bytes) takes no checkpoint (RestoreCounts.destructive ignores files_metadata), so "
+    "nothing can undo it, and the CLI says 'Checkpoint none (the target was empty, or "
+    "--no-checkpoint)', neither of which is true",
+)
+async def test_a_restore_that_only_widens_a_mode_can_be_undone(tmp_path):
+    root = tmp_path / "repo"
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "key").write_text("secret")
+    os.chmod(data / "key", 0o644)
+    mgr = BackupManager(root)
+    meta = await _backup(mgr, data)
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "key").write_text("secret")
+    os.chmod(target / "key", 0o600)
+    res = await mgr.restore(_req(meta.id, target))
+    if os.stat(target / "key").st_mode & 0o777 == 0o600:
+        return  # left alone: nothing to undo
+    assert res.checkpoint_id, "the mode was widened and nothing can undo it"
+    await mgr.restore(
+        _req(res.checkpoint_id, target, overwrite="always", delete_extra=True, checkpoint=False)
+    )
+    assert os.stat(target / "key").st_mode & 0o777 == 0o600
