@@ -1,0 +1,457 @@
+"""Independent audit of issue #9, invariant 4 and 5 (restore --delete, its checkpoint and its
+preview), with variants the other suites do not try: the repository reached through a bind
+mount inside the target, a target ignore file that changed (negations) since the backup, a
+directory of many files replaced by a symlink, hard links cut by --path.
+
+Each test checks what a user would: the bytes of the repository and of the target."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.manager import BackupManager
+from core.models import CreateRequest, RestoreRequest
+
+P = "aud"
+
+
+def _files(top: Path) -> dict[str, bytes]:
+    """Every regular file under `top` (not following symlinks), by relative path."""
+    out: dict[str, bytes] = {}
+    for dirpath, _dirs, names in os.walk(top):
+        for n in names:
+            full = Path(dirpath) / n
+            if full.is_file() and not full.is_symlink():
+                out[str(full.relative_to(top))] = full.read_bytes()
+    return out
+
+
+async def _backup(mgr: BackupManager, src: Path, **kw: object):
+    return await mgr.create(CreateRequest(project_id=P, data_dir=str(src), **kw))
+
+
+def _req(backup_id: str, target: Path, **kw: object) -> RestoreRequest:
+    return RestoreRequest(project_id=P, backup_id=backup_id, restore_dir=str(target), **kw)
+
+
+@contextlib.contextmanager
+def _bind(source: Path, where: Path) -> Iterator[None]:
+    """`source` bind-mounted at `where` (skips where mounting is not permitted)."""
+    where.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "--bind", str(source), str(where)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {r.stderr.decode().strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+# --- I4: the repository reached through a bind mount inside the target ----------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect: restore --delete deletes the packs (or index, or a backup's directory) of "
+    "the repository when a sub-directory of it is bind-mounted inside the target: only the "
+    "nexus root, backups/ and the project directory are protected, not what lies inside them",
+)
+@pytest.mark.parametrize("inner", ["packs", "index"])
+async def test_delete_never_removes_a_bind_mounted_part_of_the_repository(tmp_path, inner):
+    """A user bind-mounts part of the repository into the directory they back up (to browse
+    it, or a container layout does). `restore --delete` must still never delete anything in
+    the repository "wherever it lies"."""
+    root = tmp_path / "repo"
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "big.bin").write_bytes(os.urandom(200_000))
+    mgr = BackupManager(root)
+    meta = await _backup(mgr, data)
+    pdir = root / "backups" / P
+    held = _files(pdir / "packs") | {f"i/{k}": v for k, v in _files(pdir / "index").items()}
+    with _bind(pdir / inner, data / "view"):
+        await mgr.restore(_req(meta.id, data, overwrite="always", delete_extra=True))
+    after = _files(pdir / "packs") | {f"i/{k}": v for k, v in _files(pdir / "index").items()}
+    assert {k: after.get(k) for k in held} == held, "the repository lost objects to --delete"
+    out = tmp_path / "out"
+    await BackupManager(root).restore(_req(meta.id, out))
+    assert (out / "big.bin").read_bytes() == (data / "big.bin").read_bytes()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect: restore --delete of project A deletes project B's whole repository when "
+    "B's directory (backups/B) is bind-mounted inside A's target: only A's own repository is "
+    "protected",
+)
+async def test_delete_never_removes_another_projects_repository_bind_mounted(tmp_path):
+    root = tmp_path / "repo"
+    data, other = tmp_path / "data", tmp_path / "other"
+    data.mkdir()
+    other.mkdir()
+    (data / "a.txt").write_text("a")
+    (other / "b.bin").write_bytes(os.urandom(50_000))
+    mgr = BackupManager(root)
+    meta = await _backup(mgr, data)
+    ob = await mgr.create(CreateRequest(project_id="other", data_dir=str(other)))
+    held = _files(root / "backups" / "other")
+    with _bind(root / "backups" / "other", data / "mnt"):
+        await mgr.restore(_req(meta.id, data, overwrite="always", delete_extra=True))
+    after = _files(root / "backups" / "other")
+    assert {k: after.get(k) for k in held} == held, "another project's repository was deleted"
+    out = tmp_path / "out"
+    await BackupManager(root).restore(
+        RestoreRequest(project_id="other", backup_id=ob.id, restore_dir=str(out))
+    )
+    assert (out / "b.bin").read_bytes() == (other / "b.bin").read_bytes()
+
+
+async def test_delete_with_the_whole_root_bind_mounted_inside_keeps_it(tmp_path):
+    """The nexus root itself bind-mounted inside the target (same inode, another path): kept."""
+    root = tmp_path / "repo"
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.bin").write_bytes(os.urandom(100_000))
+    mgr = BackupManager(root)
+    meta = await _backup(mgr, data)
+    held = _files(root / "backups")
+    with _bind(root, data / "mnt"):
+        await mgr.restore(_req(meta.id, data, overwrite="always", delete_extra=True))
+        assert (data / "mnt" / "backups").is_dir()
+    after = _files(root / "backups")
+    assert {k: after.get(k) for k in held} == held
+
+
+async def test_delete_through_a_symlink_to_the_repository_removes_only_the_link(tmp_path):
+    """A symlink inside the target pointing at the repository: --delete removes the link (the
+    backup never held it) and never follows it."""
+    root = tmp_path / "repo"
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.bin").write_bytes(os.urandom(100_000))
+    mgr = BackupManager(root)
+    meta = await _backup(mgr, data)
+    held = _files(root / "backups")
+    (data / "repolink").symlink_to(root)
+    (data / "packlink").symlink_to(root / "backups" / P / "packs")
+    await mgr.restore(_req(meta.id, data, overwrite="always", delete_extra=True))
+    assert not os.path.lexists(data / "repolink") and not os.path.lexists(data / "packlink")
+    after = _files(root / "backups")
+    assert {k: after.get(k) for k in held} == held
+
+
+# --- I4: what the backup excluded, with negations and an ignore file changed since -----------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect: a negation added to the target's .nexusignore after the backup "
+    "(`!other.log`) re-includes a file the backup excluded (`*.log`), so restore --delete "
+    "deletes a file the backup never held: the header's excludes and the target's ignore "
+    "file are evaluated as one list instead of each on its own",
+)
+async def test_negation_added_to_the_target_ignore_file_never_deletes_an_excluded_file(tmp_path):
+    root = tmp_path / "repo"
+    data = tmp_path / "data"
+    (data / "logs").mkdir(parents=True)
+    (data / "src.py").write_text("code")
+    (data / "logs" / "other.log").write_text("never backed up, must survive --delete")
+    (data / ".nexusignore").write_text("*.log\n")
+    mgr = BackupManager(root)
+    meta = await _backup(mgr, data)
+    (data / ".nexusignore").write_text("*.log\n!other.log\n")  # the user changed their mind
+    await mgr.restore(
+        _req(meta.id, data, overwrite="if-changed", delete_extra=True, checkpoint=False)
+    )
+    assert (data / "logs" / "other.log").read_text().startswith("never backed up")
+
+
+async def test_negation_in_the_backup_excludes_restores_and_deletes_exactly(tmp_path):
+    """`*.log` then `!keep.log` at backup time: keep.log is held (and restored), other logs
+    are kept by --delete whatever the target's ignore file says now (emptied here)."""
+    root = tmp_path / "repo"
+    data = tmp_path / "data"
+    (data / "logs").mkdir(parents=True)
+    (data / "logs" / "keep.log").write_text("keep")
+    (data / "logs" / "other.log").write_text("excluded")
+    (data / ".nexusignore").write_text("*.log\n!keep.log\n")
+    mgr = BackupManager(root)
+    meta = await _backup(mgr, data)
+    (data / ".nexusignore").write_text("")
+    (data / "logs" / "new.log").write_text("excluded by the backup's rule, kept")
+    (data / "logs" / "extra.txt").write_text("not excluded: deleted")
+    (data / "logs" / "keep.log").write_text("damaged")
+    res = await mgr.restore(_req(meta.id, data, overwrite="always", delete_extra=True))
+    assert (data / "logs" / "keep.log").read_text() == "keep"
+    assert (data / "logs" / "other.log").read_text() == "excluded"
+    assert (data / "logs" / "new.log").exists()
+    assert not (data / "logs" / "extra.txt").exists()
+    assert res.counts.delete_files == 1
+
+
+async def test_paths_with_delete_stay_inside_the_selected_directory(tmp_path):
+    """--path src --delete deletes extras under src only, however the path is spelled."""
+    root = tmp_path / "repo"
+    data = tmp_path / "data"
+    (data / "src").mkdir(parents=True)
+    (data / "other").mkdir()
+    (data / "src" / "a").write_text("a")
+    (data / "other" / "o").write_text("o")
+    mgr = BackupManager(root)
+    meta = await _backup(mgr, data)
+    for spelled in ("src", "src/", "./src", "src//", "/src"):
+        (data / "src" / "new").write_text("x")
+        (data / "other" / "new").write_text("y")
+        (data / "top").write_text("z")
+        await mgr.restore(_req(meta.id, data, paths=[spelled], delete_extra=True, checkpoint=False))
+        assert not (data / "src" / "new").exists(), spelled
+        assert (data / "other" / "new").exists() and (data / "top").exists(), spelled
+
+
+# --- I5 / I4: a directory of many files replaced by a symlink -------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect: the preview (and the result) of a restore that replaces a directory "
+    "holding 1,200 files by a symlink or a file counts 0 deletions (delete_files == 0, "
+    "'0 deleted') although the restore removes all 1,200 files, with or without --delete: "
+    "the files inside a replaced directory are not counted",
+)
+@pytest.mark.parametrize("kind", ["symlink", "file"])
+@pytest.mark.parametrize("delete", [True, False])
+async def test_preview_counts_the_files_inside_a_directory_a_symlink_replaces(
+    tmp_path, kind, delete
+):
+    """Also a plain file in the backup where the target has a directory of files, and
+    without --delete (--overwrite always alone removes them): the counts say 0 deleted."""
+    root = tmp_path / "repo"
+    data = tmp_path / "data"
+    (data / "tgt").mkdir(parents=True)
+    (data / "tgt" / "t").write_text("t")
+    if kind == "symlink":
+        (data / "d").symlink_to("tgt")
+    else:
+        (data / "d").write_text("a file where the target has a directory")
+    mgr = BackupManager(root)
+    meta = await _backup(mgr, data)
+    (data / "d").unlink()
+    (data / "d").mkdir()
+    for i in range(1200):
+        (data / "d" / f"f{i}").write_text(str(i))
+    dry = await mgr.restore(
+        _req(meta.id, data, overwrite="always", delete_extra=delete, dry_run=True)
+    )
+    before = len(_files(data))
+    res = await mgr.restore(_req(meta.id, data, overwrite="always", delete_extra=delete))
+    removed = before - len(_files(data)) + (1 if kind == "file" else 0)
+    assert removed == 1200
+    assert dry.counts.delete_files >= removed, dry.counts
+    assert res.files_deleted >= removed, res
+
+
+async def test_undo_of_a_directory_of_1200_files_replaced_by_a_symlink(tmp_path):
+    """The printed undo (the checkpoint, --overwrite always --delete) brings back the 1,200
+    files byte for byte and the directory in place of the symlink."""
+    root = tmp_path / "repo"
+    data = tmp_path / "data"
+    (data / "tgt").mkdir(parents=True)
+    (data / "tgt" / "t").write_text("t")
+    (data / "d").symlink_to("tgt")
+    mgr = BackupManager(root)
+    meta = await _backup(mgr, data)
+    (data / "d").unlink()
+    (data / "d").mkdir()
+    for i in range(1200):
+        (data / "d" / f"f{i}").write_text(str(i) * 3)
+    (data / "tgt" / "t").write_text("changed")
+    before = _files(data)
+    res = await mgr.restore(_req(meta.id, data, overwrite="always", delete_extra=True))
+    assert (data / "d").is_symlink() and res.checkpoint_id
+    await mgr.restore(
+        _req(res.checkpoint_id, data, overwrite="always", delete_extra=True, checkpoint=False)
+    )
+    assert not (data / "d").is_symlink()
+    assert _files(data) == before
+
+
+# --- fidelity: a hard link whose first name --path leaves out --------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect: restore --path b of a backup whose hard-linked file's first name (a/first) "
+    "is outside the selection writes b/second and b/third as two separate copies instead of "
+    "one file with two links: every entry's `hl` names the unselected first path",
+)
+async def test_hard_link_whose_first_name_is_not_selected_stays_a_link(tmp_path):
+    root = tmp_path / "repo"
+    data = tmp_path / "data"
+    (data / "a").mkdir(parents=True)
+    (data / "b").mkdir()
+    body = os.urandom(150_000)
+    (data / "a" / "first").write_bytes(body)
+    os.link(data / "a" / "first", data / "b" / "second")
+    os.link(data / "a" / "first", data / "b" / "third")
+    mgr = BackupManager(root)
+    meta = await _backup(mgr, data)
+    out = tmp_path / "out"
+    await mgr.restore(_req(meta.id, out, paths=["b"]))
+    assert not (out / "a").exists()
+    assert (out / "b" / "second").read_bytes() == body
+    assert (out / "b" / "third").read_bytes() == body
+    assert os.stat(out / "b" / "second").st_ino == os.stat(out / "b" / "third").st_ino
+
+
+# --- I4: the checkpoint must hold what --delete removes, even what its walker skips ----------
+
+
+def _deep_file(top: Path, levels: int = 25, body: bytes = b"precious deep data") -> list[str]:
+    """A file below `levels` directories of 200-byte names (its path is longer than
+    PATH_MAX, so only a descriptor walk reaches it); the names on the way."""
+    names = ["d" * 200] * levels
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for n in names:
+            os.mkdir(n, dir_fd=fd)
+            nfd = os.open(n, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        f = os.open("deep.txt", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=fd)
+        os.write(f, body)
+        os.close(f)
+    finally:
+        os.close(fd)
+    return names
+
+
+def _read_deep(top: Path, names: list[str]) -> bytes | None:
+    try:
+        fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        for n in names:
+            nfd = os.open(n, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        f = os.open("deep.txt", os.O_RDONLY, dir_fd=fd)
+        try:
+            return os.read(f, 1 << 16)
+        finally:
+            os.close(f)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect: restore --delete deletes a file whose path is longer than PATH_MAX (it "
+    "reaches it through descriptors) although the checkpoint's walker skipped it ('cannot "
+    "stat: File name too long'), so the printed undo does not bring it back: data lost",
+)
+async def test_delete_of_a_file_deeper_than_path_max_is_undone_by_the_checkpoint(tmp_path):
+    root = tmp_path / "repo"
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("a")
+    mgr = BackupManager(root)
+    meta = await _backup(mgr, data)
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "a.txt").write_text("changed")
+    names = _deep_file(target)
+    res = await mgr.restore(_req(meta.id, target, overwrite="always", delete_extra=True))
+    if _read_deep(target, names) is not None:
+        return  # not deleted: the claim holds
+    assert res.checkpoint_id, "deleted with no checkpoint"
+    await mgr.restore(
+        _req(res.checkpoint_id, target, overwrite="always", delete_extra=True, checkpoint=False)
+    )
+    assert _read_deep(target, names) == b"precious deep data", "the undo lost the deep file"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect: restore --delete deletes a FIFO (or socket) of the target that the "
+    "checkpoint skips (the walker skips special files), so the printed undo does not bring "
+    "it back: the checkpoint does not hold everything the restore deletes",
+)
+async def test_delete_of_a_fifo_in_the_target_is_undone_by_the_checkpoint(tmp_path):
+    root = tmp_path / "repo"
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("a")
+    mgr = BackupManager(root)
+    meta = await _backup(mgr, data)
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "a.txt").write_text("changed")
+    os.mkfifo(target / "control.fifo")
+    res = await mgr.restore(_req(meta.id, target, overwrite="always", delete_extra=True))
+    if os.path.lexists(target / "control.fifo"):
+        return  # kept: the claim holds
+    assert res.checkpoint_id
+    await mgr.restore(
+        _req(res.checkpoint_id, target, overwrite="always", delete_extra=True, checkpoint=False)
+    )
+    assert os.path.lexists(target / "control.fifo"), "the undo did not bring the FIFO back"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect: restore --delete into the nexus root itself (allowed: 'beneath the nexus "
+    "root is allowed') deletes its logs/ directory and every log in it, although I4 says "
+    "nothing inside the nexus root is ever removed: only backups/ and the project's "
+    "directory are protected there",
+)
+async def test_delete_into_the_nexus_root_keeps_its_logs(tmp_path):
+    root = tmp_path / "repo"
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("a")
+    mgr = BackupManager(root)
+    meta = await _backup(mgr, data)
+    logs = _files(root / "logs")
+    assert logs, "no log written?"
+    await mgr.restore(_req(meta.id, root, overwrite="always", delete_extra=True))
+    after = _files(root / "logs") if (root / "logs").is_dir() else {}
+    lost = [k for k, v in logs.items() if not after.get(k, b"").startswith(v)]
+    assert not lost, f"the nexus root's logs were deleted (rewritten from empty): {lost}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="defect: a restore that only changes the mode of an existing file (0600 -> 0644, "
+    "same bytes) takes no checkpoint (RestoreCounts.destructive ignores files_metadata), so "
+    "nothing can undo it, and the CLI says 'Checkpoint none (the target was empty, or "
+    "--no-checkpoint)', neither of which is true",
+)
+async def test_a_restore_that_only_widens_a_mode_can_be_undone(tmp_path):
+    root = tmp_path / "repo"
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "key").write_text("secret")
+    os.chmod(data / "key", 0o644)
+    mgr = BackupManager(root)
+    meta = await _backup(mgr, data)
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "key").write_text("secret")
+    os.chmod(target / "key", 0o600)
+    res = await mgr.restore(_req(meta.id, target))
+    if os.stat(target / "key").st_mode & 0o777 == 0o600:
+        return  # left alone: nothing to undo
+    assert res.checkpoint_id, "the mode was widened and nothing can undo it"
+    await mgr.restore(
+        _req(res.checkpoint_id, target, overwrite="always", delete_extra=True, checkpoint=False)
+    )
+    assert os.stat(target / "key").st_mode & 0o777 == 0o600
