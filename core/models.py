@@ -284,7 +284,9 @@ class RestoreCounts(BaseModel):
 
     @property
     def destructive(self) -> bool:
-        return bool(self.overwritten or self.deleted)
+        """Whether the restore changes anything that was in the target (a checkpoint is then
+        taken first): content replaced or deleted, or only mode or times set again."""
+        return bool(self.overwritten or self.deleted or self.files_metadata)
 
 
 class RestoreResult(BaseModel):

@@ -896,13 +896,15 @@ class Restorer:
         """Remove the directory `name` (a file or symlink takes its place) unless it is or
         holds a protected directory (then a warning, False)."""
         rel = parent + b"/" + name if parent else name
-        why, _files, _dirs = self._survey_tree(dir_fd, name, rel)
+        why, files, _dirs = self._survey_tree(dir_fd, name, rel)
         if why:
             self.warn(f"{_show(rel)}: not restored ({why})")
             return False
         with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             shutil.rmtree(name, dir_fd=dir_fd)
         self._d.forget(rel)
+        with self._lock:
+            self.result.files_deleted += files
         return True
 
     def _execute(self, steps: list[Step]) -> None:

@@ -101,7 +101,12 @@ def _restore_lines(ctx: Context, res: RestoreResult) -> list[str]:
             details.append(("Checkpoint", f"{res.checkpoint_id} (the target before this restore)"))
             details.append(("Undo with", undo))
         else:
-            details.append(("Checkpoint", "none (the target was empty, or --no-checkpoint)"))
+            why = (
+                "--no-checkpoint"
+                if not ctx.args.checkpoint
+                else "nothing that was in the target changed"
+            )
+            details.append(("Checkpoint", f"none ({why})"))
         lines += ["  " + line for line in block(details)]
     if res.warnings:
         lines.append(f"Warning: {plural(len(res.warnings), 'problem')}:")

@@ -188,13 +188,6 @@ def test_create_queued_then_its_parent_swapped_for_a_symlink_reads_nothing_outsi
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: the failed job of a create whose data_dir was swapped for a symlink after "
-    "the check names the symlink's resolved target outside the allowed directories "
-    "('data_dir /.../outside/.../data is outside the allowed directories'): the API reveals "
-    "a path outside --allow-dir",
-)
 def test_the_failed_job_of_a_swapped_create_names_no_outside_path(one_slot):
     job, _completed, _project = _queued_create_through_a_swapped_parent(one_slot)
     assert str(one_slot.outside) not in json.dumps(job), job

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 P = "kill"
-EXE = [sys.executable, "-m", "core.cli"]
+EXE = [sys.executable, "-m", "cli"]
 RESTORE_OPTS = ("--overwrite", "always", "--delete")
 
 

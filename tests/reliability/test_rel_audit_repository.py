@@ -23,7 +23,7 @@ import pytest
 from core import locks
 
 P = "aud"
-EXE = [sys.executable, "-m", "core.cli"]
+EXE = [sys.executable, "-m", "cli"]
 
 
 def cli(root: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -85,13 +85,6 @@ def two(tmp_path: Path):
 # --- I2: repair never loses what it cannot parse, and says so in one line --------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: rebuild-index dies with 'internal error: ValueError: non-hexadecimal "
-    "number found in fromhex()' when packs/ holds a readable pack under a name that is not "
-    "a hex id (a user's `<id>.bak` copy): core/check.py rebuild_index passes the file name "
-    "to core/index.py encode_index as a pack id",
-)
 @pytest.mark.parametrize("name", ["{id}.bak", "copy-of-pack"])
 def test_rebuild_index_with_a_copy_of_a_pack_under_another_name(two, tmp_path, name):
     root, (a_id, a_tree), (b_id, b_tree) = two
@@ -123,12 +116,6 @@ def test_rebuild_index_with_quarantine_a_file_deletes_nothing(two, tmp_path):
 # --- I3: odd objects where directories or files are expected ---------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: one backup whose metadata.json is a directory makes list, projects, check, "
-    "delete and create of the whole project fail ('metadata.json: is a directory') instead "
-    "of reporting that one backup damaged (as a missing or empty metadata.json is)",
-)
 def test_metadata_that_is_a_directory_is_reported_not_fatal(two, tmp_path):
     root, (a_id, _a_tree), (b_id, b_tree) = two
     meta = _pdir(root) / f"backup_{a_id}" / "metadata.json"
@@ -186,12 +173,6 @@ def _plant_lock(root: Path, **fields: object) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a lock whose `refreshed` lies in the future (another host's clock, or "
-    "2099) is never stale: it blocks every writer forever although its file was not "
-    "refreshed for 30 minutes (core/locks.py _is_stale compares only the recorded time)",
-)
 def test_a_lock_from_the_future_not_refreshed_for_30_minutes_is_stale(two, tmp_path):
     root, _a, _b = two
     lock = _plant_lock(
@@ -282,13 +263,6 @@ def test_read_only_bind_mount_is_listed_checked_verified_and_restored(two, tmp_p
         subprocess.run(["umount", "-l", str(ro)], capture_output=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a default restore (checkpoint on) into a non-empty target from a "
-    "read-only repository fails with 'cannot lock the repository: ... read-only file "
-    "system' instead of naming the real cause (the checkpoint cannot be stored) and "
-    "--no-checkpoint; the README says a read-only repository is restored from",
-)
 def test_default_restore_from_a_read_only_bind_mount_says_why(two, tmp_path):
     root, (a_id, _a_tree), _b = two
     target = tmp_path / "t"
@@ -361,13 +335,6 @@ def test_delete_racing_a_create_that_dedups_against_its_chunks(tmp_path):
         assert r.returncode == 0, r.stdout + r.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a project whose config.json is lost (backups, packs and index intact) is "
-    "'unknown project' for list and check and 'No projects ... yet' for projects, instead "
-    "of reported damaged by name; a create then writes a fresh config.json over the "
-    "existing repository (core/repository.py exists() keys on config.json alone)",
-)
 def test_a_lost_config_is_reported_not_an_unknown_project(two):
     root, _a, _b = two
     (_pdir(root) / "config.json").unlink()

@@ -56,12 +56,6 @@ def _bind(source: Path, where: Path) -> Iterator[None]:
 # --- I4: the repository reached through a bind mount inside the target ----------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: restore --delete deletes the packs (or index, or a backup's directory) of "
-    "the repository when a sub-directory of it is bind-mounted inside the target: only the "
-    "nexus root, backups/ and the project directory are protected, not what lies inside them",
-)
 @pytest.mark.parametrize("inner", ["packs", "index"])
 async def test_delete_never_removes_a_bind_mounted_part_of_the_repository(tmp_path, inner):
     """A user bind-mounts part of the repository into the directory they back up (to browse
@@ -84,12 +78,6 @@ async def test_delete_never_removes_a_bind_mounted_part_of_the_repository(tmp_pa
     assert (out / "big.bin").read_bytes() == (data / "big.bin").read_bytes()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: restore --delete of project A deletes project B's whole repository when "
-    "B's directory (backups/B) is bind-mounted inside A's target: only A's own repository is "
-    "protected",
-)
 async def test_delete_never_removes_another_projects_repository_bind_mounted(tmp_path):
     root = tmp_path / "repo"
     data, other = tmp_path / "data", tmp_path / "other"
@@ -149,13 +137,6 @@ async def test_delete_through_a_symlink_to_the_repository_removes_only_the_link(
 # --- I4: what the backup excluded, with negations and an ignore file changed since -----------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a negation added to the target's .nexusignore after the backup "
-    "(`!other.log`) re-includes a file the backup excluded (`*.log`), so restore --delete "
-    "deletes a file the backup never held: the header's excludes and the target's ignore "
-    "file are evaluated as one list instead of each on its own",
-)
 async def test_negation_added_to_the_target_ignore_file_never_deletes_an_excluded_file(tmp_path):
     root = tmp_path / "repo"
     data = tmp_path / "data"
@@ -217,13 +198,6 @@ async def test_paths_with_delete_stay_inside_the_selected_directory(tmp_path):
 # --- I5 / I4: a directory of many files replaced by a symlink -------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: the preview (and the result) of a restore that replaces a directory "
-    "holding 1,200 files by a symlink or a file counts 0 deletions (delete_files == 0, "
-    "'0 deleted') although the restore removes all 1,200 files, with or without --delete: "
-    "the files inside a replaced directory are not counted",
-)
 @pytest.mark.parametrize("kind", ["symlink", "file"])
 @pytest.mark.parametrize("delete", [True, False])
 async def test_preview_counts_the_files_inside_a_directory_a_symlink_replaces(
@@ -284,12 +258,6 @@ async def test_undo_of_a_directory_of_1200_files_replaced_by_a_symlink(tmp_path)
 # --- fidelity: a hard link whose first name --path leaves out --------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: restore --path b of a backup whose hard-linked file's first name (a/first) "
-    "is outside the selection writes b/second and b/third as two separate copies instead of "
-    "one file with two links: every entry's `hl` names the unselected first path",
-)
 async def test_hard_link_whose_first_name_is_not_selected_stays_a_link(tmp_path):
     root = tmp_path / "repo"
     data = tmp_path / "data"
@@ -352,12 +320,6 @@ def _read_deep(top: Path, names: list[str]) -> bytes | None:
         os.close(fd)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: restore --delete deletes a file whose path is longer than PATH_MAX (it "
-    "reaches it through descriptors) although the checkpoint's walker skipped it ('cannot "
-    "stat: File name too long'), so the printed undo does not bring it back: data lost",
-)
 async def test_delete_of_a_file_deeper_than_path_max_is_undone_by_the_checkpoint(tmp_path):
     root = tmp_path / "repo"
     data = tmp_path / "data"
@@ -379,12 +341,6 @@ async def test_delete_of_a_file_deeper_than_path_max_is_undone_by_the_checkpoint
     assert _read_deep(target, names) == b"precious deep data", "the undo lost the deep file"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: restore --delete deletes a FIFO (or socket) of the target that the "
-    "checkpoint skips (the walker skips special files), so the printed undo does not bring "
-    "it back: the checkpoint does not hold everything the restore deletes",
-)
 async def test_delete_of_a_fifo_in_the_target_is_undone_by_the_checkpoint(tmp_path):
     root = tmp_path / "repo"
     data = tmp_path / "data"
@@ -406,13 +362,6 @@ async def test_delete_of_a_fifo_in_the_target_is_undone_by_the_checkpoint(tmp_pa
     assert os.path.lexists(target / "control.fifo"), "the undo did not bring the FIFO back"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: restore --delete into the nexus root itself (allowed: 'beneath the nexus "
-    "root is allowed') deletes its logs/ directory and every log in it, although I4 says "
-    "nothing inside the nexus root is ever removed: only backups/ and the project's "
-    "directory are protected there",
-)
 async def test_delete_into_the_nexus_root_keeps_its_logs(tmp_path):
     root = tmp_path / "repo"
     data = tmp_path / "data"
@@ -428,13 +377,6 @@ async def test_delete_into_the_nexus_root_keeps_its_logs(tmp_path):
     assert not lost, f"the nexus root's logs were deleted (rewritten from empty): {lost}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a restore that only changes the mode of an existing file (0600 -> 0644, "
-    "same bytes) takes no checkpoint (RestoreCounts.destructive ignores files_metadata), so "
-    "nothing can undo it, and the CLI says 'Checkpoint none (the target was empty, or "
-    "--no-checkpoint)', neither of which is true",
-)
 async def test_a_restore_that_only_widens_a_mode_can_be_undone(tmp_path):
     root = tmp_path / "repo"
     data = tmp_path / "data"
