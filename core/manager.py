@@ -67,6 +67,8 @@ from .validator import verify_backup
 T = TypeVar("T")
 Progress = Callable[[ProgressEvent], None]
 LOCK_TIMEOUT = 5.0
+#: The `reason` tag of the checkpoint a restore takes of its target first.
+PRE_RESTORE = "pre-restore"
 
 
 def _display(path: bytes) -> str:
@@ -189,11 +191,15 @@ class BackupManager:
         return ctx.snapshot()
 
     def _resolve_id(self, repo: Repository, backup_id: str) -> str:
+        """`latest`: the newest completed backup that is not a restore's automatic
+        checkpoint (else `restore latest` run twice would bring back the target as it was
+        before the first restore); a checkpoint only when there is nothing else."""
         if backup_id == "latest":
             done = [m for m in repo.list_metadata()[0] if m.status in RESTORABLE]
             if not done:
                 raise NotFound(f"project {repo.project_id!r} has no completed backup")
-            return max(done, key=lambda m: m.created_at).id
+            own = [m for m in done if m.tags.get("reason") != PRE_RESTORE] or done
+            return max(own, key=lambda m: m.created_at).id
         return check_id(backup_id, "backup_id")
 
     # --- create ----------------------------------------------------------------------------
@@ -439,7 +445,7 @@ class BackupManager:
                         project_id=project,
                         backup_type=BackupType.CHECKPOINT,
                         data_dir=str(target),
-                        tags={"name": f"before-restore-{backup_id}"[:64], "reason": "pre-restore"},
+                        tags={"name": f"before-restore-{backup_id}"[:64], "reason": PRE_RESTORE},
                         use_ignore_file=False,
                     )
                     cctx = OperationContext("create", project, None)

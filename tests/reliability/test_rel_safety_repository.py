@@ -413,3 +413,19 @@ async def test_read_only_repository_is_listed_verified_and_restored(tmp_path):
         assert (target / "f").read_bytes() == b"mine"
     finally:
         subprocess.run(["umount", "-l", str(mnt)])
+
+
+async def test_latest_is_never_a_restores_own_checkpoint(two, tmp_path):
+    """`restore latest` run twice over a changed target restores the backup both times: the
+    first restore's automatic checkpoint (newer) is not what `latest` means."""
+    _root, mgr, _a, (b_id, b_tree) = two
+    target = tmp_path / "t"
+    target.mkdir()
+    (target / "f.bin").write_bytes(b"changed by hand")
+    for _ in range(2):
+        res = await mgr.restore(
+            RestoreRequest(project_id=P, backup_id="latest", restore_dir=str(target))
+        )
+        assert res.backup_id == b_id
+        assert {k: v for k, v in _tree(target).items() if k in b_tree} == b_tree
+    assert (await mgr.info(P, "latest")).metadata.id == b_id
