@@ -191,7 +191,7 @@ class Soak:
             self.faults["disk-full"] += 1
             try:
                 meta = await BackupManager(root).create(
-                    CreateRequest(project_id=h.PROJECT, data_dir=str(big))
+                    CreateRequest(project_id=h.PROJECT, data_dir=str(big), data_dir_change=True)
                 )
             except NexusError as exc:
                 if "no space" not in str(exc):
