@@ -138,7 +138,10 @@ class Query:
             return False
         if self.until is not None and created > self.until:
             return False
-        return not self.words or all(w in _haystack(meta) for w in self.words)
+        if not self.words:
+            return True
+        hay = _haystack(meta)
+        return all(w in hay for w in self.words)
 
 
 def _haystack(meta: BackupMetadata) -> str:
