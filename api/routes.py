@@ -7,8 +7,9 @@ api.errors; where the handler knows which field an error is about, it says so in
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path as FsPath
 from typing import Annotated, Any, TypeVar
 
@@ -35,8 +36,10 @@ from core.models import (
     RestoreRequest,
     check_id,
 )
+from core.query import WHEN_HELP, parse_tag, parse_when
 
 ReqT = TypeVar("ReqT", CreateRequest, RestoreRequest)
+T = TypeVar("T")
 
 
 @dataclass
@@ -288,11 +291,18 @@ async def restore_backup(req: RestoreRequest, ctx: Ctx) -> JSONResponse:
     )
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    """Times without a zone are taken as UTC, the zone of every stored time."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+WHEN_DOC = "the query grammar of the README's list section: " + WHEN_HELP
+
+
+def _query_value(parse: Callable[[str], T], raw: str | None, field: str) -> T | None:
+    """A list filter parsed by the one query grammar (`core.query`); bad input is a 422 naming
+    the query parameter, an empty value no filter."""
+    if not raw:
+        return None
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise ApiError(422, str(exc), type="value_error", loc=["query", field]) from None
 
 
 @router.get(
@@ -308,19 +318,22 @@ async def list_backups(
     backup_type: Annotated[BackupType | None, Query(alias="type")] = None,
     status: BackupStatus | None = None,
     tag: Annotated[str | None, Query(max_length=330, description="key=value, or key")] = None,
-    since: Annotated[datetime | None, Query(description="ISO time; UTC if no zone")] = None,
-    until: Annotated[datetime | None, Query(description="ISO time; UTC if no zone")] = None,
-    q: Annotated[str | None, Query(max_length=256, description="text in id, tags, error")] = None,
+    since: Annotated[str | None, Query(max_length=64, description=WHEN_DOC)] = None,
+    until: Annotated[str | None, Query(max_length=64, description=WHEN_DOC)] = None,
+    q: Annotated[
+        str | None, Query(max_length=256, description="words in id, type, status, tags, error")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> BackupPage:
     _checked(project_id, "project_id")
+    _query_value(parse_tag, tag, "tag")
     filters = ListFilter(
         type=backup_type,
         status=status,
         tag=tag or None,
-        since=_utc(since),
-        until=_utc(until),
+        since=_query_value(parse_when, since, "since"),
+        until=_query_value(partial(parse_when, end=True), until, "until"),
         text=q or None,
     )
     try:

@@ -9,9 +9,8 @@ module is imported.
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime
 from typing import NoReturn
 
 from cli.commands import (
@@ -32,6 +31,7 @@ from cli.context import Context, UsageError
 from cli.render import PROG
 from core.config import ENV_ROOT
 from core.models import BackupStatus, BackupType, check_id
+from core.query import WHEN_HELP, parse_tag, parse_when
 
 EXIT_CODES_HELP = f"""\
 exit codes:
@@ -106,56 +106,6 @@ def _port(value: str) -> int:
     return port
 
 
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)(?:\s+ago)?$", re.IGNORECASE)
-_UNITS = {"s": "seconds", "sec": "seconds", "m": "minutes", "min": "minutes", "h": "hours"}
-_UNITS |= {"d": "days", "w": "weeks"}
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def parse_when(text: str, *, end_of_day: bool = False, now: datetime | None = None) -> datetime:
-    """A point in time from the command line, always timezone-aware (UTC when naive).
-
-    Accepts an ISO date (``2026-11-29``; with `end_of_day`, the end of that day, so that
-    ``--until 2026-11-29`` includes the day), an ISO datetime (``2026-11-29T03:12``,
-    ``...Z``, ``...+01:00``), a relative time back from now (``30m``, ``12h``, ``7d``,
-    ``2w``), or ``now`` / ``today`` / ``yesterday``.
-    """
-    now = now or datetime.now(UTC)
-    raw = text.strip()
-    lowered = raw.lower()
-    if lowered == "now":
-        return now
-    if lowered in ("today", "yesterday"):
-        day = now.date() - timedelta(days=1 if lowered == "yesterday" else 0)
-        return _day_bound(day, end_of_day)
-    match = _RELATIVE.match(raw)
-    if match:
-        amount = float(match.group(1))
-        unit = _UNITS[match.group(2).lower()]
-        return now - timedelta(**{unit: amount})
-    if _DATE_ONLY.match(raw):
-        try:
-            return _day_bound(date.fromisoformat(raw), end_of_day)
-        except ValueError:
-            pass
-    else:
-        try:
-            value = datetime.fromisoformat(raw)
-        except ValueError:
-            pass
-        else:
-            return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-    raise ValueError(
-        f"invalid date {text!r}: use an ISO date or datetime (2026-11-29, 2026-11-29T03:00), "
-        "or a relative time like 30m, 12h, 7d, 2w"
-    )
-
-
-def _day_bound(day: date, end_of_day: bool) -> datetime:
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    return start + timedelta(days=1, microseconds=-1) if end_of_day else start
-
-
 def _since_arg(value: str) -> datetime:
     try:
         return parse_when(value)
@@ -165,9 +115,18 @@ def _since_arg(value: str) -> datetime:
 
 def _until_arg(value: str) -> datetime:
     try:
-        return parse_when(value, end_of_day=True)
+        return parse_when(value, end=True)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _tag_arg(value: str) -> str:
+    """A list filter's tag, checked by the query grammar (`core.query.parse_tag`)."""
+    try:
+        parse_tag(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
 
 
 def _nonempty(value: str) -> str:
@@ -288,10 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project", metavar="PROJECT", type=_project_arg)
     p.add_argument("--type", dest="backup_type", choices=types)
     p.add_argument("--status", choices=statuses)
-    p.add_argument("--tag", metavar="K=V", type=_nonempty, help="KEY=VALUE, or KEY alone")
-    p.add_argument("--since", metavar="DATE", type=_since_arg, help="ISO date/time, or 7d, 12h")
-    p.add_argument("--until", metavar="DATE", type=_until_arg, help="ISO date/time, or 7d, 12h")
-    p.add_argument("--search", metavar="TEXT", help="substring of id, tags or error message")
+    p.add_argument("--tag", metavar="K=V", type=_tag_arg, help="KEY=VALUE, or KEY alone")
+    p.add_argument("--since", metavar="DATE", type=_since_arg, help=WHEN_HELP)
+    p.add_argument("--until", metavar="DATE", type=_until_arg, help=WHEN_HELP)
+    p.add_argument(
+        "--search", metavar="TEXT", help="words in id, type, status, tags or error message"
+    )
 
     p = add("info", "show everything about one backup", info.cmd_info)
     p.add_argument("project", metavar="PROJECT", type=_project_arg)

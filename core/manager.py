@@ -58,6 +58,7 @@ from .models import (
     check_id,
 )
 from .progress import OperationContext
+from .query import Query
 from .reclaim import drop_unindexed_packs, reclaim
 from .recovery import recover, recover_locked
 from .repository import Repository, new_backup_id
@@ -502,7 +503,8 @@ class BackupManager:
         repo = self._repo(project_id)
         metas = self._with_live_status(repo, repo.list_metadata()[0])
         if filters is not None:
-            metas = [m for m in metas if matches(m, filters)]
+            query = Query.from_filter(filters)
+            metas = [m for m in metas if query.matches(m)]
         metas.sort(key=lambda m: (m.created_at, m.id), reverse=True)
         return metas
 
@@ -841,37 +843,3 @@ class BackupManager:
             if p in children:
                 children[p].has_children = True
         return sorted(children.values(), key=lambda t: (t.kind != "dir", t.name))
-
-
-def matches(meta: BackupMetadata, f: ListFilter) -> bool:
-    if f.type is not None and meta.type != f.type:
-        return False
-    if f.status is not None and meta.status != f.status:
-        return False
-    if f.tag:
-        key, sep, value = f.tag.partition("=")
-        if key not in meta.tags or (sep and meta.tags[key] != value):
-            return False
-    created = meta.created_at if meta.created_at.tzinfo else meta.created_at.replace(tzinfo=UTC)
-    if f.since is not None:
-        since = f.since if f.since.tzinfo else f.since.replace(tzinfo=UTC)
-        if created < since:
-            return False
-    if f.until is not None:
-        until = f.until if f.until.tzinfo else f.until.replace(tzinfo=UTC)
-        if created > until:
-            return False
-    if f.text:
-        needle = f.text.lower()
-        hay = " ".join(
-            [
-                meta.id,
-                meta.type.value,
-                meta.status.value,
-                meta.error_message or "",
-                *(f"{k}={v}" for k, v in meta.tags.items()),
-            ]
-        ).lower()
-        if needle not in hay:
-            return False
-    return True

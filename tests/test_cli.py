@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
-from cli.parser import parse_when
 from cli.progress_bar import ProgressBar, cells, render_line
 from core.models import ProgressEvent
+from core.query import parse_when
 
 REPO = Path(__file__).resolve().parent.parent
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -646,7 +646,7 @@ def test_parse_when():
     assert parse_when("30m", now=now) == now - timedelta(minutes=30)
     assert parse_when("2w", now=now) == now - timedelta(weeks=2)
     assert parse_when("2026-11-01") == datetime(2026, 11, 1, tzinfo=UTC)
-    end = parse_when("2026-11-01", end_of_day=True)
+    end = parse_when("2026-11-01", end=True)
     assert end.date().day == 1 and end.hour == 23 and end.tzinfo is not None
     assert parse_when("2026-11-01T03:04:05") == datetime(2026, 11, 1, 3, 4, 5, tzinfo=UTC)
     assert parse_when("2026-11-01T03:04:05Z") == datetime(2026, 11, 1, 3, 4, 5, tzinfo=UTC)

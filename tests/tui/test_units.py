@@ -31,7 +31,8 @@ def test_filter_tokens_and_prefixes() -> None:
     assert parse_filter("type:inc", NOW).types == {BackupType.INCREMENTAL}
     assert parse_filter("t:full,snap", NOW).types == {BackupType.FULL, BackupType.SNAPSHOT}
     assert parse_filter("status:f", NOW).statuses == {BackupStatus.FAILED}
-    flt = parse_filter("tag:env=pr", NOW)
+    assert not parse_filter("tag:env=pr", NOW).matches(meta())  # exact value, as everywhere
+    flt = parse_filter("tag:env=prod", NOW)
     assert flt.matches(meta()) and not flt.matches(meta(tags={"env": "staging"}))
     assert parse_filter("tag:env", NOW).matches(meta())
     assert not parse_filter("tag:owner", NOW).matches(meta())
