@@ -39,7 +39,15 @@ class PathPolicy:
                 type="forbidden_path",
                 loc=loc,
             )
-        real = os.path.realpath(raw)
+        try:
+            real = os.path.realpath(raw)
+        except OSError:  # a component changed while it was resolved: judged as outside
+            raise ApiError(
+                403,
+                f"{field} refused: {raw!r} changed while it was checked",
+                type="forbidden_path",
+                loc=loc,
+            ) from None
         if not any(
             real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in self.roots
         ):

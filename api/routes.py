@@ -148,7 +148,7 @@ async def projects(ctx: Ctx) -> list[ProjectSummary]:
 
 
 def _project_exists(ctx: ApiContext, project_id: str) -> bool:
-    return (FsPath(ctx.mgr.root) / "backups" / project_id).is_dir()
+    return bool(ctx.mgr.project_exists_blocking(project_id))
 
 
 def _not_found(ctx: ApiContext, exc: NotFound, project_id: str, where: str) -> ApiError:

@@ -13,6 +13,7 @@ import contextlib
 import os
 import stat
 import threading
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
@@ -70,6 +71,17 @@ Progress = Callable[[ProgressEvent], None]
 LOCK_TIMEOUT = 5.0
 #: The `reason` tag of the checkpoint a restore takes of its target first.
 PRE_RESTORE = "pre-restore"
+
+
+def _stamp(entry: os.DirEntry[str]) -> str:
+    """An entry of a project's listing as the change token sees it: a backup by its
+    metadata.json, project.json by itself (name, inode, mtime, size; never the content)."""
+    path = os.path.join(entry.path, "metadata.json") if entry.is_dir() else entry.path
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return f"{entry.name}:-;"
+    return f"{entry.name}:{st.st_ino}:{st.st_mtime_ns}:{st.st_size};"
 
 
 def _display(path: bytes) -> str:
@@ -843,3 +855,88 @@ class BackupManager:
             if p in children:
                 children[p].has_children = True
         return sorted(children.values(), key=lambda t: (t.kind != "dir", t.name))
+
+    # --- what the faces look at: project ids, change tokens, writability ------------------
+
+    def _projects_base(self) -> Path:
+        return self.root / "backups"
+
+    def project_exists_blocking(self, project_id: str) -> bool:
+        """Whether the project's directory is there (an id that is not a valid id is not)."""
+        try:
+            check_id(project_id, "project_id")
+        except (InvalidInput, ValueError):
+            return False
+        return (self._projects_base() / project_id).is_dir()
+
+    async def project_exists(self, project_id: str) -> bool:
+        return await self._in_thread(lambda: self.project_exists_blocking(project_id))
+
+    def project_ids_blocking(self) -> list[str]:
+        """The projects by their repositories' config alone (one listing, one stat each): the
+        cheap first look, before `projects` reads every project's metadata."""
+        try:
+            entries = list(os.scandir(self._projects_base()))
+        except OSError:
+            return []
+        return sorted(
+            e.name for e in entries if e.is_dir() and os.path.exists(Path(e.path) / "config.json")
+        )
+
+    async def project_ids(self) -> list[str]:
+        return await self._in_thread(self.project_ids_blocking)
+
+    def change_tokens_blocking(self) -> dict[str, str]:
+        """Per project, a token that changes whenever one of its backups is created, changes
+        status or is deleted, or its settings change; another process's changes included.
+
+        A new or deleted backup changes the listing; a status change rewrites metadata.json
+        by rename (a new inode), as a settings change does project.json. One listing per
+        project and one stat per backup, no file read: cheap enough to poll every few
+        seconds."""
+        tokens: dict[str, str] = {}
+        try:
+            projects = [e for e in os.scandir(self._projects_base()) if e.is_dir()]
+        except OSError:
+            return tokens
+        for project in projects:
+            crc = 0
+            try:
+                for entry in os.scandir(project.path):
+                    if entry.name.startswith("backup_") or entry.name == "project.json":
+                        crc = zlib.crc32(_stamp(entry).encode(), crc)
+            except OSError:
+                continue
+            tokens[project.name] = f"{crc:08x}"
+        return tokens
+
+    async def change_tokens(self) -> dict[str, str]:
+        return await self._in_thread(self.change_tokens_blocking)
+
+    def read_only_reason(self) -> str | None:
+        """Why the repository cannot be written (a read-only mount, or a directory this user
+        may not write), or None when it can. Looked at where backups are written: the
+        `backups` directory, else the nearest existing parent of the root."""
+        probe = self._projects_base()
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        try:
+            if os.statvfs(probe).f_flag & os.ST_RDONLY:
+                return "read-only file system"
+        except OSError:
+            return None  # unknown: let the operations say what is wrong
+        if not os.access(probe, os.W_OK | os.X_OK):
+            return "you may not write to it"
+        return None
+
+    def read_only(self) -> bool:
+        """Whether the repository root cannot be written."""
+        return self.read_only_reason() is not None
+
+    def has_projects(self) -> bool:
+        """Whether the root holds anything under `backups` (the demo builds only into an
+        empty one)."""
+        try:
+            return any(os.scandir(self._projects_base()))
+        except OSError:
+            return False

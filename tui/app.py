@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import os
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,23 +57,6 @@ def describe_error(error: BaseException) -> str:
     return f"unexpected error: {type(error).__name__}: {error}"
 
 
-def repository_read_only(root: Path) -> str | None:
-    """Why the repository at `root` cannot be written (a read-only mount, or a directory
-    this user may not write), or None when it can. Looked at where backups are written: the
-    `backups` directory, else the nearest existing parent of the root."""
-    probe = root / "backups"
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    try:
-        if os.statvfs(probe).f_flag & os.ST_RDONLY:
-            return "read-only file system"
-    except OSError:
-        return None  # unknown: let the operations say what is wrong
-    if not os.access(probe, os.W_OK | os.X_OK):
-        return "you may not write to it"
-    return None
-
-
 class NexusApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "nexus-backup"
@@ -107,7 +89,7 @@ class NexusApp(App[int]):
         self._heap_settled = False
         #: Why the repository cannot be written, or None: backing up, deleting and new
         #: projects are then refused with that reason (browsing and restoring go on).
-        self.read_only: str | None = repository_read_only(self.root)
+        self.read_only: str | None = self.mgr.read_only_reason()
         if self.read_only:
             self.sub_title = f"read-only repository ({self.read_only})"
 
@@ -115,7 +97,7 @@ class NexusApp(App[int]):
 
     @property
     def mgr(self) -> Any:
-        """The core manager, made on first use (inside the running loop)."""
+        """The core manager, made on first use."""
         if self._manager is None:
             from core.manager import BackupManager
 
@@ -529,10 +511,11 @@ def run(root: Path, *, demo: bool = False) -> int:
     With `demo`, `root` (a fresh temporary directory the CLI made) is first filled with
     sample projects and backups by the real core."""
     if demo:
+        from core.manager import BackupManager
         from tui.demo import build_demo
 
         root = Path(root)
-        if not any((root / "backups").glob("*")):
+        if not BackupManager(root).has_projects():
             print(f"Building demo data in {root} …", flush=True)
             asyncio.run(build_demo(root))
     result = NexusApp(root).run()

@@ -8,10 +8,7 @@ that they outlive this screen's dialogs and are reachable from the command palet
 from __future__ import annotations
 
 import asyncio
-import os
-import zlib
 from collections.abc import Collection
-from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import on, work
@@ -48,42 +45,6 @@ NARROW_WIDTH = 110
 INFO_DELAY = 0.12
 
 
-def repository_signature(root: Path) -> dict[str, int]:
-    """Per project, a hash of its backup directories and their mtimes.
-
-    A new or deleted backup changes the project directory; a status change rewrites
-    metadata.json by rename, which changes the backup directory's mtime. One scandir per
-    project and one stat per backup: cheap enough to run every two seconds in a thread.
-    """
-    sig: dict[str, int] = {}
-    try:
-        projects = [e for e in os.scandir(root / "backups") if e.is_dir()]
-    except OSError:
-        return sig
-    for project in projects:
-        crc = 0
-        try:
-            for entry in os.scandir(project.path):
-                if entry.name.startswith("backup_") or entry.name == "project.json":
-                    st = entry.stat()
-                    crc = zlib.crc32(f"{entry.name}:{st.st_mtime_ns};".encode(), crc)
-        except OSError:
-            continue
-        sig[project.name] = crc
-    return sig
-
-
-def project_names(root: Path) -> list[str]:
-    """The projects of a root by their directories alone (the cheap first look)."""
-    try:
-        entries = list(os.scandir(root / "backups"))
-    except OSError:
-        return []
-    return sorted(
-        e.name for e in entries if e.is_dir() and os.path.exists(Path(e.path) / "config.json")
-    )
-
-
 class MainScreen(WorkerErrors, Screen):
     app: NexusApp
 
@@ -108,7 +69,7 @@ class MainScreen(WorkerErrors, Screen):
     def __init__(self) -> None:
         super().__init__(id="main")
         self.project_id: str | None = None
-        self._signature: dict[str, int] | None = None
+        self._signature: dict[str, str] | None = None
         self._want_info = False
         self._listed = False
         #: Project summaries as last read, and what is to be read again.
@@ -198,7 +159,7 @@ class MainScreen(WorkerErrors, Screen):
             # the names first (one directory listing), so the first project's table can load
             # while the figures of every project (which read all their metadata) are counted
             self._listed = True
-            names = await asyncio.to_thread(project_names, self.app.root)
+            names = await self.app.mgr.project_ids()
             self.post_message(ProjectsLoaded([ProjectSummary(project_id=n) for n in names], True))
         mgr = self.app.mgr
         while self._stale_all or self._stale_projects:
@@ -234,7 +195,7 @@ class MainScreen(WorkerErrors, Screen):
 
     @work(group="repo-poll", exclusive=True, thread=True, exit_on_error=False)
     def _scan(self) -> None:
-        sig = repository_signature(self.app.root)
+        sig = self.app.mgr.change_tokens_blocking()
         old = self._signature
         self._signature = sig
         if old is not None and sig != old:
