@@ -61,7 +61,7 @@ def check_repository(repo: Repository, *, read_data: bool, ctx: OperationContext
     if orphans:
         result.warnings.append(f"{len(orphans)} packs are not indexed (left by an interrupted run)")
     try:
-        repo.config  # noqa: B018
+        repo.check_format()
     except NexusError as exc:
         result.errors.append(str(exc))
     metas, bad = repo.list_metadata()

@@ -142,7 +142,7 @@ class BackupManager:
         """Before a command writes: the format must be one this version writes (config checked
         whole), and what dead processes left is repaired under the exclusive lock (held by the
         caller when `locked`)."""
-        repo.config  # noqa: B018 - raises NewerFormat or Damaged
+        repo.check_format()
 
         def log(level: str, msg: str, backup_id: str | None) -> None:
             self._log(repo.project_id, level, "recover", msg, backup_id)
@@ -428,7 +428,7 @@ class BackupManager:
         """Restore never writes to the repository (invariant 3) except through the checkpoint
         it takes first, which is a backup like any other; "restoring" is told by its lock."""
         repo = self._repo(req.project_id)
-        repo.config  # noqa: B018 - a newer format is refused before anything is read
+        repo.check_format()
         backup_id = self._resolve_id(repo, req.backup_id)
         ctx.backup_id = backup_id
         req = req.model_copy(update={"backup_id": backup_id})
@@ -719,7 +719,7 @@ class BackupManager:
         meta = repo.read_metadata(backup_id)
         if meta.status not in RESTORABLE:
             raise Conflict(f"backup {backup_id} is {meta.status.value}: nothing to verify")
-        repo.config  # noqa: B018 - a newer format is refused before anything is read
+        repo.check_format()
         with self._reading(repo, "verify"):
             result = verify_backup(repo, meta, quick=quick, ctx=ctx)
         with contextlib.suppress(OSError):
@@ -752,7 +752,7 @@ class BackupManager:
 
         def work() -> int:
             repo = self._repo(project_id)
-            repo.config  # noqa: B018 - never repair a format this version does not write
+            repo.check_format()
             return recover(
                 repo, lambda lvl, msg, bid: self._log(project_id, lvl, "recover", msg, bid)
             )

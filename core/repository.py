@@ -157,6 +157,11 @@ class Repository:
             self._config = config
         return self._config
 
+    def check_format(self) -> None:
+        """Raise unless the config is valid and of a format this version reads and writes
+        (Damaged, NewerFormat): asked before anything is restored, verified or written."""
+        self.config  # noqa: B018 - the property validates
+
     def require(self) -> Repository:
         if not self.exists():
             raise NotFound(f"unknown project {self.project_id!r}")

@@ -396,10 +396,9 @@ class Restorer:
         finally:
             os.close(fd)
 
-    def _load_excludes(self, top: int, target: Path) -> list[walker.Excludes]:
-        """What the backup excluded (its manifest's `excludes`) and what the target's current
-        `.nexusignore` excludes: never deleted by `--delete` (rsync's rule)."""
-        header = mf.read_header(self.repo.read_manifest(self.meta.id))
+    def _load_excludes(self, header: dict, top: int, target: Path) -> list[walker.Excludes]:
+        """What the backup excluded (its manifest header's `excludes`) and what the target's
+        current `.nexusignore` excludes: never deleted by `--delete` (rsync's rule)."""
         patterns = header.get("excludes") or []
         if not isinstance(patterns, list):
             patterns = []
@@ -560,10 +559,8 @@ class Restorer:
 
         def same(item: tuple[Step, os.stat_result]) -> bool:
             step, _st = item
-            parent, name = _split(step.rel)
             try:
-                with self._d.at(parent) as dfd:
-                    fd = os.open(name, READ_FLAGS, dir_fd=dfd)
+                fd = self._open_existing(step.rel)
                 try:
                     st = os.fstat(fd)
                     if not stat.S_ISREG(st.st_mode):
@@ -724,7 +721,8 @@ class Restorer:
         started = time.monotonic()
         ctx = self.ctx
         ctx.set_phase("validating")
-        entries = select(validate_restore_point(self.repo, self.meta), self.req.paths)
+        header, entries = validate_restore_point(self.repo, self.meta)
+        entries = select(entries, self.req.paths)
         self._check_chunks(entries)
         target = self._target()
         self.result.restore_dir = str(target)
@@ -735,7 +733,7 @@ class Restorer:
             if top is not None:
                 self.dirs = confine.DirFds(top)
                 if self.req.delete_extra:
-                    self.excludes = self._load_excludes(top, target)
+                    self.excludes = self._load_excludes(header, top, target)
             steps = self.plan(entries)
             self._record(steps)
             counts = self.result.counts
@@ -996,14 +994,19 @@ class Restorer:
         if failed:
             self.warn(f"{show}: extended attributes not restored ({', '.join(failed)}): {why}")
 
+    def _open_existing(self, rel: bytes) -> int:
+        """A file of the target opened for reading through its directory's descriptor,
+        without following a symlink (the caller closes it)."""
+        parent, name = _split(rel)
+        with self._d.at(parent) as dfd:
+            return os.open(name, READ_FLAGS, dir_fd=dfd)
+
     def _restore_meta_only(self, s: Step) -> None:
         """The content is right: only owner, xattrs, mode and times are set again."""
         e = s.entry
         assert e is not None
-        parent, name = _split(s.rel)
         try:
-            with self._d.at(parent) as dfd:
-                fd = os.open(name, READ_FLAGS, dir_fd=dfd)
+            fd = self._open_existing(s.rel)
             try:
                 st = os.fstat(fd)
                 if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:

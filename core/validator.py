@@ -43,17 +43,17 @@ def load_checked_manifest(repo: Repository, meta: BackupMetadata) -> bytes:
     return data
 
 
-def validate_restore_point(repo: Repository, meta: BackupMetadata) -> list[Entry]:
+def validate_restore_point(repo: Repository, meta: BackupMetadata) -> tuple[dict, list[Entry]]:
     """Everything a restore needs before it writes a byte: the backup completed, its
-    manifest intact, every chunk indexed. Returns the manifest's entries."""
+    manifest intact, every chunk indexed. Returns the manifest's header and entries, read
+    once from the manifest checked against its checksum."""
     if meta.status not in RESTORABLE:
         raise Conflict(f"backup {meta.id} is {meta.status.value}, not completed: cannot restore it")
     data = load_checked_manifest(repo, meta)
     try:
-        entries = list(mf.iter_entries(data))
+        return mf.read_header(data), list(mf.iter_entries(data))
     except mf.ManifestError as exc:
         raise Damaged(f"backup {meta.id}: {exc}") from exc
-    return entries
 
 
 def missing_chunk_files(repo: Repository, entries: list[Entry]) -> list[str]:
