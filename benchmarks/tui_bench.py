@@ -53,7 +53,7 @@ from core.models import (  # noqa: E402
     BackupType,
     CreateRequest,
 )
-from core.repository import Repository  # noqa: E402
+from core.repo.repository import Repository  # noqa: E402
 from tui.app import NexusApp  # noqa: E402
 from tui.filtering import awaiting_value  # noqa: E402
 from tui.messages import FilterChanged  # noqa: E402

@@ -34,7 +34,7 @@ from cli.context import (
 from cli.parser import build_parser
 from cli.render import error_line
 from core.errors import Cancelled, NexusError, describe_os_error
-from core.memory import limit_malloc_arenas
+from core.malloc import limit_malloc_arenas
 
 
 def describe_validation_error(exc: ValidationError) -> str:

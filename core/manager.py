@@ -20,13 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from . import locks
-from . import manifest as mf
-from .backup import BackupPlan, describe_failure, run_backup
-from .check import check_repository, rebuild_index
-from .config import resolve_root
-from .confine import open_dir_beneath
-from .errors import (
+from core.config import resolve_root
+from core.errors import (
     Cancelled,
     Conflict,
     Damaged,
@@ -36,8 +31,8 @@ from .errors import (
     ReadOnly,
     from_os_error,
 )
-from .logger import BackupLogger
-from .models import (
+from core.logger import BackupLogger
+from core.models import (
     IN_PROGRESS,
     RESTORABLE,
     BackupInfo,
@@ -58,13 +53,18 @@ from .models import (
     VerifyResult,
     check_id,
 )
-from .progress import OperationContext
-from .query import Query
-from .reclaim import drop_unindexed_packs, reclaim
-from .recovery import recover, recover_locked
-from .repository import Repository, new_backup_id
-from .restore import Restorer
-from .validator import verify_backup
+from core.ops.backup import BackupPlan, describe_failure, run_backup
+from core.ops.check import check_repository, rebuild_index
+from core.ops.confine import open_dir_beneath
+from core.ops.progress import OperationContext
+from core.ops.reclaim import drop_unindexed_packs, reclaim
+from core.ops.recovery import recover, recover_locked
+from core.ops.restore import Restorer
+from core.query import Query
+from core.repo import locks
+from core.repo import manifest as mf
+from core.repo.repository import Repository, new_backup_id
+from core.validator import verify_backup
 
 T = TypeVar("T")
 Progress = Callable[[ProgressEvent], None]

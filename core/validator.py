@@ -14,14 +14,14 @@ from pathlib import Path
 
 import blake3
 
-from . import manifest as mf
-from .chunker import hash_bytes
-from .errors import Conflict, Damaged
-from .manifest import Entry
-from .models import RESTORABLE, BackupMetadata, DamagedFile, VerifyResult
-from .packs import decompress, pack_name, pack_objects
-from .progress import OperationContext
-from .repository import PackFiles, Repository
+from core.errors import Conflict, Damaged
+from core.models import RESTORABLE, BackupMetadata, DamagedFile, VerifyResult
+from core.ops.progress import OperationContext
+from core.repo import manifest as mf
+from core.repo.chunker import hash_bytes
+from core.repo.manifest import Entry
+from core.repo.packs import decompress, pack_name, pack_objects
+from core.repo.repository import Repository
 
 MAX_DAMAGED = 10000
 
@@ -123,7 +123,7 @@ def verify_backup(
     ctx.set_phase("verifying", files_total=len(by_pack), bytes_total=total)
     # chunk by chunk in pack order, never a whole pack in memory: the peak stays at about
     # one chunk (the pack size would be 16 MiB, and its large buffers fragment the heap)
-    packs = PackFiles(repo.store)
+    packs = repo.store.reader()
     try:
         for pack_id, digests in by_pack.items():
             ctx.check()

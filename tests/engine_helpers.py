@@ -1,4 +1,4 @@
-"""The backup engine called directly (core.backup.run_backup with a BackupPlan), as
+"""The backup engine called directly (core.ops.backup.run_backup with a BackupPlan), as
 core/manager.py calls it, for tests of plan fields the manager does not expose."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from core.backup import BackupPlan, run_backup
 from core.models import BackupMetadata, BackupStatus, BackupType
-from core.progress import OperationContext
-from core.repository import Repository, new_backup_id
+from core.ops.backup import BackupPlan, run_backup
+from core.ops.progress import OperationContext
+from core.repo.repository import Repository, new_backup_id
 
 
 def engine_backup(

@@ -8,11 +8,11 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from core import manifest as mf
 from core.models import RestoreRequest, RestoreResult
-from core.progress import OperationContext
-from core.repository import Repository
-from core.restore import Checkpoint, Restorer
+from core.ops.progress import OperationContext
+from core.ops.restore import Checkpoint, Restorer
+from core.repo import manifest as mf
+from core.repo.repository import Repository
 
 
 def run_restorer(

@@ -1,7 +1,7 @@
 """A backup reads only the tree of the directory it opened: its path swapped for a symlink
 after the descriptor was opened (the API's confined create), or its subdirectories swapped
 for symlinks to the outside by a second thread while it runs, never bring outside files in.
-The engine is called directly (core.backup.run_backup), as core/manager.py calls it."""
+The engine is called directly (core.ops.backup.run_backup), as core/manager.py calls it."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from engine_helpers import engine_backup
 
-from core import manifest as mf
-from core.confine import open_dir_beneath
 from core.errors import NexusError
-from core.repository import Repository
+from core.ops.confine import open_dir_beneath
+from core.repo import manifest as mf
+from core.repo.repository import Repository
 
 P = "confined"
 SECRET = b"outside secret: must never be backed up\n"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from core import manifest as mf
 from core.models import BackupType, CreateRequest, RestoreRequest
-from core.repository import Repository
+from core.repo import manifest as mf
+from core.repo.repository import Repository
 
 P = "meta"
 
@@ -84,7 +84,7 @@ async def test_a_skipped_first_name_hands_its_place_to_the_next(
 ):
     """The first name of an inode cannot be read (here made to fail): the next name written
     becomes the first, so that every `link` names a path the manifest holds."""
-    from core import backup
+    from core.ops import backup
 
     d = tmp_path / "d"
     d.mkdir()
@@ -155,7 +155,7 @@ async def test_an_unchanged_tree_reuses_its_lines_with_their_xattrs(manager, roo
 
 def test_symlink_xattrs_are_its_own_not_its_targets(tmp_path):
     """read_xattrs never follows a symlink (Linux refuses user.* on symlinks: none)."""
-    from core.walker import read_xattrs
+    from core.ops.walker import read_xattrs
 
     target = tmp_path / "t"
     target.write_bytes(b"")
@@ -168,7 +168,7 @@ def test_symlink_xattrs_are_its_own_not_its_targets(tmp_path):
 
 
 def test_a_filesystem_without_xattrs_gives_none_without_error(monkeypatch, tmp_path):
-    from core import walker
+    from core.ops import walker
 
     def unsupported(*_a, **_k):
         raise OSError(errno.ENOTSUP, os.strerror(errno.ENOTSUP))
@@ -180,7 +180,7 @@ def test_a_filesystem_without_xattrs_gives_none_without_error(monkeypatch, tmp_p
 async def test_unreadable_xattrs_warn_naming_the_file_and_keep_it(
     manager, root, tmp_path, monkeypatch
 ):
-    from core import walker
+    from core.ops import walker
 
     d = tmp_path / "d"
     d.mkdir()
@@ -240,7 +240,7 @@ async def test_header_records_request_then_ignore_file_lines(manager, root, tmp_
 
 
 async def test_without_the_ignore_file_everything_is_kept(manager, root, tmp_path):
-    from core.backup import BackupPlan  # the field the manager carries use_ignore_file into
+    from core.ops.backup import BackupPlan  # the field the manager carries use_ignore_file into
 
     assert BackupPlan.__dataclass_fields__["use_ignore_file"].default is True
     d = tmp_path / "d"
@@ -260,7 +260,7 @@ async def _engine_backup(root: Path, d: Path, **plan_kw) -> tuple[dict, dict[byt
 
 
 def test_a_fifo_named_nexusignore_is_not_waited_for(tmp_path):
-    from core.walker import exclude_lines
+    from core.ops.walker import exclude_lines
 
     os.mkfifo(tmp_path / ".nexusignore")
     assert exclude_lines(os.fsencode(tmp_path), ["x"]) == ["x"]
@@ -270,7 +270,7 @@ def test_a_fifo_named_nexusignore_is_not_waited_for(tmp_path):
 async def test_dir_and_symlink_xattrs_are_their_own(manager, root, tmp_path, monkeypatch, proc):
     """A symlink's entry never carries its target's attributes; a directory's are read with
     or without /proc (then by opening it)."""
-    from core import backup
+    from core.ops import backup
 
     monkeypatch.setattr(backup, "_PROC_FD", proc and backup._PROC_FD)
     d = tmp_path / "d"

@@ -264,7 +264,7 @@ async def test_browse_lists_children(manager, data_dir):
 def test_data_dir_vanishing_mid_backup_fails_it(manager, data_dir):
     import shutil
 
-    from core.progress import OperationContext
+    from core.ops.progress import OperationContext
 
     def emit(ev):  # called in the engine's thread, right before the walk starts
         if ev.phase == "scanning" and data_dir.exists():
@@ -291,7 +291,7 @@ async def test_restore_below_a_file_is_invalid(manager, data_dir, tmp_path):
 
 
 async def test_progress_as_an_async_iterator(manager, data_dir):
-    from core.progress import ProgressStream
+    from core.ops.progress import ProgressStream
 
     stream = ProgressStream()
     task = asyncio.create_task(

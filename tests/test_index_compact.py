@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from core.index import Index, IndexFormatError, decode_index, encode_index, index_packs
-from core.packs import BlobLocation
+from core.repo.index import Index, IndexFormatError, decode_index, encode_index, index_packs
+from core.repo.packs import BlobLocation
 
 
 def _locations(rng: random.Random, n: int, packs: list[str]) -> list[tuple[bytes, BlobLocation]]:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from core import locks
 from core.errors import Busy
-from core.locks import (
+from core.repo import locks
+from core.repo.locks import (
     acquire,
     is_live_backup,
     list_locks,
@@ -24,7 +24,7 @@ from core.locks import (
     remove_stale,
     try_acquire_exclusive,
 )
-from core.storage import LocalStore
+from core.storage.local import LocalStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -132,8 +132,8 @@ def test_lock_broken_by_someone_is_not_resurrected(store: LocalStore) -> None:
 
 HOLDER = """
 import sys, time
-from core.locks import acquire
-from core.storage import LocalStore
+from core.repo.locks import acquire
+from core.storage.local import LocalStore
 lock = acquire(LocalStore(sys.argv[1]), exclusive=sys.argv[2] == "x", operation="create",
                backup_id="b-dead")
 print("held", flush=True)
@@ -144,7 +144,7 @@ time.sleep(60)
 @pytest.mark.parametrize("kind", ["x", "s"])
 def test_lock_of_sigkilled_process_is_broken(store: LocalStore, kind: str) -> None:
     p = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(store.base), kind], cwd=REPO, stdout=subprocess.PIPE
+        [sys.executable, "-c", HOLDER, store.url, kind], cwd=REPO, stdout=subprocess.PIPE
     )
     try:
         assert p.stdout is not None and p.stdout.readline().strip() == b"held"
@@ -203,8 +203,8 @@ def test_garbage_lock_is_conservative_until_old(store: LocalStore) -> None:
 
 RACER = """
 import os, sys, time
-from core.locks import acquire
-from core.storage import LocalStore
+from core.repo.locks import acquire
+from core.storage.local import LocalStore
 store, marker, n = LocalStore(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 for i in range(n):
     with acquire(store, exclusive=True, operation="delete", timeout=30):
@@ -226,7 +226,7 @@ def test_racing_exclusive_acquirers_never_both_win(store: LocalStore, tmp_path: 
     marker, counter = tmp_path / "inside", tmp_path / "count"
     racers = [
         subprocess.Popen(
-            [sys.executable, "-c", RACER, str(store.base), str(marker), str(n), str(counter)],
+            [sys.executable, "-c", RACER, store.url, str(marker), str(n), str(counter)],
             cwd=REPO,
         )
         for _ in range(procs)

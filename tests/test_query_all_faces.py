@@ -24,7 +24,7 @@ import pytest
 from api.app import create_app
 from core.manager import BackupManager
 from core.models import BackupStatus, BackupType, CreateRequest
-from core.repository import Repository
+from core.repo.repository import Repository
 from tui.filtering import parse_filter
 
 REPO = Path(__file__).resolve().parent.parent

@@ -14,8 +14,8 @@ import blake3
 import pytest
 from restore_helpers import rewrite_manifest
 
-from core import manifest as mf
 from core.models import CreateRequest, RestoreRequest
+from core.repo import manifest as mf
 
 P = "fid"
 MIB = 1 << 20

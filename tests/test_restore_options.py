@@ -7,9 +7,9 @@ import os
 import pytest
 import zstandard
 
-from core import manifest as mf
 from core.errors import Conflict, Damaged, InvalidInput
 from core.models import BackupStatus, BackupType, CreateRequest, RestoreRequest
+from core.repo import manifest as mf
 
 
 @pytest.fixture
@@ -117,7 +117,7 @@ async def test_symlinked_dir_in_target_is_never_written_through(manager, backup,
 
 async def test_tampered_manifest_with_escaping_path_is_refused(manager, root, backup, tmp_path):
     """A manifest rewritten to hold ../ paths (with a matching checksum) writes nothing."""
-    from core.repository import Repository
+    from core.repo.repository import Repository
 
     repo = Repository(root, "r")
     meta = repo.read_metadata(backup.id)
@@ -153,7 +153,7 @@ async def test_restore_onto_a_file_is_refused(manager, backup, tmp_path):
 
 
 async def test_restore_of_failed_backup_is_a_conflict(manager, root, backup, tmp_path):
-    from core.repository import Repository
+    from core.repo.repository import Repository
 
     repo = Repository(root, "r")
     meta = repo.read_metadata(backup.id)

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from restore_helpers import dev_ino, files_under, rewrite_manifest, run_restorer
 
-from core import manifest as mf
-from core.confine import DirFds, Outside
 from core.errors import InvalidInput
 from core.manager import BackupManager
 from core.models import CreateRequest, RestoreRequest
-from core.restore import select
+from core.ops.confine import DirFds, Outside
+from core.ops.restore import select
+from core.repo import manifest as mf
 
 P = "s"
 

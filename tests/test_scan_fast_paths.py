@@ -12,10 +12,10 @@ import pathspec
 import pytest
 import zstandard
 
-from core import manifest as mf
 from core.models import BackupType, CreateRequest, RestoreRequest
-from core.repository import Repository
-from core.walker import Excludes, list_dir, walk_entries
+from core.ops.walker import Excludes, list_dir, walk_entries
+from core.repo import manifest as mf
+from core.repo.repository import Repository
 
 P = "scan"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from core.errors import Damaged
-from core.index import rebuild_from_packs
 from core.models import CreateRequest, RestoreRequest
-from core.repository import Repository
+from core.repo.index import rebuild_from_packs
+from core.repo.repository import Repository
 
 MiB = 1024 * 1024
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from core.logger import LogRecord
 from core.manager import BackupManager
 from core.models import BackupMetadata, BackupStatus, BackupType, CreateRequest
-from core.repository import Repository
+from core.repo.repository import Repository
 
 DEMO_NOW = datetime(2026, 11, 29, 15, 0, 0, tzinfo=UTC)
 SOURCES = "demo-data"

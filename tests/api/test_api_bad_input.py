@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.models import BackupStatus
-from core.repository import Repository
+from core.repo.repository import Repository
 
 BAD_IDS = ["../x", "a..b", "", "-lead", "x" * 65, "a b", "a/b", "é", ".hidden", "a\x00b"]
 
@@ -208,7 +208,7 @@ def test_busy_project_is_409(api, client, project, sample_tree, backup_of, job_o
     refused with 409, and a restore job ends failed with 409, after the core's lock wait."""
     import threading
 
-    from core import locks
+    from core.repo import locks
 
     src = sample_tree(api.allowed / project / "src")
     meta = backup_of(project, src)

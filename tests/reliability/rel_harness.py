@@ -38,12 +38,12 @@ for _path in (REPO_DIR, REPO_DIR / "tests"):  # the engine; tree_compare, shared
 
 from tree_compare import tree_snapshot  # noqa: E402
 
-from core import manifest as mf  # noqa: E402
 from core.errors import NexusError  # noqa: E402
 from core.manager import BackupManager  # noqa: E402
 from core.models import BackupStatus, CreateRequest, RestoreRequest  # noqa: E402
-from core.repository import Repository  # noqa: E402
-from core.storage import atomic_write  # noqa: E402
+from core.repo import manifest as mf  # noqa: E402
+from core.repo.repository import Repository  # noqa: E402
+from core.storage.local import atomic_write  # noqa: E402
 
 PROJECT = "rel"
 SMALL_CHUNKER = {"avg_size": 16384, "min_size": 4096, "max_size": 65536}
@@ -408,7 +408,7 @@ def manifest_exists(root: Path, backup_id: str, project: str = PROJECT) -> bool:
 
 def packs_to_rewrite(root: Path, backup_id: str, project: str = PROJECT) -> int:
     """How many packs deleting `backup_id` must rewrite: those holding a chunk only it
-    needs next to a chunk another completed backup needs (as core.reclaim decides)."""
+    needs next to a chunk another completed backup needs (as core.ops.reclaim decides)."""
     repo = Repository(root, project)
     index = repo.refresh_index()
     own: set[bytes] = set()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from core import locks
+from core.repo import locks
 
 P = "aud"
 EXE = [sys.executable, "-m", "cli"]

@@ -19,7 +19,7 @@ import rel_harness as h
 
 from core.manager import BackupManager
 from core.models import BackupStatus
-from core.storage import atomic_write
+from core.storage.local import atomic_write
 
 LOOP = r"""
 import asyncio, json, os, random, sys, time

@@ -20,13 +20,13 @@ import pytest
 import rel_harness as h
 import zstandard
 
-from core import manifest as mf
 from core.errors import Damaged, NexusError
-from core.index import decode_index
 from core.manager import BackupManager
 from core.models import CreateRequest, RestoreRequest
-from core.packs import pack_name
-from core.repository import Repository
+from core.repo import manifest as mf
+from core.repo.index import decode_index
+from core.repo.packs import pack_name
+from core.repo.repository import Repository
 
 P = h.PROJECT
 

@@ -1,7 +1,7 @@
 """Hostile paths: nothing is ever written outside the restore directory.
 
 The attacker has write access to the repository: they rewrite a backup's manifest (with
-core.manifest.ManifestWriter, or byte by byte to break its ordering rules) and fix the
+core.repo.manifest.ManifestWriter, or byte by byte to break its ordering rules) and fix the
 checksum in metadata.json, so that the manifest passes validation. Or they control the
 restore target and plant symlinks to elsewhere in it."""
 
@@ -18,11 +18,11 @@ import pytest
 import rel_harness as h
 import zstandard
 
-from core import manifest as mf
 from core.errors import NexusError
 from core.manager import BackupManager
 from core.models import CreateRequest, RestoreRequest
-from core.repository import Repository
+from core.repo import manifest as mf
+from core.repo.repository import Repository
 
 P = h.PROJECT
 

@@ -23,8 +23,8 @@ from restore_helpers import files_under, run_restorer, temp_files
 from core.errors import Cancelled, NexusError
 from core.manager import BackupManager
 from core.models import CreateRequest, RestoreRequest
-from core.progress import OperationContext
-from core.restore import TMP_PREFIX
+from core.ops.progress import OperationContext
+from core.ops.restore import TMP_PREFIX
 
 P = h.PROJECT
 

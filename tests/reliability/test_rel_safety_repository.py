@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 import rel_harness as h
 
-from core import locks
-from core import manifest as mf
 from core.errors import Conflict, Damaged, NexusError
-from core.index import decode_index
 from core.manager import BackupManager
 from core.models import BackupStatus, CreateRequest, RestoreRequest
-from core.repository import Repository
+from core.repo import locks
+from core.repo import manifest as mf
+from core.repo.index import decode_index
+from core.repo.repository import Repository
 
 P = "safe"
 
@@ -248,7 +248,7 @@ def test_lock_of_another_boot_or_pid_namespace_is_not_judged_by_pid(tmp_path):
     """Two hosts with one hostname, or a container: a pid means nothing there. Only age
     breaks such a lock, so a running backup is never marked failed by another machine."""
     store = Repository(tmp_path, "x").store
-    store.base.mkdir(parents=True)  # type: ignore[attr-defined]
+    store.capabilities.local_root.mkdir(parents=True)  # type: ignore[attr-defined]
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     base = locks.LockInfo(
@@ -288,7 +288,7 @@ async def test_list_in_another_pid_namespace_leaves_a_running_backup_alone(tmp_p
     await BackupManager(root).create(CreateRequest(project_id=P, data_dir=str(tmp_path / "x")))
     script = (
         "import asyncio,sys,time;from core.manager import BackupManager;"
-        "from core.models import CreateRequest;import core.backup as b\n"
+        "from core.models import CreateRequest;import core.ops.backup as b\n"
         "orig=b.BackupRun.read\n"
         "def slow(self,*a):\n time.sleep(3); return orig(self,*a)\n"
         "b.BackupRun.read=slow\n"

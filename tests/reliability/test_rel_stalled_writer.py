@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import rel_harness as h
 
-import core.backup
+import core.ops.backup
 from core.manager import BackupManager
 from core.models import CreateRequest
 
@@ -27,7 +27,7 @@ SIZE = 60_000
 async def _backup_during_stalled_rewrite(tmp_path: Path, racy_ns: int) -> tuple[bytes, str]:
     """Half of version 2 written over version 1, the rest 1 s later; a backup started at
     once. Returns what the backup recorded for the file and its warnings."""
-    core.backup.RACY_NS = racy_ns
+    core.ops.backup.RACY_NS = racy_ns
     top = tmp_path / "live"
     top.mkdir()
     path = top / "t00"
@@ -60,7 +60,7 @@ async def _backup_during_stalled_rewrite(tmp_path: Path, racy_ns: int) -> tuple[
 async def test_a_rewrite_stalled_mid_write_is_not_recorded_torn(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(core.backup, "RACY_NS", core.backup.RACY_NS)  # restored afterwards
+    monkeypatch.setattr(core.ops.backup, "RACY_NS", core.ops.backup.RACY_NS)  # restored afterwards
     got, warned = await _backup_during_stalled_rewrite(tmp_path, racy_ns=2_000_000_000)
     assert h.whole_version(got) == ("t00", 2), (got[:40], got[SIZE // 2 : SIZE // 2 + 40])
     assert not warned
@@ -70,7 +70,7 @@ async def test_without_the_racy_check_the_same_stall_is_recorded_torn(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The control: it shows that the test above reads during the stall."""
-    monkeypatch.setattr(core.backup, "RACY_NS", core.backup.RACY_NS)
+    monkeypatch.setattr(core.ops.backup, "RACY_NS", core.ops.backup.RACY_NS)
     got, _warned = await _backup_during_stalled_rewrite(tmp_path, racy_ns=0)
     assert h.whole_version(got) is None
     assert got[: SIZE // 2] == h.versioned("t00", 2, SIZE)[: SIZE // 2]
@@ -81,7 +81,7 @@ async def test_a_file_being_appended_to_is_recorded_as_a_state_it_had(
 ) -> None:
     """A log that grows all the time is not skipped for it: a read that the file still
     starts with once it has grown is a state the file really had."""
-    monkeypatch.setattr(core.backup, "RACY_NS", 300_000_000)
+    monkeypatch.setattr(core.ops.backup, "RACY_NS", 300_000_000)
     top = tmp_path / "live"
     top.mkdir()
     log = top / "app.log"
@@ -119,9 +119,9 @@ async def test_a_ctime_ahead_of_the_clock_does_not_stall_the_backup(
 ) -> None:
     """A file server whose clock runs ahead stamps files in this machine's future: every such
     file looks just changed. The wait for it to settle is bounded by RACY_NS all the same."""
-    monkeypatch.setattr(core.backup, "RACY_NS", 50_000_000)
+    monkeypatch.setattr(core.ops.backup, "RACY_NS", 50_000_000)
     real_time_ns = time.time_ns
-    monkeypatch.setattr(core.backup.time, "time_ns", lambda: real_time_ns() - 3_600 * 10**9)
+    monkeypatch.setattr(core.ops.backup.time, "time_ns", lambda: real_time_ns() - 3_600 * 10**9)
     top = tmp_path / "live"
     top.mkdir()
     for i in range(20):

@@ -51,21 +51,21 @@ def big_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A directory whose backup takes seconds: a slow disk, simulated by delaying each
     file read in the engine (the real engine, merely slowed), so a test can act on a
     backup while it runs (cancel it, start another operation, quit) without racing."""
-    import core.backup
+    import core.ops.backup
 
     d = tmp_path / "big"
     d.mkdir()
     blob = os.urandom(2 * 1024 * 1024)
     for i in range(400):
         (d / f"file-{i:03d}.bin").write_bytes(blob[i * 4096 : i * 4096 + 16384])
-    real_read = core.backup.read_file
+    real_read = core.ops.backup.read_file
 
     def slow_read(state, item):  # type: ignore[no-untyped-def]
         state.ctx.check()  # as the engine does before each read of a chunk
         time.sleep(0.2)
         return real_read(state, item)
 
-    monkeypatch.setattr(core.backup, "read_file", slow_read)
+    monkeypatch.setattr(core.ops.backup, "read_file", slow_read)
     return d
 
 
@@ -78,7 +78,7 @@ def demo_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     detail view shows: the manifests are rewritten here without it, with their checksums."""
     import asyncio
 
-    from core.repository import Repository
+    from core.repo.repository import Repository
     from tui.demo import DEMO_NOW, build_demo
 
     base = tmp_path_factory.mktemp("demo")
@@ -110,7 +110,7 @@ def _pin_manifests(repo) -> None:  # type: ignore[no-untyped-def]
     """Rewrite each manifest without machine-specific values, and its checksum to match."""
     import dataclasses
 
-    from core import manifest as mf
+    from core.repo import manifest as mf
 
     for meta in repo.list_metadata()[0]:
         if not meta.checksum:

@@ -467,7 +467,7 @@ async def test_browse_is_lazy_and_restores_marked_folder(tui_root: Path, seeded:
 
 
 async def test_project_whose_last_backup_failed_stands_out(tui_root: Path, seeded: dict) -> None:
-    from core.repository import Repository
+    from core.repo.repository import Repository
 
     mgr = BackupManager(tui_root)
     await mgr.create_project("other", str(seeded["data"]))

@@ -218,16 +218,16 @@ def slow_restore(monkeypatch: pytest.MonkeyPatch) -> None:
     """A slow disk under the real engine: each chunk it reads for a restore takes 150 ms, so
     a 20 MiB file is caught mid-way. Its parts (written by several threads at once) are made
     2 MiB instead of 8, so that there are more parts than threads on any machine."""
-    import core.restore
+    import core.ops.restore
 
-    monkeypatch.setattr(core.restore, "PART_SIZE", 2 * 1024 * 1024)
-    real_read = core.restore.Restorer._read
+    monkeypatch.setattr(core.ops.restore, "PART_SIZE", 2 * 1024 * 1024)
+    real_read = core.ops.restore.Restorer._read
 
     def slow_read(self, digest_hex: str, show: str) -> bytes:  # type: ignore[no-untyped-def]
         time.sleep(0.15)
         return real_read(self, digest_hex, show)
 
-    monkeypatch.setattr(core.restore.Restorer, "_read", slow_read)
+    monkeypatch.setattr(core.ops.restore.Restorer, "_read", slow_read)
 
 
 def test_restore_dialog_binds_c_to_cancel_with_a_description() -> None:

@@ -17,13 +17,14 @@ import contextlib
 import struct
 from dataclasses import dataclass, field
 
-from . import locks
-from . import manifest as mf
-from .chunker import hash_bytes
-from .errors import Damaged
-from .index import PREFIX, IndexFormatError, decode_index, write_index
-from .models import IN_PROGRESS, RESTORABLE, DeleteResult
-from .packs import (
+from core.errors import Damaged
+from core.models import IN_PROGRESS, RESTORABLE, DeleteResult
+from core.ops.progress import OperationContext
+from core.repo import locks
+from core.repo import manifest as mf
+from core.repo.chunker import hash_bytes
+from core.repo.index import PREFIX, IndexFormatError, decode_index, write_index
+from core.repo.packs import (
     BlobLocation,
     PackWriter,
     decompress,
@@ -31,8 +32,7 @@ from .packs import (
     pack_objects,
     read_pack_entries,
 )
-from .progress import OperationContext
-from .repository import Repository
+from core.repo.repository import Repository
 
 
 class Unproven(Damaged):

@@ -9,11 +9,12 @@ import time
 from collections import defaultdict
 from datetime import UTC, datetime
 
-from .chunker import hash_bytes
-from .errors import NexusError
-from .index import PREFIX, IndexFormatError, decode_index, rebuild_from_packs, write_index
-from .models import RESTORABLE, CheckResult, RebuildResult
-from .packs import (
+from core.errors import NexusError
+from core.models import RESTORABLE, CheckResult, RebuildResult
+from core.ops.progress import OperationContext
+from core.repo.chunker import hash_bytes
+from core.repo.index import PREFIX, IndexFormatError, decode_index, rebuild_from_packs, write_index
+from core.repo.packs import (
     BlobLocation,
     PackWriter,
     decompress,
@@ -21,9 +22,8 @@ from .packs import (
     read_pack_entries,
     salvage_entries,
 )
-from .progress import OperationContext
-from .repository import Repository
-from .validator import verify_backup
+from core.repo.repository import Repository
+from core.validator import verify_backup
 
 
 def check_repository(repo: Repository, *, read_data: bool, ctx: OperationContext) -> CheckResult:

@@ -40,12 +40,8 @@ from pathlib import Path
 
 import blake3
 
-from . import confine, walker
-from . import manifest as mf
-from .errors import Cancelled, Damaged, InvalidInput, NexusError, StorageFull, describe_os_error
-from .locks import pid_alive
-from .manifest import Entry
-from .models import (
+from core.errors import Cancelled, Damaged, InvalidInput, NexusError, StorageFull, describe_os_error
+from core.models import (
     MAX_WARNINGS,
     BackupMetadata,
     RestoreChange,
@@ -53,10 +49,14 @@ from .models import (
     RestoreRequest,
     RestoreResult,
 )
-from .progress import OperationContext
-from .repository import PackFiles, Repository
-from .storage import LocalStore
-from .validator import missing_chunk_files, validate_restore_point
+from core.ops import confine, walker
+from core.ops.progress import OperationContext
+from core.repo import manifest as mf
+from core.repo.locks import pid_alive
+from core.repo.manifest import Entry
+from core.repo.repository import Repository
+from core.storage import RangeReader
+from core.validator import missing_chunk_files, validate_restore_point
 
 MAX_CHANGES = 1000
 TMP_PREFIX = ".nexus-restore-"
@@ -255,8 +255,8 @@ def _stores(repo: Repository) -> list[Path]:
     """Where repositories' files live (`{root}/backups`, this project's store): never a
     restore target, nor beneath one."""
     out = [Path(repo.root) / "backups"]
-    if isinstance(repo.store, LocalStore):
-        out.append(Path(repo.store.base))
+    if repo.store.capabilities.local_root is not None:
+        out.append(Path(repo.store.capabilities.local_root))
     return out
 
 
@@ -296,7 +296,7 @@ class Restorer:
         self.protect = frozenset(protect) | self.stores | _ids([Path(repo.root)])
         self._lock = threading.Lock()
         self._euid = os.geteuid()
-        self.packs: PackFiles | None = None
+        self.packs: RangeReader | None = None
         self.dirs: confine.DirFds | None = None
         #: What --delete leaves alone: the backup's own excludes and the target's current
         #: `.nexusignore`, each matched on its own (a negation in one never re-includes what
@@ -1042,7 +1042,7 @@ class Restorer:
             pool.submit(job).add_done_callback(done)
 
         with (
-            PackFiles(self.repo.store) as self.packs,
+            contextlib.closing(self.repo.store.reader()) as self.packs,
             ThreadPoolExecutor(workers, thread_name_prefix="nexus-restore") as pool,
         ):
             try:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import TYPE_CHECKING
 
-from .confine import open_dir_at
+from core.ops.confine import open_dir_at
 
 if TYPE_CHECKING:
     import pathspec
@@ -247,7 +247,7 @@ def walk_entries(
 
     Each directory is opened relative to its parent's descriptor with O_NOFOLLOW, never by
     its path: a directory swapped for a symlink during the walk is refused, not followed,
-    and with `top_fd` (the data directory opened beneath a trusted one, see core.confine)
+    and with `top_fd` (the data directory opened beneath a trusted one, see core.ops.confine)
     nothing outside it is ever listed, whatever happens to its path meanwhile; `top` then
     only names it in messages. `skip` holds (st_dev, st_ino) of directories never to enter
     (the repository itself when it lies inside the data directory). Unreadable directories

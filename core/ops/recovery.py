@@ -20,11 +20,10 @@ import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from . import locks
-from .errors import Damaged, NotFound
-from .models import IN_PROGRESS, BackupStatus
-from .repository import Repository
-from .storage import LocalStore
+from core.errors import Damaged, NotFound
+from core.models import IN_PROGRESS, BackupStatus
+from core.repo import locks
+from core.repo.repository import Repository
 
 Log = Callable[[str, str, str | None], None]  # level, message, backup_id
 
@@ -74,8 +73,6 @@ def recover_locked(repo: Repository, log: Log) -> int:
             meta.status = BackupStatus.COMPLETED
             repo.write_metadata(meta)
             touched += 1
-    if isinstance(repo.store, LocalStore):
-        for tmp in repo.store.temp_files():
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+    with contextlib.suppress(OSError):
+        repo.store.remove_partials()
     return touched

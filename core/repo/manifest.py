@@ -22,7 +22,7 @@ import blake3
 import orjson
 import zstandard
 
-from .errors import Damaged
+from core.errors import Damaged
 
 FORMAT = 1
 FILE, DIR, SYMLINK = "f", "d", "l"

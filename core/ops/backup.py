@@ -26,17 +26,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from . import manifest as mf
-from .chunker import ChunkerParams, hash_bytes, iter_chunks, new_hasher
-from .confine import DIR_FLAGS
-from .errors import Damaged, NexusError, from_os_error
-from .index import write_index
-from .manifest import Entry, ManifestWriter
-from .models import MAX_WARNINGS, BackupMetadata, BackupStatus
-from .packs import BlobLocation, PackWriter, compress
-from .progress import OperationContext
-from .repository import HOSTNAME, Repository
-from .walker import Excludes, compile_excludes, exclude_lines, read_xattrs, walk_entries
+from core.errors import Damaged, NexusError, from_os_error
+from core.models import MAX_WARNINGS, BackupMetadata, BackupStatus
+from core.ops.confine import DIR_FLAGS
+from core.ops.progress import OperationContext
+from core.ops.walker import Excludes, compile_excludes, exclude_lines, read_xattrs, walk_entries
+from core.repo import manifest as mf
+from core.repo.chunker import ChunkerParams, hash_bytes, iter_chunks, new_hasher
+from core.repo.index import write_index
+from core.repo.manifest import Entry, ManifestWriter
+from core.repo.packs import BlobLocation, PackWriter, compress
+from core.repo.repository import HOSTNAME, Repository
 
 READ_ATTEMPTS = 3
 RACY_NS = 20_000_000  # changed this recently (timestamps are coarse): maybe mid-write
@@ -407,7 +407,7 @@ class BackupPlan:
     left_packs: list[str] = field(default_factory=list)
     #: Read the data directory's `.nexusignore` (a pre-restore checkpoint does not).
     use_ignore_file: bool = True
-    #: The data directory opened beneath a trusted directory (core.confine), owned by the
+    #: The data directory opened beneath a trusted directory (core.ops.confine), owned by the
     #: caller: then the walk, the `.nexusignore` and every file are read through it, never
     #: through `data_dir` (which only names the source), so a swap of that path for a
     #: symlink after the check cannot make the backup read anything outside.
@@ -960,7 +960,7 @@ def describe_failure(exc: BaseException) -> str:
     if isinstance(exc, NexusError):
         return str(exc)
     if isinstance(exc, OSError):
-        from .errors import describe_os_error
+        from core.errors import describe_os_error
 
         return describe_os_error(exc)
     return f"{type(exc).__name__}: {exc}"

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Iterator, KeysView, Mapping
 
 import blake3
 
-from .packs import BlobLocation, pack_objects, read_pack_entries
-from .storage import ObjectStore
+from core.repo.packs import BlobLocation, pack_objects, read_pack_entries
+from core.storage import ObjectStore
 
 MAGIC = b"NXIDX001"
 PACK_HEAD = struct.Struct("<32sI")

@@ -5,25 +5,21 @@ Everything goes through an ObjectStore, so the engine never assumes a local file
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import secrets
 import socket
 import struct
-import threading
-from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .chunker import ChunkerParams, hash_bytes
-from .errors import Damaged, NexusError, NotFound
-from .index import Index
-from .models import BackupMetadata, VerifyResult, check_id
-from .packs import DEFAULT_PACK_SIZE, decompress, pack_name
-from .storage import LocalStore, ObjectStore
+from core.errors import Damaged, NexusError, NotFound
+from core.models import BackupMetadata, VerifyResult, check_id
+from core.repo.chunker import ChunkerParams, hash_bytes
+from core.repo.index import Index
+from core.repo.packs import DEFAULT_PACK_SIZE, decompress, pack_name
+from core.storage import ObjectNotFound, ObjectStore, RangeReader, open_store
 
 FORMAT_VERSION = 1
 CONFIG = "config.json"
@@ -90,9 +86,10 @@ class Repository:
     """A project's store plus the in-memory index; cheap to open, safe to share in a process."""
 
     def __init__(self, root: Path, project_id: str, store: ObjectStore | None = None) -> None:
+        """`store` holds the project's objects; by default the local `root/backups/{id}`."""
         self.root = root
         self.project_id = check_id(project_id, "project_id")
-        self.store: ObjectStore = store or LocalStore(project_dir(root, project_id), create=False)
+        self.store: ObjectStore = store or open_store(project_dir(root, project_id))
         self.index = Index()
         self._config: RepoConfig | None = None
 
@@ -105,10 +102,7 @@ class Repository:
 
     def init(self) -> None:
         """Create the project's repository (idempotent)."""
-        if isinstance(self.store, LocalStore):
-            for d in (self.root, self.root / "backups", self.store.base, self.root / "logs"):
-                d.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self.store.base.parent.chmod(0o700)
+        self.store.prepare()
         if self.exists():
             return
         config = {
@@ -131,7 +125,7 @@ class Repository:
         if self._config is None:
             try:
                 raw = self.store.get(CONFIG)
-            except FileNotFoundError:
+            except ObjectNotFound:
                 if self.exists():
                     raise Damaged(
                         f"project {self.project_id!r}: config.json is missing (its backups "
@@ -217,7 +211,7 @@ class Repository:
     def read_metadata(self, backup_id: str) -> BackupMetadata:
         try:
             raw = self.store.get(self.prefix(backup_id) + "metadata.json")
-        except (FileNotFoundError, NotADirectoryError):
+        except ObjectNotFound:
             raise NotFound(
                 f"backup {backup_id!r} not found in project {self.project_id!r}"
             ) from None
@@ -249,7 +243,7 @@ class Repository:
     def read_manifest(self, backup_id: str) -> bytes:
         try:
             return self.store.get(self.manifest_name(backup_id))
-        except FileNotFoundError:
+        except ObjectNotFound:
             raise Damaged(f"backup {backup_id!r}: its manifest is missing") from None
         except OSError as exc:
             raise Damaged(f"backup {backup_id!r}: its manifest cannot be read") from exc
@@ -281,8 +275,7 @@ class Repository:
         meta = prefix + "metadata.json"
         for name in sorted(names, key=lambda n: n == meta):
             self.store.delete(name)
-        if isinstance(self.store, LocalStore):
-            self.store.delete_prefix(prefix)
+        self.store.delete_prefix(prefix)
         self.store.delete(tombstone)
 
     # --- chunks ----------------------------------------------------------------------------
@@ -291,7 +284,7 @@ class Repository:
         self.index.refresh(self.store)
         return self.index
 
-    def read_blob(self, digest: bytes, packs: PackFiles | None = None) -> bytes:
+    def read_blob(self, digest: bytes, packs: RangeReader | None = None) -> bytes:
         """A chunk's raw bytes, checked against its hash (`packs` keeps packs open)."""
         loc = self.index.get(digest)
         if loc is None:
@@ -303,7 +296,7 @@ class Repository:
             else:
                 stored = self.store.get_range(name, loc.offset, loc.length)
             raw = decompress(stored, loc.flags, loc.raw_length)
-        except FileNotFoundError:
+        except ObjectNotFound:
             raise MissingChunk(f"pack {loc.pack_id[:16]} is missing") from None
         except (EOFError, ValueError, struct.error) as exc:
             raise DamagedChunk(
@@ -326,51 +319,3 @@ class Repository:
 
 
 HOSTNAME = socket.gethostname()
-
-
-class PackFiles:
-    """Open pack files for one operation that reads many ranges (a restore): each thread
-    keeps a few packs open instead of opening a pack per chunk. Everything is closed by
-    `close()`, so no deleted pack is kept alive afterwards. Stores that are not local
-    are read through their own get_range."""
-
-    PER_THREAD = 8
-
-    def __init__(self, store: ObjectStore) -> None:
-        self._store = store
-        self._local = threading.local()
-        self._all: list[io.FileIO] = []
-        self._lock = threading.Lock()
-
-    def get_range(self, name: str, offset: int, length: int) -> bytes:
-        if not isinstance(self._store, LocalStore):
-            return self._store.get_range(name, offset, length)
-        cache: OrderedDict[str, io.FileIO] | None = getattr(self._local, "cache", None)
-        if cache is None:
-            cache = self._local.cache = OrderedDict()
-        f = cache.get(name)
-        if f is None:
-            f = io.FileIO(self._store.path(name), "r")
-            with self._lock:
-                self._all.append(f)
-            cache[name] = f
-            if len(cache) > self.PER_THREAD:
-                cache.popitem(last=False)[1].close()
-        else:
-            cache.move_to_end(name)
-        data = os.pread(f.fileno(), length, offset)
-        if len(data) != length:
-            raise EOFError(f"{name}: short read at {offset} ({len(data)} of {length} bytes)")
-        return data
-
-    def close(self) -> None:
-        with self._lock:
-            for f in self._all:
-                f.close()
-            self._all.clear()
-
-    def __enter__(self) -> PackFiles:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

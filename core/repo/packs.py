@@ -22,7 +22,7 @@ from pathlib import Path
 import blake3
 import zstandard
 
-from .storage import TMP_MARK, ObjectInfo, ObjectStore
+from core.storage import TMP_MARK, ObjectInfo, ObjectStore
 
 MAGIC = b"NXPACK01"
 ENTRY = struct.Struct("<32sIIB")  # hash, stored length, raw length, flags
@@ -144,7 +144,7 @@ def parse_header(tail: bytes, pack_size: int) -> list[tuple[bytes, int, int, int
 
 
 def read_pack_entries(store: ObjectStore, name: str) -> list[tuple[bytes, int, int, int, int]]:
-    size = store.size(name)
+    size = store.stat(name).size
     count_bytes = store.get_range(name, size - TRAILER.size, TRAILER.size)
     count = TRAILER.unpack(count_bytes)[0]
     want = min(size, TRAILER.size + count * ENTRY.size)
@@ -154,7 +154,7 @@ def read_pack_entries(store: ObjectStore, name: str) -> list[tuple[bytes, int, i
 def salvage_entries(store: ObjectStore, name: str) -> list[tuple[bytes, int, int, int, int]]:
     """The entries a damaged pack's header still gives, its checksum ignored: candidates only,
     each to be verified by its hash before it is trusted (`rebuild-index` salvages with it)."""
-    size = store.size(name)
+    size = store.stat(name).size
     if size < TRAILER.size:
         return []
     count = TRAILER.unpack(store.get_range(name, size - TRAILER.size, TRAILER.size))[0]

@@ -29,11 +29,10 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from core.errors import Busy, ReadOnly, from_os_error
-from core.storage import ObjectStore
+from core.storage import ObjectNotFound, ObjectStore
 
 PREFIX = "locks/"
 #: A lock not refreshed for this long is stale (unless its live process is on this host).
@@ -191,7 +190,7 @@ def _load(store: ObjectStore, name: str, mtime: float, now: datetime) -> LockInf
     """The lock object `name`, or None if it vanished meanwhile."""
     try:
         raw = store.get(name)
-    except FileNotFoundError:
+    except ObjectNotFound:
         return None
     except OSError:
         raw = b""
@@ -295,7 +294,7 @@ class RepoLock:
                     self.lost = True
                     return
                 self.info.refreshed = _now()
-                _put(self.store, self.name, self.info.to_json())
+                self.store.put(self.name, self.info.to_json())
             except OSError:
                 pass  # try again next time; the lock stays valid for STALE_AFTER
 
@@ -312,21 +311,9 @@ class RepoLock:
             self.store.delete(self.name)
 
 
-def _put(store: ObjectStore, name: str, data: bytes) -> None:
-    """store.put, retried when a concurrent release pruned the (empty) `locks/` directory
-    between LocalStore.put creating it and writing into it."""
-    for _ in range(20):
-        try:
-            store.put(name, data)
-            return
-        except FileNotFoundError:
-            time.sleep(random.uniform(0, 0.005))
-    store.put(name, data)
-
-
 def _project_name(store: ObjectStore) -> str:
-    base = getattr(store, "base", None)
-    return Path(base).name if base is not None else "repository"
+    """The project's id, as the last part of where its store lives."""
+    return store.url.rstrip("/").rsplit("/", 1)[-1] or "repository"
 
 
 def _busy(project_id: str, holders: list[LockInfo]) -> Busy:
@@ -381,7 +368,7 @@ def acquire(
             pidns=PIDNS,
         )
         try:
-            _put(store, name, info.to_json())
+            store.put(name, info.to_json())
             try:
                 holders = _conflicts(store, name, exclusive)
             except BaseException:

@@ -11,8 +11,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from .errors import Cancelled
-from .models import ProgressEvent
+from core.errors import Cancelled
+from core.models import ProgressEvent
 
 Emit = Callable[[ProgressEvent], None]
 

@@ -1,0 +1,1 @@
+"""The engine's operations: backup, restore, verify's helpers, check, reclaim, recovery."""

@@ -1,0 +1,1 @@
+"""The repository format: config, packs, index, manifests, locks, the codec."""

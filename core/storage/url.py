@@ -1,0 +1,49 @@
+"""The repository root as a URL: a path or `file://...` (LocalStore), `memory://NAME` (a
+store shared within this process, for tests); `s3://bucket/prefix` is the next store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from core.errors import InvalidInput
+from core.storage.base import ObjectStore
+
+SCHEMES = ("file", "memory")
+
+
+def is_url(text: str) -> bool:
+    """True for `scheme:...` with a scheme of two letters or more (not a Windows drive)."""
+    head, sep, _ = text.partition(":")
+    return bool(sep) and len(head) > 1 and head.isalpha()
+
+
+def local_path(url: str | Path) -> Path | None:
+    """The directory a local repository URL names, None for any other store."""
+    if isinstance(url, Path) or not is_url(url):
+        return Path(url)
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise InvalidInput(f"{url}: a file:// URL names a local path (no host)")
+        return Path(unquote(parts.path))
+    return None
+
+
+def open_store(url: str | Path, *, create: bool = False) -> ObjectStore:
+    """The store a repository URL names; `create` makes a local directory if missing."""
+    path = local_path(url)
+    if path is not None:
+        from core.storage.local import LocalStore
+
+        return LocalStore(path, create=create)
+    scheme = urlsplit(str(url)).scheme
+    if scheme == "memory":
+        from core.storage.memory import named
+
+        return named(urlsplit(str(url)).netloc or urlsplit(str(url)).path)
+    raise InvalidInput(
+        f"{url}: unknown repository scheme {scheme!r} (use a path or one of "
+        + ", ".join(f"{s}://" for s in SCHEMES)
+        + ")"
+    )
