@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from pydantic import BaseModel
 
 from cli import render
 from cli.progress_bar import ProgressBar
-from core.config import resolve_root
+from core.config import ENV_REPOSITORY, resolve_root
 from core.models import BackupInfo
 
 EXIT_OK = 0
@@ -43,6 +44,11 @@ class Context:
         self.json: bool = bool(args.json)
         self.root_arg: str | None = args.root
         self.root: Path = resolve_root(args.root)
+        if getattr(args, "repo", None):
+            # one rule for every face this process starts (the TUI, `serve`) and every
+            # command it prints: the engine reads the repository from the environment
+            os.environ[ENV_REPOSITORY] = args.repo
+        self.repository: str | None = os.environ.get(ENV_REPOSITORY) or None
         self._manager: Any = None
 
     @property
@@ -78,4 +84,5 @@ def resolve_latest(ctx: Context, project: str, backup_id: str) -> str:
 
 
 def root_opt(ctx: Context) -> list[str]:
-    return ["--root", str(ctx.root)]
+    """The options that name this repository, for a command printed to be run again."""
+    return ["--root", str(ctx.root)] + (["--repo", ctx.repository] if ctx.repository else [])

@@ -29,7 +29,7 @@ from cli.commands import (
 from cli.commands import list as list_
 from cli.context import Context, UsageError
 from cli.render import PROG
-from core.config import ENV_ROOT
+from core.config import ENV_REPOSITORY, ENV_ROOT
 from core.models import BackupStatus, BackupType, check_id
 from core.query import WHEN_HELP, parse_tag, parse_when
 
@@ -46,6 +46,7 @@ exit codes:
 environment:
   {ENV_ROOT}  repository root when --root is not given
                      (default: $XDG_DATA_HOME/nexus-backup or ~/.local/share/nexus-backup)
+  {ENV_REPOSITORY}  where the repositories live when --repo is not given
   NEXUS_DEBUG=1      print the traceback of an internal error
 
 Every command accepts --json (before or after the command) to print the result as JSON.
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     # default is SUPPRESS, so they only override what was given before the command when given.
     common = _Parser(add_help=False)
     common.add_argument("--root", metavar="DIR", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--repo", metavar="URL", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="print the result as JSON"
     )
@@ -155,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         default=None,
         help=f"repository root (default: ${ENV_ROOT}, else ~/.local/share/nexus-backup)",
+    )
+    parser.add_argument(
+        "--repo",
+        metavar="URL",
+        default=None,
+        help=f"where the repositories live, when not under the root: a directory or a store "
+        f"URL (default: ${ENV_REPOSITORY}, else ROOT/backups)",
     )
     parser.add_argument(
         "--json", action="store_true", default=False, help="print results as JSON (for scripts)"

@@ -1,4 +1,5 @@
-"""Where the repository root is: `--root`, else NEXUS_BACKUP_ROOT, else a per-user data dir."""
+"""Where the repository root is: `--root`, else NEXUS_BACKUP_ROOT, else a per-user data dir;
+and where the repositories are, when not under it (`--repo`, NEXUS_BACKUP_REPOSITORY)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 from pathlib import Path
 
 ENV_ROOT = "NEXUS_BACKUP_ROOT"
+#: Where the repositories live when not under the root: a path or a store URL.
+ENV_REPOSITORY = "NEXUS_BACKUP_REPOSITORY"
 
 
 def default_root() -> Path:
@@ -23,3 +26,13 @@ def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
     if env:
         return Path(env).expanduser().absolute()
     return default_root()
+
+
+def resolve_repository(repository: str | os.PathLike[str] | None, root: Path) -> str | Path:
+    """`--repo`, else NEXUS_BACKUP_REPOSITORY, else the root itself (`root/backups/...`)."""
+    chosen = repository or os.environ.get(ENV_REPOSITORY)
+    if not chosen:
+        return root
+    if isinstance(chosen, str) and ":" in chosen.split("/", 1)[0]:
+        return chosen  # a URL: s3://..., file://..., memory://...
+    return Path(chosen).expanduser().absolute()

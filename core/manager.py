@@ -13,14 +13,13 @@ import contextlib
 import os
 import stat
 import threading
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from core.config import resolve_root
+from core.config import resolve_repository, resolve_root
 from core.errors import (
     Cancelled,
     Conflict,
@@ -32,6 +31,7 @@ from core.errors import (
     from_os_error,
 )
 from core.logger import BackupLogger
+from core.manage import projects
 from core.models import (
     IN_PROGRESS,
     RESTORABLE,
@@ -64,6 +64,7 @@ from core.query import Query
 from core.repo import locks
 from core.repo import manifest as mf
 from core.repo.repository import Repository, new_backup_id
+from core.storage import ObjectStore, open_store
 from core.validator import verify_backup
 
 T = TypeVar("T")
@@ -71,17 +72,6 @@ Progress = Callable[[ProgressEvent], None]
 LOCK_TIMEOUT = 5.0
 #: The `reason` tag of the checkpoint a restore takes of its target first.
 PRE_RESTORE = "pre-restore"
-
-
-def _stamp(entry: os.DirEntry[str]) -> str:
-    """An entry of a project's listing as the change token sees it: a backup by its
-    metadata.json, project.json by itself (name, inode, mtime, size; never the content)."""
-    path = os.path.join(entry.path, "metadata.json") if entry.is_dir() else entry.path
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return f"{entry.name}:-;"
-    return f"{entry.name}:{st.st_ino}:{st.st_mtime_ns}:{st.st_size};"
 
 
 def _display(path: bytes) -> str:
@@ -95,11 +85,15 @@ class BackupManager:
         self,
         root: str | os.PathLike[str] | None = None,
         *,
+        repository: str | os.PathLike[str] | None = None,
         new_id: Callable[[], str] | None = None,
     ) -> None:
-        """`new_id` makes backup ids (default: time-sortable and random); demos and
+        """`root` holds the logs and, unless `repository` names another store (a path or a
+        URL, else NEXUS_BACKUP_REPOSITORY), the projects' repositories under `backups/`.
+        `new_id` makes backup ids (default: time-sortable and random); demos and
         screenshots pass a deterministic one."""
         self.root = resolve_root(root)
+        self.store: ObjectStore = open_store(resolve_repository(repository, self.root))
         self._new_id = new_id or new_backup_id
         # Nothing is created here: a read-only command never writes, not even the root (made
         # with the first project), so a read-only mount or snapshot can be listed and restored.
@@ -129,7 +123,9 @@ class BackupManager:
         with self._repos_lock:
             repo = self._repos.get(project_id)
             if repo is None:
-                repo = Repository(self.root, project_id)
+                repo = Repository(
+                    self.root, project_id, projects.project_store(self.store, project_id)
+                )
                 if not repo.exists():
                     if not create:
                         raise NotFound(f"unknown project {project_id!r}")
@@ -366,9 +362,10 @@ class BackupManager:
         if req.backup_type == BackupType.INCREMENTAL and reference is None:
             log("WARNING", "no completed backup to be incremental to: reading everything")
         skip = set()
-        with contextlib.suppress(OSError):
-            st = os.stat(self.root)
-            skip.add((st.st_dev, st.st_ino))
+        for top in self._local_tops():
+            with contextlib.suppress(OSError):
+                st = os.stat(top)
+                skip.add((st.st_dev, st.st_ino))
         plan = BackupPlan(
             data_dir=os.fsencode(data_dir),
             excludes=list(req.excludes),
@@ -520,6 +517,15 @@ class BackupManager:
         metas.sort(key=lambda m: (m.created_at, m.id), reverse=True)
         return metas
 
+    def _local_tops(self) -> list[Path]:
+        """The local directories of this manager's repositories: the root, and the
+        repository's own directory when it is local and elsewhere."""
+        tops = [self.root]
+        local = self.store.capabilities.local_root
+        if local is not None and Path(local) != self.root:
+            tops.append(Path(local))
+        return tops
+
     def _protected(self) -> frozenset[tuple[int, int]]:
         """The directories no restore may delete, replace or write into, wherever they lie,
         reached by whatever path (a bind mount inside the target): the nexus root, and every
@@ -528,7 +534,7 @@ class BackupManager:
         with contextlib.suppress(OSError):
             st = os.stat(self.root)
             found.add((st.st_dev, st.st_ino))
-        for top in (self.root / "backups", self.root / "logs"):
+        for top in (*self._local_tops(), self.root / "logs"):
             for dirpath, _dirs, _files in os.walk(top):
                 with contextlib.suppress(OSError):
                     st = os.stat(dirpath, follow_symlinks=False)
@@ -602,8 +608,7 @@ class BackupManager:
 
     def projects_blocking(self, only: Collection[str] | None = None) -> list[ProjectSummary]:
         out = []
-        base = self.root / "backups"
-        names = sorted(os.listdir(base)) if base.is_dir() else []
+        names = projects.listed(self.store)
         for name in names if only is None else [n for n in names if n in only]:
             try:
                 repo = self._repo(name)
@@ -858,85 +863,38 @@ class BackupManager:
 
     # --- what the faces look at: project ids, change tokens, writability ------------------
 
-    def _projects_base(self) -> Path:
-        return self.root / "backups"
+    @property
+    def repository_url(self) -> str:
+        """Where the projects' repositories live (the root's `backups/`, or a store URL)."""
+        return self.store.url
 
     def project_exists_blocking(self, project_id: str) -> bool:
-        """Whether the project's directory is there (an id that is not a valid id is not)."""
-        try:
-            check_id(project_id, "project_id")
-        except (InvalidInput, ValueError):
-            return False
-        return (self._projects_base() / project_id).is_dir()
+        return projects.project_exists(self.store, project_id)
 
     async def project_exists(self, project_id: str) -> bool:
         return await self._in_thread(lambda: self.project_exists_blocking(project_id))
 
     def project_ids_blocking(self) -> list[str]:
-        """The projects by their repositories' config alone (one listing, one stat each): the
-        cheap first look, before `projects` reads every project's metadata."""
-        try:
-            entries = list(os.scandir(self._projects_base()))
-        except OSError:
-            return []
-        return sorted(
-            e.name for e in entries if e.is_dir() and os.path.exists(Path(e.path) / "config.json")
-        )
+        return projects.project_ids(self.store)
 
     async def project_ids(self) -> list[str]:
         return await self._in_thread(self.project_ids_blocking)
 
     def change_tokens_blocking(self) -> dict[str, str]:
-        """Per project, a token that changes whenever one of its backups is created, changes
-        status or is deleted, or its settings change; another process's changes included.
-
-        A new or deleted backup changes the listing; a status change rewrites metadata.json
-        by rename (a new inode), as a settings change does project.json. One listing per
-        project and one stat per backup, no file read: cheap enough to poll every few
-        seconds."""
-        tokens: dict[str, str] = {}
-        try:
-            projects = [e for e in os.scandir(self._projects_base()) if e.is_dir()]
-        except OSError:
-            return tokens
-        for project in projects:
-            crc = 0
-            try:
-                for entry in os.scandir(project.path):
-                    if entry.name.startswith("backup_") or entry.name == "project.json":
-                        crc = zlib.crc32(_stamp(entry).encode(), crc)
-            except OSError:
-                continue
-            tokens[project.name] = f"{crc:08x}"
-        return tokens
+        return projects.change_tokens(self.store)
 
     async def change_tokens(self) -> dict[str, str]:
         return await self._in_thread(self.change_tokens_blocking)
 
     def read_only_reason(self) -> str | None:
         """Why the repository cannot be written (a read-only mount, or a directory this user
-        may not write), or None when it can. Looked at where backups are written: the
-        `backups` directory, else the nearest existing parent of the root."""
-        probe = self._projects_base()
-        while not probe.exists() and probe.parent != probe:
-            probe = probe.parent
-        try:
-            if os.statvfs(probe).f_flag & os.ST_RDONLY:
-                return "read-only file system"
-        except OSError:
-            return None  # unknown: let the operations say what is wrong
-        if not os.access(probe, os.W_OK | os.X_OK):
-            return "you may not write to it"
-        return None
+        may not write), or None when it can. Asked where backups are written."""
+        return self.store.sub(projects.PROJECTS).read_only_reason()
 
     def read_only(self) -> bool:
         """Whether the repository root cannot be written."""
         return self.read_only_reason() is not None
 
     def has_projects(self) -> bool:
-        """Whether the root holds anything under `backups` (the demo builds only into an
-        empty one)."""
-        try:
-            return any(os.scandir(self._projects_base()))
-        except OSError:
-            return False
+        """Whether the root holds any project (the demo builds only into an empty one)."""
+        return projects.has_projects(self.store)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,18 @@ def data_dir(tmp_path: Path) -> Path:
 def tree_of():
     """The tree_snapshot function, for tests to compare trees."""
     return tree_snapshot
+
+
+#: The stores the engine's main suites (round trip, incremental, dedup and delete, crash
+#: recovery, verify and corruption) run on; a new store adds itself here.
+ENGINE_STORES = ["local", "memory"]
+
+
+@pytest.fixture(params=ENGINE_STORES)
+def engine(request: pytest.FixtureRequest, root: Path) -> BackupManager:
+    """A manager whose repositories live on each engine store in turn (logs under `root`)."""
+    if request.param == "local":
+        return BackupManager(root)
+    if request.param == "memory":
+        return BackupManager(root, repository=f"memory://{uuid.uuid4().hex}")
+    raise AssertionError(request.param)

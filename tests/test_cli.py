@@ -31,7 +31,11 @@ IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("NEXUS_BACKUP_ROOT", "NEXUS_DEBUG")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("NEXUS_BACKUP_ROOT", "NEXUS_BACKUP_REPOSITORY", "NEXUS_DEBUG")
+    }
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env

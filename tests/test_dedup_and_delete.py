@@ -6,6 +6,7 @@ import os
 import random
 
 import pytest
+from store_helpers import object_names, project_store, stored_bytes
 
 from core.errors import NotFound
 from core.models import BackupType, CreateRequest, RestoreRequest
@@ -13,8 +14,10 @@ from core.models import BackupType, CreateRequest, RestoreRequest
 MiB = 1024 * 1024
 
 
-def _disk_usage(path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+@pytest.fixture
+def manager(engine):
+    """This suite runs on every engine store (conftest.ENGINE_STORES)."""
+    return engine
 
 
 async def test_one_mib_rewritten_in_the_middle_stores_about_a_chunk(manager, tmp_path):
@@ -58,9 +61,9 @@ async def test_delete_gives_space_back(manager, root, tmp_path):
     (d / "a.bin").unlink()
     (d / "b.bin").write_bytes(os.urandom(8 * MiB))
     gone = await manager.create(CreateRequest(project_id="dd", data_dir=str(d)))
-    before = _disk_usage(root / "backups" / "dd")
+    before = stored_bytes(project_store(manager, "dd"))
     result = await manager.delete("dd", gone.id)
-    after = _disk_usage(root / "backups" / "dd")
+    after = stored_bytes(project_store(manager, "dd"))
     assert before - after >= 7 * MiB
     assert result.bytes_reclaimed >= 7 * MiB
     with pytest.raises(NotFound, match="not found"):
@@ -75,16 +78,17 @@ async def test_delete_gives_space_back(manager, root, tmp_path):
 async def test_delete_last_backup_empties_the_store(manager, root, data_dir):
     meta = await manager.create(CreateRequest(project_id="dd", data_dir=str(data_dir)))
     await manager.delete("dd", meta.id)
-    assert not list((root / "backups" / "dd").glob("packs/*/*"))
+    assert not object_names(project_store(manager, "dd"), "packs/")
     assert await manager.list("dd") == []
 
 
 async def test_a_backup_with_damaged_metadata_can_still_be_deleted(manager, root, data_dir):
     keep = await manager.create(CreateRequest(project_id="dm", data_dir=str(data_dir)))
     bad = await manager.create(CreateRequest(project_id="dm", data_dir=str(data_dir)))
-    (root / "backups" / "dm" / f"backup_{bad.id}" / "metadata.json").write_text("{garbage")
+    store = project_store(manager, "dm")
+    store.put(f"backup_{bad.id}/metadata.json", b"{garbage")
     await manager.delete("dm", bad.id)
-    assert not (root / "backups" / "dm" / f"backup_{bad.id}").exists()
+    assert not object_names(store, f"backup_{bad.id}/")
     assert [m.id for m in await manager.list("dm")] == [keep.id]
     assert (await manager.verify("dm", keep.id)).ok
     with pytest.raises(NotFound):

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import os
 
+import pytest
+from store_helpers import project_store
+
 from core.models import BackupType, CreateRequest, RestoreRequest
+
+
+@pytest.fixture
+def manager(engine):
+    """This suite runs on every engine store (conftest.ENGINE_STORES)."""
+    return engine
 
 
 async def _backup(manager, data_dir, kind=BackupType.INCREMENTAL):
@@ -98,7 +107,7 @@ async def test_deleting_parent_keeps_child_restorable(manager, data_dir, tmp_pat
 
 async def test_parent_without_manifest_falls_back_to_reading_all(manager, root, data_dir):
     first = await _backup(manager, data_dir, BackupType.FULL)
-    (root / "backups" / "inc" / f"backup_{first.id}" / "data" / "manifest.zst").unlink()
+    project_store(manager, "inc").delete(f"backup_{first.id}/data/manifest.zst")
     meta = await _backup(manager, data_dir, BackupType.INCREMENTAL)
     assert meta.parent_backup_id is None
     assert meta.stats.bytes_read == meta.size_bytes

@@ -15,6 +15,12 @@ from core.manager import BackupManager
 from core.models import BackupStatus, BackupType, CreateRequest, RestoreRequest
 
 
+@pytest.fixture
+def manager(engine):
+    """This suite runs on every engine store (conftest.ENGINE_STORES)."""
+    return engine
+
+
 async def test_full_backup_restores_byte_exact(manager, data_dir, tmp_path, tree_of):
     meta = await manager.create(CreateRequest(project_id="web", data_dir=str(data_dir)))
     assert meta.status == BackupStatus.COMPLETED

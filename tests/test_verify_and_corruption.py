@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
+from store_helpers import flip_byte, object_names, project_store, reopen
 
 from core.errors import Damaged
 from core.models import CreateRequest, RestoreRequest
@@ -13,6 +13,12 @@ from core.repo.index import rebuild_from_packs
 from core.repo.repository import Repository
 
 MiB = 1024 * 1024
+
+
+@pytest.fixture
+def manager(engine):
+    """This suite runs on every engine store (conftest.ENGINE_STORES)."""
+    return engine
 
 
 @pytest.fixture
@@ -25,8 +31,8 @@ async def backed_up(manager, tmp_path):
     return meta, d
 
 
-def _packs(root: Path) -> list[Path]:
-    return sorted((root / "backups" / "v" / "packs").glob("*/*"))
+def _packs(manager) -> list[str]:
+    return object_names(project_store(manager, "v"), "packs/")
 
 
 async def test_verify_ok(manager, backed_up):
@@ -40,12 +46,8 @@ async def test_verify_ok(manager, backed_up):
 
 async def test_flipped_pack_byte_names_the_file(manager, root, backed_up, tmp_path):
     meta, d = backed_up
-    [pack] = _packs(root)
-    with open(pack, "r+b") as f:
-        f.seek(MiB)  # inside a.bin's data
-        byte = f.read(1)
-        f.seek(MiB)
-        f.write(bytes([byte[0] ^ 0xFF]))
+    [pack] = _packs(manager)
+    flip_byte(project_store(manager, "v"), pack, MiB)  # inside a.bin's data
     quick = await manager.verify("v", meta.id, quick=True)
     assert quick.ok  # presence only
     result = await manager.verify("v", meta.id)
@@ -66,8 +68,8 @@ async def test_flipped_pack_byte_names_the_file(manager, root, backed_up, tmp_pa
 
 async def test_missing_pack_is_found_by_quick_verify(manager, root, backed_up):
     meta, _d = backed_up
-    for p in _packs(root):
-        p.unlink()
+    for p in _packs(manager):
+        project_store(manager, "v").delete(p)
     result = await manager.verify("v", meta.id, quick=True)
     assert not result.ok
     assert {f.path for f in result.damaged_files} == {"a.bin", "b.txt"}
@@ -75,10 +77,9 @@ async def test_missing_pack_is_found_by_quick_verify(manager, root, backed_up):
 
 async def test_tampered_manifest_fails_checksum(manager, root, backed_up, tmp_path):
     meta, _d = backed_up
-    manifest = root / "backups" / "v" / f"backup_{meta.id}" / "data" / "manifest.zst"
-    data = bytearray(manifest.read_bytes())
-    data[-5] ^= 0x01
-    manifest.write_bytes(bytes(data))
+    store = project_store(manager, "v")
+    manifest = f"backup_{meta.id}/data/manifest.zst"
+    flip_byte(store, manifest, store.stat(manifest).size - 5)
     result = await manager.verify("v", meta.id)
     assert not result.ok and not result.checksum_ok
     with pytest.raises(Damaged):
@@ -88,7 +89,7 @@ async def test_tampered_manifest_fails_checksum(manager, root, backed_up, tmp_pa
 
 
 async def test_index_rebuilds_from_packs(manager, root, backed_up):
-    repo = Repository(root, "v")
+    repo = Repository(root, "v", project_store(manager, "v"))
     repo.refresh_index()
     locations, damaged = rebuild_from_packs(repo.store)
     assert not damaged
@@ -99,9 +100,10 @@ async def test_check_and_rebuild_index_after_losing_it(manager, root, backed_up,
     meta, d = backed_up
     ok = await manager.check("v", read_data=True)
     assert ok.ok and ok.packs_checked == 1 and ok.backups[0].ok
-    for f in (root / "backups" / "v" / "index").iterdir():
-        f.write_bytes(b"garbage")  # every index file damaged
-    fresh = type(manager)(root)
+    store = project_store(manager, "v")
+    for name in object_names(store, "index/"):
+        store.put(name, b"garbage")  # every index file damaged
+    fresh = reopen(manager)
     bad = await fresh.check("v")
     assert not bad.ok and any("index file" in e for e in bad.errors)
     rebuilt = await fresh.rebuild_index("v")

@@ -152,6 +152,11 @@ class ObjectStore(Protocol):
         only under an exclusive lock. Returns how many were removed."""
         ...
 
+    def read_only_reason(self) -> str | None:
+        """Why nothing can be written here (a read-only mount, no permission), None when
+        writes may work (a remote store says None and lets the writes tell)."""
+        ...
+
     def free_bytes(self) -> int | None:
         """Space left for new objects, None where the store cannot say."""
         ...

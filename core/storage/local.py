@@ -86,6 +86,11 @@ def atomic_create(path: Path, data: bytes, *, mode: int = 0o600) -> bool:
     return True
 
 
+def _etag(st: os.stat_result) -> str:
+    """A rewrite is a rename of a new file: a new inode, whatever the clock says."""
+    return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
+
+
 def _absent(exc: OSError, name: str) -> ObjectNotFound:
     return ObjectNotFound(f"object {name!r} not found")
 
@@ -257,7 +262,7 @@ class LocalStore:
             if exc.errno in _ABSENT:
                 raise _absent(exc, name) from None
             raise
-        return ObjectInfo(name, st.st_size, st.st_mtime)
+        return ObjectInfo(name, st.st_size, st.st_mtime, _etag(st))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every complete object whose name starts with `prefix` (temp files excluded)."""
@@ -288,7 +293,7 @@ class LocalStore:
                     st = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue
-                yield ObjectInfo(rel, st.st_size, st.st_mtime)
+                yield ObjectInfo(rel, st.st_size, st.st_mtime, _etag(st))
 
     def children(self, prefix: str = "") -> list[str]:
         """Names directly below a directory-like prefix (like a delimiter listing on S3)."""
@@ -332,6 +337,20 @@ class LocalStore:
                         os.unlink(os.path.join(dirpath, f))
                         removed += 1
         return removed
+
+    def read_only_reason(self) -> str | None:
+        """Asked of the store's directory, else of its nearest existing parent."""
+        probe = self._base
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        try:
+            if os.statvfs(probe).f_flag & os.ST_RDONLY:
+                return "read-only file system"
+        except OSError:
+            return None  # unknown: let the operations say what is wrong
+        if not os.access(probe, os.W_OK | os.X_OK):
+            return "you may not write to it"
+        return None
 
     def free_bytes(self) -> int | None:
         try:

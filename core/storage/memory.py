@@ -24,10 +24,12 @@ from core.storage.base import (
 class _Objects:
     """The objects of one MemoryStore and every view of it made by `sub`."""
 
-    def __init__(self) -> None:
-        self.data: dict[str, tuple[bytes, float]] = {}
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+        self.data: dict[str, tuple[bytes, float, int]] = {}
         self.lock = threading.Lock()
         self.spool = Path(tempfile.mkdtemp(prefix="nexus-memory-spool-"))
+        self.writes = 0  # a write counter, for etags that change on every write
 
 
 class MemoryStore:
@@ -44,7 +46,9 @@ class MemoryStore:
 
     @property
     def url(self) -> str:
-        return f"memory:{self._prefix}"
+        """`memory://NAME/PREFIX`, which open_store opens again (in this process) when the
+        store was made by `named`."""
+        return f"memory://{self._objects.name}" + (f"/{self._prefix}" if self._prefix else "")
 
     def _key(self, name: str) -> str:
         return join(self._prefix, check_name(name))
@@ -58,14 +62,16 @@ class MemoryStore:
     def put(self, name: str, data: bytes) -> None:
         key = self._key(name)
         with self._objects.lock:
-            self._objects.data[key] = (bytes(data), time.time())
+            self._objects.writes += 1
+            self._objects.data[key] = (bytes(data), time.time(), self._objects.writes)
 
     def put_new(self, name: str, data: bytes) -> None:
         key = self._key(name)
         with self._objects.lock:
             if key in self._objects.data:
                 raise ObjectExists(f"object {name!r} already exists")
-            self._objects.data[key] = (bytes(data), time.time())
+            self._objects.writes += 1
+            self._objects.data[key] = (bytes(data), time.time(), self._objects.writes)
 
     def put_file(self, name: str, path: Path) -> None:
         self.put(name, Path(path).read_bytes())
@@ -74,7 +80,7 @@ class MemoryStore:
     def spool(self) -> Path:
         return self._objects.spool
 
-    def _entry(self, name: str) -> tuple[bytes, float]:
+    def _entry(self, name: str) -> tuple[bytes, float, int]:
         try:
             return self._objects.data[self._key(name)]
         except KeyError:
@@ -99,8 +105,8 @@ class MemoryStore:
         return self._key(name) in self._objects.data
 
     def stat(self, name: str) -> ObjectInfo:
-        data, mtime = self._entry(name)
-        return ObjectInfo(name, len(data), mtime)
+        data, mtime, serial = self._entry(name)
+        return ObjectInfo(name, len(data), mtime, str(serial))
 
     def _names(self, prefix: str) -> list[str]:
         base = self._prefix + "/" if self._prefix else ""
@@ -112,7 +118,7 @@ class MemoryStore:
         for name in self._names(prefix):
             entry = self._objects.data.get(self._key(name))
             if entry is not None:
-                yield ObjectInfo(name, len(entry[0]), entry[1])
+                yield ObjectInfo(name, len(entry[0]), entry[1], str(entry[2]))
 
     def children(self, prefix: str = "") -> list[str]:
         below = prefix.rstrip("/") + "/" if prefix else ""
@@ -129,6 +135,9 @@ class MemoryStore:
     def remove_partials(self) -> int:
         return 0
 
+    def read_only_reason(self) -> str | None:
+        return None
+
     def free_bytes(self) -> int | None:
         return None
 
@@ -140,4 +149,6 @@ _NAMED_LOCK = threading.Lock()
 def named(name: str) -> MemoryStore:
     """The process-wide MemoryStore of that name (`memory://NAME`), made on first use."""
     with _NAMED_LOCK:
-        return _NAMED.setdefault(name, MemoryStore())
+        if name not in _NAMED:
+            _NAMED[name] = MemoryStore(_objects=_Objects(name))
+        return _NAMED[name]

@@ -41,7 +41,9 @@ def open_store(url: str | Path, *, create: bool = False) -> ObjectStore:
     if scheme == "memory":
         from core.storage.memory import named
 
-        return named(urlsplit(str(url)).netloc or urlsplit(str(url)).path)
+        parts = urlsplit(str(url))
+        store = named(parts.netloc)
+        return store.sub(parts.path.strip("/")) if parts.path.strip("/") else store
     raise InvalidInput(
         f"{url}: unknown repository scheme {scheme!r} (use a path or one of "
         + ", ".join(f"{s}://" for s in SCHEMES)
