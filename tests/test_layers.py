@@ -25,3 +25,33 @@ def test_import_contracts_hold():
         timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+#: The engine's modules that work on the user's own files (the data directory, the restore
+#: target, the data_dir check, the log files): there FileNotFoundError is about those files.
+USER_FILES = {
+    "core/ops/walker.py",
+    "core/ops/backup.py",
+    "core/ops/restore.py",
+    "core/ops/confine.py",
+    "core/manager.py",
+    "core/logger.py",
+}
+
+
+def test_no_store_type_or_filesystem_error_leaks_out_of_core_storage():
+    """The seam is real: outside core/storage the engine names no concrete store, reads no
+    store's `.base`, and catches FileNotFoundError only about the user's files (a missing
+    repository object is ObjectNotFound)."""
+    leaks = []
+    for path in sorted((REPO / "core").rglob("*.py")):
+        rel = path.relative_to(REPO).as_posix()
+        if rel.startswith("core/storage/"):
+            continue
+        text = path.read_text()
+        for word in ("LocalStore", "MemoryStore", ".base", "isinstance(repo.store"):
+            if word in text:
+                leaks.append(f"{rel}: {word}")
+        if "FileNotFoundError" in text and rel not in USER_FILES:
+            leaks.append(f"{rel}: FileNotFoundError")
+    assert not leaks, leaks
