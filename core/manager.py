@@ -31,9 +31,9 @@ from core.errors import (
     from_os_error,
 )
 from core.logger import BackupLogger
-from core.manage import projects
+from core.manage import browse, projects
+from core.manage.locking import live_status, locked, reading
 from core.models import (
-    IN_PROGRESS,
     RESTORABLE,
     BackupInfo,
     BackupMetadata,
@@ -61,7 +61,6 @@ from core.ops.reclaim import drop_unindexed_packs, reclaim
 from core.ops.recovery import recover, recover_locked
 from core.ops.restore import Restorer
 from core.query import Query
-from core.repo import locks
 from core.repo import manifest as mf
 from core.repo.repository import Repository, new_backup_id
 from core.storage import ObjectStore, open_store
@@ -69,13 +68,8 @@ from core.validator import verify_backup
 
 T = TypeVar("T")
 Progress = Callable[[ProgressEvent], None]
-LOCK_TIMEOUT = 5.0
 #: The `reason` tag of the checkpoint a restore takes of its target first.
 PRE_RESTORE = "pre-restore"
-
-
-def _display(path: bytes) -> str:
-    return path.decode("utf-8", "surrogateescape")
 
 
 class BackupManager:
@@ -148,24 +142,6 @@ class BackupManager:
         else:
             recover(repo, log)
         return repo
-
-    @staticmethod
-    def _reading(
-        repo: Repository, operation: str, backup_id: str | None = None
-    ) -> contextlib.AbstractContextManager[object]:
-        """A shared lock for a reader; none on a repository that cannot be written (restic's
-        --no-lock), so a read-only mount or snapshot is still listed, verified and restored."""
-        try:
-            return locks.acquire(
-                repo.store,
-                exclusive=False,
-                operation=operation,
-                backup_id=backup_id,
-                timeout=LOCK_TIMEOUT,
-                project_id=repo.project_id,
-            )
-        except ReadOnly:
-            return contextlib.nullcontext()
 
     async def _in_thread(self, fn: Callable[[], T], ctx: OperationContext | None = None) -> T:
         loop = asyncio.get_running_loop()
@@ -281,13 +257,7 @@ class BackupManager:
         left_packs: list[str] = []
         unsaved: list[BackupMetadata] = []  # a FAILED metadata the full disk had no room for
         try:
-            with locks.acquire(
-                repo.store,
-                exclusive=False,
-                operation="create",
-                backup_id=backup_id,
-                timeout=LOCK_TIMEOUT,
-            ):
+            with locked(repo, "create", exclusive=False, backup_id=backup_id):
                 return self._create_locked(
                     repo, req, data_dir, backup_id, ctx, on_created, left_packs, unsaved, top_fd
                 )
@@ -434,7 +404,7 @@ class BackupManager:
         def log(level: str, message: str) -> None:
             self._log(project, level, "restore", message, backup_id)
 
-        with self._reading(repo, "restore", backup_id):
+        with reading(repo, "restore", backup_id):
             self._running[(project, backup_id)] = ctx
             try:
                 # Read under the lock: a delete that ran before it took the lock is seen as gone.
@@ -510,7 +480,7 @@ class BackupManager:
         self, project_id: str, filters: ListFilter | None = None
     ) -> list[BackupMetadata]:
         repo = self._repo(project_id)
-        metas = self._with_live_status(repo, repo.list_metadata()[0])
+        metas = live_status(repo, repo.list_metadata()[0])
         if filters is not None:
             query = Query.from_filter(filters)
             metas = [m for m in metas if query.matches(m)]
@@ -541,33 +511,13 @@ class BackupManager:
                     found.add((st.st_dev, st.st_ino))
         return frozenset(found)
 
-    @staticmethod
-    def _with_live_status(repo: Repository, metas: list[BackupMetadata]) -> list[BackupMetadata]:
-        """Metadata as it stands now, told by the locks, without writing anything (readers
-        never write): a backup a live restore reads shows RESTORING; one left in progress by
-        a process that holds no lock any more shows FAILED "interrupted" (the next writing
-        command records that)."""
-        try:
-            live = locks.live_locks(repo.store)
-        except OSError:
-            return metas
-        held = {i.backup_id for i in live}
-        restoring = {i.backup_id for i in live if i.operation == "restore"}
-        for meta in metas:
-            if meta.id in restoring and meta.status == BackupStatus.COMPLETED:
-                meta.status = BackupStatus.RESTORING
-            elif meta.status in IN_PROGRESS and meta.id not in held:
-                meta.status = BackupStatus.FAILED
-                meta.error_message = "interrupted: the process running it stopped"
-        return metas
-
     async def info(self, project_id: str, backup_id: str) -> BackupInfo:
         return await self._in_thread(lambda: self.info_blocking(project_id, backup_id))
 
     def info_blocking(self, project_id: str, backup_id: str) -> BackupInfo:
         repo = self._repo(project_id)
         backup_id = self._resolve_id(repo, backup_id)
-        [meta] = self._with_live_status(repo, [repo.read_metadata(backup_id)])
+        [meta] = live_status(repo, [repo.read_metadata(backup_id)])
         summary = None
         if meta.status in RESTORABLE:
             with contextlib.suppress(Exception):
@@ -614,7 +564,7 @@ class BackupManager:
                 repo = self._repo(name)
             except (NexusError, ValueError):
                 continue
-            metas = self._with_live_status(repo, repo.list_metadata()[0])
+            metas = live_status(repo, repo.list_metadata()[0])
             last = max(metas, key=lambda m: m.created_at) if metas else None
             out.append(
                 ProjectSummary(
@@ -652,14 +602,7 @@ class BackupManager:
         repo = self._repo(project_id)
         backup_id = self._resolve_id(repo, backup_id)
         self._metadata_for_delete(repo, backup_id)
-        lock = locks.acquire(
-            repo.store,
-            exclusive=True,
-            operation="delete",
-            backup_id=backup_id,
-            timeout=LOCK_TIMEOUT,
-        )
-        try:
+        with locked(repo, "delete", exclusive=True, backup_id=backup_id):
             # the exclusive lock excludes every restore: no backup is being read meanwhile
             self._writable(repo, locked=True)
             self._metadata_for_delete(repo, backup_id)
@@ -684,8 +627,6 @@ class BackupManager:
                     backup_id,
                 )
             return result
-        finally:
-            lock.release()
 
     @staticmethod
     def _metadata_for_delete(repo: Repository, backup_id: str) -> BackupMetadata | None:
@@ -725,7 +666,7 @@ class BackupManager:
         if meta.status not in RESTORABLE:
             raise Conflict(f"backup {backup_id} is {meta.status.value}: nothing to verify")
         repo.check_format()
-        with self._reading(repo, "verify"):
+        with reading(repo, "verify"):
             result = verify_backup(repo, meta, quick=quick, ctx=ctx)
         with contextlib.suppress(OSError):
             repo.write_verify(result)
@@ -775,7 +716,7 @@ class BackupManager:
 
         def work() -> CheckResult:
             repo = self._repo(project_id)
-            with self._reading(repo, "check"):
+            with reading(repo, "check"):
                 result = check_repository(repo, read_data=read_data, ctx=ctx)
             level = "INFO" if result.ok else "ERROR"
             self._log(
@@ -793,9 +734,7 @@ class BackupManager:
 
         def work() -> RebuildResult:
             repo = self._repo(project_id)
-            with locks.acquire(
-                repo.store, exclusive=True, operation="rebuild-index", timeout=LOCK_TIMEOUT
-            ):
+            with locked(repo, "rebuild-index", exclusive=True):
                 self._writable(repo, locked=True)
                 result = rebuild_index(repo, ctx)
             self._log(
@@ -828,38 +767,7 @@ class BackupManager:
             while len(self._manifests) > 4:
                 self._manifests.popitem(last=False)
         self._manifests.move_to_end(key)
-        prefix = os.fsencode(path.strip("/"))
-        depth = prefix.count(b"/") + 1 if prefix else 0
-        children: dict[bytes, TreeEntry] = {}
-        parents: set[bytes] = set()
-        found = not prefix
-        for e in entries:
-            if prefix and e.path == prefix:
-                found = True
-                if e.kind != mf.DIR:
-                    raise InvalidInput(f"{path!r} is not a directory in backup {backup_id}")
-                continue
-            if prefix and not e.path.startswith(prefix + b"/"):
-                continue
-            parts = e.path.split(b"/")
-            if len(parts) == depth + 1:
-                children[e.path] = TreeEntry(
-                    path=_display(e.path),
-                    name=_display(parts[-1]),
-                    kind=mf.KIND_NAMES[e.kind],  # type: ignore[arg-type]
-                    size=e.size,
-                    mtime=datetime.fromtimestamp(e.mtime_ns / 1e9, UTC),
-                    mode=e.mode,
-                    target=_display(e.target) if e.target is not None else None,
-                )
-            elif len(parts) > depth + 1:
-                parents.add(b"/".join(parts[: depth + 1]))
-        if not found:
-            raise NotFound(f"{path!r} is not in backup {backup_id}")
-        for p in parents:
-            if p in children:
-                children[p].has_children = True
-        return sorted(children.values(), key=lambda t: (t.kind != "dir", t.name))
+        return browse.children(entries, path, backup_id)
 
     # --- what the faces look at: project ids, change tokens, writability ------------------
 

@@ -1,0 +1,70 @@
+"""How the manager takes a project's locks: one call for every writer and reader, with the
+one timeout, and the status of backups as the live locks tell it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from core.errors import ReadOnly
+from core.models import IN_PROGRESS, BackupMetadata, BackupStatus
+from core.repo import locks
+from core.repo.repository import Repository
+
+#: How long an operation waits for a busy project before it says so (Busy).
+LOCK_TIMEOUT = 5.0
+
+
+@contextlib.contextmanager
+def locked(
+    repo: Repository, operation: str, *, exclusive: bool, backup_id: str | None = None
+) -> Iterator[locks.RepoLock]:
+    """Hold the project's lock for `operation` (shared or exclusive) for the block."""
+    with locks.acquire(
+        repo.store,
+        exclusive=exclusive,
+        operation=operation,
+        backup_id=backup_id,
+        timeout=LOCK_TIMEOUT,
+        project_id=repo.project_id,
+    ) as lock:
+        yield lock
+
+
+@contextlib.contextmanager
+def reading(repo: Repository, operation: str, backup_id: str | None = None) -> Iterator[None]:
+    """A shared lock for a reader; none on a repository that cannot be written (restic's
+    --no-lock), so a read-only mount or snapshot is still listed, verified and restored."""
+    try:
+        lock = locks.acquire(
+            repo.store,
+            exclusive=False,
+            operation=operation,
+            backup_id=backup_id,
+            timeout=LOCK_TIMEOUT,
+            project_id=repo.project_id,
+        )
+    except ReadOnly:
+        yield
+        return
+    with lock:
+        yield
+
+
+def live_status(repo: Repository, metas: list[BackupMetadata]) -> list[BackupMetadata]:
+    """Metadata as it stands now, told by the locks, without writing anything (readers never
+    write): a backup a live restore reads shows RESTORING; one left in progress by a process
+    that holds no lock any more shows FAILED "interrupted" (the next writer records that)."""
+    try:
+        live = locks.live_locks(repo.store)
+    except OSError:
+        return metas
+    held = {i.backup_id for i in live}
+    restoring = {i.backup_id for i in live if i.operation == "restore"}
+    for meta in metas:
+        if meta.id in restoring and meta.status == BackupStatus.COMPLETED:
+            meta.status = BackupStatus.RESTORING
+        elif meta.status in IN_PROGRESS and meta.id not in held:
+            meta.status = BackupStatus.FAILED
+            meta.error_message = "interrupted: the process running it stopped"
+    return metas
