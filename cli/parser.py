@@ -15,6 +15,7 @@ from typing import NoReturn
 
 from cli.commands import (
     check,
+    copy,
     create,
     delete,
     demo,
@@ -276,6 +277,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("backup_id", metavar="BACKUP_ID", type=_backup_arg, nargs="?")
     p.add_argument("--all", action="store_true", help="verify every completed backup")
     p.add_argument("--quick", action="store_true", help="only check that every chunk exists")
+
+    p = add("copy", "copy backups into another repository (only missing chunks)", copy.cmd_copy)
+    p.add_argument("project", metavar="PROJECT", type=_project_arg)
+    p.add_argument(
+        "backup_ids",
+        metavar="BACKUP_ID",
+        type=_backup_arg,
+        nargs="*",
+        help='the backups to copy (or "latest"; default: every completed one)',
+    )
+    p.add_argument(
+        "--to", required=True, metavar="REPO", help="the target: a directory or a store URL"
+    )
 
     p = add("check", "check a whole project: index, packs and every backup", check.cmd_check)
     p.add_argument("project", metavar="PROJECT", type=_project_arg)

@@ -40,6 +40,7 @@ from core.models import (
     BackupStatus,
     BackupType,
     CheckResult,
+    CopyResult,
     CreateRequest,
     DeleteResult,
     ListFilter,
@@ -53,6 +54,7 @@ from core.models import (
     VerifyResult,
     check_id,
 )
+from core.ops import copy
 from core.ops.backup import BackupPlan, describe_failure, run_backup
 from core.ops.check import check_repository, rebuild_index
 from core.ops.confine import open_dir_beneath
@@ -587,6 +589,61 @@ class BackupManager:
             return ProjectSummary(project_id=project_id, data_dir=str(path) if path else None)
 
         return await self._in_thread(work)
+
+    # --- copy to another repository ---------------------------------------------------------
+
+    async def copy(
+        self,
+        project_id: str,
+        to: str,
+        backup_ids: Collection[str] | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> CopyResult:
+        """Copy backups (default: every completed one) into the repository `to` (a path or a
+        store URL): only chunks it lacks travel; ids and metadata are kept; a rerun after a
+        kill copies what is missing."""
+        ctx = self._context("copy", project_id, None, progress)
+        ids = list(backup_ids) if backup_ids is not None else None
+        return await self._in_thread(lambda: self.copy_blocking(project_id, to, ids, ctx), ctx)
+
+    def copy_blocking(
+        self, project_id: str, to: str, backup_ids: list[str] | None, ctx: OperationContext
+    ) -> CopyResult:
+        src = self._repo(project_id)
+        src.check_format()
+        target = open_store(resolve_repository(to, self.root))
+        if target.url == self.store.url:
+            raise InvalidInput(f"{to}: that is this repository; copy to another one")
+        dst = Repository(self.root, project_id, projects.project_store(target, project_id))
+        dst.init(like=src.config)
+        self._writable(dst)
+        result = CopyResult(project_id=project_id, target=target.url)
+        with reading(src, "copy"):
+            if backup_ids is None:
+                metas = [m for m in src.list_metadata()[0] if m.status in RESTORABLE]
+            else:
+                metas = [src.read_metadata(self._resolve_id(src, b)) for b in backup_ids]
+            for meta in sorted(metas, key=lambda m: (m.created_at, m.id)):
+                ctx.check()
+                ctx.backup_id = meta.id
+                if not copy.needs_copy(dst, meta.id):
+                    result.already_there.append(meta.id)
+                    continue
+                with locked(dst, "copy", exclusive=False, backup_id=meta.id):
+                    done = copy.copy_backup(src, dst, meta, ctx)
+                result.copied.append(done)
+                result.bytes_sent += done.bytes_sent
+                self._log(
+                    project_id,
+                    "INFO",
+                    "copy",
+                    f"copied to {target.url}: {done.chunks_sent} chunks sent "
+                    f"({done.bytes_sent} bytes), {done.chunks_present} already there",
+                    meta.id,
+                )
+        ctx.finish()
+        return result
 
     # --- delete, verify --------------------------------------------------------------------
 

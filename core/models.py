@@ -231,7 +231,7 @@ class ListFilter(BaseModel):
 class ProgressEvent(BaseModel):
     """A progress report of a long operation, emitted at a bounded rate."""
 
-    operation: Literal["create", "restore", "verify", "delete", "check"]
+    operation: Literal["create", "restore", "verify", "delete", "check", "copy"]
     project_id: str
     backup_id: str | None = None
     phase: str  # scanning, reading, validating, restoring, verifying, reclaiming, done
@@ -405,3 +405,24 @@ class RebuildResult(BaseModel):
     chunks_salvaged: int = 0  # chunks of damaged packs that verified and were kept
     quarantined: list[str] = Field(default_factory=list)  # objects set aside, never deleted
     notes: list[str] = Field(default_factory=list)
+
+
+class CopiedBackup(BaseModel):
+    """One backup copied into another repository: what travelled and what was there."""
+
+    backup_id: str
+    chunks_sent: int = 0
+    chunks_present: int = 0
+    bytes_sent: int = 0
+    packs_written: int = 0
+
+
+class CopyResult(BaseModel):
+    """A copy of a project's backups to another repository (`copy --to`)."""
+
+    project_id: str
+    target: str
+    copied: list[CopiedBackup] = Field(default_factory=list)
+    #: already whole in the target (a rerun after a kill copies only what is missing)
+    already_there: list[str] = Field(default_factory=list)
+    bytes_sent: int = 0

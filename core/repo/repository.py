@@ -100,8 +100,9 @@ class Repository:
         which then reads as damaged rather than as an unknown project to create anew."""
         return self.store.exists(CONFIG) or bool(self.store.children())
 
-    def init(self) -> None:
-        """Create the project's repository (idempotent)."""
+    def init(self, like: RepoConfig | None = None) -> None:
+        """Create the project's repository (idempotent); `like` (a copy's source) gives the
+        chunker and pack size, so that later backups into it deduplicate with the copies."""
         self.store.prepare()
         if self.exists():
             return
@@ -110,10 +111,10 @@ class Repository:
             "version": FORMAT_VERSION,
             "project_id": self.project_id,
             "created_at": datetime.now(UTC).isoformat(),
-            "chunker": ChunkerParams().as_dict(),
+            "chunker": like.chunker.model_dump() if like else ChunkerParams().as_dict(),
             "hash": "blake3",
             "compression": {"algorithm": "zstd", "level": 3},
-            "pack_size": DEFAULT_PACK_SIZE,
+            "pack_size": like.pack_size if like else DEFAULT_PACK_SIZE,
         }
         self.store.put(CONFIG, json.dumps(config, indent=2).encode())
 

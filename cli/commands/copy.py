@@ -1,0 +1,37 @@
+"""`copy`: copy a project's backups (default: every completed one) into another repository
+(`--to` a directory or a store URL). Only the chunks the target lacks travel, ids and
+metadata are kept, each copy is verified, and a copy cut short is finished by running the
+same command again."""
+
+from __future__ import annotations
+
+from cli.context import EXIT_OK, Context, run
+from cli.render import clean, out, plural, size
+from core.models import CopyResult
+
+
+def cmd_copy(ctx: Context) -> int:
+    a = ctx.args
+    with ctx.progress() as bar:
+        result: CopyResult = run(
+            ctx.manager.copy(a.project, a.to, a.backup_ids or None, progress=bar)
+        )
+    if ctx.json:
+        ctx.emit(result)
+        return EXIT_OK
+    lines = []
+    for c in result.copied:
+        lines.append(
+            f"Backup {c.backup_id}: copied and verified ({plural(c.chunks_sent, 'chunk')} sent, "
+            f"{size(c.bytes_sent)}; {c.chunks_present} already there)"
+        )
+    for backup_id in result.already_there:
+        lines.append(f"Backup {backup_id}: already in the target")
+    if not lines:
+        lines.append(f"No completed backups to copy in project {a.project}.")
+    lines.append(
+        f"{plural(len(result.copied), 'backup')} copied to {clean(result.target)} "
+        f"({size(result.bytes_sent)} sent)"
+    )
+    out("\n".join(lines))
+    return EXIT_OK

@@ -1,0 +1,101 @@
+"""Copying a backup from one repository to another (local to S3, S3 to local, any two):
+only the chunks the target lacks travel, ids and metadata are kept, and a copy cut short
+is finished by running it again.
+
+Write order, as a backup's: the target's metadata says RUNNING first (under the target's
+shared lock, so a dead copy reads as interrupted and recovery removes its manifest); every
+chunk is read from the source checked against its hash and sealed again for the target
+(whose codec may differ); each pack is indexed as soon as it is durable (a kill loses at
+most the pack being written, and a rerun sends nothing twice); the manifest next, the same
+bytes (so its checksum in the metadata still holds); the metadata, COMPLETED, last.
+Nothing is reported copied before the target's copy verifies.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from core.errors import Conflict, Damaged
+from core.models import RESTORABLE, BackupMetadata, BackupStatus, CopiedBackup
+from core.ops.progress import OperationContext
+from core.repo import manifest as mf
+from core.repo.index import write_index
+from core.repo.packs import BlobLocation, PackWriter, compress
+from core.repo.repository import Repository
+from core.validator import load_checked_manifest, verify_backup
+
+
+def needs_copy(dst: Repository, backup_id: str) -> bool:
+    """False when the target already holds this backup whole (COMPLETED, or VERIFIED)."""
+    try:
+        return dst.read_metadata(backup_id).status not in RESTORABLE
+    except Exception:  # absent, damaged, interrupted: (re)copy it
+        return True
+
+
+def copy_backup(
+    src: Repository, dst: Repository, meta: BackupMetadata, ctx: OperationContext
+) -> CopiedBackup:
+    """Copy one COMPLETED backup of `src` into `dst` (both locked by the caller)."""
+    if meta.status not in RESTORABLE:
+        raise Conflict(f"backup {meta.id} is {meta.status.value}: only a completed one is copied")
+    manifest = load_checked_manifest(src, meta)  # read once: these bytes are what is copied
+    try:
+        entries = list(mf.iter_entries(manifest))
+    except mf.ManifestError as exc:
+        raise Damaged(f"backup {meta.id}: {exc}") from exc
+    src.refresh_index()
+    sizes = _chunks(entries)
+    dst.refresh_index()
+    missing = [d for d in sizes if d not in dst.index]
+    ctx.set_phase("copying", bytes_total=sum(sizes[d] for d in missing))
+
+    running = meta.model_copy(update={"status": BackupStatus.RUNNING, "error_message": None})
+    dst.write_metadata(running)
+
+    def indexed(_pack_id: str, locations: list[tuple[bytes, BlobLocation]]) -> None:
+        write_index(dst.store, locations)
+        for digest, loc in locations:
+            dst.index.add(digest, loc)
+
+    writer = PackWriter(dst.store, indexed, dst.pack_size)
+    sent = 0
+    try:
+        for digest in missing:
+            ctx.check()
+            raw = src.read_blob(digest)  # checked against its hash
+            stored, flags = compress(raw)
+            writer.add(digest, stored, len(raw), flags)
+            sent += len(raw)
+            ctx.advance(nbytes=len(raw))
+        writer.flush()
+    except BaseException:
+        writer.abort()
+        raise
+    dst.write_manifest(meta.id, manifest)
+
+    ctx.set_phase("verifying")
+    check = verify_backup(dst, meta, quick=False, ctx=ctx)
+    if not check.ok:
+        reason = "; ".join(check.errors[:3]) or "damaged files in the copy"
+        raise Damaged(f"backup {meta.id}: the copy does not verify ({reason})")
+    dst.write_metadata(meta)
+    dst.write_verify(check.model_copy(update={"checked_at": datetime.now(UTC)}))
+    return CopiedBackup(
+        backup_id=meta.id,
+        chunks_sent=len(missing),
+        chunks_present=len(sizes) - len(missing),
+        bytes_sent=sent,
+        packs_written=writer.packs_written,
+    )
+
+
+def _chunks(entries: list[mf.Entry]) -> dict[bytes, int]:
+    """Every distinct chunk the backup's files are made of and its size, in the order the
+    files use them (so the target's packs hold a file's chunks together, as a backup's do)."""
+    seen: dict[bytes, int] = {}
+    for e in entries:
+        if e.kind == mf.FILE:
+            for h, n in e.chunks:
+                seen.setdefault(bytes.fromhex(h), n)
+    return seen

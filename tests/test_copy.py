@@ -1,0 +1,206 @@
+"""`copy` between repositories: from every engine store to another, only what the target
+lacks travels, the copy restores byte for byte, a copy cut short is finished by running it
+again, and a damaged source never becomes a COMPLETED backup in the target."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from store_helpers import Tap, flip_byte, object_names, project_store
+from tree_compare import tree_snapshot
+
+from core.errors import Damaged, InvalidInput
+from core.manager import BackupManager
+from core.models import BackupStatus, BackupType, CreateRequest, RestoreRequest
+
+MiB = 1024 * 1024
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def manager(engine):
+    return engine
+
+
+def _target_url(manager: BackupManager, tmp_path: Path) -> str:
+    """A target of the other kind: memory for a local source, a directory for the others."""
+    if manager.store.capabilities.local_root is not None:
+        return f"memory://{uuid.uuid4().hex}"
+    return str(tmp_path / "target")
+
+
+def _tree(tmp_path: Path) -> Path:
+    d = tmp_path / "data"
+    (d / "sub").mkdir(parents=True)
+    (d / "a.bin").write_bytes(os.urandom(3 * MiB))
+    (d / "sub" / "b.txt").write_text("bravo\n" * 5000)
+    os.symlink("a.bin", d / "link")
+    return d
+
+
+async def test_copy_restores_byte_exact_and_sends_only_what_is_missing(manager, tmp_path):
+    data = _tree(tmp_path)
+    first = await manager.create(CreateRequest(project_id="web", data_dir=str(data)))
+    (data / "c.bin").write_bytes(os.urandom(2 * MiB))
+    second = await manager.create(
+        CreateRequest(project_id="web", data_dir=str(data), backup_type=BackupType.INCREMENTAL)
+    )
+    to = _target_url(manager, tmp_path)
+
+    one = await manager.copy("web", to, [first.id])
+    assert [c.backup_id for c in one.copied] == [first.id]
+    both = await manager.copy("web", to)
+    assert both.already_there == [first.id]
+    [c2] = both.copied
+    assert c2.backup_id == second.id and c2.chunks_present > 0  # a.bin's chunks stayed home
+    assert MiB < c2.bytes_sent < 3 * MiB  # about c.bin: nothing sent twice
+    again = await manager.copy("web", to)
+    assert not again.copied and sorted(again.already_there) == sorted([first.id, second.id])
+
+    target = BackupManager(tmp_path / "target-logs", repository=to)
+    listed = {m.id: m for m in await target.list("web")}
+    assert set(listed) == {first.id, second.id}
+    assert listed[second.id].status == BackupStatus.COMPLETED
+    assert listed[second.id].created_at == second.created_at
+    assert listed[second.id].parent_backup_id == second.parent_backup_id
+    out = tmp_path / "out"
+    await target.restore(
+        RestoreRequest(project_id="web", backup_id=second.id, restore_dir=str(out))
+    )
+    assert tree_snapshot(out) == tree_snapshot(data)
+    assert (await target.check("web", read_data=True)).ok
+
+
+async def test_copy_cut_short_is_finished_by_the_next_copy(manager, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(40):  # three packs
+        (data / f"f{i:02}.bin").write_bytes(os.urandom(MiB))
+    meta = await manager.create(CreateRequest(project_id="web", data_dir=str(data)))
+    to = _target_url(manager, tmp_path)
+    target = BackupManager(tmp_path / "target-logs", repository=to)
+
+    class Cut(Exception):
+        pass
+
+    packs_sent: list[str] = []
+
+    def hook(n: int, op: str, name: str) -> None:
+        if op == "put_file" and name.startswith("packs/"):
+            packs_sent.append(name)
+            if len(packs_sent) == 2:
+                raise Cut  # the second pack landed, unindexed: the connection is gone
+
+    tapped = BackupManager(manager.root, repository=manager.store.url)
+    real_open = tapped.copy_blocking
+
+    def copy_with_cut(project_id, to_url, ids, ctx):
+        import core.manager as m
+
+        opened = m.open_store
+
+        def open_tapped(url, **kw):
+            return Tap(opened(url, **kw), hook)
+
+        m.open_store = open_tapped
+        try:
+            return real_open(project_id, to_url, ids, ctx)
+        finally:
+            m.open_store = opened
+
+    tapped.copy_blocking = copy_with_cut
+    with pytest.raises(Cut):
+        await tapped.copy("web", to)
+    # nothing completed in the target, and its lock is gone (the failure released it)
+    assert all(m.status != BackupStatus.COMPLETED for m in await target.list("web"))
+    store = project_store(target, "web")
+    assert len(object_names(store, "packs/")) == 2 and len(object_names(store, "index/")) == 1
+    assert not object_names(store, "locks/")
+
+    done = await manager.copy("web", to)
+    [copied] = done.copied
+    assert copied.chunks_present > 0 and copied.bytes_sent < 30 * MiB  # the indexed pack stayed
+    out = tmp_path / "out"
+    await target.restore(RestoreRequest(project_id="web", backup_id=meta.id, restore_dir=str(out)))
+    assert tree_snapshot(out) == tree_snapshot(data)
+    check = await target.check("web", read_data=True)
+    assert check.ok, check.errors
+
+
+async def test_damaged_source_never_completes_in_the_target(manager, tmp_path):
+    data = _tree(tmp_path)
+    meta = await manager.create(CreateRequest(project_id="web", data_dir=str(data)))
+    src = project_store(manager, "web")
+    [pack] = object_names(src, "packs/")
+    flip_byte(src, pack, MiB)
+    to = _target_url(manager, tmp_path)
+    with pytest.raises(Damaged):
+        await manager.copy("web", to)
+    target = BackupManager(tmp_path / "target-logs", repository=to)
+    assert all(m.status != BackupStatus.COMPLETED for m in await target.list("web"))
+    assert meta.id  # the source backup itself is untouched
+    assert [m.status for m in await manager.list("web")] == [BackupStatus.COMPLETED]
+
+
+async def test_copy_to_itself_is_refused(manager, tmp_path):
+    data = _tree(tmp_path)
+    await manager.create(CreateRequest(project_id="web", data_dir=str(data)))
+    with pytest.raises(InvalidInput, match="this repository"):
+        await manager.copy("web", manager.store.url)
+
+
+def _nb(root: Path, *args: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli", "--root", str(root), *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def test_sigkilled_copy_is_resumed_by_the_cli(tmp_path):
+    """A real `nexus-backup copy` process killed with SIGKILL once the target holds a pack;
+    the same command run again finishes it, and the copy restores byte for byte."""
+    root, target = tmp_path / "root", tmp_path / "target"
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(64):
+        (data / f"f{i:02}.bin").write_bytes(os.urandom(MiB))
+    made = _nb(root, "--json", "create", "web", str(data))
+    meta = json.loads(made.communicate(timeout=120)[0])
+    packs = target / "backups" / "web" / "index"  # a pack landed and is indexed
+    proc = _nb(root, "copy", "web", "--to", str(target))
+    deadline = time.monotonic() + 60
+    while not (packs.is_dir() and any(packs.glob("*/*"))) and time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        time.sleep(0.005)
+    killed = proc.poll() is None
+    if killed:
+        proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    again = _nb(root, "--json", "copy", "web", "--to", str(target))
+    out, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err
+    result = json.loads(out)
+    if killed:
+        assert [c["backup_id"] for c in result["copied"]] == [meta["id"]]
+        assert result["copied"][0]["chunks_present"] > 0, "the killed copy's pack was sent again"
+    restored = tmp_path / "out"
+    r = _nb(
+        tmp_path / "other-root", "--repo", str(target), "restore", "web", meta["id"], str(restored)
+    )
+    assert r.wait(timeout=120) == 0, r.stderr.read()
+    assert tree_snapshot(restored) == tree_snapshot(data)
