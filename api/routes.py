@@ -323,6 +323,9 @@ async def list_backups(
     q: Annotated[
         str | None, Query(max_length=256, description="words in id, type, status, tags, error")
     ] = None,
+    host: Annotated[
+        str | None, Query(max_length=255, description="only backups made on this host")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> BackupPage:
@@ -335,6 +338,7 @@ async def list_backups(
         since=_query_value(parse_when, since, "since"),
         until=_query_value(partial(parse_when, end=True), until, "until"),
         text=q or None,
+        host=host or None,
     )
     try:
         items = await ctx.reads.run(ctx.mgr.list_blocking, project_id, filters)

@@ -216,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--exclude", metavar="GLOB", action="append", default=[], type=_nonempty, help="repeatable"
     )
     p.add_argument("--name", metavar="NAME", help="name of a checkpoint")
+    p.add_argument(
+        "--host", metavar="HOST", help="the host recorded as making it (default: this one)"
+    )
     p.add_argument("--parent", metavar="ID", type=_backup_arg, help="parent of an incremental")
 
     p = add(
@@ -260,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", metavar="K=V", type=_tag_arg, help="KEY=VALUE, or KEY alone")
     p.add_argument("--since", metavar="DATE", type=_since_arg, help=WHEN_HELP)
     p.add_argument("--until", metavar="DATE", type=_until_arg, help=WHEN_HELP)
+    p.add_argument("--host", metavar="HOST", help="only backups made on this host")
     p.add_argument(
         "--search", metavar="TEXT", help="words in id, type, status, tags or error message"
     )

@@ -64,7 +64,7 @@ from core.ops.recovery import recover, recover_locked
 from core.ops.restore import Restorer
 from core.query import Query
 from core.repo import manifest as mf
-from core.repo.repository import Repository, new_backup_id
+from core.repo.repository import HOSTNAME, Repository, current_user, new_backup_id
 from core.storage import ObjectStore, open_store
 from core.validator import verify_backup
 
@@ -321,6 +321,8 @@ class BackupManager:
             parent_backup_id=reference.id if reuse and reference else None,
             tags=tags,
             extra=req.extra,
+            host=req.host or HOSTNAME,
+            user=req.user or current_user(),
         )
         repo.write_metadata(meta)
         self._running[(project, backup_id)] = ctx

@@ -158,6 +158,9 @@ class BackupMetadata(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict)
     extra: dict = Field(default_factory=dict)
     stats: BackupStats = Field(default_factory=BackupStats)
+    #: who made it: several hosts back up into one shared repository (None: older backups)
+    host: str | None = None
+    user: str | None = None
 
     @property
     def restorable(self) -> bool:
@@ -189,6 +192,14 @@ class CreateRequest(BaseModel):
     use_ignore_file: bool = True
     #: Back up a directory other than the project's remembered one (which is then re-pointed).
     data_dir_change: bool = False
+    #: The host and user recorded as having made it (default: this host, this user), for a
+    #: host whose name changes (a container) or two hosts that share one name.
+    host: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f]+$")] | None = (
+        None
+    )
+    user: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f]+$")] | None = (
+        None
+    )
     #: Directories `data_dir` must lie beneath (the API's --allow-dir): it is opened from one
     #: of them component by component without following symlinks, so a swap after the check
     #: cannot send the backup elsewhere. None: no confinement (the CLI, the TUI).
@@ -226,6 +237,7 @@ class ListFilter(BaseModel):
     since: datetime | None = None
     until: datetime | None = None
     text: str | None = None  # substring of id, tags, error message
+    host: str | None = None  # the host that made it, exactly
 
 
 class ProgressEvent(BaseModel):

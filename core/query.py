@@ -9,12 +9,14 @@ query means the same everywhere (README, "list": the grammar is documented once 
   (``30m``, ``1.5h``, ``7d``, ``2w``, ``90s``, ``30 min ago``); a month (``2026-11``), a day
   (``2026-11-29``) or an ISO datetime with or without zone (UTC when none). An `until` of a
   day or a month means its end, so it includes that day or month.
-- text: words, each a case-insensitive substring of the id, type, status, error message or a
-  ``key=value`` tag; all must occur.
+- host: the host that made the backup, exactly (a repository shared by several hosts).
+- text: words, each a case-insensitive substring of the id, type, status, error message, host,
+  user or a ``key=value`` tag; all must occur.
 
 The bar form (`parse_text`, the TUI's filter bar) writes the same filters as ``key:value``
 tokens: ``type:``/``t:``, ``status:``/``s:``, ``tag:``, ``since:``/``after:``,
-``until:``/``before:``, ``date:``/``on:`` (since and until of one day or month); other words
+``until:``/``before:``, ``date:``/``on:`` (since and until of one day or month), ``host:``;
+other words
 are text.
 """
 
@@ -106,11 +108,18 @@ class Query:
     since: datetime | None = None
     until: datetime | None = None
     words: tuple[str, ...] = ()
+    hosts: frozenset[str] = frozenset()
 
     @property
     def is_empty(self) -> bool:
         return not (
-            self.types or self.statuses or self.tags or self.since or self.until or self.words
+            self.types
+            or self.statuses
+            or self.tags
+            or self.since
+            or self.until
+            or self.words
+            or self.hosts
         )
 
     @classmethod
@@ -123,12 +132,15 @@ class Query:
             since=utc(f.since) if f.since is not None else None,
             until=utc(f.until) if f.until is not None else None,
             words=tuple(f.text.lower().split()) if f.text else (),
+            hosts=frozenset([f.host]) if f.host else frozenset(),
         )
 
     def matches(self, meta: BackupMetadata) -> bool:
         if self.types and meta.type not in self.types:
             return False
         if self.statuses and meta.status not in self.statuses:
+            return False
+        if self.hosts and meta.host not in self.hosts:
             return False
         for key, value in self.tags:
             if key not in meta.tags or (value is not None and meta.tags[key] != value):
@@ -146,6 +158,7 @@ class Query:
 
 def _haystack(meta: BackupMetadata) -> str:
     parts = [meta.id, meta.type.value, meta.status.value, meta.error_message or ""]
+    parts += [meta.host or "", meta.user or ""]
     return " ".join(parts + [f"{k}={v}" for k, v in meta.tags.items()]).lower()
 
 
@@ -156,7 +169,7 @@ def matches(meta: BackupMetadata, f: ListFilter) -> bool:
 
 _KEYS = {"type": "type", "t": "type", "status": "status", "s": "status", "tag": "tag"}
 _KEYS |= {"since": "since", "after": "since", "until": "until", "before": "until"}
-_KEYS |= {"date": "date", "on": "date"}
+_KEYS |= {"date": "date", "on": "date", "host": "host"}
 
 
 def parse_text(text: str, now: datetime) -> tuple[Query, tuple[str, ...]]:
@@ -168,6 +181,7 @@ def parse_text(text: str, now: datetime) -> tuple[Query, tuple[str, ...]]:
     since: datetime | None = None
     until: datetime | None = None
     words: list[str] = []
+    hosts: set[str] = set()
     errors: list[str] = []
     for token in text.split():
         key, sep, value = token.partition(":")
@@ -184,11 +198,21 @@ def parse_text(text: str, now: datetime) -> tuple[Query, tuple[str, ...]]:
                 statuses |= parse_enum(BackupStatus, value)
             elif kind == "tag":
                 tags.append(parse_tag(value))
+            elif kind == "host":
+                hosts.add(value)
             if kind in ("since", "date"):
                 since = parse_when(value, now=now)
             if kind in ("until", "date"):
                 until = parse_when(value, end=True, now=now)
         except ValueError as exc:
             errors.append(str(exc))
-    query = Query(frozenset(types), frozenset(statuses), tuple(tags), since, until, tuple(words))
+    query = Query(
+        frozenset(types),
+        frozenset(statuses),
+        tuple(tags),
+        since,
+        until,
+        tuple(words),
+        frozenset(hosts),
+    )
     return query, tuple(errors)

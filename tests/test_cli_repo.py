@@ -37,3 +37,23 @@ def test_unknown_repository_scheme_is_one_line(tmp_path: Path):
     assert proc.returncode == 2, proc
     assert proc.stderr.count("\n") == 1 and "unknown repository scheme 'ftp'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_backups_record_host_and_user_and_list_filters_by_host(tmp_path: Path):
+    """Two hosts (one of them naming itself, as a container or a same-named twin would) back
+    up into one repository: each backup says who made it, and `list --host` tells them apart."""
+    root, src = tmp_path / "root", tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("alpha\n")
+    ok(nb(root, "create", "web", str(src)))
+    ok(nb(root, "create", "web", str(src), "--host", "web-02"))
+    every = json.loads(ok(nb(root, "--json", "list", "web")).stdout)
+    hosts = {b["host"] for b in every}
+    assert len(hosts) == 2 and "web-02" in hosts
+    assert all(b["user"] for b in every)
+    only = json.loads(ok(nb(root, "--json", "list", "web", "--host", "web-02")).stdout)
+    assert [b["host"] for b in only] == ["web-02"]
+    info = ok(nb(root, "info", "web", only[0]["id"])).stdout
+    assert f"{only[0]['user']}@web-02" in info
+    bad = nb(root, "create", "web", str(src), "--host", "bad\x01host")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr

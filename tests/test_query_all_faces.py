@@ -100,12 +100,16 @@ TABLE: list[tuple[dict[str, str], str | None, str]] = [
     ({"text": "env=staging"}, None, "b"),
     ({"text": "prod full"}, None, "ac"),  # every word must occur
     ({"type": "full", "tag": "env=prod", "since": "7d", "status": "completed"}, None, "a"),
+    ({"host": "web-01"}, None, "ac"),  # the host that made it, exactly
+    ({"host": "web"}, None, ""),
+    ({"host": "db-01", "type": "full"}, None, "e"),
+    ({"text": "web-01"}, None, "ac"),  # the host is text too
 ]
 
 CLI_OPTION = {"type": "--type", "status": "--status", "tag": "--tag", "since": "--since"}
-CLI_OPTION |= {"until": "--until", "text": "--search"}
+CLI_OPTION |= {"until": "--until", "text": "--search", "host": "--host"}
 API_PARAM = {"type": "type", "status": "status", "tag": "tag", "since": "since"}
-API_PARAM |= {"until": "until", "text": "q"}
+API_PARAM |= {"until": "until", "text": "q", "host": "host"}
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +129,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
             data_dir=str(data),
             tags=tags,
             parent_backup_id=parent,
+            host="web-01" if label in "ac" else "db-01",
         )
         meta = asyncio.run(mgr.create(req))
         store = Repository(root, PROJECT)

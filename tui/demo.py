@@ -164,6 +164,8 @@ async def build_demo(root: Path, *, now: datetime | None = None) -> None:
             data_dir=str(sources / project),
             tags=tags or {},
             name=name,
+            host="web-01",
+            user="deploy",
         )
         meta = await mgr.create(req)
         return _restamp(Repository(mgr.root, project), meta, at)

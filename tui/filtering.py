@@ -5,7 +5,7 @@ The table narrows on every keystroke, so matching runs in memory on the list alr
 use too. A half-typed token that does not parse yet is reported, not applied.
 
     type:full,incremental  status:failed  tag:env=prod  tag:nightly
-    since:2026-11-01  until:2026-11-30  date:2026-11-29  since:7d  since:1.5h
+    since:2026-11-01  until:2026-11-30  date:2026-11-29  since:7d  since:1.5h  host:web-01
     any other words: substrings of id, type, status, tags, error message (all must match)
 """
 
@@ -31,6 +31,7 @@ class TableFilter(Query):
         if self.statuses:
             parts.append("status=" + ",".join(sorted(s.value for s in self.statuses)))
         parts += [f"tag={k}={v}" if v is not None else f"tag={k}" for k, v in self.tags]
+        parts += [f"host={h}" for h in sorted(self.hosts)]
         if self.since:
             parts.append(f"since={self.since:%Y-%m-%d %H:%M}")
         if self.until:
@@ -57,5 +58,6 @@ def parse_filter(text: str, now: datetime) -> TableFilter:
         since=query.since,
         until=query.until,
         words=query.words,
+        hosts=query.hosts,
         errors=errors,
     )

@@ -30,6 +30,7 @@ def cmd_create(ctx: Context) -> int:
         excludes=a.exclude,
         parent_backup_id=a.parent,
         name=a.name,
+        host=a.host,
     )
     mgr = ctx.manager
     with ctx.progress() as bar:

@@ -30,6 +30,7 @@ def _info_lines(info: BackupInfo) -> list[str]:
         ("Type", m.type.value + (f" (checkpoint {clean(m.name)!r})" if m.name else "")),
         ("Status", m.status.value),
         ("Created", stamp(m.created_at)),
+        ("Made by", clean(f"{m.user or '?'}@{m.host}") if m.host else "-"),
         ("Completed", stamp(m.completed_at)),
         ("Size", f"{size(m.size_bytes)} ({m.size_bytes} bytes)"),
         ("Files", str(m.files_count)),

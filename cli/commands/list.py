@@ -17,6 +17,7 @@ def cmd_list(ctx: Context) -> int:
         since=a.since,
         until=a.until,
         text=a.search,
+        host=a.host,
     )
     backups: list[BackupMetadata] = run(ctx.manager.list(a.project, filters))
     if ctx.json:

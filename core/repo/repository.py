@@ -6,6 +6,7 @@ Everything goes through an ObjectStore, so the engine never assumes a local file
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import socket
 import struct
@@ -320,3 +321,13 @@ class Repository:
 
 
 HOSTNAME = socket.gethostname()
+
+
+def current_user() -> str:
+    """The user this process runs as, by name where the system knows one."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        return str(os.getuid())

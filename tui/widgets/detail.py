@@ -57,6 +57,8 @@ def render_detail(meta: BackupMetadata, info: BackupInfo | None, now: datetime) 
         grid.add_row("Error", Text(meta.error_message, style="red"))
     grid.add_row("Created", f"{fmt.exact(meta.created_at)} ({fmt.age(meta.created_at, now)})")
     grid.add_row("Completed", fmt.exact(meta.completed_at))
+    if meta.host:
+        grid.add_row("Made by", f"{meta.user or '?'}@{meta.host}")
     grid.add_row("Size", f"{fmt.size(meta.size_bytes)} ({meta.size_bytes:,} bytes)")
     grid.add_row("Files", f"{meta.files_count:,}")
     grid.add_row("Checksum", meta.checksum or "-")
