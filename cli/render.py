@@ -9,7 +9,6 @@ printed, so a newline or a byte that was not UTF-8 cannot break a line or the te
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -121,8 +120,3 @@ def block(pairs: Sequence[tuple[str, str]]) -> list[str]:
         lines.append(f"{label:<{width}}{first}".rstrip())
         lines.extend(" " * width + line for line in rest)
     return lines
-
-
-def shell_command(*words: str) -> str:
-    """A command line the user can paste into a shell (each word quoted as needed)."""
-    return " ".join(shlex.quote(w) for w in words)

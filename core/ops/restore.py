@@ -27,7 +27,6 @@ import itertools
 import os
 import re
 import secrets
-import shlex
 import shutil
 import stat
 import threading
@@ -48,6 +47,7 @@ from core.models import (
     RestoreCounts,
     RestoreRequest,
     RestoreResult,
+    RestoreUndo,
 )
 from core.ops import confine, walker
 from core.ops.progress import OperationContext
@@ -782,21 +782,9 @@ class Restorer:
         if not checkpoint_id:
             return
         self.result.checkpoint_id = checkpoint_id
-        self.result.undo_hint = shlex.join(
-            [
-                "nexus-backup",
-                "--root",
-                str(self.repo.root),
-                "restore",
-                self.meta.project_id,
-                checkpoint_id,
-                str(target),
-                "--overwrite",
-                "always",
-                "--delete",
-                "--no-checkpoint",
-            ]
-        )
+        undo = RestoreUndo.of(self.meta.project_id, checkpoint_id, str(target))
+        self.result.undo = undo
+        self.result.undo_hint = undo.command(root=str(self.repo.root))
 
     def _remove_stale_temp_files(self, steps: list[Step]) -> None:
         """Temp files of a restore that was killed (its process is gone), or of an earlier

@@ -169,13 +169,13 @@ def cancelled_text(target: str, *, checkpointing: bool, backup_id: str) -> Text:
 
 
 def undo_text(result: RestoreResult) -> str:
-    if not result.checkpoint_id:
+    """The engine's undo, as the command line that runs it."""
+    if result.undo is None:
         return ""
-    hint = result.undo_hint or (
-        f"restore checkpoint {result.checkpoint_id} into {result.restore_dir} "
-        "with overwrite 'always' and 'delete extra files'"
+    return (
+        f"A checkpoint of the target was taken first: {result.undo.checkpoint_id}.\n"
+        f"To undo: {result.undo_hint or result.undo.command()}"
     )
-    return f"A checkpoint of the target was taken first: {result.checkpoint_id}.\nTo undo: {hint}"
 
 
 class RestoreScreen(WorkerErrors, ModalScreen[None]):
