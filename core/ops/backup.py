@@ -24,7 +24,6 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from core.errors import Damaged, NexusError, from_os_error
 from core.models import MAX_WARNINGS, BackupMetadata, BackupStatus
@@ -939,7 +938,7 @@ class BackupRun:
         stats.duration_seconds = round(elapsed, 3)
         stats.throughput_bytes_per_second = round(stats.bytes_read / elapsed, 1) if elapsed else 0.0
         meta.status = BackupStatus.COMPLETED
-        meta.completed_at = datetime.now(UTC)
+        meta.completed_at = ctx.clock()
         repo.write_metadata(meta)
         ctx.finish()
         return meta
