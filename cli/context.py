@@ -20,6 +20,7 @@ from cli import render
 from cli.progress_bar import ProgressBar
 from core.config import resolve_root
 from core.models import BackupInfo
+from core.service import Engine
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -43,10 +44,10 @@ class Context:
         self.json: bool = bool(args.json)
         self.root_arg: str | None = args.root
         self.root: Path = resolve_root(args.root)
-        self._manager: Any = None
+        self._manager: Engine | None = None
 
     @property
-    def manager(self) -> Any:
+    def manager(self) -> Engine:
         if self._manager is None:
             from core.manager import BackupManager  # the engine; imported only when needed
 
