@@ -9,7 +9,8 @@ from pathlib import Path
 from core.logger import BackupLogger
 from core.models import BackupMetadata, BackupStatus, BackupType
 from tui.filtering import parse_filter
-from tui.logfollow import BACKLOG_BYTES, FileFollower
+from tui.widgets.log_tail import BACKLOG_BYTES
+from tui.widgets.log_tail import follower as view_follower
 
 NOW = datetime(2026, 11, 29, 15, 0, tzinfo=UTC)
 
@@ -61,8 +62,8 @@ def test_filter_free_text_and_errors() -> None:
 def test_follower_reads_new_lines_only_and_holds_partial_ones(tmp_path: Path) -> None:
     logger = BackupLogger(tmp_path)
     path = logger.path_for("p")
-    follower = FileFollower(lambda: path, "p")
-    assert follower.read() == ([], True)  # no file yet
+    follower = view_follower(lambda: path, "p")
+    assert follower is not None and follower.read() == ([], False)  # no file yet
     logger.info("p", "create", "one")
     records, _ = follower.read()
     assert [r.message for r in records] == ["one"]
@@ -80,7 +81,8 @@ def test_follower_starts_from_the_tail_and_survives_rotation(tmp_path: Path) -> 
     for i in range(20000):
         logger.info("p", "spam", f"line {i}")
     assert path.stat().st_size > BACKLOG_BYTES
-    follower = FileFollower(lambda: path, "p")
+    follower = view_follower(lambda: path, "p")
+    assert follower is not None
     records, _ = follower.read()
     assert records[-1].message == "line 19999"
     assert len(records) < 20000  # only the tail: a large file is never read whole
@@ -89,5 +91,6 @@ def test_follower_starts_from_the_tail_and_survives_rotation(tmp_path: Path) -> 
     records, reset = follower.read()
     assert reset and [r.message for r in records] == ["fresh"]
     day2 = tmp_path / "logs" / "p_2026-11-30.log"
-    follower2 = FileFollower(lambda: day2, "p")
+    follower2 = view_follower(lambda: day2, "p")
+    assert follower2 is not None
     assert follower2.read()[0] == []
