@@ -39,6 +39,7 @@ from pathlib import Path
 
 import blake3
 
+from core.display import fs_text
 from core.errors import Cancelled, Damaged, InvalidInput, NexusError, StorageFull, describe_os_error
 from core.models import (
     MAX_WARNINGS,
@@ -100,8 +101,7 @@ def _split(rel: bytes) -> tuple[bytes, bytes]:
     return parent, name
 
 
-def _show(rel: bytes) -> str:
-    return rel.decode("utf-8", "backslashreplace")
+_show = fs_text  # a path in a message: the one decode policy (core.display)
 
 
 # --- selection -------------------------------------------------------------------------------
@@ -977,7 +977,7 @@ class Restorer:
             try:
                 os.setxattr(fd, key, value)
             except OSError as exc:
-                failed.append(key.decode("utf-8", "backslashreplace"))
+                failed.append(fs_text(key))
                 why = exc.strerror or str(exc)
         if failed:
             self.warn(f"{show}: extended attributes not restored ({', '.join(failed)}): {why}")

@@ -455,9 +455,9 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
             r = op.result
             text = Text(
                 f"✓ Restored into {fmt.home_short(r.restore_dir)}\n"
-                f"{r.files_written} files written ({fmt.size(r.bytes_written)}), "
-                f"{r.files_unchanged} unchanged, {r.files_skipped} skipped, "
-                f"{r.files_deleted} deleted, {r.dirs_created} folders created "
+                f"{fmt.plural(r.files_written, 'file')} written ({fmt.size(r.bytes_written)}), "
+                f"{r.files_unchanged:,} unchanged, {r.files_skipped:,} skipped, "
+                f"{r.files_deleted:,} deleted, {fmt.plural(r.dirs_created, 'folder')} created "
                 f"in {fmt.duration(r.duration_seconds)}.\n",
                 style="green",
             )
