@@ -13,6 +13,7 @@ from rich.text import Text
 from core import display
 from core.display import (
     age,
+    clean,
     duration,
     exact,
     home_short,
@@ -32,6 +33,7 @@ __all__ = [
     "STATUS_STYLE",
     "TYPE_STYLE",
     "age",
+    "clean",
     "duration",
     "exact",
     "fraction",

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from core.display import fs_text
 from core.errors import Damaged, NexusError, from_os_error
 from core.models import MAX_WARNINGS, BackupMetadata, BackupStatus
 from core.ops.confine import DIR_FLAGS
@@ -85,8 +86,7 @@ class Item:
 Reused = list
 
 
-def _shown(rel: bytes) -> str:
-    return rel.decode("utf-8", "backslashreplace")
+_shown = fs_text  # a path in a message: the one decode policy (core.display)
 
 
 @dataclass

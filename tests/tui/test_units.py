@@ -94,3 +94,31 @@ def test_follower_starts_from_the_tail_and_survives_rotation(tmp_path: Path) -> 
     follower2 = view_follower(lambda: day2, "p")
     assert follower2 is not None
     assert follower2.read()[0] == []
+
+
+async def test_browsing_shows_a_name_that_is_not_utf8_escaped_as_every_face_does(
+    tmp_path: Path,
+) -> None:
+    """A name with a byte that is not UTF-8 and a newline, backed up and browsed through the
+    real engine: the tree shows it on one line, the byte as \\xNN (core.display's policy),
+    while the entry keeps the name itself for a restore of it."""
+    from core.display import clean, fs_text
+    from core.manager import BackupManager
+    from core.models import CreateRequest
+    from tui.screens.browse import entry_label
+
+    data = tmp_path / "data"
+    data.mkdir()
+    raw = b"caf\xe9\nx.txt"
+    with open(os.path.join(os.fsencode(data), raw), "wb") as f:
+        f.write(b"x")
+    os.symlink(raw, os.path.join(os.fsencode(data), b"link"))
+    mgr = BackupManager(tmp_path / "root")
+    meta_ = await mgr.create(CreateRequest(project_id="p", data_dir=str(data)))
+    entries = {e.kind: e for e in await mgr.browse("p", meta_.id)}
+    shown = entry_label(entries["file"], marked=False).plain
+    assert "caf\\xe9\\nx.txt" in shown and "\n" not in shown
+    assert clean(fs_text(raw)) in shown  # as the CLI and the engine's messages show it
+    assert os.fsencode(entries["file"].name) == raw  # the data is untouched
+    link = entry_label(entries["symlink"], marked=False).plain
+    assert "→ caf\\xe9\\nx.txt" in link
