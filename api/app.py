@@ -24,6 +24,7 @@ from api.paths import PathPolicy
 from api.pools import MAX_RUNNING, ReadPool
 from api.redact import RedactMiddleware, Redactor
 from api.routes import ApiContext, public, router
+from core.service import Engine
 
 
 def _version() -> str:
@@ -49,7 +50,7 @@ def create_app(
     *,
     token: str | None,
     allowed_dirs: Iterable[str | os.PathLike[str]],
-    manager: Any = None,
+    manager: Engine | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
     max_running: int = MAX_RUNNING,
 ) -> FastAPI:

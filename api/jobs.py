@@ -17,7 +17,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from api.errors import ApiError, error_type
 from api.events import EventHub
@@ -25,13 +25,13 @@ from api.pools import MAX_RUNNING, Slots
 from api.schemas import Job, JobError, RestoreOutcome
 from core.errors import NexusError
 from core.models import (
-    BackupInfo,
     BackupMetadata,
     CreateRequest,
     ProgressEvent,
     RestoreRequest,
     RestoreResult,
 )
+from core.service import Engine
 
 log = logging.getLogger("nexus_backup.api")
 T = TypeVar("T")
@@ -44,24 +44,6 @@ START_TIMEOUT = 30.0
 EARLY_ERROR_WINDOW = 0.5
 #: Finished jobs remembered for polling; the oldest are forgotten first.
 MAX_JOBS = 1000
-
-
-class Manager(Protocol):
-    """The part of core.manager.BackupManager the runner uses."""
-
-    async def create(
-        self,
-        req: CreateRequest,
-        *,
-        progress: Callable[[ProgressEvent], None] | None = ...,
-        on_created: Callable[[BackupMetadata], None] | None = ...,
-    ) -> BackupMetadata: ...
-
-    async def restore(
-        self, req: RestoreRequest, *, progress: Callable[[ProgressEvent], None] | None = ...
-    ) -> RestoreResult: ...
-
-    async def info(self, project_id: str, backup_id: str) -> BackupInfo: ...
 
 
 def _now() -> datetime:
@@ -90,7 +72,7 @@ def _fail(job: Job, exc: BaseException) -> None:
 
 
 class JobRunner:
-    def __init__(self, mgr: Manager, hub: EventHub, *, max_running: int = MAX_RUNNING) -> None:
+    def __init__(self, mgr: Engine, hub: EventHub, *, max_running: int = MAX_RUNNING) -> None:
         self.mgr = mgr
         self.hub = hub
         self.slots = Slots(max_running)

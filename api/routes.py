@@ -37,6 +37,7 @@ from core.models import (
     check_id,
 )
 from core.query import WHEN_HELP, parse_tag, parse_when
+from core.service import Engine
 
 ReqT = TypeVar("ReqT", CreateRequest, RestoreRequest)
 T = TypeVar("T")
@@ -46,7 +47,7 @@ T = TypeVar("T")
 class ApiContext:
     """What the handlers share, built once per app by `create_app`."""
 
-    mgr: Any  # core.manager.BackupManager
+    mgr: Engine
     policy: PathPolicy
     jobs: JobRunner
     hub: EventHub

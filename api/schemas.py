@@ -5,13 +5,12 @@ answer (schemathesis checks that it does)."""
 
 from __future__ import annotations
 
-import shlex
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from core.models import BackupInfo, BackupMetadata, ProgressEvent, RestoreResult
+from core.models import BackupInfo, BackupMetadata, ProgressEvent, RestoreResult, RestoreUndo
 
 
 class ErrorItem(BaseModel):
@@ -50,47 +49,18 @@ class BackupInfoResponse(BackupInfo):
     progress: ProgressEvent | None = None
 
 
-class Undo(BaseModel):
-    """How to undo a restore: restore the checkpoint taken of the target back over it (with
-    overwrite "always" and delete_extra)."""
-
-    project_id: str
-    checkpoint_id: str
-    target: str
+#: How to undo a restore, as the engine built it (kept under the name the API had).
+Undo = RestoreUndo
 
 
 class RestoreOutcome(RestoreResult):
-    """A restore's result as the API gives it: the undo as data, and an undo hint for the
-    CLI that does not name the repository (the server's own business)."""
-
-    undo: Undo | None = None
+    """A restore's result as the API gives it: the engine's undo as data, and its command line
+    without the repository (the server's own business) as the undo hint."""
 
     @classmethod
     def of(cls, result: RestoreResult) -> RestoreOutcome:
-        data = result.model_dump()
-        undo = None
-        if result.checkpoint_id:
-            undo = Undo(
-                project_id=result.project_id,
-                checkpoint_id=result.checkpoint_id,
-                target=result.restore_dir,
-            )
-            data["undo_hint"] = shlex.join(
-                [
-                    "nexus-backup",
-                    "restore",
-                    undo.project_id,
-                    undo.checkpoint_id,
-                    undo.target,
-                    "--overwrite",
-                    "always",
-                    "--delete",
-                    "--no-checkpoint",
-                ]
-            )
-        else:
-            data["undo_hint"] = None
-        return cls.model_validate({**data, "undo": undo})
+        hint = result.undo.command() if result.undo is not None else None
+        return cls.model_validate({**result.model_dump(), "undo_hint": hint})
 
 
 class JobError(BaseModel):

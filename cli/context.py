@@ -21,6 +21,7 @@ from cli import render
 from cli.progress_bar import ProgressBar
 from core.config import ENV_REPOSITORY, resolve_root
 from core.models import BackupInfo
+from core.service import Engine
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -49,10 +50,10 @@ class Context:
             # command it prints: the engine reads the repository from the environment
             os.environ[ENV_REPOSITORY] = args.repo
         self.repository: str | None = os.environ.get(ENV_REPOSITORY) or None
-        self._manager: Any = None
+        self._manager: Engine | None = None
 
     @property
-    def manager(self) -> Any:
+    def manager(self) -> Engine:
         if self._manager is None:
             from core.manager import BackupManager  # the engine; imported only when needed
 

@@ -18,8 +18,7 @@ import sys
 import unicodedata
 from typing import TextIO
 
-import humanize
-
+from core.display import clean, size
 from core.models import ProgressEvent
 
 BAR_WIDTH = 20
@@ -39,19 +38,6 @@ def _char_cells(ch: str) -> int:
 def cells(text: str) -> int:
     """How many terminal columns `text` takes (wide CJK characters take two)."""
     return sum(_char_cells(ch) for ch in text)
-
-
-def _printable(text: str) -> str:
-    """File names may hold newlines, escapes or undecodable bytes: never emit them raw."""
-    out = []
-    for ch in text:
-        if ch.isprintable():
-            out.append(ch)
-        elif "\udc80" <= ch <= "\udcff":  # a byte that was not UTF-8 (surrogateescape)
-            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
-        else:
-            out.append("?")
-    return "".join(out)
 
 
 def truncate_left(text: str, width: int) -> str:
@@ -94,10 +80,6 @@ def format_eta(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def _size(n: float) -> str:
-    return humanize.naturalsize(n, binary=True)
-
-
 def _fraction(event: ProgressEvent) -> float | None:
     if event.bytes_total:
         return min(1.0, max(0.0, event.bytes_done / event.bytes_total))
@@ -121,7 +103,7 @@ def render_line(event: ProgressEvent, width: int) -> str:
     limit = max(10, width - 1)
     fraction = _fraction(event)
     # Fields in order of importance; the least important are dropped first when space is short.
-    phase = f"{_printable(event.phase):<9}"
+    phase = f"{clean(event.phase):<9}"
     bar = ""
     percent = ""
     if fraction is not None:
@@ -129,14 +111,14 @@ def render_line(event: ProgressEvent, width: int) -> str:
         bar = "[" + "#" * filled + "-" * (BAR_WIDTH - filled) + "]"
         percent = f"{fraction * 100:3.0f}%"
     if event.bytes_total is not None:
-        size = f"{_size(event.bytes_done)}/{_size(event.bytes_total)}"
+        amount = f"{size(event.bytes_done)}/{size(event.bytes_total)}"
     else:
-        size = _size(event.bytes_done)
+        amount = size(event.bytes_done)
     if event.files_total is not None:
         files = f"{event.files_done}/{event.files_total} files"
     else:
         files = f"{event.files_done} files"
-    rate = f"{_size(event.rate_bytes_per_second)}/s" if event.rate_bytes_per_second > 0 else ""
+    rate = f"{size(event.rate_bytes_per_second)}/s" if event.rate_bytes_per_second > 0 else ""
     eta = f"ETA {format_eta(_eta(event))}" if event.bytes_total or event.files_total else ""
 
     # (field, priority): when the line is too long, the highest numbers go first. The bar and
@@ -145,13 +127,13 @@ def render_line(event: ProgressEvent, width: int) -> str:
         (phase, 0),
         (bar, 6),
         (percent, 1),
-        (size, 2),
+        (amount, 2),
         (files, 3),
         (rate, 5),
         (eta, 4),
     ]
     fields = [f for f in fields if f[0]]
-    path = _printable(event.current_path or "")
+    path = clean(event.current_path or "")
 
     def join(items: list[tuple[str, int]]) -> str:
         return "  ".join(text for text, _ in items)

@@ -1,6 +1,6 @@
 """What the CLI prints: the lines on stdout, the one error line on stderr, the `--json` output,
-and the humanized values (sizes, ages, durations) and layouts (tables, label blocks) of the
-human output.
+and the layouts (tables, label blocks) of the human output. The values in them (sizes, ages,
+durations, counts, tags) read as in every face: core.display's, re-exported here.
 
 Every value that comes from a file name or a message goes through `clean` before it is
 printed, so a newline or a byte that was not UTF-8 cannot break a line or the terminal.
@@ -9,16 +9,32 @@ printed, so a newline or a byte that was not UTF-8 cannot break a line or the te
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-import humanize
 from pydantic import BaseModel
 
 from cli.progress_bar import cells
+from core import display
+from core.display import age, clean, duration, plural, size, tags_text
+
+__all__ = [
+    "PROG",
+    "ago",
+    "block",
+    "clean",
+    "duration",
+    "emit",
+    "error_line",
+    "fmt_tags",
+    "out",
+    "plural",
+    "size",
+    "stamp",
+    "table",
+]
 
 PROG = "nexus-backup"
 
@@ -42,55 +58,14 @@ def emit(value: BaseModel | Sequence[BaseModel]) -> None:
     out(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-def size(n: float | None) -> str:
-    return "-" if n is None else humanize.naturalsize(n, binary=True)
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
-
-
 def ago(dt: datetime | None) -> str:
-    if dt is None:
-        return "-"
-    return humanize.naturaltime(_aware(dt), when=datetime.now(UTC))
+    """'5 minutes ago', from now."""
+    return age(dt, datetime.now(UTC))
 
 
 def stamp(dt: datetime | None) -> str:
     """``2026-11-29 03:12:03 UTC (5 minutes ago)``."""
-    if dt is None:
-        return "-"
-    utc = _aware(dt).astimezone(UTC)
-    return f"{utc:%Y-%m-%d %H:%M:%S} UTC ({ago(dt)})"
-
-
-def duration(seconds: float) -> str:
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    return humanize.precisedelta(timedelta(seconds=seconds), minimum_unit="seconds", format="%d")
-
-
-def clean(text: object) -> str:
-    """A value safe to print on one line: control characters (a newline in a file name) and
-    bytes that were not UTF-8 (surrogate escapes) are shown escaped."""
-    s = str(text)
-    if s.isprintable():
-        return s
-    out = []
-    for ch in s:
-        if ch.isprintable():
-            out.append(ch)
-        elif "\udc80" <= ch <= "\udcff":
-            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
-        else:
-            out.append(repr(ch)[1:-1])
-    return "".join(out)
-
-
-def plural(n: int, word: str, many: str | None = None) -> str:
-    return f"{n} {word if n == 1 else (many or word + 's')}"
+    return display.stamp(dt, datetime.now(UTC))
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
@@ -109,7 +84,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]
 
 
 def fmt_tags(tags: dict[str, str]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(tags.items())) or "-"
+    return tags_text(tags) or "-"
 
 
 def block(pairs: Sequence[tuple[str, str]]) -> list[str]:
@@ -121,8 +96,3 @@ def block(pairs: Sequence[tuple[str, str]]) -> list[str]:
         lines.append(f"{label:<{width}}{first}".rstrip())
         lines.extend(" " * width + line for line in rest)
     return lines
-
-
-def shell_command(*words: str) -> str:
-    """A command line the user can paste into a shell (each word quoted as needed)."""
-    return " ".join(shlex.quote(w) for w in words)

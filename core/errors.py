@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from core.display import fs_text
+
 
 class NexusError(Exception):
     """Base of every error the core raises on purpose; `str()` is the one line shown."""
@@ -73,7 +75,7 @@ def describe_os_error(exc: OSError, what: str = "") -> str:
     }.get(exc.errno or 0, exc.strerror or str(exc))
     path = exc.filename if exc.filename is not None else ""
     if isinstance(path, bytes):
-        path = path.decode("utf-8", "backslashreplace")
+        path = fs_text(path)
     parts = [p for p in (what, str(path) if path else "", reason) if p]
     return ": ".join(parts)
 

@@ -297,38 +297,59 @@ class BackupLogger:
 
 
 class LogTail:
-    """Follows a log file being appended to by any process, like `tail -F`.
+    """Follows a log file that any process may append to, like `tail -F`: the one follower of
+    the faces (the TUI's log pane) and of the engine (`BackupLogger.tail`).
 
-    Remembers its offset; keeps a partial last line until it is complete; starts over when the
-    file shrinks or is replaced (another inode); a file that does not exist yet is empty.
-    `path` may be a callable, re-evaluated at every read (to follow daily files)."""
+    Remembers its offset; keeps a partial last line until it is complete; starts over (and
+    says so: `read()`'s reset) when the file is replaced (another inode), shrinks or vanishes;
+    a file that does not exist yet is empty. `path` may be a callable, re-evaluated at every
+    read, to follow daily files: when it names another file (the day turned) the old one is
+    read to its end first and the new one from its start, as one stream.
+
+    Where it starts: at the beginning, at the end (`from_end`), or at the first line within
+    the last `backlog` bytes (a view that shows the last lines never reads a large file
+    whole). `max_behind`: when more than that is unread, skip ahead to the first line within
+    the last `max_behind` bytes (for a view that only ever shows its last lines); without it,
+    every line is read, at most TAIL_CHUNK bytes per call."""
 
     def __init__(
         self,
-        path: str | os.PathLike[str] | Callable[[], Path],
+        path: str | os.PathLike[str] | Callable[[], Path | None],
         *,
         project_id: str | None = None,
         from_end: bool = False,
+        backlog: int | None = None,
+        max_behind: int | None = None,
     ) -> None:
         self._source = path
         self._project_id = project_id
+        self._max_behind = max_behind
         self._path = self._resolve()
         self._offset = 0
         self._ident: tuple[int, int] | None = None
         self._pending = b""
         if from_end:
             self._skip_existing()
+        elif backlog is not None:
+            self._start_within(backlog)
 
-    def _resolve(self) -> Path:
+    def _resolve(self) -> Path | None:
         src = self._source
-        return Path(src()) if callable(src) else Path(src)
+        found = src() if callable(src) else src
+        return None if found is None else Path(found)
 
     @property
-    def path(self) -> Path:
+    def path(self) -> Path | None:
         return self._path
+
+    @property
+    def project_id(self) -> str | None:
+        return self._project_id
 
     def _skip_existing(self) -> None:
         """Start at the end of the last complete line, reading only the file's tail."""
+        if self._path is None:
+            return
         try:
             with open(self._path, "rb") as f:
                 st = os.fstat(f.fileno())
@@ -342,33 +363,67 @@ class LogTail:
         self._offset = start + cut + 1 if cut >= 0 else st.st_size
         self._pending = b""
 
+    def _start_within(self, backlog: int) -> None:
+        """Start at the first line that begins within the file's last `backlog` bytes."""
+        if self._path is None:
+            return
+        try:
+            fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            st = os.fstat(fd)
+            self._ident = (st.st_dev, st.st_ino)
+            self._offset = _line_start(fd, st.st_size, max(0, st.st_size - backlog))
+        finally:
+            os.close(fd)
+
     def read_new(self) -> list[LogRecord]:
         """The complete lines appended since the last call, parsed (garbage skipped)."""
+        return self.read()[0]
+
+    def read(self) -> tuple[list[LogRecord], bool]:
+        """(the complete lines appended since the last call, reset): reset is True when the
+        file followed was replaced, truncated or removed, so a view drops what it shows."""
         records: list[LogRecord] = []
+        reset = False
         current = self._resolve()
         if current != self._path:
-            records += self._read_available()  # finish the old file first
+            if self._path is not None:
+                more, reset = self._read_available()  # finish the old file first
+                records += more
             self._path, self._offset, self._ident, self._pending = current, 0, None, b""
-        records += self._read_available()
-        return records
+        if self._path is not None:
+            more, again = self._read_available()
+            records += more
+            reset = reset or again
+        return records, reset
 
-    def _read_available(self) -> list[LogRecord]:
+    def _read_available(self) -> tuple[list[LogRecord], bool]:
+        assert self._path is not None
         project_id = self._project_id if self._project_id is not None else _project_of(self._path)
+        seen = self._ident is not None
         try:
             fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             self._offset, self._ident, self._pending = 0, None, b""
-            return []
+            return [], seen
         except OSError as exc:
             if exc.errno in (errno.EACCES, errno.EISDIR):
-                return []
+                return [], False
             raise
+        reset = False
         try:
             st = os.fstat(fd)
             ident = (st.st_dev, st.st_ino)
             if ident != self._ident or st.st_size < self._offset:
-                self._offset, self._pending = 0, b""  # rotated or truncated: start over
+                reset = seen  # rotated or truncated: start over
+                self._offset, self._pending = 0, b""
             self._ident = ident
+            behind = st.st_size - self._offset
+            if self._max_behind is not None and behind > self._max_behind:
+                self._offset = _line_start(fd, st.st_size, st.st_size - self._max_behind)
+                self._pending = b""
             size = min(st.st_size - self._offset, TAIL_CHUNK)
             data = os.pread(fd, size, self._offset) if size > 0 else b""
         finally:
@@ -379,4 +434,14 @@ class LogTail:
         self._pending = data[cut:]
         if len(self._pending) > 2 * MAX_MESSAGE:  # a garbage run without newlines
             self._pending = b""
-        return _parse_lines(data[:cut], project_id) if cut else []
+        return (_parse_lines(data[:cut], project_id) if cut else []), reset
+
+
+def _line_start(fd: int, size: int, pos: int) -> int:
+    """The offset of the first line that begins at or after `pos` (`size` if none does
+    within TAIL_CHUNK): where to start reading so that no line is read from its middle."""
+    if pos <= 0:
+        return 0
+    data = os.pread(fd, min(size - pos + 1, TAIL_CHUNK), pos - 1)
+    cut = data.find(b"\n")
+    return pos + cut if cut >= 0 else size

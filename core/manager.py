@@ -15,7 +15,6 @@ import stat
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Collection
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -58,7 +57,7 @@ from core.ops import copy
 from core.ops.backup import BackupPlan, describe_failure, run_backup
 from core.ops.check import check_repository, rebuild_index
 from core.ops.confine import open_dir_beneath
-from core.ops.progress import OperationContext
+from core.ops.progress import Clock, OperationContext, utc_now
 from core.ops.reclaim import drop_unindexed_packs, reclaim
 from core.ops.recovery import recover, recover_locked
 from core.ops.restore import Restorer
@@ -83,14 +82,17 @@ class BackupManager:
         *,
         repository: str | os.PathLike[str] | None = None,
         new_id: Callable[[], str] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         """`root` holds the logs and, unless `repository` names another store (a path or a
         URL, else NEXUS_BACKUP_REPOSITORY), the projects' repositories under `backups/`.
-        `new_id` makes backup ids (default: time-sortable and random); demos and
-        screenshots pass a deterministic one."""
+        `new_id` makes backup ids (default: time-sortable and random), `clock` the times
+        the engine stamps (default: now, in UTC); demos and screenshots pass deterministic
+        ones."""
         self.root = resolve_root(root)
         self.store: ObjectStore = open_store(resolve_repository(repository, self.root))
         self._new_id = new_id or new_backup_id
+        self._clock = clock or utc_now
         # Nothing is created here: a read-only command never writes, not even the root (made
         # with the first project), so a read-only mount or snapshot can be listed and restored.
         self.logger = BackupLogger(self.root)
@@ -140,9 +142,9 @@ class BackupManager:
             self._log(repo.project_id, level, "recover", msg, backup_id)
 
         if locked:
-            recover_locked(repo, log)
+            recover_locked(repo, log, self._clock)
         else:
-            recover(repo, log)
+            recover(repo, log, self._clock)
         return repo
 
     async def _in_thread(self, fn: Callable[[], T], ctx: OperationContext | None = None) -> T:
@@ -169,7 +171,7 @@ class BackupManager:
                 with contextlib.suppress(RuntimeError):  # loop closed
                     loop.call_soon_threadsafe(progress, event)
 
-        return OperationContext(operation, project_id, backup_id, emit)
+        return OperationContext(operation, project_id, backup_id, emit, clock=self._clock)
 
     def progress_of(self, project_id: str, backup_id: str) -> ProgressEvent | None:
         ctx = self._running.get((project_id, backup_id))
@@ -311,13 +313,13 @@ class BackupManager:
         if req.name:
             tags["name"] = req.name
         elif req.backup_type == BackupType.CHECKPOINT and "name" not in tags:
-            tags["name"] = f"checkpoint-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+            tags["name"] = f"checkpoint-{self._clock():%Y%m%d-%H%M%S}"
         meta = BackupMetadata(
             id=backup_id,
             project_id=project,
             type=req.backup_type,
             status=BackupStatus.PENDING,
-            created_at=datetime.now(UTC),
+            created_at=self._clock(),
             parent_backup_id=reference.id if reuse and reference else None,
             tags=tags,
             extra=req.extra,
@@ -356,7 +358,7 @@ class BackupManager:
             cancelled = isinstance(exc, Cancelled | KeyboardInterrupt)
             meta.status = BackupStatus.FAILED
             meta.error_message = "cancelled" if cancelled else describe_failure(exc)
-            meta.completed_at = datetime.now(UTC)
+            meta.completed_at = self._clock()
             with contextlib.suppress(Exception):
                 repo.store.delete(repo.manifest_name(backup_id))
             try:
@@ -432,7 +434,7 @@ class BackupManager:
                         tags={"name": f"before-restore-{backup_id}"[:64], "reason": PRE_RESTORE},
                         use_ignore_file=False,
                     )
-                    cctx = OperationContext("create", project, None)
+                    cctx = OperationContext("create", project, None, clock=self._clock)
                     cctx.cancel = ctx.cancel
                     try:
                         done = self.create_blocking(creq, cctx, top_fd=target_fd)
@@ -759,7 +761,9 @@ class BackupManager:
             repo = self._repo(project_id)
             repo.check_format()
             return recover(
-                repo, lambda lvl, msg, bid: self._log(project_id, lvl, "recover", msg, bid)
+                repo,
+                lambda lvl, msg, bid: self._log(project_id, lvl, "recover", msg, bid),
+                self._clock,
             )
 
         return await self._in_thread(work)

@@ -7,6 +7,7 @@ TUI) is one of these pydantic models, so that a value is validated once, where i
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
@@ -301,6 +302,44 @@ class RestoreCounts(BaseModel):
         return bool(self.overwritten or self.deleted or self.files_metadata)
 
 
+class RestoreUndo(BaseModel):
+    """What undoes a restore that changed its target: the CHECKPOINT taken of the target just
+    before, restored back over the whole target (overwrite "always", delete_extra, no
+    checkpoint of its own). The engine builds it once (`of`); the faces only render it, the CLI
+    as a command line (`command`), the API as this data (`request` can be posted as is)."""
+
+    project_id: str
+    checkpoint_id: str
+    target: str
+    request: RestoreRequest
+
+    @classmethod
+    def of(cls, project_id: str, checkpoint_id: str, target: str) -> RestoreUndo:
+        request = RestoreRequest(
+            project_id=project_id,
+            backup_id=checkpoint_id,
+            restore_dir=target,
+            overwrite="always",
+            delete_extra=True,
+            checkpoint=False,
+        )
+        return cls(
+            project_id=project_id, checkpoint_id=checkpoint_id, target=target, request=request
+        )
+
+    def command(self, *, root: str | None = None, prog: str = "nexus-backup") -> str:
+        """`request` as a command line to paste into a shell; `root` names the repository
+        (left out where the repository is not the reader's business, as in the API)."""
+        req = self.request
+        words = [prog, *(["--root", root] if root is not None else []), "restore"]
+        words += [req.project_id, req.backup_id, req.restore_dir, *req.paths]
+        words += ["--overwrite", req.overwrite]
+        words += ["--delete"] if req.delete_extra else []
+        words += ["--dry-run"] if req.dry_run else []
+        words += ["--no-checkpoint"] if not req.checkpoint else []
+        return shlex.join(words)
+
+
 class RestoreResult(BaseModel):
     project_id: str
     backup_id: str
@@ -315,7 +354,8 @@ class RestoreResult(BaseModel):
     bytes_written: int = 0
     verified: bool = False
     checkpoint_id: str | None = None  # the CHECKPOINT taken of the target before it was changed
-    undo_hint: str | None = None
+    undo: RestoreUndo | None = None  # set with checkpoint_id: the restore that undoes this one
+    undo_hint: str | None = None  # undo.command(), naming the repository
     counts: RestoreCounts = Field(default_factory=RestoreCounts)  # exact, see RestoreCounts
     changes: list[RestoreChange] = Field(default_factory=list)  # capped examples of the preview
     changes_truncated: bool = False

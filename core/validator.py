@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from datetime import UTC, datetime
 from pathlib import Path
 
 import blake3
@@ -74,7 +73,7 @@ def verify_backup(
         backup_id=meta.id,
         quick=quick,
         ok=True,
-        checked_at=datetime.now(UTC),
+        checked_at=ctx.clock(),
     )
 
     def damage(path: str, reason: str) -> None:

@@ -276,6 +276,24 @@ def test_tags_and_search_filters(root: Path, data: Path):
     assert len(js(nb(root, "--json", "list", "tags", "--status", "completed"))) == 2
 
 
+def test_restore_dry_run_prints_the_engines_exact_counts(root: Path, tmp_path: Path):
+    """More entries than the preview lists: the totals are the engine's exact counts, not a
+    count of the capped examples ("at least 1000")."""
+    top = tmp_path / "many"
+    top.mkdir()
+    for i in range(1003):
+        (top / f"f{i:04}.txt").write_text(f"{i}\n")
+    bid = create(root, "many", top)["id"]
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "stray.txt").write_text("not in the backup\n")
+    preview = ok(nb(root, "restore", "many", bid, str(target), "--delete", "--dry-run")).stdout
+    total = next(line for line in preview.splitlines() if "in all:" in line)
+    assert "in all: 1003 to write (" in total and "1 to delete" in total, total
+    assert "at least" not in total
+    assert sorted(os.listdir(target)) == ["stray.txt"]  # a dry run changes nothing
+
+
 def test_restore_dry_run_checkpoint_and_undo(root: Path, data: Path, tmp_path: Path):
     bid = create(root, "rst", data)["id"]
     target = tmp_path / "target"

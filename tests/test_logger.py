@@ -264,3 +264,79 @@ def test_tail_truncation_rotation_and_from_end(tmp_path: Path) -> None:
     follower = LogTail(path, from_end=True)
     log.info("web", "create", "new")
     assert [r.message for r in follower.read_new()] == ["new"]
+
+
+STEP_WRITER = """
+import os, sys
+logs = sys.argv[1]
+day1, day2 = os.path.join(logs, "web_2026-11-29.log"), os.path.join(logs, "web_2026-11-30.log")
+line = lambda m: f"2026-11-29T03:12:03.123Z INFO    create   backup=- {m}\\n".encode()
+
+def append(path, data):
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+def step(name):
+    print(name, flush=True)
+    sys.stdin.readline()
+
+append(day1, line("a1") + line("a2"))
+step("written")
+append(day1, line("a3"))  # the old day still gets a late line
+append(day2, line("b1") + line("b1 is longer than what follows the truncation"))
+step("next day")
+os.truncate(day2, 0)
+append(day2, line("b2"))
+step("truncated")
+append(day2, b"".join(line(f"burst {i:06d}") for i in range(40000)) + line("last"))
+step("burst")
+os.unlink(day2)
+step("removed")
+"""
+
+
+def test_the_follower_against_another_process_across_days_truncation_and_bursts(
+    tmp_path: Path,
+) -> None:
+    """The one follower (the TUI's log pane and BackupLogger.tail) on a file a real second
+    process appends to: the day turns (the old file is read to its end, then the new one,
+    no reset), the file is truncated (reset, start over), a burst bigger than `max_behind`
+    arrives (skip ahead to whole lines, the last one kept), the file goes (reset)."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    day = ["2026-11-29"]
+    tail = LogTail(
+        lambda: logs / f"web_{day[0]}.log", project_id="web", backlog=4096, max_behind=65536
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-c", STEP_WRITER, str(logs)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    seen: dict[str, tuple[list[str], bool]] = {}
+    try:
+        assert p.stdout is not None and p.stdin is not None
+        for name in ("written", "next day", "truncated", "burst", "removed"):
+            assert p.stdout.readline().strip() == name
+            if name == "next day":
+                day[0] = "2026-11-30"
+            records, reset = tail.read()
+            seen[name] = ([r.message for r in records], reset)
+            p.stdin.write("\n")
+            p.stdin.flush()
+        assert p.wait(timeout=10) == 0
+    finally:
+        p.kill()
+    assert seen["written"] == (["a1", "a2"], False)
+    assert seen["next day"][0][:2] == ["a3", "b1"] and not seen["next day"][1]
+    assert seen["truncated"] == (["b2"], True)
+    burst, reset = seen["burst"]
+    assert not reset and burst[-1] == "last"
+    assert 1000 < len(burst) < 40000  # skipped ahead, to the start of a whole line
+    assert all(m.startswith("burst ") for m in burst[:-1])
+    assert seen["removed"] == ([], True)
+    assert tail.read() == ([], False)

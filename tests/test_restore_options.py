@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 
 import pytest
 import zstandard
@@ -67,6 +68,42 @@ async def test_delete_extra_files(manager, backup, data_dir, tmp_path, tree_of):
     (out / "strays" / "y").write_text("y")
     await manager.restore(req(backup, out, delete_extra=True, checkpoint=False))
     assert tree_of(out) == tree_of(data_dir)
+
+
+async def test_the_undo_is_data_and_its_request_undoes_a_partial_restore(
+    manager, backup, data_dir, tmp_path, tree_of
+):
+    """A restore of one path with --delete over a target holding the user's own work: the
+    engine's undo (a request, and the command line built from that same request) brings back
+    the whole target as it was, including what --delete removed."""
+    out = tmp_path / "out"
+    (out / "src").mkdir(parents=True)
+    (out / "src" / "main.py").write_text("my edit")
+    (out / "src" / "mine.txt").write_text("only here")
+    (out / "notes.txt").write_text("keep me")
+    before = tree_of(out)
+    res = await manager.restore(
+        req(backup, out, paths=["src"], overwrite="always", delete_extra=True)
+    )
+    assert tree_of(out) != before
+    undo = res.undo
+    assert undo is not None and undo.checkpoint_id == res.checkpoint_id
+    assert undo.request == RestoreRequest(
+        project_id="r",
+        backup_id=res.checkpoint_id,
+        restore_dir=str(out.resolve()),
+        overwrite="always",
+        delete_extra=True,
+        checkpoint=False,
+    )
+    assert res.undo_hint == undo.command(root=str(manager.root))
+    assert shlex.split(undo.command())[1:] == [
+        "restore", "r", res.checkpoint_id, str(out.resolve()),
+        "--overwrite", "always", "--delete", "--no-checkpoint",
+    ]  # fmt: skip
+    again = await manager.restore(undo.request)
+    assert again.undo is None and again.checkpoint_id is None  # no checkpoint of its own
+    assert tree_of(out) == before
 
 
 async def test_checkpoint_before_overwrite_and_undo(manager, backup, data_dir, tmp_path, tree_of):

@@ -35,6 +35,7 @@ from core.models import (
     RestoreResult,
     VerifyResult,
 )
+from core.service import Engine
 from tui import format as fmt
 from tui.commands import NexusCommands
 from tui.messages import (
@@ -71,7 +72,7 @@ class NexusApp(App[int]):
         root: Path | str,
         *,
         clock: Callable[[], datetime] | None = None,
-        manager: Any = None,
+        manager: Engine | None = None,
         poll_interval: float = 2.0,
         blink: bool | None = None,
     ) -> None:
@@ -79,7 +80,7 @@ class NexusApp(App[int]):
         self.root = Path(root)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.poll_interval = poll_interval
-        self._manager = manager
+        self._manager: Engine | None = manager
         self._blink = blink
         self.operations = Operations()
         self.operations_changed: Signal[Operation] = Signal(self, "operations_changed")
@@ -96,7 +97,7 @@ class NexusApp(App[int]):
     # -- services for screens
 
     @property
-    def mgr(self) -> Any:
+    def mgr(self) -> Engine:
         """The core manager, made on first use."""
         if self._manager is None:
             from core.manager import BackupManager

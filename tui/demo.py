@@ -36,6 +36,10 @@ class _Plan:
     ids: dict[str, datetime] = field(default_factory=dict)
     verify_at: dict[str, datetime] = field(default_factory=dict)
 
+    def now(self) -> datetime:
+        """The manager's clock: the planned time of the backup being made."""
+        return self.at
+
     def new_id(self, now: datetime | None = None) -> str:
         stamp = self.at
         while True:
@@ -129,9 +133,9 @@ def _fill(kind: str, base: Path, rng: random.Random, when: datetime) -> None:
 
 
 def _restamp(repo: Repository, meta: BackupMetadata, at: datetime) -> BackupMetadata:
-    """Give a finished backup its planned times and a plausible, deterministic duration."""
+    """Give a finished backup (stamped at `at` by the manager's clock) a plausible,
+    deterministic duration, which the engine measures."""
     duration = round(0.4 + meta.stats.bytes_read / 40e6, 2)
-    meta.created_at = at
     meta.completed_at = at + timedelta(seconds=duration)
     meta.stats.duration_seconds = duration
     meta.stats.throughput_bytes_per_second = round(meta.stats.bytes_read / duration, 1)
@@ -145,7 +149,7 @@ async def build_demo(root: Path, *, now: datetime | None = None) -> None:
     root = Path(root)
     sources = root / SOURCES
     plan = _Plan(at=now)
-    mgr = BackupManager(root, new_id=plan.new_id)
+    mgr = BackupManager(root, new_id=plan.new_id, clock=plan.now)
     rng = random.Random(20261129)
 
     async def backup(
@@ -214,11 +218,10 @@ async def build_demo(root: Path, *, now: datetime | None = None) -> None:
 
     notes = await backup("notes", BackupType.FULL, ago(hours=4))
 
+    plan.at = ago(hours=1)
     result = await mgr.verify("website", latest_site.id)
     site_repo = Repository(mgr.root, "website")
-    site_repo.write_verify(
-        result.model_copy(update={"checked_at": ago(hours=1), "duration_seconds": 0.3})
-    )
+    site_repo.write_verify(result.model_copy(update={"duration_seconds": 0.3}))
     plan.verify_at[latest_site.id] = ago(hours=1)
     del notes
 
@@ -231,6 +234,7 @@ async def build_demo(root: Path, *, now: datetime | None = None) -> None:
         type=BackupType.INCREMENTAL,
         status=BackupStatus.RUNNING,
         created_at=failed_at,
+        completed_at=failed_at + timedelta(minutes=5),  # as the list shows it once judged dead
         tags={"schedule": "nightly"},
     )
     Repository(mgr.root, "database").write_metadata(crashed)
@@ -244,10 +248,6 @@ async def build_demo(root: Path, *, now: datetime | None = None) -> None:
     # A manager opening the project afresh recovers it: FAILED, "interrupted".
     fresh = BackupManager(root)
     await fresh.list("database")
-    db_repo = Repository(fresh.root, "database")
-    meta = db_repo.read_metadata(crashed.id)
-    meta.completed_at = failed_at + timedelta(minutes=5)
-    db_repo.write_metadata(meta)
     plan.verify_at[crashed.id] = failed_at + timedelta(minutes=5)
     _restamp_logs(mgr, plan, now)
 

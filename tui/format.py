@@ -1,18 +1,57 @@
-"""How values look on screen: sizes, ages, statuses, levels.
+"""How values look on screen: statuses, types, levels, the progress line.
 
-One module so the table, the detail view and the progress panel agree, and so every status is
-shown as a glyph *and* a word (readable without colour, e.g. over a 16-colour SSH session).
+Sizes, durations, ages, counts and file names are core.display's (the same in every face),
+re-exported here so the screens keep writing `fmt.size(...)`. What is the TUI's own: every
+status is shown as a glyph *and* a word (readable without colour, e.g. over a 16-colour SSH
+session), and the styles of the table, the detail view and the progress panel.
 """
 
 from __future__ import annotations
 
-import os
-from datetime import UTC, datetime, timedelta
-
-import humanize
 from rich.text import Text
 
+from core import display
+from core.display import (
+    age,
+    clean,
+    duration,
+    exact,
+    home_short,
+    listing,
+    plural,
+    rate,
+    short_age,
+    short_id,
+    short_size,
+    size,
+    utc,
+)
 from core.models import BackupStatus, BackupType, ProgressEvent
+
+__all__ = [
+    "LEVEL_STYLE",
+    "STATUS_STYLE",
+    "TYPE_STYLE",
+    "age",
+    "clean",
+    "duration",
+    "exact",
+    "fraction",
+    "home_short",
+    "level_text",
+    "listing",
+    "plural",
+    "progress_line",
+    "rate",
+    "short_age",
+    "short_id",
+    "short_size",
+    "size",
+    "status_text",
+    "tags_text",
+    "type_text",
+    "utc",
+]
 
 STATUS_STYLE: dict[BackupStatus, tuple[str, str]] = {
     BackupStatus.COMPLETED: ("✓", "green"),
@@ -38,79 +77,9 @@ LEVEL_STYLE: dict[str, str] = {
 }
 
 
-def utc(value: datetime) -> datetime:
-    """Naive datetimes from old metadata are taken as UTC, so comparisons never raise."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def home_short(path: str | os.PathLike[str]) -> str:
-    """`/home/me/x` -> `~/x`: shorter, and the same on every machine (screenshots)."""
-    text = str(path)
-    home = os.path.expanduser("~")
-    if home not in ("", "/") and (text == home or text.startswith(home + os.sep)):
-        return "~" + text[len(home) :]
-    return text
-
-
-def size(n: int | float | None) -> str:
-    if n is None:
-        return "?"
-    return humanize.naturalsize(n, binary=True, format="%.1f")
-
-
-def age(when: datetime | None, now: datetime) -> str:
-    """'3 hours ago'; a time in the future (clock skew) reads 'just now' rather than odd text."""
-    if when is None:
-        return "never"
-    delta = utc(now) - utc(when)
-    if delta < timedelta(seconds=5):
-        return "just now"
-    return f"{humanize.naturaldelta(delta)} ago"
-
-
-def short_age(when: datetime | None, now: datetime) -> str:
-    """'3h ago', for the narrow project list."""
-    if when is None:
-        return "never"
-    seconds = (utc(now) - utc(when)).total_seconds()
-    for unit, span in (("y", 31536000), ("mo", 2592000), ("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= span:
-            return f"{int(seconds // span)}{unit} ago"
-    return "just now"
-
-
-def short_size(n: int | None) -> str:
-    """'11.8M': sizes in a narrow column."""
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "K", "M", "G", "T"):
-        if value < 1024 or unit == "T":
-            return f"{value:.0f}{unit}" if unit == "B" or value >= 100 else f"{value:.1f}{unit}"
-        value /= 1024
-    return f"{value:.1f}P"
-
-
-def exact(when: datetime | None) -> str:
-    if when is None:
-        return "-"
-    return utc(when).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    return humanize.precisedelta(timedelta(seconds=round(seconds)), format="%0.0f")
-
-
-def rate(bps: float | None) -> str:
-    if not bps:
-        return "-"
-    return f"{size(bps)}/s"
+def tags_text(tags: dict[str, str], limit: int = 60) -> str:
+    """The tags in the TUI's columns: cut at 60 characters unless told otherwise."""
+    return display.tags_text(tags, limit)
 
 
 def status_text(status: BackupStatus | None, *, error: str | None = None) -> Text:
@@ -129,15 +98,6 @@ def type_text(kind: BackupType) -> Text:
 
 def level_text(level: str) -> Text:
     return Text(f"{level:<7}", style=LEVEL_STYLE.get(level, ""))
-
-
-def tags_text(tags: dict[str, str], limit: int = 60) -> str:
-    out = ", ".join(f"{k}={v}" if v else k for k, v in sorted(tags.items()))
-    return out if len(out) <= limit else out[: limit - 1] + "…"
-
-
-def short_id(backup_id: str, width: int = 20) -> str:
-    return backup_id if len(backup_id) <= width else backup_id[: width - 1] + "…"
 
 
 def progress_line(event: ProgressEvent | None) -> str:
@@ -173,13 +133,3 @@ def fraction(event: ProgressEvent | None) -> tuple[float | None, float]:
     if event.files_total:
         return float(event.files_total), float(min(event.files_done, event.files_total))
     return None, 0
-
-
-def plural(n: int, word: str, many: str | None = None) -> str:
-    """'1 file', '3 files', '2 directories' (with `many` for irregular plurals)."""
-    return f"{n:,} {word if n == 1 else many or word + 's'}"
-
-
-def listing(parts: list[str]) -> str:
-    """'a', 'a and b', 'a, b and c'."""
-    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 
-from cli.context import EXIT_OK, EXIT_SKIPPED, Context, resolve_latest, root_opt, run
-from cli.render import PROG, block, clean, duration, out, plural, shell_command, size, table
+from cli.context import EXIT_OK, EXIT_SKIPPED, Context, resolve_latest, run
+from cli.render import PROG, block, clean, duration, out, plural, size, table
 from core.models import RestoreRequest, RestoreResult
 
 
@@ -56,17 +56,14 @@ def _restore_lines(ctx: Context, res: RestoreResult) -> list[str]:
             lines += ["  " + line for line in table(["ACTION", "PATH", "DETAIL"], rows, set())[1:]]
         if res.changes_truncated:
             lines.append("  ... (more changes not listed)")
-        # A dry run's counters may stay at zero (nothing was written): count the preview.
-        writes = [
-            c for c in res.changes if c.kind == "file" and c.action in ("create", "overwrite")
-        ]
-        to_write = max(res.files_written, len(writes))
-        to_delete = max(res.files_deleted, sum(1 for c in res.changes if c.action == "delete"))
-        nbytes = max(res.bytes_written, sum(c.size for c in writes))
-        more = "at least " if res.changes_truncated else ""
+        # The engine's exact counts (for any number of entries), not the capped examples.
+        c = res.counts
+        again = ""
+        if c.files_metadata:
+            again = f", {c.files_metadata} with only mode or times set again"
         lines.append(
-            f"  in all: {more}{to_write} to write ({size(nbytes)}), {to_delete} to delete, "
-            f"{res.files_unchanged} unchanged, {res.files_skipped} skipped"
+            f"  in all: {c.files_create + c.files_overwrite} to write ({size(c.bytes_to_write)}), "
+            f"{c.deleted} to delete, {c.files_unchanged} unchanged{again}, {c.skipped} skipped"
         )
         lines.append("Nothing was changed (dry run).")
     else:
@@ -85,20 +82,10 @@ def _restore_lines(ctx: Context, res: RestoreResult) -> list[str]:
             ("Written", f"{size(res.bytes_written)} in {duration(res.duration_seconds)}"),
             ("Verified", "yes, every written file matches its hash" if res.verified else "no"),
         ]
-        if res.checkpoint_id:
-            undo = shell_command(
-                PROG,
-                *root_opt(ctx),
-                "restore",
-                res.project_id,
-                res.checkpoint_id,
-                res.restore_dir,
-                "--overwrite",
-                "always",
-                "--delete",
-                "--no-checkpoint",
-            )
-            details.append(("Checkpoint", f"{res.checkpoint_id} (the target before this restore)"))
+        if res.undo is not None:
+            undo = res.undo.command(root=str(ctx.root), prog=PROG)
+            checkpoint = f"{res.undo.checkpoint_id} (the target before this restore)"
+            details.append(("Checkpoint", checkpoint))
             details.append(("Undo with", undo))
         else:
             why = (

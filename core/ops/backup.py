@@ -24,8 +24,8 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
+from core.display import fs_text
 from core.errors import Damaged, NexusError, from_os_error
 from core.models import MAX_WARNINGS, BackupMetadata, BackupStatus
 from core.ops.confine import DIR_FLAGS
@@ -86,8 +86,7 @@ class Item:
 Reused = list
 
 
-def _shown(rel: bytes) -> str:
-    return rel.decode("utf-8", "backslashreplace")
+_shown = fs_text  # a path in a message: the one decode policy (core.display)
 
 
 @dataclass
@@ -939,7 +938,7 @@ class BackupRun:
         stats.duration_seconds = round(elapsed, 3)
         stats.throughput_bytes_per_second = round(stats.bytes_read / elapsed, 1) if elapsed else 0.0
         meta.status = BackupStatus.COMPLETED
-        meta.completed_at = datetime.now(UTC)
+        meta.completed_at = ctx.clock()
         repo.write_metadata(meta)
         ctx.finish()
         return meta

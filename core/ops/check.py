@@ -7,7 +7,6 @@ import contextlib
 import struct
 import time
 from collections import defaultdict
-from datetime import UTC, datetime
 
 from core.errors import NexusError
 from core.models import RESTORABLE, CheckResult, RebuildResult
@@ -29,7 +28,7 @@ from core.validator import verify_backup
 def check_repository(repo: Repository, *, read_data: bool, ctx: OperationContext) -> CheckResult:
     started = time.monotonic()
     result = CheckResult(
-        project_id=repo.project_id, ok=True, read_data=read_data, checked_at=datetime.now(UTC)
+        project_id=repo.project_id, ok=True, read_data=read_data, checked_at=ctx.clock()
     )
     index = repo.refresh_index()
     for name, why in index.damaged.items():

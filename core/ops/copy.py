@@ -13,8 +13,6 @@ Nothing is reported copied before the target's copy verifies.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from core.errors import Conflict, Damaged
 from core.models import RESTORABLE, BackupMetadata, BackupStatus, CopiedBackup
 from core.ops.progress import OperationContext
@@ -80,7 +78,7 @@ def copy_backup(
         reason = "; ".join(check.errors[:3]) or "damaged files in the copy"
         raise Damaged(f"backup {meta.id}: the copy does not verify ({reason})")
     dst.write_metadata(meta)
-    dst.write_verify(check.model_copy(update={"checked_at": datetime.now(UTC)}))
+    dst.write_verify(check)
     return CopiedBackup(
         backup_id=meta.id,
         chunks_sent=len(missing),

@@ -10,11 +10,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from core.errors import Cancelled
 from core.models import ProgressEvent
 
 Emit = Callable[[ProgressEvent], None]
+#: The engine's wall clock: every time it stamps (created_at, completed_at, checked_at) is read
+#: from one, so a demo or a test can pass a fixed one; durations stay on time.monotonic.
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class OperationContext:
@@ -26,8 +34,10 @@ class OperationContext:
         emit: Emit | None = None,
         cancel: threading.Event | None = None,
         min_interval: float = 0.1,
+        clock: Clock = utc_now,
     ) -> None:
         self.operation = operation
+        self.clock = clock
         self.project_id = project_id
         self.backup_id = backup_id
         self._emit = emit

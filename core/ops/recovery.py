@@ -18,27 +18,27 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from core.errors import Damaged, NotFound
 from core.models import IN_PROGRESS, BackupStatus
+from core.ops.progress import Clock, utc_now
 from core.repo import locks
 from core.repo.repository import Repository
 
 Log = Callable[[str, str, str | None], None]  # level, message, backup_id
 
 
-def recover(repo: Repository, log: Log) -> int:
+def recover(repo: Repository, log: Log, clock: Clock = utc_now) -> int:
     """Take the exclusive lock for a moment and repair; skipped (0) when the project is busy:
     its holders are alive, and the next writer will look again."""
     lock = locks.try_acquire_exclusive(repo.store, "recover")
     if lock is None:
         return 0
     with lock:
-        return recover_locked(repo, log)
+        return recover_locked(repo, log, clock)
 
 
-def recover_locked(repo: Repository, log: Log) -> int:
+def recover_locked(repo: Repository, log: Log, clock: Clock = utc_now) -> int:
     """Repair what dead processes left behind, the exclusive lock held by the caller;
     returns how many backups were touched."""
     touched = 0
@@ -59,7 +59,7 @@ def recover_locked(repo: Repository, log: Log) -> int:
         if meta.status in IN_PROGRESS:
             meta.status = BackupStatus.FAILED
             meta.error_message = "interrupted: the process running it stopped"
-            meta.completed_at = datetime.now(UTC)
+            meta.completed_at = clock()
             repo.write_metadata(meta)
             with contextlib.suppress(OSError):
                 repo.store.delete(repo.manifest_name(backup_id))

@@ -27,7 +27,6 @@ import itertools
 import os
 import re
 import secrets
-import shlex
 import shutil
 import stat
 import threading
@@ -40,6 +39,7 @@ from pathlib import Path
 
 import blake3
 
+from core.display import fs_text
 from core.errors import Cancelled, Damaged, InvalidInput, NexusError, StorageFull, describe_os_error
 from core.models import (
     MAX_WARNINGS,
@@ -48,6 +48,7 @@ from core.models import (
     RestoreCounts,
     RestoreRequest,
     RestoreResult,
+    RestoreUndo,
 )
 from core.ops import confine, walker
 from core.ops.progress import OperationContext
@@ -100,8 +101,7 @@ def _split(rel: bytes) -> tuple[bytes, bytes]:
     return parent, name
 
 
-def _show(rel: bytes) -> str:
-    return rel.decode("utf-8", "backslashreplace")
+_show = fs_text  # a path in a message: the one decode policy (core.display)
 
 
 # --- selection -------------------------------------------------------------------------------
@@ -782,21 +782,9 @@ class Restorer:
         if not checkpoint_id:
             return
         self.result.checkpoint_id = checkpoint_id
-        self.result.undo_hint = shlex.join(
-            [
-                "nexus-backup",
-                "--root",
-                str(self.repo.root),
-                "restore",
-                self.meta.project_id,
-                checkpoint_id,
-                str(target),
-                "--overwrite",
-                "always",
-                "--delete",
-                "--no-checkpoint",
-            ]
-        )
+        undo = RestoreUndo.of(self.meta.project_id, checkpoint_id, str(target))
+        self.result.undo = undo
+        self.result.undo_hint = undo.command(root=str(self.repo.root))
 
     def _remove_stale_temp_files(self, steps: list[Step]) -> None:
         """Temp files of a restore that was killed (its process is gone), or of an earlier
@@ -989,7 +977,7 @@ class Restorer:
             try:
                 os.setxattr(fd, key, value)
             except OSError as exc:
-                failed.append(key.decode("utf-8", "backslashreplace"))
+                failed.append(fs_text(key))
                 why = exc.strerror or str(exc)
         if failed:
             self.warn(f"{show}: extended attributes not restored ({', '.join(failed)}): {why}")

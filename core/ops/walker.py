@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import TYPE_CHECKING
 
+from core.display import fs_text
 from core.ops.confine import open_dir_at
 
 if TYPE_CHECKING:
@@ -363,8 +364,7 @@ def read_xattrs(target: int | bytes) -> dict[bytes, bytes] | None:
     return out or None
 
 
-def _show(rel: bytes) -> str:
-    return rel.decode("utf-8", "backslashreplace")
+_show = fs_text  # a path in a message: the one decode policy (core.display)
 
 
 def _special(mode: int) -> str:

@@ -380,11 +380,18 @@ def test_no_answer_of_a_whole_cycle_names_the_repository(make_api, sample_tree, 
         )
         assert done["status"] == "succeeded", done
         result = done["result"]
-        assert result["checkpoint_id"] and result["undo"] == {
+        undo = result["undo"]
+        assert result["checkpoint_id"] and {k: undo[k] for k in undo if k != "request"} == {
             "project_id": project,
             "checkpoint_id": result["checkpoint_id"],
             "target": str(target),
         }
+        # the undo's exact request, posted as it is, brings back the changed file
+        assert (
+            job(c.post("/api/v1/backup/restore", json=undo["request"]).json()["job_id"])["status"]
+            == "succeeded"
+        )
+        assert (target / "hello.txt").read_text() == "changed\n"
         assert (
             "--root" not in result["undo_hint"] and result["checkpoint_id"] in result["undo_hint"]
         )

@@ -91,7 +91,7 @@ async def test_new_user_flow_at_80x24(tui_root: Path, tui_data: Path, tmp_path: 
         assert (target / "a.txt").read_bytes() == original
         assert not (target / "sub").exists()
         result = plain(restore.query_one("#result"))
-        assert "1 files written" in result and "Verified" in result
+        assert "1 file written" in result and "Verified" in result
         await pilot.press("escape")  # restore dialog
         await pilot.press("escape")  # browser
         await settle(pilot)

@@ -9,7 +9,8 @@ from pathlib import Path
 from core.logger import BackupLogger
 from core.models import BackupMetadata, BackupStatus, BackupType
 from tui.filtering import parse_filter
-from tui.logfollow import BACKLOG_BYTES, FileFollower
+from tui.widgets.log_tail import BACKLOG_BYTES
+from tui.widgets.log_tail import follower as view_follower
 
 NOW = datetime(2026, 11, 29, 15, 0, tzinfo=UTC)
 
@@ -61,8 +62,8 @@ def test_filter_free_text_and_errors() -> None:
 def test_follower_reads_new_lines_only_and_holds_partial_ones(tmp_path: Path) -> None:
     logger = BackupLogger(tmp_path)
     path = logger.path_for("p")
-    follower = FileFollower(lambda: path, "p")
-    assert follower.read() == ([], True)  # no file yet
+    follower = view_follower(lambda: path, "p")
+    assert follower is not None and follower.read() == ([], False)  # no file yet
     logger.info("p", "create", "one")
     records, _ = follower.read()
     assert [r.message for r in records] == ["one"]
@@ -80,7 +81,8 @@ def test_follower_starts_from_the_tail_and_survives_rotation(tmp_path: Path) -> 
     for i in range(20000):
         logger.info("p", "spam", f"line {i}")
     assert path.stat().st_size > BACKLOG_BYTES
-    follower = FileFollower(lambda: path, "p")
+    follower = view_follower(lambda: path, "p")
+    assert follower is not None
     records, _ = follower.read()
     assert records[-1].message == "line 19999"
     assert len(records) < 20000  # only the tail: a large file is never read whole
@@ -89,5 +91,34 @@ def test_follower_starts_from_the_tail_and_survives_rotation(tmp_path: Path) -> 
     records, reset = follower.read()
     assert reset and [r.message for r in records] == ["fresh"]
     day2 = tmp_path / "logs" / "p_2026-11-30.log"
-    follower2 = FileFollower(lambda: day2, "p")
+    follower2 = view_follower(lambda: day2, "p")
+    assert follower2 is not None
     assert follower2.read()[0] == []
+
+
+async def test_browsing_shows_a_name_that_is_not_utf8_escaped_as_every_face_does(
+    tmp_path: Path,
+) -> None:
+    """A name with a byte that is not UTF-8 and a newline, backed up and browsed through the
+    real engine: the tree shows it on one line, the byte as \\xNN (core.display's policy),
+    while the entry keeps the name itself for a restore of it."""
+    from core.display import clean, fs_text
+    from core.manager import BackupManager
+    from core.models import CreateRequest
+    from tui.screens.browse import entry_label
+
+    data = tmp_path / "data"
+    data.mkdir()
+    raw = b"caf\xe9\nx.txt"
+    with open(os.path.join(os.fsencode(data), raw), "wb") as f:
+        f.write(b"x")
+    os.symlink(raw, os.path.join(os.fsencode(data), b"link"))
+    mgr = BackupManager(tmp_path / "root")
+    meta_ = await mgr.create(CreateRequest(project_id="p", data_dir=str(data)))
+    entries = {e.kind: e for e in await mgr.browse("p", meta_.id)}
+    shown = entry_label(entries["file"], marked=False).plain
+    assert "caf\\xe9\\nx.txt" in shown and "\n" not in shown
+    assert clean(fs_text(raw)) in shown  # as the CLI and the engine's messages show it
+    assert os.fsencode(entries["file"].name) == raw  # the data is untouched
+    link = entry_label(entries["symlink"], marked=False).plain
+    assert "→ caf\\xe9\\nx.txt" in link

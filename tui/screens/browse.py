@@ -30,12 +30,12 @@ def entry_label(entry: TreeEntry, marked: bool) -> Text:
     text = Text()
     text.append("● " if marked else "  ", style="bold yellow")
     if entry.kind == "dir":
-        text.append(entry.name + "/", style="bold")
+        text.append(fmt.clean(entry.name) + "/", style="bold")
     elif entry.kind == "symlink":
-        text.append(entry.name, style="cyan")
-        text.append(f" → {entry.target or '?'}", style="dim cyan")
+        text.append(fmt.clean(entry.name), style="cyan")
+        text.append(f" → {fmt.clean(entry.target or '?')}", style="dim cyan")
     else:
-        text.append(entry.name)
+        text.append(fmt.clean(entry.name))
     details = []
     if entry.kind == "file":
         details.append(fmt.size(entry.size))

@@ -90,7 +90,7 @@ def summarize(result: RestoreResult) -> str:
 def _examples(result: RestoreResult, action: str, total: int, limit: int) -> str:
     """A few paths the engine listed for `action`, then how many more the exact count holds."""
     paths = [c.path for c in result.changes if c.action == action][:limit]
-    lines = "".join(f"  {p}\n" for p in paths)
+    lines = "".join(f"  {fmt.clean(p)}\n" for p in paths)
     if paths and total > len(paths):
         lines += f"  … and {total - len(paths):,} more\n"
     return lines
@@ -169,13 +169,13 @@ def cancelled_text(target: str, *, checkpointing: bool, backup_id: str) -> Text:
 
 
 def undo_text(result: RestoreResult) -> str:
-    if not result.checkpoint_id:
+    """The engine's undo, as the command line that runs it."""
+    if result.undo is None:
         return ""
-    hint = result.undo_hint or (
-        f"restore checkpoint {result.checkpoint_id} into {result.restore_dir} "
-        "with overwrite 'always' and 'delete extra files'"
+    return (
+        f"A checkpoint of the target was taken first: {result.undo.checkpoint_id}.\n"
+        f"To undo: {result.undo_hint or result.undo.command()}"
     )
-    return f"A checkpoint of the target was taken first: {result.checkpoint_id}.\nTo undo: {hint}"
 
 
 class RestoreScreen(WorkerErrors, ModalScreen[None]):
@@ -382,7 +382,7 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
         for change in rows:
             table.add_row(
                 Text(change.action, style=ACTION_STYLE.get(change.action, "")),
-                change.path,
+                fmt.clean(change.path),
                 Text(
                     fmt.size(change.size) if change.kind == "file" else change.kind, justify="right"
                 ),
@@ -455,9 +455,9 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
             r = op.result
             text = Text(
                 f"✓ Restored into {fmt.home_short(r.restore_dir)}\n"
-                f"{r.files_written} files written ({fmt.size(r.bytes_written)}), "
-                f"{r.files_unchanged} unchanged, {r.files_skipped} skipped, "
-                f"{r.files_deleted} deleted, {r.dirs_created} folders created "
+                f"{fmt.plural(r.files_written, 'file')} written ({fmt.size(r.bytes_written)}), "
+                f"{r.files_unchanged:,} unchanged, {r.files_skipped:,} skipped, "
+                f"{r.files_deleted:,} deleted, {fmt.plural(r.dirs_created, 'folder')} created "
                 f"in {fmt.duration(r.duration_seconds)}.\n",
                 style="green",
             )

@@ -1,6 +1,8 @@
 """Live tail of the selected project's daily log, whoever writes it (this app, a cron job).
 
-A timer polls the file from a thread worker (one fstat when nothing changed); new lines
+A timer polls the file from a thread worker through the engine's follower (core.logger's
+LogTail: one fstat when nothing changed; rotation by day, truncation and replacement handled
+there, as for every other reader); new lines
 arrive as one message and are appended in one batch. It is a `Log`, which keeps plain
 strings and styles only the lines on screen (through a highlighter), so a log growing by
 thousands of lines a second costs little. Memory is bounded twice: the widget keeps
@@ -21,11 +23,16 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Log
 
 from core.logger import LEVELS, LogRecord
+from core.logger import LogTail as LogFollower
 from tui import format as fmt
-from tui.logfollow import FileFollower
 from tui.messages import LogRecordsRead
 
 MAX_LINES = 2000
+#: A project's log is shown from the lines in its last BACKLOG_BYTES (a large file is never
+#: read whole), and a burst of more than MAX_BEHIND_BYTES between two polls skips ahead: the
+#: view only ever shows its last MAX_LINES anyway.
+BACKLOG_BYTES = 256 * 1024
+MAX_BEHIND_BYTES = 1024 * 1024
 POLL_SECONDS = 0.25
 # columns of a formatted line: "HH:MM:SS LEVEL__ OPERATION message"
 _LEVEL_AT, _OP_AT, _MSG_AT = 9, 17, 26
@@ -36,6 +43,16 @@ def record_line(record: LogRecord) -> str:
     message = record.message.replace("\r", "").replace("\n", " ⏎ ")
     backup = f"{record.backup_id} " if record.backup_id else ""
     return f"{record.time:%H:%M:%S} {record.level:<7} {record.operation:<8} {backup}{message}"
+
+
+def follower(path_for: Callable[[], Path | None], project_id: str | None) -> LogFollower | None:
+    """The engine's follower of a project's log (none without a project), set up for a view
+    that shows the last lines."""
+    if not project_id:
+        return None
+    return LogFollower(
+        path_for, project_id=project_id, backlog=BACKLOG_BYTES, max_behind=MAX_BEHIND_BYTES
+    )
 
 
 class LevelHighlighter(Highlighter):
@@ -62,7 +79,7 @@ class LogTail(Log):
         super().__init__(max_lines=MAX_LINES, highlight=True, auto_scroll=True, **kwargs)
         self.highlighter = LevelHighlighter()
         self._path_for = path_for
-        self._follower: FileFollower | None = None
+        self._follower: LogFollower | None = None
         self._records: deque[LogRecord] = deque(maxlen=MAX_LINES)
         self.min_level = 0
         self.border_title = "Log"
@@ -75,9 +92,7 @@ class LogTail(Log):
         """Switch to another project's log (or none): drop what is shown, read its tail."""
         if self._follower is not None and self._follower.project_id == project_id:
             return
-        self._follower = (
-            FileFollower(lambda: self._path_for(project_id), project_id) if project_id else None
-        )
+        self._follower = follower(lambda: self._path_for(project_id), project_id)
         self._records.clear()
         self.clear()
         self.border_title = f"Log · {project_id}" if project_id else "Log"
@@ -99,7 +114,7 @@ class LogTail(Log):
         self._poll()
 
     @work(thread=True, group="log-poll", exit_on_error=False, description="reading the log")
-    def _read(self, follower: FileFollower) -> None:
+    def _read(self, follower: LogFollower) -> None:
         records, reset = follower.read()
         if records or reset:
             self.post_message(LogRecordsRead(str(follower.path), records, reset))

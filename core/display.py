@@ -1,0 +1,154 @@
+"""How values read for a person, the same in every face: sizes, durations, ages, counts, tags,
+and file names, with one policy for names that are not UTF-8.
+
+The CLI prints these, the TUI shows them, the engine writes file names into its messages with
+`fs_text`; the API gives numbers and leaves the reading to its client. One module, so that
+"3.0 MiB", "1 minute and 31 seconds" or "2 folders" read the same wherever they appear.
+
+Names that are not UTF-8: a byte that does not decode is shown as ``\\xNN`` (Python's
+"backslashreplace"), whether the name arrives as bytes (`fs_text`) or as a str that carries it
+as a surrogate escape (`clean`, which also escapes control characters, so that a newline or a
+terminal escape in a file name can neither break a line nor reach the terminal).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+
+import humanize
+
+MISSING = "-"
+
+
+def utc(value: datetime) -> datetime:
+    """Naive datetimes from old metadata are taken as UTC, so comparisons never raise."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# --- sizes ---------------------------------------------------------------------------------
+
+
+def size(n: float | None) -> str:
+    """'3.0 MiB' (binary units, one decimal)."""
+    return MISSING if n is None else humanize.naturalsize(n, binary=True, format="%.1f")
+
+
+def short_size(n: int | None) -> str:
+    """'11.8M': sizes in a narrow column."""
+    if n is None:
+        return "?"
+    value = float(n)
+    for unit in ("B", "K", "M", "G", "T"):
+        if value < 1024 or unit == "T":
+            return f"{value:.0f}{unit}" if unit == "B" or value >= 100 else f"{value:.1f}{unit}"
+        value /= 1024
+    return f"{value:.1f}P"
+
+
+def rate(bps: float | None) -> str:
+    """'5.0 MiB/s'; nothing measured reads '-'."""
+    return f"{size(bps)}/s" if bps else MISSING
+
+
+# --- times ---------------------------------------------------------------------------------
+
+
+def duration(seconds: float | None) -> str:
+    """'120 ms', '4.2 s', '1 minute and 31 seconds' (rounded to the second from a minute on)."""
+    if seconds is None:
+        return MISSING
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    return humanize.precisedelta(timedelta(seconds=round(seconds)), format="%0.0f")
+
+
+def age(when: datetime | None, now: datetime) -> str:
+    """'3 hours ago'; a time in the future (clock skew) reads 'just now' rather than odd text."""
+    if when is None:
+        return "never"
+    delta = utc(now) - utc(when)
+    if delta < timedelta(seconds=5):
+        return "just now"
+    return f"{humanize.naturaldelta(delta)} ago"
+
+
+def short_age(when: datetime | None, now: datetime) -> str:
+    """'3h ago', for a narrow column."""
+    if when is None:
+        return "never"
+    seconds = (utc(now) - utc(when)).total_seconds()
+    for unit, span in (("y", 31536000), ("mo", 2592000), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= span:
+            return f"{int(seconds // span)}{unit} ago"
+    return "just now"
+
+
+def exact(when: datetime | None) -> str:
+    """'2026-11-29 03:12:03 UTC'."""
+    return MISSING if when is None else utc(when).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def stamp(when: datetime | None, now: datetime) -> str:
+    """'2026-11-29 03:12:03 UTC (5 minutes ago)'."""
+    return MISSING if when is None else f"{exact(when)} ({age(when, now)})"
+
+
+# --- counts and lists ----------------------------------------------------------------------
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """'1 file', '3 files', '1,200 directories' (with `many` for irregular plurals)."""
+    return f"{n:,} {word if n == 1 else many or word + 's'}"
+
+
+def listing(parts: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def tags_text(tags: dict[str, str], limit: int | None = None) -> str:
+    """'env=prod, pinned' (a tag without a value is its key alone, as the query grammar
+    writes it), sorted; cut to `limit` characters with '…'. No tags read ''."""
+    out = ", ".join(f"{k}={v}" if v else k for k, v in sorted(tags.items()))
+    return out if limit is None or len(out) <= limit else out[: limit - 1] + "…"
+
+
+def short_id(backup_id: str, width: int = 20) -> str:
+    return backup_id if len(backup_id) <= width else backup_id[: width - 1] + "…"
+
+
+# --- file names ----------------------------------------------------------------------------
+
+
+def fs_text(raw: bytes) -> str:
+    """A file name as bytes, for a message: what is not UTF-8 reads \\xNN (the one policy)."""
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def clean(text: object) -> str:
+    """A value safe to show on one line: control characters (a newline in a file name) are
+    escaped, and a byte that was not UTF-8 (a surrogate escape) reads \\xNN, as `fs_text`."""
+    s = str(text)
+    if s.isprintable():
+        return s
+    out = []
+    for ch in s:
+        if ch.isprintable():
+            out.append(ch)
+        elif "\udc80" <= ch <= "\udcff":
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        else:
+            out.append(repr(ch)[1:-1])
+    return "".join(out)
+
+
+def home_short(path: str | os.PathLike[str]) -> str:
+    """`/home/me/x` -> `~/x`: shorter, and the same on every machine (screenshots)."""
+    text = str(path)
+    home = os.path.expanduser("~")
+    if home not in ("", "/") and (text == home or text.startswith(home + os.sep)):
+        return "~" + text[len(home) :]
+    return text

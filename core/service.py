@@ -1,0 +1,126 @@
+"""The seam the faces use: `Engine`, exactly the part of `BackupManager` that the CLI, the TUI
+and the API call (async for an event loop, `*_blocking` for a worker thread or a pool).
+
+The faces hold their manager as an `Engine`, so a type checker tells them when they reach for
+something else, and a test (tests/test_service.py) holds `BackupManager` to it: every member
+here exists on the manager with the same parameters. A method a face starts to call is added
+here first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from pathlib import Path
+from typing import Protocol
+
+from core.logger import BackupLogger
+from core.models import (
+    BackupInfo,
+    BackupMetadata,
+    CheckResult,
+    CopyResult,
+    CreateRequest,
+    DeleteResult,
+    ListFilter,
+    ProgressEvent,
+    ProjectSummary,
+    RebuildResult,
+    RestoreRequest,
+    RestoreResult,
+    TreeEntry,
+    VerifyResult,
+)
+
+Progress = Callable[[ProgressEvent], None]
+
+
+class Engine(Protocol):
+    """What a face may ask of the engine (see the module docstring)."""
+
+    root: Path
+    logger: BackupLogger
+
+    @property
+    def repository_url(self) -> str: ...
+
+    # --- operations (async: they run in the manager's worker threads) ---------------------
+
+    async def create(
+        self,
+        req: CreateRequest,
+        *,
+        progress: Progress | None = None,
+        on_created: Callable[[BackupMetadata], None] | None = None,
+    ) -> BackupMetadata: ...
+
+    async def restore(
+        self, req: RestoreRequest, *, progress: Progress | None = None
+    ) -> RestoreResult: ...
+
+    async def verify(
+        self,
+        project_id: str,
+        backup_id: str,
+        *,
+        quick: bool = False,
+        progress: Progress | None = None,
+    ) -> VerifyResult: ...
+
+    async def delete(
+        self, project_id: str, backup_id: str, *, progress: Progress | None = None
+    ) -> DeleteResult: ...
+
+    async def check(
+        self, project_id: str, *, read_data: bool = False, progress: Progress | None = None
+    ) -> CheckResult: ...
+
+    async def rebuild_index(self, project_id: str) -> RebuildResult: ...
+
+    async def copy(
+        self,
+        project_id: str,
+        to: str,
+        backup_ids: Collection[str] | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> CopyResult: ...
+
+    async def create_project(
+        self, project_id: str, data_dir: str | None = None
+    ) -> ProjectSummary: ...
+
+    # --- reads -----------------------------------------------------------------------------
+
+    async def list(
+        self, project_id: str, filters: ListFilter | None = None
+    ) -> list[BackupMetadata]: ...
+
+    async def info(self, project_id: str, backup_id: str) -> BackupInfo: ...
+
+    async def browse(self, project_id: str, backup_id: str, path: str = "") -> list[TreeEntry]: ...
+
+    async def projects(self, only: Collection[str] | None = None) -> list[ProjectSummary]: ...
+
+    async def project_ids(self) -> list[str]: ...
+
+    async def damaged_metadata(self, project_id: str) -> list[str]: ...
+
+    # --- the same reads, blocking (for a thread pool of the face's own) --------------------
+
+    def list_blocking(
+        self, project_id: str, filters: ListFilter | None = None
+    ) -> list[BackupMetadata]: ...
+
+    def info_blocking(self, project_id: str, backup_id: str) -> BackupInfo: ...
+
+    def projects_blocking(self, only: Collection[str] | None = None) -> list[ProjectSummary]: ...
+
+    def project_exists_blocking(self, project_id: str) -> bool: ...
+
+    def change_tokens_blocking(self) -> dict[str, str]: ...
+
+    def progress_of(self, project_id: str, backup_id: str) -> ProgressEvent | None: ...
+
+    def read_only_reason(self) -> str | None: ...
+
+    def has_projects(self) -> bool: ...
