@@ -459,6 +459,10 @@ class BackupManager:
                     result = restorer.run()
                 except OSError as exc:
                     raise from_os_error(exc, "restore") from exc
+                if result.undo is not None:
+                    result.undo_hint = result.undo.command(
+                        root=str(self.root), repository=self._repository_arg()
+                    )
                 if not req.dry_run:
                     log(
                         "INFO",
@@ -492,6 +496,11 @@ class BackupManager:
             metas = [m for m in metas if query.matches(m)]
         metas.sort(key=lambda m: (m.created_at, m.id), reverse=True)
         return metas
+
+    def _repository_arg(self) -> str | None:
+        """What `--repo` must say to name these repositories again (None: under the root)."""
+        local = self.store.capabilities.local_root
+        return None if local is not None and Path(local) == self.root else self.store.url
 
     def _local_tops(self) -> list[Path]:
         """The local directories of this manager's repositories: the root, and the

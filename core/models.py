@@ -327,11 +327,15 @@ class RestoreUndo(BaseModel):
             project_id=project_id, checkpoint_id=checkpoint_id, target=target, request=request
         )
 
-    def command(self, *, root: str | None = None, prog: str = "nexus-backup") -> str:
-        """`request` as a command line to paste into a shell; `root` names the repository
-        (left out where the repository is not the reader's business, as in the API)."""
+    def command(
+        self, *, root: str | None = None, repository: str | None = None, prog: str = "nexus-backup"
+    ) -> str:
+        """`request` as a command line to paste into a shell; `root` and `repository` (when
+        the repositories are not under the root) name where it was made (left out where that
+        is not the reader's business, as in the API)."""
         req = self.request
-        words = [prog, *(["--root", root] if root is not None else []), "restore"]
+        words = [prog, *(["--root", root] if root is not None else [])]
+        words += [*(["--repo", repository] if repository is not None else []), "restore"]
         words += [req.project_id, req.backup_id, req.restore_dir, *req.paths]
         words += ["--overwrite", req.overwrite]
         words += ["--delete"] if req.delete_extra else []

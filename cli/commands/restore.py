@@ -83,7 +83,7 @@ def _restore_lines(ctx: Context, res: RestoreResult) -> list[str]:
             ("Verified", "yes, every written file matches its hash" if res.verified else "no"),
         ]
         if res.undo is not None:
-            undo = res.undo.command(root=str(ctx.root), prog=PROG)
+            undo = res.undo.command(root=str(ctx.root), repository=ctx.repository, prog=PROG)
             checkpoint = f"{res.undo.checkpoint_id} (the target before this restore)"
             details.append(("Checkpoint", checkpoint))
             details.append(("Undo with", undo))
