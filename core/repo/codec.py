@@ -165,10 +165,15 @@ def compress_blob(raw: bytes | memoryview) -> tuple[bytes, int]:
 
 
 def decompress_blob(stored: bytes, flags: int, raw_length: int) -> bytes:
-    """A chunk's bytes from its stored form; raises ValueError or ZstdError when damaged."""
+    """A chunk's bytes from its stored form; raises ValueError or ZstdError when damaged.
+    A frame is decompressed only when the size it declares (if any) is the chunk's: a
+    flipped bit there would otherwise have zstd allocate whatever it says."""
     if flags == FLAG_RAW:
         return stored
     if flags == FLAG_ZSTD:
+        declared = zstandard.frame_content_size(stored)
+        if declared not in (-1, raw_length):
+            raise ValueError(f"its frame declares {declared} bytes, not {raw_length}")
         return _decompressor().decompress(stored, max_output_size=raw_length)
     raise ValueError(f"unknown blob flags {flags}")
 
