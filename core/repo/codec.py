@@ -280,18 +280,21 @@ class Codec:
         """A chunk's bytes, checked against its id and length: DamagedChunk otherwise, never
         a wrong chunk. Every reader of chunks (restore, verify, reclaim's copies, the salvage
         of a damaged pack) opens them here."""
-        where = f"chunk {digest.hex()[:16]}" + (f" in pack {pack_id[:16]}" if pack_id else "")
         try:
             raw = decompress_blob(self.cipher.open(Kind.BLOB, sealed, digest), flags, raw_length)
         except (ValueError, EOFError, zstandard.ZstdError) as exc:
-            raise DamagedChunk(f"{where} cannot be opened: {exc}") from exc
+            raise DamagedChunk(f"{_where(digest, pack_id)} cannot be opened: {exc}") from exc
         if len(raw) != raw_length or self.cipher.chunk_id(raw) != digest:
-            raise DamagedChunk(f"{where} fails its hash")
+            raise DamagedChunk(f"{_where(digest, pack_id)} fails its hash")
         return raw
 
     def chunk_id(self, data: bytes | memoryview) -> bytes:
         """The id that names a chunk of this content in this repository."""
         return self.cipher.chunk_id(data)
+
+
+def _where(digest: bytes, pack_id: str) -> str:
+    return f"chunk {digest.hex()[:16]}" + (f" in pack {pack_id[:16]}" if pack_id else "")
 
 
 #: Kinds no cipher ever touches (see the module's docstring for why).
