@@ -17,9 +17,9 @@ from core.errors import Conflict, Damaged
 from core.models import RESTORABLE, BackupMetadata, DamagedFile, VerifyResult
 from core.ops.progress import OperationContext
 from core.repo import manifest as mf
-from core.repo.chunker import hash_bytes
+from core.repo.codec import DamagedChunk
 from core.repo.manifest import Entry
-from core.repo.packs import decompress, pack_name, pack_objects
+from core.repo.packs import pack_name, pack_objects
 from core.repo.repository import Repository
 
 MAX_DAMAGED = 10000
@@ -147,13 +147,10 @@ def verify_backup(
                     bad_chunks[d] = f"pack {pack_id[:16]} unreadable: {exc}"
                     continue
                 try:
-                    raw = decompress(blob, loc.flags, loc.raw_length)
-                    ok = len(raw) == loc.raw_length and hash_bytes(raw) == d
-                except Exception:  # zstd errors on corrupt data
-                    ok = False
-                del blob
-                if not ok:
+                    repo.codec.open_blob(d, blob, loc.flags, loc.raw_length, pack_id=pack_id)
+                except DamagedChunk:
                     bad_chunks[d] = f"chunk in pack {pack_id[:16]} fails its hash"
+                del blob
                 result.bytes_checked += loc.length
                 ctx.advance(nbytes=loc.length)
             ctx.advance(files=1)

@@ -91,7 +91,7 @@ async def test_tampered_manifest_fails_checksum(manager, root, backed_up, tmp_pa
 async def test_index_rebuilds_from_packs(manager, root, backed_up):
     repo = Repository(root, "v", project_store(manager, "v"))
     repo.refresh_index()
-    locations, damaged = rebuild_from_packs(repo.store)
+    locations, damaged = rebuild_from_packs(repo.store, repo.codec)
     assert not damaged
     assert {d for d, _ in locations} == set(repo.index.entries)
 

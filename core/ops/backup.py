@@ -33,9 +33,8 @@ from core.ops.progress import OperationContext
 from core.ops.walker import Excludes, compile_excludes, exclude_lines, read_xattrs, walk_entries
 from core.repo import manifest as mf
 from core.repo.chunker import ChunkerParams, hash_bytes, iter_chunks, new_hasher
-from core.repo.index import write_index
 from core.repo.manifest import Entry, ManifestWriter
-from core.repo.packs import BlobLocation, PackWriter, compress
+from core.repo.packs import BlobLocation, PackWriter
 from core.repo.repository import HOSTNAME, Repository
 
 READ_ATTEMPTS = 3
@@ -178,7 +177,7 @@ class RunState:
                 return
             self.reserved.add(digest)
             self.chunks_new += 1
-        stored, flags = compress(data)
+        stored, flags = self.repo.codec.seal_blob(digest, data)
         try:
             self.writer.add(digest, stored, len(data), flags)
         except OSError as exc:
@@ -870,7 +869,7 @@ class BackupRun:
         items = self.scan()
         ctx.set_phase("reading", files_total=self.to_read[0], bytes_total=self.to_read[1])
         state = RunState(repo, ctx, self.plan.data_dir, repo.chunker_params, top_fd=self.top_fd)
-        state.writer = PackWriter(repo.store, state.on_flush, repo.pack_size)
+        state.writer = repo.pack_writer(state.on_flush)
         writer = ManifestWriter(
             {
                 "backup_id": meta.id,
@@ -889,7 +888,7 @@ class BackupRun:
             state.writer.flush()
             ctx.check()
             # Index, then manifest, then the metadata: the restic write order.
-            name = write_index(repo.store, state.new_locations)
+            name = repo.write_index(state.new_locations)
         except BaseException:
             # Not indexed by this run; but a concurrent run may have stored byte-identical
             # packs (a pack is named by the hash of its bytes) and indexed them: the caller

@@ -11,12 +11,11 @@ from collections import defaultdict
 from core.errors import NexusError
 from core.models import RESTORABLE, CheckResult, RebuildResult
 from core.ops.progress import OperationContext
-from core.repo.chunker import hash_bytes
-from core.repo.index import PREFIX, IndexFormatError, decode_index, rebuild_from_packs, write_index
+from core.repo.codec import DamagedObject
+from core.repo.index import PREFIX, decode_index, read_index_file, rebuild_from_packs
 from core.repo.packs import (
     BlobLocation,
     PackWriter,
-    decompress,
     pack_objects,
     read_pack_entries,
     salvage_entries,
@@ -45,7 +44,7 @@ def check_repository(repo: Repository, *, read_data: bool, ctx: OperationContext
         try:
             header = {
                 h: (off, length)
-                for h, off, length, _r, _f in read_pack_entries(repo.store, obj.name)
+                for h, off, length, _r, _f in read_pack_entries(repo.store, obj.name, repo.codec)
             }
         except (ValueError, struct.error, OSError, EOFError) as exc:
             result.errors.append(f"pack {pack_id[:16]} is damaged: {exc}")
@@ -103,16 +102,17 @@ def rebuild_index(repo: Repository, ctx: OperationContext) -> RebuildResult:
     bad_index: list[str] = []
     for name in old_names:
         try:
-            for digest, loc in decode_index(repo.store.get(name)):
+            for digest, loc in decode_index(read_index_file(repo.store, repo.codec, name)):
                 old[loc.pack_id].append((digest, loc))
-        except (IndexFormatError, struct.error, OSError):
+        except (DamagedObject, struct.error, OSError):
             bad_index.append(name)
-    locations, damaged = rebuild_from_packs(repo.store)
-    # Copies first: every object that cannot be parsed is kept, whatever happens next.
+    locations, damaged = rebuild_from_packs(repo.store, repo.codec)
+    # Copies first, as stored (sealed): every object that cannot be parsed is kept, whatever
+    # happens next.
     for name in damaged + bad_index:
         repo.store.put(QUARANTINE + name, repo.store.get(name))
     salvaged: list[tuple[bytes, BlobLocation]] = []
-    writer = PackWriter(repo.store, lambda _p, locs: salvaged.extend(locs), repo.pack_size)
+    writer = repo.pack_writer(lambda _p, locs: salvaged.extend(locs))
     notes: list[str] = []
     try:
         for name in damaged:
@@ -126,7 +126,7 @@ def rebuild_index(repo: Repository, ctx: OperationContext) -> RebuildResult:
     # A damaged index file may bear the name the new one gets (both named by their content).
     for name in bad_index:
         repo.store.delete(name)
-    new = write_index(repo.store, locations + salvaged)
+    new = repo.write_index(locations + salvaged)
     repaired = set(writer.pack_names)  # a salvage can rebuild a pack byte for byte, same name
     for name in damaged:
         if name not in repaired:
@@ -154,17 +154,16 @@ def _salvage(
     """Copy every chunk of a damaged pack that still verifies into `writer`; returns how many."""
     candidates = [(d, loc.offset, loc.length, loc.raw_length, loc.flags) for d, loc in known]
     with contextlib.suppress(ValueError, struct.error, OSError, EOFError):
-        candidates += salvage_entries(repo.store, name)
+        candidates += salvage_entries(repo.store, name, repo.codec)
     kept: set[bytes] = set()
     for digest, offset, length, raw_length, flags in candidates:
         if digest in kept:
             continue
         try:
             stored = repo.store.get_range(name, offset, length)
-            raw = decompress(stored, flags, raw_length)
-        except Exception:  # short reads, zstd errors: this candidate is not intact
+            repo.codec.open_blob(digest, stored, flags, raw_length)
+        except (ValueError, OSError, EOFError):  # DamagedChunk included: not intact
             continue
-        if len(raw) == raw_length and hash_bytes(raw) == digest:
-            writer.add(digest, stored, raw_length, flags)
-            kept.add(digest)
+        writer.add(digest, stored, raw_length, flags)  # copied as sealed
+        kept.add(digest)
     return len(kept)

@@ -17,8 +17,7 @@ from core.errors import Conflict, Damaged
 from core.models import RESTORABLE, BackupMetadata, BackupStatus, CopiedBackup
 from core.ops.progress import OperationContext
 from core.repo import manifest as mf
-from core.repo.index import write_index
-from core.repo.packs import BlobLocation, PackWriter, compress
+from core.repo.packs import BlobLocation
 from core.repo.repository import Repository
 from core.validator import load_checked_manifest, verify_backup
 
@@ -52,17 +51,17 @@ def copy_backup(
     dst.write_metadata(running)
 
     def indexed(_pack_id: str, locations: list[tuple[bytes, BlobLocation]]) -> None:
-        write_index(dst.store, locations)
+        dst.write_index(locations)
         for digest, loc in locations:
             dst.index.add(digest, loc)
 
-    writer = PackWriter(dst.store, indexed, dst.pack_size)
+    writer = dst.pack_writer(indexed)
     sent = 0
     try:
         for digest in missing:
             ctx.check()
             raw = src.read_blob(digest)  # checked against its hash
-            stored, flags = compress(raw)
+            stored, flags = dst.codec.seal_blob(digest, raw)
             writer.add(digest, stored, len(raw), flags)
             sent += len(raw)
             ctx.advance(nbytes=len(raw))

@@ -22,16 +22,9 @@ from core.models import IN_PROGRESS, RESTORABLE, DeleteResult
 from core.ops.progress import OperationContext
 from core.repo import locks
 from core.repo import manifest as mf
-from core.repo.chunker import hash_bytes
-from core.repo.index import PREFIX, IndexFormatError, decode_index, write_index
-from core.repo.packs import (
-    BlobLocation,
-    PackWriter,
-    decompress,
-    pack_name,
-    pack_objects,
-    read_pack_entries,
-)
+from core.repo.codec import DamagedChunk, DamagedObject
+from core.repo.index import PREFIX, decode_index, read_index_file
+from core.repo.packs import BlobLocation, pack_name, pack_objects, read_pack_entries
 from core.repo.repository import Repository
 
 
@@ -124,14 +117,14 @@ def prove_unreferenced(repo: Repository) -> Proof:
     # show its own header (rebuild-index salvages a damaged one and sets it aside).
     for pack_id in proof.drop + proof.rewrite:
         try:
-            read_pack_entries(repo.store, pack_name(pack_id))
+            read_pack_entries(repo.store, pack_name(pack_id), repo.codec)
         except (ValueError, struct.error, OSError, EOFError) as exc:
             raise _refuse(f"pack {pack_id[:16]} is damaged ({exc}); run rebuild-index") from exc
     # A pack no index names was left by a run that died, or its index file was lost: it is
     # deleted only if its own header says it holds nothing that is not served elsewhere.
     for pack_id in sorted(set(sizes) - set(by_pack)):
         try:
-            read_pack_entries(repo.store, pack_name(pack_id))
+            read_pack_entries(repo.store, pack_name(pack_id), repo.codec)
         except (ValueError, struct.error, OSError, EOFError) as exc:
             raise _refuse(
                 f"pack {pack_id[:16]} is not in the index and its header cannot be read ({exc}); "
@@ -152,7 +145,7 @@ def reclaim(repo: Repository, result: DeleteResult, ctx: OperationContext) -> De
         return result
 
     new_locations: list[tuple[bytes, BlobLocation]] = []
-    writer = PackWriter(repo.store, lambda _p, locs: new_locations.extend(locs), repo.pack_size)
+    writer = repo.pack_writer(lambda _p, locs: new_locations.extend(locs))
     try:
         for pack_id in proof.rewrite:
             ctx.check()
@@ -160,8 +153,8 @@ def reclaim(repo: Repository, result: DeleteResult, ctx: OperationContext) -> De
             for digest, loc in proof.by_pack[pack_id]:
                 if digest in needed and index.get(digest) == loc:
                     stored = data[loc.offset : loc.offset + loc.length]
-                    _check_blob(digest, stored, loc)
-                    writer.add(digest, stored, loc.raw_length, loc.flags)
+                    _check_blob(repo, digest, stored, loc)
+                    writer.add(digest, stored, loc.raw_length, loc.flags)  # copied as sealed
         writer.flush()
     except BaseException:
         writer.abort()
@@ -177,7 +170,7 @@ def reclaim(repo: Repository, result: DeleteResult, ctx: OperationContext) -> De
     if any(d not in keep for d in needed):  # the proof above makes this unreachable
         raise _refuse("a needed chunk would be left without a pack")
     old_index_files = [o.name for o in repo.store.list(PREFIX)]
-    new_name = write_index(repo.store, list(keep.items()))
+    new_name = repo.write_index(list(keep.items()))
     for name in old_index_files:
         if name != new_name:
             repo.store.delete(name)
@@ -187,7 +180,7 @@ def reclaim(repo: Repository, result: DeleteResult, ctx: OperationContext) -> De
     for pack_id in sorted(obsolete) + proof.orphans:
         if pack_id not in written:
             repo.store.delete(pack_name(pack_id))
-    repo.index.refresh(repo.store)
+    repo.refresh_index()
 
     freed = sum(proof.sizes.get(p, 0) for p in obsolete) + sum(
         proof.sizes[p] for p in proof.orphans
@@ -199,16 +192,13 @@ def reclaim(repo: Repository, result: DeleteResult, ctx: OperationContext) -> De
     return result
 
 
-def _check_blob(digest: bytes, stored: bytes, loc: BlobLocation) -> None:
+def _check_blob(repo: Repository, digest: bytes, stored: bytes, loc: BlobLocation) -> None:
     """A needed chunk is copied into a new pack only when it is intact: otherwise its old pack
     (the only copy) would be deleted after the copy."""
     try:
-        raw = decompress(stored, loc.flags, loc.raw_length)
-        ok = len(raw) == loc.raw_length and hash_bytes(raw) == digest
-    except Exception:  # zstandard.ZstdError on corrupt data
-        ok = False
-    if not ok:
-        raise _refuse(f"chunk {digest.hex()[:16]} in pack {loc.pack_id[:16]} fails its hash")
+        repo.codec.open_blob(digest, stored, loc.flags, loc.raw_length, pack_id=loc.pack_id)
+    except DamagedChunk as exc:
+        raise _refuse(str(exc)) from exc
 
 
 def drop_unindexed_packs(repo: Repository, names: list[str]) -> None:
@@ -223,9 +213,9 @@ def drop_unindexed_packs(repo: Repository, names: list[str]) -> None:
         indexed: set[str] = set()
         for obj in repo.store.list(PREFIX):
             try:
-                data = repo.store.get(obj.name)
+                data = read_index_file(repo.store, repo.codec, obj.name)
                 indexed.update(pack_name(loc.pack_id) for _d, loc in decode_index(data))
-            except (IndexFormatError, struct.error, OSError):
+            except (DamagedObject, struct.error, OSError):
                 return  # cannot tell what is indexed: keep everything
         for name in names:
             if name not in indexed:

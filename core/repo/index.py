@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, KeysView, Mapping
 
 import blake3
 
+from core.repo.codec import Codec, DamagedObject, Kind
 from core.repo.packs import BlobLocation, pack_objects, read_pack_entries
 from core.storage import ObjectStore
 
@@ -24,8 +25,8 @@ BLOB = struct.Struct("<32sIIIB")
 PREFIX = "index/"
 
 
-class IndexFormatError(ValueError):
-    pass
+class IndexFormatError(DamagedObject):
+    """An index file whose magic, digest or length does not check (a Damaged, a ValueError)."""
 
 
 def encode_index(locations: Iterable[tuple[bytes, BlobLocation]]) -> bytes:
@@ -88,14 +89,23 @@ def index_packs(data: bytes) -> tuple[bytes, list[tuple[str, int, int]]]:
     return body, out
 
 
-def write_index(store: ObjectStore, locations: list[tuple[bytes, BlobLocation]]) -> str | None:
-    """Write one immutable index file; returns its name (None when there is nothing)."""
+def write_index(
+    store: ObjectStore, codec: Codec, locations: list[tuple[bytes, BlobLocation]]
+) -> str | None:
+    """Write one immutable index file, named by the hash of its sealed bytes; returns its
+    name (None when there is nothing)."""
     if not locations:
         return None
-    data = encode_index(locations)
+    data = codec.seal(Kind.INDEX, encode_index(locations))
     name = PREFIX + blake3.blake3(data).hexdigest()
     store.put(name, data)
     return name
+
+
+def read_index_file(store: ObjectStore, codec: Codec, name: str) -> bytes:
+    """An index file's bytes as `encode_index` made them (for `decode_index`, `index_packs`);
+    IndexFormatError or DamagedObject when it does not open, OSError when unreadable."""
+    return codec.open(Kind.INDEX, store.get(name), what=f"index file {name}")
 
 
 #: A location as the in-memory index keeps it: the pack's number (in `Index._pack_ids`),
@@ -180,7 +190,7 @@ class Index:
             for p in range(pos, pos + count * size, size):
                 setdefault(body[p : p + 32], number + body[p + 32 : p + size])
 
-    def refresh(self, store: ObjectStore) -> None:
+    def refresh(self, store: ObjectStore, codec: Codec) -> None:
         """Load index files written since the last refresh; reload all if some vanished."""
         with self._lock:
             names = {o.name for o in store.list(PREFIX)}
@@ -192,9 +202,9 @@ class Index:
                 self.damaged.clear()
             for name in sorted(names - self.files - set(self.damaged)):
                 try:
-                    self._load(store.get(name))
+                    self._load(read_index_file(store, codec, name))
                     self.files.add(name)
-                except (IndexFormatError, struct.error, OSError) as exc:
+                except (DamagedObject, struct.error, OSError) as exc:
                     self.damaged[name] = str(exc)
 
     def packs(self) -> dict[str, list[tuple[bytes, BlobLocation]]]:
@@ -206,13 +216,15 @@ class Index:
         return by_pack
 
 
-def rebuild_from_packs(store: ObjectStore) -> tuple[list[tuple[bytes, BlobLocation]], list[str]]:
+def rebuild_from_packs(
+    store: ObjectStore, codec: Codec
+) -> tuple[list[tuple[bytes, BlobLocation]], list[str]]:
     """Read every pack's own header: the index as the packs say it is, and damaged packs."""
     locations: list[tuple[bytes, BlobLocation]] = []
     damaged: list[str] = []
     for pack_id, obj in pack_objects(store).items():
         try:
-            for digest, offset, length, raw, flags in read_pack_entries(store, obj.name):
+            for digest, offset, length, raw, flags in read_pack_entries(store, obj.name, codec):
                 locations.append((digest, BlobLocation(pack_id, offset, length, raw, flags)))
         except (ValueError, struct.error, OSError, EOFError):
             damaged.append(obj.name)

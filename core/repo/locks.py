@@ -13,6 +13,10 @@ judged by its pid (dead, or reused by another process, told by its start time). 
 machine with the same hostname, a container, or a lock of an older version that did not
 record its boot is judged by age alone: a pid means nothing outside its namespace. Holders
 refresh every REFRESH_INTERVAL from a daemon thread.
+
+Lock objects are sealed with the plain codec in every repository, encrypted ones included
+(core/repo/codec.py says why): any process sharing the store must judge them before, or
+without, unlocking a key, and they hold nothing about the data.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.errors import Busy, ReadOnly, from_os_error
+from core.repo.codec import PLAIN, Kind
 from core.storage import ObjectNotFound, ObjectStore
 
 PREFIX = "locks/"
@@ -189,7 +194,7 @@ def _is_stale(info: LockInfo, now: datetime) -> bool:
 def _load(store: ObjectStore, name: str, mtime: float, now: datetime) -> LockInfo | None:
     """The lock object `name`, or None if it vanished meanwhile."""
     try:
-        raw = store.get(name)
+        raw = PLAIN.open(Kind.LOCK, store.get(name))
     except ObjectNotFound:
         return None
     except OSError:
@@ -294,7 +299,7 @@ class RepoLock:
                     self.lost = True
                     return
                 self.info.refreshed = _now()
-                self.store.put(self.name, self.info.to_json())
+                self.store.put(self.name, PLAIN.seal(Kind.LOCK, self.info.to_json()))
             except OSError:
                 pass  # try again next time; the lock stays valid for STALE_AFTER
 
@@ -368,7 +373,7 @@ def acquire(
             pidns=PIDNS,
         )
         try:
-            store.put(name, info.to_json())
+            store.put(name, PLAIN.seal(Kind.LOCK, info.to_json()))
             try:
                 holders = _conflicts(store, name, exclusive)
             except BaseException:

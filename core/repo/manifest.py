@@ -8,6 +8,11 @@ produces, so an incremental backup merges the parent's manifest as a stream.
 
 The backup's `checksum` is BLAKE3 over the uncompressed manifest; since every file's content
 hash and chunk list is in it, it covers the whole backup.
+
+A manifest is stored as one zstd frame, compressed and decompressed as a stream by the codec
+(`codec.FrameWriter`, `codec.frame_reader`); the functions here take that frame as
+`Repository.read_manifest` returns it, and `ManifestWriter.finish` gives one for
+`Repository.write_manifest`, which seals it.
 """
 
 from __future__ import annotations
@@ -20,17 +25,16 @@ from dataclasses import dataclass, field
 
 import blake3
 import orjson
-import zstandard
 
-from core.errors import Damaged
+from core.repo.codec import DamagedManifest, FrameWriter, frame_reader
 
 FORMAT = 1
 FILE, DIR, SYMLINK = "f", "d", "l"
 KIND_NAMES = {FILE: "file", DIR: "dir", SYMLINK: "symlink"}
 
 
-class ManifestError(Damaged, ValueError):
-    """A manifest that cannot be read as written: damaged or tampered with."""
+#: A manifest that cannot be read as written (its frame, by the codec, or its lines, here).
+ManifestError = DamagedManifest
 
 
 @dataclass(slots=True)
@@ -180,18 +184,12 @@ def decode_entry(line: bytes) -> Entry:
 
 
 class ManifestWriter:
-    """Streams entries into a zstd-compressed manifest while hashing the plain bytes."""
+    """Streams entries into a manifest's compressed frame while hashing the plain bytes."""
 
     BLOCK = 256 * 1024
 
     def __init__(self, header: dict) -> None:
-        self._out: list[bytes] = []  # the compressed pieces (a BytesIO over-allocates)
-        # threads=1: zstd compresses in its own thread (without the GIL) while the caller
-        # goes on producing lines; the output is an ordinary zstd frame. Level 1: manifests
-        # (JSON around hex digests) come out no larger than at 3, at half the CPU. Jobs of
-        # 1 MiB (the default is several times the window): less held in zstd's buffers.
-        params = zstandard.ZstdCompressionParameters.from_level(1, threads=1, job_size=1 << 20)
-        self._comp = zstandard.ZstdCompressor(compression_params=params).compressobj()
+        self._frame = FrameWriter()
         self._hash = blake3.blake3()
         self._last: bytes | None = None
         self._pending: list[bytes] = []
@@ -209,8 +207,7 @@ class ManifestWriter:
         block = b"".join(self._pending)
         self._pending, self._pending_size = [], 0
         self._hash.update(block)
-        if out := self._comp.compress(block):
-            self._out.append(out)
+        self._frame.write(block)
 
     def add(self, entry: Entry) -> None:
         self.add_line(entry.path, encode_entry(entry))
@@ -242,21 +239,14 @@ class ManifestWriter:
             self._write(b"\n")  # the parent's last line, written without its newline
 
     def finish(self) -> tuple[bytes, str]:
-        """The compressed manifest and its checksum `blake3:<hex>`."""
+        """The manifest's frame (for `Repository.write_manifest`) and its checksum
+        `blake3:<hex>`."""
         self._flush()
-        self._out.append(self._comp.flush())
-        del self._comp  # its buffers go before the output is joined
-        data = b"".join(self._out)
-        self._out = []
-        return data, "blake3:" + self._hash.hexdigest()
+        return self._frame.finish(), "blake3:" + self._hash.hexdigest()
 
 
 def _lines(data: bytes) -> Iterator[bytes]:
-    try:
-        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
-        yield from io.BufferedReader(reader, buffer_size=1 << 20)  # type: ignore[arg-type]
-    except zstandard.ZstdError as exc:
-        raise ManifestError(f"manifest cannot be decompressed: {exc}") from exc
+    yield from io.BufferedReader(frame_reader(data), buffer_size=1 << 20)
 
 
 def read_header(data: bytes) -> dict:
@@ -282,12 +272,9 @@ def iter_entries(data: bytes) -> Iterator[Entry]:
 
 def _blocks(data: bytes, size: int = 1 << 20) -> Iterator[bytes]:
     """The uncompressed manifest in blocks of about `size` bytes (lines cut anywhere)."""
-    try:
-        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
-        while block := reader.read(size):
-            yield block
-    except zstandard.ZstdError as exc:
-        raise ManifestError(f"manifest cannot be decompressed: {exc}") from exc
+    reader = frame_reader(data)
+    while block := reader.read(size):
+        yield block
 
 
 def checksum(data: bytes) -> str:
@@ -336,27 +323,24 @@ class Records:
 
     def __iter__(self) -> Iterator[tuple[bytes, dict, bytes, int, int]]:
         loads = orjson.loads
-        try:
-            reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(self.data))
-            lines = io.BufferedReader(_Hashing(reader, self._hash), buffer_size=1 << 20)
-            end = len(next(lines, b""))  # the header
-            for line in lines:
-                start = end
-                end += len(line)
-                try:
-                    obj = loads(line)
-                    path = obj["p"].encode("utf-8") if "p" in obj else _get_bytes(obj, "p")
-                except (KeyError, TypeError, AttributeError, ValueError) as exc:
-                    if not line.strip():
-                        continue
-                    raise ManifestError(f"bad manifest entry: {exc}") from exc
-                if path is None:
-                    if not isinstance(obj, dict):
-                        raise ManifestError("bad manifest entry: not an object")
-                    raise ManifestError("entry without a path")
-                yield path, obj, line if line.endswith(b"\n") else line + b"\n", start, end
-        except zstandard.ZstdError as exc:
-            raise ManifestError(f"manifest cannot be decompressed: {exc}") from exc
+        reader = frame_reader(self.data)
+        lines = io.BufferedReader(_Hashing(reader, self._hash), buffer_size=1 << 20)
+        end = len(next(lines, b""))  # the header
+        for line in lines:
+            start = end
+            end += len(line)
+            try:
+                obj = loads(line)
+                path = obj["p"].encode("utf-8") if "p" in obj else _get_bytes(obj, "p")
+            except (KeyError, TypeError, AttributeError, ValueError) as exc:
+                if not line.strip():
+                    continue
+                raise ManifestError(f"bad manifest entry: {exc}") from exc
+            if path is None:
+                if not isinstance(obj, dict):
+                    raise ManifestError("bad manifest entry: not an object")
+                raise ManifestError("entry without a path")
+            yield path, obj, line if line.endswith(b"\n") else line + b"\n", start, end
         self.checksum = "blake3:" + self._hash.hexdigest()
 
 
@@ -371,17 +355,14 @@ class Spans:
     BLOCK = 1 << 20
 
     def __init__(self, data: bytes) -> None:
-        self._reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
+        self._reader = frame_reader(data)
         self._hash = blake3.blake3()
         self._buf = b""
         self._at = 0  # offset of self._buf[0]
         self._taken = 0  # end of the last range taken
 
     def _more(self) -> bool:
-        try:
-            block = self._reader.read(self.BLOCK)
-        except zstandard.ZstdError as exc:
-            raise ManifestError(f"manifest cannot be decompressed: {exc}") from exc
+        block = self._reader.read(self.BLOCK)
         if not block:
             return False
         self._hash.update(block)

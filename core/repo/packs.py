@@ -1,8 +1,10 @@
-"""Pack files: many compressed chunks in one object, self-describing.
+"""Pack files: many sealed chunks in one object, self-describing.
 
-A pack is ``blob0 blob1 ... header trailer``. The header lists, for each blob, its BLAKE3
-hash, stored length, raw length and compression flag (offsets follow from the order); the
-trailer holds the blob count, a hash of the header and a magic. So the index can always be
+A pack is ``blob0 blob1 ... header trailer`` (byte layout: docs/design.md, §1.2). Each blob
+is a chunk as `Codec.seal_blob` sealed it; the header lists, for each blob, its BLAKE3 hash,
+stored length, raw length and compression flag (offsets follow from the order), and is
+sealed as a whole (`Kind.PACK_HEADER`); the trailer holds the blob count, a hash of the
+sealed header and a magic. So the index can always be
 rebuilt from the packs alone. A pack is named by the BLAKE3 hash of its bytes, so a damaged
 pack is recognisable by name, and written once, atomically.
 """
@@ -20,21 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import blake3
-import zstandard
 
+from core.repo.codec import Codec, DamagedObject, Kind
 from core.storage import TMP_MARK, ObjectInfo, ObjectStore
 
 MAGIC = b"NXPACK01"
 ENTRY = struct.Struct("<32sIIB")  # hash, stored length, raw length, flags
 TRAILER = struct.Struct("<I16s8s")  # count, header hash prefix, magic
-FLAG_RAW = 0
-FLAG_ZSTD = 1
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
-ZSTD_LEVEL = 3
 
 
-class PackFormatError(ValueError):
-    pass
+class PackFormatError(DamagedObject):
+    """A pack whose trailer or header does not check (a Damaged, and a ValueError)."""
 
 
 def pack_name(pack_id: str) -> str:
@@ -65,73 +64,35 @@ class BlobLocation:
     flags: int
 
 
-_local = threading.local()
+def header_length(count: int, codec: Codec) -> int:
+    """The stored length of the header of a pack of `count` blobs: its entries as sealed."""
+    return count * ENTRY.size + codec.overhead(Kind.PACK_HEADER)
 
 
-def _compressor() -> zstandard.ZstdCompressor:
-    comp = getattr(_local, "comp", None)
-    if comp is None:
-        comp = _local.comp = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
-    return comp
+def _open_header(sealed: bytes, count: int, codec: Codec) -> bytes:
+    header = codec.open(Kind.PACK_HEADER, sealed, what="pack header")
+    if len(header) != count * ENTRY.size:
+        raise PackFormatError("pack header does not hold its count of entries")
+    return header
 
 
-def _decompressor() -> zstandard.ZstdDecompressor:
-    dec = getattr(_local, "dec", None)
-    if dec is None:
-        dec = _local.dec = zstandard.ZstdDecompressor()
-    return dec
-
-
-SAMPLE = 64 * 1024
-SAMPLE_MIN_SAVING = 0.03
-
-
-def _sampler() -> zstandard.ZstdCompressor:
-    comp = getattr(_local, "sampler", None)
-    if comp is None:
-        comp = _local.sampler = zstandard.ZstdCompressor(level=1)
-    return comp
-
-
-def compress(raw: bytes | memoryview) -> tuple[bytes, int]:
-    """zstd, unless that does not shrink the data: then the raw bytes (incompressible data
-    costs no space and no decompression time on restore).
-
-    A large chunk is judged first by compressing 64 KiB from its middle at zstd's fastest
-    level: already-compressed data (archives, media, encrypted or random bytes, much of a
-    model checkpoint) is then stored raw without paying for a full compression."""
-    if len(raw) >= 4 * SAMPLE:
-        mid = len(raw) // 2
-        sample = raw[mid : mid + SAMPLE]
-        if len(_sampler().compress(sample)) > len(sample) * (1 - SAMPLE_MIN_SAVING):
-            return bytes(raw), FLAG_RAW
-    packed = _compressor().compress(raw)
-    if len(packed) < len(raw):
-        return packed, FLAG_ZSTD
-    return bytes(raw), FLAG_RAW
-
-
-def decompress(stored: bytes, flags: int, raw_length: int) -> bytes:
-    if flags == FLAG_RAW:
-        return stored
-    if flags == FLAG_ZSTD:
-        return _decompressor().decompress(stored, max_output_size=raw_length)
-    raise PackFormatError(f"unknown blob flags {flags}")
-
-
-def parse_header(tail: bytes, pack_size: int) -> list[tuple[bytes, int, int, int, int]]:
-    """Parse a pack's header from its last bytes; returns (hash, offset, length, raw, flags)."""
+def parse_header(
+    tail: bytes, pack_size: int, codec: Codec
+) -> list[tuple[bytes, int, int, int, int]]:
+    """Parse a pack's header from its last bytes; returns (hash, offset, length, raw, flags).
+    The trailer's checksum covers the header as sealed, so damage is told from a wrong key."""
     if len(tail) < TRAILER.size:
         raise PackFormatError("pack too short")
     count, header_hash, magic = TRAILER.unpack(tail[-TRAILER.size :])
     if magic != MAGIC:
         raise PackFormatError("bad pack magic")
-    header_len = count * ENTRY.size
+    header_len = header_length(count, codec)
     if header_len + TRAILER.size > len(tail):
         raise PackFormatError("pack header longer than the data read")
-    header = tail[-TRAILER.size - header_len : -TRAILER.size]
-    if blake3.blake3(header).digest()[:16] != header_hash:
+    sealed = tail[-TRAILER.size - header_len : -TRAILER.size]
+    if blake3.blake3(sealed).digest()[:16] != header_hash:
         raise PackFormatError("pack header checksum mismatch")
+    header = _open_header(sealed, count, codec)
     entries = []
     offset = 0
     for i in range(count):
@@ -143,25 +104,34 @@ def parse_header(tail: bytes, pack_size: int) -> list[tuple[bytes, int, int, int
     return entries
 
 
-def read_pack_entries(store: ObjectStore, name: str) -> list[tuple[bytes, int, int, int, int]]:
+def read_pack_entries(
+    store: ObjectStore, name: str, codec: Codec
+) -> list[tuple[bytes, int, int, int, int]]:
     size = store.stat(name).size
     count_bytes = store.get_range(name, size - TRAILER.size, TRAILER.size)
     count = TRAILER.unpack(count_bytes)[0]
-    want = min(size, TRAILER.size + count * ENTRY.size)
-    return parse_header(store.get_range(name, size - want, want), size)
+    want = min(size, TRAILER.size + header_length(count, codec))
+    return parse_header(store.get_range(name, size - want, want), size, codec)
 
 
-def salvage_entries(store: ObjectStore, name: str) -> list[tuple[bytes, int, int, int, int]]:
+def salvage_entries(
+    store: ObjectStore, name: str, codec: Codec
+) -> list[tuple[bytes, int, int, int, int]]:
     """The entries a damaged pack's header still gives, its checksum ignored: candidates only,
-    each to be verified by its hash before it is trusted (`rebuild-index` salvages with it)."""
+    each to be verified by its hash before it is trusted (`rebuild-index` salvages with it).
+    A sealed header that does not open (under a cipher) gives none."""
     size = store.stat(name).size
     if size < TRAILER.size:
         return []
     count = TRAILER.unpack(store.get_range(name, size - TRAILER.size, TRAILER.size))[0]
-    header_len = count * ENTRY.size
+    header_len = header_length(count, codec)
     if header_len + TRAILER.size > size:
         return []
-    header = store.get_range(name, size - TRAILER.size - header_len, header_len)
+    sealed = store.get_range(name, size - TRAILER.size - header_len, header_len)
+    try:
+        header = _open_header(sealed, count, codec)
+    except DamagedObject:
+        return []
     limit = size - TRAILER.size - header_len
     entries, offset = [], 0
     for i in range(count):
@@ -237,8 +207,11 @@ class PackWriter:
         store: ObjectStore,
         on_flush: Callable[[str, list[tuple[bytes, BlobLocation]]], None],
         target_size: int = DEFAULT_PACK_SIZE,
+        *,
+        codec: Codec,
     ) -> None:
         self._store = store
+        self._codec = codec
         self._on_flush = on_flush
         self._target = target_size
         self._lock = threading.Lock()
@@ -248,6 +221,7 @@ class PackWriter:
         self.pack_names: list[str] = []
 
     def add(self, digest: bytes, stored: bytes, raw_length: int, flags: int) -> None:
+        """A chunk as `Codec.seal_blob` sealed it (or copied as sealed from another pack)."""
         full = None
         with self._lock:
             if self._open is None:
@@ -268,8 +242,9 @@ class PackWriter:
     def _finish(self, pack: _OpenPack) -> None:
         try:
             header = b"".join(ENTRY.pack(*e) for e in pack.entries)
-            trailer = TRAILER.pack(len(pack.entries), blake3.blake3(header).digest()[:16], MAGIC)
-            pack.append(header + trailer)
+            sealed = self._codec.seal(Kind.PACK_HEADER, header)
+            trailer = TRAILER.pack(len(pack.entries), blake3.blake3(sealed).digest()[:16], MAGIC)
+            pack.append(sealed + trailer)
             pack.close()
             pack_id = pack.hasher.hexdigest()
             name = pack_name(pack_id)

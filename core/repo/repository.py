@@ -1,6 +1,8 @@
 """One project's repository: config, backups' metadata and manifests, the chunk store.
 
-Everything goes through an ObjectStore, so the engine never assumes a local filesystem.
+Everything goes through an ObjectStore, so the engine never assumes a local filesystem, and
+every object through the repository's codec (`repo.codec`, core/repo/codec.py), so that no
+caller knows how an object is sealed: compressed today, encrypted with issue 12.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import json
 import os
 import secrets
 import socket
-import struct
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,10 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.errors import Damaged, NexusError, NotFound
 from core.models import BackupMetadata, VerifyResult, check_id
-from core.repo.chunker import ChunkerParams, hash_bytes
-from core.repo.index import Index
-from core.repo.packs import DEFAULT_PACK_SIZE, decompress, pack_name
+from core.repo.chunker import ChunkerParams
+from core.repo.codec import PLAIN, Codec, DamagedChunk, Kind
+from core.repo.index import Index, write_index
+from core.repo.packs import DEFAULT_PACK_SIZE, BlobLocation, PackWriter, pack_name
 from core.storage import ObjectNotFound, ObjectStore, RangeReader, open_store
+
+__all__ = ["DamagedChunk", "MissingChunk", "NewerFormat", "Repository"]
 
 FORMAT_VERSION = 1
 CONFIG = "config.json"
@@ -69,10 +74,6 @@ class NewerFormat(NexusError):
     """A repository of a format newer than this version: nothing is written to it."""
 
 
-class DamagedChunk(Damaged):
-    pass
-
-
 def new_backup_id(now: datetime | None = None) -> str:
     """Sortable by time, unique across processes: `YYYYMMDD-HHMMSS-xxxxxx`."""
     now = now or datetime.now(UTC)
@@ -86,13 +87,33 @@ def project_dir(root: Path, project_id: str) -> Path:
 class Repository:
     """A project's store plus the in-memory index; cheap to open, safe to share in a process."""
 
-    def __init__(self, root: Path, project_id: str, store: ObjectStore | None = None) -> None:
-        """`store` holds the project's objects; by default the local `root/backups/{id}`."""
+    def __init__(
+        self,
+        root: Path,
+        project_id: str,
+        store: ObjectStore | None = None,
+        codec: Codec | None = None,
+    ) -> None:
+        """`store` holds the project's objects; by default the local `root/backups/{id}`.
+        `codec` seals and opens them (PLAIN unless given): the one thing encryption sets,
+        once a key is unlocked, before any object but the config is read."""
         self.root = root
         self.project_id = check_id(project_id, "project_id")
         self.store: ObjectStore = store or open_store(project_dir(root, project_id))
+        self.codec: Codec = codec if codec is not None else PLAIN
         self.index = Index()
         self._config: RepoConfig | None = None
+
+    # --- sealed objects --------------------------------------------------------------------
+
+    def _get(self, kind: Kind, name: str, what: str) -> bytes:
+        """The object `name`, opened: ObjectNotFound when absent, DamagedObject when it does
+        not open (naming `what`), any other OSError when it cannot be read."""
+        return self.codec.open(kind, self.store.get(name), name.encode(), what=what)
+
+    def _put(self, kind: Kind, name: str, plaintext: bytes) -> None:
+        """Seal and store an object, bound to its name (a cipher will not open it elsewhere)."""
+        self.store.put(name, self.codec.seal(kind, plaintext, name.encode()))
 
     # --- existence and config -------------------------------------------------------------
 
@@ -117,7 +138,7 @@ class Repository:
             "compression": {"algorithm": "zstd", "level": 3},
             "pack_size": like.pack_size if like else DEFAULT_PACK_SIZE,
         }
-        self.store.put(CONFIG, json.dumps(config, indent=2).encode())
+        self.store.put(CONFIG, PLAIN.seal(Kind.CONFIG, json.dumps(config, indent=2).encode()))
 
     @property
     def config(self) -> RepoConfig:
@@ -126,7 +147,7 @@ class Repository:
         listing metadata does not need it, so `list` and `info` still answer."""
         if self._config is None:
             try:
-                raw = self.store.get(CONFIG)
+                raw = PLAIN.open(Kind.CONFIG, self.store.get(CONFIG))
             except ObjectNotFound:
                 if self.exists():
                     raise Damaged(
@@ -172,16 +193,18 @@ class Repository:
         return self.config.pack_size
 
     def settings(self) -> dict:
+        """project.json; absent, unreadable or damaged reads as no settings (they are only
+        remembered defaults, such as the data directory)."""
         try:
-            settings = json.loads(self.store.get(PROJECT))
-        except (OSError, ValueError):
+            settings = json.loads(self._get(Kind.SETTINGS, PROJECT, PROJECT))
+        except (OSError, ValueError):  # DamagedObject is a ValueError
             return {}
         return settings if isinstance(settings, dict) else {}
 
     def save_settings(self, **values: object) -> None:
         current = self.settings()
         current.update(values)
-        self.store.put(PROJECT, json.dumps(current, indent=2).encode())
+        self._put(Kind.SETTINGS, PROJECT, json.dumps(current, indent=2).encode())
 
     # --- backups ---------------------------------------------------------------------------
 
@@ -211,8 +234,9 @@ class Repository:
         return next(iter(self.store.list(self.prefix(backup_id))), None) is None
 
     def read_metadata(self, backup_id: str) -> BackupMetadata:
+        name = self.prefix(backup_id) + "metadata.json"
         try:
-            raw = self.store.get(self.prefix(backup_id) + "metadata.json")
+            raw = self._get(Kind.METADATA, name, f"backup {backup_id!r}: metadata.json")
         except ObjectNotFound:
             raise NotFound(
                 f"backup {backup_id!r} not found in project {self.project_id!r}"
@@ -225,9 +249,8 @@ class Repository:
             raise Damaged(f"backup {backup_id!r}: metadata.json is damaged") from exc
 
     def write_metadata(self, meta: BackupMetadata) -> None:
-        self.store.put(
-            self.prefix(meta.id) + "metadata.json", meta.model_dump_json(indent=2).encode()
-        )
+        name = self.prefix(meta.id) + "metadata.json"
+        self._put(Kind.METADATA, name, meta.model_dump_json(indent=2).encode())
 
     def list_metadata(self) -> tuple[list[BackupMetadata], list[str]]:
         """Every readable backup's metadata, and the ids whose metadata is missing/damaged."""
@@ -243,28 +266,30 @@ class Repository:
         return self.prefix(backup_id) + "data/manifest.zst"
 
     def read_manifest(self, backup_id: str) -> bytes:
+        """The manifest's zstd frame, opened (for `core.repo.manifest`, which streams it)."""
+        name = self.manifest_name(backup_id)
         try:
-            return self.store.get(self.manifest_name(backup_id))
+            return self._get(Kind.MANIFEST, name, f"backup {backup_id!r}: manifest")
         except ObjectNotFound:
             raise Damaged(f"backup {backup_id!r}: its manifest is missing") from None
         except OSError as exc:
             raise Damaged(f"backup {backup_id!r}: its manifest cannot be read") from exc
 
-    def write_manifest(self, backup_id: str, data: bytes) -> None:
-        self.store.put(self.manifest_name(backup_id), data)
+    def write_manifest(self, backup_id: str, frame: bytes) -> None:
+        """Store a manifest: `frame` as `ManifestWriter.finish` returns it."""
+        self._put(Kind.MANIFEST, self.manifest_name(backup_id), frame)
 
     def read_verify(self, backup_id: str) -> VerifyResult | None:
+        """The last verify's record; absent or damaged reads as never verified."""
+        name = self.prefix(backup_id) + "verify.json"
         try:
-            return VerifyResult.model_validate_json(
-                self.store.get(self.prefix(backup_id) + "verify.json")
-            )
-        except (OSError, ValidationError, ValueError):
+            return VerifyResult.model_validate_json(self._get(Kind.VERIFY, name, name))
+        except (OSError, ValidationError, ValueError):  # DamagedObject is a ValueError
             return None
 
     def write_verify(self, result: VerifyResult) -> None:
-        self.store.put(
-            self.prefix(result.backup_id) + "verify.json", result.model_dump_json(indent=2).encode()
-        )
+        name = self.prefix(result.backup_id) + "verify.json"
+        self._put(Kind.VERIFY, name, result.model_dump_json(indent=2).encode())
 
     def delete_backup_files(self, backup_id: str) -> None:
         """The tombstone first (the backup vanishes from listings, and a delete cut short is
@@ -272,7 +297,7 @@ class Repository:
         backup, metadata last but one, the tombstone last."""
         prefix = self.prefix(backup_id)
         tombstone = TOMBSTONES + check_id(backup_id, "backup_id")
-        self.store.put(tombstone, b"")
+        self.store.put(tombstone, b"")  # empty: its name is all it says, nothing to seal
         names = [o.name for o in self.store.list(prefix)]
         meta = prefix + "metadata.json"
         for name in sorted(names, key=lambda n: n == meta):
@@ -283,38 +308,37 @@ class Repository:
     # --- chunks ----------------------------------------------------------------------------
 
     def refresh_index(self) -> Index:
-        self.index.refresh(self.store)
+        self.index.refresh(self.store, self.codec)
         return self.index
+
+    def write_index(self, locations: list[tuple[bytes, BlobLocation]]) -> str | None:
+        """One new index file for `locations` (their packs durable); its name, or None."""
+        return write_index(self.store, self.codec, locations)
+
+    def pack_writer(
+        self, on_flush: Callable[[str, list[tuple[bytes, BlobLocation]]], None]
+    ) -> PackWriter:
+        """A writer of new packs of this repository's size, sealed by its codec."""
+        return PackWriter(self.store, on_flush, self.pack_size, codec=self.codec)
 
     def read_blob(self, digest: bytes, packs: RangeReader | None = None) -> bytes:
         """A chunk's raw bytes, checked against its hash (`packs` keeps packs open)."""
         loc = self.index.get(digest)
         if loc is None:
             raise MissingChunk(f"chunk {digest.hex()[:16]} is missing from the index")
+        name = pack_name(loc.pack_id)
         try:
-            name = pack_name(loc.pack_id)
             if packs is not None:
                 stored = packs.get_range(name, loc.offset, loc.length)
             else:
                 stored = self.store.get_range(name, loc.offset, loc.length)
-            raw = decompress(stored, loc.flags, loc.raw_length)
         except ObjectNotFound:
             raise MissingChunk(f"pack {loc.pack_id[:16]} is missing") from None
-        except (EOFError, ValueError, struct.error) as exc:
+        except EOFError as exc:
             raise DamagedChunk(
                 f"chunk {digest.hex()[:16]} in pack {loc.pack_id[:16]}: {exc}"
             ) from exc
-        except Exception as exc:  # zstandard.ZstdError
-            if type(exc).__name__ == "ZstdError":
-                raise DamagedChunk(
-                    f"chunk {digest.hex()[:16]} in pack {loc.pack_id[:16]}: {exc}"
-                ) from exc
-            raise
-        if len(raw) != loc.raw_length or hash_bytes(raw) != digest:
-            raise DamagedChunk(
-                f"chunk {digest.hex()[:16]} in pack {loc.pack_id[:16]} fails its hash"
-            )
-        return raw
+        return self.codec.open_blob(digest, stored, loc.flags, loc.raw_length, pack_id=loc.pack_id)
 
     def stored_bytes(self) -> int:
         return sum(o.size for o in self.store.list("packs/"))
