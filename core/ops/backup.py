@@ -498,7 +498,7 @@ class BackupRun:
             # A parent without a checksum (never written so): every reused line is checked whole.
             strict=reuse and not (self.plan.reference and self.plan.reference.checksum),
             stored=self.repo.index.entries.keys(),  # a dict's keys: `in` without a call
-            add_ref=self.referenced.add,
+            add_refs=self.referenced.update,
             advance=self.ctx.advance,
         )
         c = self.counts

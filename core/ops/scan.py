@@ -22,6 +22,9 @@ from dataclasses import dataclass
 
 from core.repo import manifest as mf
 
+FILE, DIR, SYMLINK = mf.FILE, mf.DIR, mf.SYMLINK
+_KIND = mf.FIELD_KEYS["kind"]  # the key of a line's Entry.kind: `fields.get(_KIND)`, no call
+
 PROGRESS_EVERY = 256  # scanned entries between two progress reports (rate-limited anyway)
 
 #: A line of the parent's manifest as `mf.Records` yields it: (path, fields, line, start, end).
@@ -94,59 +97,58 @@ def shown(rel: bytes) -> str:
 #: and nothing can set it back; the other attributes name the change more precisely, so the
 #: ctime comes last. A file's or symlink's mode and owner are covered by its ctime alone.
 COMPARED: dict[str, tuple[str, ...]] = {
-    mf.FILE: ("size", "mtime_ns", "ino", "ctime_ns"),
-    mf.SYMLINK: ("size", "mtime_ns", "ino", "ctime_ns"),
-    mf.DIR: ("mtime_ns", "mode", "uid", "gid", "ctime_ns"),
+    FILE: ("size", "mtime_ns", "ino", "ctime_ns"),
+    SYMLINK: ("size", "mtime_ns", "ino", "ctime_ns"),
+    DIR: ("mtime_ns", "mode", "uid", "gid", "ctime_ns"),
 }
 
-_KIND_OF_MODE = {stat.S_IFREG: mf.FILE, stat.S_IFDIR: mf.DIR, stat.S_IFLNK: mf.SYMLINK}
-
-#: Per kind: (the names compared, their reader from a line's fields, their reader from an lstat).
-_RULES = {
-    kind: (
-        names,
-        mf.fields_reader(*names),
-        operator.attrgetter(*("st_" + name for name in names)),
-    )
+#: Per kind: the readers of COMPARED's attributes from a line's fields and from an lstat.
+_RULES: dict[str, tuple[Callable[[dict], tuple], Callable[[os.stat_result], tuple]]] = {
+    kind: (mf.fields_reader(*names), operator.attrgetter(*("st_" + name for name in names)))
     for kind, names in COMPARED.items()
 }
+#: The kind of entry of each file type (st_mode's type bits); other types are never unchanged.
+KIND_OF_TYPE = {stat.S_IFREG: FILE, stat.S_IFDIR: DIR, stat.S_IFLNK: SYMLINK}
 
 
-def change(old: dict, st: os.stat_result) -> str | None:
-    """Why the parent's line (its fields, `old`) no longer describes the entry the walk
-    lstat'ed as `st`: "kind", the first attribute of COMPARED that differs, or "incomplete"
-    (a field missing from the line); None when it still does."""
-    kind = _KIND_OF_MODE.get(st.st_mode & 0o170000)
-    if kind is None or mf.kind_of(old) != kind:
-        return "kind"
-    names, recorded, observed = _RULES[kind]
+def change(old: dict, kind: str, st: os.stat_result) -> str | None:
+    """Why the parent's line (its fields, `old`) no longer describes the entry of `kind` the
+    walk lstat'ed as `st`: "kind", the first attribute of COMPARED that differs, or
+    "incomplete" (a field missing from the line); None when it still does. (The walk gives
+    the kind it saw in `st`: it is not worked out again here, on every entry.)"""
+    recorded, observed = _RULES[kind]
     try:
+        if old[_KIND] != kind:
+            return "kind"
         was = recorded(old)
     except KeyError:
         return "incomplete"
     now = observed(st)
     if was == now:
         return None
-    return next(name for name, a, b in zip(names, was, now, strict=True) if a != b)
+    return next(n for n, a, b in zip(COMPARED[kind], was, now, strict=True) if a != b)
 
 
 def unchanged(old: dict, st: os.stat_result) -> bool:
     """Whether the parent's line still describes the entry lstat'ed as `st` (see `change`)."""
-    return change(old, st) is None
+    kind = KIND_OF_TYPE.get(stat.S_IFMT(st.st_mode))
+    return kind is not None and change(old, kind, st) is None
 
 
 NO_CHUNKS: list[bytes] = []
 
 
-def reusable(old: dict, st: os.stat_result, stored: Collection[bytes]) -> list[bytes] | None:
+def reusable(
+    old: dict, kind: str, st: os.stat_result, stored: Collection[bytes]
+) -> list[bytes] | None:
     """The reuse decision: the chunks the parent's line names (none for a directory or
     symlink) when it can be copied as it is, or None when the entry is to be read. A line is
     reused when it still describes the entry (`change`) and, for a file, every chunk it names
     is still `stored` (indexed): a chunk gone since (reclaimed, or damaged and dropped) means
     reading the file again."""
-    if change(old, st) is not None:
+    if change(old, kind, st) is not None:
         return None
-    if not stat.S_ISREG(st.st_mode):
+    if kind != FILE:
         return NO_CHUNKS
     digests = mf.chunk_digests(old)
     if digests is None:
@@ -158,11 +160,9 @@ def reusable(old: dict, st: os.stat_result, stored: Collection[bytes]) -> list[b
 
 
 def first_name(inodes: dict[tuple[int, int], bytes], rel: bytes, st: os.stat_result) -> bytes:
-    """The first path walked of this file's inode (itself unless it has other hard links
-    walked before it); `inodes` remembers them for the rest of the walk."""
-    if st.st_nlink > 1:
-        return inodes.setdefault((st.st_dev, st.st_ino), rel)
-    return rel
+    """The first path walked of the inode of this file with other hard links (itself, unless
+    one of them came before it); `inodes` remembers them for the rest of the walk."""
+    return inodes.setdefault((st.st_dev, st.st_ino), rel)
 
 
 # --- the merge -----------------------------------------------------------------------------
@@ -170,45 +170,51 @@ def first_name(inodes: dict[tuple[int, int], bytes], rel: bytes, st: os.stat_res
 
 class ParentLines:
     """The parent's manifest lines, taken in step with the walk: `take(rel)` passes the lines
-    of paths before `rel` (gone since the parent) and returns the line of `rel`, if any.
-    `files` counts the parent's file lines gone by; `finish` passes the rest (so that the
-    lines are all hashed: the caller compares the manifest's checksum)."""
+    of paths before `rel` (gone since the parent) and returns the line of `rel`, if any;
+    `finish` passes the rest (so that every line is hashed: the caller compares the
+    manifest's checksum). `passed_files` counts the file lines passed, taken by no path."""
 
-    __slots__ = ("_lines", "_next", "files")
+    __slots__ = ("_lines", "_next", "passed_files")
 
     def __init__(self, records: Iterable[Record]) -> None:
         self._lines: Iterator[Record] = iter(records)
-        self.files = 0
-        self._next = self._advance()
-
-    def _advance(self) -> Record | None:
-        record = next(self._lines, None)
-        if record is not None and mf.kind_of(record[1]) == mf.FILE:
-            self.files += 1
-        return record
+        self._next = next(self._lines, None)
+        self.passed_files = 0
 
     def take(self, rel: bytes) -> Record | None:
         record = self._next
+        if record is not None and record[0] == rel:  # in step: the common case, kept short
+            self._next = next(self._lines, None)
+            return record
+        return self._catch_up(rel)
+
+    def _catch_up(self, rel: bytes) -> Record | None:
+        record = self._next
         if record is None:
             return None
-        if record[0] != rel:
-            key = mf.order_key(rel)
-            while mf.order_key(record[0]) < key:
-                record = self._advance()
-                if record is None:
-                    self._next = None
-                    return None
-            if record[0] != rel:
-                self._next = record
+        key = mf.order_key(rel)
+        while mf.order_key(record[0]) < key:
+            self._pass(record)
+            record = next(self._lines, None)
+            if record is None:
+                self._next = None
                 return None
-        self._next = self._advance()
+        if record[0] != rel:
+            self._next = record
+            return None
+        self._next = next(self._lines, None)
         return record
 
+    def _pass(self, record: Record) -> None:
+        if mf.kind_of(record[1]) == FILE:
+            self.passed_files += 1
+
     def finish(self) -> int:
-        """Passes the lines left; the number of file lines in the parent's manifest."""
+        """Passes the lines left; the number of file lines passed in all."""
         while self._next is not None:
-            self._next = self._advance()
-        return self.files
+            self._pass(self._next)
+            self._next = next(self._lines, None)
+        return self.passed_files
 
 
 def merge(
@@ -218,13 +224,13 @@ def merge(
     reuse: bool,
     strict: bool,
     stored: Collection[bytes],
-    add_ref: Callable[[bytes], None],
+    add_refs: Callable[[Iterable[bytes]], None],
     advance: Advance,
 ) -> tuple[list[Planned], ScanTotals]:
     """The walk merged with the parent's lines: per entry, the span of reused lines it joins
     or the Item to read. `reuse`: lines may be reused (else the parent only tells which files
     are new); `strict`: each reused line is decoded first (a parent without a checksum), so
-    that a damaged one raises ManifestError. `add_ref` gets every chunk a reused line names.
+    that a damaged one raises ManifestError. `add_refs` gets the chunks each reused line names.
     The hot loop of a backup with few changes: kept to a few calls per entry."""
     items: list[Planned] = []
     append = items.append
@@ -232,6 +238,7 @@ def merge(
     inodes: dict[tuple[int, int], bytes] = {}
     span: ReusedSpan | None = None  # the last item, when it is a span of reused lines
     files = size = dirs = links = read_files = read_bytes = shown_files = shown_bytes = 0
+    taken_files = 0  # file lines of the parent taken by an entry read
     tick = PROGRESS_EVERY
     for rel, kind, st in walk:
         tick -= 1
@@ -240,11 +247,11 @@ def merge(
             done, done_bytes = files + read_files, size + read_bytes
             advance(done - shown_files, done_bytes - shown_bytes, shown(rel))
             shown_files, shown_bytes = done, done_bytes
-        first = first_name(inodes, rel, st) if kind == mf.FILE else rel
+        first = first_name(inodes, rel, st) if st.st_nlink > 1 and kind == FILE else rel
         record = take(rel)
         if record is not None and reuse:
             _path, old, line, start, end = record
-            digests = reusable(old, st, stored)
+            digests = reusable(old, kind, st, stored)
             if digests is not None:
                 if strict:
                     mf.decode_entry(line)  # raises ManifestError if damaged
@@ -254,30 +261,34 @@ def merge(
                 else:
                     span = ReusedSpan(start, end, rel, rel)
                     append(span)
-                if kind == mf.FILE:
-                    for digest in digests:
-                        add_ref(digest)
+                if kind == FILE:
+                    add_refs(digests)
                     files += 1
                     size += st.st_size
-                elif kind == mf.DIR:
+                elif kind == DIR:
                     dirs += 1
                 else:
                     links += 1
                 continue
         span = None
-        append(_item(rel, kind, st, record[1] if record is not None else None, first))
-        if kind == mf.FILE:
+        item = _item(rel, kind, st, record[1] if record is not None else None, first)
+        append(item)
+        if item.had_file:
+            taken_files += 1
+        if kind == FILE:
             read_files += 1
             read_bytes += st.st_size
     advance(files + read_files - shown_files, size + read_bytes - shown_bytes, None)
-    totals = ScanTotals(files, size, dirs, links, read_files, read_bytes, parent.finish())
+    # every file line of the parent was taken (by a file reused, or an entry read) or passed
+    parent_files = files + taken_files + parent.finish()
+    totals = ScanTotals(files, size, dirs, links, read_files, read_bytes, parent_files)
     return items, totals
 
 
 def _item(rel: bytes, kind: str, st: os.stat_result, old: dict | None, first: bytes) -> Item:
     """The entry to read, with what the parent's line of its path (`old`) said: for the counts
     of new and changed files."""
-    had_file = old is not None and mf.kind_of(old) == mf.FILE
+    had_file = old is not None and mf.kind_of(old) == FILE
     return Item(
         rel,
         kind,

@@ -103,7 +103,13 @@ def chunk_digests(fields: dict) -> list[bytes] | None:
     """The raw digests of the line's Entry.chunks, in order; None when they do not read as
     (hex digest, size) pairs."""
     try:
-        return [bytes.fromhex(h) for h, _n in fields.get("ch", ())]
+        chunks = fields["ch"]
+        if len(chunks) == 1:  # most files: without a comprehension's frame
+            ((digest, _n),) = chunks
+            return [bytes.fromhex(digest)]
+        return [bytes.fromhex(h) for h, _n in chunks]
+    except KeyError:
+        return []
     except (TypeError, ValueError):
         return None
 
