@@ -5,11 +5,11 @@ write order is restic's: packs, then the index file naming them, then the manife
 metadata marked COMPLETED, so a crash at any instant leaves nothing COMPLETED that cannot
 be restored.
 
-Two passes. The scan walks the tree and merges it with the parent's manifest (both sorted
-by path components), deciding per entry whether it is unchanged (its parent line is reused
-verbatim, nothing read) or must be read; that gives exact totals for progress. The read pass
-feeds the files to reader threads (small files in batches, to keep per-file overhead low)
-and writes manifest lines in walk order.
+Two passes. The scan (core.ops.scan) walks the tree and merges it with the parent's manifest
+(both sorted by path components), deciding per entry whether it is unchanged (its parent line
+is reused verbatim, nothing read) or must be read; that gives exact totals for progress. The
+read pass feeds the files to reader threads (small files in batches, to keep per-file overhead
+low) and writes manifest lines in walk order, copying the reused spans from the parent's.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from core.repo import manifest as mf
 
 FILE, DIR, SYMLINK = mf.FILE, mf.DIR, mf.SYMLINK
-_KIND = mf.FIELD_KEYS["kind"]  # the key of a line's Entry.kind: `fields.get(_KIND)`, no call
+_KIND = mf.FIELD_KEYS["kind"]  # the key of a line's Entry.kind, read inline on every entry
 
 PROGRESS_EVERY = 256  # scanned entries between two progress reports (rate-limited anyway)
 
@@ -94,8 +94,11 @@ def shown(rel: bytes) -> str:
 #: whose equality with the parent's line tells the entry unchanged. The ctime is what makes
 #: that sound: the kernel moves it with every change of content or attributes (a write, a
 #: truncate, chmod, chown, an extended attribute or ACL, a link, unlink or rename of the inode),
-#: and nothing can set it back; the other attributes name the change more precisely, so the
-#: ctime comes last. A file's or symlink's mode and owner are covered by its ctime alone.
+#: and no system call sets it to a chosen value; the other attributes name the change more
+#: precisely, so the ctime comes last. A file's or symlink's mode and owner are covered by its
+#: ctime alone. It holds with coarse timestamps too because the read pass records a file only
+#: once it has settled (core.ops.backup._settled: unchanged RACY_NS after its last change), so
+#: a write in the same timestamp step as the read cannot hide behind an equal ctime.
 COMPARED: dict[str, tuple[str, ...]] = {
     FILE: ("size", "mtime_ns", "ino", "ctime_ns"),
     SYMLINK: ("size", "mtime_ns", "ino", "ctime_ns"),
