@@ -359,3 +359,19 @@ def test_merge_names_the_first_path_of_a_hard_linked_inode(backed_up):
     items, _totals, _refs, _progress = _merge(d, data, repo)
     read = {i.rel: i for i in items if type(i) is scan.Item}
     assert read[b"file"].link is None and read[b"zlink"].link == b"file"
+
+
+# --- the manifest's accessors ----------------------------------------------------------------
+
+
+def test_the_accessors_read_what_decode_entry_reads(backed_up):
+    """On every line the engine wrote, each accessor gives the decoded Entry's attribute."""
+    _d, _repo, lines, _data = backed_up
+    assert {fields["k"] for fields in lines.values()} == {mf.FILE, mf.DIR, mf.SYMLINK}
+    for fields in lines.values():
+        entry = _entry(fields)
+        names = scan.COMPARED[entry.kind]
+        assert mf.fields_reader(*names)(fields) == tuple(getattr(entry, n) for n in names)
+        assert mf.fields_reader("mode")(fields) == (entry.mode,)
+        assert mf.kind_of(fields) == entry.kind and mf.hash_of(fields) == entry.hash
+        assert mf.chunk_digests(fields) == [bytes.fromhex(h) for h, _n in entry.chunks]

@@ -86,7 +86,10 @@ FIELD_KEYS = {
 def fields_reader(*names: str) -> Callable[[dict], tuple]:
     """A reader of the named attributes from a line's fields, as one tuple in that order (one
     C call: the scan runs it on every line). A field the line lacks raises KeyError."""
-    return operator.itemgetter(*(FIELD_KEYS[name] for name in names))
+    getter = operator.itemgetter(*(FIELD_KEYS[name] for name in names))
+    if len(names) == 1:  # itemgetter of one key returns the value, not a tuple
+        return lambda fields: (getter(fields),)
+    return getter
 
 
 def kind_of(fields: dict) -> object:
@@ -100,8 +103,8 @@ def hash_of(fields: dict) -> object:
 
 
 def chunk_digests(fields: dict) -> list[bytes] | None:
-    """The raw digests of the line's Entry.chunks, in order; None when they do not read as
-    (hex digest, size) pairs."""
+    """The raw digests of the line's Entry.chunks, in order (none for a line without chunks);
+    None when they do not read as (hex digest, size) pairs."""
     try:
         chunks = fields["ch"]
         if len(chunks) == 1:  # most files: without a comprehension's frame
