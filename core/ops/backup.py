@@ -5,17 +5,16 @@ write order is restic's: packs, then the index file naming them, then the manife
 metadata marked COMPLETED, so a crash at any instant leaves nothing COMPLETED that cannot
 be restored.
 
-Two passes. The scan walks the tree and merges it with the parent's manifest (both sorted
-by path components), deciding per entry whether it is unchanged (its parent line is reused
-verbatim, nothing read) or must be read; that gives exact totals for progress. The read pass
-feeds the files to reader threads (small files in batches, to keep per-file overhead low)
-and writes manifest lines in walk order.
+Two passes. The scan (core.ops.scan) walks the tree and merges it with the parent's manifest
+(both sorted by path components), deciding per entry whether it is unchanged (its parent line
+is reused verbatim, nothing read) or must be read; that gives exact totals for progress. The
+read pass feeds the files to reader threads (small files in batches, to keep per-file overhead
+low) and writes manifest lines in walk order, copying the reused spans from the parent's.
 """
 
 from __future__ import annotations
 
 import errno
-import operator
 import os
 import stat
 import threading
@@ -25,11 +24,12 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from core.display import fs_text
 from core.errors import Damaged, NexusError, from_os_error
 from core.models import MAX_WARNINGS, BackupMetadata, BackupStatus
 from core.ops.confine import DIR_FLAGS
 from core.ops.progress import OperationContext
+from core.ops.scan import Item, ParentLines, Planned, ReusedSpan, merge
+from core.ops.scan import shown as _shown
 from core.ops.walker import Excludes, compile_excludes, exclude_lines, read_xattrs, walk_entries
 from core.repo import manifest as mf
 from core.repo.chunker import ChunkerParams, hash_bytes, iter_chunks, new_hasher
@@ -43,8 +43,6 @@ WINDOW = 64  # read jobs in flight ahead of the manifest writer
 BATCH_FILES = 64  # small files read by one job
 BATCH_BYTES = 4 * 1024 * 1024
 LARGE_FILES_AT_ONCE = 2
-PROGRESS_EVERY = 256  # scanned entries between two progress reports (rate-limited anyway)
-_FILE_FIELDS = operator.itemgetter("k", "t", "c", "i", "s")  # what tells a file unchanged
 Log = Callable[[str, str], None]  # (level, message)
 _local = threading.local()
 _NOATIME = getattr(os, "O_NOATIME", 0) if os.geteuid() == 0 else 0  # needs ownership
@@ -54,38 +52,6 @@ _PROC_FD = os.path.isdir(f"/proc/{os.getpid()}/fd")  # names an open directory b
 
 class SkipFile(Exception):
     """A file that cannot be backed up consistently; it is left out with a warning."""
-
-
-@dataclass(slots=True)
-class Item:
-    """One walked entry, compact: what the read pass needs and nothing more."""
-
-    rel: bytes
-    kind: str  # "f", "d", "l"
-    mode: int
-    size: int
-    mtime_ns: int
-    ctime_ns: int
-    ino: int
-    uid: int
-    gid: int
-    had_file: bool = False  # the parent held a file at this path
-    old_hash: str | None = None
-    link: bytes | None = None  # the first path of the same inode in this backup (hard links)
-
-    @property
-    def shown(self) -> str:
-        return _shown(self.rel)
-
-
-#: Unchanged entries, consecutive in the walk and in the parent's manifest: [start, end,
-#: first path, last path], the span of the parent's uncompressed manifest holding their lines,
-#: reused verbatim (copied from the parent's manifest again when the manifest is written, so
-#: that the lines are not held meanwhile).
-Reused = list
-
-
-_shown = fs_text  # a path in a message: the one decode policy (core.display)
 
 
 @dataclass
@@ -472,7 +438,7 @@ class BackupRun:
         self.plan.reference = None
         self.meta.parent_backup_id = None
 
-    def scan(self) -> list[Item | Reused]:
+    def scan(self) -> list[Planned]:
         """Walk and merge with the parent. The parent's lines are compared field by field
         without being decoded into entries; they are only as good as the parent manifest's
         checksum, which is known once its last line went by: when it does not match (or a
@@ -512,170 +478,36 @@ class BackupRun:
             shown = _shown(self.plan.data_dir)
             raise NexusError(f"data directory {shown} was removed during the backup")
 
-    def _scan(self, spec: Excludes | None, records: mf.Records | None) -> list[Item | Reused]:
-        # The hot loop of a backup with few changes: one iteration per entry of the tree,
-        # kept to plain comparisons (no entry objects, no calls per entry beyond the stat
-        # and the parent line's JSON). An unchanged file of one chunk, the common case,
-        # takes the first branch; everything else the general one below it.
-        ctx = self.ctx
-        index = self.repo.index.entries.keys()  # a dict's keys: `in` without a call
-        add_ref = self.referenced.add
+    def _scan(self, spec: Excludes | None, records: mf.Records | None) -> list[Planned]:
+        """The walk merged with the parent (core.ops.scan), its totals kept for the read
+        pass's progress and the backup's stats."""
         reuse = self.plan.reuse and records is not None
-        # A parent without a checksum (never written so): every reused line is checked whole.
-        strict = reuse and not (self.plan.reference and self.plan.reference.checksum)
-        order_key = mf.order_key
-        fromhex = bytes.fromhex
-        file_fields = _FILE_FIELDS
-        parent = iter(records) if records is not None else iter(())
-        end: tuple[None, dict, bytes, int, int] = (None, {}, b"", 0, 0)
-        old_path, old, old_line, old_start, old_end = next(parent, end)
-        run: Reused | None = None  # the last item, when it is a span of unchanged entries
-        fast = fast_size = ref_files = files = size = dirs = links = 0
-        read_files = read_bytes = shown_files = shown_bytes = 0
-        tick = PROGRESS_EVERY
-        items: list[Item | Reused] = []
-        append = items.append
-        inodes: dict[tuple[int, int], bytes] = {}  # hard-linked files: first path of each
-        for rel, kind, st in walk_entries(
-            self.plan.data_dir,
-            top_fd=self.top_fd,
-            excludes=spec,
-            skip=self.plan.skip_dirs,
-            warn=self.warn,
-            check=ctx.check,
-        ):
-            tick -= 1
-            if not tick:
-                tick = PROGRESS_EVERY
-                done, done_bytes = fast + files + read_files, fast_size + size + read_bytes
-                ctx.advance(done - shown_files, done_bytes - shown_bytes, _shown(rel))
-                shown_files, shown_bytes = done, done_bytes
-            first = None
-            if st.st_nlink > 1 and kind == "f":
-                first = inodes.setdefault((st.st_dev, st.st_ino), rel)
-            if old_path != rel and old_path is not None:
-                key = order_key(rel)
-                while old_path is not None and order_key(old_path) < key:
-                    if old.get("k") == "f":
-                        ref_files += 1
-                    old_path, old, old_line, old_start, old_end = next(parent, end)
-            had_file = False
-            old_hash = None
-            if old_path == rel:
-                o, line, start, stop = old, old_line, old_start, old_end
-                old_path, old, old_line, old_start, old_end = next(parent, end)
-                if reuse and kind == "f":
-                    # ctime changes with any change of content or metadata, so equal ctime,
-                    # inode, size and mtime mean the line still says it all; its chunk
-                    # must still be stored.
-                    try:
-                        if file_fields(o) == (
-                            "f",
-                            st.st_mtime_ns,
-                            st.st_ctime_ns,
-                            st.st_ino,
-                            st.st_size,
-                        ):
-                            chunks = o["ch"]
-                            if len(chunks) == 1:
-                                digest = fromhex(chunks[0][0])
-                                if digest in index:
-                                    if strict:
-                                        mf.decode_entry(line)  # raises ManifestError if damaged
-                                    if run is not None and run[1] == start:
-                                        run[1] = stop
-                                        run[3] = rel
-                                    else:
-                                        run = [start, stop, rel, rel]
-                                        append(run)
-                                    add_ref(digest)
-                                    fast += 1
-                                    fast_size += st.st_size
-                                    continue
-                    except (KeyError, TypeError, ValueError, IndexError):
-                        pass
-                okind = o.get("k")
-                if okind == "f":
-                    ref_files += 1
-                    had_file = True
-                    old_hash = o.get("h")
-                if reuse and okind == kind and o.get("t") == st.st_mtime_ns:
-                    if kind == "d":
-                        # ctime: a change of extended attributes or ACLs moves only that
-                        same = (
-                            o.get("m") == st.st_mode
-                            and o.get("c", 0) == st.st_ctime_ns
-                            and o.get("u", 0) == st.st_uid
-                            and o.get("g", 0) == st.st_gid
-                        )
-                        digests: list[bytes] = []
-                    else:
-                        same = (
-                            o.get("c", 0) == st.st_ctime_ns
-                            and o.get("i", 0) == st.st_ino
-                            and o.get("s", 0) == st.st_size
-                        )
-                        digests = []
-                        if same and kind == "f":
-                            try:
-                                digests = [fromhex(h) for h, _n in o.get("ch", ())]
-                            except (TypeError, ValueError):
-                                same = False
-                            same = same and all(d in index for d in digests)
-                    if same:
-                        if strict:
-                            mf.decode_entry(line)
-                        if run is not None and run[1] == start:
-                            run[1] = stop
-                            run[3] = rel
-                        else:
-                            run = [start, stop, rel, rel]
-                            append(run)
-                        if kind == "f":
-                            for d in digests:
-                                add_ref(d)
-                            files += 1
-                            size += st.st_size
-                        elif kind == "d":
-                            dirs += 1
-                        else:
-                            links += 1
-                        continue
-            run = None
-            append(
-                Item(
-                    rel,
-                    kind,
-                    st.st_mode,
-                    st.st_size,
-                    st.st_mtime_ns,
-                    st.st_ctime_ns,
-                    st.st_ino,
-                    st.st_uid,
-                    st.st_gid,
-                    had_file,
-                    old_hash,
-                    first if first != rel else None,
-                )
-            )
-            if kind == "f":
-                read_files += 1
-                read_bytes += st.st_size
-        done, done_bytes = fast + files + read_files, fast_size + size + read_bytes
-        ctx.advance(done - shown_files, done_bytes - shown_bytes)
-        while old_path is not None:  # count the rest of the reference's files
-            if old.get("k") == "f":
-                ref_files += 1
-            old_path, old, old_line, old_start, old_end = next(parent, end)
+        items, totals = merge(
+            walk_entries(
+                self.plan.data_dir,
+                top_fd=self.top_fd,
+                excludes=spec,
+                skip=self.plan.skip_dirs,
+                warn=self.warn,
+                check=self.ctx.check,
+            ),
+            ParentLines(records if records is not None else ()),
+            reuse=reuse,
+            # A parent without a checksum (never written so): every reused line is checked whole.
+            strict=reuse and not (self.plan.reference and self.plan.reference.checksum),
+            stored=self.repo.index.entries.keys(),  # a dict's keys: `in` without a call
+            add_refs=self.referenced.update,
+            advance=self.ctx.advance,
+        )
         c = self.counts
-        c["files"] += files + fast
-        c["size"] += size + fast_size
-        c["seen_ref"] += files + fast
-        c["unchanged"] += files + fast
-        c["dirs"] += dirs
-        c["links"] += links
-        self.ref_files = ref_files + fast
-        self.to_read = (read_files, read_bytes)
+        c["files"] += totals.reused_files
+        c["size"] += totals.reused_bytes
+        c["seen_ref"] += totals.reused_files
+        c["unchanged"] += totals.reused_files
+        c["dirs"] += totals.reused_dirs
+        c["links"] += totals.reused_links
+        self.ref_files = totals.parent_files
+        self.to_read = (totals.read_files, totals.read_bytes)
         return items
 
     # --- read: files to the reader threads, manifest lines in order ------------------------
@@ -759,7 +591,7 @@ class BackupRun:
             self.warn(f"{item.shown}: cannot read extended attributes: {exc.strerror or exc}")
             return None
 
-    def read(self, items: list[Item | Reused], state: RunState, writer: ManifestWriter) -> None:
+    def read(self, items: list[Planned], state: RunState, writer: ManifestWriter) -> None:
         ctx = self.ctx
         workers = max(2, min(8, (os.cpu_count() or 2) * 2))
         # Each unit: (items, future or None); a unit without a future is emitted directly.
@@ -772,9 +604,9 @@ class BackupRun:
                 unit, job = pending.popleft()
                 if job is None:
                     for item in unit:
-                        if type(item) is list:
+                        if type(item) is ReusedSpan:
                             assert spans is not None
-                            add_lines(item[2], item[3], spans.take(item[0], item[1]))
+                            add_lines(item.first, item.last, spans.take(item.start, item.end))
                             continue
                         try:
                             self._emit(writer, item, self._direct(item, state))
@@ -795,7 +627,7 @@ class BackupRun:
             try:
                 batch: list[Item] = []
                 batch_bytes = 0
-                direct: list[Item | Reused] = []
+                direct: list[Planned] = []
 
                 def flush_direct() -> None:
                     nonlocal direct
@@ -811,7 +643,7 @@ class BackupRun:
                         drain(WINDOW)
 
                 for n, item in enumerate(items):
-                    if type(item) is list or item.kind != "f":  # type: ignore[union-attr]
+                    if type(item) is ReusedSpan or item.kind != "f":  # type: ignore[union-attr]
                         if batch:
                             flush_batch()
                         direct.append(item)

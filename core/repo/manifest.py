@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import base64
 import io
+import operator
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import blake3
@@ -65,6 +66,59 @@ class Entry:
     @property
     def display_path(self) -> str:
         return self.path.decode("utf-8", "surrogateescape")
+
+
+# Accessors of an encoded line's fields (`Records` yields each line's JSON object as decoded),
+# by the names of Entry's attributes: the backup's scan compares a few fields of every line of
+# the parent without decoding it into an Entry, and the short keys stay spelled in this module.
+
+#: The key under which `encode_entry` writes each Entry attribute the scan reads.
+FIELD_KEYS = {
+    "kind": "k",
+    "mode": "m",
+    "mtime_ns": "t",
+    "size": "s",
+    "uid": "u",
+    "gid": "g",
+    "ino": "i",
+    "ctime_ns": "c",
+    "hash": "h",
+    "chunks": "ch",
+}
+
+
+def fields_reader(*names: str) -> Callable[[dict], tuple]:
+    """A reader of the named attributes from a line's fields, as one tuple in that order (one
+    C call: the scan runs it on every line). A field the line lacks raises KeyError."""
+    getter = operator.itemgetter(*(FIELD_KEYS[name] for name in names))
+    if len(names) == 1:  # itemgetter of one key returns the value, not a tuple
+        return lambda fields: (getter(fields),)
+    return getter
+
+
+def kind_of(fields: dict) -> object:
+    """The line's Entry.kind (unchecked; None if absent)."""
+    return fields.get("k")
+
+
+def hash_of(fields: dict) -> object:
+    """The line's Entry.hash (unchecked; None if absent)."""
+    return fields.get("h")
+
+
+def chunk_digests(fields: dict) -> list[bytes] | None:
+    """The raw digests of the line's Entry.chunks, in order (none for a line without chunks);
+    None when they do not read as (hex digest, size) pairs."""
+    try:
+        chunks = fields["ch"]
+        if len(chunks) == 1:  # most files: without a comprehension's frame
+            ((digest, _n),) = chunks
+            return [bytes.fromhex(digest)]
+        return [bytes.fromhex(h) for h, _n in chunks]
+    except KeyError:
+        return []
+    except (TypeError, ValueError):
+        return None
 
 
 def sort_key(path: bytes) -> tuple[bytes, ...]:
