@@ -1,5 +1,6 @@
 """The repository root as a URL: a path or `file://...` (LocalStore), `memory://NAME` (a
-store shared within this process, for tests); `s3://bucket/prefix` is the next store."""
+store shared within this process, for tests), `s3://BUCKET/PREFIX` (S3Store, endpoint and
+credentials from the AWS variables)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from urllib.parse import unquote, urlsplit
 from core.errors import InvalidInput
 from core.storage.base import ObjectStore
 
-SCHEMES = ("file", "memory")
+SCHEMES = ("file", "memory", "s3")
 
 
 def is_url(text: str) -> bool:
@@ -42,6 +43,10 @@ def open_store(url: str | Path, *, create: bool = False) -> ObjectStore:
         from core.storage.memory import named
 
         return named(urlsplit(str(url)).netloc or urlsplit(str(url)).path)
+    if scheme == "s3":
+        from core.storage.s3 import S3Store
+
+        return S3Store.from_url(str(url))
     raise InvalidInput(
         f"{url}: unknown repository scheme {scheme!r} (use a path or one of "
         + ", ".join(f"{s}://" for s in SCHEMES)
