@@ -19,7 +19,13 @@ from core.models import BackupMetadata, VerifyResult, check_id
 from core.repo.chunker import ChunkerParams, hash_bytes
 from core.repo.index import Index
 from core.repo.packs import DEFAULT_PACK_SIZE, decompress, pack_name
-from core.storage import ObjectNotFound, ObjectStore, RangeReader, open_store
+from core.storage import (
+    ObjectNotFound,
+    ObjectStore,
+    RangeReader,
+    open_store,
+    require_conditional_create,
+)
 
 FORMAT_VERSION = 1
 CONFIG = "config.json"
@@ -101,8 +107,10 @@ class Repository:
         return self.store.exists(CONFIG) or bool(self.store.children())
 
     def init(self) -> None:
-        """Create the project's repository (idempotent)."""
+        """Create the project's repository (idempotent), on a store whose server keeps
+        concurrent writers apart (create-if-absent enforced, probed by `prepare`)."""
         self.store.prepare()
+        require_conditional_create(self.store)
         if self.exists():
             return
         config = {

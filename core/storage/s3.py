@@ -244,7 +244,10 @@ class _Bucket:
         self.settings = settings
         self.client = client
         self.capabilities = Capabilities(
-            local_root=None, conditional_create=True, coalesce_gap=COALESCE_GAP
+            local_root=None,
+            conditional_create=True,  # what S3 promises; `prepare` checks it
+            coalesce_gap=COALESCE_GAP,
+            server=settings.where,
         )
         self.probed = False
         self.lock = threading.Lock()
@@ -481,7 +484,8 @@ class S3Store:
             except StopIteration:
                 return
             for meta in chunk:
-                yield meta["path"][len(base) :], meta
+                if meta["path"].startswith(base):
+                    yield meta["path"][len(base) :], meta
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Sorted by name, as the protocol asks (SeaweedFS lists directory by directory:
@@ -490,11 +494,14 @@ class S3Store:
         if prefix and not prefix.endswith("/"):
             check_name(prefix)
             parent, _, stem = prefix.rpartition("/")
+            directory = self._dir(parent)
             listing = self._call(
-                prefix, lambda: obstore.list_with_delimiter(self._client, self._dir(parent) or None)
+                prefix, lambda: obstore.list_with_delimiter(self._client, directory or None)
             )
             found = [
-                (rel, meta) for rel, meta in self._objects(listing) if _last(rel).startswith(stem)
+                (rel, meta)
+                for rel, meta in self._objects(listing, directory)
+                if _last(rel).startswith(stem)
             ]
             for sub in listing["common_prefixes"]:
                 if _last(sub).startswith(stem):
@@ -507,10 +514,14 @@ class S3Store:
             if TMP_MARK not in rel:
                 yield _info(rel, meta)
 
-    def _objects(self, listing: dict) -> Iterator[tuple[str, dict]]:
+    def _objects(self, listing: dict, directory: str) -> Iterator[tuple[str, dict]]:
+        """The objects of a delimiter listing of `directory`, relative to the store. Not the
+        directory itself: SeaweedFS lists an emptied directory as an object of its name."""
         base = self._prefix + "/" if self._prefix else ""
+        below = directory + "/" if directory else ""
         for meta in listing["objects"]:
-            yield meta["path"][len(base) :], meta
+            if meta["path"].startswith(below) and meta["path"] != directory:
+                yield meta["path"][len(base) :], meta
 
     def children(self, prefix: str = "") -> list[str]:
         """A delimiter listing. Its sub-prefixes are checked to hold an object: SeaweedFS
@@ -525,7 +536,7 @@ class S3Store:
         subs = [p for p in listing["common_prefixes"] if TMP_MARK not in _last(p)]
         held = list(_pool.map(self._holds_objects, subs)) if subs else []
         names = {_last(p) for p, yes in zip(subs, held, strict=True) if yes}
-        names.update(_last(m["path"]) for m in listing["objects"])
+        names.update(_last(rel) for rel, _ in self._objects(listing, directory))
         return sorted(n for n in names if TMP_MARK not in n)
 
     def _holds_objects(self, directory: str) -> bool:

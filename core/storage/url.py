@@ -4,6 +4,7 @@ credentials from the AWS variables)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -11,12 +12,14 @@ from core.errors import InvalidInput
 from core.storage.base import ObjectStore
 
 SCHEMES = ("file", "memory", "s3")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+")
 
 
 def is_url(text: str) -> bool:
-    """True for `scheme:...` with a scheme of two letters or more (not a Windows drive)."""
+    """True for `scheme:...` with a scheme of two characters or more, a letter first (RFC 3986;
+    `s3:`), so that a Windows drive (`C:`) is not one."""
     head, sep, _ = text.partition(":")
-    return bool(sep) and len(head) > 1 and head.isalpha()
+    return bool(sep) and _SCHEME.fullmatch(head) is not None
 
 
 def local_path(url: str | Path) -> Path | None:

@@ -1,0 +1,236 @@
+"""The S3 store against a real SeaweedFS on 127.0.0.1: what the contract suite cannot say
+(errors of a real server, multipart, the conditional-write probe, faults on the wire)."""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from storage.faultproxy import FAKE_SUCCESS, PASS, FaultProxy, random_faults
+from storage.seaweed import SeaweedServer, free_ports
+
+from core.errors import InvalidInput, NexusError
+from core.repo.repository import Repository
+from core.storage import (
+    ObjectExists,
+    ObjectNotFound,
+    StoreError,
+    StoreUnavailable,
+    UnsafeSharing,
+    open_store,
+)
+from core.storage.s3 import PART_SIZE, S3Store
+
+
+def _store(server: SeaweedServer, **env: str) -> S3Store:
+    return S3Store.from_url(server.url(f"t-{secrets.token_hex(6)}"), {**server.env(), **env})
+
+
+def _one_line(exc: BaseException, *words: str) -> None:
+    text = str(exc)
+    assert "\n" not in text and len(text) < 400, text
+    for word in words:
+        assert word in text, text
+
+
+def test_open_store_opens_the_bucket_from_the_aws_variables(s3_url: str) -> None:
+    store = open_store(s3_url)
+    assert isinstance(store, S3Store)
+    assert store.url == s3_url
+    store.prepare()
+    store.put("config.json", b"{}")
+    assert open_store(s3_url).get("config.json") == b"{}"
+
+
+@pytest.mark.parametrize(
+    ("env", "why"),
+    [
+        ({"AWS_SECRET_ACCESS_KEY": "wrong"}, "SignatureDoesNotMatch"),
+        ({"AWS_ACCESS_KEY_ID": "nobody"}, "InvalidAccessKeyId"),
+    ],
+)
+def test_wrong_credentials_are_one_clear_line(
+    seaweed: SeaweedServer, env: dict[str, str], why: str
+) -> None:
+    store = _store(seaweed, **env)
+    for op in (store.prepare, lambda: store.get("x"), lambda: store.put("x", b"x"), store.list):
+        with pytest.raises(StoreUnavailable) as caught:
+            list(op() or ())
+        _one_line(caught.value, "credentials", why, seaweed.bucket, seaweed.endpoint)
+
+
+def test_an_unknown_bucket_is_one_clear_line(seaweed: SeaweedServer) -> None:
+    store = S3Store.from_url("s3://no-such-bucket/p", seaweed.env())
+    for op in (store.prepare, lambda: store.put("x", b"x"), store.children):
+        with pytest.raises(StoreUnavailable) as caught:
+            op()
+        _one_line(caught.value, "no-such-bucket", "does not exist", seaweed.endpoint)
+
+
+def test_missing_credentials_are_refused_before_any_request(seaweed: SeaweedServer) -> None:
+    env = {k: v for k, v in seaweed.env().items() if not k.startswith("AWS_SECRET")}
+    with pytest.raises(StoreUnavailable) as caught:
+        S3Store.from_url(seaweed.url("p"), env)
+    _one_line(caught.value, "AWS_SECRET_ACCESS_KEY")
+    env = {k: v for k, v in env.items() if k != "AWS_ACCESS_KEY_ID"}
+    with pytest.raises(StoreUnavailable) as caught:
+        S3Store.from_url(seaweed.url("p"), env)
+    _one_line(caught.value, "no credentials")
+
+
+def test_plain_http_is_only_for_loopback_unless_allowed() -> None:
+    env = {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+    with pytest.raises(InvalidInput, match="in clear"):
+        S3Store.from_url("s3://b/p", {**env, "AWS_ENDPOINT_URL": "http://192.0.2.1:9000"})
+    allowed = {**env, "AWS_ENDPOINT_URL": "http://192.0.2.1:9000", "AWS_ALLOW_HTTP": "true"}
+    assert S3Store.from_url("s3://b/p", allowed).url == "s3://b/p"
+    with pytest.raises(InvalidInput):
+        S3Store.from_url("s3:///p", env)
+
+
+def test_an_unreachable_endpoint_fails_in_seconds() -> None:
+    (port,) = free_ports(1)  # nothing listens there: every connect is refused
+    env = {
+        "AWS_ACCESS_KEY_ID": "k",
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+    }
+    store = S3Store.from_url("s3://bucket/p", env)
+    began = time.monotonic()
+    with pytest.raises(StoreUnavailable) as caught:
+        store.get("config.json")
+    elapsed = time.monotonic() - began
+    _one_line(caught.value, "cannot reach", f"127.0.0.1:{port}", "retries")
+    assert elapsed < 5, f"{elapsed:.1f}s to give up on a closed port"
+
+
+def test_put_file_uploads_multipart_and_consumes_the_file(seaweed: SeaweedServer) -> None:
+    store = _store(seaweed)
+    store.prepare()
+    data = os.urandom(2 * PART_SIZE + 12345)
+    spooled = store.spool() / f"pack.tmp-{secrets.token_hex(4)}"
+    spooled.write_bytes(data)
+    store.put_file("packs/ab/abcd", spooled)
+    assert not spooled.exists()
+    assert store.get("packs/ab/abcd") == data
+    assert store.stat("packs/ab/abcd").size == len(data)
+    asked = [(PART_SIZE - 10, 20), (0, 5), (len(data) - 7, 7)]
+    assert store.read_ranges("packs/ab/abcd", asked) == [data[o : o + n] for o, n in asked]
+
+
+def test_put_file_of_a_missing_file_stores_nothing(seaweed: SeaweedServer, tmp_path: Path) -> None:
+    store = _store(seaweed)
+    with pytest.raises(ValueError):
+        store.put_file("packs/ab/x", tmp_path / "gone")
+    assert not store.exists("packs/ab/x")
+
+
+def test_stat_has_the_server_clock_and_an_etag_that_changes(seaweed: SeaweedServer) -> None:
+    store = _store(seaweed)
+    store.put("settings.json", b"one")
+    first = store.stat("settings.json")
+    assert abs(first.mtime - time.time()) < 60
+    assert first.etag
+    store.put("settings.json", b"two")
+    assert store.stat("settings.json").etag != first.etag
+    assert [o.etag for o in store.list("settings")] == [store.stat("settings.json").etag]
+
+
+def test_seaweedfs_enforces_conditional_writes(seaweed: SeaweedServer) -> None:
+    store = _store(seaweed)
+    store.prepare()
+    assert store.check_conditional_writes() is True
+    assert store.capabilities.conditional_create is True
+    assert store.children() == []  # the probe left nothing behind
+    assert store.remove_partials() == 0
+
+
+def test_a_server_that_ignores_if_none_match_is_refused(
+    seaweed: SeaweedServer, tmp_path: Path
+) -> None:
+    """Through a proxy that turns the server's 412 into 200 (a server ignoring the
+    precondition, as the client sees it): the probe says so and no repository is made."""
+    upstream = ("127.0.0.1", seaweed.ports["s3.port"])
+    with FaultProxy(upstream, lambda method, path: FAKE_SUCCESS) as proxy:
+        env = {**seaweed.env(), "AWS_ENDPOINT_URL": proxy.endpoint}
+        store = S3Store.from_url(seaweed.url(f"t-{secrets.token_hex(6)}"), env)
+        assert store.check_conditional_writes() is False
+        assert store.capabilities.conditional_create is False
+        repo = Repository(tmp_path, "web", store=store.sub("web"))
+        with pytest.raises(UnsafeSharing) as caught:
+            repo.init()
+        assert isinstance(caught.value, NexusError)
+        _one_line(caught.value, "does not enforce conditional writes", proxy.endpoint)
+        assert store.children() == []
+
+
+def test_put_new_keeps_the_first_writer_and_accepts_its_own_retry(seaweed: SeaweedServer) -> None:
+    store = _store(seaweed)
+    store.put_new("locks/a", b"mine")
+    store.put_new("locks/a", b"mine")  # the same bytes: a retry whose first try landed
+    with pytest.raises(ObjectExists):
+        store.put_new("locks/a", b"theirs")
+    assert store.get("locks/a") == b"mine"
+
+
+def test_an_outage_is_not_an_absent_object(seaweed: SeaweedServer) -> None:
+    """ObjectNotFound is for absent objects only: a refused connection is StoreUnavailable,
+    so that nothing reads 'no repository here' into an outage."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**seaweed.env(), "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    store = S3Store.from_url(seaweed.url("p"), env)
+    with pytest.raises(StoreUnavailable):
+        store.exists("config.json")
+    with pytest.raises(StoreUnavailable):
+        store.children()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_faults_on_the_wire_never_give_wrong_bytes(seaweed: SeaweedServer, seed: int) -> None:
+    """Resets, delays, 503s and truncated bodies at random: every operation either works
+    with the right bytes or fails with one StoreError line."""
+    upstream = ("127.0.0.1", seaweed.ports["s3.port"])
+    rng = random.Random(seed)
+    with FaultProxy(upstream, random_faults(0.3, seed), delay=0.05) as proxy:
+        env = {**seaweed.env(), "AWS_ENDPOINT_URL": proxy.endpoint}
+        store = S3Store.from_url(seaweed.url(f"t-{secrets.token_hex(6)}"), env)
+        maybe: dict[str, set[bytes]] = {}  # what each name may hold after a failed write
+        failures = 0
+        for i in range(24):
+            name = f"obj/{rng.randrange(4)}"
+            data = rng.randbytes(rng.choice([0, 100, 70_000]))
+            try:
+                if i % 3 == 0 or name not in maybe:
+                    store.put(name, data)
+                    maybe[name] = {data}
+                elif i % 3 == 1:
+                    assert store.get(name) in maybe[name]
+                else:
+                    (got,) = store.read_ranges(name, [(0, 50)])
+                    assert any(got == d[:50] for d in maybe[name] if len(d) >= 50)
+            except EOFError:  # a range past a short object: not a fault
+                assert any(len(d) < 50 for d in maybe[name])
+            except StoreError as exc:
+                failures += 1
+                _one_line(exc)
+                if i % 3 == 0 or name not in maybe:
+                    maybe.setdefault(name, set()).add(data)
+        assert sum(proxy.injected.values()) > 0
+    # with bounded retries most operations come through
+    assert failures < 12, (failures, proxy.injected)
+
+
+def test_absent_object_through_a_proxy_is_still_not_found(seaweed: SeaweedServer) -> None:
+    upstream = ("127.0.0.1", seaweed.ports["s3.port"])
+    with FaultProxy(upstream, lambda method, path: PASS) as proxy:
+        env = {**seaweed.env(), "AWS_ENDPOINT_URL": proxy.endpoint}
+        store = S3Store.from_url(seaweed.url(f"t-{secrets.token_hex(6)}"), env)
+        with pytest.raises(ObjectNotFound):
+            store.get("nope")
