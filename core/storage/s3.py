@@ -16,10 +16,12 @@ import contextlib
 import ipaddress
 import itertools
 import os
+import random
 import re
 import secrets
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -77,6 +79,8 @@ PART_CONCURRENCY = 4
 #: parallel GETs of one `read_ranges`
 RANGE_CONCURRENCY = 8
 DELETE_BATCH = 1000
+#: attempts of a write that failed on the wire after it was sent (obstore does not retry it)
+WRITE_ATTEMPTS = 4
 #: environment variables that let obstore find credentials without an access key
 CREDENTIAL_SOURCES = (
     "AWS_WEB_IDENTITY_TOKEN_FILE",
@@ -186,7 +190,19 @@ def make_client(settings: S3Settings) -> _Client:
 
 _CODE = re.compile(r"<Code>([^<]+)</Code>")
 _STATUS = re.compile(r"status code: (\d{3})")
-_RETRIES = re.compile(r"after (\d+) retries")
+_CONNECT = re.compile(r"kind: Connect\b")  # not ConnectionReset
+_RETRIED = re.compile(r"retries: (\d+),\s*max_retries: (\d+)")
+#: obstore's words for a failure on the wire (refused, reset, cut short, timed out)
+_TRANSPORT = ("error sending request", "body error", "dns error", "Connection refused", "timed out")
+
+
+class Transport(StoreUnavailable):
+    """A request that failed on the wire. `maybe_done`: it failed after it was sent (obstore
+    retries only before), so the server may have carried it out."""
+
+    def __init__(self, message: str, *, maybe_done: bool) -> None:
+        super().__init__(message)
+        self.maybe_done = maybe_done
 
 
 def _short(exc: BaseException) -> str:
@@ -226,10 +242,21 @@ def _translate(exc: BaseException, where: str, name: str) -> Exception:
         return ObjectNotFound(f"object {name!r} not found")
     if status == 416:
         return _RangeNotSatisfiable(name)
-    if "error sending request" in text or "Connection refused" in text or "dns error" in text:
-        retries = _RETRIES.search(text)
-        tries = f" (after {retries.group(1)} retries)" if retries else ""
-        return StoreUnavailable(f"{where}: cannot reach the server{tries}")
+    if isinstance(exc, obx.AlreadyExistsError | obx.PreconditionError):
+        return ObjectExists(f"object {name!r} already exists")
+    if any(sign in text for sign in _TRANSPORT):
+        tried = _RETRIED.search(text)
+        retries = int(tried.group(1)) if tried else 0
+        what = (
+            "cannot reach the server"
+            if _CONNECT.search(text) or "dns error" in text
+            else "the connection to the server failed"
+        )
+        tries = f" (after {retries} retries)" if retries else ""
+        # obstore retries a request only until it is sent: one that failed later may
+        # have been carried out, and only its caller knows whether doing it again is safe
+        unsent = tried is None or retries >= int(tried.group(2))
+        return Transport(f"{where}: {what}{tries}", maybe_done=not unsent)
     return StoreError(f"{where}: {name or 'request'}: {_short(exc)}")
 
 
@@ -335,6 +362,19 @@ class S3Store:
                 raise
             raise _translate(exc, self._bucket.settings.where, name) from None
 
+    def _write(self, name: str, fn: Callable[[], T]) -> T:
+        """Run an idempotent write, again (bounded, with jittered backoff) when it failed on
+        the wire after it was sent: it may or may not have happened, and doing it again
+        leaves the same object (put_new: see there)."""
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                return self._call(name, fn)
+            except Transport as exc:
+                if not exc.maybe_done or attempt == WRITE_ATTEMPTS - 1:
+                    raise
+                time.sleep(random.uniform(0.05, 0.1 * 2**attempt))
+        raise AssertionError("unreachable")
+
     def sub(self, prefix: str) -> S3Store:
         return S3Store(self._bucket.settings, self._key(prefix.strip("/")), _bucket=self._bucket)
 
@@ -373,20 +413,19 @@ class S3Store:
 
     def put(self, name: str, data: bytes) -> None:
         key = self._key(name)
-        self._call(name, lambda: obstore.put(self._client, key, data, use_multipart=False))
+        self._write(name, lambda: obstore.put(self._client, key, data, use_multipart=False))
 
     def put_new(self, name: str, data: bytes) -> None:
         """Create-if-absent by the server (`If-None-Match: *`). An object that already holds
-        exactly these bytes counts as ours: a PUT retried after its response was lost finds
-        its own first attempt there."""
+        exactly these bytes counts as ours: a PUT whose answer was lost, done again, finds
+        its own first attempt there. (So writers that must not both win write bytes of
+        their own: a lock names its holder; a pack is named by its content anyway.)"""
         key = self._key(name)
         try:
-            obstore.put(self._client, key, data, mode="create")
+            self._write(name, lambda: obstore.put(self._client, key, data, mode="create"))
             return
-        except (obx.AlreadyExistsError, obx.PreconditionError):
+        except ObjectExists:
             pass
-        except (obx.BaseError, OSError, ValueError) as exc:
-            raise _translate(exc, self._bucket.settings.where, name) from None
         try:
             if self.get(name) == bytes(data):
                 return
@@ -402,7 +441,7 @@ class S3Store:
         path = Path(path)
         if not path.exists():
             raise ValueError(f"{path}: the file to store is gone")
-        self._call(
+        self._write(
             name,
             lambda: obstore.put(
                 self._client,

@@ -38,10 +38,11 @@ FAULTS = (DELAY, ERROR_503, RESET_BEFORE, RESET_AFTER, TRUNCATE)
 
 Chooser = Callable[[str, str], str]
 
+_503_BODY = b"<?xml version='1.0'?><Error><Code>SlowDown</Code><Message>fault</Message></Error>"
 _503 = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\n"
-    b"Content-Length: 95\r\nConnection: keep-alive\r\n\r\n"
-    b"<?xml version='1.0'?><Error><Code>SlowDown</Code><Message>fault proxy</Message></Error>"
+    + f"Content-Length: {len(_503_BODY)}\r\n\r\n".encode()
+    + _503_BODY
 )
 
 
