@@ -127,6 +127,28 @@ class SeaweedServer:
         except OSError:
             return "(no log)"
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: the data stays for `restart`."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+    def restart(self) -> None:
+        """Start it again on the same data and ports (after `kill`), and wait for S3."""
+        self.kill()
+        began = time.monotonic()
+        again = _launch(
+            weed_binary(),
+            self.directory,
+            self.bucket,
+            self.access_key,
+            self.secret_key,
+            self.ports,
+        )
+        self.process = again.process
+        if not _wait_ready(self, began + START_TIMEOUT):
+            raise SeaweedUnavailable(f"SeaweedFS did not restart; its log ends:\n{self.log_tail()}")
+
     def stop(self) -> None:
         """Kill the server, remove its data and the sockets it leaves in /tmp."""
         if self.process.poll() is None:
@@ -139,11 +161,18 @@ class SeaweedServer:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def _launch(binary: Path, directory: Path, bucket: str, key: str, secret: str) -> SeaweedServer:
-    ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True))
+def _launch(
+    binary: Path,
+    directory: Path,
+    bucket: str,
+    key: str,
+    secret: str,
+    ports: dict[str, int] | None = None,
+) -> SeaweedServer:
+    ports = ports or dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True))
     data = directory / "data"
     tmp = directory / "tmp"  # its glog files go to $TMPDIR
-    data.mkdir()
+    data.mkdir(exist_ok=True)
     tmp.mkdir(exist_ok=True)
     args = [
         str(binary),
@@ -170,7 +199,7 @@ def _launch(binary: Path, directory: Path, bucket: str, key: str, secret: str) -
         "AWS_SECRET_ACCESS_KEY": secret,
         "TMPDIR": str(tmp),
     }
-    log = open(directory / "weed.log", "wb")  # noqa: SIM115 (the child keeps it)
+    log = open(directory / "weed.log", "ab")  # noqa: SIM115 (the child keeps it)
     try:
         process = subprocess.Popen(
             args, cwd=directory, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log

@@ -8,6 +8,7 @@ import random
 import secrets
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from storage.faultproxy import (
     random_faults,
 )
 from storage.seaweed import SeaweedServer, free_ports
+from storage.seaweed import start as start_seaweed
 
 from core.errors import InvalidInput, NexusError
 from core.repo.repository import Repository
@@ -297,3 +299,38 @@ def test_truncated_bodies_and_503s_are_retried_then_fail_cleanly(seaweed: Seawee
         assert time.monotonic() - began < 5
         _one_line(caught.value, "connection to the server failed")
         assert proxy.injected[TRUNCATE] > 1  # obstore tried again
+
+
+@pytest.fixture
+def private_seaweed() -> Iterator[SeaweedServer]:
+    """A server of this test's own, to kill and restart without disturbing the others."""
+    server = start_seaweed()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_a_killed_server_fails_cleanly_and_keeps_what_was_written(
+    private_seaweed: SeaweedServer,
+) -> None:
+    server = private_seaweed
+    store = S3Store.from_url(server.url("p"), server.env())
+    store.prepare()
+    data = os.urandom(300_000)
+    store.put("packs/ab/1", data)
+    store.put_new("locks/x", b"lock")
+    server.kill()
+    for op in (lambda: store.get("packs/ab/1"), lambda: store.put("y", b"y"), store.children):
+        began = time.monotonic()
+        with pytest.raises(StoreUnavailable) as caught:
+            op()
+        assert time.monotonic() - began < 5
+        _one_line(caught.value, "cannot reach the server", server.endpoint)
+    server.restart()
+    assert store.get("packs/ab/1") == data
+    assert store.read_ranges("packs/ab/1", [(1000, 10)]) == [data[1000:1010]]
+    with pytest.raises(ObjectExists):
+        store.put_new("locks/x", b"other")
+    assert store.children() == ["locks", "packs"]
