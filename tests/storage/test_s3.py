@@ -334,3 +334,31 @@ def test_a_killed_server_fails_cleanly_and_keeps_what_was_written(
     with pytest.raises(ObjectExists):
         store.put_new("locks/x", b"other")
     assert store.children() == ["locks", "packs"]
+
+
+def test_deletes_never_reach_beyond_their_name_or_prefix(seaweed: SeaweedServer) -> None:
+    """SeaweedFS keeps objects as files in directories: deleting the key `packs` (a
+    directory there) must not take `packs/...` with it, and a view's delete_prefix and
+    remove_partials must not touch a sibling whose name merely starts the same."""
+    root = _store(seaweed)
+    for name in ["packs/ab/1", "packs/cd/2", "p/x/1", "p2/x/1", "p/keep"]:
+        root.put(name, b"1")
+    root.delete("packs")
+    root.delete("packs/ab")
+    root.sub("p").delete_prefix("x/")
+    root.sub("p").remove_partials()
+    for bad in ("", "/", "..", "x/../.."):
+        with pytest.raises(ValueError):
+            root.delete_prefix(bad)
+    assert [o.name for o in root.list()] == ["p/keep", "p2/x/1", "packs/ab/1", "packs/cd/2"]
+
+
+def test_remove_partials_removes_a_probe_left_by_a_crash(seaweed: SeaweedServer) -> None:
+    store = _store(seaweed)
+    store.put("config.json", b"{}")
+    store.put(".tmp-probe-left", b"1")  # what a writer killed mid-probe leaves
+    assert store.children() == ["config.json"]
+    assert [o.name for o in store.list()] == ["config.json"]
+    assert store.remove_partials() == 1
+    assert store.remove_partials() == 0
+    assert store.get("config.json") == b"{}"
