@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -88,6 +88,9 @@ CREDENTIAL_SOURCES = (
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
 )
 
+#: S3's rule for bucket names (lowercase letters, digits, dots, hyphens; 3 to 63)
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
 _pool = ThreadPoolExecutor(max_workers=RANGE_CONCURRENCY, thread_name_prefix="nexus-s3")
 
 
@@ -99,8 +102,8 @@ class S3Settings:
     region: str = "us-east-1"
     endpoint: str | None = None
     access_key_id: str | None = None
-    secret_access_key: str | None = None
-    session_token: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
     allow_http: bool = False
 
     @classmethod
@@ -281,21 +284,24 @@ class _Bucket:
         self._spool: Path | None = None
 
     def spool(self) -> Path:
-        """A private directory under the user's cache (else the temp dir), made on first use."""
+        """`nexus-backup/spool` under the user's cache directory (owner-only), else a private
+        temp directory. Files there carry unique TMP_MARK names, so processes share it."""
         with self.lock:
             if self._spool is None or not self._spool.is_dir():
-                self._spool = Path(tempfile.mkdtemp(prefix="s3-spool-", dir=_cache_dir()))
+                self._spool = _spool_dir()
             return self._spool
 
 
-def _cache_dir() -> str | None:
+def _spool_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    path = os.path.join(base, "nexus-backup")
+    path = Path(base) / "nexus-backup" / "spool"
     try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if os.access(path, os.W_OK):
+            return path
     except OSError:
-        return None  # tempfile's default
-    return path if os.access(path, os.W_OK) else None
+        pass
+    return Path(tempfile.mkdtemp(prefix="nexus-s3-spool-"))
 
 
 class S3Store:
@@ -321,6 +327,8 @@ class S3Store:
             raise InvalidInput(f"{url}: an S3 repository is s3://BUCKET/PREFIX")
         if parts.query or parts.fragment:
             raise InvalidInput(f"{url}: an S3 URL has no ?query or #fragment")
+        if not _BUCKET.fullmatch(parts.netloc):
+            raise InvalidInput(f"{url}: {parts.netloc!r} is not an S3 bucket name")
         env = os.environ if environ is None else environ
         settings = S3Settings.from_env(parts.netloc, env)
         missing = settings.missing_credentials(env)

@@ -96,9 +96,9 @@ def test_missing_credentials_are_refused_before_any_request(seaweed: SeaweedServ
 def test_plain_http_is_only_for_loopback_unless_allowed() -> None:
     env = {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
     with pytest.raises(InvalidInput, match="in clear"):
-        S3Store.from_url("s3://b/p", {**env, "AWS_ENDPOINT_URL": "http://192.0.2.1:9000"})
+        S3Store.from_url("s3://bkt/p", {**env, "AWS_ENDPOINT_URL": "http://192.0.2.1:9000"})
     allowed = {**env, "AWS_ENDPOINT_URL": "http://192.0.2.1:9000", "AWS_ALLOW_HTTP": "true"}
-    assert S3Store.from_url("s3://b/p", allowed).url == "s3://b/p"
+    assert S3Store.from_url("s3://bkt/p", allowed).url == "s3://bkt/p"
     with pytest.raises(InvalidInput):
         S3Store.from_url("s3:///p", env)
 
@@ -362,3 +362,27 @@ def test_remove_partials_removes_a_probe_left_by_a_crash(seaweed: SeaweedServer)
     assert store.remove_partials() == 1
     assert store.remove_partials() == 0
     assert store.get("config.json") == b"{}"
+
+
+def test_urls_and_settings_are_checked_and_keep_the_secret_out_of_sight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {
+        "AWS_ACCESS_KEY_ID": "k",
+        "AWS_SECRET_ACCESS_KEY": "hush-hush",
+        "AWS_REGION": "eu-west-3",
+    }
+    for bad in ("s3://Bad_Bucket/p", "s3://b/p", "s3://user@bucket/p", "s3://bucket/p?x=1"):
+        with pytest.raises(InvalidInput):
+            S3Store.from_url(bad, env)
+    with pytest.raises(InvalidInput):
+        S3Store.from_url("s3://bucket/a/../b", env)
+    store = S3Store.from_url("s3://bucket/a/b/", env)
+    assert store.url == "s3://bucket/a/b"
+    assert store.sub("web").url == "s3://bucket/a/b/web"
+    assert "hush-hush" not in repr(store._bucket.settings)
+    assert "eu-west-3" in store.capabilities.server
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    spool = S3Store.from_url("s3://bucket/p", env).spool()
+    assert spool == tmp_path / "cache" / "nexus-backup" / "spool"
+    assert spool.stat().st_mode & 0o777 == 0o700
