@@ -9,6 +9,7 @@ Every port it listens on is picked free at random and passed by flag: its defaul
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -18,6 +19,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -89,6 +91,7 @@ class SeaweedServer:
     secret_key: str
     started_in: float = 0.0
     log: Path = field(init=False)
+    _volumes: set[str] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
         self.log = self.directory / "weed.log"
@@ -127,9 +130,26 @@ class SeaweedServer:
         except OSError:
             return "(no log)"
 
+    def volumes(self) -> set[str]:
+        """The ids of the volumes the master knows are served (empty if it cannot say)."""
+        url = f"http://127.0.0.1:{self.ports['master.port']}/dir/status"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                topology = json.load(answer)["Topology"]
+        except (OSError, ValueError, KeyError):
+            return set()
+        return {
+            v
+            for dc in topology.get("DataCenters") or []
+            for rack in dc.get("Racks") or []
+            for node in rack.get("DataNodes") or []
+            for v in str(node.get("VolumeIds", "")).split()
+        }
+
     def kill(self) -> None:
         """SIGKILL, as a crash would: the data stays for `restart`."""
         if self.process.poll() is None:
+            self._volumes = self.volumes()
             self.process.kill()
         self.process.wait()
 
@@ -146,7 +166,14 @@ class SeaweedServer:
             self.ports,
         )
         self.process = again.process
-        if not _wait_ready(self, began + START_TIMEOUT):
+        # S3 answers before the volume server has re-registered: reads of old objects fail
+        # (500) until the master serves every volume it served before the kill
+        deadline = began + START_TIMEOUT
+        ready = _wait_ready(self, deadline)
+        while ready and not self._volumes <= self.volumes():
+            ready = time.monotonic() < deadline and self.process.poll() is None
+            time.sleep(0.05)
+        if not ready:
             raise SeaweedUnavailable(f"SeaweedFS did not restart; its log ends:\n{self.log_tail()}")
 
     def stop(self) -> None:
