@@ -7,12 +7,16 @@ import os
 import random
 import secrets
 import socket
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from storage.faultproxy import (
+    DELAY,
     ERROR_503,
     FAKE_SUCCESS,
     PASS,
@@ -386,3 +390,41 @@ def test_urls_and_settings_are_checked_and_keep_the_secret_out_of_sight(
     spool = S3Store.from_url("s3://bucket/p", env).spool()
     assert spool == tmp_path / "cache" / "nexus-backup" / "spool"
     assert spool.stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.slow
+def test_a_writer_killed_mid_multipart_upload_leaves_nothing_visible(
+    seaweed: SeaweedServer, tmp_path: Path
+) -> None:
+    """SIGKILL while the parts of a big pack are on their way: no object, no listing entry,
+    and a new writer stores the pack afresh."""
+    big = tmp_path / "pack.tmp-big"
+    big.write_bytes(os.urandom(3 * PART_SIZE))
+    parts = threading.Event()
+
+    def slow_parts(method: str, path: str) -> str:
+        if "partNumber" in path:
+            parts.set()
+            return DELAY
+        return PASS
+
+    url = seaweed.url(f"t-{secrets.token_hex(6)}")
+    upstream = ("127.0.0.1", seaweed.ports["s3.port"])
+    with FaultProxy(upstream, slow_parts, delay=5) as proxy:
+        env = {**os.environ, **seaweed.env(), "AWS_ENDPOINT_URL": proxy.endpoint}
+        code = (
+            "import sys; from pathlib import Path; from core.storage import open_store;"
+            f"open_store({url!r}).put_file('packs/ab/big', Path({str(big)!r}))"
+        )
+        writer = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=Path.cwd())
+        try:
+            assert parts.wait(20), "the upload never sent a part"
+        finally:
+            writer.kill()
+            writer.wait()
+    store = S3Store.from_url(url, seaweed.env())
+    assert not store.exists("packs/ab/big")
+    assert list(store.list()) == [] and store.children() == []
+    assert big.exists()  # the spooled file stays until an upload succeeds
+    store.put_file("packs/ab/big", big)
+    assert store.stat("packs/ab/big").size == 3 * PART_SIZE
