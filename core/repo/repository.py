@@ -23,7 +23,13 @@ from core.repo.chunker import ChunkerParams
 from core.repo.codec import PLAIN, Codec, DamagedChunk, Kind
 from core.repo.index import Index, write_index
 from core.repo.packs import DEFAULT_PACK_SIZE, BlobLocation, PackWriter, pack_name
-from core.storage import ObjectNotFound, ObjectStore, RangeReader, open_store
+from core.storage import (
+    ObjectNotFound,
+    ObjectStore,
+    RangeReader,
+    open_store,
+    require_conditional_create,
+)
 
 __all__ = ["DamagedChunk", "MissingChunk", "NewerFormat", "Repository"]
 
@@ -124,8 +130,11 @@ class Repository:
 
     def init(self, like: RepoConfig | None = None) -> None:
         """Create the project's repository (idempotent); `like` (a copy's source) gives the
-        chunker and pack size, so that later backups into it deduplicate with the copies."""
+        chunker and pack size, so that later backups into it deduplicate with the copies.
+        Only on a store whose server keeps concurrent writers apart (create-if-absent
+        enforced, probed by `prepare`)."""
         self.store.prepare()
+        require_conditional_create(self.store)
         if self.exists():
             return
         config = {

@@ -12,6 +12,8 @@ from core.storage.base import (
     RangeReader,
     StoreError,
     StoreUnavailable,
+    UnsafeSharing,
+    require_conditional_create,
 )
 from core.storage.url import open_store
 
@@ -25,5 +27,7 @@ __all__ = [
     "RangeReader",
     "StoreError",
     "StoreUnavailable",
+    "UnsafeSharing",
     "open_store",
+    "require_conditional_create",
 ]

@@ -37,6 +37,23 @@ class StoreUnavailable(StoreError):
     """The store cannot be reached or refused our credentials."""
 
 
+class UnsafeSharing(NexusError):
+    """The store's server does not enforce create-if-absent: writers on several hosts could
+    overwrite each other's objects, so no repository is kept there."""
+
+
+def require_conditional_create(store: ObjectStore) -> None:
+    """Refuse a store whose server was found not to enforce `put_new` (its probe, run by
+    `prepare`, says so in `capabilities.conditional_create`)."""
+    caps = store.capabilities
+    if not caps.conditional_create:
+        raise UnsafeSharing(
+            f"{store.url}: {caps.server or 'the server'} does not enforce conditional writes"
+            " (If-None-Match: *), so writers on several hosts could overwrite each other;"
+            " nexus-backup will not keep a repository there"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
     name: str
@@ -59,6 +76,8 @@ class Capabilities:
     conditional_create: bool = True
     #: ranges of one object closer than this are read with one request by `read_ranges`
     coalesce_gap: int = 0
+    #: who serves the objects, for error lines ("" for a local store; an S3 endpoint)
+    server: str = ""
 
 
 class RangeReader(Protocol):

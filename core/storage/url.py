@@ -1,21 +1,25 @@
 """The repository root as a URL: a path or `file://...` (LocalStore), `memory://NAME` (a
-store shared within this process, for tests); `s3://bucket/prefix` is the next store."""
+store shared within this process, for tests), `s3://BUCKET/PREFIX` (S3Store, endpoint and
+credentials from the AWS variables)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from core.errors import InvalidInput
 from core.storage.base import ObjectStore
 
-SCHEMES = ("file", "memory")
+SCHEMES = ("file", "memory", "s3")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+")
 
 
 def is_url(text: str) -> bool:
-    """True for `scheme:...` with a scheme of two letters or more (not a Windows drive)."""
+    """True for `scheme:...` with a scheme of two characters or more, a letter first (RFC 3986;
+    `s3:`), so that a Windows drive (`C:`) is not one."""
     head, sep, _ = text.partition(":")
-    return bool(sep) and len(head) > 1 and head.isalpha()
+    return bool(sep) and _SCHEME.fullmatch(head) is not None
 
 
 def local_path(url: str | Path) -> Path | None:
@@ -44,6 +48,10 @@ def open_store(url: str | Path, *, create: bool = False) -> ObjectStore:
         parts = urlsplit(str(url))
         store = named(parts.netloc)
         return store.sub(parts.path.strip("/")) if parts.path.strip("/") else store
+    if scheme == "s3":
+        from core.storage.s3 import S3Store
+
+        return S3Store.from_url(str(url))
     raise InvalidInput(
         f"{url}: unknown repository scheme {scheme!r} (use a path or one of "
         + ", ".join(f"{s}://" for s in SCHEMES)

@@ -1,9 +1,10 @@
 """The stores every contract test runs on. A new store adds itself to STORES (a factory that
-gets a fresh, empty store under tmp_path) and must pass tests/storage/test_store_contract.py
-unchanged."""
+gets the test's request and a tmp_path, and gives a fresh, empty store) and must pass
+tests/storage/test_store_contract.py unchanged."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,21 +13,32 @@ import pytest
 from core.storage import ObjectStore
 from core.storage.local import LocalStore
 from core.storage.memory import MemoryStore
+from core.storage.s3 import S3Store
 
 
-def _local(tmp_path: Path) -> ObjectStore:
+def _local(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
     return LocalStore(tmp_path / "store")
 
 
-def _memory(tmp_path: Path) -> ObjectStore:
+def _memory(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
     return MemoryStore().sub("project")
 
 
-STORES: dict[str, Callable[[Path], ObjectStore]] = {"local": _local, "memory": _memory}
+def _s3(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
+    """A fresh prefix on the session's SeaweedFS (one server per xdist worker)."""
+    server = request.getfixturevalue("seaweed")
+    return S3Store.from_url(server.url(f"t-{secrets.token_hex(6)}"), server.env())
+
+
+STORES: dict[str, Callable[[pytest.FixtureRequest, Path], ObjectStore]] = {
+    "local": _local,
+    "memory": _memory,
+    "s3": _s3,
+}
 
 
 @pytest.fixture(params=sorted(STORES))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
-    made = STORES[request.param](tmp_path)
+    made = STORES[request.param](request, tmp_path)
     made.prepare()
     return made
