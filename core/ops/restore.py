@@ -32,7 +32,7 @@ import stat
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -1080,9 +1080,11 @@ class Restorer:
         job.parts_left = len(parts)
         return parts
 
-    def _read(self, digest_hex: str, show: str) -> bytes:
+    def _read_many(self, digests_hex: list[str], show: str) -> Iterator[bytes]:
+        """A file's chunks in order, read a pack's run at a time (`Repository.read_blobs`);
+        damage names the file."""
         try:
-            return self.repo.read_blob(bytes.fromhex(digest_hex), self.packs)
+            yield from self.repo.read_blobs([bytes.fromhex(h) for h in digests_hex], self.packs)
         except Damaged as exc:
             raise Damaged(f"{show}: {exc}") from exc
 
@@ -1269,9 +1271,8 @@ class _FileJob:
             if not self.open(presize=False):
                 return
             written = end = 0
-            for digest_hex, _n in self.entry.chunks:
+            for raw in self.r._read_many([h for h, _n in self.entry.chunks], self.show):
                 ctx.check()
-                raw = self.r._read(digest_hex, self.show)
                 if not _is_zero(raw):
                     _pwrite_all(self.fd, raw, written)
                     end = written + len(raw)
@@ -1292,9 +1293,9 @@ class _FileJob:
             try:
                 if self.failed:
                     return
-                for digest_hex, n, offset in group:
+                blobs = self.r._read_many([h for h, _n, _o in group], self.show)
+                for (_h, n, offset), raw in zip(group, blobs, strict=True):
                     ctx.check()
-                    raw = self.r._read(digest_hex, self.show)
                     if len(raw) != n:
                         raise Damaged(f"{self.show}: a chunk has the wrong size")
                     if not _is_zero(raw):

@@ -191,6 +191,24 @@ def _is_stale(info: LockInfo, now: datetime) -> bool:
     return not alive
 
 
+#: Where a probe object is written to read the store's clock (never under `locks/`).
+CLOCK_PROBE = "clock/"
+
+
+def store_now(store: ObjectStore) -> datetime:
+    """The store's clock: on a server that stamps objects itself (S3), the Last-Modified of a
+    probe object just written, so that lock ages never mix the clocks of several hosts."""
+    if not store.capabilities.server_clock:
+        return _now()
+    name = f"{CLOCK_PROBE}{secrets.token_hex(8)}"
+    store.put(name, b"")
+    try:
+        return datetime.fromtimestamp(store.stat(name).mtime, UTC)
+    finally:
+        with contextlib.suppress(OSError):
+            store.delete(name)
+
+
 def _load(store: ObjectStore, name: str, mtime: float, now: datetime) -> LockInfo | None:
     """The lock object `name`, or None if it vanished meanwhile."""
     try:
@@ -218,7 +236,11 @@ def _load(store: ObjectStore, name: str, mtime: float, now: datetime) -> LockInf
         t = datetime.fromtimestamp(mtime, UTC)
         # conservative: an unknown lock excludes everything until it is old
         info = LockInfo(name, True, "unknown", None, 0, None, "?", t, t, unknown=True)
-    if info.refreshed > now + CLOCK_SKEW:
+    if store.capabilities.server_clock and not info.local:
+        # another host's lock on a server with its own clock: its age is the server's time
+        # since the holder last rewrote it, both read from the server
+        info.refreshed = datetime.fromtimestamp(mtime, UTC)
+    elif info.refreshed > now + CLOCK_SKEW:
         # From the future (another host's clock, a year typed wrong): its age is told by
         # when the object was last written, or it would never go stale.
         info.refreshed = datetime.fromtimestamp(mtime, UTC)
@@ -229,8 +251,12 @@ def _load(store: ObjectStore, name: str, mtime: float, now: datetime) -> LockInf
 def list_locks(store: ObjectStore) -> list[LockInfo]:
     """Every lock in the store, oldest first, with `stale` computed."""
     now = _now()
-    found = [_load(store, o.name, o.mtime, now) for o in store.list(PREFIX)]
-    return sorted((i for i in found if i is not None), key=lambda i: (i.time, i.name))
+    found = [i for o in store.list(PREFIX) if (i := _load(store, o.name, o.mtime, now))]
+    if store.capabilities.server_clock and any(not i.local for i in found):
+        server_now = store_now(store)  # only when another host's lock must be judged
+        for info in found:
+            info.stale = _is_stale(info, server_now)
+    return sorted(found, key=lambda i: (i.time, i.name))
 
 
 def live_locks(store: ObjectStore) -> list[LockInfo]:
@@ -373,7 +399,7 @@ def acquire(
             pidns=PIDNS,
         )
         try:
-            store.put(name, PLAIN.seal(Kind.LOCK, info.to_json()))
+            store.put_new(name, PLAIN.seal(Kind.LOCK, info.to_json()))
             try:
                 holders = _conflicts(store, name, exclusive)
             except BaseException:

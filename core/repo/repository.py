@@ -11,7 +11,7 @@ import json
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -349,11 +349,52 @@ class Repository:
             ) from exc
         return self.codec.open_blob(digest, stored, loc.flags, loc.raw_length, pack_id=loc.pack_id)
 
+    def read_blobs(
+        self, digests: Sequence[bytes], packs: RangeReader | None = None
+    ) -> Iterator[bytes]:
+        """The chunks' raw bytes in order, each checked against its hash, reading each run of
+        chunks that lie in one pack with one `read_ranges` (one request on a remote store,
+        where they are near each other), at most READ_BATCH bytes at a time."""
+        reader = packs if packs is not None else self.store
+        i = 0
+        while i < len(digests):
+            batch = [(digests[i], self._location(digests[i]))]
+            size = batch[0][1].length
+            while i + len(batch) < len(digests):
+                digest = digests[i + len(batch)]
+                loc = self._location(digest)
+                if loc.pack_id != batch[0][1].pack_id or size + loc.length > READ_BATCH:
+                    break
+                batch.append((digest, loc))
+                size += loc.length
+            pack_id = batch[0][1].pack_id
+            try:
+                stored = reader.read_ranges(
+                    pack_name(pack_id), [(loc.offset, loc.length) for _d, loc in batch]
+                )
+            except ObjectNotFound:
+                raise MissingChunk(f"pack {pack_id[:16]} is missing") from None
+            except EOFError as exc:
+                raise DamagedChunk(f"pack {pack_id[:16]}: {exc}") from exc
+            for (digest, loc), sealed in zip(batch, stored, strict=True):
+                yield self.codec.open_blob(
+                    digest, sealed, loc.flags, loc.raw_length, pack_id=loc.pack_id
+                )
+            i += len(batch)
+
+    def _location(self, digest: bytes) -> BlobLocation:
+        loc = self.index.get(digest)
+        if loc is None:
+            raise MissingChunk(f"chunk {digest.hex()[:16]} is missing from the index")
+        return loc
+
     def stored_bytes(self) -> int:
         return sum(o.size for o in self.store.list("packs/"))
 
 
 HOSTNAME = socket.gethostname()
+#: The most bytes of chunks read at once by `read_blobs` (memory stays bounded per reader).
+READ_BATCH = 4 * 1024 * 1024
 
 
 def current_user() -> str:

@@ -78,6 +78,9 @@ class Capabilities:
     coalesce_gap: int = 0
     #: who serves the objects, for error lines ("" for a local store; an S3 endpoint)
     server: str = ""
+    #: objects' mtimes are stamped by the server's clock, not this host's: ages of what
+    #: other hosts wrote (their locks) are told against that clock (`core.repo.locks`)
+    server_clock: bool = False
 
 
 class RangeReader(Protocol):

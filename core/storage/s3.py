@@ -278,6 +278,7 @@ class _Bucket:
             conditional_create=True,  # what S3 promises; `prepare` checks it
             coalesce_gap=COALESCE_GAP,
             server=settings.where,
+            server_clock=True,
         )
         self.probed = False
         self.lock = threading.Lock()
