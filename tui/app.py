@@ -513,7 +513,7 @@ def run(root: Path, *, demo: bool = False) -> int:
     sample projects and backups by the real core."""
     if demo:
         from core.manager import BackupManager
-        from tui.demo import build_demo
+        from core.demo import build_demo
 
         root = Path(root)
         if not BackupManager(root).has_projects():

@@ -21,7 +21,7 @@ from textual.widgets import Input
 
 from core.models import BackupType
 from tui.app import NexusApp
-from tui.demo import DEMO_NOW, build_demo
+from core.demo import DEMO_NOW, build_demo
 
 SHOTS: list[tuple[str, tuple[int, int], str]] = [
     ("main", (130, 36), "the main screen: projects, backups, detail and live log"),

@@ -79,7 +79,7 @@ def demo_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import asyncio
 
     from core.repo.repository import Repository
-    from tui.demo import DEMO_NOW, build_demo
+    from core.demo import DEMO_NOW, build_demo
 
     base = tmp_path_factory.mktemp("demo")
     old_home = os.environ.get("HOME")
@@ -100,7 +100,7 @@ def demo_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def demo_app(demo_base: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     """An app on the demo data with a fixed clock; paths show as ~/… under the demo base."""
     from tui.app import NexusApp
-    from tui.demo import DEMO_NOW
+    from core.demo import DEMO_NOW
 
     monkeypatch.setenv("HOME", str(demo_base))
     return NexusApp(demo_base / "root", clock=lambda: DEMO_NOW, poll_interval=3600)

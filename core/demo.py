@@ -7,6 +7,11 @@ the table reads like a real history: ids and times follow a plan (the core's id 
 swapped for the plan's while building), and the log lines are re-stamped to match.
 
 With a fixed `now`, everything shown is deterministic: ids, times, sizes, the log.
+
+It lives in the engine, not in a face, because it writes what no face may: the durations
+the engine measures (by a monotonic clock, so not deterministic) and the RUNNING metadata
+of a backup a crash left behind, through `Repository`. The TUI and the CLI only call
+`build_demo`.
 """
 
 from __future__ import annotations
