@@ -137,6 +137,7 @@ class BackupManager:
         whole), and what dead processes left is repaired under the exclusive lock (held by the
         caller when `locked`)."""
         repo.check_format()
+        repo.ready_for_writers()
 
         def log(level: str, msg: str, backup_id: str | None) -> None:
             self._log(repo.project_id, level, "recover", msg, backup_id)

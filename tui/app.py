@@ -512,8 +512,8 @@ def run(root: Path, *, demo: bool = False) -> int:
     With `demo`, `root` (a fresh temporary directory the CLI made) is first filled with
     sample projects and backups by the real core."""
     if demo:
-        from core.manager import BackupManager
         from core.demo import build_demo
+        from core.manager import BackupManager
 
         root = Path(root)
         if not BackupManager(root).has_projects():

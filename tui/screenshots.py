@@ -19,9 +19,9 @@ from pathlib import Path
 from textual.pilot import Pilot
 from textual.widgets import Input
 
+from core.demo import DEMO_NOW, build_demo
 from core.models import BackupType
 from tui.app import NexusApp
-from core.demo import DEMO_NOW, build_demo
 
 SHOTS: list[tuple[str, tuple[int, int], str]] = [
     ("main", (130, 36), "the main screen: projects, backups, detail and live log"),

@@ -128,13 +128,19 @@ class Repository:
         which then reads as damaged rather than as an unknown project to create anew."""
         return self.store.exists(CONFIG) or bool(self.store.children())
 
+    def ready_for_writers(self) -> None:
+        """Before anything is written: the store prepared, and refused when its server was
+        found not to keep concurrent writers apart (a host opening an existing repository
+        asks this as the first host did)."""
+        self.store.prepare()
+        require_conditional_create(self.store)
+
     def init(self, like: RepoConfig | None = None) -> None:
         """Create the project's repository (idempotent); `like` (a copy's source) gives the
         chunker and pack size, so that later backups into it deduplicate with the copies.
         Only on a store whose server keeps concurrent writers apart (create-if-absent
         enforced, probed by `prepare`)."""
-        self.store.prepare()
-        require_conditional_create(self.store)
+        self.ready_for_writers()
         if self.exists():
             return
         config = {

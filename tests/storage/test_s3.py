@@ -428,3 +428,37 @@ def test_a_writer_killed_mid_multipart_upload_leaves_nothing_visible(
     assert big.exists()  # the spooled file stays until an upload succeeds
     store.put_file("packs/ab/big", big)
     assert store.stat("packs/ab/big").size == 3 * PART_SIZE
+
+
+async def test_a_second_host_behind_a_server_ignoring_if_none_match_may_read_not_write(
+    seaweed: SeaweedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The repository was made where conditional writes hold; a host that reaches it through
+    a server (here: a proxy) that ignores them is refused every write with one line, and
+    still lists and restores."""
+    from core.manager import BackupManager
+    from core.models import CreateRequest, RestoreRequest
+
+    url = seaweed.url(f"t-{secrets.token_hex(6)}")
+    for name, value in seaweed.env().items():
+        monkeypatch.setenv(name, value)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("alpha\n")
+    meta = await BackupManager(tmp_path / "one", repository=url).create(
+        CreateRequest(project_id="web", data_dir=str(data))
+    )
+    upstream = ("127.0.0.1", seaweed.ports["s3.port"])
+    with FaultProxy(upstream, lambda method, path: FAKE_SUCCESS) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        other = BackupManager(tmp_path / "two", repository=url)
+        with pytest.raises(UnsafeSharing, match="does not enforce conditional writes"):
+            await other.create(CreateRequest(project_id="web", data_dir=str(data)))
+        with pytest.raises(UnsafeSharing):
+            await other.delete("web", meta.id)
+        assert [m.id for m in await other.list("web")] == [meta.id]
+        out = tmp_path / "out"
+        await other.restore(
+            RestoreRequest(project_id="web", backup_id=meta.id, restore_dir=str(out))
+        )
+        assert (out / "a.txt").read_text() == "alpha\n"

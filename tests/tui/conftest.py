@@ -78,8 +78,8 @@ def demo_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     detail view shows: the manifests are rewritten here without it, with their checksums."""
     import asyncio
 
-    from core.repo.repository import Repository
     from core.demo import DEMO_NOW, build_demo
+    from core.repo.repository import Repository
 
     base = tmp_path_factory.mktemp("demo")
     old_home = os.environ.get("HOME")
@@ -99,8 +99,8 @@ def demo_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def demo_app(demo_base: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     """An app on the demo data with a fixed clock; paths show as ~/… under the demo base."""
-    from tui.app import NexusApp
     from core.demo import DEMO_NOW
+    from tui.app import NexusApp
 
     monkeypatch.setenv("HOME", str(demo_base))
     return NexusApp(demo_base / "root", clock=lambda: DEMO_NOW, poll_interval=3600)
