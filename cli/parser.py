@@ -24,6 +24,7 @@ from cli.commands import (
     rebuild_index,
     restore,
     serve,
+    settings,
     tui,
     verify,
 )
@@ -39,8 +40,8 @@ exit codes:
   0    success
   1    error (unknown project or backup, busy, permission denied, disk full, ...)
   2    bad usage or invalid input (unknown option, invalid id, bad --tag, bad path, ...)
-  3    completed, but some files were skipped (create) or not restored (restore);
-       the warnings name them
+  3    completed, but some files were skipped (create) or not restored (restore), or
+       the copy after the backup (settings copy-to) failed; the warnings name them
   4    verify found damage (the damaged files are named)
   130  interrupted (Ctrl-C); a running backup is marked failed ("cancelled")
 
@@ -294,6 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--to", required=True, metavar="REPO", help="the target: a directory or a store URL"
     )
+
+    p = add("settings", "show a project's settings, or set copy-to", settings.cmd_settings)
+    p.add_argument("project", metavar="PROJECT", type=_project_arg)
+    p.add_argument("key", metavar="KEY", nargs="?", choices=["copy-to"], help="copy-to")
+    p.add_argument("value", metavar="VALUE", nargs="?", help="a directory, a store URL, or off")
 
     p = add("check", "check a whole project: index, packs and every backup", check.cmd_check)
     p.add_argument("project", metavar="PROJECT", type=_project_arg)

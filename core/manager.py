@@ -100,6 +100,7 @@ class BackupManager:
         self._repos_lock = threading.Lock()
         self._running: dict[tuple[str, str], OperationContext] = {}
         self._manifests: OrderedDict[tuple[str, str], list[mf.Entry]] = OrderedDict()
+        self._copies: dict[tuple[str, str], CopyResult | str] = {}
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -207,13 +208,63 @@ class BackupManager:
 
         def created(meta: BackupMetadata) -> None:
             if on_created is not None:
-                copy = meta.model_copy(deep=True)
-                loop.call_soon_threadsafe(on_created, copy)
+                snapshot = meta.model_copy(deep=True)
+                loop.call_soon_threadsafe(on_created, snapshot)
+
+        def work() -> BackupMetadata:
+            meta = self.create_blocking(req, ctx, created)
+            self._copy_after_backup(meta, ctx)
+            return meta
 
         try:
-            return await self._in_thread(lambda: self.create_blocking(req, ctx, created), ctx)
+            return await self._in_thread(work, ctx)
         except Cancelled:
             raise asyncio.CancelledError() from None
+
+    def _copy_after_backup(self, meta: BackupMetadata, ctx: OperationContext) -> None:
+        """The project's off-site twin (its `copy_to` setting): the new backup copied there
+        at once. Its failure leaves the backup as complete as it is: it is logged, and told
+        by `copy_outcome`; the next copy (or backup) sends what is missing."""
+        if meta.type == BackupType.CHECKPOINT:
+            return
+        to = self._repo(meta.project_id).settings().get("copy_to")
+        if not isinstance(to, str) or not to:
+            return
+        key = (meta.project_id, meta.id)
+        try:
+            outcome: CopyResult | str = self.copy_blocking(meta.project_id, to, [meta.id], ctx)
+        except (NexusError, OSError) as exc:
+            outcome = f"copy to {to} failed: {exc}"
+            self._log(meta.project_id, "WARNING", "copy", outcome, meta.id)
+        self._copies[key] = outcome
+        while len(self._copies) > 100:  # a long-running server keeps only the recent ones
+            self._copies.pop(next(iter(self._copies)))
+
+    def copy_outcome(self, project_id: str, backup_id: str) -> CopyResult | str | None:
+        """What the copy after backup `backup_id` did (this process): its result, the one
+        line of its failure, or None when the project has no `copy_to`."""
+        return self._copies.get((project_id, backup_id))
+
+    async def settings(self, project_id: str) -> dict[str, object]:
+        """The project's settings (`data_dir`, `copy_to`)."""
+        return await self._in_thread(lambda: self._repo(project_id).settings())
+
+    async def set_copy_to(self, project_id: str, to: str | None) -> None:
+        """Copy every new backup of the project to `to` (a path or a store URL) right after
+        it completes; None stops it. The target is checked now, not at the next backup."""
+
+        def work() -> None:
+            repo = self._writable(self._repo(project_id))
+            if to:
+                target = open_store(resolve_repository(to, self.root))
+                if target.url == self.store.url:
+                    raise InvalidInput(f"{to}: that is this repository; copy to another one")
+                repo.save_settings(copy_to=target.url)
+            else:
+                repo.save_settings(copy_to=None)
+            self._log(project_id, "INFO", "settings", f"copy after each backup: {to or 'off'}")
+
+        await self._in_thread(work)
 
     def _check_data_dir(self, data_dir: str, *, resolve: bool = True) -> Path:
         path = Path(os.path.expanduser(data_dir)).absolute()

@@ -204,3 +204,48 @@ def test_sigkilled_copy_is_resumed_by_the_cli(tmp_path):
     )
     assert r.wait(timeout=120) == 0, r.stderr.read()
     assert tree_snapshot(restored) == tree_snapshot(data)
+
+
+def test_copy_after_each_backup_from_the_cli(tmp_path):
+    """`settings PROJECT copy-to REPO`: every new backup is copied there as it completes;
+    an unreachable target leaves the backup complete, says so on stderr and exits 3."""
+    root, target = tmp_path / "root", tmp_path / "offsite"
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("alpha\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
+
+    def nb(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "cli", "--root", str(root), *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    assert nb("create", "web", str(data)).returncode == 0
+    set_it = nb("settings", "web", "copy-to", str(target))
+    assert set_it.returncode == 0 and f"Copy to   {target}" in set_it.stdout, set_it
+    made = nb("--json", "create", "web", str(data))
+    assert made.returncode == 0, made.stderr
+    meta = json.loads(made.stdout)
+    twin = BackupManager(tmp_path / "other", repository=str(target))
+    import asyncio
+
+    listed = asyncio.run(twin.list("web"))
+    assert [m.id for m in listed] == [meta["id"]]
+    assert listed[0].status == BackupStatus.COMPLETED
+
+    moved = target.rename(tmp_path / "offsite-away")
+    target.write_text("not a repository")  # the off-site disk is not there any more
+    failed = nb("create", "web", str(data))
+    assert failed.returncode == 3, failed
+    assert "warning: copy to" in failed.stderr and "Traceback" not in failed.stderr
+    assert target.read_text() == "not a repository" and moved.is_dir()
+    assert len(asyncio.run(BackupManager(root).list("web"))) == 3  # the backup itself is there
+    off = nb("settings", "web", "copy-to", "off")
+    assert off.returncode == 0 and "no copy after each backup" in off.stdout
+    bad = nb("settings", "web", "copy-to", "ftp://x")
+    assert bad.returncode == 2 and "unknown repository scheme" in bad.stderr

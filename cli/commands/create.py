@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 
 from cli.context import EXIT_OK, EXIT_SKIPPED, Context, UsageError, run
-from cli.render import block, clean, duration, out, plural, size
-from core.models import BackupMetadata, BackupType, CreateRequest
+from cli.render import block, clean, duration, error_line, out, plural, size
+from core.models import BackupMetadata, BackupType, CopyResult, CreateRequest
 
 
 def _remembered_dir(ctx: Context, project: str) -> str:
@@ -35,7 +35,10 @@ def cmd_create(ctx: Context) -> int:
     mgr = ctx.manager
     with ctx.progress() as bar:
         meta: BackupMetadata = run(mgr.create(req, progress=bar))
-    code = EXIT_SKIPPED if meta.stats.warnings else EXIT_OK
+    copied = mgr.copy_outcome(meta.project_id, meta.id)
+    code = EXIT_SKIPPED if meta.stats.warnings or isinstance(copied, str) else EXIT_OK
+    if isinstance(copied, str):
+        error_line(copied, kind="warning")
     if ctx.json:
         ctx.emit(meta)
         return code
@@ -65,6 +68,8 @@ def cmd_create(ctx: Context) -> int:
         details.append(("Parent", meta.parent_backup_id))
     if meta.checksum:
         details.append(("Checksum", meta.checksum))
+    if isinstance(copied, CopyResult):
+        details.append(("Copied to", f"{clean(copied.target)} ({size(copied.bytes_sent)} sent)"))
     lines += ["  " + line for line in block(details)]
     if s.warnings:
         lines.append(f"Warning: {plural(len(s.warnings), 'file')} skipped or changed while read:")
