@@ -67,10 +67,14 @@ def seaweed() -> Iterator[SeaweedServer]:
 
 
 @pytest.fixture
-def s3_env(seaweed: SeaweedServer, monkeypatch: pytest.MonkeyPatch) -> SeaweedServer:
-    """The AWS variables pointing at the session's server, for this test only."""
+def s3_env(
+    seaweed: SeaweedServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> SeaweedServer:
+    """The AWS variables pointing at the session's server, and a cache of this test's own,
+    for this test only."""
     for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NEXUS_BACKUP_CACHE_DIR", str(tmp_path / "s3-cache"))
     for name, value in seaweed.env().items():
         monkeypatch.setenv(name, value)
     return seaweed

@@ -49,9 +49,10 @@ def open_store(url: str | Path, *, create: bool = False) -> ObjectStore:
         store = named(parts.netloc)
         return store.sub(parts.path.strip("/")) if parts.path.strip("/") else store
     if scheme == "s3":
+        from core.storage.cache import CachedStore, cache_dir
         from core.storage.s3 import S3Store
 
-        return S3Store.from_url(str(url))
+        return CachedStore(S3Store.from_url(str(url)), cache_dir())
     raise InvalidInput(
         f"{url}: unknown repository scheme {scheme!r} (use a path or one of "
         + ", ".join(f"{s}://" for s in SCHEMES)

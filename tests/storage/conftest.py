@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.storage import ObjectStore
+from core.storage.cache import CachedStore
 from core.storage.local import LocalStore
 from core.storage.memory import MemoryStore
 from core.storage.s3 import S3Store
@@ -30,10 +31,16 @@ def _s3(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
     return S3Store.from_url(server.url(f"t-{secrets.token_hex(6)}"), server.env())
 
 
+def _s3_cached(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
+    """S3 behind the local cache, as open_store gives it to the engine."""
+    return CachedStore(_s3(request, tmp_path), tmp_path / "cache")
+
+
 STORES: dict[str, Callable[[pytest.FixtureRequest, Path], ObjectStore]] = {
     "local": _local,
     "memory": _memory,
     "s3": _s3,
+    "s3-cached": _s3_cached,
 }
 
 
