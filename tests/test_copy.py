@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from store_helpers import Tap, flip_byte, object_names, project_store
+from store_helpers import reopen as reopen_of
 from tree_compare import tree_snapshot
 
 from core.errors import Damaged, InvalidInput
@@ -249,3 +250,27 @@ def test_copy_after_each_backup_from_the_cli(tmp_path):
     assert off.returncode == 0 and "no copy after each backup" in off.stdout
     bad = nb("settings", "web", "copy-to", "ftp://x")
     assert bad.returncode == 2 and "unknown repository scheme" in bad.stderr
+
+
+async def test_two_hosts_changing_settings_at_once_both_land(engine, tmp_path):
+    """On every store: one host re-points the data directory while another sets copy-to; the
+    compare-and-swap of project.json keeps both."""
+    import asyncio
+
+    from core.repo.repository import Repository
+
+    data = _tree(tmp_path)
+    await engine.create(CreateRequest(project_id="web", data_dir=str(data)))
+    store = project_store(engine, "web")
+    one = Repository(tmp_path, "web", store)
+    two = Repository(tmp_path, "web", project_store(reopen_of(engine), "web"))
+    values = [{f"key{i}": i} for i in range(16)]
+
+    async def set_all(repo, part):
+        for v in part:
+            await asyncio.to_thread(repo.save_settings, **v)
+
+    await asyncio.gather(set_all(one, values[::2]), set_all(two, values[1::2]))
+    settings = one.settings()
+    assert all(settings.get(f"key{i}") == i for i in range(16)), settings
+    assert settings["data_dir"] == str(data)

@@ -17,13 +17,14 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.errors import Damaged, NexusError, NotFound
+from core.errors import Busy, Damaged, NexusError, NotFound
 from core.models import BackupMetadata, VerifyResult, check_id
 from core.repo.chunker import ChunkerParams
 from core.repo.codec import PLAIN, Codec, DamagedChunk, Kind
 from core.repo.index import Index, write_index
 from core.repo.packs import DEFAULT_PACK_SIZE, BlobLocation, PackWriter, pack_name
 from core.storage import (
+    ObjectExists,
     ObjectNotFound,
     ObjectStore,
     RangeReader,
@@ -217,9 +218,24 @@ class Repository:
         return settings if isinstance(settings, dict) else {}
 
     def save_settings(self, **values: object) -> None:
-        current = self.settings()
-        current.update(values)
-        self._put(Kind.SETTINGS, PROJECT, json.dumps(current, indent=2).encode())
+        """Change some settings, keeping the others, by compare-and-swap: two hosts changing
+        different settings at once both land (the loser reads again and retries)."""
+        for _attempt in range(SETTINGS_ATTEMPTS):
+            try:
+                etag: str | None = self.store.stat(PROJECT).etag
+            except ObjectNotFound:
+                etag = None
+            current = self.settings() if etag is not None else {}
+            current.update(values)
+            sealed = self.codec.seal(
+                Kind.SETTINGS, json.dumps(current, indent=2).encode(), PROJECT.encode()
+            )
+            try:
+                self.store.put_if_unchanged(PROJECT, sealed, etag)
+                return
+            except ObjectExists:
+                continue
+        raise Busy(f"project {self.project_id!r}: its settings keep changing; try again")
 
     # --- backups ---------------------------------------------------------------------------
 
@@ -399,6 +415,8 @@ class Repository:
 
 
 HOSTNAME = socket.gethostname()
+#: How often a settings change is tried again when another writer changed them meanwhile.
+SETTINGS_ATTEMPTS = 20
 #: The most bytes of chunks read at once by `read_blobs` (memory stays bounded per reader).
 READ_BATCH = 4 * 1024 * 1024
 

@@ -126,6 +126,12 @@ class ObjectStore(Protocol):
         """Create `name` only if it does not exist; raise ObjectExists otherwise."""
         ...
 
+    def put_if_unchanged(self, name: str, data: bytes, etag: str | None) -> None:
+        """Replace `name` only if its etag is still `etag` (None: only if it is absent), a
+        compare-and-swap for the few objects that are rewritten (a project's settings);
+        ObjectExists when another writer changed it meanwhile (read it again, retry)."""
+        ...
+
     def put_file(self, name: str, path: Path) -> None:
         """Store a complete, fsynced local file under `name`, consuming it (a rename for a
         local store, an upload for a remote one)."""

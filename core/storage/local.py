@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import io
 import os
 import secrets
@@ -204,6 +205,26 @@ class LocalStore:
         path = self.path(name)
         if not self._retrying(path, lambda: atomic_create(path, data)):
             raise ObjectExists(f"object {name!r} already exists")
+
+    def put_if_unchanged(self, name: str, data: bytes, etag: str | None) -> None:
+        """Under an flock of a sidecar file (every writer on this host and, on most network
+        filesystems, on others takes it): the etag compared, then the atomic write."""
+        path = self.path(name)
+        guard = path.with_name(f"{path.name}{TMP_MARK}cas")
+        if not path.parent.is_dir():
+            self._mkdirs(path.parent)
+        fd = os.open(guard, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current: str | None = self.stat(name).etag
+            except ObjectNotFound:
+                current = None
+            if current != etag:
+                raise ObjectExists(f"object {name!r} was changed by another writer")
+            atomic_write(path, data)
+        finally:
+            os.close(fd)
 
     def put_file(self, name: str, path: Path) -> None:
         target = self.path(name)

@@ -73,6 +73,15 @@ class MemoryStore:
             self._objects.writes += 1
             self._objects.data[key] = (bytes(data), time.time(), self._objects.writes)
 
+    def put_if_unchanged(self, name: str, data: bytes, etag: str | None) -> None:
+        key = self._key(name)
+        with self._objects.lock:
+            entry = self._objects.data.get(key)
+            if (str(entry[2]) if entry else None) != etag:
+                raise ObjectExists(f"object {name!r} was changed by another writer")
+            self._objects.writes += 1
+            self._objects.data[key] = (bytes(data), time.time(), self._objects.writes)
+
     def put_file(self, name: str, path: Path) -> None:
         self.put(name, Path(path).read_bytes())
         os.unlink(path)

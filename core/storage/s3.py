@@ -442,6 +442,31 @@ class S3Store:
             pass
         raise ObjectExists(f"object {name!r} already exists")
 
+    def put_if_unchanged(self, name: str, data: bytes, etag: str | None) -> None:
+        """`If-Match: ETAG` (`If-None-Match: *` for an absent one). Only when an attempt may
+        have landed before its answer was lost, and the next one then fails its precondition,
+        does an object holding exactly our bytes count as ours (two writers computing the same
+        bytes are otherwise told apart: the loser hears ObjectExists)."""
+        key = self._key(name)
+        mode = "create" if etag is None else {"e_tag": etag}
+        maybe_landed = False
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                self._call(name, lambda: obstore.put(self._client, key, data, mode=mode))
+                return
+            except Transport as exc:
+                if not exc.maybe_done or attempt == WRITE_ATTEMPTS - 1:
+                    raise
+                maybe_landed = True
+                time.sleep(random.uniform(0.05, 0.1 * 2**attempt))
+            except (ObjectExists, ObjectNotFound):
+                break
+        if maybe_landed:
+            with contextlib.suppress(ObjectNotFound):
+                if self.get(name) == bytes(data):
+                    return
+        raise ObjectExists(f"object {name!r} was changed by another writer")
+
     def put_file(self, name: str, path: Path) -> None:
         """Upload a local file (multipart above PART_SIZE), then remove it. If the upload
         fails the file stays, and the object is absent: S3 shows an upload only once it

@@ -168,3 +168,41 @@ def test_capabilities_are_declared(store: ObjectStore) -> None:
     assert isinstance(caps.conditional_create, bool)
     assert caps.coalesce_gap >= 0
     assert caps.local_root is None or Path(caps.local_root).is_dir()
+
+
+def test_put_if_unchanged_is_a_compare_and_swap(store: ObjectStore) -> None:
+    store.put_if_unchanged("project.json", b"v1", None)  # absent: created
+    with pytest.raises(ObjectExists):
+        store.put_if_unchanged("project.json", b"v1 again", None)
+    etag = store.stat("project.json").etag
+    store.put_if_unchanged("project.json", b"v2", etag)
+    assert store.get("project.json") == b"v2"
+    with pytest.raises(ObjectExists):
+        store.put_if_unchanged("project.json", b"v3", etag)  # a stale etag loses
+    assert store.get("project.json") == b"v2"
+
+
+def test_read_modify_write_races_lose_no_update(store: ObjectStore) -> None:
+    """Four writers each add five increments to one counter through put_if_unchanged,
+    retrying when they lose: every increment lands."""
+    store.put("counter", b"0")
+    start = threading.Barrier(4)
+
+    def add(times: int) -> None:
+        start.wait()
+        for _ in range(times):
+            while True:
+                etag = store.stat("counter").etag
+                value = int(store.get("counter"))
+                try:
+                    store.put_if_unchanged("counter", str(value + 1).encode(), etag)
+                    break
+                except ObjectExists:
+                    continue
+
+    threads = [threading.Thread(target=add, args=(5,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert int(store.get("counter")) == 20
