@@ -15,19 +15,25 @@ from core.repo.repository import Repository
 LOCK_TIMEOUT = 5.0
 
 
-@contextlib.contextmanager
-def locked(
-    repo: Repository, operation: str, *, exclusive: bool, backup_id: str | None = None
-) -> Iterator[locks.RepoLock]:
-    """Hold the project's lock for `operation` (shared or exclusive) for the block."""
-    with locks.acquire(
+def _acquire(
+    repo: Repository, operation: str, *, exclusive: bool, backup_id: str | None
+) -> locks.RepoLock:
+    return locks.acquire(
         repo.store,
         exclusive=exclusive,
         operation=operation,
         backup_id=backup_id,
         timeout=LOCK_TIMEOUT,
         project_id=repo.project_id,
-    ) as lock:
+    )
+
+
+@contextlib.contextmanager
+def locked(
+    repo: Repository, operation: str, *, exclusive: bool, backup_id: str | None = None
+) -> Iterator[locks.RepoLock]:
+    """Hold the project's lock for `operation` (shared or exclusive) for the block."""
+    with _acquire(repo, operation, exclusive=exclusive, backup_id=backup_id) as lock:
         yield lock
 
 
@@ -36,14 +42,7 @@ def reading(repo: Repository, operation: str, backup_id: str | None = None) -> I
     """A shared lock for a reader; none on a repository that cannot be written (restic's
     --no-lock), so a read-only mount or snapshot is still listed, verified and restored."""
     try:
-        lock = locks.acquire(
-            repo.store,
-            exclusive=False,
-            operation=operation,
-            backup_id=backup_id,
-            timeout=LOCK_TIMEOUT,
-            project_id=repo.project_id,
-        )
+        lock = _acquire(repo, operation, exclusive=False, backup_id=backup_id)
     except ReadOnly:
         yield
         return

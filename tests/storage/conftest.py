@@ -5,10 +5,12 @@ tests/storage/test_store_contract.py unchanged."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from storage.seaweed import SeaweedServer
+from storage.seaweed import start as start_seaweed
 
 from core.storage import ObjectStore
 from core.storage.cache import CachedStore
@@ -49,3 +51,13 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
     made = STORES[request.param](request, tmp_path)
     made.prepare()
     return made
+
+
+@pytest.fixture
+def private_seaweed() -> Iterator[SeaweedServer]:
+    """A server of this test's own, to kill and restart without disturbing the others."""
+    server = start_seaweed()
+    try:
+        yield server
+    finally:
+        server.stop()

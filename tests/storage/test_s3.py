@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,6 @@ from storage.faultproxy import (
     random_faults,
 )
 from storage.seaweed import SeaweedServer, free_ports
-from storage.seaweed import start as start_seaweed
 
 from core.errors import InvalidInput, NexusError
 from core.repo.repository import Repository
@@ -303,16 +301,6 @@ def test_truncated_bodies_and_503s_are_retried_then_fail_cleanly(seaweed: Seawee
         assert time.monotonic() - began < 5
         _one_line(caught.value, "connection to the server failed")
         assert proxy.injected[TRUNCATE] > 1  # obstore tried again
-
-
-@pytest.fixture
-def private_seaweed() -> Iterator[SeaweedServer]:
-    """A server of this test's own, to kill and restart without disturbing the others."""
-    server = start_seaweed()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.slow

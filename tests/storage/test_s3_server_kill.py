@@ -9,12 +9,10 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from storage.seaweed import SeaweedServer
-from storage.seaweed import start as start_seaweed
 from tree_compare import tree_snapshot
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,13 +20,8 @@ MiB = 1024 * 1024
 
 
 @pytest.fixture
-def server() -> Iterator[SeaweedServer]:
-    """A server of this test's own, to kill and restart without disturbing the others."""
-    made = start_seaweed()
-    try:
-        yield made
-    finally:
-        made.stop()
+def server(private_seaweed: SeaweedServer) -> SeaweedServer:
+    return private_seaweed
 
 
 def _cli(server: SeaweedServer, root: Path, url: str, *args: str, **kw) -> subprocess.Popen:
