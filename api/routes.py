@@ -46,7 +46,6 @@ from core.models import (
 )
 from core.query import WHEN_HELP, parse_tag, parse_when
 from core.service import Engine
-from core.storage.url import is_url
 
 ReqT = TypeVar("ReqT", CreateRequest, RestoreRequest)
 T = TypeVar("T")
@@ -301,25 +300,24 @@ async def restore_backup(req: RestoreRequest, ctx: Ctx) -> JSONResponse:
     )
 
 
-#: The only store URLs a client may name as a copy's target; a local one is a path, so that
-#: it is judged by the allowed directories (a file:// URL would be a way around them).
-COPY_SCHEMES = ("s3",)
+#: The one kind of store URL a client may name as a copy's target; a local target is a path,
+#: judged by the allowed directories (a file:// URL would be a way around them).
+S3_PREFIX = "s3://"
 
 
 def _copy_target(ctx: ApiContext, raw: str, project_id: str) -> str:
     """`to` as the engine gets it: an s3:// URL as given, a path resolved under an allowed
     directory (else 403) that is not a file (else 422)."""
     loc = ["body", "to"]
-    if is_url(raw):
-        scheme = raw.partition(":")[0].lower()
-        if scheme not in COPY_SCHEMES or not raw[len(scheme) :].startswith("://"):
-            raise ApiError(
-                422,
-                f"to must be an absolute path or an s3://BUCKET/PREFIX URL, got {raw[:80]!r}",
-                type="invalid_path",
-                loc=loc,
-            )
+    if raw.startswith(S3_PREFIX):
         return raw
+    if "://" in raw and not raw.startswith("/"):
+        raise ApiError(
+            422,
+            f"to must be an absolute path or an s3://BUCKET/PREFIX URL, got {raw[:80]!r}",
+            type="invalid_path",
+            loc=loc,
+        )
     target = _allowed(ctx, raw, "to", project_id, "copy")
     blocker = _non_directory_on_the_way(target)
     if blocker is not None:
