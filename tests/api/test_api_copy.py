@@ -12,7 +12,7 @@ from core.manager import BackupManager
 from core.models import RestoreRequest
 
 
-def _restored(tmp: Path, target: Path, project: str, backup_id: str) -> Path:
+def _restored(tmp: Path, target: Path | str, project: str, backup_id: str) -> Path:
     """Open the copy's repository with a manager of its own and restore the backup."""
     mgr = BackupManager(tmp / "reader-root", repository=target)
     out = tmp / "restored"
@@ -127,3 +127,19 @@ def test_copy_into_a_file_is_422(api, client, project, sample_tree, backup_of, l
         assert r.status_code == 422, r.text
         assert locs(r) == [["body", "to"]]
     assert afile.read_bytes() == b"keep me\n"
+
+
+def test_copy_to_s3_restores_byte_exact(
+    api, client, project, sample_tree, tree_of, backup_of, job_of, tmp_path, s3_url
+):
+    """An s3:// target is taken as given (with the server's AWS variables): a real SeaweedFS."""
+    src = sample_tree(api.allowed / project / "src")
+    meta = backup_of(project, src)
+    r = client.post(f"/api/v1/backup/copy/{project}", json={"to": s3_url, "backup_ids": None})
+    assert r.status_code == 202, r.text
+    job = job_of(r.json()["job_id"])
+    assert job["status"] == "succeeded", job
+    assert job["target"] == s3_url and [c["backup_id"] for c in job["copied"]["copied"]] == [
+        meta["id"]
+    ]
+    assert tree_of(_restored(tmp_path, s3_url, project, meta["id"])) == tree_of(src)
