@@ -520,7 +520,8 @@ class NexusApp(App[int]):
         lines = "\n".join(f"  • {op.summary()}" for op in running)
         body = (
             f"Still running:\n{lines}\n\nQuitting cancels them; a backup in progress ends "
-            "FAILED (cancelled), a restore leaves the files written so far."
+            "FAILED (cancelled), a restore leaves the files written so far, a copy the "
+            "backups it copied."
         )
 
         def answered(yes: bool | None) -> None:
