@@ -1,11 +1,11 @@
-"""The long operations (create, restore, delete) run at most `max_running` at once, creates and
-restores as server-side tasks that outlive their request.
+"""The long operations (create, restore, copy, delete) run at most `max_running` at once,
+creates, restores and copies as server-side tasks that outlive their request.
 
 A request starts the task and answers as soon as there is something to say (the PENDING
-metadata of a backup, a restore's job id); when every slot is taken the operation waits its
-turn as a "queued" job the client polls. The runner keeps a reference to every task, so none
-is garbage-collected mid-flight, logs how each one ended, so no exception is lost, and cancels
-them at shutdown (a cancelled create ends FAILED "cancelled" in the core)."""
+metadata of a backup, a restore's or a copy's job id); when every slot is taken the operation
+waits its turn as a "queued" job the client polls. The runner keeps a reference to every task,
+so none is garbage-collected mid-flight, logs how each one ended, so no exception is lost, and
+cancels them at shutdown (a cancelled create ends FAILED "cancelled" in the core)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from api.schemas import Job, JobError, RestoreOutcome
 from core.errors import NexusError
 from core.models import (
     BackupMetadata,
+    CopyResult,
     CreateRequest,
     ProgressEvent,
     RestoreRequest,
@@ -293,12 +294,46 @@ class JobRunner:
         job = _new_job(
             "restore", req.project_id, backup_id=req.backup_id, restore_dir=req.restore_dir
         )
+
+        def done(result: RestoreResult) -> None:
+            job.result = RestoreOutcome.of(result)
+            job.backup_id = result.backup_id  # "latest" becomes the id actually restored
+
+        return await self._start_job(
+            job, lambda progress: self.mgr.restore(req, progress=progress), done
+        )
+
+    async def start_copy(self, project_id: str, to: str, backup_ids: list[str] | None) -> Job:
+        """Start a copy of backups into the repository `to` as a job, as a restore starts."""
+        job = _new_job("copy", project_id, target=to)
+
+        def done(result: CopyResult) -> None:
+            job.copied = result
+            job.target = result.target
+
+        return await self._start_job(
+            job,
+            lambda progress: self.mgr.copy(project_id, to, backup_ids, progress=progress),
+            done,
+        )
+
+    async def _start_job(
+        self,
+        job: Job,
+        work: Callable[[Callable[[ProgressEvent], None]], Awaitable[T]],
+        done: Callable[[T], None],
+    ) -> Job:
+        """Run `work(progress)` as `job`, queued when every slot is taken. Errors that come
+        within EARLY_ERROR_WINDOW, before any progress (busy project, damaged backup, a bad
+        target), are raised here for the request to answer; later ones end the job."""
+        label = f"{job.kind} {job.project_id}"
         place = self.slots.enqueue()
         if not place.done():
             job.status = "queued"
             self._remember(job)
-            run = self._run_restore(job, req, self._progress(job), place)
-            self._in_turn(f"restore {req.project_id}", job, run, place)
+            self._in_turn(
+                label, job, self._run_job(job, work, self._progress(job), done, place), place
+            )
             return job
         job.started_at = _now()
         started = asyncio.Event()
@@ -308,8 +343,7 @@ class JobRunner:
             started.set()
             report(event)
 
-        run = self._run_restore(job, req, progress, place)
-        task = self._in_turn(f"restore {req.project_id}", job, run, place)
+        task = self._in_turn(label, job, self._run_job(job, work, progress, done, place), place)
         waiter = asyncio.ensure_future(started.wait())
         try:
             await asyncio.wait(
@@ -322,22 +356,22 @@ class JobRunner:
         self._remember(job)
         return job
 
-    async def _run_restore(
+    async def _run_job(
         self,
         job: Job,
-        req: RestoreRequest,
+        work: Callable[[Callable[[ProgressEvent], None]], Awaitable[T]],
         progress: Callable[[ProgressEvent], None],
+        done: Callable[[T], None],
         place: asyncio.Future[None],
-    ) -> RestoreResult:
+    ) -> T:
         try:
-            result = await self._turn(job, place, lambda: self.mgr.restore(req, progress=progress))
+            result = await self._turn(job, place, lambda: work(progress))
         except BaseException as exc:
             _fail(job, exc)
             raise
         else:
             job.status = "succeeded"
-            job.result = RestoreOutcome.of(result)
-            job.backup_id = result.backup_id  # "latest" becomes the id actually restored
+            done(result)
             return result
         finally:
             job.finished_at = _now()

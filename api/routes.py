@@ -1,4 +1,4 @@
-"""The endpoints: the spec's five, plus projects, jobs, health and the event stream.
+"""The endpoints: the spec's five, plus copy, projects, jobs, health and the event stream.
 
 Handlers stay thin: validate (pydantic), check paths against the allowed directories, call the
 core, shape the answer. Core errors become their HTTP status through the handlers in
@@ -21,7 +21,15 @@ from api.events import EventHub, TooManySubscribers
 from api.jobs import JobRunner
 from api.paths import PathPolicy
 from api.pools import ReadPool
-from api.schemas import BackupInfoResponse, BackupPage, ErrorBody, Health, Job, RestoreOutcome
+from api.schemas import (
+    BackupInfoResponse,
+    BackupPage,
+    CopyBody,
+    ErrorBody,
+    Health,
+    Job,
+    RestoreOutcome,
+)
 from core.errors import NotFound
 from core.models import (
     ID_PATTERN,
@@ -292,6 +300,69 @@ async def restore_backup(req: RestoreRequest, ctx: Ctx) -> JSONResponse:
     )
 
 
+#: The one kind of store URL a client may name as a copy's target; a local target is a path,
+#: judged by the allowed directories (a file:// URL would be a way around them).
+S3_PREFIX = "s3://"
+
+
+def _copy_target(ctx: ApiContext, raw: str, project_id: str) -> str:
+    """`to` as the engine gets it: an s3:// URL as given, a path resolved under an allowed
+    directory (else 403) that is not a file (else 422)."""
+    loc = ["body", "to"]
+    if raw.startswith(S3_PREFIX):
+        return raw
+    if "://" in raw and not raw.startswith("/"):
+        raise ApiError(
+            422,
+            f"to must be an absolute path or an s3://BUCKET/PREFIX URL, got {raw[:80]!r}",
+            type="invalid_path",
+            loc=loc,
+        )
+    target = _allowed(ctx, raw, "to", project_id, "copy")
+    blocker = _non_directory_on_the_way(target)
+    if blocker is not None:
+        what = (
+            "exists and is not a directory" if blocker == target else f"is under {blocker}, a file"
+        )
+        raise ApiError(422, f"to {raw!r} {what}", type="invalid_path", loc=loc)
+    return str(target)
+
+
+@router.post(
+    "/backup/copy/{project_id}",
+    status_code=202,
+    response_model=Job,
+    responses={
+        202: {"model": Job, "description": "Copy started; poll GET /api/v1/jobs/{job_id}"},
+        **FORBIDDEN,
+        **NOT_FOUND,
+        **CONFLICT,
+        **STORAGE_FULL,
+    },
+    tags=["backups"],
+    summary="Copy backups into another repository (202 with a job)",
+)
+async def copy_backups(ctx: Ctx, project_id: ProjectIdPath, body: CopyBody) -> JSONResponse:
+    """Only the chunks the target lacks travel; ids and metadata are kept; each copy is
+    verified in the target before it counts; a copy cut short is finished by asking again.
+    `backup_ids` null copies every completed backup of the project."""
+    _checked(project_id, "project_id")
+    if not await ctx.reads.run(ctx.mgr.project_exists_blocking, project_id):
+        raise ApiError(
+            404, f"unknown project {project_id!r}", type="not_found", loc=["path", "project_id"]
+        )
+    to = _copy_target(ctx, body.to, project_id)
+    try:
+        job = await ctx.jobs.start_copy(project_id, to, body.backup_ids)
+    except NotFound as exc:
+        raise ApiError.from_core(exc, loc=["body", "backup_ids"]) from None
+    return JSONResponse(
+        job.model_dump(mode="json"),
+        status_code=202,
+        headers={"Location": f"/api/v1/jobs/{job.job_id}"},
+    )
+
+
 WHEN_DOC = "the query grammar of the README's list section: " + WHEN_HELP
 
 
@@ -405,7 +476,7 @@ async def delete_backup(ctx: Ctx, project_id: ProjectIdPath, backup_id: BackupId
     response_model=Job,
     responses={404: _err("Unknown (or long forgotten) job")},
     tags=["jobs"],
-    summary="A background restore or queued create: queued, running, or its result or error",
+    summary="A restore, copy or queued create: queued, running, or its result or error",
 )
 async def get_job(ctx: Ctx, job_id: JobIdPath) -> Job:
     job = ctx.jobs.get(_checked_job_id(job_id))
@@ -416,9 +487,9 @@ async def get_job(ctx: Ctx, job_id: JobIdPath) -> Job:
 
 SSE_DOC = (
     "Server-sent events of the project: `ready` once, then `progress` (ProgressEvent), `log` "
-    "(a log record), `backup` (BackupMetadata as it changes), `job` (a restore Job when it "
-    "ends), `lagged` ({dropped}) when this client fell behind and lost events; a `: keepalive` "
-    "comment every 15 s. Data lines are JSON."
+    "(a log record), `backup` (BackupMetadata as it changes), `job` (a restore or copy Job "
+    "when it ends), `lagged` ({dropped}) when this client fell behind and lost events; a "
+    "`: keepalive` comment every 15 s. Data lines are JSON."
 )
 
 

@@ -8,9 +8,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from core.models import BackupInfo, BackupMetadata, ProgressEvent, RestoreResult, RestoreUndo
+from core.models import (
+    BackupId,
+    BackupInfo,
+    BackupMetadata,
+    CopyResult,
+    ProgressEvent,
+    RestoreResult,
+    RestoreUndo,
+)
 
 
 class ErrorItem(BaseModel):
@@ -63,6 +71,17 @@ class RestoreOutcome(RestoreResult):
         return cls.model_validate({**result.model_dump(), "undo_hint": hint})
 
 
+class CopyBody(BaseModel):
+    """Copy a project's backups into another repository: `to` is an absolute path under an
+    allowed directory or an `s3://BUCKET/PREFIX` URL (reached with the server's own
+    credentials); `backup_ids` None copies every completed backup."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: str = Field(min_length=1, max_length=4096)
+    backup_ids: list[BackupId] | None = Field(default=None, min_length=1, max_length=1000)
+
+
 class JobError(BaseModel):
     """Why a background job failed: the HTTP status it would have had, and the one line."""
 
@@ -75,23 +94,26 @@ JobStatus = Literal["queued", "running", "succeeded", "failed"]
 
 
 class Job(BaseModel):
-    """A background create or restore, polled at GET /api/v1/jobs/{job_id}.
+    """A background create, restore or copy, polled at GET /api/v1/jobs/{job_id}.
 
     A job is "queued" while the server already runs as many long operations as it allows,
     "running" once it has its turn. A create is a job only when it had to queue (else its
     answer is the backup's PENDING metadata); its `backup_id` is known once it runs, and
-    `backup` is the backup's metadata as the create ended."""
+    `backup` is the backup's metadata as the create ended. A copy names its `target` and,
+    once it succeeded, what travelled (`copied`)."""
 
     job_id: str
-    kind: Literal["create", "restore"] = "restore"
+    kind: Literal["create", "restore", "copy"] = "restore"
     status: JobStatus = "running"
     project_id: str
     backup_id: str | None = None
     restore_dir: str | None = None
+    target: str | None = None
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
     progress: ProgressEvent | None = None
     result: RestoreOutcome | None = None
+    copied: CopyResult | None = None
     backup: BackupMetadata | None = None
     error: JobError | None = None

@@ -27,6 +27,7 @@ from core.errors import NexusError, describe_os_error
 from core.models import (
     BackupMetadata,
     BackupType,
+    CopyResult,
     CreateRequest,
     DeleteResult,
     ProgressEvent,
@@ -86,6 +87,9 @@ class NexusApp(App[int]):
         self.operations_changed: Signal[Operation] = Signal(self, "operations_changed")
         #: Data directory last used per project in this session (the core remembers one too).
         self.data_dirs: dict[str, str] = {}
+        #: Copy target last used per project in this session (the engine keeps no setting
+        #: for it yet), offered again by the next copy of that project.
+        self.copy_targets: dict[str, str] = {}
         self.main = MainScreen()
         self._heap_settled = False
         #: Why the repository cannot be written, or None: backing up, deleting and new
@@ -225,6 +229,15 @@ class NexusApp(App[int]):
             op, lambda progress: self.mgr.delete(project_id, backup_id, progress=progress)
         )
 
+    def start_copy(self, project_id: str, to: str) -> Operation:
+        """Copy every completed backup of the project into the repository `to`."""
+        self.copy_targets[project_id] = to
+        label = f"copy {project_id} → {fmt.short_location(to, 40)}"
+        op = Operation("copy", project_id, label)
+        return self.start_operation(
+            op, lambda progress: self.mgr.copy(project_id, to, progress=progress)
+        )
+
     def start_create_project(self, project_id: str, data_dir: str) -> Operation:
         self.data_dirs[project_id] = data_dir
         op = Operation("project", project_id, f"new project {project_id}")
@@ -328,6 +341,13 @@ class NexusApp(App[int]):
             )
         elif isinstance(result, ProjectSummary):
             self.notify(f"{result.project_id} → {result.data_dir}", title="Project created")
+        elif isinstance(result, CopyResult):
+            from tui.screens.copy import copy_summary
+
+            self.notify(
+                f"{result.project_id} → {fmt.home_short(result.target)}: {copy_summary(result)}",
+                title="Copy completed",
+            )
 
     # -- actions (footer keys on the main screen, and the command palette)
 
@@ -425,6 +445,22 @@ class NexusApp(App[int]):
 
         self.push_screen(ConfirmScreen("Delete backup", body, yes="Delete", danger=True), answered)
 
+    def action_copy(self) -> None:
+        from tui.screens.copy import CopyScreen
+
+        project = self.main.current_project if self.screen is self.main else None
+        if project is None:
+            self.notify("Select a project to copy first.", severity="warning")
+            return
+        completed = sum(1 for b in self.main.table.backups if b.restorable)
+        if not completed:
+            self.notify(
+                f"{project.project_id} has no completed backup to copy yet.", severity="warning"
+            )
+            return
+        remembered = self.copy_targets.get(project.project_id)
+        self.push_screen(CopyScreen(project.project_id, completed, remembered))
+
     def action_new_project(self) -> None:
         from tui.screens.new_project import NewProjectScreen
 
@@ -457,6 +493,11 @@ class NexusApp(App[int]):
                 "\n\nFiles already restored stay in the target directory; "
                 "no partly written file is left."
             )
+        elif op.kind == "copy":
+            note = (
+                "\n\nBackups copied so far stay in the target; copying again sends only "
+                "what is missing."
+            )
 
         def answered(yes: bool | None) -> None:
             if yes:
@@ -479,7 +520,8 @@ class NexusApp(App[int]):
         lines = "\n".join(f"  • {op.summary()}" for op in running)
         body = (
             f"Still running:\n{lines}\n\nQuitting cancels them; a backup in progress ends "
-            "FAILED (cancelled), a restore leaves the files written so far."
+            "FAILED (cancelled), a restore leaves the files written so far, a copy the "
+            "backups it copied."
         )
 
         def answered(yes: bool | None) -> None:

@@ -26,6 +26,7 @@ class NexusCommands(Provider):
             ("Backup: verify", app.action_verify, "Check the selected backup's data (v)"),
             ("Backup: delete", app.action_delete, "Delete the selected backup (d)"),
             ("Project: new project", app.action_new_project, "A project from a directory (N)"),
+            ("Project: copy backups", app.action_copy, "Into another repository (C)"),
             ("Table: filter", main.action_filter, "Narrow the backup table (/)"),
             ("Table: clear filter", main.action_clear_filter, "Show every backup (escape)"),
             ("Table: sort by next column", lambda: main.table.action_cycle_sort(), "(s)"),

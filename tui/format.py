@@ -45,6 +45,7 @@ __all__ = [
     "rate",
     "short_age",
     "short_id",
+    "short_location",
     "short_size",
     "size",
     "status_text",
@@ -119,7 +120,29 @@ def progress_line(event: ProgressEvent | None) -> str:
         parts.append(f"ETA {duration(event.eta_seconds)}")
     if event.current_path:
         parts.append(event.current_path)
+    elif event.operation == "copy" and event.backup_id:
+        parts.append(event.backup_id)  # a copy goes backup by backup
     return " · ".join(parts)
+
+
+def short_location(url: str, width: int) -> str:
+    """Where a repository lives, in `width` cells: `~` for the home directory; the scheme and
+    bucket (when they leave room) and the end of the path kept, the middle left out
+    ("s3://bucket/…/nexus")."""
+    text = home_short(url)
+    if len(text) <= width:
+        return text
+    scheme, sep, rest = text.partition("://")
+    head, body = (scheme + sep, rest) if sep else ("", text)
+    bucket, slash, path = body.partition("/")
+    if sep and slash and len(head) + len(bucket) + 2 + min(len(path), 8) <= width:
+        head, body = head + bucket + "/", path
+    room = max(1, width - len(head) - 1)
+    tail = body[-room:]
+    cut = tail.find("/")
+    if 0 < cut <= len(tail) // 2:  # start at a component, when that keeps most of the room
+        tail = tail[cut:]
+    return head + "…" + tail
 
 
 def fraction(event: ProgressEvent | None) -> tuple[float | None, float]:

@@ -1,4 +1,4 @@
-"""Running operations (backup, restore, verify, delete): what the progress panel shows and
+"""Running operations (backup, restore, verify, delete, copy): what the progress panel shows and
 what quitting has to warn about. Plain data; the app owns the workers that drive them."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from textual.worker import Worker
 from core.models import ProgressEvent
 from tui import format as fmt
 
-OpKind = Literal["create", "restore", "verify", "delete", "project"]
+OpKind = Literal["create", "restore", "verify", "delete", "project", "copy"]
 OpState = Literal["running", "done", "failed", "cancelled"]
 
 _ids = itertools.count(1)

@@ -82,6 +82,42 @@ class RestoreTarget(Validator):
         return self.success()
 
 
+def is_store_url(value: str) -> bool:
+    """`s3://bucket/prefix` and the like: a repository the engine opens by URL (the engine
+    names an unknown scheme itself)."""
+    head, sep, _ = value.strip().partition("://")
+    return bool(sep) and head.isalnum() and not head.isdigit()
+
+
+class CopyTarget(Validator):
+    """Where to copy a project's backups: a store URL, or a directory to hold (or holding) a
+    repository, which the restore rules judge: absent and creatable, or a writable directory."""
+
+    def validate(self, value: str) -> ValidationResult:
+        if not value.strip():
+            return self.failure("enter a directory or an s3://bucket/prefix URL")
+        if is_store_url(value):
+            return self.success()
+        result = RestoreTarget().validate(value)
+        if not result.is_valid:
+            return self.failure(
+                result.failure_descriptions[0].replace("target directory", "target")
+            )
+        return self.success()
+
+
+def describe_copy_target(value: str) -> str:
+    """A one-line description of a valid copy target, shown under the field."""
+    if is_store_url(value):
+        return f"✓ the repository at {value.strip()}"
+    path = expand(value)
+    if (path / "backups").is_dir():
+        return f"✓ the repository in {home_short(path)} (what it holds is kept)"
+    if path.exists():
+        return f"✓ a new repository in {home_short(path)}"
+    return f"✓ a new repository: {home_short(path)} will be created"
+
+
 class TagList(Validator):
     def validate(self, value: str) -> ValidationResult:
         try:

@@ -54,8 +54,10 @@ class MainScreen(WorkerErrors, Screen):
         Binding("b", "app.browse", "Browse", id="browse", tooltip="Browse and pick files"),
         Binding("v", "app.verify", "Verify", id="verify", tooltip="Verify the backup"),
         Binding("d", "app.delete", "Delete", id="delete", tooltip="Delete the backup"),
+        Binding("C", "app.copy", "Copy", id="copy", tooltip="Copy the backups elsewhere"),
         Binding("N", "app.new_project", "Project", id="new_project", tooltip="New project"),
-        Binding("slash", "filter", "Filter", id="filter", tooltip="Filter the table"),
+        # shown in the table's border ("/: filter"), so the footer keeps room at 80 columns
+        Binding("slash", "filter", "Filter", show=False, id="filter", tooltip="Filter the table"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="clear_filter"),
         Binding("c", "app.cancel", "Cancel op", show=False, id="cancel"),
         Binding("1", "focus_pane('projects')", "Projects", show=False, id="pane.projects"),
@@ -88,7 +90,7 @@ class MainScreen(WorkerErrors, Screen):
                 id="read-only",
             )
         with Horizontal(id="top"):
-            yield ProjectList(id="projects")
+            yield ProjectList(self.app.mgr.repository_url, id="projects")
             with Vertical(id="table-area"):
                 yield FilterBar(id="filter-bar")
                 yield BackupTable(id="backups")

@@ -1,4 +1,5 @@
-"""The projects pane: one two-line entry per project, a failed last backup in red."""
+"""The projects pane: one two-line entry per project, a failed last backup in red; its
+border says how many there are and where their repositories live."""
 
 from __future__ import annotations
 
@@ -53,8 +54,12 @@ class ProjectList(OptionList):
             super().__init__()
             self.project_id = project_id
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, where: str = "", **kwargs) -> None:
         super().__init__(**kwargs)
+        #: Where the repositories live (the manager's repository_url), shortened to fit.
+        self.where = where
+        if where:
+            self.tooltip = f"Repositories in {where}"
         self.projects: list[ProjectSummary] = []
         self._key: tuple[list[tuple[ProjectSummary, str]], int] | None = None
         self._last: tuple[datetime, bool] | None = None
@@ -90,14 +95,22 @@ class ProjectList(OptionList):
             ids = [p.project_id for p in self.projects]
             if ids:
                 self.highlighted = ids.index(keep) if keep in ids else 0
-        self.border_subtitle = f"{len(self.projects)}"
+        self._subtitle()
         if self.current != keep:
             self.post_message(self.Selected(self.current))
+
+    def _subtitle(self) -> None:
+        """The count in the title, and in the bottom border where the repositories live,
+        shortened to what the border leaves ('…/share/nexus-backup')."""
+        self.border_title = f"Projects ({len(self.projects)})"
+        room = self.outer_size.width - 7  # corners, spaces and a little rule
+        self.border_subtitle = fmt.short_location(self.where, room) if room >= 6 else ""
 
     def on_resize(self) -> None:
         if self._last is not None:  # lay the lines out again for the new width
             now, partial = self._last
             self.set_projects(self.projects, now, partial=partial)
+        self._subtitle()
 
     def select_project(self, project_id: str) -> None:
         ids = [p.project_id for p in self.projects]
