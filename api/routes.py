@@ -300,32 +300,34 @@ async def restore_backup(req: RestoreRequest, ctx: Ctx) -> JSONResponse:
     )
 
 
-#: The one kind of store URL a client may name as a copy's target; a local target is a path,
-#: judged by the allowed directories (a file:// URL would be a way around them).
+#: The one kind of target a client may name for a copy: a bucket. A local directory is not
+#: offered over the API: the copy writes its objects by path, and a symlink swapped into the
+#: path while it writes could send them outside every allowed directory (invariant 7 holds
+#: for what the API reads and restores through directory descriptors, not for this).
 S3_PREFIX = "s3://"
 
 
 def _copy_target(ctx: ApiContext, raw: str, project_id: str) -> str:
-    """`to` as the engine gets it: an s3:// URL as given, a path resolved under an allowed
-    directory (else 403) that is not a file (else 422)."""
+    """`to` as the engine gets it: an s3:// URL as given; a local path is refused (403)."""
     loc = ["body", "to"]
     if raw.startswith(S3_PREFIX):
         return raw
-    if "://" in raw and not raw.startswith("/"):
+    if not raw.startswith("/"):
         raise ApiError(
             422,
-            f"to must be an absolute path or an s3://BUCKET/PREFIX URL, got {raw[:80]!r}",
+            f"to must be an s3://BUCKET/PREFIX URL, got {raw[:80]!r}",
             type="invalid_path",
             loc=loc,
         )
-    target = _allowed(ctx, raw, "to", project_id, "copy")
-    blocker = _non_directory_on_the_way(target)
-    if blocker is not None:
-        what = (
-            "exists and is not a directory" if blocker == target else f"is under {blocker}, a file"
-        )
-        raise ApiError(422, f"to {raw!r} {what}", type="invalid_path", loc=loc)
-    return str(target)
+    if ctx.mgr.project_exists_blocking(project_id):
+        ctx.mgr.logger.warning(project_id, "copy", f"API refused to {raw[:200]!r}: a local path")
+    raise ApiError(
+        403,
+        "the API copies only to object storage (s3://BUCKET/PREFIX); copy to a local "
+        "directory with the CLI or the TUI",
+        type="forbidden_path",
+        loc=loc,
+    )
 
 
 @router.post(
