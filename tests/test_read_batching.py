@@ -70,4 +70,4 @@ async def test_restore_and_verify_read_runs_of_chunks_at_once(tmp_path: Path) ->
     counts.update(reads=0, ranges=0)
     result = await mgr.verify("p", meta.id)
     assert result.ok and result.bytes_checked >= 40 * MiB
-    assert counts["reads"] <= (40 * MiB) // READ_BATCH + 4
+    assert counts["reads"] <= (40 * MiB) // READ_BATCH + 6 < chunks  # a batch more per pack

@@ -207,13 +207,12 @@ class LocalStore:
             raise ObjectExists(f"object {name!r} already exists")
 
     def put_if_unchanged(self, name: str, data: bytes, etag: str | None) -> None:
-        """Under an flock of a sidecar file (every writer on this host and, on most network
-        filesystems, on others takes it): the etag compared, then the atomic write."""
+        """Under an flock of the object's directory (every writer here takes it; nothing is
+        left behind): the etag compared, then the atomic write."""
         path = self.path(name)
-        guard = path.with_name(f"{path.name}{TMP_MARK}cas")
         if not path.parent.is_dir():
             self._mkdirs(path.parent)
-        fd = os.open(guard, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:

@@ -221,13 +221,14 @@ def slow_restore(monkeypatch: pytest.MonkeyPatch) -> None:
     import core.ops.restore
 
     monkeypatch.setattr(core.ops.restore, "PART_SIZE", 2 * 1024 * 1024)
-    real_read = core.ops.restore.Restorer._read
+    real_read = core.ops.restore.Restorer._read_many
 
-    def slow_read(self, digest_hex: str, show: str) -> bytes:  # type: ignore[no-untyped-def]
-        time.sleep(0.15)
-        return real_read(self, digest_hex, show)
+    def slow_read(self, digests_hex: list[str], show: str):  # type: ignore[no-untyped-def]
+        for blob in real_read(self, digests_hex, show):
+            time.sleep(0.15)
+            yield blob
 
-    monkeypatch.setattr(core.ops.restore.Restorer, "_read", slow_read)
+    monkeypatch.setattr(core.ops.restore.Restorer, "_read_many", slow_read)
 
 
 def test_restore_dialog_binds_c_to_cancel_with_a_description() -> None:
