@@ -240,6 +240,19 @@ class BackupManager:
         while len(self._copies) > 100:  # a long-running server keeps only the recent ones
             self._copies.pop(next(iter(self._copies)))
 
+    def _copy_target(self, to: str) -> ObjectStore:
+        """The store a copy goes to: never this repository, nor a directory inside it or
+        holding it (its objects would be mixed with this one's)."""
+        target = open_store(resolve_repository(to, self.root))
+        same = target.url == self.store.url
+        mine, theirs = self.store.capabilities.local_root, target.capabilities.local_root
+        if not same and mine is not None and theirs is not None:
+            a, b = Path(os.path.realpath(mine)), Path(os.path.realpath(theirs))
+            same = a == b or a in b.parents or b in a.parents
+        if same:
+            raise InvalidInput(f"{to}: that is this repository or inside it; copy to another one")
+        return target
+
     def copy_outcome(self, project_id: str, backup_id: str) -> CopyResult | str | None:
         """What the copy after backup `backup_id` did (this process): its result, the one
         line of its failure, or None when the project has no `copy_to`."""
@@ -256,10 +269,7 @@ class BackupManager:
         def work() -> None:
             repo = self._writable(self._repo(project_id))
             if to:
-                target = open_store(resolve_repository(to, self.root))
-                if target.url == self.store.url:
-                    raise InvalidInput(f"{to}: that is this repository; copy to another one")
-                repo.save_settings(copy_to=target.url)
+                repo.save_settings(copy_to=self._copy_target(to).url)
             else:
                 repo.save_settings(copy_to=None)
             self._log(project_id, "INFO", "settings", f"copy after each backup: {to or 'off'}")
@@ -677,9 +687,7 @@ class BackupManager:
     ) -> CopyResult:
         src = self._repo(project_id)
         src.check_format()
-        target = open_store(resolve_repository(to, self.root))
-        if target.url == self.store.url:
-            raise InvalidInput(f"{to}: that is this repository; copy to another one")
+        target = self._copy_target(to)
         dst = Repository(self.root, project_id, projects.project_store(target, project_id))
         dst.init(like=src.config)
         self._writable(dst)

@@ -274,3 +274,20 @@ async def test_two_hosts_changing_settings_at_once_both_land(engine, tmp_path):
     settings = one.settings()
     assert all(settings.get(f"key{i}") == i for i in range(16)), settings
     assert settings["data_dir"] == str(data)
+
+
+async def test_copy_into_or_around_this_repository_is_refused(tmp_path):
+    """A target inside the repository (its own project directory) or holding it would mix
+    two repositories' objects: refused, nothing written."""
+    root = tmp_path / "root"
+    mgr = BackupManager(root)
+    data = _tree(tmp_path)
+    await mgr.create(CreateRequest(project_id="web", data_dir=str(data)))
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    for to in (root / "backups" / "web", root / "backups", tmp_path):
+        with pytest.raises(InvalidInput, match="this repository"):
+            await mgr.copy("web", str(to))
+        with pytest.raises(InvalidInput, match="this repository"):
+            await mgr.set_copy_to("web", str(to))
+    after = sorted(p.relative_to(root) for p in root.rglob("*") if "logs" not in p.parts)
+    assert after == [p for p in before if "logs" not in p.parts]
