@@ -150,8 +150,11 @@ class BackupManager:
         return self._password(project_id)
 
     def _init(self, repo: Repository, like: RepoConfig | None = None) -> None:
-        """Create a repository: encrypted when this manager encrypts new projects."""
-        password = self._ask_password(repo.project_id) if self._encrypt else None
+        """Create a repository: encrypted when this manager encrypts new projects, and a copy
+        of an encrypted project (`like` its config) always (a copy never decrypts unasked:
+        into a plain target, only one that exists already)."""
+        encrypt = self._encrypt or (like is not None and like.encryption is not None)
+        password = self._ask_password(repo.project_id) if encrypt else None
         repo.init(like, password=password)
 
     def _unlock(self, repo: Repository) -> None:

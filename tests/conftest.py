@@ -88,7 +88,17 @@ def s3_url(s3_env: SeaweedServer) -> str:
 
 #: The stores the engine's main suites (round trip, incremental, dedup and delete, crash
 #: recovery, verify and corruption) run on; a new store adds itself here.
-ENGINE_STORES = ["local", "memory", "s3"]
+ENGINE_STORES = ["local", "memory", "s3", "encrypted"]
+
+
+def fast_kdf(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2id at its cheapest for this test's new keys (the parameters are recorded in
+    each key, so opening them needs nothing else)."""
+    from core.repo import crypto
+
+    monkeypatch.setattr(crypto, "KDF_MEMORY_KIB", 64)
+    monkeypatch.setattr(crypto, "KDF_ITERATIONS", 1)
+    monkeypatch.setattr(crypto, "KDF_LANES", 1)
 
 
 @pytest.fixture(params=ENGINE_STORES)
@@ -100,4 +110,7 @@ def engine(request: pytest.FixtureRequest, root: Path) -> BackupManager:
         return BackupManager(root, repository=f"memory://{uuid.uuid4().hex}")
     if request.param == "s3":  # a fresh prefix on the session's SeaweedFS
         return BackupManager(root, repository=request.getfixturevalue("s3_url"))
+    if request.param == "encrypted":  # local, every project encrypted (a cheap Argon2id)
+        fast_kdf(request.getfixturevalue("monkeypatch"))
+        return BackupManager(root, password=lambda _p: "engine password", encrypt=True)
     raise AssertionError(request.param)

@@ -202,8 +202,9 @@ class AeadCipher:
             raise ValueError("a master key is 32 bytes")
         self._aead = {kind: AESGCM(_hkdf(master, f"aead {kind.name}")) for kind in Kind}
         self._id_key = _hkdf(master, "chunk id")
-        seed = int.from_bytes(_hkdf(master, "chunker seed", 8), "little")
-        #: pyfastcdc's seed (XORed into its gear table): never 0, which means no seed.
+        seed = int.from_bytes(_hkdf(master, "chunker seed", 8), "little") >> 1
+        #: pyfastcdc's seed, XORed into its gear table: 63 bits (pyfastcdc shifts it left by
+        #: one as a Python int into a uint64), never 0 (which means no seed).
         self.chunker_seed = seed or 1
 
     @staticmethod
