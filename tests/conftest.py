@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from storage.seaweed import SeaweedServer, SeaweedUnavailable
 from storage.seaweed import start as start_seaweed
+from store_helpers import fast_kdf
 from tree_compare import tree_snapshot
 
 from core.manager import BackupManager
@@ -89,16 +90,6 @@ def s3_url(s3_env: SeaweedServer) -> str:
 #: The stores the engine's main suites (round trip, incremental, dedup and delete, crash
 #: recovery, verify and corruption) run on; a new store adds itself here.
 ENGINE_STORES = ["local", "memory", "s3", "encrypted"]
-
-
-def fast_kdf(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Argon2id at its cheapest for this test's new keys (the parameters are recorded in
-    each key, so opening them needs nothing else)."""
-    from core.repo import crypto
-
-    monkeypatch.setattr(crypto, "KDF_MEMORY_KIB", 64)
-    monkeypatch.setattr(crypto, "KDF_ITERATIONS", 1)
-    monkeypatch.setattr(crypto, "KDF_LANES", 1)
 
 
 @pytest.fixture(params=ENGINE_STORES)

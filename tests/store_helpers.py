@@ -68,3 +68,13 @@ class Tap:
             return result
 
         return write
+
+
+def fast_kdf(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Argon2id at its cheapest for this test's new keys (the parameters are recorded in
+    each key, so opening them needs nothing else)."""
+    from core.repo import crypto
+
+    monkeypatch.setattr(crypto, "KDF_MEMORY_KIB", 64)
+    monkeypatch.setattr(crypto, "KDF_ITERATIONS", 1)
+    monkeypatch.setattr(crypto, "KDF_LANES", 1)

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import blake3
 import pytest
-from conftest import fast_kdf
-from store_helpers import flip_byte, open_repository, project_store
+from store_helpers import fast_kdf, flip_byte, open_repository, project_store
 
 from core.errors import Damaged, WrongPassword
 from core.manager import BackupManager
