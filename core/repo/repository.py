@@ -125,6 +125,7 @@ class Repository:
         self._config: RepoConfig | None = None
         self._key_id: str | None = None
         self._master: bytes | None = None
+        self._encrypted: bool | None = None
 
     # --- sealed objects --------------------------------------------------------------------
 
@@ -147,13 +148,15 @@ class Repository:
         return self.codec
 
     def encrypted(self) -> bool:
-        """The repository is encrypted: its config says so, or it holds key objects."""
-        try:
-            if self.config.encryption is not None:
-                return True
-        except NexusError:
-            pass
-        return bool(self.store.children(crypto.KEYS))
+        """The repository is encrypted: its config says so, or it holds key objects. Asked
+        once per Repository (every write asks it; a plain repository lists `keys/` once)."""
+        if self._encrypted is None:
+            try:
+                by_config = self.config.encryption is not None
+            except NexusError:
+                by_config = False
+            self._encrypted = by_config or bool(self.store.children(crypto.KEYS))
+        return self._encrypted
 
     # --- keys (encryption at rest) -----------------------------------------------------------
 
@@ -275,6 +278,7 @@ class Repository:
         if password is not None:
             config["encryption"] = {"scheme": crypto.SCHEME, "keys": key_ids}
         self.store.put(CONFIG, PLAIN.seal(Kind.CONFIG, json.dumps(config, indent=2).encode()))
+        self._encrypted = password is not None
         if password is not None:
             self._key_id, self._master = key_ids[0], master
             self.codec = Codec(crypto.AeadCipher(master))
