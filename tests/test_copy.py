@@ -257,7 +257,6 @@ async def test_two_hosts_changing_settings_at_once_both_land(engine, tmp_path):
     compare-and-swap of project.json keeps both."""
     import asyncio
 
-
     data = _tree(tmp_path)
     await engine.create(CreateRequest(project_id="web", data_dir=str(data)))
     one = open_repository(engine, "web")
