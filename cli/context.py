@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from cli import render
+from cli.password import PasswordSource
 from cli.progress_bar import ProgressBar
 from core.config import ENV_REPOSITORY, resolve_root
 from core.models import BackupInfo
@@ -51,13 +52,21 @@ class Context:
             os.environ[ENV_REPOSITORY] = args.repo
         self.repository: str | None = os.environ.get(ENV_REPOSITORY) or None
         self._manager: Engine | None = None
+        self.passwords = PasswordSource(
+            getattr(args, "password_file", None),
+            getattr(args, "password_command", None),
+            creating=bool(getattr(args, "encrypt", False)),
+            new_file=getattr(args, "new_password_file", None),
+        )
 
     @property
     def manager(self) -> Engine:
         if self._manager is None:
             from core.manager import BackupManager  # the engine; imported only when needed
 
-            self._manager = BackupManager(self.root)
+            self._manager = BackupManager(
+                self.root, password=self.passwords, encrypt=bool(getattr(self.args, "encrypt", 0))
+            )
         return self._manager
 
     def progress(self) -> ProgressBar:

@@ -20,6 +20,7 @@ from cli.commands import (
     delete,
     demo,
     info,
+    key,
     projects,
     rebuild_index,
     restore,
@@ -30,6 +31,7 @@ from cli.commands import (
 )
 from cli.commands import list as list_
 from cli.context import Context, UsageError
+from cli.password import ENV_NEW_PASSWORD, ENV_PASSWORD
 from cli.render import PROG
 from core.config import ENV_REPOSITORY, ENV_ROOT
 from core.models import BackupStatus, BackupType, check_id
@@ -43,12 +45,14 @@ exit codes:
   3    completed, but some files were skipped (create) or not restored (restore), or
        the copy after the backup (settings copy-to) failed; the warnings name them
   4    verify found damage (the damaged files are named)
+  12   an encrypted project's password is wrong, or none was given
   130  interrupted (Ctrl-C); a running backup is marked failed ("cancelled")
 
 environment:
   {ENV_ROOT}  repository root when --root is not given
                      (default: $XDG_DATA_HOME/nexus-backup or ~/.local/share/nexus-backup)
   {ENV_REPOSITORY}  where the repositories live when --repo is not given
+  NEXUS_BACKUP_PASSWORD  an encrypted project's password (see --password-file)
   NEXUS_DEBUG=1      print the traceback of an internal error
 
 Every command accepts --json (before or after the command) to print the result as JSON.
@@ -147,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="print the result as JSON"
     )
+    for opt, meta in (("--password-file", "F"), ("--password-command", "CMD")):
+        common.add_argument(opt, metavar=meta, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     parser = _Parser(
         prog=PROG,
@@ -169,6 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--json", action="store_true", default=False, help="print results as JSON (for scripts)"
+    )
+    parser.add_argument(
+        "--password-file",
+        metavar="F",
+        default=None,
+        help=f"an encrypted project's password: the first line of F (default: ${ENV_PASSWORD}, "
+        "else --password-command, else asked on the terminal)",
+    )
+    parser.add_argument(
+        "--password-command",
+        metavar="CMD",
+        default=None,
+        help="an encrypted project's password: the first line CMD prints (a secret manager)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
@@ -221,6 +240,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--host", metavar="HOST", help="the host recorded as making it (default: this one)"
     )
     p.add_argument("--parent", metavar="ID", type=_backup_arg, help="parent of an incremental")
+    p.add_argument(
+        "--encrypt",
+        action="store_true",
+        help="a new project is created encrypted (its password from the usual places, else "
+        "typed twice); an existing project keeps what it is",
+    )
+
+    p = add("key", "list, add, remove or change the passwords of an encrypted project", key.cmd_key)
+    p.add_argument("action", metavar="ACTION", choices=["list", "add", "remove", "passwd"])
+    p.add_argument("project", metavar="PROJECT", type=_project_arg)
+    p.add_argument("key_id", metavar="KEY_ID", nargs="?", help="the key to remove")
+    p.add_argument(
+        "--new-password-file",
+        metavar="F",
+        help=f"the new password (add, passwd): the first line of F (default: ${ENV_NEW_PASSWORD}"
+        ", else typed twice)",
+    )
 
     p = add(
         "restore", "restore a backup (or some paths of it) into a directory", restore.cmd_restore

@@ -44,6 +44,15 @@ class Damaged(NexusError):
     http_status = 409
 
 
+class WrongPassword(NexusError):
+    """No key of an encrypted project opens with the password given (or none was given):
+    nothing is read beyond its config and key objects, nothing written, nothing locked.
+    Exit code 12, as restic's."""
+
+    exit_code = 12
+    http_status = 401
+
+
 class StorageFull(NexusError):
     """No space left on the repository or the restore target."""
 

@@ -27,6 +27,7 @@ from core.errors import (
     NexusError,
     NotFound,
     ReadOnly,
+    WrongPassword,
     from_os_error,
 )
 from core.logger import BackupLogger
@@ -63,7 +64,7 @@ from core.ops.recovery import recover, recover_locked
 from core.ops.restore import Restorer
 from core.query import Query
 from core.repo import manifest as mf
-from core.repo.repository import HOSTNAME, Repository, current_user, new_backup_id
+from core.repo.repository import HOSTNAME, RepoConfig, Repository, current_user, new_backup_id
 from core.storage import ObjectStore, open_store
 from core.validator import verify_backup
 
@@ -83,16 +84,22 @@ class BackupManager:
         repository: str | os.PathLike[str] | None = None,
         new_id: Callable[[], str] | None = None,
         clock: Clock | None = None,
+        password: Callable[[str], str] | None = None,
+        encrypt: bool = False,
     ) -> None:
         """`root` holds the logs and, unless `repository` names another store (a path or a
         URL, else NEXUS_BACKUP_REPOSITORY), the projects' repositories under `backups/`.
         `new_id` makes backup ids (default: time-sortable and random), `clock` the times
         the engine stamps (default: now, in UTC); demos and screenshots pass deterministic
-        ones."""
+        ones. `password(project_id)` gives an encrypted project's password when it is first
+        opened (the face asks its user, reads a file...; None: encrypted projects refuse to
+        open); with `encrypt`, the projects this manager creates are encrypted under it."""
         self.root = resolve_root(root)
         self.store: ObjectStore = open_store(resolve_repository(repository, self.root))
         self._new_id = new_id or new_backup_id
         self._clock = clock or utc_now
+        self._password = password
+        self._encrypt = encrypt
         # Nothing is created here: a read-only command never writes, not even the root (made
         # with the first project), so a read-only mount or snapshot can be listed and restored.
         self.logger = BackupLogger(self.root)
@@ -128,10 +135,67 @@ class BackupManager:
                 if not repo.exists():
                     if not create:
                         raise NotFound(f"unknown project {project_id!r}")
-                    repo.init()
+                    self._init(repo)
                     self._log(project_id, "INFO", "project", "project created")
+                else:
+                    self._unlock(repo)
                 self._repos[project_id] = repo
             return repo
+
+    # --- encryption at rest: the one place the manager asks for a password ----------------
+
+    def _ask_password(self, project_id: str) -> str:
+        if self._password is None:
+            raise WrongPassword(f"project {project_id!r} is encrypted and no password was given")
+        return self._password(project_id)
+
+    def _init(self, repo: Repository, like: RepoConfig | None = None) -> None:
+        """Create a repository: encrypted when this manager encrypts new projects, and a copy
+        of an encrypted project (`like` its config) always (a copy never decrypts unasked:
+        into a plain target, only one that exists already)."""
+        encrypt = self._encrypt or (like is not None and like.encryption is not None)
+        password = self._ask_password(repo.project_id) if encrypt else None
+        repo.init(like, password=password)
+
+    def _unlock(self, repo: Repository) -> None:
+        """An encrypted repository's codec, from its password, before any other object is
+        read (WrongPassword: nothing written, nothing locked); a plain one is left as it is."""
+        if repo.encrypted():
+            repo.unlock(self._ask_password(repo.project_id))
+
+    def key_list(self, project_id: str) -> list[dict]:
+        """The key objects of an encrypted project (never a wrapped key)."""
+        return self._repo(project_id).key_list()
+
+    def key_add(self, project_id: str, new_password: str) -> str:
+        """Another password for the project; the new key's id."""
+        return self._encrypted_repo(project_id).add_key(new_password)
+
+    def key_remove(self, project_id: str, key_id: str) -> None:
+        """Remove a key (under the exclusive lock: two removals at once cannot remove the
+        last two keys); the last key is refused."""
+        repo = self._encrypted_repo(project_id)
+        with locked(repo, "key remove", exclusive=True):
+            repo.remove_key(key_id)
+
+    def key_passwd(self, project_id: str, new_password: str) -> str:
+        """Change the password of the key that opened the project: the new key object is
+        durable before the old one is removed, so a crash leaves the old or the new (or
+        both) opening it. Returns the new key's id."""
+        repo = self._encrypted_repo(project_id)
+        old = repo.unlocked_key
+        new = repo.add_key(new_password)
+        if old is not None:
+            repo.remove_key(old)
+        return new
+
+    def _encrypted_repo(self, project_id: str) -> Repository:
+        repo = self._repo(project_id)
+        if not repo.encrypted():
+            raise InvalidInput(f"project {project_id!r} is not encrypted: it has no keys")
+        repo.check_format()
+        repo.ready_for_writers()
+        return repo
 
     def _writable(self, repo: Repository, *, locked: bool = False) -> Repository:
         """Before a command writes: the format must be one this version writes (config checked
@@ -689,7 +753,10 @@ class BackupManager:
         src.check_format()
         target = self._copy_target(to)
         dst = Repository(self.root, project_id, projects.project_store(target, project_id))
-        dst.init(like=src.config)
+        if dst.exists():
+            self._unlock(dst)
+        else:
+            self._init(dst, like=src.config)
         self._writable(dst)
         result = CopyResult(project_id=project_id, target=target.url)
         with reading(src, "copy"):

@@ -43,6 +43,16 @@ class Engine(Protocol):
     @property
     def repository_url(self) -> str: ...
 
+    # --- keys of an encrypted project (blocking: a key derivation, a few small objects) ---
+
+    def key_list(self, project_id: str) -> list[dict]: ...
+
+    def key_add(self, project_id: str, new_password: str) -> str: ...
+
+    def key_remove(self, project_id: str, key_id: str) -> None: ...
+
+    def key_passwd(self, project_id: str, new_password: str) -> str: ...
+
     # --- operations (async: they run in the manager's worker threads) ---------------------
 
     async def create(

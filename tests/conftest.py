@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from storage.seaweed import SeaweedServer, SeaweedUnavailable
 from storage.seaweed import start as start_seaweed
+from store_helpers import fast_kdf
 from tree_compare import tree_snapshot
 
 from core.manager import BackupManager
@@ -88,7 +89,7 @@ def s3_url(s3_env: SeaweedServer) -> str:
 
 #: The stores the engine's main suites (round trip, incremental, dedup and delete, crash
 #: recovery, verify and corruption) run on; a new store adds itself here.
-ENGINE_STORES = ["local", "memory", "s3"]
+ENGINE_STORES = ["local", "memory", "s3", "encrypted"]
 
 
 @pytest.fixture(params=ENGINE_STORES)
@@ -100,4 +101,7 @@ def engine(request: pytest.FixtureRequest, root: Path) -> BackupManager:
         return BackupManager(root, repository=f"memory://{uuid.uuid4().hex}")
     if request.param == "s3":  # a fresh prefix on the session's SeaweedFS
         return BackupManager(root, repository=request.getfixturevalue("s3_url"))
+    if request.param == "encrypted":  # local, every project encrypted (a cheap Argon2id)
+        fast_kdf(request.getfixturevalue("monkeypatch"))
+        return BackupManager(root, password=lambda _p: "engine password", encrypt=True)
     raise AssertionError(request.param)

@@ -4,6 +4,7 @@ they reach a repository's objects through its store, never through a path."""
 from __future__ import annotations
 
 from core.manager import BackupManager
+from core.repo.repository import Repository
 from core.storage import ObjectStore
 
 
@@ -14,7 +15,15 @@ def project_store(manager: BackupManager, project_id: str) -> ObjectStore:
 
 def reopen(manager: BackupManager) -> BackupManager:
     """A fresh manager on the same repositories, as a new process would open them."""
-    return BackupManager(manager.root, repository=manager.store.url)
+    return BackupManager(manager.root, repository=manager.store.url, password=manager._password)
+
+
+def open_repository(manager: BackupManager, project_id: str) -> Repository:
+    """A project's repository as the engine opens it, unlocked when it is encrypted."""
+    repo = Repository(manager.root, project_id, project_store(manager, project_id))
+    if repo.encrypted():
+        repo.unlock(manager._password(project_id))
+    return repo
 
 
 def object_names(store: ObjectStore, prefix: str) -> list[str]:
@@ -59,3 +68,13 @@ class Tap:
             return result
 
         return write
+
+
+def fast_kdf(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Argon2id at its cheapest for this test's new keys (the parameters are recorded in
+    each key, so opening them needs nothing else)."""
+    from core.repo import crypto
+
+    monkeypatch.setattr(crypto, "KDF_MEMORY_KIB", 64)
+    monkeypatch.setattr(crypto, "KDF_ITERATIONS", 1)
+    monkeypatch.setattr(crypto, "KDF_LANES", 1)

@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from store_helpers import Tap, flip_byte, object_names, project_store
+from store_helpers import Tap, flip_byte, object_names, open_repository, project_store
 from store_helpers import reopen as reopen_of
 from tree_compare import tree_snapshot
 
@@ -66,7 +66,7 @@ async def test_copy_restores_byte_exact_and_sends_only_what_is_missing(manager, 
     again = await manager.copy("web", to)
     assert not again.copied and sorted(again.already_there) == sorted([first.id, second.id])
 
-    target = BackupManager(tmp_path / "target-logs", repository=to)
+    target = BackupManager(tmp_path / "target-logs", repository=to, password=manager._password)
     listed = {m.id: m for m in await target.list("web")}
     assert set(listed) == {first.id, second.id}
     assert listed[second.id].status == BackupStatus.COMPLETED
@@ -87,7 +87,7 @@ async def test_copy_cut_short_is_finished_by_the_next_copy(manager, tmp_path):
         (data / f"f{i:02}.bin").write_bytes(os.urandom(MiB))
     meta = await manager.create(CreateRequest(project_id="web", data_dir=str(data)))
     to = _target_url(manager, tmp_path)
-    target = BackupManager(tmp_path / "target-logs", repository=to)
+    target = BackupManager(tmp_path / "target-logs", repository=to, password=manager._password)
 
     class Cut(Exception):
         pass
@@ -100,7 +100,7 @@ async def test_copy_cut_short_is_finished_by_the_next_copy(manager, tmp_path):
             if len(packs_sent) == 2:
                 raise Cut  # the second pack landed, unindexed: the connection is gone
 
-    tapped = BackupManager(manager.root, repository=manager.store.url)
+    tapped = BackupManager(manager.root, repository=manager.store.url, password=manager._password)
     real_open = tapped.copy_blocking
 
     def copy_with_cut(project_id, to_url, ids, ctx):
@@ -145,7 +145,7 @@ async def test_damaged_source_never_completes_in_the_target(manager, tmp_path):
     to = _target_url(manager, tmp_path)
     with pytest.raises(Damaged):
         await manager.copy("web", to)
-    target = BackupManager(tmp_path / "target-logs", repository=to)
+    target = BackupManager(tmp_path / "target-logs", repository=to, password=manager._password)
     assert all(m.status != BackupStatus.COMPLETED for m in await target.list("web"))
     assert meta.id  # the source backup itself is untouched
     assert [m.status for m in await manager.list("web")] == [BackupStatus.COMPLETED]
@@ -257,13 +257,10 @@ async def test_two_hosts_changing_settings_at_once_both_land(engine, tmp_path):
     compare-and-swap of project.json keeps both."""
     import asyncio
 
-    from core.repo.repository import Repository
-
     data = _tree(tmp_path)
     await engine.create(CreateRequest(project_id="web", data_dir=str(data)))
-    store = project_store(engine, "web")
-    one = Repository(tmp_path, "web", store)
-    two = Repository(tmp_path, "web", project_store(reopen_of(engine), "web"))
+    one = open_repository(engine, "web")
+    two = open_repository(reopen_of(engine), "web")
     values = [{f"key{i}": i} for i in range(16)]
 
     async def set_all(repo, part):

@@ -57,9 +57,12 @@ def _cut(src: ObjectStore, dst: ObjectStore, dead_pid: int) -> int:
 
 def _clone_of(manager: BackupManager, tmp_path: Path) -> BackupManager:
     """An empty manager on a new store of the same kind as `manager`'s."""
+    password = manager._password  # an encrypted project's copy opens with its password
     if manager.store.capabilities.local_root is not None:
-        return BackupManager(tmp_path / f"cut-{uuid.uuid4().hex[:6]}")
-    return BackupManager(tmp_path / "cut-logs", repository=f"memory://{uuid.uuid4().hex}")
+        return BackupManager(tmp_path / f"cut-{uuid.uuid4().hex[:6]}", password=password)
+    return BackupManager(
+        tmp_path / "cut-logs", repository=f"memory://{uuid.uuid4().hex}", password=password
+    )
 
 
 @pytest.mark.parametrize("cut_after", [3, 5, 6, 7, 9, 10, 11, 1000])

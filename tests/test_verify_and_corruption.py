@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
-from store_helpers import flip_byte, object_names, project_store, reopen
+from store_helpers import flip_byte, object_names, open_repository, project_store, reopen
 
 from core.errors import Damaged
 from core.models import CreateRequest, RestoreRequest
 from core.repo.index import rebuild_from_packs
-from core.repo.repository import Repository
 
 MiB = 1024 * 1024
 
@@ -89,7 +88,7 @@ async def test_tampered_manifest_fails_checksum(manager, root, backed_up, tmp_pa
 
 
 async def test_index_rebuilds_from_packs(manager, root, backed_up):
-    repo = Repository(root, "v", project_store(manager, "v"))
+    repo = open_repository(manager, "v")
     repo.refresh_index()
     locations, damaged = rebuild_from_packs(repo.store, repo.codec)
     assert not damaged

@@ -33,6 +33,7 @@ from core.ops.scan import shown as _shown
 from core.ops.walker import Excludes, compile_excludes, exclude_lines, read_xattrs, walk_entries
 from core.repo import manifest as mf
 from core.repo.chunker import ChunkerParams, hash_bytes, iter_chunks, new_hasher
+from core.repo.codec import IDENTITY
 from core.repo.manifest import Entry, ManifestWriter
 from core.repo.packs import BlobLocation, PackWriter
 from core.repo.repository import HOSTNAME, Repository
@@ -82,6 +83,15 @@ class RunState:
     dirs: dict[int, list[tuple[bytes, int]]] = field(default_factory=dict)
     #: Warnings of the reader threads (extended attributes not readable), for the run.
     notes: list[str] = field(default_factory=list)
+
+    def ids(self, data: bytes | memoryview) -> tuple[bytes, str]:
+        """A chunk's id in this repository (`repo.codec.chunk_id`: keyed under encryption)
+        and, for a file of that one chunk, its content hash (unkeyed BLAKE3, as every file's:
+        the same hash whatever the repository, computed once when the two are the same)."""
+        digest = self.repo.codec.chunk_id(data)
+        if self.repo.codec.cipher is IDENTITY:
+            return digest, digest.hex()
+        return digest, hash_bytes(data).hex()
 
     def note(self, message: str) -> None:
         with self.lock:
@@ -231,7 +241,7 @@ def _read_small(state: RunState, item: Item) -> Entry | None:
         or _racy(st)  # the careful path makes sure it is not mid-write
     ):
         return None
-    digest = hash_bytes(data)
+    digest, content = state.ids(data)
     chunks = []
     if data:
         state.store_chunk(digest, data)
@@ -239,7 +249,7 @@ def _read_small(state: RunState, item: Item) -> Entry | None:
     with state.lock:
         state.bytes_read += len(data)
     state.ctx.advance(nbytes=len(data))
-    return _file_entry(item, st, size=len(data), content=digest.hex(), chunks=chunks, xattrs=xattrs)
+    return _file_entry(item, st, size=len(data), content=content, chunks=chunks, xattrs=xattrs)
 
 
 def _file_entry(
@@ -294,15 +304,14 @@ def read_file(state: RunState, item: Item) -> Entry:
                 if st.st_size < params.min_size:
                     # Below the minimum chunk size a file is one chunk whatever its content:
                     # read it whole, without the chunker's stream buffer; its content hash
-                    # is its chunk's hash.
+                    # is its chunk's hash (in a plain repository; see RunState.ids).
                     ctx.check()
                     data = f.read(params.min_size)
-                    digest = hash_bytes(data)
+                    digest, content = state.ids(data)
                     if data:
                         state.store_chunk(digest, data)
                         chunks.append((digest.hex(), len(data)))
                     size = len(data)
-                    content = digest.hex()
                     with state.lock:
                         state.bytes_read += size
                     ctx.advance(nbytes=size)
@@ -334,9 +343,10 @@ def _chunk_file(
     """Cut a file into content-defined chunks, storing each; returns its hash and size."""
     ctx = state.ctx
     hasher = new_hasher()
+    chunk_id = state.repo.codec.chunk_id
     size = 0
     for piece in iter_chunks(_chunker(state.params), f, ctx.check):  # type: ignore[arg-type]
-        digest = hash_bytes(piece)
+        digest = chunk_id(piece)
         hasher.update(piece)
         state.store_chunk(digest, piece)
         chunks.append((digest.hex(), len(piece)))
@@ -709,7 +719,8 @@ class BackupRun:
                 "source": self.plan.data_dir.decode("utf-8", "surrogateescape"),
                 "hostname": HOSTNAME,
                 "created_at": meta.created_at.isoformat(),
-                "chunker": repo.chunker_params.as_dict(),
+                # the config's parameters: never the seed an encrypted repository derives
+                "chunker": ChunkerParams.from_dict(repo.config.chunker.model_dump()).as_dict(),
                 "excludes": self.exclude_lines,
             }
         )

@@ -9,6 +9,11 @@ chunk is read from the source checked against its hash and sealed again for the 
 most the pack being written, and a rerun sends nothing twice); the manifest next, the same
 bytes (so its checksum in the metadata still holds); the metadata, COMPLETED, last.
 Nothing is reported copied before the target's copy verifies.
+
+Between repositories whose chunk ids differ (one encrypted, or two under different keys:
+chunk ids are keyed, docs/design.md §6), every chunk is read and named again by the target's
+`chunk_id`, and the manifest is written anew with the target's ids (so its checksum, in the
+copied metadata, is the new manifest's); the chunks keep the source's boundaries.
 """
 
 from __future__ import annotations
@@ -44,7 +49,8 @@ def copy_backup(
     src.refresh_index()
     sizes = _chunks(entries)
     dst.refresh_index()
-    missing = [d for d in sizes if d not in dst.index]
+    rekey = src.codec.chunk_id(_PROBE) != dst.codec.chunk_id(_PROBE)
+    missing = list(sizes) if rekey else [d for d in sizes if d not in dst.index]
     ctx.set_phase("copying", bytes_total=sum(sizes[d] for d in missing))
 
     running = meta.model_copy(update={"status": BackupStatus.RUNNING, "error_message": None})
@@ -57,18 +63,29 @@ def copy_backup(
 
     writer = dst.pack_writer(indexed)
     sent = 0
+    renamed: dict[bytes, bytes] = {}
+    added: set[bytes] = set()
     try:
         for digest in missing:
             ctx.check()
             raw = src.read_blob(digest)  # checked against its hash
+            ctx.advance(nbytes=len(raw))
+            if rekey:
+                renamed[digest] = new = dst.codec.chunk_id(raw)
+                if new in dst.index or new in added:
+                    continue
+                digest = new
+            added.add(digest)
             stored, flags = dst.codec.seal_blob(digest, raw)
             writer.add(digest, stored, len(raw), flags)
             sent += len(raw)
-            ctx.advance(nbytes=len(raw))
         writer.flush()
     except BaseException:
         writer.abort()
         raise
+    if rekey:
+        manifest, checksum = _renamed_manifest(manifest, entries, renamed)
+        meta = meta.model_copy(update={"checksum": checksum})
     dst.write_manifest(meta.id, manifest)
 
     ctx.set_phase("verifying")
@@ -78,10 +95,11 @@ def copy_backup(
         raise Damaged(f"backup {meta.id}: the copy does not verify ({reason})")
     dst.write_metadata(meta)
     dst.write_verify(check)
+    chunks_sent = len(added)
     return CopiedBackup(
         backup_id=meta.id,
-        chunks_sent=len(missing),
-        chunks_present=len(sizes) - len(missing),
+        chunks_sent=chunks_sent,
+        chunks_present=len(sizes) - chunks_sent,
         bytes_sent=sent,
         packs_written=writer.packs_written,
     )
@@ -96,3 +114,20 @@ def _chunks(entries: list[mf.Entry]) -> dict[bytes, int]:
             for h, n in e.chunks:
                 seen.setdefault(bytes.fromhex(h), n)
     return seen
+
+
+#: Any bytes: two codecs name chunks alike when they name these alike.
+_PROBE = b"nexus-backup chunk id probe"
+
+
+def _renamed_manifest(
+    manifest: bytes, entries: list[mf.Entry], renamed: dict[bytes, bytes]
+) -> tuple[bytes, str]:
+    """The manifest again, its chunk ids replaced by the target's: its frame and checksum."""
+    header = {k: v for k, v in mf.read_header(manifest).items() if k != "nexus_manifest"}
+    out = mf.ManifestWriter(header)
+    for e in entries:
+        if e.kind == mf.FILE and e.chunks:
+            e.chunks = [(renamed[bytes.fromhex(h)].hex(), n) for h, n in e.chunks]
+        out.add(e)
+    return out.finish()

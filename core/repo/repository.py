@@ -17,8 +17,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.errors import Busy, Damaged, NexusError, NotFound
+from core.errors import Busy, Damaged, NexusError, NotFound, WrongPassword
 from core.models import BackupMetadata, VerifyResult, check_id
+from core.repo import crypto
 from core.repo.chunker import ChunkerParams
 from core.repo.codec import PLAIN, Codec, DamagedChunk, Kind
 from core.repo.index import Index, write_index
@@ -34,7 +35,10 @@ from core.storage import (
 
 __all__ = ["DamagedChunk", "MissingChunk", "NewerFormat", "Repository"]
 
-FORMAT_VERSION = 1
+#: The newest format this version reads and writes: 1 (plain), 2 (encrypted, issue 12).
+FORMAT_VERSION = 2
+PLAIN_VERSION = 1
+ENCRYPTED_VERSION = 2
 CONFIG = "config.json"
 PROJECT = "project.json"
 BACKUP_PREFIX = "backup_"
@@ -54,6 +58,14 @@ class _ChunkerConfig(BaseModel):
     seed: int = 0
 
 
+class _EncryptionConfig(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    scheme: str
+    #: The key ids the repository was created with (informative: the key objects under
+    #: `keys/` are what opens it, so that adding or removing a key never rewrites the config).
+    keys: list[str] = Field(default_factory=list)
+
+
 class RepoConfig(BaseModel):
     """config.json, validated whole: a wrong shape is one clear line, never an internal error."""
 
@@ -65,6 +77,7 @@ class RepoConfig(BaseModel):
     chunker: _ChunkerConfig = Field(default_factory=_ChunkerConfig)
     hash: str = "blake3"
     pack_size: int = Field(DEFAULT_PACK_SIZE, ge=1, le=1 << 32)
+    encryption: _EncryptionConfig | None = None
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -110,6 +123,9 @@ class Repository:
         self.codec: Codec = codec if codec is not None else PLAIN
         self.index = Index()
         self._config: RepoConfig | None = None
+        self._key_id: str | None = None
+        self._master: bytes | None = None
+        self._encrypted: bool | None = None
 
     # --- sealed objects --------------------------------------------------------------------
 
@@ -120,7 +136,96 @@ class Repository:
 
     def _put(self, kind: Kind, name: str, plaintext: bytes) -> None:
         """Seal and store an object, bound to its name (a cipher will not open it elsewhere)."""
-        self.store.put(name, self.codec.seal(kind, plaintext, name.encode()))
+        self.store.put(name, self.sealing_codec().seal(kind, plaintext, name.encode()))
+
+    def sealing_codec(self) -> Codec:
+        """`self.codec`, for writing: refused (WrongPassword) while an encrypted repository
+        is still locked, so that nothing is ever written to it in the clear. A repository
+        holding key objects is encrypted whatever its config says (a config rewritten to
+        format 1 does not make the next backup write plaintext)."""
+        if self.codec is PLAIN and self.encrypted():
+            raise WrongPassword(f"project {self.project_id!r} is encrypted: unlock it first")
+        return self.codec
+
+    def encrypted(self) -> bool:
+        """The repository is encrypted: its config says so, or it holds key objects. Asked
+        once per Repository (every write asks it; a plain repository lists `keys/` once)."""
+        if self._encrypted is None:
+            try:
+                by_config = self.config.encryption is not None
+            except NexusError:
+                by_config = False
+            self._encrypted = by_config or bool(self.store.children(crypto.KEYS))
+        return self._encrypted
+
+    # --- keys (encryption at rest) -----------------------------------------------------------
+
+    def key_ids(self) -> list[str]:
+        return sorted(self.store.children(crypto.KEYS))
+
+    def _keys(self) -> Iterator[tuple[str, bytes]]:
+        for key_id in self.key_ids():
+            try:
+                yield key_id, self.store.get(crypto.KEYS + key_id)
+            except ObjectNotFound:  # removed meanwhile
+                continue
+
+    def unlock(self, password: str) -> str:
+        """Open the master key with `password` and set `self.codec` to the repository's
+        AEAD codec, before any sealed object is read; returns the id of the key that
+        opened. WrongPassword when no key object opens (nothing read but the config and the
+        key objects, nothing written). A plain repository needs no password: no-op."""
+        if not self.encrypted():
+            return ""
+        config = self.config
+        if config.encryption is None or config.encryption.scheme != crypto.SCHEME:
+            raise Damaged(
+                f"project {self.project_id!r}: config.json does not say how it is encrypted"
+            )
+        found = crypto.find_master(self._keys(), password)
+        if found is None:
+            raise WrongPassword(f"project {self.project_id!r}: wrong password")
+        self._key_id, self._master = found
+        self.codec = Codec(crypto.AeadCipher(self._master))
+        return self._key_id
+
+    @property
+    def unlocked_key(self) -> str | None:
+        """The id of the key this repository was unlocked with."""
+        return self._key_id
+
+    def add_key(self, password: str, *, kdf: crypto.KdfParams | None = None) -> str:
+        """A new key object wrapping the unlocked master key under `password`, durable when
+        this returns (created only if absent: a new id never replaces another key)."""
+        if self._master is None:
+            raise WrongPassword(f"project {self.project_id!r}: unlock it before adding a key")
+        key_id = crypto.new_key_id()
+        raw = crypto.make_key_object(
+            self._master, password, key_id, params=kdf, host=HOSTNAME, user=current_user()
+        )
+        self.store.put_new(crypto.KEYS + key_id, raw)
+        return key_id
+
+    def remove_key(self, key_id: str) -> None:
+        """Remove one key object; refused for the last one (the repository would never open
+        again) and for an id that is not a key."""
+        ids = self.key_ids()
+        if key_id not in ids:
+            raise NotFound(f"project {self.project_id!r} has no key {key_id!r}")
+        if len(ids) == 1:
+            raise Busy(f"project {self.project_id!r}: {key_id} is its last key; add another first")
+        self.store.delete(crypto.KEYS + key_id)
+
+    def key_list(self) -> list[dict]:
+        """Every key object's readable fields, with its id and whether it opened this session."""
+        out = []
+        for key_id, raw in self._keys():
+            try:
+                info = crypto.key_info(raw)
+            except crypto.KeyError_ as exc:
+                info = {"damaged": str(exc)}
+            out.append({"id": key_id, "current": key_id == self._key_id, **info})
+        return out
 
     # --- existence and config -------------------------------------------------------------
 
@@ -136,7 +241,13 @@ class Repository:
         self.store.prepare()
         require_conditional_create(self.store)
 
-    def init(self, like: RepoConfig | None = None) -> None:
+    def init(
+        self,
+        like: RepoConfig | None = None,
+        *,
+        password: str | None = None,
+        kdf: crypto.KdfParams | None = None,
+    ) -> None:
         """Create the project's repository (idempotent); `like` (a copy's source) gives the
         chunker and pack size, so that later backups into it deduplicate with the copies.
         Only on a store whose server keeps concurrent writers apart (create-if-absent
@@ -144,9 +255,19 @@ class Repository:
         self.ready_for_writers()
         if self.exists():
             return
+        key_ids: list[str] = []
+        master = b""
+        if password is not None:
+            # The key object first: a config saying "encrypted" is never without a key.
+            master = crypto.new_master_key()
+            key_ids.append(crypto.new_key_id())
+            raw = crypto.make_key_object(
+                master, password, key_ids[0], params=kdf, host=HOSTNAME, user=current_user()
+            )
+            self.store.put_new(crypto.KEYS + key_ids[0], raw)
         config = {
             "format": "nexus-backup",
-            "version": FORMAT_VERSION,
+            "version": ENCRYPTED_VERSION if password is not None else PLAIN_VERSION,
             "project_id": self.project_id,
             "created_at": datetime.now(UTC).isoformat(),
             "chunker": like.chunker.model_dump() if like else ChunkerParams().as_dict(),
@@ -154,7 +275,13 @@ class Repository:
             "compression": {"algorithm": "zstd", "level": 3},
             "pack_size": like.pack_size if like else DEFAULT_PACK_SIZE,
         }
+        if password is not None:
+            config["encryption"] = {"scheme": crypto.SCHEME, "keys": key_ids}
         self.store.put(CONFIG, PLAIN.seal(Kind.CONFIG, json.dumps(config, indent=2).encode()))
+        self._encrypted = password is not None
+        if password is not None:
+            self._key_id, self._master = key_ids[0], master
+            self.codec = Codec(crypto.AeadCipher(master))
 
     @property
     def config(self) -> RepoConfig:
@@ -202,7 +329,13 @@ class Repository:
 
     @property
     def chunker_params(self) -> ChunkerParams:
-        return ChunkerParams.from_dict(self.config.chunker.model_dump())
+        """The chunker's parameters; under encryption its seed is the key's chunker secret
+        (never written anywhere: derived again at each unlock)."""
+        params = ChunkerParams.from_dict(self.config.chunker.model_dump())
+        seed = getattr(self.codec.cipher, "chunker_seed", None)
+        if seed is not None:
+            params = ChunkerParams(**{**params.as_dict(), "seed": seed})
+        return params
 
     @property
     def pack_size(self) -> int:
@@ -227,7 +360,7 @@ class Repository:
                 etag = None
             current = self.settings() if etag is not None else {}
             current.update(values)
-            sealed = self.codec.seal(
+            sealed = self.sealing_codec().seal(
                 Kind.SETTINGS, json.dumps(current, indent=2).encode(), PROJECT.encode()
             )
             try:
@@ -344,13 +477,13 @@ class Repository:
 
     def write_index(self, locations: list[tuple[bytes, BlobLocation]]) -> str | None:
         """One new index file for `locations` (their packs durable); its name, or None."""
-        return write_index(self.store, self.codec, locations)
+        return write_index(self.store, self.sealing_codec(), locations)
 
     def pack_writer(
         self, on_flush: Callable[[str, list[tuple[bytes, BlobLocation]]], None]
     ) -> PackWriter:
         """A writer of new packs of this repository's size, sealed by its codec."""
-        return PackWriter(self.store, on_flush, self.pack_size, codec=self.codec)
+        return PackWriter(self.store, on_flush, self.pack_size, codec=self.sealing_codec())
 
     def read_blob(self, digest: bytes, packs: RangeReader | None = None) -> bytes:
         """A chunk's raw bytes, checked against its hash (`packs` keeps packs open)."""

@@ -1,0 +1,107 @@
+"""Where the CLI finds an encrypted project's password (issue 12), in this order:
+`NEXUS_BACKUP_PASSWORD`, `--password-file F` (its first line), `--password-command CMD` (its
+standard output's first line: a secret manager), else a prompt on the terminal, only when
+standard input is one. Anything else is one error line (exit code 12), never a hang on a
+prompt nobody sees. New passwords (`key add`, `key passwd`, `create --encrypt`) come from
+`NEXUS_BACKUP_NEW_PASSWORD`, `--new-password-file F`, else the terminal, asked twice.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shlex
+import subprocess
+import sys
+
+from core.errors import InvalidInput, WrongPassword
+
+ENV_PASSWORD = "NEXUS_BACKUP_PASSWORD"
+ENV_NEW_PASSWORD = "NEXUS_BACKUP_NEW_PASSWORD"
+HOW = f"${ENV_PASSWORD}, --password-file F or --password-command CMD"
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else ""
+
+
+def _read_file(path: str, what: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            password = _first_line(f.read())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{what} {path}: cannot be read ({exc})") from None
+    if not password:
+        raise InvalidInput(f"{what} {path}: its first line is empty")
+    return password
+
+
+def _run_command(command: str) -> str:
+    try:
+        done = subprocess.run(
+            shlex.split(command), capture_output=True, text=True, timeout=120, check=False
+        )
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        raise InvalidInput(f"--password-command: cannot run {command!r} ({exc})") from None
+    if done.returncode != 0:
+        raise InvalidInput(f"--password-command: {command!r} exited with {done.returncode}")
+    password = _first_line(done.stdout)
+    if not password:
+        raise InvalidInput(f"--password-command: {command!r} printed no password")
+    return password
+
+
+def _prompt(text: str) -> str:
+    if not sys.stdin.isatty():
+        raise WrongPassword(f"{text.rstrip(': ')}: none given ({HOW}; stdin is not a terminal)")
+    return getpass.getpass(text)
+
+
+class PasswordSource:
+    """The manager's `password(project_id)`: asked once per project, then remembered for
+    this process only."""
+
+    def __init__(
+        self,
+        file: str | None = None,
+        command: str | None = None,
+        *,
+        creating: bool = False,
+        new_file: str | None = None,
+    ) -> None:
+        self.file, self.command, self.creating, self.new_file = file, command, creating, new_file
+        self._known: dict[str, str] = {}
+
+    def __call__(self, project_id: str) -> str:
+        if project_id not in self._known:
+            self._known[project_id] = self._find(project_id)
+        return self._known[project_id]
+
+    def _find(self, project_id: str) -> str:
+        if env := os.environ.get(ENV_PASSWORD):
+            return env
+        if self.file:
+            return _read_file(self.file, "--password-file")
+        if self.command:
+            return _run_command(self.command)
+        if self.creating:
+            return self.new(f"new password for project {project_id!r}")
+        return _prompt(f"password for project {project_id!r}: ")
+
+    def new(self, what: str) -> str:
+        """A new password: from the environment or a file, else typed twice."""
+        if env := os.environ.get(ENV_NEW_PASSWORD):
+            return env
+        if self.new_file:
+            return _read_file(self.new_file, "--new-password-file")
+        if not sys.stdin.isatty():
+            raise InvalidInput(
+                f"{what}: none given (${ENV_NEW_PASSWORD} or --new-password-file F; "
+                "stdin is not a terminal)"
+            )
+        first = getpass.getpass(f"{what}: ")
+        if not first:
+            raise InvalidInput(f"{what}: an empty password is refused")
+        if getpass.getpass("again: ") != first:
+            raise InvalidInput(f"{what}: the two passwords differ")
+        return first

@@ -1,0 +1,230 @@
+"""Encryption at rest (issue 12, docs/design.md §5 and §6): the master key, the key objects
+that wrap it under passwords, and `AeadCipher`, the codec's `Cipher` for an encrypted
+repository.
+
+A repository's master key is 32 random bytes, made once when the repository is created and
+never changed (changing it would mean re-sealing every object). HKDF-SHA256 derives from it
+one AES-256-GCM key per object kind, the key of the chunk ids (keyed BLAKE3) and the
+chunker's seed, each under its own label, so no two uses share a key. The master key is
+stored only wrapped: each key object `keys/{id}` holds it sealed with AES-256-GCM under a
+key that Argon2id derives from one password, with the Argon2id parameters and salt recorded
+in the object, so several passwords open one repository and each can be changed alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import blake3
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from core.repo.codec import Kind
+
+SCHEME = "aes-256-gcm+blake3-keyed+argon2id"
+KEYS = "keys/"
+NONCE = 12
+TAG = 16
+MASTER_LENGTH = 32
+
+#: Argon2id's cost for a new key: RFC 9106's second recommended option (64 MiB, 3 passes,
+#: 4 lanes), about a third of a second on a small machine. Recorded in each key object, so a
+#: later version may raise it for new keys without breaking old ones.
+KDF_MEMORY_KIB = 64 * 1024
+KDF_ITERATIONS = 3
+KDF_LANES = 4
+#: What a key object may ask for: a hostile one must not make an unlock take all memory.
+KDF_MAX_MEMORY_KIB = 4 * 1024 * 1024
+KDF_MAX_ITERATIONS = 64
+
+
+class KeyError_(ValueError):
+    """A key object that cannot be read (damaged, of an unknown kind)."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _unb64(text: object) -> bytes:
+    if not isinstance(text, str):
+        raise KeyError_("a field is not base64 text")
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError as exc:
+        raise KeyError_(f"a field is not base64: {exc}") from exc
+
+
+def _hkdf(master: bytes, label: str, length: int = 32) -> bytes:
+    return HKDF(
+        algorithm=hashes.SHA256(), length=length, salt=None, info=f"nexus-backup 2 {label}".encode()
+    ).derive(master)
+
+
+def new_master_key() -> bytes:
+    return secrets.token_bytes(MASTER_LENGTH)
+
+
+def new_key_id() -> str:
+    return secrets.token_hex(16)
+
+
+# --- key objects ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KdfParams:
+    memory_kib: int = KDF_MEMORY_KIB
+    iterations: int = KDF_ITERATIONS
+    lanes: int = KDF_LANES
+
+    def derive(self, password: str, salt: bytes) -> bytes:
+        return Argon2id(
+            salt=salt,
+            length=32,
+            iterations=self.iterations,
+            lanes=self.lanes,
+            memory_cost=self.memory_kib,
+        ).derive(password.encode("utf-8"))
+
+
+def _key_ad(key_id: str) -> bytes:
+    """The wrapped master key is bound to its key object's id: a key object copied under
+    another name does not open."""
+    return b"nexus-backup key\0" + key_id.encode()
+
+
+def make_key_object(
+    master: bytes, password: str, key_id: str, *, params: KdfParams | None = None, **about: str
+) -> bytes:
+    """The bytes of `keys/{key_id}`: `master` wrapped under `password` (see design.md §6)."""
+    params = params or KdfParams(KDF_MEMORY_KIB, KDF_ITERATIONS, KDF_LANES)
+    salt = secrets.token_bytes(16)
+    nonce = secrets.token_bytes(NONCE)
+    wrapping = params.derive(password, salt)
+    wrapped = AESGCM(wrapping).encrypt(nonce, master, _key_ad(key_id))
+    obj = {
+        "version": 1,
+        "created_at": datetime.now(UTC).isoformat(),
+        **about,
+        "kdf": {
+            "algorithm": "argon2id",
+            "version": 19,
+            "memory_kib": params.memory_kib,
+            "iterations": params.iterations,
+            "lanes": params.lanes,
+            "salt": _b64(salt),
+        },
+        "wrap": {"algorithm": "aes-256-gcm", "nonce": _b64(nonce), "data": _b64(wrapped)},
+    }
+    return json.dumps(obj, indent=2).encode()
+
+
+def key_info(raw: bytes) -> dict:
+    """A key object's readable fields (never the wrapped key): for `key list`."""
+    obj = _parse(raw)
+    return {k: v for k, v in obj.items() if k not in ("wrap",)}
+
+
+def _parse(raw: bytes) -> dict:
+    try:
+        obj = json.loads(raw)
+    except ValueError as exc:
+        raise KeyError_(f"not JSON: {exc}") from exc
+    if not isinstance(obj, dict) or obj.get("version") != 1:
+        raise KeyError_("not a key object of version 1")
+    return obj
+
+
+def unwrap(raw: bytes, key_id: str, password: str) -> bytes | None:
+    """The master key a key object wraps, or None when `password` is not its password.
+    KeyError_ when the object is damaged or asks for what no key of ours does."""
+    obj = _parse(raw)
+    kdf, wrap = obj.get("kdf"), obj.get("wrap")
+    if not isinstance(kdf, dict) or not isinstance(wrap, dict):
+        raise KeyError_("kdf or wrap missing")
+    if kdf.get("algorithm") != "argon2id" or wrap.get("algorithm") != "aes-256-gcm":
+        raise KeyError_("unknown key derivation or wrapping")
+    try:
+        params = KdfParams(int(kdf["memory_kib"]), int(kdf["iterations"]), int(kdf["lanes"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise KeyError_("Argon2id parameters missing or not integers") from exc
+    if not (
+        8 * params.lanes <= params.memory_kib <= KDF_MAX_MEMORY_KIB
+        and 1 <= params.iterations <= KDF_MAX_ITERATIONS
+        and 1 <= params.lanes <= 64
+    ):
+        raise KeyError_("Argon2id parameters out of range")
+    salt, nonce, data = _unb64(kdf.get("salt")), _unb64(wrap.get("nonce")), _unb64(wrap.get("data"))
+    if len(salt) < 16 or len(nonce) != NONCE or len(data) != MASTER_LENGTH + TAG:
+        raise KeyError_("salt, nonce or wrapped key of the wrong length")
+    try:
+        return AESGCM(params.derive(password, salt)).decrypt(nonce, data, _key_ad(key_id))
+    except InvalidTag:
+        return None
+
+
+def find_master(keys: Iterable[tuple[str, bytes]], password: str) -> tuple[str, bytes] | None:
+    """The first key object `password` opens, as (its id, the master key); damaged key
+    objects are passed over (another may still open)."""
+    for key_id, raw in keys:
+        try:
+            master = unwrap(raw, key_id, password)
+        except KeyError_:
+            continue
+        if master is not None:
+            return key_id, master
+    return None
+
+
+# --- the cipher ------------------------------------------------------------------------------
+
+
+class AeadCipher:
+    """AES-256-GCM for every sealed object, a key per kind; a random 96-bit nonce per object
+    prefixed to its ciphertext; the kind and the object's context (its name, or a chunk's
+    id) as associated data. Chunk ids are BLAKE3 keyed with the chunk-id key."""
+
+    name = "aes-256-gcm"
+    overhead = NONCE + TAG
+
+    def __init__(self, master: bytes) -> None:
+        if len(master) != MASTER_LENGTH:
+            raise ValueError("a master key is 32 bytes")
+        self._aead = {kind: AESGCM(_hkdf(master, f"aead {kind.name}")) for kind in Kind}
+        self._id_key = _hkdf(master, "chunk id")
+        seed = int.from_bytes(_hkdf(master, "chunker seed", 8), "little") >> 1
+        #: pyfastcdc's seed, XORed into its gear table: 63 bits (pyfastcdc shifts it left by
+        #: one as a Python int into a uint64), never 0 (which means no seed).
+        self.chunker_seed = seed or 1
+
+    @staticmethod
+    def _ad(kind: Kind, context: bytes) -> bytes:
+        return kind.name.encode() + b"\0" + bytes(context)
+
+    def seal(self, kind: Kind, data: bytes, context: bytes) -> bytes:
+        nonce = os.urandom(NONCE)
+        return nonce + self._aead[kind].encrypt(nonce, bytes(data), self._ad(kind, context))
+
+    def open(self, kind: Kind, sealed: bytes, context: bytes) -> bytes:
+        if len(sealed) < self.overhead:
+            raise ValueError("shorter than a sealed object")
+        view = memoryview(sealed)
+        try:
+            return self._aead[kind].decrypt(
+                bytes(view[:NONCE]), bytes(view[NONCE:]), self._ad(kind, context)
+            )
+        except InvalidTag:
+            raise ValueError("does not authenticate (damaged, tampered with or moved)") from None
+
+    def chunk_id(self, data: bytes | memoryview) -> bytes:
+        return blake3.blake3(data, key=self._id_key).digest()
