@@ -11,12 +11,16 @@ memory than a small object. One thread per client connection; keep-alive, chunke
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 BLOCK = 1 << 18
+#: a key's segment that names one object among many (a hash, a number, an id)
+_ID = re.compile(r"[0-9a-f]{2}|[0-9a-f]{6,}[^/]*|\d+[^/]*|[^/]*\.(tmp|part)[^/]*", re.I)
 
 
 class _Closed(Exception):
@@ -30,15 +34,37 @@ class Counts:
     requests: Counter[str] = field(default_factory=Counter)
     up: int = 0
     down: int = 0
+    #: requests by method and kind of key (see `kind`)
+    kinds: Counter[str] = field(default_factory=Counter)
 
     def total(self) -> int:
         return sum(self.requests.values())
 
     def minus(self, before: Counts) -> Counts:
-        return Counts(self.requests - before.requests, self.up - before.up, self.down - before.down)
+        return Counts(
+            self.requests - before.requests,
+            self.up - before.up,
+            self.down - before.down,
+            self.kinds - before.kinds,
+        )
 
     def copy(self) -> Counts:
-        return Counts(Counter(self.requests), self.up, self.down)
+        return Counts(Counter(self.requests), self.up, self.down, Counter(self.kinds))
+
+
+def kind(method: str, target: bytes) -> str:
+    """`GET packs/*` for `GET /bucket/prefix/packs/ab/abcdef...?x`: where the time goes by
+    kind of object, without one line per object (the bucket and the prefix dropped, ids
+    collapsed to `*`, and the query's first parameter name kept: uploads, list-type...; a
+    listing is named by its prefix)."""
+    path, _, query = unquote(target.decode(errors="replace")).partition("?")
+    parts = [p for p in path.split("/") if p][2:]
+    listed = dict(q.partition("=")[::2] for q in query.split("&")).get("prefix")
+    if listed is not None:
+        parts = [p for p in listed.split("/") if p][1:]
+    key = "/".join(dict.fromkeys("*" if _ID.fullmatch(p) else p for p in parts[:4]))
+    param = "list" if "list-type" in query else query.split("&")[0].split("=")[0]
+    return f"{method} {key or '/'}{'?' + param if param else ''}"
 
 
 class _Conn:
@@ -146,9 +172,10 @@ class CountingProxy:
                 return
             threading.Thread(target=self._relay, args=(client,), daemon=True).start()
 
-    def _add(self, method: str, up: int, down: int) -> None:
+    def _add(self, method: str, target: bytes, up: int, down: int) -> None:
         with self._lock:
             self._counts.requests[method] += 1
+            self._counts.kinds[kind(method, target)] += 1
             self._counts.up += up
             self._counts.down += down
 
@@ -172,7 +199,8 @@ class CountingProxy:
 
     def _exchange(self, head: bytes, client: _Conn, server: _Conn) -> None:
         """One request and its response, counted once the response is through."""
-        method = head.split(b" ", 1)[0].decode()
+        method_b, target = head.split(b" ", 2)[:2]
+        method = method_b.decode()
         server.sock.sendall(head)
         up, down = len(head), 0
         if (_header(head, b"expect") or b"").lower() == b"100-continue":
@@ -181,7 +209,7 @@ class CountingProxy:
             down += len(interim)
             if _status(interim) != 100:  # refused before the body: that is the answer
                 down += server.pipe_body(interim, client.sock, none=method == "HEAD")
-                self._add(method, up, down)
+                self._add(method, target, up, down)
                 return
         up += client.pipe_body(head, server.sock, none=False)
         rhead = server.head()
@@ -193,4 +221,4 @@ class CountingProxy:
         status = _status(rhead)
         down += len(rhead)
         down += server.pipe_body(rhead, client.sock, none=method == "HEAD" or status in (204, 304))
-        self._add(method, up, down)
+        self._add(method, target, up, down)

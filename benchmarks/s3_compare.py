@@ -138,7 +138,13 @@ class ProxyProbe:
 
     def end(self, tool: Any) -> dict[str, Any]:
         d = self.proxy.snapshot().minus(self.before)
-        return {"requests": d.total(), "up": d.up, "down": d.down, "by_method": dict(d.requests)}
+        return {
+            "requests": d.total(),
+            "up": d.up,
+            "down": d.down,
+            "by_method": dict(d.requests),
+            "by_kind": dict(d.kinds.most_common()),
+        }
 
 
 _PUT = r"""
