@@ -25,9 +25,10 @@ import sys
 import tempfile
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -73,6 +74,12 @@ INSTALL_HINT = {
 #: Issue 5's targets: nexus-backup wall time at most 0.8 x restic's for these steps.
 WALL_TARGET_OPS = ("backup_full", "backup_mutated", "backup_nochange", "restore_full")
 WALL_TARGET = 0.8
+#: the figures of each step, with how each is labelled and formatted in the table
+METRICS: tuple[tuple[str, str, str], ...] = (
+    ("wall", "wall s", "s"),
+    ("cpu", "cpu s", "s"),
+    ("rss_mib", "peak MiB", "peak"),
+)
 
 
 @dataclass
@@ -326,10 +333,30 @@ def make_tools(names: list[str], work: Path, data: Path, nexus_cmd: list[str]) -
     return out
 
 
+ToolFactory = Callable[[list[str], Path, Path, list[str]], list[Tool]]
+
+
+class Probe(Protocol):
+    """Figures taken around each measured step besides the OS's (e.g. a proxy's counts)."""
+
+    def begin(self, tool: Tool) -> None: ...
+
+    def end(self, tool: Tool) -> dict[str, Any]: ...
+
+
 def one_run(
-    run_no: int, names: list[str], base: Path, args: argparse.Namespace, nexus_cmd: list[str]
+    run_no: int,
+    names: list[str],
+    base: Path,
+    args: argparse.Namespace,
+    nexus_cmd: list[str],
+    make: ToolFactory = make_tools,
+    probe: Probe | None = None,
 ) -> dict[str, Any]:
-    """One full pass over every step for every tool; returns {tool: figures}."""
+    """One full pass over every step for every tool; returns {tool: figures}.
+
+    `make` builds the tools (another script drives other repositories through the same
+    steps); `probe`'s figures for a step are stored beside the measured ones."""
     work = base / f"run{run_no}"
     data = work / "corpus"
     gen = corpus.generate(data, args.scale, args.seed)
@@ -340,20 +367,23 @@ def one_run(
     )
     # Rotate the order each run so no tool is always first after a mutation.
     rot = run_no % len(names)
-    tools = make_tools(names[rot:] + names[:rot], work, data, nexus_cmd)
+    tools = make(names[rot:] + names[:rot], work, data, nexus_cmd)
     res: dict[str, dict[str, Any]] = {t.name: {"errors": [], "notes": []} for t in tools}
 
     def do(tool: Tool, key: str, step: Step) -> Measure | None:
         log = work / f"{tool.name}.log"
         since = log.stat().st_size if log.exists() else 0
+        if probe is not None:
+            probe.begin(tool)
         m = measure(step.cmd, cwd=step.cwd, env=tool.env, log=log, timeout=args.timeout)
+        extra = probe.end(tool) if probe is not None else {}
         print(
             f"[run {run_no}] {LABELS[tool.name]:12} {key:16} {m.wall:8.2f}s "
             f"cpu {m.cpu:8.2f}s rss {m.rss_mib:7.1f} MiB rc={m.rc}",
             file=sys.stderr,
         )
         if key:
-            res[tool.name][key] = m.as_dict()
+            res[tool.name][key] = {**m.as_dict(), **extra}
         ok = m.rc == 0 or (tool.name == "nexus" and m.rc == 3)
         if not ok:
             why = log_tail(log, 3, since)
@@ -417,16 +447,16 @@ def one_run(
     return res
 
 
-def summarise(runs: list[dict[str, Any]], names: list[str]) -> dict[str, dict[str, Any]]:
+def summarise(
+    runs: list[dict[str, Any]], names: list[str], keys: tuple[str, ...] = ("wall", "cpu", "rss_mib")
+) -> dict[str, dict[str, Any]]:
     """Median of each figure over the runs (failed steps left out)."""
     out: dict[str, dict[str, Any]] = {}
     for t in names:
         out[t] = {}
         for op in OPS:
             ms = [r[t][op] for r in runs if op in r.get(t, {}) and _ok(t, r[t][op])]
-            out[t][op] = (
-                {k: median(m[k] for m in ms) for k in ("wall", "cpu", "rss_mib")} if ms else None
-            )
+            out[t][op] = {k: median(m.get(k) for m in ms) for k in keys} if ms else None
         for key in SIZES:
             out[t][key] = median(r[t][key] for r in runs if key in r.get(t, {}))
     return out
@@ -448,7 +478,7 @@ def ratios(med: dict[str, dict[str, Any]], names: list[str]) -> dict[str, dict[s
         r: dict[str, Any] = {}
         for op in OPS:
             a, b = nx.get(op), med[t].get(op)
-            r[op] = {k: _div(a[k], b[k]) for k in ("wall", "cpu", "rss_mib")} if a and b else None
+            r[op] = {k: _div(a[k], b.get(k)) for k in a} if a and b else None
         for key in SIZES:
             r[key] = _div(nx.get(key), med[t].get(key))
         out[t] = r
@@ -459,22 +489,27 @@ def _div(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a is not None and b else None
 
 
-def targets(med: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Issue 5's targets against restic (only when both ran)."""
+def targets(
+    med: dict[str, dict[str, Any]],
+    wall_ops: tuple[str, ...] = WALL_TARGET_OPS,
+    factor: float = WALL_TARGET,
+) -> list[dict[str, Any]]:
+    """Issue 5's targets against restic (only when both ran); another issue's `wall_ops`
+    and `factor` for the wall-time targets."""
     if "nexus" not in med or "restic" not in med:
         return []
     nx, rs = med["nexus"], med["restic"]
     out = []
-    for op in WALL_TARGET_OPS:
+    for op in wall_ops:
         a, b = nx.get(op), rs.get(op)
         if a and b:
             out.append(
                 {
-                    "target": f"{OPS[op]}: wall <= {WALL_TARGET} x restic",
+                    "target": f"{OPS[op]}: wall <= {factor} x restic",
                     "nexus": a["wall"],
                     "restic": b["wall"],
                     "ratio": _div(a["wall"], b["wall"]),
-                    "ok": a["wall"] <= WALL_TARGET * b["wall"],
+                    "ok": a["wall"] <= factor * b["wall"],
                 }
             )
     a, b = nx.get("repo_after3"), rs.get("repo_after3")
@@ -513,10 +548,17 @@ def _fmt(v: float | None, unit: str) -> str:
         return f"{v / MIB:.1f}" if v >= 0.05 * MIB else f"{v / MIB:.3f}"
     if unit == "peak":
         return f"{v:.1f}"
+    if unit == "n":
+        return f"{v:.0f}"
     return f"{v:.2f}" if v < 100 else f"{v:.0f}"
 
 
-def render(report: dict[str, Any]) -> str:
+def render(
+    report: dict[str, Any],
+    metrics: tuple[tuple[str, str, str], ...] = METRICS,
+    heading: str = "nexus-backup benchmark",
+    targets_title: str = "targets (issue 5, vs restic):",
+) -> str:
     """The text table: each tool's medians, then nexus-backup's ratio to each other tool."""
     names: list[str] = report["tools"]
     med, rat = report["median"], report["ratios"]
@@ -524,8 +566,7 @@ def render(report: dict[str, Any]) -> str:
     head = ["step", "metric", *(LABELS[t] for t in names), *(f"nx/{LABELS[t]}" for t in others)]
     rows: list[list[str]] = []
     for op, label in OPS.items():
-        for i, (k, unit) in enumerate((("wall", "s"), ("cpu", "s"), ("rss_mib", "peak"))):
-            metric = {"wall": "wall s", "cpu": "cpu s", "rss_mib": "peak MiB"}[k]
+        for i, (k, metric, unit) in enumerate(metrics):
             cells = [_fmt((med[t][op] or {}).get(k), unit) for t in names]
             rcells = [
                 _fmt(((rat[t].get(op) or {}).get(k)), "x") if t in rat else "-" for t in others
@@ -545,7 +586,7 @@ def render(report: dict[str, Any]) -> str:
 
     cfg = report["config"]
     out = [
-        f"nexus-backup benchmark: scale {cfg['scale']} ({cfg['corpus_files']} files, "
+        f"{heading}: scale {cfg['scale']} ({cfg['corpus_files']} files, "
         f"{cfg['corpus_mib']:.0f} MiB), {cfg['runs']} run(s), median quoted, warm page cache",
         f"machine: {machine_line(report['machine'])}",
         "versions: " + "; ".join(v for v in report["versions"].values() if v),
@@ -555,7 +596,7 @@ def render(report: dict[str, Any]) -> str:
         *(line(r) for r in rows),
     ]
     if report["targets"]:
-        out += ["", "targets (issue 5, vs restic):"]
+        out += ["", targets_title]
         for tg in report["targets"]:
             out.append(f"  [{'PASS' if tg['ok'] else 'MISS'}] {tg['target']}: ratio {tg['ratio']}")
     for t, why in report["skipped"].items():
