@@ -215,7 +215,7 @@ async def test_a_target_changed_after_the_preview_is_reported(
 
 @pytest.fixture
 def slow_restore(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A slow disk under the real engine: each chunk it reads for a restore takes 150 ms, so
+    """A slow disk under the real engine: each chunk it reads for a restore takes 400 ms, so
     a 20 MiB file is caught mid-way. Its parts (written by several threads at once) are made
     2 MiB instead of 8, so that there are more parts than threads on any machine."""
     import core.ops.restore
@@ -225,7 +225,7 @@ def slow_restore(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def slow_read(self, digests_hex: list[str], show: str):  # type: ignore[no-untyped-def]
         for blob in real_read(self, digests_hex, show):
-            time.sleep(0.15)
+            time.sleep(0.4)  # slow enough that a loaded machine still catches it mid-way
             yield blob
 
     monkeypatch.setattr(core.ops.restore.Restorer, "_read_many", slow_read)

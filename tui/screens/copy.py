@@ -19,6 +19,7 @@ from textual.widgets import Button, Input, Label, Static
 from core.models import CopyResult
 from tui import format as fmt
 from tui.operations import Operation
+from tui.screens.operation_form import OperationForm
 from tui.validation import (
     CopyTarget,
     DirectorySuggester,
@@ -26,7 +27,6 @@ from tui.validation import (
     expand,
     is_store_url,
 )
-from tui.widgets.progress_panel import OperationProgress
 
 if TYPE_CHECKING:
     from tui.app import NexusApp
@@ -48,7 +48,7 @@ def copy_target(value: str) -> str:
     return value.strip() if is_store_url(value) else str(expand(value))
 
 
-class CopyScreen(ModalScreen[None]):
+class CopyScreen(OperationForm, ModalScreen[None]):
     app: NexusApp
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -138,35 +138,11 @@ class CopyScreen(ModalScreen[None]):
             return
         self.show_operation(self.app.start_copy(self.project_id, copy_target(value)))
 
-    def show_operation(self, op: Operation) -> None:
-        """Turn the form into the progress of `op`."""
-        self.op = op
-        self.query_one("#copy-to", Input).disabled = True
+    def hide_form_help(self) -> None:
         self.query_one("#copy-to-help").display = False
-        self.query_one("#start").display = False
-        self.query_one("#cancel-op").display = True
-        self.query_one("#progress-area").mount(OperationProgress(op, id="form-progress"))
-        self.query_one("#cancel-op").focus()
-        self.app.operations_changed.subscribe(self, self._on_ops_changed)
 
-    def _on_ops_changed(self, op: Operation) -> None:
-        if self.op is None or op.id != self.op.id or op.running:
-            return
-        self.query_one("#cancel-op").display = False
-        result = self.query_one("#result", Static)
-        result.display = True
-        if op.state == "done" and isinstance(op.result, CopyResult):
-            result.update(f"✓ {copy_summary(op.result)}")
-        else:
-            result.update(f"✗ {op.state}: {op.error or ''}")
-            result.add_class("-bad")
-        self.query_one("#close", Button).focus()
+    def done_text(self, op: Operation) -> str | None:
+        return f"✓ {copy_summary(op.result)}" if isinstance(op.result, CopyResult) else None
 
     def action_cancel_copy(self) -> None:
-        if self.op is not None and self.op.running:
-            self.app.cancel_operation(self.op)
-
-    def action_close(self) -> None:
-        if self.op is not None and self.op.running:
-            self.app.notify(f"{self.op.label} goes on; c on the main screen cancels it.")
-        self.dismiss(None)
+        self.cancel_operation()

@@ -25,6 +25,7 @@ from core.models import BackupMetadata, BackupType, CreateRequest
 from tui import format as fmt
 from tui.operations import Operation
 from tui.screens.confirm import ConfirmScreen
+from tui.screens.operation_form import OperationForm
 from tui.screens.pick_directory import PICK_KEY, pick_button, pick_directory
 from tui.validation import (
     DirectorySuggester,
@@ -36,7 +37,6 @@ from tui.validation import (
     parse_list,
     parse_tags,
 )
-from tui.widgets.progress_panel import OperationProgress
 
 if TYPE_CHECKING:
     from tui.app import NexusApp
@@ -49,7 +49,7 @@ TYPE_HELP = {
 }
 
 
-class NewBackupScreen(ModalScreen[None]):
+class NewBackupScreen(OperationForm, ModalScreen[None]):
     app: NexusApp
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -244,45 +244,20 @@ class NewBackupScreen(ModalScreen[None]):
             answered,
         )
 
-    def show_operation(self, op: Operation) -> None:
-        """Turn the form into the progress of `op` (also used by screenshots and tests)."""
-        self.op = op
-        for widget in self.query(".field Input, .field Select"):
-            widget.disabled = True
-        self.query_one("#start").display = False
-        self.query_one("#cancel-op").display = True
-        self.query_one("#progress-area").mount(OperationProgress(op, id="form-progress"))
-        self.query_one("#cancel-op").focus()
-        self.app.operations_changed.subscribe(self, self._on_ops_changed)
+    FIELDS = ".field Input, .field Select"
 
-    def _on_ops_changed(self, op: Operation) -> None:
-        if self.op is None or op.id != self.op.id or op.running:
-            return
-        self.query_one("#cancel-op").display = False
-        result = self.query_one("#result", Static)
-        result.display = True
-        if op.state == "done" and isinstance(op.result, BackupMetadata):
-            meta = op.result
-            text = (
-                f"✓ {meta.id} completed: {meta.files_count} files, {fmt.size(meta.size_bytes)}"
-                f" ({fmt.size(meta.stats.bytes_stored)} new in the repository) in "
-                f"{fmt.duration(meta.stats.duration_seconds)}"
-            )
-            if meta.stats.warnings:
-                text += f"\n⚠ {len(meta.stats.warnings)} skipped: " + "; ".join(
-                    meta.stats.warnings[:3]
-                )
-            result.update(text)
-        else:
-            result.update(f"✗ {op.state}: {op.error or ''}")
-            result.add_class("-bad")
-        self.query_one("#close", Button).focus()
+    def done_text(self, op: Operation) -> str | None:
+        if not isinstance(op.result, BackupMetadata):
+            return None
+        meta = op.result
+        text = (
+            f"✓ {meta.id} completed: {meta.files_count} files, {fmt.size(meta.size_bytes)}"
+            f" ({fmt.size(meta.stats.bytes_stored)} new in the repository) in "
+            f"{fmt.duration(meta.stats.duration_seconds)}"
+        )
+        if meta.stats.warnings:
+            text += f"\n⚠ {len(meta.stats.warnings)} skipped: " + "; ".join(meta.stats.warnings[:3])
+        return text
 
     def action_cancel_backup(self) -> None:
-        if self.op is not None and self.op.running:
-            self.app.cancel_operation(self.op)
-
-    def action_close(self) -> None:
-        if self.op is not None and self.op.running:
-            self.app.notify(f"{self.op.label} goes on; c on the main screen cancels it.")
-        self.dismiss(None)
+        self.cancel_operation()
