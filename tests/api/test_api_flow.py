@@ -76,7 +76,10 @@ def test_list_filters_paging_and_newest_first(api, client, project, sample_tree,
     first = backup_of(project, src, tags={"k": "a"})
     second = backup_of(project, src, tags={"k": "b"}, backup_type="snapshot")
     third = backup_of(project, src, backup_type="checkpoint", name="before-upgrade")
-    assert {m["status"] for m in (first, second, third)} == {"completed"}
+    made = (first, second, third)
+    assert {m["status"] for m in made} == {"completed"}, [
+        (m["type"], m["status"], m.get("error_message")) for m in made
+    ]
 
     def ids(**params):
         r = client.get(f"/api/v1/backup/list/{project}", params=params)
