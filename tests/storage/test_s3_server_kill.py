@@ -107,7 +107,11 @@ def test_server_killed_during_a_restore_then_the_restore_again(
     meta = json.loads(out)
     target = tmp_path / "out"
     proc = _cli(server, root, url, "restore", "web", meta["id"], str(target))
-    time.sleep(0.8)
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        if target.is_dir() and any(target.iterdir()):  # the restore is writing
+            break
+        time.sleep(0.005)
     server.kill()
     out, err = proc.communicate(timeout=120)
     server.restart()
