@@ -608,6 +608,24 @@ def render(
     return "\n".join(out)
 
 
+def run_config(
+    args: argparse.Namespace, runs: list[dict], nexus_cmd: object, t0: float, **extra: object
+) -> dict[str, Any]:
+    """The report's `config`: what was run, on which corpus, how long it took."""
+    c = runs[0]["_corpus"]
+    return {
+        "scale": args.scale,
+        "runs": args.runs,
+        "seed": args.seed,
+        "corpus_files": c["files"],
+        "corpus_mib": c["bytes"] / MIB,
+        "single_file": corpus.SINGLE_FILE,
+        "nexus_command": nexus_cmd,
+        **extra,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scale", type=float, default=1.0, help="corpus size; 1.0 = about 0.5 GiB")
@@ -644,18 +662,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keep and not args.workdir:
         shutil.rmtree(base, ignore_errors=True)
     med = summarise(runs, names)
-    c = runs[0]["_corpus"]
     report: dict[str, Any] = {
-        "config": {
-            "scale": args.scale,
-            "runs": args.runs,
-            "seed": args.seed,
-            "corpus_files": c["files"],
-            "corpus_mib": c["bytes"] / MIB,
-            "single_file": corpus.SINGLE_FILE,
-            "nexus_command": nexus_cmd,
-            "seconds": round(time.perf_counter() - t0, 1),
-        },
+        "config": run_config(args, runs, nexus_cmd, t0),
         "machine": machine,
         "versions": tool_versions(names),
         "tools": names,

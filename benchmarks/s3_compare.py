@@ -319,19 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keep and not args.workdir:
         shutil.rmtree(base, ignore_errors=True)
     med = compare.summarise(runs, names, KEYS)
-    c = runs[0]["_corpus"]
     report: dict[str, Any] = {
-        "config": {
-            "scale": args.scale,
-            "runs": args.runs,
-            "seed": args.seed,
-            "corpus_files": c["files"],
-            "corpus_mib": c["bytes"] / MIB,
-            "single_file": corpus.SINGLE_FILE,
-            "nexus_command": nexus_cmd,
-            "proxy": proxy is not None,
-            "seconds": round(time.perf_counter() - t0, 1),
-        },
+        "config": compare.run_config(args, runs, nexus_cmd, t0, proxy=proxy is not None),
         "machine": machine,
         "versions": {**tool_versions(names), "seaweedfs": _weed_version(weed_version)},
         "tools": names,
