@@ -29,7 +29,7 @@ def _entries(root: Path, backup_id: str) -> tuple[dict, dict[bytes, mf.Entry]]:
 def _contents(root: Path, entry: mf.Entry) -> bytes:
     repo = Repository(root, P)
     repo.refresh_index()
-    return b"".join(repo.read_blob(bytes.fromhex(h)) for h, _n in entry.chunks)
+    return b"".join(repo.read_blobs([bytes.fromhex(h) for h, _n in entry.chunks]))
 
 
 def _outside(tmp_path: Path) -> Path:

@@ -66,9 +66,9 @@ def copy_backup(
     renamed: dict[bytes, bytes] = {}
     added: set[bytes] = set()
     try:
-        for digest in missing:
+        # a pack's neighbouring chunks in one read; each checked against its id
+        for digest, raw in zip(missing, src.read_blobs(missing), strict=True):
             ctx.check()
-            raw = src.read_blob(digest)  # checked against its hash
             ctx.advance(nbytes=len(raw))
             if rekey:
                 renamed[digest] = new = dst.codec.chunk_id(raw)

@@ -485,25 +485,6 @@ class Repository:
         """A writer of new packs of this repository's size, sealed by its codec."""
         return PackWriter(self.store, on_flush, self.pack_size, codec=self.sealing_codec())
 
-    def read_blob(self, digest: bytes, packs: RangeReader | None = None) -> bytes:
-        """A chunk's raw bytes, checked against its hash (`packs` keeps packs open)."""
-        loc = self.index.get(digest)
-        if loc is None:
-            raise MissingChunk(f"chunk {digest.hex()[:16]} is missing from the index")
-        name = pack_name(loc.pack_id)
-        try:
-            if packs is not None:
-                stored = packs.get_range(name, loc.offset, loc.length)
-            else:
-                stored = self.store.get_range(name, loc.offset, loc.length)
-        except ObjectNotFound:
-            raise MissingChunk(f"pack {loc.pack_id[:16]} is missing") from None
-        except EOFError as exc:
-            raise DamagedChunk(
-                f"chunk {digest.hex()[:16]} in pack {loc.pack_id[:16]}: {exc}"
-            ) from exc
-        return self.codec.open_blob(digest, stored, loc.flags, loc.raw_length, pack_id=loc.pack_id)
-
     def read_blobs(
         self, digests: Sequence[bytes], packs: RangeReader | None = None
     ) -> Iterator[bytes]:
