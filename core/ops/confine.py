@@ -168,14 +168,14 @@ class DirFds:
             self.release(fd)
 
     def _evict(self) -> None:
-        if len(self._fds) <= self.limit:
-            return
-        for rel, fd in list(self._fds.items()):
-            if fd not in self._refs:
-                del self._fds[rel]
-                os.close(fd)
-                if len(self._fds) <= self.limit:
-                    return
+        """Close the least recently used descriptors not in use, down to the limit (the first
+        free one is almost always at the front: no scan of the whole cache)."""
+        while len(self._fds) > self.limit:
+            free = next(((rel, fd) for rel, fd in self._fds.items() if fd not in self._refs), None)
+            if free is None:
+                return
+            del self._fds[free[0]]
+            os.close(free[1])
 
     def forget(self, rel: bytes) -> None:
         """`rel` and everything beneath it were removed or replaced: drop their descriptors."""

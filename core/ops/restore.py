@@ -1034,12 +1034,23 @@ class Restorer:
             ThreadPoolExecutor(workers, thread_name_prefix="nexus-restore") as pool,
         ):
             try:
+                small: list[Step] = []
+                small_bytes = 0
                 for s in files:
                     if failures:
                         break
                     ctx.check()
-                    for job in self._file_jobs(s):
-                        submit(pool, job)
+                    if not _is_small(s):
+                        for job in self._file_jobs(s):
+                            submit(pool, job)
+                        continue
+                    small.append(s)
+                    small_bytes += s.entry.size  # type: ignore[union-attr]
+                    if small_bytes >= BATCH_BYTES or len(small) >= BATCH_FILES:
+                        submit(pool, self._small_files_job(small))
+                        small, small_bytes = [], 0
+                if small and not failures:
+                    submit(pool, self._small_files_job(small))
             except BaseException:
                 ctx.cancel.set()
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -1048,18 +1059,56 @@ class Restorer:
             real = [f for f in failures if not isinstance(f, Cancelled)]
             raise (real or failures)[0]
 
-    def _file_jobs(self, s: Step) -> list[Callable[[], None]]:
-        e = s.entry
-        assert e is not None
-        if s.action == "metadata":
-            return [lambda: self._restore_meta_only(s)]
+    def _small_files_job(self, steps: list[Step]) -> Callable[[], None]:
+        """One job for many small files: their chunks read together in pack order (a pack's
+        neighbouring chunks in one request, however many files share that run), then each
+        file written from them. On damage each file reads its own chunks again, so the error
+        names the file."""
+
+        def run() -> None:
+            wanted = dict.fromkeys(
+                bytes.fromhex(h)
+                for s in steps
+                for h, _n in s.entry.chunks  # type: ignore[union-attr]
+            )
+            digests = sorted(wanted, key=self._where)
+            try:
+                got: dict[bytes, bytes] | None = dict(
+                    zip(digests, self.repo.read_blobs(digests, self.packs), strict=True)
+                )
+            except Damaged:
+                got = None
+            for s in steps:
+                self.ctx.check()
+                job = self._file_job(s)
+                if job is not None:
+                    job.whole(got)
+
+        return run
+
+    def _where(self, digest: bytes) -> tuple[int, str, int]:
+        """A chunk's place in the repository, for reading in pack order (unknown ones last,
+        where reading them names what is missing)."""
+        loc = self.repo.index.get(digest)
+        return (1, "", 0) if loc is None else (0, loc.pack_id, loc.offset)
+
+    def _file_job(self, s: Step) -> _FileJob | None:
         parent, _name = _split(s.rel)
         try:
             dir_fd = self._d.acquire(parent)
         except OSError:
             self.warn(f"{_show(s.rel)}: not restored: a parent directory is missing or a symlink")
+            return None
+        return _FileJob(self, s, dir_fd)
+
+    def _file_jobs(self, s: Step) -> list[Callable[[], None]]:
+        e = s.entry
+        assert e is not None
+        if s.action == "metadata":
+            return [lambda: self._restore_meta_only(s)]
+        job = self._file_job(s)
+        if job is None:
             return []
-        job = _FileJob(self, s, dir_fd)
         if e.size < SPLIT_SIZE or len(e.chunks) < 2:
             return [job.whole]
         if not job.open():
@@ -1221,6 +1270,17 @@ def count_steps(steps: list[Step]) -> RestoreCounts:
 
 SPLIT_SIZE = 16 * 1024 * 1024  # files at least this large are written by several threads
 PART_SIZE = 8 * 1024 * 1024
+#: Small files are restored in jobs of at most this many bytes or files, their chunks read
+#: together in pack order.
+BATCH_BYTES = 4 * 1024 * 1024
+BATCH_FILES = 256
+
+
+def _is_small(s: Step) -> bool:
+    """A file whose chunks are read with other files' (larger ones stream their own)."""
+    e = s.entry
+    assert e is not None
+    return s.action != "metadata" and e.size < BATCH_BYTES
 
 
 class _FileJob:
@@ -1264,14 +1324,22 @@ class _FileJob:
             raise
         return True
 
-    def whole(self) -> None:
+    def whole(self, read: dict[bytes, bytes] | None = None) -> None:
+        """Write the file from its chunks, read now or, for a small file, already `read`
+        with its neighbours' (`Restorer._small_files_job`)."""
         ctx = self.r.ctx
+        hexes = [h for h, _n in self.entry.chunks]
         try:
             ctx.check()
             if not self.open(presize=False):
                 return
             written = end = 0
-            for raw in self.r._read_many([h for h, _n in self.entry.chunks], self.show):
+            raws = (
+                self.r._read_many(hexes, self.show)
+                if read is None
+                else (read[bytes.fromhex(h)] for h in hexes)
+            )
+            for raw in raws:
                 ctx.check()
                 if not _is_zero(raw):
                     _pwrite_all(self.fd, raw, written)
