@@ -66,7 +66,7 @@ from core.query import Query
 from core.repo import manifest as mf
 from core.repo.repository import HOSTNAME, RepoConfig, Repository, current_user, new_backup_id
 from core.storage import ObjectStore, open_store
-from core.validator import verify_backup
+from core.validator import verify_backup, verify_backups
 
 T = TypeVar("T")
 Progress = Callable[[ProgressEvent], None]
@@ -865,28 +865,59 @@ class BackupManager:
         repo.check_format()
         with reading(repo, "verify"):
             result = verify_backup(repo, meta, quick=quick, ctx=ctx)
+        self._record_verify(repo, result)
+        return result
+
+    async def verify_all(
+        self, project_id: str, *, quick: bool = False, progress: Progress | None = None
+    ) -> list[VerifyResult]:
+        """Every completed backup verified, oldest first, each chunk they share read once."""
+        ctx = self._context("verify", project_id, None, progress)
+        try:
+            return await self._in_thread(
+                lambda: self.verify_all_blocking(project_id, quick, ctx), ctx
+            )
+        except Cancelled:
+            raise asyncio.CancelledError() from None
+
+    def verify_all_blocking(
+        self, project_id: str, quick: bool, ctx: OperationContext
+    ) -> list[VerifyResult]:
+        repo = self._repo(project_id)
+        metas = [m for m in self.list_blocking(project_id) if m.status == BackupStatus.COMPLETED]
+        metas.reverse()
+        if not metas:
+            return []
+        repo.check_format()
+        with reading(repo, "verify"):
+            results = verify_backups(repo, metas, quick=quick, ctx=ctx)
+        for result in results:
+            self._record_verify(repo, result)
+        return results
+
+    def _record_verify(self, repo: Repository, result: VerifyResult) -> None:
+        """Keep a verify's outcome beside its backup and say it in the project's log."""
         with contextlib.suppress(OSError):
             repo.write_verify(result)
+        quick = "quick " if result.quick else ""
         if result.ok:
             self._log(
-                project_id,
+                result.project_id,
                 "INFO",
                 "verify",
-                f"{'quick ' if quick else ''}verify ok: {result.files_checked} files, "
-                f"{result.chunks_checked} chunks",
-                backup_id,
+                f"{quick}verify ok: {result.files_checked} files, {result.chunks_checked} chunks",
+                result.backup_id,
             )
-        else:
-            names = ", ".join(d.path for d in result.damaged_files[:5])
-            self._log(
-                project_id,
-                "ERROR",
-                "verify",
-                f"verify found damage: {len(result.damaged_files)} files ({names})"
-                + (f"; {'; '.join(result.errors[:3])}" if result.errors else ""),
-                backup_id,
-            )
-        return result
+            return
+        names = ", ".join(d.path for d in result.damaged_files[:5])
+        self._log(
+            result.project_id,
+            "ERROR",
+            "verify",
+            f"verify found damage: {len(result.damaged_files)} files ({names})"
+            + (f"; {'; '.join(result.errors[:3])}" if result.errors else ""),
+            result.backup_id,
+        )
 
     async def recover(self, project_id: str) -> int:
         """What every writing command does first, on its own: repair what dead processes left

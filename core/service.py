@@ -76,6 +76,10 @@ class Engine(Protocol):
         progress: Progress | None = None,
     ) -> VerifyResult: ...
 
+    async def verify_all(
+        self, project_id: str, *, quick: bool = False, progress: Progress | None = None
+    ) -> list[VerifyResult]: ...
+
     async def delete(
         self, project_id: str, backup_id: str, *, progress: Progress | None = None
     ) -> DeleteResult: ...

@@ -8,8 +8,9 @@ that every chunk is indexed and its pack present and long enough.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
-from collections.abc import Iterator
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import blake3
@@ -68,111 +69,168 @@ def missing_chunk_files(repo: Repository, entries: list[Entry]) -> list[str]:
 def verify_backup(
     repo: Repository, meta: BackupMetadata, *, quick: bool, ctx: OperationContext
 ) -> VerifyResult:
+    return verify_backups(repo, [meta], quick=quick, ctx=ctx)[0]
+
+
+def verify_backups(
+    repo: Repository, metas: list[BackupMetadata], *, quick: bool, ctx: OperationContext
+) -> list[VerifyResult]:
+    """One result per backup, each chunk they need read and checked once however many of
+    them share it (as restic's `check --read-data` reads each pack once)."""
     started = time.monotonic()
-    result = VerifyResult(
-        project_id=meta.project_id,
-        backup_id=meta.id,
-        quick=quick,
-        ok=True,
-        checked_at=ctx.clock(),
-    )
-
-    def damage(path: str, reason: str) -> None:
-        result.ok = False
-        if len(result.damaged_files) < MAX_DAMAGED:
-            result.damaged_files.append(DamagedFile(path=path, reason=reason))
-
+    results = [
+        VerifyResult(
+            project_id=m.project_id, backup_id=m.id, quick=quick, ok=True, checked_at=ctx.clock()
+        )
+        for m in metas
+    ]
     ctx.set_phase("verifying")
-    try:
-        data = repo.read_manifest(meta.id)
-        if meta.checksum and mf.checksum(data) != meta.checksum:
-            result.checksum_ok = False
-            result.ok = False
-            result.errors.append("manifest does not match the backup's checksum")
-        entries = list(mf.iter_entries(data))
-    except (Damaged, mf.ManifestError) as exc:
-        result.ok = False
-        result.checksum_ok = False
-        result.errors.append(str(exc))
-        result.duration_seconds = round(time.monotonic() - started, 3)
-        return result
+    # chunk -> the (backup, file) pairs that need it
+    users: dict[bytes, list[tuple[int, str]]] = defaultdict(list)
+    for i, (meta, result) in enumerate(zip(metas, results, strict=True)):
+        entries = _manifest_entries(repo, meta, result)
+        for e in entries:
+            if e.kind != mf.FILE:
+                continue
+            result.files_checked += 1
+            for h, _n in e.chunks:
+                users[bytes.fromhex(h)].append((i, e.display_path))
 
     index = repo.refresh_index()
     for name, why in index.damaged.items():
-        result.errors.append(f"index file {name} is damaged: {why}")
-
-    # chunk -> the files that need it; pack -> its chunks
-    users: dict[bytes, list[str]] = defaultdict(list)
-    for e in entries:
-        if e.kind != mf.FILE:
-            continue
-        result.files_checked += 1
-        for h, _n in e.chunks:
-            users[bytes.fromhex(h)].append(e.display_path)
+        for result in results:
+            result.errors.append(f"index file {name} is damaged: {why}")
     bad_chunks: dict[bytes, str] = {}
-    by_pack: dict[str, list[bytes]] = defaultdict(list)
+    by_pack: dict[str, list[tuple[BlobLocation, bytes]]] = defaultdict(list)
     for digest in users:
         loc = index.get(digest)
         if loc is None:
             bad_chunks[digest] = "chunk missing from the index"
         else:
-            by_pack[loc.pack_id].append(digest)
+            by_pack[loc.pack_id].append((loc, digest))
 
     pack_sizes = {o.name: o.size for o in pack_objects(repo.store).values()}
-    total = sum(index.get(d).length for ds in by_pack.values() for d in ds)  # type: ignore[union-attr]
-    ctx.set_phase("verifying", files_total=len(by_pack), bytes_total=total)
-    # in pack order, READ_BATCH bytes of neighbouring chunks per read (one request on a remote
-    # store), never a whole pack in memory (16 MiB buffers would fragment the heap)
-    packs = repo.store.reader()
+    readable: list[tuple[str, Located]] = []
+    for pack_id, located in by_pack.items():
+        size = pack_sizes.get(pack_name(pack_id))
+        if size is None:
+            for _loc, d in located:
+                bad_chunks[d] = f"pack {pack_id[:16]} is missing"
+            continue
+        fits: Located = []
+        for loc, d in sorted(located, key=lambda x: x[0].offset):
+            if loc.offset + loc.length > size:
+                bad_chunks[d] = f"pack {pack_id[:16]} is truncated"
+            else:
+                fits.append((loc, d))
+        readable += [(pack_id, batch) for batch in _batches(fits)]
+    chunks_checked = {i: 0 for i in range(len(metas))}
+    for digest, pairs in users.items():
+        if index.get(digest) is not None:
+            for i in {i for i, _p in pairs}:
+                chunks_checked[i] += 1
+    bytes_per_backup = {i: 0 for i in range(len(metas))}
+
+    if not quick:
+        total = sum(loc.length for _p, batch in readable for loc, _d in batch)
+        ctx.set_phase("verifying", bytes_total=total)
+        found = _read_and_check(repo, readable, ctx)
+        bad_chunks.update(found)
+        for _pack_id, batch in readable:
+            for loc, d in batch:
+                for i in {i for i, _p in users[d]}:
+                    bytes_per_backup[i] += loc.length
+
+    damaged: list[dict[str, str]] = [{} for _m in metas]
+    for d, reason in bad_chunks.items():
+        for i, path in users[d]:
+            damaged[i].setdefault(path, reason)
+    elapsed = round(time.monotonic() - started, 3)
+    for i, result in enumerate(results):
+        result.chunks_checked = chunks_checked[i]
+        result.bytes_checked = bytes_per_backup[i]
+        for path in sorted(damaged[i]):
+            result.ok = False
+            if len(result.damaged_files) < MAX_DAMAGED:
+                result.damaged_files.append(DamagedFile(path=path, reason=damaged[i][path]))
+        if result.errors:
+            result.ok = False
+        result.duration_seconds = elapsed
+    ctx.finish()
+    return results
+
+
+def _manifest_entries(repo: Repository, meta: BackupMetadata, result: VerifyResult) -> list[Entry]:
+    """A backup's entries; a manifest that is damaged or does not match its checksum is
+    recorded in `result` (and yields what can still be read, or nothing)."""
     try:
-        for pack_id, digests in by_pack.items():
-            ctx.check()
-            name = pack_name(pack_id)
-            size = pack_sizes.get(name)
-            if size is None:
-                for d in digests:
-                    bad_chunks[d] = f"pack {pack_id[:16]} is missing"
-                continue
-            located = sorted(((index.get(d), d) for d in digests), key=lambda x: x[0].offset)  # type: ignore[union-attr]
-            readable = []
-            for loc, d in located:
-                assert loc is not None
-                result.chunks_checked += 1
-                if loc.offset + loc.length > size:
-                    bad_chunks[d] = f"pack {pack_id[:16]} is truncated"
-                elif not quick:
-                    readable.append((loc, d))
-            for batch in _batches(readable):
-                try:
-                    blobs = packs.read_ranges(name, [(loc.offset, loc.length) for loc, _d in batch])
-                except (OSError, EOFError) as exc:
-                    for _loc, d in batch:
-                        bad_chunks[d] = f"pack {pack_id[:16]} unreadable: {exc}"
-                    continue
-                for (loc, d), blob in zip(batch, blobs, strict=True):
-                    try:
-                        repo.codec.open_blob(d, blob, loc.flags, loc.raw_length, pack_id=pack_id)
-                    except DamagedChunk as exc:
-                        bad_chunks[d] = str(exc)
-                    result.bytes_checked += loc.length
-                    ctx.advance(nbytes=loc.length)
-                del blobs
-            ctx.advance(files=1)
+        data = repo.read_manifest(meta.id)
+        if meta.checksum and mf.checksum(data) != meta.checksum:
+            result.checksum_ok = False
+            result.errors.append("manifest does not match the backup's checksum")
+        return list(mf.iter_entries(data))
+    except (Damaged, mf.ManifestError) as exc:
+        result.checksum_ok = False
+        result.errors.append(str(exc))
+        return []
+
+
+#: Reads of chunk runs in flight at once (network and decompression overlap; memory stays
+#: bounded at this many READ_BATCH buffers).
+READERS = 4
+
+
+def _read_and_check(
+    repo: Repository, readable: list[tuple[str, Located]], ctx: OperationContext
+) -> dict[bytes, str]:
+    """Read every run and check each chunk's hash, READERS runs at a time; returns the bad
+    chunks with why."""
+    bad: dict[bytes, str] = {}
+    packs = repo.store.reader()
+
+    def check(pack_id: str, batch: Located) -> dict[bytes, str]:
+        ctx.check()
+        found: dict[bytes, str] = {}
+        try:
+            blobs = packs.read_ranges(
+                pack_name(pack_id), [(loc.offset, loc.length) for loc, _d in batch]
+            )
+        except (OSError, EOFError) as exc:
+            return {d: f"pack {pack_id[:16]} unreadable: {exc}" for _loc, d in batch}
+        for (loc, d), blob in zip(batch, blobs, strict=True):
+            try:
+                repo.codec.open_blob(d, blob, loc.flags, loc.raw_length, pack_id=pack_id)
+            except DamagedChunk as exc:
+                found[d] = str(exc)
+        ctx.advance(nbytes=sum(loc.length for loc, _d in batch))
+        return found
+
+    try:
+        with ThreadPoolExecutor(READERS, thread_name_prefix="nexus-verify") as pool:
+            for found in _bounded(pool, check, readable, READERS * 2):
+                bad.update(found)
     finally:
         packs.close()
-
-    damaged: dict[str, str] = {}
-    for d, reason in bad_chunks.items():
-        for path in users[d]:
-            damaged.setdefault(path, reason)
-    for path in sorted(damaged):
-        damage(path, damaged[path])
-    result.duration_seconds = round(time.monotonic() - started, 3)
-    ctx.finish()
-    return result
+    return bad
 
 
 Located = list[tuple[BlobLocation, bytes]]
+
+
+def _bounded(
+    pool: ThreadPoolExecutor,
+    fn: Callable[[str, Located], dict[bytes, str]],
+    items: list[tuple[str, Located]],
+    limit: int,
+) -> Iterator[dict[bytes, str]]:
+    """`fn` over the items on the pool, at most `limit` submitted and not yet collected."""
+    pending: deque[Future[dict[bytes, str]]] = deque()
+    for item in items:
+        pending.append(pool.submit(fn, *item))
+        if len(pending) >= limit:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def _batches(located: Located) -> Iterator[Located]:

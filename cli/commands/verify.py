@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from cli.context import EXIT_DAMAGED, EXIT_OK, Context, UsageError, resolve_latest, run
 from cli.render import clean, duration, out, plural, size
-from core.models import BackupStatus, VerifyResult
+from core.models import VerifyResult
 
 
 def cmd_verify(ctx: Context) -> int:
@@ -19,11 +19,7 @@ def cmd_verify(ctx: Context) -> int:
     mgr = ctx.manager
 
     async def verify_all() -> list[VerifyResult]:
-        backups = await mgr.list(a.project, None)
-        results = []
-        for m in reversed(backups):  # oldest first
-            if m.status == BackupStatus.COMPLETED:
-                results.append(await mgr.verify(a.project, m.id, quick=a.quick, progress=bar))
+        results = await mgr.verify_all(a.project, quick=a.quick, progress=bar)
         for backup_id in await mgr.damaged_metadata(a.project):
             results.append(
                 VerifyResult(
