@@ -225,10 +225,10 @@ def _recheck(
     return still
 
 
-def _is_zero(raw: bytes) -> bool:
+def _is_zero(raw: bytes | memoryview) -> bool:
     """A chunk of zeros only (left as a hole: the file is sized by ftruncate). The end bytes
     are looked at first, so other data costs no scan."""
-    return not raw or (raw[0] == 0 and raw[-1] == 0 and raw.count(0) == len(raw))
+    return not raw or (raw[0] == 0 and raw[-1] == 0 and bytes(raw).count(0) == len(raw))
 
 
 def _hash_fd(fd: int, size: int) -> str:

@@ -16,6 +16,9 @@ from core.errors import NexusError
 
 #: Part of the name of every object on its way in (a local temp file, a spooled pack):
 #: no listing shows it, and only recovery under an exclusive lock removes it.
+#: Bytes read from a store: `bytes`, or a view into a larger read (`read_ranges`).
+Buffer = bytes | memoryview
+
 TMP_MARK = ".tmp-"
 
 
@@ -89,7 +92,7 @@ class RangeReader(Protocol):
 
     def get_range(self, name: str, offset: int, length: int) -> bytes: ...
 
-    def read_ranges(self, name: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]: ...
+    def read_ranges(self, name: str, ranges: Sequence[tuple[int, int]]) -> list[Buffer]: ...
 
     def close(self) -> None: ...
 
@@ -146,9 +149,9 @@ class ObjectStore(Protocol):
 
     def get_range(self, name: str, offset: int, length: int) -> bytes: ...
 
-    def read_ranges(self, name: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+    def read_ranges(self, name: str, ranges: Sequence[tuple[int, int]]) -> list[Buffer]:
         """Several `(offset, length)` ranges of one object, in the order asked, in as few
-        requests as the store allows."""
+        requests as the store allows (views of what one request read, not copies)."""
         ...
 
     def reader(self) -> RangeReader:
@@ -211,7 +214,7 @@ class SimpleReader:
     def get_range(self, name: str, offset: int, length: int) -> bytes:
         return self._store.get_range(name, offset, length)
 
-    def read_ranges(self, name: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+    def read_ranges(self, name: str, ranges: Sequence[tuple[int, int]]) -> list[Buffer]:
         return self._store.read_ranges(name, ranges)
 
     def close(self) -> None:
@@ -240,15 +243,16 @@ def coalesce(ranges: Sequence[tuple[int, int]], gap: int) -> list[tuple[int, int
 
 
 def split_spans(
-    ranges: Sequence[tuple[int, int]], spans: list[tuple[int, int, list[int]]], blobs: list[bytes]
-) -> list[bytes]:
-    """Cut the bytes of each span read back into the ranges asked, in their order."""
-    out: list[bytes] = [b""] * len(ranges)
+    ranges: Sequence[tuple[int, int]], spans: list[tuple[int, int, list[int]]], blobs: list[Buffer]
+) -> list[Buffer]:
+    """Cut the bytes of each span read back into the ranges asked, in their order: views
+    into the span, so a 4 MiB read is not held twice."""
+    out: list[Buffer] = [b""] * len(ranges)
     for (start, end, members), blob in zip(spans, blobs, strict=True):
         if len(blob) != end - start:
             raise EOFError(f"short read at {start} ({len(blob)} of {end - start} bytes)")
         view = memoryview(blob)
         for i in members:
             off, length = ranges[i]
-            out[i] = bytes(view[off - start : off - start + length])
+            out[i] = view[off - start : off - start + length]
     return out

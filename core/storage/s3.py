@@ -37,6 +37,7 @@ from obstore.store import S3Store as _Client
 from core.errors import InvalidInput
 from core.storage.base import (
     TMP_MARK,
+    Buffer,
     Capabilities,
     ObjectExists,
     ObjectInfo,
@@ -496,13 +497,16 @@ class S3Store:
         key = self._key(name)
         return self._call(name, lambda: bytes(obstore.get(self._client, key).bytes()))
 
-    def _span(self, name: str, start: int, length: int) -> bytes:
-        """Bytes [start, start+length) of `name`, exactly, or EOFError."""
+    def _span(self, name: str, start: int, length: int) -> Buffer:
+        """Bytes [start, start+length) of `name`, exactly, or EOFError: a view of the
+        client's buffer, not a copy."""
         key = self._key(name)
         try:
-            data = self._call(
+            data: Buffer = self._call(
                 name,
-                lambda: bytes(obstore.get_range(self._client, key, start=start, length=length)),
+                lambda: memoryview(
+                    obstore.get_range(self._client, key, start=start, length=length)
+                ),
             )
         except _RangeNotSatisfiable:
             data = b""
@@ -514,9 +518,9 @@ class S3Store:
         if length == 0:
             self.stat(name)
             return b""
-        return self._span(name, offset, length)
+        return bytes(self._span(name, offset, length))
 
-    def read_ranges(self, name: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+    def read_ranges(self, name: str, ranges: Sequence[tuple[int, int]]) -> list[Buffer]:
         """Ranges closer than COALESCE_GAP share a GET; the GETs run in parallel. (Not
         obstore's get_ranges: it panics on a range past the end of the object.)"""
         spans = coalesce(ranges, COALESCE_GAP)
