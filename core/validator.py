@@ -7,16 +7,18 @@ that every chunk is indexed and its pack present and long enough.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from collections import defaultdict, deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import blake3
 
 from core.errors import Conflict, Damaged
 from core.models import RESTORABLE, BackupMetadata, DamagedFile, VerifyResult
+from core.ops.pipeline import Pipeline
 from core.ops.progress import OperationContext
 from core.repo import manifest as mf
 from core.repo.codec import DamagedChunk
@@ -186,9 +188,9 @@ def _read_and_check(
     """Read every run and check each chunk's hash, READERS runs at a time; returns the bad
     chunks with why."""
     bad: dict[bytes, str] = {}
-    packs = repo.store.reader()
+    lock = threading.Lock()
 
-    def check(pack_id: str, batch: Located) -> dict[bytes, str]:
+    def check(pack_id: str, batch: Located) -> None:
         ctx.check()
         found: dict[bytes, str] = {}
         try:
@@ -196,41 +198,28 @@ def _read_and_check(
                 pack_name(pack_id), [(loc.offset, loc.length) for loc, _d in batch]
             )
         except (OSError, EOFError) as exc:
-            return {d: f"pack {pack_id[:16]} unreadable: {exc}" for _loc, d in batch}
-        for (loc, d), blob in zip(batch, blobs, strict=True):
-            try:
-                repo.codec.open_blob(d, blob, loc.flags, loc.raw_length, pack_id=pack_id)
-            except DamagedChunk as exc:
-                found[d] = str(exc)
-        ctx.advance(nbytes=sum(loc.length for loc, _d in batch))
-        return found
+            found = {d: f"pack {pack_id[:16]} unreadable: {exc}" for _loc, d in batch}
+        else:
+            for (loc, d), blob in zip(batch, blobs, strict=True):
+                try:
+                    repo.codec.open_blob(d, blob, loc.flags, loc.raw_length, pack_id=pack_id)
+                except DamagedChunk as exc:
+                    found[d] = str(exc)
+            ctx.advance(nbytes=sum(loc.length for loc, _d in batch))
+        with lock:
+            bad.update(found)
 
-    try:
-        with ThreadPoolExecutor(READERS, thread_name_prefix="nexus-verify") as pool:
-            for found in _bounded(pool, check, readable, READERS * 2):
-                bad.update(found)
-    finally:
-        packs.close()
+    with (
+        contextlib.closing(repo.store.reader()) as packs,
+        Pipeline(READERS, depth=2, name="nexus-verify", on_failure=ctx.cancel.set) as pipeline,
+    ):
+        for pack_id, batch in readable:
+            if not pipeline.submit(check, pack_id, batch):
+                break
     return bad
 
 
 Located = list[tuple[BlobLocation, bytes]]
-
-
-def _bounded(
-    pool: ThreadPoolExecutor,
-    fn: Callable[[str, Located], dict[bytes, str]],
-    items: list[tuple[str, Located]],
-    limit: int,
-) -> Iterator[dict[bytes, str]]:
-    """`fn` over the items on the pool, at most `limit` submitted and not yet collected."""
-    pending: deque[Future[dict[bytes, str]]] = deque()
-    for item in items:
-        pending.append(pool.submit(fn, *item))
-        if len(pending) >= limit:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
 
 
 def _batches(located: Located) -> Iterator[Located]:

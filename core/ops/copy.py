@@ -20,11 +20,17 @@ from __future__ import annotations
 
 from core.errors import Conflict, Damaged
 from core.models import RESTORABLE, BackupMetadata, BackupStatus, CopiedBackup
+from core.ops.pipeline import Pipeline
 from core.ops.progress import OperationContext
 from core.repo import manifest as mf
 from core.repo.packs import BlobLocation
 from core.repo.repository import Repository
+from core.storage import Buffer
 from core.validator import load_checked_manifest, verify_backup
+
+#: Threads sealing chunks for the target and uploading the packs they fill, so that one
+#: pack's upload does not stop the reading and sealing of the next.
+SEALERS = 3
 
 
 def needs_copy(dst: Repository, backup_id: str) -> bool:
@@ -65,20 +71,26 @@ def copy_backup(
     sent = 0
     renamed: dict[bytes, bytes] = {}
     added: set[bytes] = set()
+
+    def seal_and_add(digest: bytes, raw: Buffer) -> None:
+        stored, flags = dst.codec.seal_blob(digest, raw)
+        writer.add(digest, stored, len(raw), flags)  # the adder that fills a pack uploads it
+
     try:
-        # a pack's neighbouring chunks in one read; each checked against its id
-        for digest, raw in zip(missing, src.read_blobs(missing), strict=True):
-            ctx.check()
-            ctx.advance(nbytes=len(raw))
-            if rekey:
-                renamed[digest] = new = dst.codec.chunk_id(raw)
-                if new in dst.index or new in added:
-                    continue
-                digest = new
-            added.add(digest)
-            stored, flags = dst.codec.seal_blob(digest, raw)
-            writer.add(digest, stored, len(raw), flags)
-            sent += len(raw)
+        with Pipeline(SEALERS, name="nexus-copy", on_failure=ctx.cancel.set) as pipeline:
+            # a pack's neighbouring chunks in one read; each checked against its id
+            for digest, raw in zip(missing, src.read_blobs(missing), strict=True):
+                ctx.check()
+                ctx.advance(nbytes=len(raw))
+                if rekey:
+                    renamed[digest] = new = dst.codec.chunk_id(raw)
+                    if new in dst.index or new in added:
+                        continue
+                    digest = new
+                added.add(digest)
+                if not pipeline.submit(seal_and_add, digest, raw):
+                    break
+                sent += len(raw)
         writer.flush()
     except BaseException:
         writer.abort()

@@ -33,14 +33,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import blake3
 
 from core.display import fs_text
-from core.errors import Cancelled, Damaged, InvalidInput, NexusError, StorageFull, describe_os_error
+from core.errors import Damaged, InvalidInput, NexusError, StorageFull, describe_os_error
 from core.models import (
     MAX_WARNINGS,
     BackupMetadata,
@@ -51,6 +51,7 @@ from core.models import (
     RestoreUndo,
 )
 from core.ops import confine, walker
+from core.ops.pipeline import Pipeline
 from core.ops.progress import OperationContext
 from core.repo import manifest as mf
 from core.repo.locks import pid_alive
@@ -1014,50 +1015,27 @@ class Restorer:
             return
         ctx = self.ctx
         workers = max(2, min(8, (os.cpu_count() or 2) * 2))
-        slots = threading.BoundedSemaphore(workers * 4)
-        failures: list[BaseException] = []
-
-        def submit(pool: ThreadPoolExecutor, job: Callable[[], None]) -> None:
-            slots.acquire()
-
-            def done(future: Future[None]) -> None:
-                slots.release()
-                exc = future.exception() if not future.cancelled() else None
-                if exc is not None:
-                    failures.append(exc)
-                    ctx.cancel.set()
-
-            pool.submit(job).add_done_callback(done)
-
         with (
             contextlib.closing(self.repo.store.reader()) as self.packs,
-            ThreadPoolExecutor(workers, thread_name_prefix="nexus-restore") as pool,
+            Pipeline(workers, name="nexus-restore", on_failure=ctx.cancel.set) as pipeline,
         ):
-            try:
-                small: list[Step] = []
-                small_bytes = 0
-                for s in files:
-                    if failures:
+            small: list[Step] = []
+            small_bytes = 0
+            for s in files:
+                ctx.check()
+                if not _is_small(s):
+                    if not all(pipeline.submit(job) for job in self._file_jobs(s)):
                         break
-                    ctx.check()
-                    if not _is_small(s):
-                        for job in self._file_jobs(s):
-                            submit(pool, job)
-                        continue
-                    small.append(s)
-                    small_bytes += s.entry.size  # type: ignore[union-attr]
-                    if small_bytes >= BATCH_BYTES or len(small) >= BATCH_FILES:
-                        submit(pool, self._small_files_job(small))
-                        small, small_bytes = [], 0
-                if small and not failures:
-                    submit(pool, self._small_files_job(small))
-            except BaseException:
-                ctx.cancel.set()
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
-        if failures:
-            real = [f for f in failures if not isinstance(f, Cancelled)]
-            raise (real or failures)[0]
+                    continue
+                small.append(s)
+                small_bytes += s.entry.size  # type: ignore[union-attr]
+                if small_bytes >= BATCH_BYTES or len(small) >= BATCH_FILES:
+                    if not pipeline.submit(self._small_files_job(small)):
+                        break
+                    small, small_bytes = [], 0
+            else:
+                if small:
+                    pipeline.submit(self._small_files_job(small))
 
     def _small_files_job(self, steps: list[Step]) -> Callable[[], None]:
         """One job for many small files: their chunks read together in pack order (a pack's

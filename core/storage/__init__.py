@@ -4,6 +4,7 @@ and its capabilities (`base`), and opens a store from a URL (`url`); the concret
 
 from core.storage.base import (
     TMP_MARK,
+    Buffer,
     Capabilities,
     ObjectExists,
     ObjectInfo,
@@ -19,6 +20,7 @@ from core.storage.url import open_store
 
 __all__ = [
     "TMP_MARK",
+    "Buffer",
     "Capabilities",
     "ObjectExists",
     "ObjectInfo",
