@@ -4,8 +4,8 @@ is finished by running it again.
 
 Write order, as a backup's: the target's metadata says RUNNING first (under the target's
 shared lock, so a dead copy reads as interrupted and recovery removes its manifest); every
-chunk is read from the source checked against its hash and sealed again for the target
-(whose codec may differ); each pack is indexed as soon as it is durable (a kill loses at
+chunk is read from the source checked against its hash, and stored as the source stores it
+when the two repositories name and seal chunks alike, sealed again otherwise; each pack is indexed as soon as it is durable (a kill loses at
 most the pack being written, and a rerun sends nothing twice); the manifest next, the same
 bytes (so its checksum in the metadata still holds); the metadata, COMPLETED, last.
 Nothing is reported copied before the target's copy verifies.
@@ -28,8 +28,8 @@ from core.repo.repository import Repository
 from core.storage import Buffer
 from core.validator import load_checked_manifest, verify_backup
 
-#: Threads sealing chunks for the target and uploading the packs they fill, so that one
-#: pack's upload does not stop the reading and sealing of the next.
+#: Threads sealing chunks for the target (when its keys differ) and uploading the packs they
+#: fill, so that one pack's upload does not stop the reading and sealing of the next.
 SEALERS = 3
 
 
@@ -79,7 +79,7 @@ def copy_backup(
     try:
         with Pipeline(SEALERS, name="nexus-copy", on_failure=ctx.cancel.set) as pipeline:
             # a pack's neighbouring chunks in one read; each checked against its id
-            for digest, raw in zip(missing, src.read_blobs(missing), strict=True):
+            for digest, (raw, sealed, loc) in zip(missing, src.read_sealed(missing), strict=True):
                 ctx.check()
                 ctx.advance(nbytes=len(raw))
                 if rekey:
@@ -88,9 +88,14 @@ def copy_backup(
                         continue
                     digest = new
                 added.add(digest)
-                if not pipeline.submit(seal_and_add, digest, raw):
-                    break
                 sent += len(raw)
+                job = (
+                    (writer.add, digest, sealed, len(raw), loc.flags)  # the same ids and keys:
+                    if not rekey  # stored as the source stores it, once checked
+                    else (seal_and_add, digest, raw)
+                )
+                if not pipeline.submit(*job):
+                    break
         writer.flush()
     except BaseException:
         writer.abort()

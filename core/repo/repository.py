@@ -25,6 +25,7 @@ from core.repo.codec import PLAIN, Codec, DamagedChunk, Kind
 from core.repo.index import Index, write_index
 from core.repo.packs import DEFAULT_PACK_SIZE, BlobLocation, PackWriter, pack_name
 from core.storage import (
+    Buffer,
     ObjectExists,
     ObjectNotFound,
     ObjectStore,
@@ -487,10 +488,18 @@ class Repository:
 
     def read_blobs(
         self, digests: Sequence[bytes], packs: RangeReader | None = None
-    ) -> Iterator[bytes]:
+    ) -> Iterator[Buffer]:
         """The chunks' raw bytes in order, each checked against its hash, reading each run of
         chunks that lie in one pack with one `read_ranges` (one request on a remote store,
         where they are near each other), at most READ_BATCH bytes at a time."""
+        for raw, _sealed, _loc in self.read_sealed(digests, packs):
+            yield raw
+
+    def read_sealed(
+        self, digests: Sequence[bytes], packs: RangeReader | None = None
+    ) -> Iterator[tuple[Buffer, Buffer, BlobLocation]]:
+        """As `read_blobs`, each chunk with its stored form and location, for a copy into a
+        repository that seals chunks alike (it stores them as they are, once checked)."""
         reader = packs if packs is not None else self.store
         i = 0
         while i < len(digests):
@@ -513,9 +522,10 @@ class Repository:
             except EOFError as exc:
                 raise DamagedChunk(f"pack {pack_id[:16]}: {exc}") from exc
             for (digest, loc), sealed in zip(batch, stored, strict=True):
-                yield self.codec.open_blob(
+                raw = self.codec.open_blob(
                     digest, sealed, loc.flags, loc.raw_length, pack_id=loc.pack_id
                 )
+                yield raw, sealed, loc
             i += len(batch)
 
     def _location(self, digest: bytes) -> BlobLocation:
