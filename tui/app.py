@@ -445,7 +445,7 @@ class NexusApp(App[int]):
 
         self.push_screen(ConfirmScreen("Delete backup", body, yes="Delete", danger=True), answered)
 
-    def action_copy(self) -> None:
+    async def action_copy(self) -> None:
         from tui.screens.copy import CopyScreen
 
         project = self.main.current_project if self.screen is self.main else None
@@ -459,6 +459,10 @@ class NexusApp(App[int]):
             )
             return
         remembered = self.copy_targets.get(project.project_id)
+        if remembered is None:  # else the project's off-site twin (`settings copy-to`)
+            with contextlib.suppress(NexusError, OSError):
+                to = (await self.mgr.settings(project.project_id)).get("copy_to")
+                remembered = to if isinstance(to, str) else None
         self.push_screen(CopyScreen(project.project_id, completed, remembered))
 
     def action_new_project(self) -> None:

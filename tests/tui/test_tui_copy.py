@@ -109,3 +109,15 @@ async def test_copy_from_the_palette_and_where_the_repositories_live(
         await wait_for(pilot, lambda: isinstance(app.screen, CopyScreen))
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is app.main)
+
+
+async def test_the_dialog_offers_the_projects_copy_to_setting(
+    tui_root: Path, seeded: dict, tmp_path: Path
+) -> None:
+    twin = tmp_path / "twin"
+    await BackupManager(tui_root).set_copy_to("proj", str(twin))
+    app = NexusApp(tui_root)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await _open_copy(pilot, app)
+        assert screen.query_one("#copy-to", Input).value == str(twin)
