@@ -18,8 +18,8 @@ import blake3
 
 from core.errors import Conflict, Damaged
 from core.models import RESTORABLE, BackupMetadata, DamagedFile, VerifyResult
-from core.ops.pipeline import Pipeline
 from core.ops.progress import OperationContext
+from core.pipeline import Pipeline
 from core.repo import manifest as mf
 from core.repo.codec import DamagedChunk
 from core.repo.manifest import Entry

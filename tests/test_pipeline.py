@@ -9,7 +9,7 @@ import time
 import pytest
 
 from core.errors import Cancelled
-from core.ops.pipeline import Pipeline
+from core.pipeline import Pipeline
 
 
 def test_at_most_workers_times_depth_jobs_wait_or_run() -> None:

@@ -5,9 +5,10 @@ is finished by running it again.
 Write order, as a backup's: the target's metadata says RUNNING first (under the target's
 shared lock, so a dead copy reads as interrupted and recovery removes its manifest); every
 chunk is read from the source checked against its hash, and stored as the source stores it
-when the two repositories name and seal chunks alike, sealed again otherwise; each pack is indexed as soon as it is durable (a kill loses at
-most the pack being written, and a rerun sends nothing twice); the manifest next, the same
-bytes (so its checksum in the metadata still holds); the metadata, COMPLETED, last.
+when the two repositories name and seal chunks alike, sealed again otherwise; each pack is
+indexed as soon as it is durable (a kill loses at most the packs being written, and a rerun
+sends nothing twice); the manifest next, the same bytes (so its checksum in the metadata
+still holds); the metadata, COMPLETED, last.
 Nothing is reported copied before the target's copy verifies.
 
 Between repositories whose chunk ids differ (one encrypted, or two under different keys:
@@ -20,16 +21,16 @@ from __future__ import annotations
 
 from core.errors import Conflict, Damaged
 from core.models import RESTORABLE, BackupMetadata, BackupStatus, CopiedBackup
-from core.ops.pipeline import Pipeline
 from core.ops.progress import OperationContext
+from core.pipeline import Pipeline
 from core.repo import manifest as mf
 from core.repo.packs import BlobLocation
 from core.repo.repository import Repository
 from core.storage import Buffer
 from core.validator import load_checked_manifest, verify_backup
 
-#: Threads sealing chunks for the target (when its keys differ) and uploading the packs they
-#: fill, so that one pack's upload does not stop the reading and sealing of the next.
+#: Threads sealing chunks for a target whose keys differ (compression and encryption are
+#: the copy's work then; uploads have threads of their own, `PackWriter`).
 SEALERS = 3
 
 
@@ -74,7 +75,7 @@ def copy_backup(
 
     def seal_and_add(digest: bytes, raw: Buffer) -> None:
         stored, flags = dst.codec.seal_blob(digest, raw)
-        writer.add(digest, stored, len(raw), flags)  # the adder that fills a pack uploads it
+        writer.add(digest, stored, len(raw), flags)
 
     try:
         with Pipeline(SEALERS, name="nexus-copy", on_failure=ctx.cancel.set) as pipeline:
@@ -89,12 +90,9 @@ def copy_backup(
                     digest = new
                 added.add(digest)
                 sent += len(raw)
-                job = (
-                    (writer.add, digest, sealed, len(raw), loc.flags)  # the same ids and keys:
-                    if not rekey  # stored as the source stores it, once checked
-                    else (seal_and_add, digest, raw)
-                )
-                if not pipeline.submit(*job):
+                if not rekey:  # the same ids and keys: stored as the source stores it
+                    writer.add(digest, sealed, len(raw), loc.flags)
+                elif not pipeline.submit(seal_and_add, digest, raw):
                     break
         writer.flush()
     except BaseException:

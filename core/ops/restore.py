@@ -51,8 +51,8 @@ from core.models import (
     RestoreUndo,
 )
 from core.ops import confine, walker
-from core.ops.pipeline import Pipeline
 from core.ops.progress import OperationContext
+from core.pipeline import Pipeline
 from core.repo import manifest as mf
 from core.repo.locks import pid_alive
 from core.repo.manifest import Entry

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import blake3
 
+from core.pipeline import Pipeline
 from core.repo.codec import Codec, DamagedObject, Kind
-from core.storage import TMP_MARK, ObjectInfo, ObjectStore
+from core.storage import TMP_MARK, Buffer, ObjectInfo, ObjectStore
 
 MAGIC = b"NXPACK01"
 ENTRY = struct.Struct("<32sIIB")  # hash, stored length, raw length, flags
@@ -157,7 +158,7 @@ class _OpenPack:
         self.size = 0
         self._buf = bytearray()
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: Buffer) -> None:
         self.hasher.update(data)
         self.size += len(data)
         if len(data) >= self.BUFFER:
@@ -200,6 +201,10 @@ class PackWriter:
     as they come, so memory does not grow with the pack size. `on_flush` is called with the
     locations of every blob in a pack once that pack is durable, so that nothing is ever
     indexed before its data exists (restic's write order).
+
+    With `uploaders`, full packs are stored by that many threads of their own (a remote
+    store: the adders go on reading and sealing meanwhile), at most twice that many waiting
+    as spool files; a failed upload is raised by the next `add` or by `flush`.
     """
 
     def __init__(
@@ -209,6 +214,7 @@ class PackWriter:
         target_size: int = DEFAULT_PACK_SIZE,
         *,
         codec: Codec,
+        uploaders: int = 0,
     ) -> None:
         self._store = store
         self._codec = codec
@@ -219,9 +225,13 @@ class PackWriter:
         self.bytes_written = 0
         self.packs_written = 0
         self.pack_names: list[str] = []
+        self._uploads = Pipeline(uploaders, depth=2, name="nexus-upload") if uploaders > 0 else None
+        self._aborted = False
 
-    def add(self, digest: bytes, stored: bytes, raw_length: int, flags: int) -> None:
+    def add(self, digest: bytes, stored: Buffer, raw_length: int, flags: int) -> None:
         """A chunk as `Codec.seal_blob` sealed it (or copied as sealed from another pack)."""
+        if self._uploads is not None:
+            self._uploads.raise_failure()
         full = None
         with self._lock:
             if self._open is None:
@@ -237,9 +247,19 @@ class PackWriter:
             if pack.size >= self._target:
                 full, self._open = pack, None
         if full is not None:
-            self._finish(full)
+            self._store_pack(full)
+
+    def _store_pack(self, pack: _OpenPack) -> None:
+        if self._uploads is None:
+            self._finish(pack)
+        elif not self._uploads.submit(self._finish, pack):
+            pack.discard()
+            self._uploads.raise_failure()
 
     def _finish(self, pack: _OpenPack) -> None:
+        if self._aborted:
+            pack.discard()
+            return
         try:
             header = b"".join(ENTRY.pack(*e) for e in pack.entries)
             sealed = self._codec.seal(Kind.PACK_HEADER, header)
@@ -264,16 +284,27 @@ class PackWriter:
         self._on_flush(pack_id, locations)
 
     def flush(self) -> None:
+        """Store the last pack and wait for every upload: the writer is done after this."""
         with self._lock:
             pack, self._open = self._open, None
         if pack is not None and pack.entries:
-            self._finish(pack)
+            self._store_pack(pack)
         elif pack is not None:
             pack.discard()
+        if self._uploads is not None:
+            try:
+                self._uploads.wait()
+            finally:
+                self._uploads.close()
 
     def abort(self) -> None:
-        """Drop the pack being written (on failure); stored packs are the caller's."""
+        """Drop the pack being written and those waiting to be stored (on failure); what is
+        being uploaded ends first (stored and indexed, or not); stored packs are the
+        caller's."""
+        self._aborted = True
         with self._lock:
             pack, self._open = self._open, None
         if pack is not None:
             pack.discard()
+        if self._uploads is not None:
+            self._uploads.close()

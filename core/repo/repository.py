@@ -484,7 +484,14 @@ class Repository:
         self, on_flush: Callable[[str, list[tuple[bytes, BlobLocation]]], None]
     ) -> PackWriter:
         """A writer of new packs of this repository's size, sealed by its codec."""
-        return PackWriter(self.store, on_flush, self.pack_size, codec=self.sealing_codec())
+        remote = self.store.capabilities.local_root is None
+        return PackWriter(
+            self.store,
+            on_flush,
+            self.pack_size,
+            codec=self.sealing_codec(),
+            uploaders=UPLOADERS if remote else 0,
+        )
 
     def read_blobs(
         self, digests: Sequence[bytes], packs: RangeReader | None = None
@@ -541,6 +548,8 @@ class Repository:
 HOSTNAME = socket.gethostname()
 #: How often a settings change is tried again when another writer changed them meanwhile.
 SETTINGS_ATTEMPTS = 20
+#: Threads uploading full packs to a remote store while the backup goes on reading.
+UPLOADERS = 3
 #: The most bytes of chunks read at once by `read_blobs` (memory stays bounded per reader).
 READ_BATCH = 4 * 1024 * 1024
 

@@ -31,6 +31,8 @@ class Pipeline:
         self._slots = threading.BoundedSemaphore(workers * depth)
         self._failures: list[BaseException] = []
         self._on_failure = on_failure
+        self._idle = threading.Condition()
+        self._in_flight = 0
 
     @property
     def failed(self) -> bool:
@@ -42,6 +44,8 @@ class Pipeline:
         if self._failures:
             return False
         self._slots.acquire()
+        with self._idle:
+            self._in_flight += 1
         self._pool.submit(fn, *args).add_done_callback(self._done)
         return True
 
@@ -52,6 +56,25 @@ class Pipeline:
             self._failures.append(exc)
             if self._on_failure is not None:
                 self._on_failure()
+        with self._idle:
+            self._in_flight -= 1
+            self._idle.notify_all()
+
+    def raise_failure(self) -> None:
+        """Raise the first failure of a job, if one failed (a real one before a cancel)."""
+        if self._failures:
+            real = [f for f in self._failures if not isinstance(f, Cancelled)]
+            raise (real or self._failures)[0]
+
+    def wait(self) -> None:
+        """Until every job submitted has ended; then raise the first failure, if any."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight == 0)
+        self.raise_failure()
+
+    def close(self) -> None:
+        """Wait for the jobs and let the threads go (a pipeline is not fed after this)."""
+        self._pool.shutdown(wait=True)
 
     def __enter__(self) -> Pipeline:
         return self
@@ -68,8 +91,7 @@ class Pipeline:
             self._pool.shutdown(wait=True, cancel_futures=True)
         else:
             self._pool.shutdown(wait=True)
-        real = [f for f in self._failures if not isinstance(f, Cancelled)]
-        if real and (exc is None or isinstance(exc, Cancelled)):
-            raise real[0]  # the feeder was cancelled because a job failed: say why
-        if exc is None and self._failures:
-            raise self._failures[0]
+        if exc is None or isinstance(exc, Cancelled):
+            # a feeder cancelled because a job failed says why; a real failure of its own
+            # is what it raises
+            self.raise_failure()
