@@ -162,6 +162,8 @@ class BackupMetadata(BaseModel):
     #: who made it: several hosts back up into one shared repository (None: older backups)
     host: str | None = None
     user: str | None = None
+    #: Never removed by a retention rule, and refused by delete until unprotected.
+    protected: bool = False
 
     @property
     def restorable(self) -> bool:
