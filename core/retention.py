@@ -189,6 +189,41 @@ class Decision(BaseModel):
     protected: bool = False
 
 
+class ForgetResult(BaseModel):
+    """What `forget` did (or, in a dry run, would do): every backup's decision, the backups
+    removed now (soft: restorable for the grace period), those deleted for good (failed ones,
+    and removed ones whose grace passed), and the space."""
+
+    project_id: str
+    dry_run: bool
+    policy: Policy
+    decisions: list[Decision]
+    removed: list[str] = Field(default_factory=list)
+    purged: list[str] = Field(default_factory=list)
+    #: The stored bytes only the removed and purged backups use: what is freed once their
+    #: removal is final (None: a manifest could not be read, and reclaim would refuse).
+    bytes_freed: int | None = None
+    bytes_reclaimed: int = 0
+    packs_deleted: int = 0
+    packs_rewritten: int = 0
+    reclaim_refused: str | None = None
+
+    def summary(self) -> str:
+        """One line for a log and for create's output."""
+        kept = sum(1 for d in self.decisions if d.keep)
+        verb = "would remove" if self.dry_run else "removed"
+        line = f"retention kept {kept}, {verb} {len(self.removed)}"
+        if self.removed:
+            line += f" (restorable for {self.policy.grace_hours}h)"
+        if self.purged:
+            line += f", {'would delete' if self.dry_run else 'deleted'} {len(self.purged)}"
+        if not self.dry_run and self.purged:
+            line += f", reclaimed {self.bytes_reclaimed} bytes"
+        if self.reclaim_refused:
+            line += f"; space not reclaimed: {self.reclaim_refused}"
+        return line
+
+
 class RetentionRefused(InvalidInput):
     """The policy would remove every completed backup: nothing is removed."""
 

@@ -57,11 +57,13 @@ def referenced_chunks(repo: Repository) -> set[bytes]:
             raise _refuse(f"backup {meta.id} is still marked {meta.status.value}")
         if meta.status not in RESTORABLE:
             continue
-        needed |= _manifest_chunks(repo, meta.id, meta.checksum)
+        needed |= manifest_chunks(repo, meta.id, meta.checksum)
     return needed
 
 
-def _manifest_chunks(repo: Repository, backup_id: str, checksum: str | None) -> set[bytes]:
+def manifest_chunks(repo: Repository, backup_id: str, checksum: str | None) -> set[bytes]:
+    """The chunks a backup's manifest names, the manifest checked against its checksum
+    (Unproven when it cannot be read or does not match)."""
     chunks: set[bytes] = set()
     try:
         data = repo.read_manifest(backup_id)
