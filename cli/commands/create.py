@@ -39,7 +39,8 @@ def cmd_create(ctx: Context) -> int:
         meta: BackupMetadata = run(mgr.create(req, progress=bar))
     copied = mgr.copy_outcome(meta.project_id, meta.id)
     kept = mgr.retention_outcome(meta.project_id, meta.id)
-    code = EXIT_SKIPPED if meta.stats.warnings or isinstance(copied, str) else EXIT_OK
+    warned = meta.stats.warnings or isinstance(copied, str) or isinstance(kept, str)
+    code = EXIT_SKIPPED if warned else EXIT_OK
     if isinstance(copied, str):
         error_line(copied, kind="warning")
     if isinstance(kept, str):
