@@ -347,6 +347,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project", metavar="PROJECT", type=_project_arg)
     retention.add_rule_flags(p)
     p.add_argument("--dry-run", action="store_true", help="only show what would be removed")
+    p.add_argument(
+        "--max-unused",
+        metavar="SHARE",
+        type=retention.max_unused,
+        default=0.05,
+        help="repack a pack only when more than this share of it is unused (default 5%%)",
+    )
 
     for name, text, fn in (
         ("protect", "protect a backup: no retention rule removes it", retention.cmd_protect),

@@ -60,7 +60,7 @@ from core.ops.backup import BackupPlan, describe_failure, run_backup
 from core.ops.check import check_repository, rebuild_index
 from core.ops.confine import open_dir_beneath
 from core.ops.progress import Clock, OperationContext, utc_now
-from core.ops.reclaim import drop_unindexed_packs, reclaim
+from core.ops.reclaim import MAX_UNUSED, drop_unindexed_packs, reclaim
 from core.ops.recovery import recover, recover_locked
 from core.ops.restore import Restorer
 from core.query import Query
@@ -858,20 +858,33 @@ class BackupManager:
         policy: Policy | None = None,
         *,
         dry_run: bool = False,
+        max_unused: float = MAX_UNUSED,
         progress: Progress | None = None,
     ) -> ForgetResult:
         """Apply `policy` (default: the stored one) to the project: see `forget_blocking`."""
         ctx = self._context("forget", project_id, None, progress)
-        return await self._in_thread(lambda: self._forget(project_id, policy, dry_run, ctx), ctx)
+        return await self._in_thread(
+            lambda: self._forget(project_id, policy, dry_run, ctx, max_unused), ctx
+        )
 
     def forget_blocking(
-        self, project_id: str, policy: Policy | None = None, *, dry_run: bool = False
+        self,
+        project_id: str,
+        policy: Policy | None = None,
+        *,
+        dry_run: bool = False,
+        max_unused: float = MAX_UNUSED,
     ) -> ForgetResult:
         ctx = OperationContext("forget", project_id, None, clock=self._clock)
-        return self._forget(project_id, policy, dry_run, ctx)
+        return self._forget(project_id, policy, dry_run, ctx, max_unused)
 
     def _forget(
-        self, project_id: str, policy: Policy | None, dry_run: bool, ctx: OperationContext
+        self,
+        project_id: str,
+        policy: Policy | None,
+        dry_run: bool,
+        ctx: OperationContext,
+        max_unused: float = MAX_UNUSED,
     ) -> ForgetResult:
         """Every backup's decision under the policy; unless `dry_run`, under the exclusive
         lock (as delete: no backup is being written or restored meanwhile), the removed ones
@@ -891,7 +904,7 @@ class BackupManager:
         with locked(repo, "forget", exclusive=True):
             self._writable(repo, locked=True)
             result = self._forget_plan(repo, policy, repo.list_metadata()[0], False)
-            self._forget_apply(repo, result, ctx)
+            self._forget_apply(repo, result, ctx, max_unused)
         return result
 
     def _forget_plan(
@@ -923,7 +936,9 @@ class BackupManager:
             )
         return result
 
-    def _forget_apply(self, repo: Repository, result: ForgetResult, ctx: OperationContext) -> None:
+    def _forget_apply(
+        self, repo: Repository, result: ForgetResult, ctx: OperationContext, max_unused: float
+    ) -> None:
         project = repo.project_id
         now = self._clock()
         reasons = {d.backup_id: d for d in result.decisions}
@@ -952,7 +967,7 @@ class BackupManager:
             return
         done = DeleteResult(project_id=project, backup_id="-")
         try:
-            reclaim(repo, done, ctx)
+            reclaim(repo, done, ctx, max_unused)
         except (OSError, NexusError) as exc:
             result.reclaim_refused = str(exc)
             log("WARNING", f"space reclaim failed: {exc}", None)

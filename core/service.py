@@ -156,6 +156,7 @@ class Engine(Protocol):
         policy: Policy | None = None,
         *,
         dry_run: bool = False,
+        max_unused: float = 0.05,
         progress: Progress | None = None,
     ) -> ForgetResult: ...
 
@@ -179,6 +180,7 @@ class Engine(Protocol):
         policy: Policy | None = None,
         *,
         dry_run: bool = False,
+        max_unused: float = 0.05,
     ) -> ForgetResult: ...
 
     def protect_blocking(self, project_id: str, backup_id: str) -> BackupMetadata: ...

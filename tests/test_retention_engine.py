@@ -219,3 +219,45 @@ def test_create_time_is_recorded_and_names_the_backup(mgr, data):
     meta = backup(mgr, data, datetime(2019, 3, 4, 5, 6, 7, tzinfo=UTC))
     assert meta.created_at == datetime(2019, 3, 4, 5, 6, 7, tzinfo=UTC)
     assert meta.id.startswith("20190304-050607-")
+
+
+@pytest.mark.parametrize(
+    ("small", "max_unused", "rewritten"),
+    [(20_000, 0.05, 0), (200_000, 0.05, 1), (20_000, 0.0, 1)],
+)
+def test_reclaim_repacks_only_packs_whose_unused_share_exceeds_the_threshold(
+    mgr, data, tmp_path, small, max_unused, rewritten
+):
+    """Two backups share one pack: the first holds a big file and a small one, the second only
+    the big one. Forgetting the first leaves the small file's bytes unused in that pack: it is
+    repacked only when their share exceeds `max_unused`, and the kept backup restores either
+    way; a pack left as it is is not repacked by the next forget either."""
+    import os
+
+    (data / "big.bin").write_bytes(os.urandom(400_000))
+    (data / "small.bin").write_bytes(os.urandom(small))
+    first = mgr.create_blocking(
+        CreateRequest(project_id="p", data_dir=str(data), created_at=T0), _ctx()
+    )
+    (data / "small.bin").unlink()
+    keep = tmp_path / "expected"
+    keep.mkdir()
+    (keep / "big.bin").write_bytes((data / "big.bin").read_bytes())
+    second = mgr.create_blocking(
+        CreateRequest(project_id="p", data_dir=str(data), created_at=T0 + timedelta(days=1)),
+        _ctx(),
+    )
+    policy = Policy(keep_last=1, grace_hours=0)
+    done = mgr.forget_blocking("p", policy, max_unused=max_unused)
+    assert done.purged == [first.id]
+    assert done.packs_rewritten == rewritten
+    assert restored_equal(mgr, second.id, tmp_path, keep)
+    from core.models import DeleteResult
+    from core.ops.check import check_repository
+    from core.ops.reclaim import reclaim
+
+    again = reclaim(mgr._repo("p"), DeleteResult(project_id="p", backup_id="-"), _ctx(), max_unused)
+    assert again.packs_rewritten == 0 and again.packs_deleted == 0
+
+    check = check_repository(mgr._repo("p"), read_data=True, ctx=_ctx())
+    assert check.ok, check.errors

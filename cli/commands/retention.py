@@ -30,6 +30,18 @@ def _count(text: str) -> int:
     return value
 
 
+def max_unused(text: str) -> float:
+    """restic's --max-unused as a share of a pack: `5%`, `0.05`, `0` (repack every partly
+    used pack)."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a share: {text!r} (e.g. 5%)") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0% and 100%, got {text}")
+    return value
+
+
 def add_rule_flags(p: argparse.ArgumentParser, *, grace: bool = True) -> None:
     """The `--keep-*` flags, restic's names; every default None (not given)."""
     for name in COUNTS:
@@ -143,7 +155,9 @@ def cmd_forget(ctx: Context) -> int:
     policy = Policy(**rules) if rules else None
     with ctx.progress() as bar:
         res: ForgetResult = run(
-            ctx.manager.forget(a.project, policy, dry_run=a.dry_run, progress=bar)
+            ctx.manager.forget(
+                a.project, policy, dry_run=a.dry_run, max_unused=a.max_unused, progress=bar
+            )
         )
     code = EXIT_OK if res.reclaim_refused is None else EXIT_ERROR
     if ctx.json:
