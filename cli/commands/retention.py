@@ -134,9 +134,8 @@ def render_forget(res: ForgetResult) -> list[str]:
     )
     if res.removed:
         lines.append(
-            f"  {plural(len(res.removed), 'removed backup')} stay restorable for "
-            f"{res.policy.grace_hours}h (undelete brings them back); their space is reclaimed "
-            "by the first forget after that."
+            f"  Removed backups stay restorable for {res.policy.grace_hours}h (undelete brings "
+            "them back); their space is reclaimed by the first forget after that."
         )
     if res.bytes_freed is not None:
         lines.append(f"  Space their removal frees: {size(res.bytes_freed)}.")
