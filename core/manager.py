@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from core.config import resolve_repository, resolve_root
 from core.errors import (
+    Busy,
     Cancelled,
     Conflict,
     Damaged,
@@ -885,6 +886,7 @@ class BackupManager:
         dry_run: bool,
         ctx: OperationContext,
         max_unused: float = MAX_UNUSED,
+        wait: bool = True,
     ) -> ForgetResult:
         """Every backup's decision under the policy; unless `dry_run`, under the exclusive
         lock (as delete: no backup is being written or restored meanwhile), the removed ones
@@ -901,7 +903,7 @@ class BackupManager:
         if dry_run:
             with reading(repo, "forget"):
                 return self._forget_plan(repo, policy, live_status(repo, _listed(repo)), True)
-        with locked(repo, "forget", exclusive=True):
+        with locked(repo, "forget", exclusive=True, timeout=None if wait else 0):
             self._writable(repo, locked=True)
             result = self._forget_plan(repo, policy, repo.list_metadata()[0], False)
             self._forget_apply(repo, result, ctx, max_unused)
@@ -996,8 +998,13 @@ class BackupManager:
                 return
             fctx = OperationContext("forget", repo.project_id, None, clock=self._clock)
             fctx.cancel = ctx.cancel
-            try:
-                outcome = self._forget(repo.project_id, policy, False, fctx)
+            try:  # never waits: another backup running now is not held up, nor this one
+                outcome = self._forget(repo.project_id, policy, False, fctx, wait=False)
+            except Busy:
+                outcome = (
+                    "retention not applied: the project is busy (applied after the next backup, "
+                    "or run forget)"
+                )
             except (NexusError, OSError) as exc:
                 outcome = f"retention not applied: {exc}"
         if isinstance(outcome, str):

@@ -261,3 +261,22 @@ def test_reclaim_repacks_only_packs_whose_unused_share_exceeds_the_threshold(
 
     check = check_repository(mgr._repo("p"), read_data=True, ctx=_ctx())
     assert check.ok, check.errors
+
+
+def test_the_policy_after_a_backup_never_waits_for_a_busy_project(mgr, data):
+    """Another backup running (its shared lock held) when this one completes: retention is
+    deferred at once, not after the lock timeout, and the backup is complete."""
+    import time
+
+    backup(mgr, data, T0)
+    mgr.set_policy_blocking("p", Policy(keep_last=1, grace_hours=0))
+    with locked(mgr._repo("p"), "create", exclusive=False, backup_id="20240601-000000-bbbbbb"):
+        t0 = time.monotonic()
+        meta = backup(mgr, data, T0 + timedelta(days=1))
+        assert time.monotonic() - t0 < 3
+    outcome = mgr.retention_outcome("p", meta.id)
+    assert isinstance(outcome, str) and "busy" in outcome
+    assert meta.status == BackupStatus.COMPLETED and len(mgr.list_blocking("p")) == 2
+    third = backup(mgr, data, T0 + timedelta(days=2))  # the next backup applies it
+    assert not isinstance(mgr.retention_outcome("p", third.id), str)
+    assert [m.id for m in mgr.list_blocking("p")] == [third.id]
