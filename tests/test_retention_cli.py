@@ -226,3 +226,21 @@ def _check_whole(mgr: BackupManager, when_of: dict[str, datetime], tmp: Path) ->
     # whatever is still there restores (a sample, to keep the round short)
     for backup_id in sorted(set(listed) | removed)[:: max(1, len(listed) // 3)]:
         assert _restores(mgr, backup_id, when_of[backup_id], tmp)
+
+
+@pytest.mark.slow
+def test_the_retention_benchmark_runs(tmp_path):
+    """benchmarks/retention.py at a tiny scale, so that it cannot silently rot."""
+    out = tmp_path / "r.json"
+    done = subprocess.run(
+        [sys.executable, "benchmarks/retention.py", "--backups", "30", "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["backups"] == 30 and result["kept"] + result["removed"] == 30
+    assert result["bytes_reclaimed"] > 0 and result["bytes_after"] < result["bytes_before"]
