@@ -840,7 +840,10 @@ class BackupManager:
 
         if policy is not None and policy.empty() and policy.keep_checkpoints is None:
             raise InvalidInput("the policy has no rule: give at least one --keep-... rule")
-        stored = repo.save_policy(change, whole=merge is None)
+        # under the shared lock: another writer's recovery (exclusive) never runs meanwhile,
+        # so it cannot take this write's temp file for a dead process's
+        with locked(repo, "policy", exclusive=False):
+            stored = repo.save_policy(change, whole=merge is None)
         result = None if stored is None else Policy.model_validate(stored)
         text = "cleared" if result is None else " ".join(result.describe())
         self._log(project_id, "INFO", "policy", f"retention policy {text}")

@@ -280,3 +280,47 @@ def test_the_policy_after_a_backup_never_waits_for_a_busy_project(mgr, data):
     third = backup(mgr, data, T0 + timedelta(days=2))  # the next backup applies it
     assert not isinstance(mgr.retention_outcome("p", third.id), str)
     assert [m.id for m in mgr.list_blocking("p")] == [third.id]
+
+
+def test_forget_and_undelete_on_every_store(engine, data, tmp_path):
+    """Local, memory, S3 and encrypted: soft removal, undelete, then deletion and its reclaim;
+    what is kept restores byte for byte."""
+    old = backup(engine, data, T0)
+    mid = backup(engine, data, T0 + timedelta(days=1))
+    expected = tmp_path / "expected"
+    expected.mkdir()
+    for f in data.iterdir():
+        (expected / f.name).write_bytes(f.read_bytes())
+    new = backup(engine, data, T0 + timedelta(days=2))
+    done = engine.forget_blocking("p", Policy(keep_last=1))
+    assert done.removed == [old.id, mid.id]
+    engine.undelete_blocking("p", mid.id)
+    engine.protect_blocking("p", mid.id)
+    final = engine.forget_blocking("p", Policy(keep_last=1, grace_hours=0))
+    assert final.purged == [] and [m.id for m in engine.removed_blocking("p")] == [old.id]
+    assert {m.id for m in engine.list_blocking("p")} == {mid.id, new.id}
+    assert restored_equal(engine, mid.id, tmp_path, expected)
+
+
+def test_two_hosts_setting_different_rules_at_once_both_land(root, data):
+    """Each thread its own manager (another process, another host): merges by
+    compare-and-swap never lose a rule."""
+    import threading
+
+    first = BackupManager(root)
+    backup(first, data, T0)
+    managers = [BackupManager(root) for _ in range(2)]
+    rules = [{"keep_daily": n} for n in range(1, 8)], [{"keep_weekly": n} for n in range(1, 8)]
+
+    def run(mgr: BackupManager, changes: list[dict]) -> None:
+        for change in changes:
+            mgr.set_policy_blocking("p", None, merge=change)
+
+    threads = [
+        threading.Thread(target=run, args=(m, r)) for m, r in zip(managers, rules, strict=True)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert first.policy_blocking("p") == Policy(keep_daily=7, keep_weekly=7)
