@@ -323,3 +323,78 @@ def test_a_backup_exactly_at_the_window_edge_is_outside_it_as_in_restic(restic):
             assert mine == restic.forget_kept(list(flags), host="edge") == want, flags
     finally:
         restic.clear()
+
+
+_STATUSES = [BackupStatus.COMPLETED] * 4 + [BackupStatus.FAILED, BackupStatus.RUNNING]
+
+
+@st.composite
+def _backups(draw) -> list[BackupMetadata]:
+    times = draw(st.lists(_instants(), min_size=1, max_size=30, unique=True))
+    out = []
+    for i, t in enumerate(times):
+        status = draw(st.sampled_from(_STATUSES))
+        kind = draw(st.sampled_from([BackupType.FULL] * 4 + [BackupType.CHECKPOINT]))
+        protected = status == BackupStatus.COMPLETED and draw(st.integers(0, 9)) == 0
+        tags = {"env": "prod"} if draw(st.integers(0, 4)) == 0 else {}
+        out.append(meta(t, n=i, status=status, type=kind, tags=tags, protected=protected))
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    backups=_backups(),
+    flags=st.one_of(st.just(["--keep-tag", "env=prod"]), _flags()),
+    checkpoints=st.sampled_from([None, "1", "2", "3d"]),
+)
+def test_the_guarantees_hold_for_any_backups_and_rules(backups, flags, checkpoints):
+    """Whatever the backups and the rules: the newest completed backup, protected ones and
+    those in progress are kept; a failed one goes only when a newer backup completed;
+    checkpoints are judged by their own rule alone; a policy is refused exactly when its rules
+    keep no completed backup."""
+    policy = policy_of(flags).model_copy(update={"keep_checkpoints": checkpoints})
+    done = [m for m in backups if m.status == BackupStatus.COMPLETED]
+    ordinary = [m for m in done if m.type != BackupType.CHECKPOINT]
+    rules = rule_reasons(ordinary, policy)
+    if ordinary and not any(rules.values()):
+        with pytest.raises(RetentionRefused):
+            evaluate(backups, policy)
+        return
+    decisions = {d.backup_id: d for d in evaluate(backups, policy)}
+    assert set(decisions) == {m.id for m in backups}
+    newest = max(ordinary, key=lambda m: (m.created_at, m.id), default=None)
+    for m in backups:
+        d = decisions[m.id]
+        assert d.keep == bool(
+            m.protected
+            or m.status == BackupStatus.RUNNING
+            or (newest is not None and m.id == newest.id)
+            or (
+                m.type != BackupType.CHECKPOINT
+                and m.status == BackupStatus.COMPLETED
+                and rules[m.id]
+            )
+            or (
+                m.type == BackupType.CHECKPOINT
+                and m.status == BackupStatus.COMPLETED
+                and _cp_keeps(m, done, checkpoints)
+            )
+            or (
+                m.status == BackupStatus.FAILED
+                and not any(o.created_at > m.created_at for o in done)
+            )
+        ), (m, d)
+        assert d.reasons  # every decision says why
+
+
+def _cp_keeps(m: BackupMetadata, done: list[BackupMetadata], rule: str | None) -> bool:
+    cps = sorted(
+        (c for c in done if c.type == BackupType.CHECKPOINT),
+        key=lambda c: (c.created_at, c.id),
+        reverse=True,
+    )
+    if rule is None:
+        return True
+    if rule.isdigit():
+        return m in cps[: int(rule)]
+    return m.created_at > Span.parse(rule).before(cps[0].created_at)
