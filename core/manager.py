@@ -908,12 +908,21 @@ class BackupManager:
                 return self._forget_plan(repo, policy, live_status(repo, _listed(repo)), True)
         with locked(repo, "forget", exclusive=True, timeout=None if wait else 0):
             self._writable(repo, locked=True)
-            result = self._forget_plan(repo, policy, repo.list_metadata()[0], False)
+            # after a backup (wait=False) the space is not estimated: that reads every kept
+            # manifest, at each backup; the reclaim says what was freed
+            metas = repo.list_metadata()[0]
+            result = self._forget_plan(repo, policy, metas, False, estimate=wait)
             self._forget_apply(repo, result, ctx, max_unused)
         return result
 
     def _forget_plan(
-        self, repo: Repository, policy: Policy, metas: list[BackupMetadata], dry_run: bool
+        self,
+        repo: Repository,
+        policy: Policy,
+        metas: list[BackupMetadata],
+        dry_run: bool,
+        *,
+        estimate: bool = True,
     ) -> ForgetResult:
         now = self._clock()
         live = [m for m in metas if m.removed_at is None]
@@ -934,11 +943,14 @@ class BackupManager:
             purged=sorted(purged),
         )
         gone = {*removed, *purged}
-        kept = [m for m in metas if m.id not in gone]
-        with contextlib.suppress(Damaged):
-            result.bytes_freed = fg.space_freed(
-                repo, [m for m in [*live, *expired] if m.id in gone], kept
-            )
+        if not gone:
+            result.bytes_freed = 0
+        elif estimate:
+            kept = [m for m in metas if m.id not in gone]
+            with contextlib.suppress(Damaged):
+                result.bytes_freed = fg.space_freed(
+                    repo, [m for m in [*live, *expired] if m.id in gone], kept
+                )
         return result
 
     def _forget_apply(
