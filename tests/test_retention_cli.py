@@ -129,11 +129,13 @@ def test_protect_undelete_and_delete_of_a_protected_backup(tmp_path, data):
     root = tmp_path / "root"
     ids = list(reversed(seed(root, data, 3)))
     ok(nb(root, "protect", "p", ids[2]))
+    assert "Protected     yes" in ok(nb(root, "info", "p", ids[2])).stdout
     _one_error_line(nb(root, "delete", "p", ids[2]), 1, "is protected: unprotect it first")
     done = ok(nb(root, "forget", "p", "--keep-last", "1"))
     assert "Removed 1 backup of 3, keeping 2." in done.stdout
     listed = ok(nb(root, "undelete", "p")).stdout
     assert ids[1] in listed and "RESTORABLE UNTIL" in listed
+    assert "Removed       by retention" in ok(nb(root, "info", "p", ids[1])).stdout
     ok(nb(root, "undelete", "p", ids[1]))
     assert len(json.loads(ok(nb(root, "--json", "list", "p")).stdout)) == 3
     ok(nb(root, "unprotect", "p", ids[2]))
