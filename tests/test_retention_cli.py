@@ -190,7 +190,7 @@ def test_sigkill_during_forget_and_its_reclaim_never_leaves_a_backup_half_remove
             if locks.is_dir() and any(locks.iterdir()):
                 break
             time.sleep(0.001)
-        time.sleep(rng.uniform(0, 0.06))
+        time.sleep(rng.uniform(0, 0.2))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             killed += 1
