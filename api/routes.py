@@ -26,8 +26,10 @@ from api.schemas import (
     BackupPage,
     CopyBody,
     ErrorBody,
+    ForgetBody,
     Health,
     Job,
+    PolicyBody,
     RestoreOutcome,
 )
 from core.errors import NotFound
@@ -45,6 +47,7 @@ from core.models import (
     check_id,
 )
 from core.query import WHEN_HELP, parse_tag, parse_when
+from core.retention import ForgetResult, Policy
 from core.service import Engine
 
 ReqT = TypeVar("ReqT", CreateRequest, RestoreRequest)
@@ -471,6 +474,126 @@ async def delete_backup(ctx: Ctx, project_id: ProjectIdPath, backup_id: BackupId
         )
     except NotFound as exc:
         raise _not_found(ctx, exc, project_id, "path") from None
+
+
+# --- retention (issue 13) ------------------------------------------------------------------
+
+
+async def _project(ctx: ApiContext, project_id: str, fn: Callable[[], Any]) -> Any:
+    """`fn` on a known project (a 404 naming the path otherwise)."""
+    _checked(project_id, "project_id")
+    try:
+        return await fn()
+    except NotFound as exc:
+        raise _not_found(ctx, exc, project_id, "path") from None
+
+
+@router.get(
+    "/projects/{project_id}/policy",
+    response_model=PolicyBody,
+    responses={**NOT_FOUND, **DAMAGED},
+    tags=["retention"],
+    summary="A project's retention policy (null: none)",
+)
+async def get_policy(ctx: Ctx, project_id: ProjectIdPath) -> PolicyBody:
+    async def work() -> PolicyBody:
+        policy = await ctx.reads.run(ctx.mgr.policy_blocking, project_id)
+        return PolicyBody(project_id=project_id, policy=policy)
+
+    return await _project(ctx, project_id, work)
+
+
+@router.put(
+    "/projects/{project_id}/policy",
+    response_model=PolicyBody,
+    responses={**NOT_FOUND, **CONFLICT},
+    tags=["retention"],
+    summary="Store a project's retention policy whole (applied after each backup)",
+)
+async def put_policy(ctx: Ctx, project_id: ProjectIdPath, body: Policy) -> PolicyBody:
+    async def work() -> PolicyBody:
+        stored = await ctx.mgr.set_policy(project_id, body)
+        return PolicyBody(project_id=project_id, policy=stored)
+
+    return await _project(ctx, project_id, work)
+
+
+@router.delete(
+    "/projects/{project_id}/policy",
+    response_model=PolicyBody,
+    responses={**NOT_FOUND, **CONFLICT},
+    tags=["retention"],
+    summary="Clear a project's retention policy",
+)
+async def clear_policy(ctx: Ctx, project_id: ProjectIdPath) -> PolicyBody:
+    async def work() -> PolicyBody:
+        await ctx.mgr.set_policy(project_id, None)
+        return PolicyBody(project_id=project_id, policy=None)
+
+    return await _project(ctx, project_id, work)
+
+
+@router.post(
+    "/backup/forget/{project_id}",
+    response_model=ForgetResult,
+    responses={**NOT_FOUND, **CONFLICT, **STORAGE_FULL},
+    tags=["retention"],
+    summary="Apply retention rules: every backup's decision and reasons; unless dry_run, "
+    "remove (restorable for the grace period) and reclaim",
+)
+async def forget(ctx: Ctx, project_id: ProjectIdPath, body: ForgetBody) -> ForgetResult:
+    """A policy whose rules keep none of the completed backups is refused (400), as is a
+    project without a policy when none is given."""
+
+    async def work() -> ForgetResult:
+        if body.dry_run:
+            return await ctx.reads.run(
+                partial(ctx.mgr.forget_blocking, dry_run=True, max_unused=body.max_unused),
+                project_id,
+                body.policy,
+            )
+        return await ctx.jobs.run_long(
+            lambda: ctx.mgr.forget(
+                project_id,
+                body.policy,
+                max_unused=body.max_unused,
+                progress=ctx.jobs.publish_progress,
+            )
+        )
+
+    return await _project(ctx, project_id, work)
+
+
+def _marker(op: str, summary: str) -> None:
+    @router.post(
+        f"/backup/{op}/{{project_id}}/{{backup_id}}",
+        response_model=BackupMetadata,
+        responses={**NOT_FOUND, **CONFLICT},
+        tags=["retention"],
+        summary=summary,
+        name=f"{op}_backup",
+    )
+    async def mark(ctx: Ctx, project_id: ProjectIdPath, backup_id: BackupIdPath) -> Any:
+        _checked(backup_id, "backup_id")
+        return await _project(ctx, project_id, lambda: getattr(ctx.mgr, op)(project_id, backup_id))
+
+
+_marker("protect", "Protect a backup: no retention rule removes it, delete refuses it")
+_marker("unprotect", "Lift a backup's protection")
+_marker("undelete", "Bring back a backup retention removed, while its grace period lasts")
+
+
+@router.get(
+    "/backup/removed/{project_id}",
+    response_model=list[BackupMetadata],
+    responses={**NOT_FOUND, **DAMAGED},
+    tags=["retention"],
+    summary="Backups retention removed that are still restorable (their grace period)",
+)
+async def removed_backups(ctx: Ctx, project_id: ProjectIdPath) -> Any:
+    return await _project(
+        ctx, project_id, lambda: ctx.reads.run(ctx.mgr.removed_blocking, project_id)
+    )
 
 
 @router.get(

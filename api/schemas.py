@@ -19,6 +19,7 @@ from core.models import (
     RestoreResult,
     RestoreUndo,
 )
+from core.retention import Policy
 
 
 class ErrorItem(BaseModel):
@@ -117,3 +118,21 @@ class Job(BaseModel):
     copied: CopyResult | None = None
     backup: BackupMetadata | None = None
     error: JobError | None = None
+
+
+class PolicyBody(BaseModel):
+    """A project's retention policy (null: none; every backup is kept until deleted)."""
+
+    project_id: str
+    policy: Policy | None
+
+
+class ForgetBody(BaseModel):
+    """`forget`: the rules to apply (null: the project's stored policy), a dry run, and the
+    share of a pack that may stay unused before reclaim repacks it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dry_run: bool = False
+    policy: Policy | None = None
+    max_unused: float = Field(default=0.05, ge=0, le=1)

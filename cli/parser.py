@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import NoReturn
 
 from cli.commands import (
@@ -24,6 +24,7 @@ from cli.commands import (
     projects,
     rebuild_index,
     restore,
+    retention,
     serve,
     settings,
     tui,
@@ -136,6 +137,17 @@ def _tag_arg(value: str) -> str:
     return value
 
 
+def _time_arg(value: str) -> datetime:
+    """An ISO 8601 time (UTC unless it names its offset), for `create --time`."""
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO 8601 time: {value!r} (e.g. 2024-05-01T12:00:00Z)"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 def _nonempty(value: str) -> str:
     if not value:
         raise argparse.ArgumentTypeError("must not be empty")
@@ -241,6 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--parent", metavar="ID", type=_backup_arg, help="parent of an incremental")
     p.add_argument(
+        "--time",
+        dest="created_at",
+        metavar="ISO",
+        type=_time_arg,
+        help="the creation time to record (to import older backups; default: now; UTC unless "
+        "an offset is given)",
+    )
+    p.add_argument(
         "--encrypt",
         action="store_true",
         help="a new project is created encrypted (its password from the usual places, else "
@@ -312,6 +332,43 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("delete", "delete a backup and reclaim the space only it used", delete.cmd_delete)
     p.add_argument("project", metavar="PROJECT", type=_project_arg)
     p.add_argument("backup_id", metavar="BACKUP_ID", type=_backup_arg)
+
+    p = add("policy", "show, set or clear a project's retention policy", retention.cmd_policy)
+    p.add_argument("action", metavar="ACTION", choices=["show", "set", "clear"])
+    p.add_argument("project", metavar="PROJECT", type=_project_arg)
+    retention.add_rule_flags(p)
+
+    p = add(
+        "forget",
+        "apply retention rules (given, else the project's policy): remove the backups no rule "
+        "keeps, and reclaim",
+        retention.cmd_forget,
+    )
+    p.add_argument("project", metavar="PROJECT", type=_project_arg)
+    retention.add_rule_flags(p)
+    p.add_argument("--dry-run", action="store_true", help="only show what would be removed")
+    p.add_argument(
+        "--max-unused",
+        metavar="SHARE",
+        type=retention.max_unused,
+        default=0.05,
+        help="repack a pack only when more than this share of it is unused (default 5%%)",
+    )
+
+    for name, text, fn in (
+        ("protect", "protect a backup: no retention rule removes it", retention.cmd_protect),
+        ("unprotect", "lift a backup's protection", retention.cmd_unprotect),
+    ):
+        p = add(name, text, fn)
+        p.add_argument("project", metavar="PROJECT", type=_project_arg)
+        p.add_argument("backup_id", metavar="BACKUP_ID", type=_backup_arg, help='or "latest"')
+    p = add(
+        "undelete",
+        "bring back a backup retention removed (in its grace period); without an id, list them",
+        retention.cmd_undelete,
+    )
+    p.add_argument("project", metavar="PROJECT", type=_project_arg)
+    p.add_argument("backup_id", metavar="BACKUP_ID", type=_backup_arg, nargs="?")
 
     p = add("verify", "check a backup's data (every chunk and hash)", verify.cmd_verify)
     p.add_argument("project", metavar="PROJECT", type=_project_arg)

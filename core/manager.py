@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from core.config import resolve_repository, resolve_root
 from core.errors import (
+    Busy,
     Cancelled,
     Conflict,
     Damaged,
@@ -55,16 +56,18 @@ from core.models import (
     check_id,
 )
 from core.ops import copy
+from core.ops import forget as fg
 from core.ops.backup import BackupPlan, describe_failure, run_backup
 from core.ops.check import check_repository, rebuild_index
 from core.ops.confine import open_dir_beneath
 from core.ops.progress import Clock, OperationContext, utc_now
-from core.ops.reclaim import drop_unindexed_packs, reclaim
+from core.ops.reclaim import MAX_UNUSED, drop_unindexed_packs, reclaim
 from core.ops.recovery import recover, recover_locked
 from core.ops.restore import Restorer
 from core.query import Query
 from core.repo import manifest as mf
 from core.repo.repository import HOSTNAME, RepoConfig, Repository, current_user, new_backup_id
+from core.retention import ForgetResult, Policy, evaluate
 from core.storage import ObjectStore, open_store
 from core.validator import verify_backup, verify_backups
 
@@ -72,6 +75,12 @@ T = TypeVar("T")
 Progress = Callable[[ProgressEvent], None]
 #: The `reason` tag of the checkpoint a restore takes of its target first.
 PRE_RESTORE = "pre-restore"
+
+
+def _listed(repo: Repository) -> list[BackupMetadata]:
+    """The backups a face lists: readable metadata, without those retention removed (still
+    in their grace period: `removed` lists them)."""
+    return [m for m in repo.list_metadata()[0] if m.removed_at is None]
 
 
 class BackupManager:
@@ -108,6 +117,7 @@ class BackupManager:
         self._running: dict[tuple[str, str], OperationContext] = {}
         self._manifests: OrderedDict[tuple[str, str], list[mf.Entry]] = OrderedDict()
         self._copies: dict[tuple[str, str], CopyResult | str] = {}
+        self._retentions: dict[tuple[str, str], ForgetResult | str] = {}
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -250,7 +260,7 @@ class BackupManager:
         checkpoint (else `restore latest` run twice would bring back the target as it was
         before the first restore); a checkpoint only when there is nothing else."""
         if backup_id == "latest":
-            done = [m for m in repo.list_metadata()[0] if m.status in RESTORABLE]
+            done = [m for m in _listed(repo) if m.status in RESTORABLE]
             if not done:
                 raise NotFound(f"project {repo.project_id!r} has no completed backup")
             own = [m for m in done if m.tags.get("reason") != PRE_RESTORE] or done
@@ -382,13 +392,13 @@ class BackupManager:
         repo = self._writable(self._repo(req.project_id, create=True))
         if req.backup_type != BackupType.CHECKPOINT:
             self._check_data_dir_change(repo, data_dir, req.data_dir_change)
-        backup_id = self._new_id()
+        backup_id = self._new_id() if req.created_at is None else new_backup_id(req.created_at)
         ctx.backup_id = backup_id
         left_packs: list[str] = []
         unsaved: list[BackupMetadata] = []  # a FAILED metadata the full disk had no room for
         try:
             with locked(repo, "create", exclusive=False, backup_id=backup_id):
-                return self._create_locked(
+                meta = self._create_locked(
                     repo, req, data_dir, backup_id, ctx, on_created, left_packs, unsaved, top_fd
                 )
         finally:
@@ -396,9 +406,12 @@ class BackupManager:
             if left_packs:
                 with contextlib.suppress(NexusError, OSError):
                     drop_unindexed_packs(repo, left_packs)
-            for meta in unsaved:  # with the failed run's packs gone there is room again
+            for failed in unsaved:  # with the failed run's packs gone there is room again
                 with contextlib.suppress(NexusError, OSError):
-                    repo.write_metadata(meta)
+                    repo.write_metadata(failed)
+        if meta.type != BackupType.CHECKPOINT:  # a checkpoint is taken under a restore's lock
+            self._retention_after_backup(repo, meta, ctx)
+        return meta
 
     @staticmethod
     def _check_data_dir_change(repo: Repository, data_dir: Path, allowed: bool) -> None:
@@ -417,7 +430,7 @@ class BackupManager:
             if parent.status not in RESTORABLE:
                 raise Conflict(f"parent backup {parent.id} is {parent.status.value}, not completed")
             return parent
-        done = [m for m in repo.list_metadata()[0] if m.status in RESTORABLE]
+        done = [m for m in _listed(repo) if m.status in RESTORABLE]
         return max(done, key=lambda m: m.created_at) if done else None
 
     def _create_locked(
@@ -445,7 +458,7 @@ class BackupManager:
             project_id=project,
             type=req.backup_type,
             status=BackupStatus.PENDING,
-            created_at=self._clock(),
+            created_at=req.created_at or self._clock(),
             parent_backup_id=reference.id if reuse and reference else None,
             tags=tags,
             extra=req.extra,
@@ -616,7 +629,7 @@ class BackupManager:
         self, project_id: str, filters: ListFilter | None = None
     ) -> list[BackupMetadata]:
         repo = self._repo(project_id)
-        metas = live_status(repo, repo.list_metadata()[0])
+        metas = live_status(repo, _listed(repo))
         if filters is not None:
             query = Query.from_filter(filters)
             metas = [m for m in metas if query.matches(m)]
@@ -705,7 +718,7 @@ class BackupManager:
                 repo = self._repo(name)
             except (NexusError, ValueError):
                 continue
-            metas = live_status(repo, repo.list_metadata()[0])
+            metas = live_status(repo, _listed(repo))
             last = max(metas, key=lambda m: m.created_at) if metas else None
             out.append(
                 ProjectSummary(
@@ -761,7 +774,7 @@ class BackupManager:
         result = CopyResult(project_id=project_id, target=target.url)
         with reading(src, "copy"):
             if backup_ids is None:
-                metas = [m for m in src.list_metadata()[0] if m.status in RESTORABLE]
+                metas = [m for m in _listed(src) if m.status in RESTORABLE]
             else:
                 metas = [src.read_metadata(self._resolve_id(src, b)) for b in backup_ids]
             for meta in sorted(metas, key=lambda m: (m.created_at, m.id)):
@@ -784,6 +797,308 @@ class BackupManager:
                 )
         ctx.finish()
         return result
+
+    # --- retention: policy, forget, protect, undelete ------------------------------------
+
+    def policy_blocking(self, project_id: str) -> Policy | None:
+        """The project's stored retention policy (None: none). A damaged policy.json is
+        Damaged: one line, never read as no policy."""
+        return self._policy(self._repo(project_id))
+
+    async def policy(self, project_id: str) -> Policy | None:
+        return await self._in_thread(lambda: self.policy_blocking(project_id))
+
+    @staticmethod
+    def _policy(repo: Repository) -> Policy | None:
+        raw = repo.policy()
+        if raw is None:
+            return None
+        try:
+            return Policy.model_validate(raw)
+        except ValueError as exc:
+            first = str(exc).splitlines()[1:3]
+            raise Damaged(
+                f"project {repo.project_id!r}: policy.json is damaged ({' '.join(first)}); "
+                "set it again or clear it"
+            ) from None
+
+    def set_policy_blocking(
+        self, project_id: str, policy: Policy | None, *, merge: dict | None = None
+    ) -> Policy | None:
+        """Store the policy whole (None clears it), or with `merge` change only the rules it
+        names, keeping the others (compare-and-swap: two hosts setting different rules at
+        once both land). A policy without a rule is refused."""
+        repo = self._writable(self._repo(project_id))
+
+        def change(current: dict | None) -> dict | None:
+            if merge is None:
+                return None if policy is None else policy.model_dump()
+            new = Policy.model_validate({**(current or {}), **merge})
+            if new.empty() and new.keep_checkpoints is None:
+                raise InvalidInput("the policy would have no rule: give a --keep-... rule")
+            return new.model_dump()
+
+        if policy is not None and policy.empty() and policy.keep_checkpoints is None:
+            raise InvalidInput("the policy has no rule: give at least one --keep-... rule")
+        # under the shared lock: another writer's recovery (exclusive) never runs meanwhile,
+        # so it cannot take this write's temp file for a dead process's
+        with locked(repo, "policy", exclusive=False):
+            stored = repo.save_policy(change, whole=merge is None)
+        result = None if stored is None else Policy.model_validate(stored)
+        text = "cleared" if result is None else " ".join(result.describe())
+        self._log(project_id, "INFO", "policy", f"retention policy {text}")
+        return result
+
+    async def set_policy(
+        self, project_id: str, policy: Policy | None, *, merge: dict | None = None
+    ) -> Policy | None:
+        return await self._in_thread(
+            lambda: self.set_policy_blocking(project_id, policy, merge=merge)
+        )
+
+    async def forget(
+        self,
+        project_id: str,
+        policy: Policy | None = None,
+        *,
+        dry_run: bool = False,
+        max_unused: float = MAX_UNUSED,
+        progress: Progress | None = None,
+    ) -> ForgetResult:
+        """Apply `policy` (default: the stored one) to the project: see `forget_blocking`."""
+        ctx = self._context("forget", project_id, None, progress)
+        return await self._in_thread(
+            lambda: self._forget(project_id, policy, dry_run, ctx, max_unused), ctx
+        )
+
+    def forget_blocking(
+        self,
+        project_id: str,
+        policy: Policy | None = None,
+        *,
+        dry_run: bool = False,
+        max_unused: float = MAX_UNUSED,
+    ) -> ForgetResult:
+        ctx = OperationContext("forget", project_id, None, clock=self._clock)
+        return self._forget(project_id, policy, dry_run, ctx, max_unused)
+
+    def _forget(
+        self,
+        project_id: str,
+        policy: Policy | None,
+        dry_run: bool,
+        ctx: OperationContext,
+        max_unused: float = MAX_UNUSED,
+        wait: bool = True,
+    ) -> ForgetResult:
+        """Every backup's decision under the policy; unless `dry_run`, under the exclusive
+        lock (as delete: no backup is being written or restored meanwhile), the removed ones
+        soft-removed, those past their grace period and failed ones deleted, and one reclaim.
+        A policy whose rules keep none of the completed backups is refused (RetentionRefused)."""
+        repo = self._repo(project_id)
+        if policy is None:
+            policy = self._policy(repo)
+            if policy is None:
+                raise InvalidInput(
+                    f"project {project_id!r} has no retention policy: give --keep-... rules "
+                    "or set one with: policy set"
+                )
+        if dry_run:
+            with reading(repo, "forget"):
+                return self._forget_plan(repo, policy, live_status(repo, _listed(repo)), True)
+        with locked(repo, "forget", exclusive=True, timeout=None if wait else 0):
+            self._writable(repo, locked=True)
+            # after a backup (wait=False) the space is not estimated: that reads every kept
+            # manifest, at each backup; the reclaim says what was freed
+            metas = repo.list_metadata()[0]
+            result = self._forget_plan(repo, policy, metas, False, estimate=wait)
+            self._forget_apply(repo, result, ctx, max_unused)
+        return result
+
+    def _forget_plan(
+        self,
+        repo: Repository,
+        policy: Policy,
+        metas: list[BackupMetadata],
+        dry_run: bool,
+        *,
+        estimate: bool = True,
+    ) -> ForgetResult:
+        now = self._clock()
+        live = [m for m in metas if m.removed_at is None]
+        expired = [m for m in metas if m.removed_at is not None and not fg.in_grace(m, now)]
+        decisions = evaluate(live, policy)
+        removed = {d.backup_id for d in decisions if not d.keep}
+        by_id = {m.id: m for m in live}
+        # a failed backup holds nothing to restore, and with no grace nothing waits
+        purged = [m.id for m in expired] + [
+            i for i in removed if by_id[i].status not in RESTORABLE or policy.grace_hours == 0
+        ]
+        result = ForgetResult(
+            project_id=repo.project_id,
+            dry_run=dry_run,
+            policy=policy,
+            decisions=decisions,
+            removed=sorted(removed - set(purged)),
+            purged=sorted(purged),
+        )
+        gone = {*removed, *purged}
+        if not gone:
+            result.bytes_freed = 0
+        elif estimate:
+            kept = [m for m in metas if m.id not in gone]
+            with contextlib.suppress(Damaged):
+                result.bytes_freed = fg.space_freed(
+                    repo, [m for m in [*live, *expired] if m.id in gone], kept
+                )
+        return result
+
+    def _forget_apply(
+        self, repo: Repository, result: ForgetResult, ctx: OperationContext, max_unused: float
+    ) -> None:
+        project = repo.project_id
+        now = self._clock()
+        reasons = {d.backup_id: d for d in result.decisions}
+        for backup_id in result.removed:
+            meta = repo.read_metadata(backup_id)
+            fg.soft_remove(repo, meta, reasons[backup_id], now, result.policy.grace_hours)
+            self._log(
+                project,
+                "INFO",
+                "forget",
+                f"removed by retention ({meta.removed_reason}); restorable until "
+                f"{meta.purge_after:%Y-%m-%d %H:%M} UTC (undelete brings it back)",
+                backup_id,
+            )
+
+        def log(level: str, msg: str, backup_id: str | None) -> None:
+            self._log(project, level, "forget", msg, backup_id)
+
+        result.purged = fg.purge(repo, result.purged, log)
+        for backup_id in result.purged:
+            self._manifests.pop((project, backup_id), None)
+            why = reasons[backup_id].reasons if backup_id in reasons else ["grace period over"]
+            log("INFO", f"deleted by retention ({'; '.join(why)})", backup_id)
+        if not result.purged:
+            ctx.finish()
+            return
+        done = DeleteResult(project_id=project, backup_id="-")
+        try:
+            reclaim(repo, done, ctx, max_unused)
+        except (OSError, NexusError) as exc:
+            result.reclaim_refused = str(exc)
+            log("WARNING", f"space reclaim failed: {exc}", None)
+            return
+        result.bytes_reclaimed = done.bytes_reclaimed
+        result.packs_deleted, result.packs_rewritten = done.packs_deleted, done.packs_rewritten
+        log(
+            "INFO",
+            f"reclaimed {done.bytes_reclaimed} bytes ({done.packs_deleted} packs deleted, "
+            f"{done.packs_rewritten} rewritten)",
+            None,
+        )
+
+    def _retention_after_backup(
+        self, repo: Repository, meta: BackupMetadata, ctx: OperationContext
+    ) -> None:
+        """A project with a policy has it applied after each completed backup, in the same
+        run (every face gets it). Its failure (a busy project, a refused policy) leaves the
+        backup as it is: logged, and told by `retention_outcome`."""
+        try:
+            policy = self._policy(repo)
+        except Damaged as exc:
+            outcome: ForgetResult | str = f"retention not applied: {exc}"
+        else:
+            if policy is None:
+                return
+            fctx = OperationContext("forget", repo.project_id, None, clock=self._clock)
+            fctx.cancel = ctx.cancel
+            try:  # never waits: another backup running now is not held up, nor this one
+                outcome = self._forget(repo.project_id, policy, False, fctx, wait=False)
+            except Busy:
+                outcome = (
+                    "retention not applied: the project is busy (applied after the next backup, "
+                    "or run forget)"
+                )
+            except (NexusError, OSError) as exc:
+                outcome = f"retention not applied: {exc}"
+        if isinstance(outcome, str):
+            self._log(repo.project_id, "WARNING", "forget", outcome, meta.id)
+        else:
+            self._log(repo.project_id, "INFO", "forget", outcome.summary(), meta.id)
+        self._retentions[(repo.project_id, meta.id)] = outcome
+        while len(self._retentions) > 100:
+            self._retentions.pop(next(iter(self._retentions)))
+
+    def retention_outcome(self, project_id: str, backup_id: str) -> ForgetResult | str | None:
+        """What the policy applied after backup `backup_id` did (this process): its result,
+        the one line of why it was not applied, or None when the project has no policy."""
+        return self._retentions.get((project_id, backup_id))
+
+    def _mark(
+        self, project_id: str, backup_id: str, op: str, change: Callable[[BackupMetadata], None]
+    ) -> BackupMetadata:
+        """Change a backup's metadata under the shared lock (which excludes delete and
+        forget, so a backup being deleted is never written back)."""
+        repo = self._writable(self._repo(project_id))
+        backup_id = self._resolve_id(repo, backup_id)
+        with locked(repo, op, exclusive=False, backup_id=backup_id):
+            meta = repo.read_metadata(backup_id)
+            if meta.status not in RESTORABLE:
+                raise Conflict(f"backup {backup_id} is {meta.status.value}, not completed")
+            change(meta)
+            repo.write_metadata(meta)
+        done = {"protect": "protected", "unprotect": "unprotected", "undelete": "listed again"}
+        self._log(project_id, "INFO", op, f"backup {done.get(op, op)}", backup_id)
+        return meta
+
+    def protect_blocking(self, project_id: str, backup_id: str) -> BackupMetadata:
+        """Never removed by any retention rule, and refused by delete until unprotected."""
+
+        def change(meta: BackupMetadata) -> None:
+            if meta.removed_at is not None:
+                raise Conflict(f"backup {meta.id} was removed by retention: undelete it first")
+            meta.protected = True
+
+        return self._mark(project_id, backup_id, "protect", change)
+
+    def unprotect_blocking(self, project_id: str, backup_id: str) -> BackupMetadata:
+        def change(meta: BackupMetadata) -> None:
+            meta.protected = False
+
+        return self._mark(project_id, backup_id, "unprotect", change)
+
+    def undelete_blocking(self, project_id: str, backup_id: str) -> BackupMetadata:
+        """Bring back a backup retention removed, while its grace period lasts (after it, the
+        next forget deletes it for good). The next forget judges it again: protect it, or
+        change the policy, to keep it."""
+
+        def change(meta: BackupMetadata) -> None:
+            if meta.removed_at is None:
+                raise Conflict(f"backup {meta.id} was not removed: nothing to undelete")
+            fg.undelete_fields(meta)
+
+        return self._mark(project_id, backup_id, "undelete", change)
+
+    async def protect(self, project_id: str, backup_id: str) -> BackupMetadata:
+        return await self._in_thread(lambda: self.protect_blocking(project_id, backup_id))
+
+    async def unprotect(self, project_id: str, backup_id: str) -> BackupMetadata:
+        return await self._in_thread(lambda: self.unprotect_blocking(project_id, backup_id))
+
+    async def undelete(self, project_id: str, backup_id: str) -> BackupMetadata:
+        return await self._in_thread(lambda: self.undelete_blocking(project_id, backup_id))
+
+    def removed_blocking(self, project_id: str) -> list[BackupMetadata]:
+        """The backups retention removed that are still in their grace period (restorable,
+        `undelete` brings them back), newest first."""
+        repo = self._repo(project_id)
+        now = self._clock()
+        metas = [m for m in repo.list_metadata()[0] if fg.in_grace(m, now)]
+        return sorted(metas, key=lambda m: (m.created_at, m.id), reverse=True)
+
+    async def removed(self, project_id: str) -> list[BackupMetadata]:
+        return await self._in_thread(lambda: self.removed_blocking(project_id))
 
     # --- delete, verify --------------------------------------------------------------------
 
@@ -828,9 +1143,13 @@ class BackupManager:
     @staticmethod
     def _metadata_for_delete(repo: Repository, backup_id: str) -> BackupMetadata | None:
         """The metadata, or None when it is damaged: a damaged backup can still be deleted
-        (NotFound when there is no such backup at all)."""
+        (NotFound when there is no such backup at all). A protected backup is refused: the
+        protection is there to survive a mistaken command, so it is lifted on purpose first."""
         try:
-            return repo.read_metadata(backup_id)
+            meta = repo.read_metadata(backup_id)
+            if meta.protected:
+                raise Conflict(f"backup {backup_id} is protected: unprotect it first to delete it")
+            return meta
         except Damaged:
             return None
         except NotFound:

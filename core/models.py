@@ -162,6 +162,13 @@ class BackupMetadata(BaseModel):
     #: who made it: several hosts back up into one shared repository (None: older backups)
     host: str | None = None
     user: str | None = None
+    #: Never removed by a retention rule, and refused by delete until unprotected.
+    protected: bool = False
+    #: Set when retention removed it: no longer listed, still restorable (and `undelete`
+    #: brings it back) until `purge_after`, when the next forget deletes it and its data.
+    removed_at: datetime | None = None
+    purge_after: datetime | None = None
+    removed_reason: str | None = None
 
     @property
     def restorable(self) -> bool:
@@ -201,6 +208,8 @@ class CreateRequest(BaseModel):
     user: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f]+$")] | None = (
         None
     )
+    #: The creation time recorded (restic's --time, to import older backups); None: now.
+    created_at: datetime | None = None
     #: Directories `data_dir` must lie beneath (the API's --allow-dir): it is opened from one
     #: of them component by component without following symlinks, so a swap after the check
     #: cannot send the backup elsewhere. None: no confinement (the CLI, the TUI).
@@ -244,7 +253,7 @@ class ListFilter(BaseModel):
 class ProgressEvent(BaseModel):
     """A progress report of a long operation, emitted at a bounded rate."""
 
-    operation: Literal["create", "restore", "verify", "delete", "check", "copy"]
+    operation: Literal["create", "restore", "verify", "delete", "check", "copy", "forget"]
     project_id: str
     backup_id: str | None = None
     phase: str  # scanning, reading, validating, restoring, verifying, reclaiming, done

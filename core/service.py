@@ -30,6 +30,7 @@ from core.models import (
     TreeEntry,
     VerifyResult,
 )
+from core.retention import ForgetResult, Policy
 
 Progress = Callable[[ProgressEvent], None]
 
@@ -144,3 +145,54 @@ class Engine(Protocol):
     def copy_outcome(self, project_id: str, backup_id: str) -> CopyResult | str | None: ...
 
     def has_projects(self) -> bool: ...
+
+    # --- retention (issue 13) ---------------------------------------------------------------
+
+    async def policy(self, project_id: str) -> Policy | None: ...
+
+    async def set_policy(
+        self, project_id: str, policy: Policy | None, *, merge: dict | None = None
+    ) -> Policy | None: ...
+
+    async def forget(
+        self,
+        project_id: str,
+        policy: Policy | None = None,
+        *,
+        dry_run: bool = False,
+        max_unused: float = 0.05,
+        progress: Progress | None = None,
+    ) -> ForgetResult: ...
+
+    async def protect(self, project_id: str, backup_id: str) -> BackupMetadata: ...
+
+    async def unprotect(self, project_id: str, backup_id: str) -> BackupMetadata: ...
+
+    async def undelete(self, project_id: str, backup_id: str) -> BackupMetadata: ...
+
+    async def removed(self, project_id: str) -> list[BackupMetadata]: ...
+
+    def policy_blocking(self, project_id: str) -> Policy | None: ...
+
+    def set_policy_blocking(
+        self, project_id: str, policy: Policy | None, *, merge: dict | None = None
+    ) -> Policy | None: ...
+
+    def forget_blocking(
+        self,
+        project_id: str,
+        policy: Policy | None = None,
+        *,
+        dry_run: bool = False,
+        max_unused: float = 0.05,
+    ) -> ForgetResult: ...
+
+    def protect_blocking(self, project_id: str, backup_id: str) -> BackupMetadata: ...
+
+    def unprotect_blocking(self, project_id: str, backup_id: str) -> BackupMetadata: ...
+
+    def undelete_blocking(self, project_id: str, backup_id: str) -> BackupMetadata: ...
+
+    def removed_blocking(self, project_id: str) -> list[BackupMetadata]: ...
+
+    def retention_outcome(self, project_id: str, backup_id: str) -> ForgetResult | str | None: ...

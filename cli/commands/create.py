@@ -8,6 +8,7 @@ import os
 from cli.context import EXIT_OK, EXIT_SKIPPED, Context, UsageError, run
 from cli.render import block, clean, duration, error_line, out, plural, size
 from core.models import BackupMetadata, BackupType, CopyResult, CreateRequest
+from core.retention import ForgetResult
 
 
 def _remembered_dir(ctx: Context, project: str) -> str:
@@ -31,14 +32,19 @@ def cmd_create(ctx: Context) -> int:
         parent_backup_id=a.parent,
         name=a.name,
         host=a.host,
+        created_at=a.created_at,
     )
     mgr = ctx.manager
     with ctx.progress() as bar:
         meta: BackupMetadata = run(mgr.create(req, progress=bar))
     copied = mgr.copy_outcome(meta.project_id, meta.id)
-    code = EXIT_SKIPPED if meta.stats.warnings or isinstance(copied, str) else EXIT_OK
+    kept = mgr.retention_outcome(meta.project_id, meta.id)
+    warned = meta.stats.warnings or isinstance(copied, str) or isinstance(kept, str)
+    code = EXIT_SKIPPED if warned else EXIT_OK
     if isinstance(copied, str):
         error_line(copied, kind="warning")
+    if isinstance(kept, str):
+        error_line(kept, kind="warning")
     if ctx.json:
         ctx.emit(meta)
         return code
@@ -70,6 +76,8 @@ def cmd_create(ctx: Context) -> int:
         details.append(("Checksum", meta.checksum))
     if isinstance(copied, CopyResult):
         details.append(("Copied to", f"{clean(copied.target)} ({size(copied.bytes_sent)} sent)"))
+    if isinstance(kept, ForgetResult):
+        details.append(("Retention", kept.summary()))
     lines += ["  " + line for line in block(details)]
     if s.warnings:
         lines.append(f"Warning: {plural(len(s.warnings), 'file')} skipped or changed while read:")

@@ -7,7 +7,7 @@ import json
 
 from cli.context import EXIT_OK, Context, run
 from cli.render import block, clean, duration, fmt_tags, out, plural, size, stamp
-from core.models import BackupInfo, VerifyResult
+from core.models import BackupInfo, BackupMetadata, VerifyResult
 
 
 def cmd_info(ctx: Context) -> int:
@@ -39,6 +39,7 @@ def _info_lines(info: BackupInfo) -> list[str]:
         ("Error", clean(m.error_message) if m.error_message else "-"),
         ("Tags", clean(fmt_tags(m.tags))),
         ("Extra", clean(extra)),
+        *_retention(m),
         (
             "Stats",
             f"read {size(s.bytes_read)}, stored {size(s.bytes_stored)} new; "
@@ -79,3 +80,20 @@ def _verify_summary(v: VerifyResult | None) -> str:
     kind = "quick" if v.quick else "full"
     state = "ok" if v.ok else f"DAMAGED ({plural(len(v.damaged_files), 'damaged file')})"
     return f"{state}, {kind}, {stamp(v.checked_at)}"
+
+
+def _retention(m: BackupMetadata) -> list[tuple[str, str]]:
+    """Only for a protected or soft-removed backup (the others' output is unchanged)."""
+    pairs = []
+    if m.protected:
+        pairs.append(("Protected", "yes: no retention rule removes it, delete refuses it"))
+    if m.removed_at is not None:
+        until = f"{m.purge_after:%Y-%m-%d %H:%M:%S} UTC" if m.purge_after else "-"
+        pairs.append(
+            (
+                "Removed",
+                f"by retention {stamp(m.removed_at)} ({clean(m.removed_reason or '-')}); "
+                f"restorable until {until} (undelete brings it back)",
+            )
+        )
+    return pairs

@@ -16,24 +16,37 @@ LOCK_TIMEOUT = 5.0
 
 
 def _acquire(
-    repo: Repository, operation: str, *, exclusive: bool, backup_id: str | None
+    repo: Repository,
+    operation: str,
+    *,
+    exclusive: bool,
+    backup_id: str | None,
+    timeout: float | None = None,
 ) -> locks.RepoLock:
     return locks.acquire(
         repo.store,
         exclusive=exclusive,
         operation=operation,
         backup_id=backup_id,
-        timeout=LOCK_TIMEOUT,
+        timeout=LOCK_TIMEOUT if timeout is None else timeout,
         project_id=repo.project_id,
     )
 
 
 @contextlib.contextmanager
 def locked(
-    repo: Repository, operation: str, *, exclusive: bool, backup_id: str | None = None
+    repo: Repository,
+    operation: str,
+    *,
+    exclusive: bool,
+    backup_id: str | None = None,
+    timeout: float | None = None,
 ) -> Iterator[locks.RepoLock]:
-    """Hold the project's lock for `operation` (shared or exclusive) for the block."""
-    with _acquire(repo, operation, exclusive=exclusive, backup_id=backup_id) as lock:
+    """Hold the project's lock for `operation` (shared or exclusive) for the block, waiting
+    up to `timeout` seconds for a busy project (default LOCK_TIMEOUT; 0: try once)."""
+    with _acquire(
+        repo, operation, exclusive=exclusive, backup_id=backup_id, timeout=timeout
+    ) as lock:
         yield lock
 
 

@@ -4,7 +4,10 @@ Deletion is proven, never assumed (docs/design.md, invariant 1). Before anything
 `prove_unreferenced` reads every index file, every backup's metadata and manifest (checked
 against its checksum) and the header of every pack no index names; if any of them cannot be
 read, or a chunk a backup needs is not in the index, nothing is deleted. A pack is deleted only
-when each of its chunks is unneeded, or needed and also held by a pack that stays.
+when each of its chunks is unneeded, or needed and also held by a pack that stays. A pack
+partly used is repacked only when its unused share exceeds a threshold (restic's
+`--max-unused`, 5 % by default), so that retention over a large repository does not copy
+every pack for a few unneeded chunks.
 
 Runs under the project's exclusive lock, so no backup is being written. Order for crash
 safety: new packs, then the new index that lists them, then the old index files, then the
@@ -57,11 +60,13 @@ def referenced_chunks(repo: Repository) -> set[bytes]:
             raise _refuse(f"backup {meta.id} is still marked {meta.status.value}")
         if meta.status not in RESTORABLE:
             continue
-        needed |= _manifest_chunks(repo, meta.id, meta.checksum)
+        needed |= manifest_chunks(repo, meta.id, meta.checksum)
     return needed
 
 
-def _manifest_chunks(repo: Repository, backup_id: str, checksum: str | None) -> set[bytes]:
+def manifest_chunks(repo: Repository, backup_id: str, checksum: str | None) -> set[bytes]:
+    """The chunks a backup's manifest names, the manifest checked against its checksum
+    (Unproven when it cannot be read or does not match)."""
     chunks: set[bytes] = set()
     try:
         data = repo.read_manifest(backup_id)
@@ -89,7 +94,15 @@ class Proof:
     orphans: list[str] = field(default_factory=list)  # unindexed packs, proven redundant
 
 
-def prove_unreferenced(repo: Repository) -> Proof:
+#: The share of a pack's blob bytes that may be unused before reclaim repacks it (restic's
+#: --max-unused default): repacking a pack for a few unused chunks costs a whole pack's copy.
+MAX_UNUSED = 0.05
+
+
+def prove_unreferenced(repo: Repository, max_unused: float = MAX_UNUSED) -> Proof:
+    """What may be dropped (packs no needed chunk is served from), repacked (packs whose
+    unused share exceeds `max_unused`; 0 repacks every partly used pack) and deleted as
+    orphans, proven as the module docstring says (Unproven otherwise)."""
     index = repo.refresh_index()
     if index.damaged:
         names = ", ".join(sorted(index.damaged)[:3])
@@ -108,10 +121,11 @@ def prove_unreferenced(repo: Repository) -> Proof:
         raise _refuse(f"pack {absent[0][:16]} that backups need is missing; run check")
     proof = Proof(needed, by_pack, sizes)
     for pack_id, blobs in by_pack.items():
-        used = sum(1 for d, _loc in blobs if d in needed)
+        total = sum(loc.length for _d, loc in blobs)
+        used = sum(loc.length for d, loc in blobs if d in needed and index.get(d) == loc)
         if not used:
             proof.drop.append(pack_id)
-        elif used < len(blobs):
+        elif total and (total - used) / total > max_unused:
             proof.rewrite.append(pack_id)
     # Nothing damaged is deleted by an automatic step: a pack to delete or repack must still
     # show its own header (rebuild-index salvages a damaged one and sets it aside).
@@ -136,9 +150,17 @@ def prove_unreferenced(repo: Repository) -> Proof:
     return proof
 
 
-def reclaim(repo: Repository, result: DeleteResult, ctx: OperationContext) -> DeleteResult:
+def reclaim(
+    repo: Repository,
+    result: DeleteResult,
+    ctx: OperationContext,
+    max_unused: float = MAX_UNUSED,
+) -> DeleteResult:
+    """Drop the packs no backup needs and repack those whose unused share exceeds
+    `max_unused`; a pack left as it is keeps its unneeded chunks indexed (they are still
+    there: a later backup may reuse them, and the next reclaim counts them as unused)."""
     ctx.set_phase("reclaiming")
-    proof = prove_unreferenced(repo)
+    proof = prove_unreferenced(repo, max_unused)
     index, needed = repo.index, proof.needed
     if not proof.drop and not proof.rewrite and not proof.orphans:
         ctx.finish()
@@ -163,7 +185,9 @@ def reclaim(repo: Repository, result: DeleteResult, ctx: OperationContext) -> De
     obsolete = set(proof.drop) | set(proof.rewrite)
     keep: dict[bytes, BlobLocation] = {}
     for digest, loc in index.entries.items():
-        if loc.pack_id not in obsolete and digest in needed:
+        # a pack that stays keeps its entries, unneeded ones included (never one of a pack
+        # that is missing: a later backup would dedup against a chunk that is not there)
+        if loc.pack_id not in obsolete and loc.pack_id in proof.sizes:
             keep[digest] = loc
     for digest, loc in new_locations:
         keep.setdefault(digest, loc)

@@ -42,6 +42,7 @@ PLAIN_VERSION = 1
 ENCRYPTED_VERSION = 2
 CONFIG = "config.json"
 PROJECT = "project.json"
+POLICY = "policy.json"
 BACKUP_PREFIX = "backup_"
 #: `deleting/{backup_id}`: written before a delete removes anything of the backup and removed
 #: last, so a backup directory without metadata is told apart: being deleted (finish it) or
@@ -354,22 +355,67 @@ class Repository:
     def save_settings(self, **values: object) -> None:
         """Change some settings, keeping the others, by compare-and-swap: two hosts changing
         different settings at once both land (the loser reads again and retries)."""
+
+        def change(current: object) -> dict:
+            merged = dict(current) if isinstance(current, dict) else {}
+            merged.update(values)
+            return merged
+
+        self._swap(PROJECT, change, lambda: self.settings())
+
+    def _swap(
+        self, name: str, change: Callable[[object], object], read: Callable[[], object]
+    ) -> object:
+        """Replace the JSON object `name` by `change(what read() gives)`, by compare-and-swap
+        (S3's If-Match, an etag check under an flock on a disk), sealed as SETTINGS bound to
+        its name; retried when another writer changed it meanwhile. Returns what was
+        written."""
         for _attempt in range(SETTINGS_ATTEMPTS):
             try:
-                etag: str | None = self.store.stat(PROJECT).etag
+                etag: str | None = self.store.stat(name).etag
             except ObjectNotFound:
                 etag = None
-            current = self.settings() if etag is not None else {}
-            current.update(values)
+            new = change(read() if etag is not None else None)
             sealed = self.sealing_codec().seal(
-                Kind.SETTINGS, json.dumps(current, indent=2).encode(), PROJECT.encode()
+                Kind.SETTINGS, json.dumps(new, indent=2).encode(), name.encode()
             )
             try:
-                self.store.put_if_unchanged(PROJECT, sealed, etag)
-                return
+                self.store.put_if_unchanged(name, sealed, etag)
+                return new
             except ObjectExists:
                 continue
-        raise Busy(f"project {self.project_id!r}: its settings keep changing; try again")
+        raise Busy(f"project {self.project_id!r}: its {name} keeps changing; try again")
+
+    def policy(self) -> dict | None:
+        """policy.json, the project's retention rules as JSON (None: absent or cleared).
+        Unlike the settings, a damaged one is an error (Damaged), never read as no policy or
+        as another: it decides what is removed."""
+        what = f"project {self.project_id!r}: {POLICY}"
+        try:
+            raw = self._get(Kind.SETTINGS, POLICY, what)
+        except ObjectNotFound:
+            return None
+        except OSError as exc:
+            raise Damaged(f"{what} cannot be read ({exc})") from exc
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            raise Damaged(f"{what} is damaged (not JSON); set it again or clear it") from None
+        if value is not None and not isinstance(value, dict):
+            raise Damaged(f"{what} is damaged (not an object); set it again or clear it")
+        return value
+
+    def save_policy(
+        self, change: Callable[[dict | None], dict | None], *, whole: bool = False
+    ) -> dict | None:
+        """Replace the policy by `change(current)` by compare-and-swap (None clears it).
+        `whole`: the new policy does not depend on the current one, which is then not read
+        (so a damaged policy.json can be replaced or cleared)."""
+
+        def read() -> dict | None:
+            return None if whole else self.policy()
+
+        return self._swap(POLICY, change, read)  # type: ignore[arg-type,return-value]
 
     # --- backups ---------------------------------------------------------------------------
 
