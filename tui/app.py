@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import events
+from textual import events, work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.geometry import Size
@@ -36,6 +36,7 @@ from core.models import (
     RestoreResult,
     VerifyResult,
 )
+from core.retention import ForgetResult, Policy
 from core.service import Engine
 from tui import format as fmt
 from tui.commands import NexusCommands
@@ -238,6 +239,19 @@ class NexusApp(App[int]):
             op, lambda progress: self.mgr.copy(project_id, to, progress=progress)
         )
 
+    def start_forget(self, project_id: str, policy: Policy | None) -> Operation:
+        """Store the project's policy and apply it now (None: clear it, removing nothing)."""
+        label = f"retention {project_id}" if policy is not None else f"clear policy {project_id}"
+        op = Operation("forget", project_id, label)
+
+        async def apply(progress: Callable[[ProgressEvent], None]) -> ForgetResult | None:
+            await self.mgr.set_policy(project_id, policy)
+            if policy is None:
+                return None
+            return await self.mgr.forget(project_id, progress=progress)
+
+        return self.start_operation(op, apply)
+
     def start_create_project(self, project_id: str, data_dir: str) -> Operation:
         self.data_dirs[project_id] = data_dir
         op = Operation("project", project_id, f"new project {project_id}")
@@ -339,6 +353,10 @@ class NexusApp(App[int]):
                 f"{result.backup_id} deleted, {fmt.size(result.bytes_reclaimed)} reclaimed",
                 title="Deleted",
             )
+        elif isinstance(result, ForgetResult):
+            self.notify(f"{result.project_id}: {result.summary()}", title="Retention applied")
+        elif op.kind == "forget":
+            self.notify(f"{op.project_id}: no policy; every backup is kept", title="Policy cleared")
         elif isinstance(result, ProjectSummary):
             self.notify(f"{result.project_id} → {result.data_dir}", title="Project created")
         elif isinstance(result, CopyResult):
@@ -410,6 +428,50 @@ class NexusApp(App[int]):
         backup = self._selected(restorable="browsed")
         if backup is not None:
             self.push_screen(BrowseScreen(backup, self.main.detail_source(backup)))
+
+    async def action_policy(self) -> None:
+        from tui.screens.policy import PolicyScreen
+
+        project = self.main.current_project if self.screen is self.main else None
+        if project is None:
+            self.notify("Select a project first.", severity="warning")
+            return
+        try:  # read before the form opens: nothing typed can race the load
+            stored = await self.mgr.policy(project.project_id)
+            backups = await self.mgr.list(project.project_id)
+        except (NexusError, OSError) as exc:
+            self.report_error(exc, project_id=project.project_id, what="retention policy")
+            return
+        self.push_screen(PolicyScreen(project.project_id, stored, backups))
+
+    def action_removed(self) -> None:
+        from tui.screens.removed import RemovedScreen
+
+        project = self.main.current_project if self.screen is self.main else None
+        if project is None:
+            self.notify("Select a project first.", severity="warning")
+            return
+        self.push_screen(RemovedScreen(project.project_id))
+
+    def action_protect(self) -> None:
+        """Protect the highlighted backup from retention and delete, or lift that."""
+        if self.refuse_write("protect a backup"):
+            return
+        backup = self._selected(restorable="protected")
+        if backup is not None:
+            self._toggle_protect(backup)
+
+    @work(group="protect", exit_on_error=False)
+    async def _toggle_protect(self, backup: BackupMetadata) -> None:
+        if backup.protected:
+            await self.mgr.unprotect(backup.project_id, backup.id)
+            self.notify(f"{backup.id} is no longer protected.", title="Unprotected")
+        else:
+            await self.mgr.protect(backup.project_id, backup.id)
+            self.notify(
+                f"{backup.id}: no retention rule removes it; delete refuses it.", title="Protected"
+            )
+        self.main.reload(project_id=backup.project_id)
 
     def action_verify(self) -> None:
         backup = self._selected(restorable="verified")

@@ -13,7 +13,7 @@ from textual.worker import Worker
 from core.models import ProgressEvent
 from tui import format as fmt
 
-OpKind = Literal["create", "restore", "verify", "delete", "project", "copy"]
+OpKind = Literal["create", "restore", "verify", "delete", "project", "copy", "forget"]
 OpState = Literal["running", "done", "failed", "cancelled"]
 
 _ids = itertools.count(1)

@@ -56,6 +56,9 @@ class MainScreen(WorkerErrors, Screen):
         Binding("d", "app.delete", "Delete", id="delete", tooltip="Delete the backup"),
         Binding("C", "app.copy", "Copy", id="copy", tooltip="Copy the backups elsewhere"),
         Binding("N", "app.new_project", "Project", id="new_project", tooltip="New project"),
+        Binding("P", "app.policy", "Retention", show=False, id="policy", tooltip="Retention"),
+        Binding("p", "app.protect", "Protect", show=False, id="protect", tooltip="(Un)protect"),
+        Binding("U", "app.removed", "Removed", show=False, id="removed", tooltip="Undelete"),
         # shown in the table's border ("/: filter"), so the footer keeps room at 80 columns
         Binding("slash", "filter", "Filter", show=False, id="filter", tooltip="Filter the table"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="clear_filter"),

@@ -55,6 +55,8 @@ def render_detail(meta: BackupMetadata, info: BackupInfo | None, now: datetime) 
     grid.add_row("Status", fmt.status_text(meta.status))
     if meta.error_message:
         grid.add_row("Error", Text(meta.error_message, style="red"))
+    if meta.protected:
+        grid.add_row("Protected", Text("yes: no retention rule removes it, delete refuses it"))
     grid.add_row("Created", f"{fmt.exact(meta.created_at)} ({fmt.age(meta.created_at, now)})")
     grid.add_row("Completed", fmt.exact(meta.completed_at))
     if meta.host:
