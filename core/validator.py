@@ -155,8 +155,6 @@ def verify_backups(
             result.ok = False
             if len(result.damaged_files) < MAX_DAMAGED:
                 result.damaged_files.append(DamagedFile(path=path, reason=damaged[i][path]))
-        if result.errors:
-            result.ok = False
         result.duration_seconds = elapsed
     ctx.finish()
     return results
@@ -168,11 +166,11 @@ def _manifest_entries(repo: Repository, meta: BackupMetadata, result: VerifyResu
     try:
         data = repo.read_manifest(meta.id)
         if meta.checksum and mf.checksum(data) != meta.checksum:
-            result.checksum_ok = False
+            result.ok = result.checksum_ok = False
             result.errors.append("manifest does not match the backup's checksum")
         return list(mf.iter_entries(data))
     except (Damaged, mf.ManifestError) as exc:
-        result.checksum_ok = False
+        result.ok = result.checksum_ok = False
         result.errors.append(str(exc))
         return []
 
