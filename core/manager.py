@@ -122,9 +122,11 @@ class BackupManager:
         with contextlib.suppress(OSError, ValueError):
             self.logger.log(project_id, level, operation, message, backup_id=backup_id)
 
-    def _repo(self, project_id: str, *, create: bool = False) -> Repository:
+    def _repo(
+        self, project_id: str, *, create: bool = False, password: str | None = None
+    ) -> Repository:
         """The project's repository. Opening it never writes (read-only commands never do);
-        `create` makes a new project."""
+        `create` makes a new project; `password` opens an encrypted one without asking."""
         check_id(project_id, "project_id")
         with self._repos_lock:
             repo = self._repos.get(project_id)
@@ -138,7 +140,7 @@ class BackupManager:
                     self._init(repo)
                     self._log(project_id, "INFO", "project", "project created")
                 else:
-                    self._unlock(repo)
+                    self._unlock(repo, password)
                 self._repos[project_id] = repo
             return repo
 
@@ -157,11 +159,19 @@ class BackupManager:
         password = self._ask_password(repo.project_id) if encrypt else None
         repo.init(like, password=password)
 
-    def _unlock(self, repo: Repository) -> None:
-        """An encrypted repository's codec, from its password, before any other object is
-        read (WrongPassword: nothing written, nothing locked); a plain one is left as it is."""
+    def _unlock(self, repo: Repository, password: str | None = None) -> None:
+        """An encrypted repository's codec, from its password (`password`, else asked), before
+        any other object is read (WrongPassword: nothing written, nothing locked); a plain
+        one is left as it is."""
         if repo.encrypted():
-            repo.unlock(self._ask_password(repo.project_id))
+            repo.unlock(password if password is not None else self._ask_password(repo.project_id))
+
+    def unlock_blocking(self, project_id: str, password: str) -> None:
+        """Open an encrypted project with `password` for the rest of this manager's life, so
+        that a face can ask its user before an operation starts (no worker then waits on a
+        person): WrongPassword when no key opens with it. Nothing to do for a plain project
+        or one already open."""
+        self._repo(project_id, password=password)
 
     def key_list(self, project_id: str) -> list[dict]:
         """The key objects of an encrypted project (never a wrapped key)."""
@@ -703,6 +713,9 @@ class BackupManager:
         for name in names if only is None else [n for n in names if n in only]:
             try:
                 repo = self._repo(name)
+            except WrongPassword:  # listed, as locked: its figures are sealed
+                out.append(ProjectSummary(project_id=name, encrypted=True, locked=True))
+                continue
             except (NexusError, ValueError):
                 continue
             metas = live_status(repo, repo.list_metadata()[0])
@@ -715,6 +728,7 @@ class BackupManager:
                     last_status=last.status if last else None,
                     stored_bytes=repo.stored_bytes(),
                     data_dir=repo.settings().get("data_dir"),
+                    encrypted=repo.encrypted(),
                 )
             )
         return out

@@ -53,6 +53,8 @@ class Engine(Protocol):
 
     def key_passwd(self, project_id: str, new_password: str) -> str: ...
 
+    def unlock_blocking(self, project_id: str, password: str) -> None: ...
+
     # --- operations (async: they run in the manager's worker threads) ---------------------
 
     async def create(
