@@ -27,6 +27,7 @@ from core.errors import (
     NexusError,
     NotFound,
     ReadOnly,
+    TargetWrongPassword,
     WrongPassword,
     from_os_error,
 )
@@ -86,6 +87,7 @@ class BackupManager:
         clock: Clock | None = None,
         password: Callable[[str], str] | None = None,
         encrypt: bool = False,
+        to_password: Callable[[str], str] | None = None,
     ) -> None:
         """`root` holds the logs and, unless `repository` names another store (a path or a
         URL, else NEXUS_BACKUP_REPOSITORY), the projects' repositories under `backups/`.
@@ -93,12 +95,15 @@ class BackupManager:
         the engine stamps (default: now, in UTC); demos and screenshots pass deterministic
         ones. `password(project_id)` gives an encrypted project's password when it is first
         opened (the face asks its user, reads a file...; None: encrypted projects refuse to
-        open); with `encrypt`, the projects this manager creates are encrypted under it."""
+        open); with `encrypt`, the projects this manager creates are encrypted under it.
+        `to_password(project_id)` gives the password of a copy's target (the repository
+        `copy` writes to, and `copy_to`'s); None: the project's own password opens it."""
         self.root = resolve_root(root)
         self.store: ObjectStore = open_store(resolve_repository(repository, self.root))
         self._new_id = new_id or new_backup_id
         self._clock = clock or utc_now
         self._password = password
+        self._to_password = to_password
         self._encrypt = encrypt
         # Nothing is created here: a read-only command never writes, not even the root (made
         # with the first project), so a read-only mount or snapshot can be listed and restored.
@@ -146,25 +151,34 @@ class BackupManager:
 
     # --- encryption at rest: the one place the manager asks for a password ----------------
 
-    def _ask_password(self, project_id: str) -> str:
-        if self._password is None:
+    def _ask_password(self, project_id: str, *, target: bool = False) -> str:
+        """The project's password; `target`: that of a copy's target (`to_password`, else
+        the project's own)."""
+        ask = self._to_password if target and self._to_password is not None else self._password
+        if ask is None:
             raise WrongPassword(f"project {project_id!r} is encrypted and no password was given")
-        return self._password(project_id)
+        return ask(project_id)
 
-    def _init(self, repo: Repository, like: RepoConfig | None = None) -> None:
+    def _init(
+        self, repo: Repository, like: RepoConfig | None = None, *, target: bool = False
+    ) -> None:
         """Create a repository: encrypted when this manager encrypts new projects, and a copy
         of an encrypted project (`like` its config) always (a copy never decrypts unasked:
         into a plain target, only one that exists already)."""
         encrypt = self._encrypt or (like is not None and like.encryption is not None)
-        password = self._ask_password(repo.project_id) if encrypt else None
+        password = self._ask_password(repo.project_id, target=target) if encrypt else None
         repo.init(like, password=password)
 
-    def _unlock(self, repo: Repository, password: str | None = None) -> None:
+    def _unlock(
+        self, repo: Repository, password: str | None = None, *, target: bool = False
+    ) -> None:
         """An encrypted repository's codec, from its password (`password`, else asked), before
         any other object is read (WrongPassword: nothing written, nothing locked); a plain
-        one is left as it is."""
+        one is left as it is. `target`: a copy's target (see `_ask_password`)."""
         if repo.encrypted():
-            repo.unlock(password if password is not None else self._ask_password(repo.project_id))
+            if password is None:
+                password = self._ask_password(repo.project_id, target=target)
+            repo.unlock(password)
 
     def unlock_blocking(self, project_id: str, password: str) -> None:
         """Open an encrypted project with `password` for the rest of this manager's life, so
@@ -767,10 +781,13 @@ class BackupManager:
         src.check_format()
         target = self._copy_target(to)
         dst = Repository(self.root, project_id, projects.project_store(target, project_id))
-        if dst.exists():
-            self._unlock(dst)
-        else:
-            self._init(dst, like=src.config)
+        try:
+            if dst.exists():
+                self._unlock(dst, target=True)
+            else:
+                self._init(dst, like=src.config, target=True)
+        except WrongPassword as exc:  # say which of the two did not open
+            raise TargetWrongPassword(f"the copy's target {target.url}: {exc}") from None
         self._writable(dst)
         result = CopyResult(project_id=project_id, target=target.url)
         with reading(src, "copy"):
