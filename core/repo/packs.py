@@ -185,6 +185,15 @@ class _OpenPack:
         os.close(self.fd)
         self.fd = -1
 
+    def absorb(self, other: _OpenPack) -> None:
+        """Append `other`'s blobs (its spool read back) after this pack's; `other` is gone."""
+        other._flush()
+        with open(other.path, "rb") as f:
+            while block := f.read(self.BUFFER):
+                self.append(block)
+        self.entries.extend(other.entries)
+        other.discard()
+
     def discard(self) -> None:
         if self.fd >= 0:
             with contextlib.suppress(OSError):
@@ -200,7 +209,17 @@ class PackWriter:
     as they come, so memory does not grow with the pack size. `on_flush` is called with the
     locations of every blob in a pack once that pack is durable, so that nothing is ever
     indexed before its data exists (restic's write order).
+
+    Under encryption, blobs are spread over `SPREAD` open packs, each blob into one picked at
+    random, and the packs still open at the end are merged while they stay under the target
+    size (restic 0.18's mitigation of chunking attacks, docs/design.md §6.1): a pack's size
+    and blob count, which anyone holding the store sees, are then those of a random subset
+    of the chunks written, not of a run of consecutive chunks of one file, whose boundaries
+    would betray the chunker's secret. A plain repository (nothing hidden) keeps one open
+    pack, blobs in order.
     """
+
+    SPREAD = 2
 
     def __init__(
         self,
@@ -215,7 +234,8 @@ class PackWriter:
         self._on_flush = on_flush
         self._target = target_size
         self._lock = threading.Lock()
-        self._open: _OpenPack | None = None
+        self._spread = self.SPREAD if codec.encrypts else 1
+        self._open: list[_OpenPack | None] = [None] * self._spread
         self.bytes_written = 0
         self.packs_written = 0
         self.pack_names: list[str] = []
@@ -224,18 +244,19 @@ class PackWriter:
         """A chunk as `Codec.seal_blob` sealed it (or copied as sealed from another pack)."""
         full = None
         with self._lock:
-            if self._open is None:
-                self._open = _OpenPack(self._store.spool())
-            pack = self._open
+            slot = secrets.randbelow(self._spread) if self._spread > 1 else 0
+            pack = self._open[slot]
+            if pack is None:
+                pack = self._open[slot] = _OpenPack(self._store.spool())
             try:
                 pack.append(stored)
             except BaseException:
-                self._open = None
+                self._open[slot] = None
                 pack.discard()
                 raise
             pack.entries.append((digest, len(stored), raw_length, flags))
             if pack.size >= self._target:
-                full, self._open = pack, None
+                full, self._open[slot] = pack, None
         if full is not None:
             self._finish(full)
 
@@ -263,17 +284,42 @@ class PackWriter:
             offset += length
         self._on_flush(pack_id, locations)
 
-    def flush(self) -> None:
+    def _take_open(self) -> list[_OpenPack]:
         with self._lock:
-            pack, self._open = self._open, None
-        if pack is not None and pack.entries:
-            self._finish(pack)
-        elif pack is not None:
-            pack.discard()
+            packs = [p for p in self._open if p is not None]
+            self._open = [None] * self._spread
+        return packs
+
+    def flush(self) -> None:
+        """Store the packs still open: merged first while the result stays under the target
+        size (as restic's), so a small backup shows one pack, not its few chunks split over
+        two small ones (whose sizes would be theirs)."""
+        packs = []
+        for pack in self._take_open():
+            if pack.entries:
+                packs.append(pack)
+            else:
+                pack.discard()
+        merged: list[_OpenPack] = []
+        try:
+            for pack in packs:
+                if merged and merged[-1].size + pack.size < self._target:
+                    merged[-1].absorb(pack)
+                else:
+                    merged.append(pack)
+        except BaseException:
+            for pack in packs:
+                pack.discard()
+            raise
+        for i, pack in enumerate(merged):
+            try:
+                self._finish(pack)
+            except BaseException:
+                for rest in merged[i + 1 :]:
+                    rest.discard()
+                raise
 
     def abort(self) -> None:
-        """Drop the pack being written (on failure); stored packs are the caller's."""
-        with self._lock:
-            pack, self._open = self._open, None
-        if pack is not None:
+        """Drop the packs being written (on failure); stored packs are the caller's."""
+        for pack in self._take_open():
             pack.discard()
