@@ -28,7 +28,7 @@ class PasswordScreen(ModalScreen[str | None]):
     app: NexusApp
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "dismiss(None)", "Cancel", id="password.cancel"),
+        Binding("escape", "cancel", "Cancel", id="password.cancel"),
     ]
 
     def __init__(self, project_id: str) -> None:
@@ -61,6 +61,12 @@ class PasswordScreen(ModalScreen[str | None]):
         label = self.query_one("#password-error", Label)
         label.update(text)
         label.set_class(bad, "-bad")
+
+    def action_cancel(self) -> None:
+        """Leave the project locked; not while a password is being tried (the manager may be
+        opening the project with it: the answer is a moment away)."""
+        if not self.field.disabled:
+            self.dismiss(None)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
