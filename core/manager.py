@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import stat
 import threading
@@ -113,6 +114,11 @@ class BackupManager:
         self._running: dict[tuple[str, str], OperationContext] = {}
         self._manifests: OrderedDict[tuple[str, str], list[mf.Entry]] = OrderedDict()
         self._copies: dict[tuple[str, str], CopyResult | str] = {}
+        #: (store URL, project, SHA-256 of a password, digest of the key objects) that did
+        #: not open: refused again at once, without an Argon2id per key (a server asked over
+        #: and over with one wrong password would pay it at every request). A key object
+        #: added, changed or put back meanwhile is tried again.
+        self._refused: set[tuple[str, str, bytes, bytes]] = set()
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -178,7 +184,19 @@ class BackupManager:
         if repo.encrypted():
             if password is None:
                 password = self._ask_password(repo.project_id, target=target)
-            repo.unlock(password)
+            tried = (
+                repo.store.url,
+                repo.project_id,
+                hashlib.sha256(password.encode("utf-8", "surrogatepass")).digest(),
+                repo.keys_fingerprint(),
+            )
+            if tried in self._refused:
+                raise WrongPassword(f"project {repo.project_id!r}: wrong password")
+            try:
+                repo.unlock(password)
+            except WrongPassword:
+                self._refused.add(tried)
+                raise
 
     def unlock_blocking(self, project_id: str, password: str) -> None:
         """Open an encrypted project with `password` for the rest of this manager's life, so

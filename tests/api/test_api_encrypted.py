@@ -119,6 +119,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["file", "command", "env"])
 def test_nexus_backup_serve_reads_the_password_at_start(
     encrypted: dict, tmp_path: Path, how: str
@@ -190,3 +191,54 @@ def test_serve_encrypt_without_a_password_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "--encrypt" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_wrong_password_is_refused_again_at_once_until_the_keys_change(
+    encrypted: dict,
+) -> None:
+    """A server with a wrong password pays one key derivation, not one per request; a key
+    object added (or put back) meanwhile is tried again, without a restart."""
+    app = create_app(
+        encrypted["root"], token=TOKEN, allowed_dirs=[encrypted["allowed"]], password="B"
+    )
+    keys = encrypted["root"] / "backups" / "vault" / "keys"
+    with running(app) as url, _client(url) as c:
+        for _ in range(3):
+            assert c.get("/api/v1/backup/list/vault").status_code == 423
+        # the project's owner adds a key for the server's password: the next request opens
+        BackupManager(encrypted["root"], password=lambda _p: PASSWORD).key_add("vault", "B")
+        r = c.get("/api/v1/backup/list/vault")
+        assert r.status_code == 200, r.text
+        assert [b["id"] for b in r.json()["items"]] == [encrypted["backup"]]
+    # a damaged key refuses its password; the same key put back opens again, same server
+    app = create_app(
+        encrypted["root"], token=TOKEN, allowed_dirs=[encrypted["allowed"]], password=PASSWORD
+    )
+    [first] = [
+        k["id"]
+        for k in BackupManager(encrypted["root"], password=lambda _p: PASSWORD).key_list("vault")
+        if k["current"]
+    ]
+    good = (keys / first).read_bytes()
+    (keys / first).write_bytes(good.replace(b'"data": "', b'"data": "AAAA', 1))
+    with running(app) as url, _client(url) as c:
+        assert c.get("/api/v1/backup/list/vault").status_code == 423
+        (keys / first).write_bytes(good)
+        assert c.get("/api/v1/backup/list/vault").status_code == 200
+
+
+def test_a_wrong_password_costs_one_derivation(tmp_path: Path) -> None:
+    """With the real Argon2id parameters: the first refusal pays the derivation, the next
+    ten together cost less than a few of it."""
+    data = write_sample_tree(tmp_path / "allowed" / "data")
+    root = tmp_path / "repo"
+    BackupManager(root, password=lambda _p: PASSWORD, encrypt=True)._repo("vault", create=True)
+    app = create_app(root, token=TOKEN, allowed_dirs=[data.parent], password="not it")
+    with running(app) as url, _client(url) as c:
+        started = time.monotonic()
+        assert c.get("/api/v1/backup/list/vault").status_code == 423
+        first = time.monotonic() - started
+        started = time.monotonic()
+        for _ in range(10):
+            assert c.get("/api/v1/backup/list/vault").status_code == 423
+        assert time.monotonic() - started < max(1.0, 3 * first)
