@@ -148,7 +148,7 @@ class BackupManager:
                 if not repo.exists():
                     if not create:
                         raise NotFound(f"unknown project {project_id!r}")
-                    self._init(repo)
+                    self._init(repo, password=password)
                     self._log(project_id, "INFO", "project", "project created")
                 else:
                     self._unlock(repo, password)
@@ -166,13 +166,20 @@ class BackupManager:
         return ask(project_id)
 
     def _init(
-        self, repo: Repository, like: RepoConfig | None = None, *, target: bool = False
+        self,
+        repo: Repository,
+        like: RepoConfig | None = None,
+        *,
+        target: bool = False,
+        password: str | None = None,
     ) -> None:
-        """Create a repository: encrypted when this manager encrypts new projects, and a copy
-        of an encrypted project (`like` its config) always (a copy never decrypts unasked:
-        into a plain target, only one that exists already)."""
+        """Create a repository: encrypted when this manager encrypts new projects, or a
+        `password` is given for it, and a copy of an encrypted project (`like` its config)
+        always (a copy never decrypts unasked: into a plain target, only one that exists
+        already)."""
         encrypt = self._encrypt or (like is not None and like.encryption is not None)
-        password = self._ask_password(repo.project_id, target=target) if encrypt else None
+        if password is None and encrypt:
+            password = self._ask_password(repo.project_id, target=target)
         repo.init(like, password=password)
 
     def _unlock(
@@ -765,13 +772,22 @@ class BackupManager:
             )
         return out
 
-    async def create_project(self, project_id: str, data_dir: str | None = None) -> ProjectSummary:
+    async def create_project(
+        self, project_id: str, data_dir: str | None = None, *, password: str | None = None
+    ) -> ProjectSummary:
+        """A new project (or the one that exists, as it is); with `password`, a new one is
+        encrypted under it, whatever this manager's `encrypt`."""
+
         def work() -> ProjectSummary:
             path = self._check_data_dir(data_dir) if data_dir else None
-            repo = self._repo(project_id, create=True)
+            repo = self._repo(project_id, create=True, password=password)
             if path is not None:
                 repo.save_settings(data_dir=str(path))
-            return ProjectSummary(project_id=project_id, data_dir=str(path) if path else None)
+            return ProjectSummary(
+                project_id=project_id,
+                data_dir=str(path) if path else None,
+                encrypted=repo.encrypted(),
+            )
 
         return await self._in_thread(work)
 

@@ -102,7 +102,7 @@ class Engine(Protocol):
     ) -> CopyResult: ...
 
     async def create_project(
-        self, project_id: str, data_dir: str | None = None
+        self, project_id: str, data_dir: str | None = None, *, password: str | None = None
     ) -> ProjectSummary: ...
 
     # --- reads -----------------------------------------------------------------------------

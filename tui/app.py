@@ -279,12 +279,18 @@ class NexusApp(App[int]):
             op, lambda progress: self.mgr.copy(project_id, to, progress=progress)
         )
 
-    def start_create_project(self, project_id: str, data_dir: str) -> Operation:
+    def start_create_project(
+        self, project_id: str, data_dir: str, *, password: str | None = None
+    ) -> Operation:
+        """A new project; with `password`, encrypted under it (kept for the session)."""
         self.data_dirs[project_id] = data_dir
         op = Operation("project", project_id, f"new project {project_id}")
 
         async def create(_progress: Callable[[ProgressEvent], None]) -> ProjectSummary:
-            return await self.mgr.create_project(project_id, data_dir)
+            made = await self.mgr.create_project(project_id, data_dir, password=password)
+            if password is not None:
+                self.passwords[project_id] = password
+            return made
 
         return self.start_operation(op, create)
 

@@ -180,3 +180,51 @@ def test_password_dialog_snapshot(
         await settle(pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+@pytest.mark.slow
+async def test_a_new_encrypted_project_from_the_tui(
+    tui_root: Path, tui_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """N, the directory, the "encrypted" tick, the password twice: the project is encrypted
+    and open for this session; backing it up asks nothing; the next session asks."""
+    from store_helpers import fast_kdf
+
+    from tui.screens.new_backup import NewBackupScreen
+    from tui.screens.new_project import NewProjectScreen
+
+    fast_kdf(monkeypatch)
+    app = NexusApp(tui_root, poll_interval=3600)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("N")
+        form = app.screen
+        assert isinstance(form, NewProjectScreen)
+        await type_text(pilot, str(tui_data))
+        await pilot.press("tab", "tab", "tab", "space")  # past the picker and the id: the tick
+        await settle(pilot)
+        assert app.focused is form.query_one("#project-password", Input)
+        await type_text(pilot, PASSWORD)
+        await pilot.press("enter")
+        await type_text(pilot, "something else")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert app.screen is form  # refused: the two differ
+        assert "differ" in plain(form.query_one("#project-password-help"))
+        assert not (tui_root / "backups" / "data").exists()
+        form.query_one("#project-password-again", Input).value = PASSWORD
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert app.screen is app.main
+        assert Repository(tui_root, "data").encrypted()
+        assert app.passwords == {"data": PASSWORD}
+        await pilot.press("n")
+        assert isinstance(app.screen, NewBackupScreen)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert [b.status for b in app.main.table.backups] == [BackupStatus.COMPLETED]
+    again = NexusApp(tui_root, poll_interval=3600)
+    async with again.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: isinstance(again.screen, PasswordScreen))
