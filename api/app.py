@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -24,7 +24,11 @@ from api.paths import PathPolicy
 from api.pools import MAX_RUNNING, ReadPool
 from api.redact import RedactMiddleware, Redactor
 from api.routes import ApiContext, public, router
+from core.errors import WrongPassword
 from core.service import Engine
+
+#: As the CLI names it (cli.password.ENV_PASSWORD; the API does not import the CLI).
+ENV_PASSWORD = "NEXUS_BACKUP_PASSWORD"
 
 
 def _version() -> str:
@@ -45,6 +49,21 @@ def _log_payload(record: Any) -> dict[str, Any]:
     }
 
 
+def _password(password: str | None) -> Callable[[str], str]:
+    """The manager's password callable: the server's one password, else a 423 that says how
+    to start the server with one."""
+
+    def given(project_id: str) -> str:
+        if password is None:
+            raise WrongPassword(
+                f"project {project_id!r} is encrypted and the server has no password: start "
+                f"serve with --password-file F, --password-command CMD or ${ENV_PASSWORD}"
+            )
+        return password
+
+    return given
+
+
 def create_app(
     root: str | os.PathLike[str],
     *,
@@ -53,14 +72,18 @@ def create_app(
     manager: Engine | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
     max_running: int = MAX_RUNNING,
+    password: str | None = None,
+    encrypt: bool = False,
 ) -> FastAPI:
     """The API over the repository at `root`. `token` None means no authentication (only
     for loopback; `serve` enforces that). `manager` replaces the BackupManager, for tests.
-    `max_running`: long operations (create, restore, delete) run at once; more are queued."""
+    `max_running`: long operations (create, restore, delete) run at once; more are queued.
+    `password` opens encrypted projects (one for all; None: they answer 423, never a hang
+    on a prompt); with `encrypt`, the projects the API creates are encrypted under it."""
     if manager is None:
         from core.manager import BackupManager
 
-        manager = BackupManager(Path(root))
+        manager = BackupManager(Path(root), password=_password(password), encrypt=encrypt)
     hub = EventHub()
     jobs = JobRunner(manager, hub, max_running=max_running)
     reads = ReadPool()

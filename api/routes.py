@@ -86,6 +86,10 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     413: _err("Request body too large"),
     415: _err("A request body that is not declared 'Content-Type: application/json'"),
     422: _err("Invalid input; `loc` names the field"),
+    423: _err(
+        "The project is encrypted and no password the server was given opens it "
+        "(type 'wrong_password')"
+    ),
     500: _err("Internal error (a bug; logged on the server, no details given)"),
 }
 NOT_FOUND = {404: _err("Unknown project or backup")}

@@ -31,10 +31,14 @@ def serve(
     allowed_dirs: list[Path],
     token_file: Path | None = None,
     max_running: int = MAX_RUNNING,
+    password: str | None = None,
+    encrypt: bool = False,
 ) -> int:
     """Serve the API until interrupted; the exit code (0, or 2 for an unsafe or bad setup,
     1 when the server could not start, e.g. the port is taken). `max_running`: long
-    operations (create, restore, delete) run at once; more wait as queued jobs."""
+    operations (create, restore, delete) run at once; more wait as queued jobs. `password`
+    opens the encrypted projects (read once by the caller: a server never prompts);
+    `encrypt`: the projects it creates are encrypted under it."""
     try:
         token = load_token(token, token_file)
     except TokenError as exc:
@@ -76,7 +80,16 @@ def serve(
         log.info("allowed directories: %s", ", ".join(map(str, dirs)))
     else:
         log.warning("no --allow-dir given: every create and restore will be refused (403)")
-    app = create_app(root, token=token, allowed_dirs=dirs, max_running=max_running)
+    if password is None:
+        log.info("no password given: encrypted projects answer 423 (locked)")
+    app = create_app(
+        root,
+        token=token,
+        allowed_dirs=dirs,
+        max_running=max_running,
+        password=password,
+        encrypt=encrypt,
+    )
     config = uvicorn.Config(
         app,
         host=host,

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from cli import render
-from cli.password import PasswordSource
+from cli.password import PasswordSource, TargetPasswordSource
 from cli.progress_bar import ProgressBar
 from core.config import ENV_REPOSITORY, resolve_root
 from core.models import BackupInfo
@@ -55,7 +55,9 @@ class Context:
         self.passwords = PasswordSource(
             getattr(args, "password_file", None),
             getattr(args, "password_command", None),
-            creating=bool(getattr(args, "encrypt", False)),
+            # only `create --encrypt` makes the project itself (copy --encrypt: its target)
+            creating=bool(getattr(args, "encrypt", False))
+            and getattr(args, "command", None) == "create",
             new_file=getattr(args, "new_password_file", None),
         )
 
@@ -64,8 +66,16 @@ class Context:
         if self._manager is None:
             from core.manager import BackupManager  # the engine; imported only when needed
 
+            to_password = TargetPasswordSource(
+                getattr(self.args, "to_password_file", None),
+                getattr(self.args, "to_password_command", None),
+                self.passwords,
+            )
             self._manager = BackupManager(
-                self.root, password=self.passwords, encrypt=bool(getattr(self.args, "encrypt", 0))
+                self.root,
+                password=self.passwords,
+                encrypt=bool(getattr(self.args, "encrypt", 0)),
+                to_password=to_password,
             )
         return self._manager
 

@@ -32,7 +32,7 @@ from cli.commands import (
 )
 from cli.commands import list as list_
 from cli.context import Context, UsageError
-from cli.password import ENV_NEW_PASSWORD, ENV_PASSWORD
+from cli.password import ENV_NEW_PASSWORD, ENV_PASSWORD, ENV_TO_PASSWORD
 from cli.render import PROG
 from core.config import ENV_REPOSITORY, ENV_ROOT
 from core.models import BackupStatus, BackupType, check_id
@@ -54,6 +54,7 @@ environment:
                      (default: $XDG_DATA_HOME/nexus-backup or ~/.local/share/nexus-backup)
   {ENV_REPOSITORY}  where the repositories live when --repo is not given
   NEXUS_BACKUP_PASSWORD  an encrypted project's password (see --password-file)
+  NEXUS_BACKUP_TO_PASSWORD  an encrypted copy target's password (copy --to-password-file)
   NEXUS_DEBUG=1      print the traceback of an internal error
 
 Every command accepts --json (before or after the command) to print the result as JSON.
@@ -388,6 +389,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--to", required=True, metavar="REPO", help="the target: a directory or a store URL"
     )
+    p.add_argument(
+        "--to-password-file",
+        metavar="F",
+        help=f"an encrypted target's password: the first line of F (default: ${ENV_TO_PASSWORD}, "
+        "else --to-password-command, else the project's own password)",
+    )
+    p.add_argument(
+        "--to-password-command",
+        metavar="CMD",
+        help="an encrypted target's password: the first line CMD prints",
+    )
+    p.add_argument(
+        "--encrypt",
+        action="store_true",
+        help="a new target is created encrypted, under the target's password (a copy of an "
+        "encrypted project always is)",
+    )
 
     p = add("settings", "show a project's settings, or set copy-to", settings.cmd_settings)
     p.add_argument("project", metavar="PROJECT", type=_project_arg)
@@ -427,6 +445,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=2,
         help="long operations (create, restore, delete) run at once; more wait, queued (default 2)",
+    )
+    p.add_argument(
+        "--encrypt",
+        action="store_true",
+        help="projects the API creates are encrypted (under the password given to the server: "
+        f"${ENV_PASSWORD}, --password-file or --password-command, read once at start)",
     )
 
     add("tui", "open the terminal user interface (the default)", tui.cmd_tui)

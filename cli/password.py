@@ -2,7 +2,9 @@
 `NEXUS_BACKUP_PASSWORD`, `--password-file F` (its first line), `--password-command CMD` (its
 standard output's first line: a secret manager), else a prompt on the terminal, only when
 standard input is one. Anything else is one error line (exit code 12), never a hang on a
-prompt nobody sees. New passwords (`key add`, `key passwd`, `create --encrypt`) come from
+prompt nobody sees. A copy's target is opened with `NEXUS_BACKUP_TO_PASSWORD`,
+`--to-password-file F` or `--to-password-command CMD`, else with the project's own password.
+New passwords (`key add`, `key passwd`, `create --encrypt`) come from
 `NEXUS_BACKUP_NEW_PASSWORD`, `--new-password-file F`, else the terminal, asked twice.
 """
 
@@ -18,7 +20,9 @@ from core.errors import InvalidInput, WrongPassword
 
 ENV_PASSWORD = "NEXUS_BACKUP_PASSWORD"
 ENV_NEW_PASSWORD = "NEXUS_BACKUP_NEW_PASSWORD"
+ENV_TO_PASSWORD = "NEXUS_BACKUP_TO_PASSWORD"
 HOW = f"${ENV_PASSWORD}, --password-file F or --password-command CMD"
+TO_HOW = f"${ENV_TO_PASSWORD}, --to-password-file F or --to-password-command CMD"
 
 
 def _first_line(text: str) -> str:
@@ -36,18 +40,18 @@ def _read_file(path: str, what: str) -> str:
     return password
 
 
-def _run_command(command: str) -> str:
+def _run_command(command: str, what: str = "--password-command") -> str:
     try:
         done = subprocess.run(
             shlex.split(command), capture_output=True, text=True, timeout=120, check=False
         )
     except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
-        raise InvalidInput(f"--password-command: cannot run {command!r} ({exc})") from None
+        raise InvalidInput(f"{what}: cannot run {command!r} ({exc})") from None
     if done.returncode != 0:
-        raise InvalidInput(f"--password-command: {command!r} exited with {done.returncode}")
+        raise InvalidInput(f"{what}: {command!r} exited with {done.returncode}")
     password = _first_line(done.stdout)
     if not password:
-        raise InvalidInput(f"--password-command: {command!r} printed no password")
+        raise InvalidInput(f"{what}: {command!r} printed no password")
     return password
 
 
@@ -55,6 +59,24 @@ def _prompt(text: str) -> str:
     if not sys.stdin.isatty():
         raise WrongPassword(f"{text.rstrip(': ')}: none given ({HOW}; stdin is not a terminal)")
     return getpass.getpass(text)
+
+
+class TargetPasswordSource:
+    """The manager's `to_password(project_id)`: the password of a copy's target, from
+    `NEXUS_BACKUP_TO_PASSWORD`, `--to-password-file F` or `--to-password-command CMD`, else
+    `fallback` (the project's own password: a target under the same one needs nothing)."""
+
+    def __init__(self, file: str | None, command: str | None, fallback: PasswordSource) -> None:
+        self.file, self.command, self.fallback = file, command, fallback
+
+    def __call__(self, project_id: str) -> str:
+        if env := os.environ.get(ENV_TO_PASSWORD):
+            return env
+        if self.file:
+            return _read_file(self.file, "--to-password-file")
+        if self.command:
+            return _run_command(self.command, "--to-password-command")
+        return self.fallback(project_id)
 
 
 class PasswordSource:
@@ -77,13 +99,20 @@ class PasswordSource:
             self._known[project_id] = self._find(project_id)
         return self._known[project_id]
 
-    def _find(self, project_id: str) -> str:
+    def given(self) -> str | None:
+        """The password given without a terminal (the environment, the file, the command),
+        or None: what a server reads once at start, since nobody answers its prompts."""
         if env := os.environ.get(ENV_PASSWORD):
             return env
         if self.file:
             return _read_file(self.file, "--password-file")
         if self.command:
             return _run_command(self.command)
+        return None
+
+    def _find(self, project_id: str) -> str:
+        if (given := self.given()) is not None:
+            return given
         if self.creating:
             return self.new(f"new password for project {project_id!r}")
         return _prompt(f"password for project {project_id!r}: ")

@@ -47,10 +47,16 @@ class Damaged(NexusError):
 class WrongPassword(NexusError):
     """No key of an encrypted project opens with the password given (or none was given):
     nothing is read beyond its config and key objects, nothing written, nothing locked.
-    Exit code 12, as restic's."""
+    Exit code 12, as restic's; HTTP 423 (Locked: the project stays locked to the server),
+    not 401, which is the bearer token's."""
 
     exit_code = 12
-    http_status = 401
+    http_status = 423
+
+
+class TargetWrongPassword(WrongPassword):
+    """A copy's target is encrypted and the password for it does not open it (by default
+    the project's own password is tried: a target under another one needs its own)."""
 
 
 class StorageFull(NexusError):

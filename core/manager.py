@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import stat
 import threading
@@ -28,6 +29,7 @@ from core.errors import (
     NexusError,
     NotFound,
     ReadOnly,
+    TargetWrongPassword,
     WrongPassword,
     from_os_error,
 )
@@ -95,6 +97,7 @@ class BackupManager:
         clock: Clock | None = None,
         password: Callable[[str], str] | None = None,
         encrypt: bool = False,
+        to_password: Callable[[str], str] | None = None,
     ) -> None:
         """`root` holds the logs and, unless `repository` names another store (a path or a
         URL, else NEXUS_BACKUP_REPOSITORY), the projects' repositories under `backups/`.
@@ -102,12 +105,15 @@ class BackupManager:
         the engine stamps (default: now, in UTC); demos and screenshots pass deterministic
         ones. `password(project_id)` gives an encrypted project's password when it is first
         opened (the face asks its user, reads a file...; None: encrypted projects refuse to
-        open); with `encrypt`, the projects this manager creates are encrypted under it."""
+        open); with `encrypt`, the projects this manager creates are encrypted under it.
+        `to_password(project_id)` gives the password of a copy's target (the repository
+        `copy` writes to, and `copy_to`'s); None: the project's own password opens it."""
         self.root = resolve_root(root)
         self.store: ObjectStore = open_store(resolve_repository(repository, self.root))
         self._new_id = new_id or new_backup_id
         self._clock = clock or utc_now
         self._password = password
+        self._to_password = to_password
         self._encrypt = encrypt
         # Nothing is created here: a read-only command never writes, not even the root (made
         # with the first project), so a read-only mount or snapshot can be listed and restored.
@@ -118,6 +124,11 @@ class BackupManager:
         self._manifests: OrderedDict[tuple[str, str], list[mf.Entry]] = OrderedDict()
         self._copies: dict[tuple[str, str], CopyResult | str] = {}
         self._retentions: dict[tuple[str, str], ForgetResult | str] = {}
+        #: (store URL, project, SHA-256 of a password, digest of the key objects) that did
+        #: not open: refused again at once, without an Argon2id per key (a server asked over
+        #: and over with one wrong password would pay it at every request). A key object
+        #: added, changed or put back meanwhile is tried again.
+        self._refused: set[tuple[str, str, bytes, bytes]] = set()
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -132,9 +143,11 @@ class BackupManager:
         with contextlib.suppress(OSError, ValueError):
             self.logger.log(project_id, level, operation, message, backup_id=backup_id)
 
-    def _repo(self, project_id: str, *, create: bool = False) -> Repository:
+    def _repo(
+        self, project_id: str, *, create: bool = False, password: str | None = None
+    ) -> Repository:
         """The project's repository. Opening it never writes (read-only commands never do);
-        `create` makes a new project."""
+        `create` makes a new project; `password` opens an encrypted one without asking."""
         check_id(project_id, "project_id")
         with self._repos_lock:
             repo = self._repos.get(project_id)
@@ -145,33 +158,69 @@ class BackupManager:
                 if not repo.exists():
                     if not create:
                         raise NotFound(f"unknown project {project_id!r}")
-                    self._init(repo)
+                    self._init(repo, password=password)
                     self._log(project_id, "INFO", "project", "project created")
                 else:
-                    self._unlock(repo)
+                    self._unlock(repo, password)
                 self._repos[project_id] = repo
             return repo
 
     # --- encryption at rest: the one place the manager asks for a password ----------------
 
-    def _ask_password(self, project_id: str) -> str:
-        if self._password is None:
+    def _ask_password(self, project_id: str, *, target: bool = False) -> str:
+        """The project's password; `target`: that of a copy's target (`to_password`, else
+        the project's own)."""
+        ask = self._to_password if target and self._to_password is not None else self._password
+        if ask is None:
             raise WrongPassword(f"project {project_id!r} is encrypted and no password was given")
-        return self._password(project_id)
+        return ask(project_id)
 
-    def _init(self, repo: Repository, like: RepoConfig | None = None) -> None:
-        """Create a repository: encrypted when this manager encrypts new projects, and a copy
-        of an encrypted project (`like` its config) always (a copy never decrypts unasked:
-        into a plain target, only one that exists already)."""
+    def _init(
+        self,
+        repo: Repository,
+        like: RepoConfig | None = None,
+        *,
+        target: bool = False,
+        password: str | None = None,
+    ) -> None:
+        """Create a repository: encrypted when this manager encrypts new projects, or a
+        `password` is given for it, and a copy of an encrypted project (`like` its config)
+        always (a copy never decrypts unasked: into a plain target, only one that exists
+        already)."""
         encrypt = self._encrypt or (like is not None and like.encryption is not None)
-        password = self._ask_password(repo.project_id) if encrypt else None
+        if password is None and encrypt:
+            password = self._ask_password(repo.project_id, target=target)
         repo.init(like, password=password)
 
-    def _unlock(self, repo: Repository) -> None:
-        """An encrypted repository's codec, from its password, before any other object is
-        read (WrongPassword: nothing written, nothing locked); a plain one is left as it is."""
+    def _unlock(
+        self, repo: Repository, password: str | None = None, *, target: bool = False
+    ) -> None:
+        """An encrypted repository's codec, from its password (`password`, else asked), before
+        any other object is read (WrongPassword: nothing written, nothing locked); a plain
+        one is left as it is. `target`: a copy's target (see `_ask_password`)."""
         if repo.encrypted():
-            repo.unlock(self._ask_password(repo.project_id))
+            if password is None:
+                password = self._ask_password(repo.project_id, target=target)
+            tried = (
+                repo.store.url,
+                repo.project_id,
+                hashlib.sha256(password.encode("utf-8", "surrogatepass")).digest(),
+                repo.keys_fingerprint(),
+            )
+            if tried in self._refused:
+                raise WrongPassword(f"project {repo.project_id!r}: wrong password")
+            try:
+                repo.unlock(password)
+            except WrongPassword:
+                self._refused.add(tried)
+                raise
+
+    def unlock_blocking(self, project_id: str, password: str) -> None:
+        """Open an encrypted project with `password` for the rest of this manager's life, so
+        that a face can ask its user before an operation starts (no worker then waits on a
+        person): WrongPassword when no key opens with it. Nothing to do for a plain project
+        or one already open."""
+        self._repo(project_id, password=password)
 
     def key_list(self, project_id: str) -> list[dict]:
         """The key objects of an encrypted project (never a wrapped key)."""
@@ -716,6 +765,9 @@ class BackupManager:
         for name in names if only is None else [n for n in names if n in only]:
             try:
                 repo = self._repo(name)
+            except WrongPassword:  # listed, as locked: its figures are sealed
+                out.append(ProjectSummary(project_id=name, encrypted=True, locked=True))
+                continue
             except (NexusError, ValueError):
                 continue
             metas = live_status(repo, _listed(repo))
@@ -728,17 +780,27 @@ class BackupManager:
                     last_status=last.status if last else None,
                     stored_bytes=repo.stored_bytes(),
                     data_dir=repo.settings().get("data_dir"),
+                    encrypted=repo.encrypted(),
                 )
             )
         return out
 
-    async def create_project(self, project_id: str, data_dir: str | None = None) -> ProjectSummary:
+    async def create_project(
+        self, project_id: str, data_dir: str | None = None, *, password: str | None = None
+    ) -> ProjectSummary:
+        """A new project (or the one that exists, as it is); with `password`, a new one is
+        encrypted under it, whatever this manager's `encrypt`."""
+
         def work() -> ProjectSummary:
             path = self._check_data_dir(data_dir) if data_dir else None
-            repo = self._repo(project_id, create=True)
+            repo = self._repo(project_id, create=True, password=password)
             if path is not None:
                 repo.save_settings(data_dir=str(path))
-            return ProjectSummary(project_id=project_id, data_dir=str(path) if path else None)
+            return ProjectSummary(
+                project_id=project_id,
+                data_dir=str(path) if path else None,
+                encrypted=repo.encrypted(),
+            )
 
         return await self._in_thread(work)
 
@@ -766,10 +828,13 @@ class BackupManager:
         src.check_format()
         target = self._copy_target(to)
         dst = Repository(self.root, project_id, projects.project_store(target, project_id))
-        if dst.exists():
-            self._unlock(dst)
-        else:
-            self._init(dst, like=src.config)
+        try:
+            if dst.exists():
+                self._unlock(dst, target=True)
+            else:
+                self._init(dst, like=src.config, target=True)
+        except WrongPassword as exc:  # say which of the two did not open
+            raise TargetWrongPassword(f"the copy's target {target.url}: {exc}") from None
         self._writable(dst)
         result = CopyResult(project_id=project_id, target=target.url)
         with reading(src, "copy"):

@@ -433,6 +433,9 @@ class ProjectSummary(BaseModel):
     last_status: BackupStatus | None = None
     stored_bytes: int = 0  # bytes in packs on disk
     data_dir: str | None = None  # the directory last backed up (remembered per project)
+    encrypted: bool = False  # encrypted at rest (issue 12)
+    #: Encrypted and not opened: no password given, or a wrong one. Nothing else is known.
+    locked: bool = False
 
 
 class TreeEntry(BaseModel):

@@ -54,6 +54,8 @@ class Engine(Protocol):
 
     def key_passwd(self, project_id: str, new_password: str) -> str: ...
 
+    def unlock_blocking(self, project_id: str, password: str) -> None: ...
+
     # --- operations (async: they run in the manager's worker threads) ---------------------
 
     async def create(
@@ -105,7 +107,7 @@ class Engine(Protocol):
     ) -> CopyResult: ...
 
     async def create_project(
-        self, project_id: str, data_dir: str | None = None
+        self, project_id: str, data_dir: str | None = None, *, password: str | None = None
     ) -> ProjectSummary: ...
 
     # --- reads -----------------------------------------------------------------------------

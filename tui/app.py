@@ -23,7 +23,7 @@ from textual.geometry import Size
 from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
-from core.errors import NexusError, describe_os_error
+from core.errors import NexusError, WrongPassword, describe_os_error
 from core.models import (
     BackupMetadata,
     BackupType,
@@ -91,6 +91,10 @@ class NexusApp(App[int]):
         #: Copy target last used per project in this session (the engine keeps no setting
         #: for it yet), offered again by the next copy of that project.
         self.copy_targets: dict[str, str] = {}
+        #: Passwords of the encrypted projects opened this session: in memory only.
+        self.passwords: dict[str, str] = {}
+        #: Encrypted projects seen locked (no password of this session opens them).
+        self.locked: set[str] = set()
         self.main = MainScreen()
         self._heap_settled = False
         #: Why the repository cannot be written, or None: backing up, deleting and new
@@ -107,8 +111,45 @@ class NexusApp(App[int]):
         if self._manager is None:
             from core.manager import BackupManager
 
-            self._manager = BackupManager(self.root)
+            self._manager = BackupManager(self.root, password=self.password_for)
         return self._manager
+
+    # -- encrypted projects: asked before an operation starts, never from a worker
+
+    def password_for(self, project_id: str) -> str:
+        """The manager's `password`, called from its worker threads: the password this
+        session opened the project with (the same one opens a copy of it), else
+        WrongPassword at once. Never a prompt: a person is asked by `unlock`, before."""
+        known = self.passwords.get(project_id)
+        if known is None:
+            raise WrongPassword(
+                f"project {project_id!r} is encrypted and locked: select it and enter its "
+                "password (u)"
+            )
+        return known
+
+    def is_locked(self, project_id: str) -> bool:
+        return project_id in self.locked and project_id not in self.passwords
+
+    def unlock(self, project_id: str, then: Callable[[], None] | None = None) -> None:
+        """Ask for the project's password (the dialog tries it, and asks again when it is
+        wrong); once it opens, remember it for the session, reload, then run `then`."""
+        from tui.screens.password import PasswordScreen
+
+        if any(isinstance(s, PasswordScreen) for s in self.screen_stack):
+            return  # one question at a time
+
+        def answered(password: str | None) -> None:
+            if password is None:
+                return
+            self.passwords[project_id] = password
+            self.locked.discard(project_id)
+            self.main.reload(project_id=project_id)
+            self.notify(f"{project_id} unlocked for this session.", title="Unlocked")
+            if then is not None:
+                then()
+
+        self.push_screen(PasswordScreen(project_id), answered)
 
     @property
     def cursor_blink(self) -> bool:
@@ -252,12 +293,18 @@ class NexusApp(App[int]):
 
         return self.start_operation(op, apply)
 
-    def start_create_project(self, project_id: str, data_dir: str) -> Operation:
+    def start_create_project(
+        self, project_id: str, data_dir: str, *, password: str | None = None
+    ) -> Operation:
+        """A new project; with `password`, encrypted under it (kept for the session)."""
         self.data_dirs[project_id] = data_dir
         op = Operation("project", project_id, f"new project {project_id}")
 
         async def create(_progress: Callable[[ProgressEvent], None]) -> ProjectSummary:
-            return await self.mgr.create_project(project_id, data_dir)
+            made = await self.mgr.create_project(project_id, data_dir, password=password)
+            if password is not None:
+                self.passwords[project_id] = password
+            return made
 
         return self.start_operation(op, create)
 
@@ -407,6 +454,9 @@ class NexusApp(App[int]):
         project = self.main.current_project if self.screen is self.main else None
         if project is None:
             self.notify("Create or select a project first (N).", severity="warning")
+            return
+        if self.is_locked(project.project_id):
+            self.unlock(project.project_id, then=self.action_new_backup)
             return
         # the directory the project remembers; backing up another one is confirmed first
         remembered = project.data_dir or self.data_dirs.get(project.project_id)

@@ -36,6 +36,15 @@ class BackupsLoaded(Message):
 
 
 @dataclass
+class ProjectLocked(Message):
+    """The project is encrypted and no password of this session opens it; `ask`: it was
+    just opened (selected), so its password is asked for."""
+
+    project_id: str
+    ask: bool = False
+
+
+@dataclass
 class BackupInfoLoaded(Message):
     project_id: str
     info: BackupInfo

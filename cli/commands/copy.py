@@ -1,21 +1,28 @@
 """`copy`: copy a project's backups (default: every completed one) into another repository
 (`--to` a directory or a store URL). Only the chunks the target lacks travel, ids and
 metadata are kept, each copy is verified, and a copy cut short is finished by running the
-same command again."""
+same command again. An encrypted target under another password than the project's is opened
+with --to-password-file F, --to-password-command CMD or $NEXUS_BACKUP_TO_PASSWORD; with
+--encrypt a new target is created encrypted (under that password)."""
 
 from __future__ import annotations
 
 from cli.context import EXIT_OK, Context, run
+from cli.password import TO_HOW
 from cli.render import clean, out, plural, size
+from core.errors import TargetWrongPassword
 from core.models import CopyResult
 
 
 def cmd_copy(ctx: Context) -> int:
     a = ctx.args
-    with ctx.progress() as bar:
-        result: CopyResult = run(
-            ctx.manager.copy(a.project, a.to, a.backup_ids or None, progress=bar)
-        )
+    try:
+        with ctx.progress() as bar:
+            result: CopyResult = run(
+                ctx.manager.copy(a.project, a.to, a.backup_ids or None, progress=bar)
+            )
+    except TargetWrongPassword as exc:
+        raise TargetWrongPassword(f"{exc} (its password: {TO_HOW})") from None
     if ctx.json:
         ctx.emit(result)
         return EXIT_OK

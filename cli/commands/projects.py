@@ -16,7 +16,9 @@ def cmd_projects(ctx: Context) -> int:
         out(f"No projects in {clean(ctx.root)} yet (create one with: {PROG} create PROJECT DIR).")
         return EXIT_OK
     rows = [
-        [
+        [p.project_id, "-", "-", "locked (encrypted: no password opens it)", "-", "-"]
+        if p.locked
+        else [
             p.project_id,
             str(p.backups),
             ago(p.last_backup_at),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from cli.context import Context, UsageError
 from cli.launch import entry_point, exit_code
+from cli.password import HOW
 from core.errors import NexusError, describe_os_error
 
 
@@ -19,6 +20,11 @@ def cmd_serve(ctx: Context) -> int:
             raise NexusError(describe_os_error(exc, "cannot read --token-file")) from None
         if not token:
             raise UsageError(f"--token-file {a.token_file} is empty")
+    # read once, now: a server never prompts (nobody would answer); without one, an
+    # encrypted project's requests are answered 423
+    password = ctx.passwords.given()
+    if a.encrypt and password is None:
+        raise UsageError(f"serve --encrypt: new projects need a password ({HOW})")
     allowed = [Path(d).expanduser().absolute() for d in a.allowed_dirs]
     serve = entry_point("api.server", "serve", "the HTTP API")
     return exit_code(
@@ -29,5 +35,7 @@ def cmd_serve(ctx: Context) -> int:
             token=token,
             allowed_dirs=allowed,
             max_running=a.max_running,
+            password=password,
+            encrypt=a.encrypt,
         )
     )

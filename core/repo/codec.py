@@ -243,6 +243,11 @@ class Codec:
     def name(self) -> str:
         return self.cipher.name
 
+    @property
+    def encrypts(self) -> bool:
+        """A cipher other than IDENTITY seals the objects (what the store shows is hidden)."""
+        return self.cipher is not IDENTITY
+
     def overhead(self, kind: Kind) -> int:
         """Bytes sealing adds to an object of `kind` beyond its compressed size."""
         return 0 if kind in _ALWAYS_PLAIN else self.cipher.overhead

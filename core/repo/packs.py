@@ -186,6 +186,15 @@ class _OpenPack:
         os.close(self.fd)
         self.fd = -1
 
+    def absorb(self, other: _OpenPack) -> None:
+        """Append `other`'s blobs (its spool read back) after this pack's; `other` is gone."""
+        other._flush()
+        with open(other.path, "rb") as f:
+            while block := f.read(self.BUFFER):
+                self.append(block)
+        self.entries.extend(other.entries)
+        other.discard()
+
     def discard(self) -> None:
         if self.fd >= 0:
             with contextlib.suppress(OSError):
@@ -205,7 +214,17 @@ class PackWriter:
     With `uploaders`, full packs are stored by that many threads of their own (a remote
     store: the adders go on reading and sealing meanwhile), at most twice that many waiting
     as spool files; a failed upload is raised by the next `add` or by `flush`.
+
+    Under encryption, blobs are spread over `SPREAD` open packs, each blob into one picked at
+    random, and the packs still open at the end are merged while they stay under the target
+    size (restic 0.18's mitigation of chunking attacks, docs/design.md §6.1): a pack's size
+    and blob count, which anyone holding the store sees, are then those of a random subset
+    of the chunks written, not of a run of consecutive chunks of one file, whose boundaries
+    would betray the chunker's secret. A plain repository (nothing hidden) keeps one open
+    pack, blobs in order.
     """
+
+    SPREAD = 2
 
     def __init__(
         self,
@@ -221,7 +240,8 @@ class PackWriter:
         self._on_flush = on_flush
         self._target = target_size
         self._lock = threading.Lock()
-        self._open: _OpenPack | None = None
+        self._spread = self.SPREAD if codec.encrypts else 1
+        self._open: list[_OpenPack | None] = [None] * self._spread
         self.bytes_written = 0
         self.packs_written = 0
         self.pack_names: list[str] = []
@@ -234,18 +254,19 @@ class PackWriter:
             self._uploads.raise_failure()
         full = None
         with self._lock:
-            if self._open is None:
-                self._open = _OpenPack(self._store.spool())
-            pack = self._open
+            slot = secrets.randbelow(self._spread) if self._spread > 1 else 0
+            pack = self._open[slot]
+            if pack is None:
+                pack = self._open[slot] = _OpenPack(self._store.spool())
             try:
                 pack.append(stored)
             except BaseException:
-                self._open = None
+                self._open[slot] = None
                 pack.discard()
                 raise
             pack.entries.append((digest, len(stored), raw_length, flags))
             if pack.size >= self._target:
-                full, self._open = pack, None
+                full, self._open[slot] = pack, None
         if full is not None:
             self._store_pack(full)
 
@@ -283,28 +304,54 @@ class PackWriter:
             offset += length
         self._on_flush(pack_id, locations)
 
-    def flush(self) -> None:
-        """Store the last pack and wait for every upload: the writer is done after this."""
+    def _take_open(self) -> list[_OpenPack]:
         with self._lock:
-            pack, self._open = self._open, None
-        if pack is not None and pack.entries:
-            self._store_pack(pack)
-        elif pack is not None:
-            pack.discard()
-        if self._uploads is not None:
-            try:
+            packs = [p for p in self._open if p is not None]
+            self._open = [None] * self._spread
+        return packs
+
+    def flush(self) -> None:
+        """Store the packs still open, merged first while the result stays under the target
+        size (as restic's), so a small backup shows one pack, not its few chunks split over
+        two small ones (whose sizes would be theirs); then wait for every upload: the
+        writer is done after this."""
+        packs = []
+        for pack in self._take_open():
+            if pack.entries:
+                packs.append(pack)
+            else:
+                pack.discard()
+        merged: list[_OpenPack] = []
+        try:
+            for pack in packs:
+                if merged and merged[-1].size + pack.size < self._target:
+                    merged[-1].absorb(pack)
+                else:
+                    merged.append(pack)
+        except BaseException:
+            for pack in packs:
+                pack.discard()
+            raise
+        try:
+            for i, pack in enumerate(merged):
+                try:
+                    self._store_pack(pack)
+                except BaseException:
+                    for rest in merged[i + 1 :]:
+                        rest.discard()
+                    raise
+            if self._uploads is not None:
                 self._uploads.wait()
-            finally:
+        finally:
+            if self._uploads is not None:
                 self._uploads.close()
 
     def abort(self) -> None:
-        """Drop the pack being written and those waiting to be stored (on failure); what is
+        """Drop the packs being written and those waiting to be stored (on failure); what is
         being uploaded ends first (stored and indexed, or not); stored packs are the
         caller's."""
         self._aborted = True
-        with self._lock:
-            pack, self._open = self._open, None
-        if pack is not None:
+        for pack in self._take_open():
             pack.discard()
         if self._uploads is not None:
             self._uploads.close()

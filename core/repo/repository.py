@@ -7,6 +7,7 @@ caller knows how an object is sealed: compressed today, encrypted with issue 12.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -171,6 +172,14 @@ class Repository:
                 yield key_id, self.store.get(crypto.KEYS + key_id)
             except ObjectNotFound:  # removed meanwhile
                 continue
+
+    def keys_fingerprint(self) -> bytes:
+        """A digest of every key object (ids and bytes): what an unlock tries, so that one
+        that failed need not be tried again (an Argon2id per key) while they are unchanged."""
+        h = hashlib.sha256()
+        for key_id, raw in self._keys():
+            h.update(f"{key_id}\0{len(raw)}\0".encode() + raw)
+        return h.digest()
 
     def unlock(self, password: str) -> str:
         """Open the master key with `password` and set `self.codec` to the repository's

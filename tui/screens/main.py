@@ -19,13 +19,14 @@ from textual.events import DescendantFocus, Resize
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from core.errors import NotFound
+from core.errors import NotFound, WrongPassword
 from core.models import BackupMetadata, ProjectSummary
 from tui.filtering import awaiting_value, parse_filter
 from tui.messages import (
     BackupInfoLoaded,
     BackupsLoaded,
     FilterChanged,
+    ProjectLocked,
     ProjectsLoaded,
     RepositoryChanged,
 )
@@ -68,6 +69,7 @@ class MainScreen(WorkerErrors, Screen):
         Binding("3", "focus_pane('detail')", "Detail", show=False, id="pane.detail"),
         Binding("4", "focus_pane('log')", "Log", show=False, id="pane.log"),
         Binding("ctrl+r", "reload", "Reload", show=False, id="reload"),
+        Binding("u", "unlock", "Unlock", show=False, id="unlock", tooltip="Enter the password"),
         Binding("q", "app.quit", "Quit", id="quit"),
     ]
 
@@ -182,10 +184,14 @@ class MainScreen(WorkerErrors, Screen):
             self.post_message(ProjectsLoaded(summaries))
 
     @work(group="load-backups", exclusive=True, exit_on_error=False, description="loading backups")
-    async def load_backups(self, project_id: str) -> None:
+    async def load_backups(self, project_id: str, ask: bool = False) -> None:
+        """`ask`: the project was just opened, so a locked one has its password asked for."""
         try:
             backups = await self.app.mgr.list(project_id)
         except NotFound:  # the project went away meanwhile: the project list will say so
+            backups = []
+        except WrongPassword:  # encrypted, and no password of this session opens it
+            self.post_message(ProjectLocked(project_id, ask))
             backups = []
         self.post_message(BackupsLoaded(project_id, backups))
 
@@ -223,6 +229,7 @@ class MainScreen(WorkerErrors, Screen):
     # -- message handlers
 
     def on_projects_loaded(self, message: ProjectsLoaded) -> None:
+        self.app.locked.update(p.project_id for p in message.projects if p.locked)
         self.projects.set_projects(message.projects, self.app.now(), partial=message.partial)
         if message.partial:
             return
@@ -242,9 +249,17 @@ class MainScreen(WorkerErrors, Screen):
         self.project_id = message.project_id
         self.log_tail.follow(message.project_id)
         if message.project_id:
-            self.load_backups(message.project_id)
+            self.load_backups(message.project_id, ask=True)
         else:
             self.table.show(None, [], self.app.now())
+
+    def on_project_locked(self, message: ProjectLocked) -> None:
+        self.app.locked.add(message.project_id)
+        if message.project_id != self.project_id:
+            return
+        self.detail.show(None, None, self.app.now(), hint=self._empty_hint())
+        if message.ask and self.app.screen is self:
+            self.app.unlock(message.project_id)
 
     def on_backups_loaded(self, message: BackupsLoaded) -> None:
         if message.project_id != self.project_id:
@@ -284,6 +299,8 @@ class MainScreen(WorkerErrors, Screen):
             if not self.projects.projects:
                 return "No projects yet.\nPress N to make one from a directory, n to back it up."
             return "Select a project."
+        if self.app.is_locked(project.project_id):
+            return f"{project.project_id} is encrypted and locked.\nPress u to enter its password."
         if not self.table.backups:
             where = f" {project.data_dir}" if project.data_dir else ""
             return f"No backups of {project.project_id} yet.\nPress n to back up{where}."
@@ -341,3 +358,11 @@ class MainScreen(WorkerErrors, Screen):
 
     def action_reload(self) -> None:
         self.reload()
+
+    def action_unlock(self) -> None:
+        if not self.project_id:
+            return
+        if not self.app.is_locked(self.project_id):
+            self.notify(f"{self.project_id} is open (plain, or unlocked this session).")
+            return
+        self.app.unlock(self.project_id)

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label
+from textual.widgets import Button, Checkbox, Input, Label
 
 from tui.screens.pick_directory import PICK_KEY, pick_button, pick_directory
 from tui.validation import (
@@ -19,6 +19,7 @@ from tui.validation import (
     expand,
     suggest_project_id,
 )
+from tui.widgets.tick import Tick
 
 if TYPE_CHECKING:
     from tui.app import NexusApp
@@ -60,6 +61,15 @@ class NewProjectScreen(ModalScreen[None]):
                     compact=True,
                 )
             yield Label("", id="project-id-help", classes="field-help")
+            with Horizontal(classes="checks"):
+                yield Tick("encrypted (a password opens it)", id="project-encrypt", compact=True)
+            with Horizontal(classes="field password-field"):
+                yield Label("Password", classes="field-label")
+                yield Input(password=True, id="project-password", compact=True)
+            with Horizontal(classes="field password-field"):
+                yield Label("Again", classes="field-label")
+                yield Input(password=True, id="project-password-again", compact=True)
+            yield Label("", id="project-password-help", classes="field-help password-field")
             with Horizontal(classes="buttons"):
                 yield Button("Create (ctrl+s)", id="create", variant="primary", compact=True)
                 yield Button("Close (esc)", id="close", compact=True)
@@ -68,7 +78,39 @@ class NewProjectScreen(ModalScreen[None]):
         self.query_one("#dialog").border_title = "New project"
         for inp in self.query(Input):
             inp.cursor_blink = self.app.cursor_blink
+        self._show_password(False)
         self.query_one("#project-dir").focus()
+
+    def _show_password(self, show: bool) -> None:
+        for widget in self.query(".password-field"):
+            widget.display = show
+
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        if event.checkbox.id == "project-encrypt":
+            self._show_password(event.value)
+            if event.value:
+                self.query_one("#project-password").focus()
+
+    def _password(self) -> str | bool | None:
+        """The new project's password; None: not encrypted; False: not usable (said why)."""
+        if not self.query_one("#project-encrypt", Checkbox).value:
+            return None
+        first = self.query_one("#project-password", Input).value
+        again = self.query_one("#project-password-again", Input).value
+        problem = (
+            "✗ an empty password is refused"
+            if not first
+            else "✗ the two passwords differ"
+            if first != again
+            else ""
+        )
+        help_label = self.query_one("#project-password-help", Label)
+        help_label.update(problem or "forgotten, it cannot be recovered: keep it safe")
+        help_label.set_class(bool(problem), "-bad")
+        if problem:
+            self.query_one("#project-password" if not first else "#project-password-again").focus()
+            return False
+        return first
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "project-dir":
@@ -99,6 +141,8 @@ class NewProjectScreen(ModalScreen[None]):
         event.stop()
         if event.input.id == "project-dir":
             self.query_one("#project-id").focus()
+        elif event.input.id == "project-password":
+            self.query_one("#project-password-again").focus()
         else:
             self.action_create()
 
@@ -126,5 +170,8 @@ class NewProjectScreen(ModalScreen[None]):
                 self.app.notify(result.failure_descriptions[0], severity="warning")
                 self.query_one(field).focus()
                 return
-        self.app.start_create_project(project_id, str(expand(directory)))
+        password = self._password()
+        if password is False:
+            return
+        self.app.start_create_project(project_id, str(expand(directory)), password=password)
         self.dismiss(None)

@@ -37,6 +37,8 @@ def project_prompt(
     name.append(project.project_id, style="bold red" if failed else "bold")
     if partial:  # the name only, until the figures are counted
         return _line(name, Text(""), width) + Text("\n…", style="dim")
+    if project.locked:  # its figures are sealed until its password is given
+        return _line(name, Text(""), width) + Text("\nencrypted · locked", style="yellow")
     age = Text(fmt.short_age(project.last_backup_at, now), style="dim")
     count = Text(f"{project.backups} backup{'s' if project.backups != 1 else ''}", style="dim")
     stored = Text(fmt.short_size(project.stored_bytes), style="dim")
