@@ -5,7 +5,8 @@
     .venv/bin/python scripts/soak.py --rounds 500 --seed 42
 
 Each cycle (a fresh repository each time, seeds derived from --seed) runs:
-  - a kill campaign: real processes running create, restore, delete (and its space reclaim),
+  - a kill campaign: real processes running create, restore, delete and forget (and their
+    space reclaim),
     the CLI in a warm process and the `nexus-backup` program started cold, each SIGKILLed
     after a seeded random delay; and the destructive paths: restore --delete over a target
     with extra files (after its automatic checkpoint), a delete whose reclaim rewrites packs
@@ -62,6 +63,7 @@ KILL_OPS = [
     "restore",
     "delete",
     "delete",
+    "forget",
     "cli-create",
     "exec-create",
     # the destructive paths: each killed round is followed by a CLI command (recovery)

@@ -244,6 +244,11 @@ async def work():
         res = await mgr.delete(cmd["project"], cmd["backup_id"])
         return {"deleted": res.backup_id, "reclaimed": res.bytes_reclaimed,
                 "packs_deleted": res.packs_deleted, "packs_rewritten": res.packs_rewritten}
+    if op == "forget":
+        from core.retention import Policy
+        res = await mgr.forget(cmd["project"], Policy(keep_last=cmd["keep_last"],
+                                                       grace_hours=cmd["grace_hours"]))
+        return {"removed": res.removed, "purged": res.purged}
     raise SystemExit("unknown op " + op)
 
 try:
@@ -824,6 +829,59 @@ class KillCampaign:
         await self._verify_all(mgr)
         return line, rest
 
+    async def forget_round(self, kill: KillAt | None) -> None:
+        """`forget --keep-last N` with a grace of 0 (removed backups deleted and their space
+        reclaimed in the same run) or of 24 h (removed backups only marked), killed: every
+        backup the rule keeps is still listed and restores; every other one is either still
+        listed COMPLETED, or (grace 0) gone, or (grace 24 h) listed as removed and still
+        restorable: never half."""
+        if len(self.expected) < 3:
+            await self.create_round(None)
+            return
+        mgr = self._fresh()
+        listed = [m.id for m in await mgr.list(PROJECT)]  # newest first
+        keep_last = self.rng.randint(1, len(listed) - 1)
+        grace = self.rng.choice([0, 24])
+        kept = set(listed[:keep_last])
+        cmd = {
+            "op": "forget",
+            "root": str(self.root),
+            "project": PROJECT,
+            "keep_last": keep_last,
+            "grace_hours": grace,
+        }
+        count = len(list(project_dir(self.root).glob("backup_*")))
+
+        def marker() -> bool:  # a removed backup's directory is gone (grace 0)
+            return len(list(project_dir(self.root).glob("backup_*"))) < count
+
+        line, rest, delay = self._kill_after(cmd, "forget", kill, marker if not grace else None)
+        self._check_driver(line, rest)
+        mgr = self._fresh()
+        now = {m.id: m for m in await mgr.list(PROJECT)}
+        removed = {m.id for m in await mgr.removed(PROJECT)}
+        for backup_id in kept:
+            assert backup_id in now, f"seed {self.seed}: kept backup {backup_id} not listed"
+            assert now[backup_id].status == BackupStatus.COMPLETED
+        where = "finished" if line == "DONE" else "before-forget"
+        for backup_id in sorted(set(self.expected) - kept):
+            if backup_id in now:
+                assert now[backup_id].status == BackupStatus.COMPLETED
+                continue
+            if grace:
+                assert backup_id in removed, (
+                    f"seed {self.seed}: {backup_id} neither listed nor removed"
+                )
+                await assert_all_restore(
+                    mgr, {backup_id: self.expected[backup_id]}, self.scratch, verify=False
+                )
+            else:
+                assert backup_id not in removed, f"seed {self.seed}: {backup_id} half deleted"
+            where = "deleted" if line != "DONE" else "finished"
+            del self.expected[backup_id]
+        self._count("forget", delay, where)
+        await self._verify_all(mgr)
+
     async def delete_rewrite_round(self, kill: KillAt | None) -> None:
         """A delete whose reclaim must rewrite packs: backup A stores new files, backup B
         keeps every other one and replaces the rest, so A's packs hold chunks B still needs
@@ -992,7 +1050,7 @@ class KillCampaign:
 
     async def step(self, op: str, *, calibrate: bool = False) -> None:
         """One round of `op` (create, restore, delete, cli-create, exec-create,
-        restore-delete, delete-rewrite, rebuild-index)."""
+        restore-delete, delete-rewrite, rebuild-index, forget)."""
         self.round_no += 1
         kill = None if calibrate else self._delay(op)
         if op == "create":
@@ -1005,6 +1063,8 @@ class KillCampaign:
             await self.restore_round(kill, delete=True)
         elif op == "delete-rewrite":
             await self.delete_rewrite_round(kill)
+        elif op == "forget":
+            await self.forget_round(kill)
         elif op == "rebuild-index":
             await self.rebuild_round(kill)
         elif op == "cli-create":
@@ -1019,6 +1079,8 @@ MAX_KEPT = 3
 #: Operations whose rounds add backups of their own (creates before the killed step): the
 #: campaign trims them back with unchecked deletes (the killed round checks everything).
 GROWING = frozenset({"delete-rewrite", "rebuild-index"})
+#: Operations that remove backups: the campaign makes sure there are some to remove.
+SHRINKING = frozenset({"delete", "forget"})
 
 #: Failure signatures of core defects that a random kill can reach and that have their own
 #: deterministic xfail test; remove an entry once its fix has landed.
@@ -1055,15 +1117,15 @@ async def run_campaign(
             await camp.step("create", calibrate=True)
         for op in dict.fromkeys(ops):  # timed runs of each operation
             for _ in range(calibration):
-                while op == "delete" and len(camp.expected) < 3:
+                while op in SHRINKING and len(camp.expected) < 3:
                     await camp.step("create", calibrate=True)
                 await camp.step(op, calibrate=True)
         rng = random.Random(seed * 7 + 1)
         for op in kill_schedule(rng, ops, rounds):
             # unkilled rounds keep 3..MAX_KEPT completed backups around
-            while op == "delete" and len(camp.expected) < 3:
+            while op in SHRINKING and len(camp.expected) < 3:
                 await camp.step("create", calibrate=True)
-            while op != "delete" and len(camp.expected) > MAX_KEPT:
+            while op not in SHRINKING and len(camp.expected) > MAX_KEPT:
                 if op in GROWING:
                     await camp.trim()
                 else:

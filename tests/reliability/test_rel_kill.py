@@ -1,7 +1,8 @@
-"""Killed at any instant: a real process running create, restore or delete (and the space
-reclaim a delete triggers) is SIGKILLed after a seeded random delay, at least 30 times a run;
-and the destructive paths (rebuild-index, restore --delete, a delete whose reclaim rewrites
-packs) also right before a random one of their mutating system calls, then a CLI command.
+"""Killed at any instant: a real process running create, restore, delete or forget (and the
+space reclaim a delete or a forget triggers) is SIGKILLed after a seeded random delay, at
+least 30 times a run; and the destructive paths (rebuild-index, restore --delete, a delete
+whose reclaim rewrites packs) also right before a random one of their mutating system calls,
+then a CLI command.
 
 After each kill a fresh BackupManager (what the next start does) must find: every backup that
 was COMPLETED still verifies and restores byte for byte; the interrupted backup FAILED
@@ -38,6 +39,7 @@ def _report(stats: h.KillStats, seed: int) -> None:
         pytest.param(["create"], 12, id="create"),
         pytest.param(["restore"], 10, id="restore"),
         pytest.param(["delete"], 10, id="delete-reclaim"),
+        pytest.param(["forget"], 8, id="forget-reclaim"),
         pytest.param(["cli-create", "exec-create"], 8, id="cli"),
     ],
 )
