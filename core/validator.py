@@ -158,7 +158,9 @@ def verify_backups(
         if result.errors:
             result.ok = False
         result.duration_seconds = elapsed
-    ctx.finish()
+    ctx.finish(
+        files=sum(r.files_checked for r in results), nbytes=sum(r.bytes_checked for r in results)
+    )
     return results
 
 
