@@ -36,3 +36,27 @@ def resolve_repository(repository: str | os.PathLike[str] | None, root: Path) ->
     if isinstance(chosen, str) and ":" in chosen.split("/", 1)[0]:
         return chosen  # a URL: s3://..., file://..., memory://...
     return Path(chosen).expanduser().absolute()
+
+
+def check_directory(path: Path, what: str = "the repository root") -> Path:
+    """`path`, once it is known to be a directory or one that can be made: the nearest of it
+    and its parents that exists must be a directory. Checked when a face opens the root, so
+    that a root that is a file is one clear line (InvalidInput: exit 2, HTTP 422) in every
+    face, not "no projects" on one command and an errno text on the next."""
+    from core.errors import InvalidInput
+
+    for existing in (path, *path.parents):
+        try:
+            is_dir = existing.is_dir()
+            present = is_dir or existing.exists()
+        except OSError:
+            return path  # unreadable: the operation that needs it says why
+        if not present:
+            continue
+        if is_dir:
+            return path
+        kind = "a file" if existing.is_file() else "not a directory"
+        if existing == path:
+            raise InvalidInput(f"{what} {path} is {kind}: name a directory")
+        raise InvalidInput(f"{what} {path} cannot be made: {existing} is {kind}")
+    return path

@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TypeVar
 
-from core.config import resolve_repository, resolve_root
+from core.config import check_directory, resolve_repository, resolve_root
 from core.errors import (
     Cancelled,
     Conflict,
@@ -94,8 +94,11 @@ class BackupManager:
         ones. `password(project_id)` gives an encrypted project's password when it is first
         opened (the face asks its user, reads a file...; None: encrypted projects refuse to
         open); with `encrypt`, the projects this manager creates are encrypted under it."""
-        self.root = resolve_root(root)
-        self.store: ObjectStore = open_store(resolve_repository(repository, self.root))
+        self.root = check_directory(resolve_root(root))
+        where = resolve_repository(repository, self.root)
+        if isinstance(where, Path):
+            check_directory(where, "the repository")
+        self.store: ObjectStore = open_store(where)
         self._new_id = new_id or new_backup_id
         self._clock = clock or utc_now
         self._password = password
@@ -751,6 +754,8 @@ class BackupManager:
     ) -> CopyResult:
         src = self._repo(project_id)
         src.check_format()
+        for b in backup_ids or ():
+            src.read_metadata(self._resolve_id(src, b))  # unknown: NotFound, no target made
         target = self._copy_target(to)
         dst = Repository(self.root, project_id, projects.project_store(target, project_id))
         if dst.exists():
