@@ -34,7 +34,7 @@ from cli.context import Context, UsageError
 from cli.password import ENV_NEW_PASSWORD, ENV_PASSWORD
 from cli.render import PROG
 from core.config import ENV_REPOSITORY, ENV_ROOT
-from core.models import BackupStatus, BackupType, check_id
+from core.models import BackupStatus, BackupType, check_id, parse_tag_item
 from core.query import WHEN_HELP, parse_tag, parse_when
 
 EXIT_CODES_HELP = f"""\
@@ -82,6 +82,14 @@ def _backup_arg(value: str) -> str:
         return value
     try:
         return check_id(value, "backup id")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _tag_item(value: str) -> tuple[str, str]:
+    """A create's `--tag`: KEY=VALUE or a bare KEY, by the engine's rule (`parse_tag_item`)."""
+    try:
+        return parse_tag_item(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -222,7 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--type", dest="backup_type", choices=types, default="full")
     p.add_argument(
-        "--tag", metavar="K=V", type=_key_value, action="append", default=[], help="repeatable"
+        "--tag",
+        metavar="K=V",
+        type=_tag_item,
+        action="append",
+        default=[],
+        help="KEY=VALUE, or a bare KEY (a tag with no value); repeatable",
     )
     p.add_argument(
         "--extra",

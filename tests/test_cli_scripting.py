@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_cli import js, nb, one_error
+from test_cli import js, nb, ok, one_error
 
 
 @pytest.fixture
@@ -112,3 +112,18 @@ def test_a_positional_named_json_is_not_the_option(root, data):
     """`--json` after `--` is an argument, not the option: no JSON error then."""
     proc = nb(root, "list", "--", "--json")
     assert proc.returncode == 2 and proc.stdout == ""
+
+
+# --- bare tags ------------------------------------------------------------------------------
+
+
+def test_a_bare_tag_is_accepted_shown_and_found(root, data):
+    meta = js(nb(root, "--json", "create", "p", str(data), "--tag", "nightly", "--tag", "env=prod"))
+    assert meta["tags"] == {"nightly": "", "env": "prod"}
+    table = ok(nb(root, "list", "p")).stdout
+    assert "env=prod, nightly" in table and "nightly=" not in table
+    assert [m["id"] for m in js(nb(root, "--json", "list", "p", "--tag", "nightly"))] == [
+        meta["id"]
+    ]
+    assert js(nb(root, "--json", "list", "p", "--tag", "nightly=x")) == []
+    one_error(nb(root, "create", "p", str(data), "--tag", "a,b"), 2, "--tag")

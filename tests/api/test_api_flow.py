@@ -284,3 +284,17 @@ def test_info_answers_the_spec_fields_at_the_top_level(
     assert info["manifest"]["files"] == info["files_count"]
     assert info["parent_chain"] == [first["id"]]
     assert info["progress"] is None
+
+
+def test_bare_tags_follow_the_engine_rule(api, client, project, sample_tree, backup_of, locs):
+    """A bare tag is a tag with an empty value, as the CLI's `--tag nightly` and the TUI make
+    it; a key with '=' or ',' is refused by the same rule, naming the field."""
+    src = sample_tree(api.allowed / project / "src")
+    meta = backup_of(project, src, tags={"nightly": "", "env": "prod"})
+    assert meta["tags"] == {"nightly": "", "env": "prod"}
+    found = client.get(f"/api/v1/backup/list/{project}", params={"tag": "nightly"}).json()
+    assert [m["id"] for m in found["items"]] == [meta["id"]]
+    for key in ("a=b", "a,b"):
+        body = {"project_id": project, "data_dir": str(src), "tags": {key: "v"}}
+        r = client.post("/api/v1/backup/create", json=body)
+        assert r.status_code == 422 and locs(r) == [["body", "tags"]], r.text
