@@ -24,8 +24,8 @@ from pathlib import Path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import send_error
+from core.config import ENV_TOKEN, MIN_TOKEN_LENGTH
 
-ENV_TOKEN = "NEXUS_BACKUP_TOKEN"
 #: The only path answered without a token (it reveals nothing but "ok").
 PUBLIC_PATHS = frozenset({"/api/v1/health"})
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
@@ -36,6 +36,16 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 class TokenError(ValueError):
     """The token could not be obtained as configured (unreadable or empty file)."""
+
+
+def short_token(token: str) -> str | None:
+    """Why `token` is refused as too short to resist guessing, or None when it is long enough."""
+    if len(token) >= MIN_TOKEN_LENGTH:
+        return None
+    return (
+        f"the token is {len(token)} characters, shorter than {MIN_TOKEN_LENGTH}: make one with "
+        "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    )
 
 
 def load_token(

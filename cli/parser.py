@@ -15,6 +15,7 @@ from typing import NoReturn
 
 from cli.commands import (
     check,
+    completion,
     copy,
     create,
     delete,
@@ -33,7 +34,7 @@ from cli.commands import list as list_
 from cli.context import Context, UsageError
 from cli.password import ENV_NEW_PASSWORD, ENV_PASSWORD
 from cli.render import PROG
-from core.config import ENV_REPOSITORY, ENV_ROOT
+from core.config import DEFAULT_PORT, ENV_REPOSITORY, ENV_ROOT, ENV_TOKEN, MIN_TOKEN_LENGTH
 from core.models import BackupStatus, BackupType, check_id, parse_tag_item
 from core.query import WHEN_HELP, parse_tag, parse_when
 
@@ -57,6 +58,19 @@ environment:
 
 Every command accepts --json (before or after the command) to print the result as JSON.
 """
+
+
+#: What a command's own --help ends with: the table is once, in the main --help.
+SEE_EXIT_CODES = f"exit codes and environment: see '{PROG} --help'"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"{PROG} {version('nexus-backup')}"
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return f"{PROG} (not installed)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -168,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=_version())
     parser.add_argument(
         "--root",
         metavar="DIR",
@@ -205,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
             help=help_text,
             description=help_text,
             parents=[common],
-            epilog=EXIT_CODES_HELP,
+            epilog=SEE_EXIT_CODES,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         p.set_defaults(func=func)
@@ -364,10 +379,23 @@ def build_parser() -> argparse.ArgumentParser:
     add("projects", "list the projects in the repository", projects.cmd_projects)
 
     p = add("serve", "run the HTTP API", serve.cmd_serve)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=_port, default=8765)
+    p.description = (
+        f"run the HTTP API on http://HOST:PORT/api/v1 (default 127.0.0.1:{DEFAULT_PORT}); the "
+        f"clients send the token as 'Authorization: Bearer TOKEN'. The token comes from "
+        f"--token, else --token-file, else ${ENV_TOKEN}; it must be at least "
+        f"{MIN_TOKEN_LENGTH} characters. Without one, the API listens on loopback only."
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})"
+    )
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--token", metavar="T", help="bearer token the clients must send")
+    group.add_argument(
+        "--token",
+        metavar="T",
+        help=f"bearer token the clients must send (default: ${ENV_TOKEN}); "
+        f"at least {MIN_TOKEN_LENGTH} characters",
+    )
     group.add_argument("--token-file", metavar="F", help="read the token from this file")
     p.add_argument(
         "--allow-dir",
@@ -384,6 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=2,
         help="long operations (create, restore, delete) run at once; more wait, queued (default 2)",
     )
+
+    p = add("completion", "print a shell completion script", completion.cmd_completion)
+    p.add_argument("shell", metavar="SHELL", choices=completion.SHELLS, help="bash, zsh or fish")
+    p.epilog = f"{completion.INSTALL_HELP}\n\n{SEE_EXIT_CODES}"
 
     add("tui", "open the terminal user interface (the default)", tui.cmd_tui)
     add("demo", "open the TUI on a temporary repository filled with sample data", demo.cmd_demo)

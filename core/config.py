@@ -9,6 +9,11 @@ from pathlib import Path
 ENV_ROOT = "NEXUS_BACKUP_ROOT"
 #: Where the repositories live when not under the root: a path or a store URL.
 ENV_REPOSITORY = "NEXUS_BACKUP_REPOSITORY"
+#: The HTTP API's bearer token when `serve` is given none, its port when given none, and the
+#: shortest token it accepts (a short one is guessed; `secrets.token_urlsafe(32)` makes one).
+ENV_TOKEN = "NEXUS_BACKUP_TOKEN"
+DEFAULT_PORT = 8765
+MIN_TOKEN_LENGTH = 16
 
 
 def default_root() -> Path:

@@ -143,7 +143,8 @@ def test_help_documents_exit_codes(root: Path):
     for command in ("create", "restore", "list", "info", "delete", "verify", "projects", "serve"):
         assert command in proc.stdout
     sub = ok(nb(root, "verify", "--help"))
-    assert "--quick" in sub.stdout and "--all" in sub.stdout and "exit codes" in sub.stdout
+    assert "--quick" in sub.stdout and "--all" in sub.stdout
+    assert "130" not in sub.stdout and "'nexus-backup --help'" in sub.stdout  # the table: once
 
 
 def test_installed_console_script(root: Path):
@@ -368,14 +369,14 @@ def test_bad_inputs(root: Path, data: Path, tmp_path: Path):
         (["create", "a/b", "DATA"], ["project id"]),
         (["info", "good", "../x"], ["backup id"]),
         (["create", "good", "DATA", "--tag", "=v"], ["--tag"]),
-        (["create", "good", "DATA", "--tag", "k" * 100 + "=v"], ["tags"]),
+        (["create", "good", "DATA", "--tag", "k" * 100 + "=v"], ["--tag", "tag key"]),
         (["list", "good", "--since", "last tuesday"], ["--since"]),
         (["list", "good", "--until", "2026-02-30"], ["--until"]),
         (["list", "good", "--status", "fine"], ["--status"]),
         (["restore", "good", "b1", "x", "--overwrite", "maybe"], ["--overwrite"]),
         (["verify", "good"], ["--all"]),
         (["verify", "good", "b1", "--all"], ["--all"]),
-        (["create", "good"], ["no directory yet", "DATA_DIR"]),
+        (["create", "good"], ["does not exist yet", "DATA_DIR"]),
         (["frobnicate"], ["frobnicate"]),
         (["list", "good", "--bogus"], ["--bogus"]),
         (["serve", "--port", "70000"], ["--port"]),
