@@ -24,7 +24,7 @@ from pathlib import Path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import send_error
-from core.config import ENV_TOKEN, MIN_TOKEN_LENGTH
+from core.config import ENV_TOKEN
 
 #: The only path answered without a token (it reveals nothing but "ok").
 PUBLIC_PATHS = frozenset({"/api/v1/health"})
@@ -36,16 +36,6 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 class TokenError(ValueError):
     """The token could not be obtained as configured (unreadable or empty file)."""
-
-
-def short_token(token: str) -> str | None:
-    """Why `token` is refused as too short to resist guessing, or None when it is long enough."""
-    if len(token) >= MIN_TOKEN_LENGTH:
-        return None
-    return (
-        f"the token is {len(token)} characters, shorter than {MIN_TOKEN_LENGTH}: make one with "
-        "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
-    )
 
 
 def load_token(

@@ -11,8 +11,9 @@ import os
 import sys
 from pathlib import Path
 
-from api.auth import ENV_TOKEN, TokenError, is_loopback, load_token, short_token
+from api.auth import ENV_TOKEN, TokenError, is_loopback, load_token
 from api.pools import MAX_RUNNING
+from core.config import short_token
 
 log = logging.getLogger("nexus_backup.api")
 

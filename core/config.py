@@ -16,6 +16,17 @@ DEFAULT_PORT = 8765
 MIN_TOKEN_LENGTH = 16
 
 
+def short_token(token: str) -> str | None:
+    """Why the API's `token` is refused as too short to resist guessing; None when long enough
+    (checked by `serve` in the CLI and in api.server, whatever the token's source)."""
+    if len(token) >= MIN_TOKEN_LENGTH:
+        return None
+    return (
+        f"the token is {len(token)} characters, shorter than {MIN_TOKEN_LENGTH}: make one with "
+        "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    )
+
+
 def default_root() -> Path:
     """The per-user data directory (XDG), which needs no setup."""
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(
