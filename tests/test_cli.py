@@ -616,7 +616,7 @@ def test_serve_and_tui_get_their_arguments(tmp_path: Path):
         print(json.dumps({"codes": codes, "calls": calls}, default=str))
     """
     token_file = tmp_path / "token"
-    token_file.write_text("s3cret\n")
+    token_file.write_text("s3cret-s3cret-s3cret\n")
     proc = _script(body, str(tmp_path / "repo"), str(token_file))
     stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
@@ -627,7 +627,7 @@ def test_serve_and_tui_get_their_arguments(tmp_path: Path):
     assert serve[2] == {
         "host": "127.0.0.1",
         "port": 9000,
-        "token": "s3cret",
+        "token": "s3cret-s3cret-s3cret",
         "allowed_dirs": ["/srv/data"],
         "max_running": 2,
     }
