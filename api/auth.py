@@ -24,8 +24,8 @@ from pathlib import Path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import send_error
+from core.config import ENV_TOKEN
 
-ENV_TOKEN = "NEXUS_BACKUP_TOKEN"
 #: The only path answered without a token (it reveals nothing but "ok").
 PUBLIC_PATHS = frozenset({"/api/v1/health"})
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})

@@ -452,7 +452,7 @@ async def backup_info(ctx: Ctx, project_id: ProjectIdPath, backup_id: BackupIdPa
     # only while the backup is being worked on: a finished one may linger a moment in the core
     busy = meta.status in IN_PROGRESS or meta.status == BackupStatus.RESTORING
     progress = ctx.mgr.progress_of(project_id, meta.id) if busy else None
-    return BackupInfoResponse.model_validate({**info.model_dump(), "progress": progress})
+    return BackupInfoResponse.of(info, progress)
 
 
 @router.delete(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from api.auth import ENV_TOKEN, TokenError, is_loopback, load_token
 from api.pools import MAX_RUNNING
+from core.config import short_token
 
 log = logging.getLogger("nexus_backup.api")
 
@@ -58,6 +59,8 @@ def serve(
         if not real.is_dir():
             return _fail(f"allowed directory {d} does not exist or is not a directory")
         dirs.append(real)
+    if token is not None and (why := short_token(token)):
+        return _fail(why)
 
     import uvicorn
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
+from cli import render
 from cli.commands.tui import cmd_tui
 from cli.context import (
     EXIT_ERROR,
@@ -63,31 +64,37 @@ def _setup_streams() -> None:
                 reconfigure(errors="backslashreplace")
 
 
+def _wants_json(argv: list[str] | None, args: object) -> bool:
+    """--json, also when the arguments were too bad to parse (then it is looked for as given)."""
+    if args is not None:
+        return bool(getattr(args, "json", False))
+    given = sys.argv[1:] if argv is None else argv
+    return "--json" in given[: given.index("--")] if "--" in given else "--json" in given
+
+
+def _report(message: str, code: int, *, json_out: bool, kind: str = "error") -> int:
+    """The one error line on stderr; with --json also `{"error": {...}}` on stdout, so that a
+    script reading stdout learns what failed; returns the exit code."""
+    error_line(message, kind=kind)
+    if json_out:
+        render.emit_error(message, code, kind)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the program with `argv` (default: sys.argv[1:]); returns the exit code."""
     limit_malloc_arenas()
     _setup_streams()
     parser = build_parser()
+    args = None
     try:
         try:
             args = parser.parse_args(argv)
-        except SystemExit as exc:  # --help
+        except SystemExit as exc:  # --help, --version
             return exc.code if isinstance(exc.code, int) else EXIT_OK
         func: Callable[[Context], int] = getattr(args, "func", cmd_tui)
         ctx = Context(args)
         return func(ctx)
-    except UsageError as exc:
-        error_line(str(exc))
-        return EXIT_USAGE
-    except (KeyboardInterrupt, Cancelled, asyncio.CancelledError):
-        error_line("interrupted")
-        return EXIT_INTERRUPTED
-    except NexusError as exc:
-        error_line(str(exc) or type(exc).__name__)
-        return int(getattr(exc, "exit_code", EXIT_ERROR))
-    except ValidationError as exc:
-        error_line(describe_validation_error(exc))
-        return EXIT_USAGE
     except BrokenPipeError:
         # stdout closed early (`nexus-backup list ... | head`): not worth a message.
         try:
@@ -96,17 +103,32 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError):
             pass
         return EXIT_ERROR
-    except OSError as exc:
+    except BaseException as exc:
+        if not isinstance(exc, Exception | KeyboardInterrupt | asyncio.CancelledError):
+            raise  # SystemExit from deeper down, GeneratorExit: not an error to report
+        message, code, kind = describe_failure(exc)
+        return _report(message, code, json_out=_wants_json(argv, args), kind=kind)
+
+
+def describe_failure(exc: BaseException) -> tuple[str, int, str]:
+    """What a command raised, as (the one line, the exit code, its kind): the one place
+    that maps an exception to what the user sees."""
+    if isinstance(exc, UsageError):
+        return str(exc), EXIT_USAGE, "error"
+    if isinstance(exc, KeyboardInterrupt | Cancelled | asyncio.CancelledError):
+        return "interrupted", EXIT_INTERRUPTED, "error"
+    if isinstance(exc, NexusError):
+        return str(exc) or type(exc).__name__, int(getattr(exc, "exit_code", EXIT_ERROR)), "error"
+    if isinstance(exc, ValidationError):
+        return describe_validation_error(exc), EXIT_USAGE, "error"
+    if isinstance(exc, OSError):
         if _debug():
-            traceback.print_exc()
-        error_line(describe_os_error(exc))
-        return EXIT_ERROR
-    except Exception as exc:
-        if _debug():
-            traceback.print_exc()
-        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        error_line(f"{detail} (run with NEXUS_DEBUG=1 for the traceback)", kind="internal error")
-        return EXIT_ERROR
+            traceback.print_exception(exc)
+        return describe_os_error(exc), EXIT_ERROR, "error"
+    if _debug():
+        traceback.print_exception(exc)
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return f"{detail} (run with NEXUS_DEBUG=1 for the traceback)", EXIT_ERROR, "internal error"
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from typing import NoReturn
 
 from cli.commands import (
     check,
+    completion,
     copy,
     create,
     delete,
@@ -34,8 +35,8 @@ from cli.commands import list as list_
 from cli.context import Context, UsageError
 from cli.password import ENV_NEW_PASSWORD, ENV_PASSWORD, ENV_TO_PASSWORD
 from cli.render import PROG
-from core.config import ENV_REPOSITORY, ENV_ROOT
-from core.models import BackupStatus, BackupType, check_id
+from core.config import DEFAULT_PORT, ENV_REPOSITORY, ENV_ROOT, ENV_TOKEN, MIN_TOKEN_LENGTH
+from core.models import BackupStatus, BackupType, check_id, parse_tag_item
 from core.query import WHEN_HELP, parse_tag, parse_when
 
 EXIT_CODES_HELP = f"""\
@@ -61,6 +62,19 @@ Every command accepts --json (before or after the command) to print the result a
 """
 
 
+#: What a command's own --help ends with: the table is once, in the main --help.
+SEE_EXIT_CODES = f"exit codes and environment: see '{PROG} --help'"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"{PROG} {version('nexus-backup')}"
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return f"{PROG} (not installed)"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line (raised, not printed and exited)."""
 
@@ -84,6 +98,14 @@ def _backup_arg(value: str) -> str:
         return value
     try:
         return check_id(value, "backup id")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _tag_item(value: str) -> tuple[str, str]:
+    """A create's `--tag`: KEY=VALUE or a bare KEY, by the engine's rule (`parse_tag_item`)."""
+    try:
+        return parse_tag_item(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -173,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=_version())
     parser.add_argument(
         "--root",
         metavar="DIR",
@@ -210,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
             help=help_text,
             description=help_text,
             parents=[common],
-            epilog=EXIT_CODES_HELP,
+            epilog=SEE_EXIT_CODES,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         p.set_defaults(func=func)
@@ -235,7 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--type", dest="backup_type", choices=types, default="full")
     p.add_argument(
-        "--tag", metavar="K=V", type=_key_value, action="append", default=[], help="repeatable"
+        "--tag",
+        metavar="K=V",
+        type=_tag_item,
+        action="append",
+        default=[],
+        help="KEY=VALUE, or a bare KEY (a tag with no value); repeatable",
     )
     p.add_argument(
         "--extra",
@@ -426,10 +454,23 @@ def build_parser() -> argparse.ArgumentParser:
     add("projects", "list the projects in the repository", projects.cmd_projects)
 
     p = add("serve", "run the HTTP API", serve.cmd_serve)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=_port, default=8765)
+    p.description = (
+        f"run the HTTP API on http://HOST:PORT/api/v1 (default 127.0.0.1:{DEFAULT_PORT}); the "
+        f"clients send the token as 'Authorization: Bearer TOKEN'. The token comes from "
+        f"--token, else --token-file, else ${ENV_TOKEN}; it must be at least "
+        f"{MIN_TOKEN_LENGTH} characters. Without one, the API listens on loopback only."
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})"
+    )
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--token", metavar="T", help="bearer token the clients must send")
+    group.add_argument(
+        "--token",
+        metavar="T",
+        help=f"bearer token the clients must send (default: ${ENV_TOKEN}); "
+        f"at least {MIN_TOKEN_LENGTH} characters",
+    )
     group.add_argument("--token-file", metavar="F", help="read the token from this file")
     p.add_argument(
         "--allow-dir",
@@ -452,6 +493,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="projects the API creates are encrypted (under the password given to the server: "
         f"${ENV_PASSWORD}, --password-file or --password-command, read once at start)",
     )
+
+    p = add("completion", "print a shell completion script", completion.cmd_completion)
+    p.add_argument("shell", metavar="SHELL", choices=completion.SHELLS, help="bash, zsh or fish")
+    p.epilog = f"{completion.INSTALL_HELP}\n\n{SEE_EXIT_CODES}"
 
     add("tui", "open the terminal user interface (the default)", tui.cmd_tui)
     add("demo", "open the TUI on a temporary repository filled with sample data", demo.cmd_demo)

@@ -27,6 +27,7 @@ __all__ = [
     "clean",
     "duration",
     "emit",
+    "emit_error",
     "error_line",
     "fmt_tags",
     "out",
@@ -56,6 +57,13 @@ def emit(value: BaseModel | Sequence[BaseModel]) -> None:
     else:
         data = [item.model_dump(mode="json") for item in value]
     out(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def emit_error(message: str, code: int, kind: str = "error") -> None:
+    """--json output of a failure: ``{"error": {"message", "code", "kind"}}`` on stdout, the
+    message cleaned as the stderr line is; `code` is the exit code."""
+    text = clean(" ".join(str(message).split())) or "unknown error"
+    out(json.dumps({"error": {"message": text, "code": code, "kind": kind}}, ensure_ascii=False))
 
 
 def ago(dt: datetime | None) -> str:

@@ -9,6 +9,22 @@ from pathlib import Path
 ENV_ROOT = "NEXUS_BACKUP_ROOT"
 #: Where the repositories live when not under the root: a path or a store URL.
 ENV_REPOSITORY = "NEXUS_BACKUP_REPOSITORY"
+#: The HTTP API's bearer token when `serve` is given none, its port when given none, and the
+#: shortest token it accepts (a short one is guessed; `secrets.token_urlsafe(32)` makes one).
+ENV_TOKEN = "NEXUS_BACKUP_TOKEN"
+DEFAULT_PORT = 8765
+MIN_TOKEN_LENGTH = 16
+
+
+def short_token(token: str) -> str | None:
+    """Why the API's `token` is refused as too short to resist guessing; None when long enough
+    (checked by `serve` in the CLI and in api.server, whatever the token's source)."""
+    if len(token) >= MIN_TOKEN_LENGTH:
+        return None
+    return (
+        f"the token is {len(token)} characters, shorter than {MIN_TOKEN_LENGTH}: make one with "
+        "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    )
 
 
 def default_root() -> Path:
@@ -36,3 +52,27 @@ def resolve_repository(repository: str | os.PathLike[str] | None, root: Path) ->
     if isinstance(chosen, str) and ":" in chosen.split("/", 1)[0]:
         return chosen  # a URL: s3://..., file://..., memory://...
     return Path(chosen).expanduser().absolute()
+
+
+def check_directory(path: Path, what: str = "the repository root") -> Path:
+    """`path`, once it is known to be a directory or one that can be made: the nearest of it
+    and its parents that exists must be a directory. Checked when a face opens the root, so
+    that a root that is a file is one clear line (InvalidInput: exit 2, HTTP 422) in every
+    face, not "no projects" on one command and an errno text on the next."""
+    from core.errors import InvalidInput
+
+    for existing in (path, *path.parents):
+        try:
+            is_dir = existing.is_dir()
+            present = is_dir or existing.exists()
+        except OSError:
+            return path  # unreadable: the operation that needs it says why
+        if not present:
+            continue
+        if is_dir:
+            return path
+        kind = "a file" if existing.is_file() else "not a directory"
+        if existing == path:
+            raise InvalidInput(f"{what} {path} is {kind}: name a directory")
+        raise InvalidInput(f"{what} {path} cannot be made: {existing} is {kind}")
+    return path

@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TypeVar
 
-from core.config import resolve_repository, resolve_root
+from core.config import check_directory, resolve_repository, resolve_root
 from core.errors import (
     Busy,
     Cancelled,
@@ -108,8 +108,11 @@ class BackupManager:
         open); with `encrypt`, the projects this manager creates are encrypted under it.
         `to_password(project_id)` gives the password of a copy's target (the repository
         `copy` writes to, and `copy_to`'s); None: the project's own password opens it."""
-        self.root = resolve_root(root)
-        self.store: ObjectStore = open_store(resolve_repository(repository, self.root))
+        self.root = check_directory(resolve_root(root))
+        where = resolve_repository(repository, self.root)
+        if isinstance(where, Path):
+            check_directory(where, "the repository")
+        self.store: ObjectStore = open_store(where)
         self._new_id = new_id or new_backup_id
         self._clock = clock or utc_now
         self._password = password
@@ -826,6 +829,8 @@ class BackupManager:
     ) -> CopyResult:
         src = self._repo(project_id)
         src.check_format()
+        for b in backup_ids or ():
+            src.read_metadata(self._resolve_id(src, b))  # unknown: NotFound, no target made
         target = self._copy_target(to)
         dst = Repository(self.root, project_id, projects.project_store(target, project_id))
         try:

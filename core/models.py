@@ -69,14 +69,34 @@ def _backup_id(value: str) -> str:
 
 
 def _tags(value: dict[str, str]) -> dict[str, str]:
+    """The one rule for the tags a face gives (CLI `--tag`, the TUI's form, the API's body):
+    a key of 1-64 printable characters without '=' or ',' (which separate tags and values
+    where tags are typed), a value of at most 256; an empty value makes a bare tag."""
     if len(value) > MAX_TAGS:
         raise ValueError(f"at most {MAX_TAGS} tags")
     for key, val in value.items():
         if not key or len(key) > MAX_TAG_KEY or not key.isprintable():
             raise ValueError(f"tag key {key[:80]!r} must be 1-{MAX_TAG_KEY} printable characters")
+        if "=" in key or "," in key:
+            raise ValueError(f"tag key {key[:80]!r} must not contain '=' or ','")
         if len(val) > MAX_TAG_VALUE or not val.isprintable():
             raise ValueError(f"tag {key!r}: value must be at most {MAX_TAG_VALUE} printable chars")
     return value
+
+
+def parse_tag_item(text: str) -> tuple[str, str]:
+    """One tag as typed: ``env=prod`` -> ('env', 'prod'); a bare ``nightly`` -> ('nightly', ''),
+    a tag with an empty value, shown as its key alone (core.display.tags_text) and found by
+    the filter ``tag:nightly``. Checked by the rule of `Tags`; raises ValueError."""
+    key, _sep, value = text.partition("=")
+    _tags({key: value})
+    return key, value
+
+
+def parse_tags(texts: Iterable[str]) -> dict[str, str]:
+    """Tags as typed (``["env=prod", "nightly"]``) -> a dict, by `parse_tag_item`'s rule; a key
+    given twice keeps its last value. Raises ValueError."""
+    return _tags(dict(parse_tag_item(t) for t in texts))
 
 
 def nesting_depth(value: object, stop: int) -> int:

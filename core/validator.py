@@ -156,7 +156,9 @@ def verify_backups(
             if len(result.damaged_files) < MAX_DAMAGED:
                 result.damaged_files.append(DamagedFile(path=path, reason=damaged[i][path]))
         result.duration_seconds = elapsed
-    ctx.finish()
+    ctx.finish(
+        files=sum(r.files_checked for r in results), nbytes=sum(r.bytes_checked for r in results)
+    )
     return results
 
 

@@ -6,20 +6,23 @@ from __future__ import annotations
 import os
 
 from cli.context import EXIT_OK, EXIT_SKIPPED, Context, UsageError, run
-from cli.password import HOW
 from cli.render import block, clean, duration, error_line, out, plural, size
-from core.errors import WrongPassword
+from core.errors import NotFound
 from core.models import BackupMetadata, BackupType, CopyResult, CreateRequest
 from core.retention import ForgetResult
 
 
 def _remembered_dir(ctx: Context, project: str) -> str:
-    found = run(ctx.manager.projects(only=[project]))
-    if found and found[0].locked:
-        raise WrongPassword(f"project {project!r}: wrong password, or none given ({HOW})")
-    if not found or not found[0].data_dir:
+    """The directory the project backs up (its settings' `data_dir`), for `create PROJECT`."""
+    try:
+        remembered = run(ctx.manager.settings(project)).get("data_dir")
+    except NotFound:
+        raise UsageError(
+            f"create: project {project!r} does not exist yet: give DATA_DIR to create it"
+        ) from None
+    if not isinstance(remembered, str) or not remembered:
         raise UsageError(f"create: project {project!r} has no directory yet: give DATA_DIR")
-    return found[0].data_dir
+    return remembered
 
 
 def cmd_create(ctx: Context) -> int:

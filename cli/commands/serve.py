@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from cli.context import Context, UsageError
 from cli.launch import entry_point, exit_code
 from cli.password import HOW
+from core.config import ENV_TOKEN, MIN_TOKEN_LENGTH, check_directory, short_token
 from core.errors import NexusError, describe_os_error
 
 
@@ -20,6 +22,10 @@ def cmd_serve(ctx: Context) -> int:
             raise NexusError(describe_os_error(exc, "cannot read --token-file")) from None
         if not token:
             raise UsageError(f"--token-file {a.token_file} is empty")
+    why = short_token(token or os.environ.get(ENV_TOKEN) or "0" * MIN_TOKEN_LENGTH)
+    if why:
+        raise UsageError(f"serve: {why}")
+    check_directory(ctx.root)  # before the server says anything
     # read once, now: a server never prompts (nobody would answer); without one, an
     # encrypted project's requests are answered 423
     password = ctx.passwords.given()

@@ -782,7 +782,7 @@ class BackupRun:
         meta.status = BackupStatus.COMPLETED
         meta.completed_at = ctx.clock()
         repo.write_metadata(meta)
-        ctx.finish()
+        ctx.finish(files=meta.files_count, nbytes=meta.size_bytes)
         return meta
 
 

@@ -54,6 +54,8 @@ class OperationContext:
         self.bytes_total: int | None = None
         self.current: str | None = None
         self.last_event: ProgressEvent | None = None
+        #: the counts of the last phase that did work, for the final event (see `finish`)
+        self._work: tuple[int, int | None, int, int | None] | None = None
 
     def check(self) -> None:
         if self.cancel.is_set():
@@ -63,6 +65,8 @@ class OperationContext:
         self, phase: str, *, files_total: int | None = None, bytes_total: int | None = None
     ) -> None:
         with self._lock:
+            if self.files_done or self.bytes_done:
+                self._work = (self.files_done, self.files_total, self.bytes_done, self.bytes_total)
             self.phase = phase
             self._phase_started = time.monotonic()
             self.files_done = 0
@@ -80,8 +84,18 @@ class OperationContext:
                 self.current = path
         self._send()
 
-    def finish(self) -> None:
+    def finish(self, files: int | None = None, nbytes: int | None = None) -> None:
+        """The final ("done") event carries the operation's totals, not the zeros of the short
+        phase that ended it (a backup's "validating"): `files` and `nbytes` when the operation
+        knows them (done and total alike), else the counts of the last phase that did work."""
         with self._lock:
+            idle = not (self.files_done or self.bytes_done)
+            if files is None and nbytes is None and idle and self._work is not None:
+                self.files_done, self.files_total, self.bytes_done, self.bytes_total = self._work
+            if files is not None:
+                self.files_done = self.files_total = files
+            if nbytes is not None:
+                self.bytes_done = self.bytes_total = nbytes
             self.phase = "done"
             self.current = None
         self._send(force=True)

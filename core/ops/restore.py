@@ -767,7 +767,7 @@ class Restorer:
                 os.close(top)
         self.result.verified = True
         self.result.duration_seconds = round(time.monotonic() - started, 3)
-        ctx.finish()
+        ctx.finish(files=files_total, nbytes=counts.bytes_to_write)
         return self.result
 
     def _take_checkpoint(self, target: Path, top: int, counts: RestoreCounts) -> None:

@@ -193,7 +193,7 @@ def create_backup(client: httpx.Client, project: str, data_dir: Path, **extra: A
     def finished() -> dict | None:
         info = client.get(f"/api/v1/backup/info/{project}/{backup_id}")
         assert info.status_code == 200, info.text
-        meta = info.json()["metadata"]
+        meta = info.json()
         return meta if meta["status"] in ("completed", "failed") else None
 
     return wait_until(finished, what=f"backup {backup_id} to finish")

@@ -81,6 +81,6 @@ def test_reads_stay_fast_and_creates_beyond_the_limit_queue(
             assert j["started_at"] >= j["created_at"] and j["finished_at"]
         for a in started:
             info = c.get(f"/api/v1/backup/info/{a['project_id']}/{a['id']}").json()
-            assert info["metadata"]["status"] == "completed"
+            assert info["status"] == "completed"
         sizes = {j["backup"]["size_bytes"] for j in ended}
         assert sizes == {FILES * FILE_MIB * MIB}

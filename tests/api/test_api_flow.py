@@ -30,12 +30,12 @@ def test_create_poll_list_restore_delete(api, client, project, sample_tree, tree
 
     def completed():
         info = client.get(f"/api/v1/backup/info/{project}/{backup_id}").json()
-        return info if info["metadata"]["status"] == "completed" else None
+        return info if info["status"] == "completed" else None
 
     info = poll(completed, what="the backup to complete")
-    assert info["metadata"]["files_count"] >= 5
-    assert info["metadata"]["checksum"]
-    assert info["metadata"]["completed_at"]
+    assert info["files_count"] >= 5
+    assert info["checksum"]
+    assert info["completed_at"]
     assert info["manifest"]["files"] >= 5
     assert info["progress"] is None  # nothing running any more
 
@@ -103,7 +103,7 @@ def test_list_filters_paging_and_newest_first(api, client, project, sample_tree,
     assert ids(q=first["id"]) == [first["id"]]
 
     latest = client.get(f"/api/v1/backup/info/{project}/latest").json()
-    assert latest["metadata"]["id"] == third["id"]
+    assert latest["id"] == third["id"]
 
 
 def test_projects_and_health(api, client, project, sample_tree, backup_of):
@@ -187,7 +187,7 @@ def test_info_shows_progress_while_the_backup_runs(api, client, project, sample_
         backup_id = r.json()["id"]
         assert held.wait(timeout=30)
         info = client.get(f"/api/v1/backup/info/{project}/{backup_id}").json()
-        assert info["metadata"]["status"] in ("pending", "running")
+        assert info["status"] in ("pending", "running")
         assert info["progress"]["operation"] == "create"
         assert info["progress"]["backup_id"] == backup_id
         listing = client.get(f"/api/v1/backup/list/{project}").json()
@@ -198,7 +198,7 @@ def test_info_shows_progress_while_the_backup_runs(api, client, project, sample_
 
     def completed():
         info = client.get(f"/api/v1/backup/info/{project}/{backup_id}").json()
-        return info if info["metadata"]["status"] == "completed" else None
+        return info if info["status"] == "completed" else None
 
     assert poll(completed)["progress"] is None
 
@@ -236,7 +236,7 @@ def test_a_backup_failing_after_202_is_failed_in_info_and_logged(
             backup_id = r.json()["id"]
 
             def finished():
-                meta = client.get(f"/api/v1/backup/info/{project}/{backup_id}").json()["metadata"]
+                meta = client.get(f"/api/v1/backup/info/{project}/{backup_id}").json()
                 return meta if meta["status"] in ("completed", "failed") else None
 
             meta = poll(finished)
@@ -245,3 +245,56 @@ def test_a_backup_failing_after_202_is_failed_in_info_and_logged(
         unsubscribe()
     assert held.is_set()
     assert meta["status"] == "failed" and meta["error_message"], meta
+
+
+SPEC_METADATA_FIELDS = {
+    "id",
+    "project_id",
+    "type",
+    "status",
+    "created_at",
+    "completed_at",
+    "size_bytes",
+    "checksum",
+    "parent_backup_id",
+    "files_count",
+    "error_message",
+    "tags",
+    "extra",
+}
+
+
+def test_info_answers_the_spec_fields_at_the_top_level(
+    api, client, project, sample_tree, backup_of
+):
+    """A client written from the specification reads info's `status` where create and list
+    put it; the manifest summary, the chain and the progress sit beside the fields."""
+    src = sample_tree(api.allowed / project / "src")
+    first = backup_of(project, src)
+    second = backup_of(project, src, backup_type="incremental", tags={"k": "v"})
+    info = client.get(f"/api/v1/backup/info/{project}/{second['id']}").json()
+    listed = client.get(f"/api/v1/backup/list/{project}").json()["items"][0]
+    assert info.keys() >= SPEC_METADATA_FIELDS
+    assert "metadata" not in info
+    assert {k: info[k] for k in SPEC_METADATA_FIELDS} == {
+        k: listed[k] for k in SPEC_METADATA_FIELDS
+    }
+    assert info["status"] == "completed" and info["parent_backup_id"] == first["id"]
+    assert info["tags"] == {"k": "v"}
+    assert info["manifest"]["files"] == info["files_count"]
+    assert info["parent_chain"] == [first["id"]]
+    assert info["progress"] is None
+
+
+def test_bare_tags_follow_the_engine_rule(api, client, project, sample_tree, backup_of, locs):
+    """A bare tag is a tag with an empty value, as the CLI's `--tag nightly` and the TUI make
+    it; a key with '=' or ',' is refused by the same rule, naming the field."""
+    src = sample_tree(api.allowed / project / "src")
+    meta = backup_of(project, src, tags={"nightly": "", "env": "prod"})
+    assert meta["tags"] == {"nightly": "", "env": "prod"}
+    found = client.get(f"/api/v1/backup/list/{project}", params={"tag": "nightly"}).json()
+    assert [m["id"] for m in found["items"]] == [meta["id"]]
+    for key in ("a=b", "a,b"):
+        body = {"project_id": project, "data_dir": str(src), "tags": {key: "v"}}
+        r = client.post("/api/v1/backup/create", json=body)
+        assert r.status_code == 422 and locs(r) == [["body", "tags"]], r.text

@@ -75,7 +75,7 @@ def swapping(path: Path, outside: Path) -> Iterator[list[int]]:
 
 def _finished(client, project: str, backup_id: str, poll) -> dict:
     def done() -> dict | None:
-        meta = client.get(f"/api/v1/backup/info/{project}/{backup_id}").json()["metadata"]
+        meta = client.get(f"/api/v1/backup/info/{project}/{backup_id}").json()
         return meta if meta["status"] in ("completed", "failed") else None
 
     return poll(done)

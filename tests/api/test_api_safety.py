@@ -208,7 +208,7 @@ def test_extra_at_the_depth_bound_is_kept(api, client, project, sample_tree, bac
     meta = backup_of(project, sample_tree(api.allowed / project / "src"), extra=extra)
     assert meta["status"] == "completed"
     r = client.get(f"/api/v1/backup/info/{project}/{meta['id']}")
-    assert r.status_code == 200 and r.json()["metadata"]["extra"] == extra
+    assert r.status_code == 200 and r.json()["extra"] == extra
     assert client.get(f"/api/v1/backup/list/{project}").json()["items"][0]["extra"] == extra
 
 
@@ -341,7 +341,7 @@ def test_no_answer_of_a_whole_cycle_names_the_repository(make_api, sample_tree, 
 
         def finished(backup_id: str) -> dict:
             def done() -> dict | None:
-                meta = c.get(f"/api/v1/backup/info/{project}/{backup_id}").json()["metadata"]
+                meta = c.get(f"/api/v1/backup/info/{project}/{backup_id}").json()
                 return meta if meta["status"] in ("completed", "failed") else None
 
             return poll(done)
@@ -565,8 +565,8 @@ def test_read_only_repository_serves_reads(read_only_repo):
     r = c.get("/api/v1/backup/list/p")
     assert r.status_code == 200 and [m["id"] for m in r.json()["items"]] == [meta["id"]]
     r = c.get(f"/api/v1/backup/info/p/{meta['id']}")
-    assert r.status_code == 200 and r.json()["metadata"]["status"] == "completed"
-    assert c.get("/api/v1/backup/info/p/latest").json()["metadata"]["id"] == meta["id"]
+    assert r.status_code == 200 and r.json()["status"] == "completed"
+    assert c.get("/api/v1/backup/info/p/latest").json()["id"] == meta["id"]
 
 
 BAD_CONFIGS = ["[]", '"text"', "{}", '{"chunker": 5}', '{"version": "two"}', "{bad json"]

@@ -267,3 +267,14 @@ def test_symlink_inside_the_restore_target_is_not_followed(
         job = job_of(r.json()["job_id"])
         assert job["status"] == "succeeded", job
         assert os.listdir(victim) == []
+
+
+def test_serve_refuses_a_short_token_from_any_source(tmp_path, capsys, monkeypatch):
+    """The API's own entry point applies the rule too (core.config.short_token), so that a
+    caller other than the CLI cannot start it with a guessable token."""
+    monkeypatch.setenv("NEXUS_BACKUP_TOKEN", "0123456789abcde")  # 15 characters
+    assert serve(tmp_path, host="127.0.0.1", port=0, token=None, allowed_dirs=[]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "shorter than 16" in err[0]
+    assert serve(tmp_path, host="127.0.0.1", port=0, token="short", allowed_dirs=[]) == 2
+    assert "shorter than 16" in capsys.readouterr().err
