@@ -394,10 +394,11 @@ class BackupManager:
 
         def work() -> None:
             repo = self._writable(self._repo(project_id))
-            if to:
-                repo.save_settings(copy_to=self._copy_target(to).url)
-            else:
-                repo.save_settings(copy_to=None)
+            url = self._copy_target(to).url if to else None
+            # under the shared lock, as every write: another writer's recovery (exclusive)
+            # never runs meanwhile, so it cannot take this write's temp file for a dead one's
+            with locked(repo, "settings", exclusive=False):
+                repo.save_settings(copy_to=url)
             self._log(project_id, "INFO", "settings", f"copy after each backup: {to or 'off'}")
 
         await self._in_thread(work)
@@ -798,7 +799,8 @@ class BackupManager:
             path = self._check_data_dir(data_dir) if data_dir else None
             repo = self._repo(project_id, create=True, password=password)
             if path is not None:
-                repo.save_settings(data_dir=str(path))
+                with locked(repo, "settings", exclusive=False):
+                    repo.save_settings(data_dir=str(path))
             return ProjectSummary(
                 project_id=project_id,
                 data_dir=str(path) if path else None,
