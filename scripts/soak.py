@@ -114,6 +114,9 @@ class Soak:
             await coro
         except AssertionError as exc:
             msg = " ".join(str(exc).split())[:400]
+            if not msg:  # an assert without a message: say where it is
+                frame = traceback.extract_tb(exc.__traceback__)[-1]
+                msg = f"assert at {Path(frame.filename).name}:{frame.lineno}: {frame.line}"
             known = h.known_defect(msg)
             if known:
                 self.defects[known] += 1

@@ -40,7 +40,7 @@ from tree_compare import tree_snapshot  # noqa: E402
 
 from core.errors import NexusError  # noqa: E402
 from core.manager import BackupManager  # noqa: E402
-from core.models import BackupStatus, CreateRequest, RestoreRequest  # noqa: E402
+from core.models import BackupStatus, BackupType, CreateRequest, RestoreRequest  # noqa: E402
 from core.repo import manifest as mf  # noqa: E402
 from core.repo.repository import Repository  # noqa: E402
 from core.storage.local import atomic_write  # noqa: E402
@@ -839,10 +839,16 @@ class KillCampaign:
             await self.create_round(None)
             return
         mgr = self._fresh()
-        listed = [m.id for m in await mgr.list(PROJECT)]  # newest first
-        keep_last = self.rng.randint(1, len(listed) - 1)
+        metas = [m for m in await mgr.list(PROJECT) if m.status == BackupStatus.COMPLETED]
+        done = [m.id for m in metas if m.type != BackupType.CHECKPOINT]  # newest first
+        if len(done) < 2:
+            await self.create_round(None)
+            return
+        keep_last = self.rng.randint(1, len(done) - 1)
         grace = self.rng.choice([0, 24])
-        kept = set(listed[:keep_last])
+        # keep-last N keeps the N newest completed backups; checkpoints (taken before a
+        # restore) have no rule here, so every one is kept
+        kept = set(done[:keep_last]) | {m.id for m in metas if m.type == BackupType.CHECKPOINT}
         cmd = {
             "op": "forget",
             "root": str(self.root),
@@ -862,11 +868,11 @@ class KillCampaign:
         removed = {m.id for m in await mgr.removed(PROJECT)}
         for backup_id in kept:
             assert backup_id in now, f"seed {self.seed}: kept backup {backup_id} not listed"
-            assert now[backup_id].status == BackupStatus.COMPLETED
+            assert now[backup_id].status == BackupStatus.COMPLETED, f"{backup_id}: {now[backup_id]}"
         where = "finished" if line == "DONE" else "before-forget"
         for backup_id in sorted(set(self.expected) - kept):
             if backup_id in now:
-                assert now[backup_id].status == BackupStatus.COMPLETED
+                assert now[backup_id].status == BackupStatus.COMPLETED, f"{now[backup_id]}"
                 continue
             if grace:
                 assert backup_id in removed, (
