@@ -55,3 +55,24 @@ def test_no_store_type_or_filesystem_error_leaks_out_of_core_storage():
         if "FileNotFoundError" in text and rel not in USER_FILES:
             leaks.append(f"{rel}: FileNotFoundError")
     assert not leaks, leaks
+
+
+def test_a_plain_repository_never_loads_cryptography(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """OpenSSL costs every process memory: only an encrypted repository loads it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio, sys, os\n"
+        "from core.manager import BackupManager\n"
+        "from core.models import CreateRequest\n"
+        "import cli.main\n"
+        f"d = {str(tmp_path)!r} + '/data'; os.makedirs(d)\n"
+        "open(d + '/a', 'w').write('a')\n"
+        f"m = BackupManager({str(tmp_path)!r} + '/root')\n"
+        "meta = asyncio.run(m.create(CreateRequest(project_id='p', data_dir=d)))\n"
+        "asyncio.run(m.verify('p', meta.id))\n"
+        "print('cryptography' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False", done.stderr

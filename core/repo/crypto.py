@@ -22,13 +22,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import blake3
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from core.repo.codec import Kind
+
+# `cryptography` (and OpenSSL with it) is imported by the functions that use it, when a
+# repository is encrypted: a plain repository's commands neither load it nor hold its memory.
 
 SCHEME = "aes-256-gcm+blake3-keyed+argon2id"
 KEYS = "keys/"
@@ -65,6 +63,9 @@ def _unb64(text: object) -> bytes:
 
 
 def _hkdf(master: bytes, label: str, length: int = 32) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     return HKDF(
         algorithm=hashes.SHA256(), length=length, salt=None, info=f"nexus-backup 2 {label}".encode()
     ).derive(master)
@@ -88,6 +89,8 @@ class KdfParams:
     lanes: int = KDF_LANES
 
     def derive(self, password: str, salt: bytes) -> bytes:
+        from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+
         return Argon2id(
             salt=salt,
             length=32,
@@ -107,6 +110,8 @@ def make_key_object(
     master: bytes, password: str, key_id: str, *, params: KdfParams | None = None, **about: str
 ) -> bytes:
     """The bytes of `keys/{key_id}`: `master` wrapped under `password` (see design.md §6)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     params = params or KdfParams(KDF_MEMORY_KIB, KDF_ITERATIONS, KDF_LANES)
     salt = secrets.token_bytes(16)
     nonce = secrets.token_bytes(NONCE)
@@ -167,6 +172,9 @@ def unwrap(raw: bytes, key_id: str, password: str) -> bytes | None:
     salt, nonce, data = _unb64(kdf.get("salt")), _unb64(wrap.get("nonce")), _unb64(wrap.get("data"))
     if len(salt) < 16 or len(nonce) != NONCE or len(data) != MASTER_LENGTH + TAG:
         raise KeyError_("salt, nonce or wrapped key of the wrong length")
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     try:
         return AESGCM(params.derive(password, salt)).decrypt(nonce, data, _key_ad(key_id))
     except InvalidTag:
@@ -198,8 +206,12 @@ class AeadCipher:
     overhead = NONCE + TAG
 
     def __init__(self, master: bytes) -> None:
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         if len(master) != MASTER_LENGTH:
             raise ValueError("a master key is 32 bytes")
+        self._invalid_tag = InvalidTag
         self._aead = {kind: AESGCM(_hkdf(master, f"aead {kind.name}")) for kind in Kind}
         self._id_key = _hkdf(master, "chunk id")
         seed = int.from_bytes(_hkdf(master, "chunker seed", 8), "little") >> 1
@@ -223,7 +235,7 @@ class AeadCipher:
             return self._aead[kind].decrypt(
                 bytes(view[:NONCE]), bytes(view[NONCE:]), self._ad(kind, context)
             )
-        except InvalidTag:
+        except self._invalid_tag:
             raise ValueError("does not authenticate (damaged, tampered with or moved)") from None
 
     def chunk_id(self, data: bytes | memoryview) -> bytes:
