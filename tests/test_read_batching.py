@@ -140,29 +140,3 @@ async def test_verify_all_reads_each_shared_chunk_once_and_names_damage_per_back
         ["shared.bin"],
         ["new.bin", "shared.bin"],
     ]
-
-
-async def test_a_file_spread_over_two_encrypted_packs_is_read_a_pack_at_a_time(
-    tmp_path: Path, monkeypatch
-) -> None:
-    """Under encryption a file's chunks alternate between two packs at random: each batch
-    still reads each pack's share with one request, not one request per chunk."""
-    from tests.store_helpers import fast_kdf
-
-    fast_kdf(monkeypatch)
-    data = tmp_path / "data"
-    data.mkdir()
-    blob = os.urandom(12 * MiB)  # written whole by one thread, about a dozen chunks
-    (data / "model.bin").write_bytes(blob)
-    url = f"memory://{uuid.uuid4().hex}"
-    meta = await BackupManager(
-        tmp_path / "root", repository=url, password=lambda _p: "pw", encrypt=True
-    ).create(CreateRequest(project_id="p", data_dir=str(data)))
-    counts = {"reads": 0, "ranges": 0}
-    mgr = BackupManager(tmp_path / "root", repository=url, password=lambda _p: "pw")
-    mgr.store = Counting(mgr.store, counts)
-    out = tmp_path / "out"
-    await mgr.restore(RestoreRequest(project_id="p", backup_id=meta.id, restore_dir=str(out)))
-    assert (out / "model.bin").read_bytes() == blob
-    assert counts["ranges"] >= 8
-    assert counts["reads"] <= 2 * ((12 * MiB) // READ_BATCH + 2) < counts["ranges"]

@@ -561,11 +561,7 @@ class Repository:
         self, digests: Sequence[bytes], packs: RangeReader | None = None
     ) -> Iterator[tuple[Buffer, Buffer, BlobLocation]]:
         """As `read_blobs`, each chunk with its stored form and location, for a copy into a
-        repository that seals chunks alike (it stores them as they are, once checked).
-
-        The chunks are taken READ_BATCH bytes at a time, and each pack's share of a batch is
-        read with one `read_ranges`, so chunks spread over several packs (an encrypted
-        repository's, docs/design.md §6.1) still cost a request per pack, not per chunk."""
+        repository that seals chunks alike (it stores them as they are, once checked)."""
         reader = packs if packs is not None else self.store
         i = 0
         while i < len(digests):
@@ -574,26 +570,19 @@ class Repository:
             while i + len(batch) < len(digests):
                 digest = digests[i + len(batch)]
                 loc = self._location(digest)
-                if size + loc.length > READ_BATCH:
+                if loc.pack_id != batch[0][1].pack_id or size + loc.length > READ_BATCH:
                     break
                 batch.append((digest, loc))
                 size += loc.length
-            by_pack: dict[str, list[int]] = {}
-            for n, (_d, loc) in enumerate(batch):
-                by_pack.setdefault(loc.pack_id, []).append(n)
-            stored: list[Buffer] = [b""] * len(batch)
-            for pack_id, members in by_pack.items():
-                try:
-                    got = reader.read_ranges(
-                        pack_name(pack_id),
-                        [(batch[n][1].offset, batch[n][1].length) for n in members],
-                    )
-                except ObjectNotFound:
-                    raise MissingChunk(f"pack {pack_id[:16]} is missing") from None
-                except EOFError as exc:
-                    raise DamagedChunk(f"pack {pack_id[:16]}: {exc}") from exc
-                for n, sealed in zip(members, got, strict=True):
-                    stored[n] = sealed
+            pack_id = batch[0][1].pack_id
+            try:
+                stored = reader.read_ranges(
+                    pack_name(pack_id), [(loc.offset, loc.length) for _d, loc in batch]
+                )
+            except ObjectNotFound:
+                raise MissingChunk(f"pack {pack_id[:16]} is missing") from None
+            except EOFError as exc:
+                raise DamagedChunk(f"pack {pack_id[:16]}: {exc}") from exc
             for (digest, loc), sealed in zip(batch, stored, strict=True):
                 raw = self.codec.open_blob(
                     digest, sealed, loc.flags, loc.raw_length, pack_id=loc.pack_id
