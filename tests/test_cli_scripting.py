@@ -313,3 +313,34 @@ def test_zsh_completion_registers_itself(root, tmp_path):
     code += "print -r -- ${_comps[nexus-backup]}"
     proc = subprocess.run([zsh, "-f", "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert proc.stdout.strip() == "_nexus_backup", proc.stderr
+
+
+def test_list_says_when_backups_cannot_be_read_instead_of_no_backups(tmp_path: Path) -> None:
+    """An encrypted project whose keys/ and config.json were lost is not an empty project."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    root, data = tmp_path / "root", tmp_path / "data"
+    data.mkdir()
+    (data / "a").write_text("a")
+    env = {
+        **os.environ,
+        "NEXUS_BACKUP_ROOT": str(root),
+        "NEXUS_BACKUP_PASSWORD": "pw",
+        "NEXUS_BACKUP_NEW_PASSWORD": "pw",
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "cli", *args], env=env, capture_output=True, text=True
+        )
+
+    assert cli("create", "p", str(data), "--encrypt").returncode == 0
+    project = root / "backups" / "p"
+    shutil.rmtree(project / "keys")
+    (project / "config.json").unlink()
+    r = cli("list", "p")
+    assert "1 backup of p not listed: metadata.json cannot be read" in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr

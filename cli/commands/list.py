@@ -4,7 +4,7 @@ text."""
 from __future__ import annotations
 
 from cli.context import EXIT_OK, Context, run
-from cli.render import ago, fmt_tags, out, size, table
+from cli.render import ago, error_line, fmt_tags, out, plural, size, table
 from core.models import BackupMetadata, BackupStatus, BackupType, ListFilter
 
 
@@ -20,6 +20,14 @@ def cmd_list(ctx: Context) -> int:
         host=a.host,
     )
     backups: list[BackupMetadata] = run(ctx.manager.list(a.project, filters))
+    unreadable = run(ctx.manager.damaged_metadata(a.project))
+    if unreadable:  # never a silent "no backups": a lost key or a damaged file is said
+        shown = ", ".join(unreadable[:5]) + (" ..." if len(unreadable) > 5 else "")
+        error_line(
+            f"{plural(len(unreadable), 'backup')} of {a.project} not listed: metadata.json "
+            f"cannot be read ({shown}); `nexus-backup check {a.project}` says why",
+            kind="warning",
+        )
     if ctx.json:
         ctx.emit(backups)
         return EXIT_OK
