@@ -36,6 +36,47 @@ async def test_table_lists_newest_first_with_status_words(tui_root: Path, seeded
         assert seeded["first"].id in detail  # the parent chain
 
 
+async def test_home_end_and_vim_keys_move_between_rows(tui_root: Path, seeded: dict) -> None:
+    """At 80x24 over SSH: home/end and g/G jump to the first and last backup, j/k step."""
+    newest, oldest = seeded["second"].id, seeded["first"].id
+    app = NexusApp(tui_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        table = app.main.table
+        for keys, want in (
+            (["end"], oldest),
+            (["home"], newest),
+            (["G"], oldest),
+            (["g"], newest),
+            (["j"], oldest),
+            (["k"], newest),
+        ):
+            await pilot.press(*keys)
+            await settle(pilot)
+            assert app.main.current_backup is not None, keys
+            assert app.main.current_backup.id == want, keys
+        assert table.scroll_x == 0  # never sideways
+
+
+async def test_vim_keys_in_the_projects_pane(tui_root: Path, seeded: dict) -> None:
+    await BackupManager(tui_root).create_project("zeta", str(seeded["data"]))
+    app = NexusApp(tui_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("1")
+        await settle(pilot)
+        first = app.main.current_project
+        assert first is not None
+        for key in ("j", "k", "G", "g"):
+            await pilot.press(key)
+            await settle(pilot)
+            now = app.main.current_project
+            assert now is not None
+            assert (now.project_id == first.project_id) == (key in ("k", "g")), key
+
+
 async def test_sort_by_column_and_back(tui_root: Path, seeded: dict) -> None:
     app = NexusApp(tui_root)
     async with app.run_test(size=(100, 30)) as pilot:

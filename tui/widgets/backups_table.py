@@ -54,6 +54,11 @@ class BackupTable(DataTable):
             "s", "cycle_sort", "Sort", show=False, id="table.sort", tooltip="Sort by next column"
         ),
         Binding("S", "reverse_sort", "Reverse", show=False, id="table.reverse"),
+        # rows, not columns: home and end jump to the first and last backup (vim keys too)
+        Binding("home,g", "first_row", "First", show=False, id="table.first"),
+        Binding("end,G", "last_row", "Last", show=False, id="table.last"),
+        Binding("j", "cursor_down", "Down", show=False, id="table.down"),
+        Binding("k", "cursor_up", "Up", show=False, id="table.up"),
     ]
 
     class Highlighted(Message):
@@ -200,6 +205,14 @@ class BackupTable(DataTable):
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         event.stop()
         self.sort_by(str(event.column_key.value))
+
+    def action_first_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0)
+
+    def action_last_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1)
 
     def action_cycle_sort(self) -> None:
         keys = [k for k, _ in COLUMNS]

@@ -4,8 +4,10 @@ border says how many there are and where their repositories live."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import ClassVar
 
 from rich.text import Text
+from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
@@ -50,6 +52,13 @@ def project_prompt(
 
 class ProjectList(OptionList):
     """Every project of the root; the highlighted one drives the rest of the screen."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("j", "cursor_down", "Down", show=False, id="projects.down"),
+        Binding("k", "cursor_up", "Up", show=False, id="projects.up"),
+        Binding("g", "first", "First", show=False, id="projects.first"),
+        Binding("G", "last", "Last", show=False, id="projects.last"),
+    ]
 
     class Selected(Message):
         def __init__(self, project_id: str | None) -> None:
