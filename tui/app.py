@@ -363,18 +363,20 @@ class NexusApp(App[int]):
         if isinstance(result, BackupMetadata):
             skipped = len(result.stats.warnings)
             text = (
-                f"{result.id}: {result.files_count} files, {fmt.size(result.size_bytes)}"
+                f"{result.id}: {fmt.plural(result.files_count, 'file')}, "
+                f"{fmt.size(result.size_bytes)}"
                 f" ({fmt.size(result.stats.bytes_stored)} new) in "
                 f"{fmt.duration(result.stats.duration_seconds)}"
             )
             if skipped:
-                text += f"; {skipped} files skipped (see detail)"
+                text += f"; {fmt.plural(skipped, 'file')} skipped (see detail)"
             self.notify(
                 text, title="Backup completed", severity="warning" if skipped else "information"
             )
         elif isinstance(result, RestoreResult):
             text = (
-                f"{result.files_written} files written, {result.files_unchanged} unchanged"
+                f"{fmt.plural(result.files_written, 'file')} written, "
+                f"{result.files_unchanged:,} unchanged"
                 f" into {result.restore_dir}" + (" · verified" if result.verified else "")
             )
             if result.checkpoint_id:
@@ -383,7 +385,7 @@ class NexusApp(App[int]):
         elif isinstance(result, VerifyResult):
             if result.ok:
                 self.notify(
-                    f"{result.backup_id}: {result.files_checked} files, "
+                    f"{result.backup_id}: {fmt.plural(result.files_checked, 'file')}, "
                     f"{fmt.size(result.bytes_checked)} checked",
                     title="Verify: OK",
                 )
@@ -546,7 +548,7 @@ class NexusApp(App[int]):
             (backup.project_id, "bold"),
             f"?\n\n{backup.type.value}, {backup.status.value}, created "
             f"{fmt.exact(backup.created_at)} ({fmt.age(backup.created_at, self.now())}),\n"
-            f"{backup.files_count} files, {fmt.size(backup.size_bytes)}"
+            f"{fmt.plural(backup.files_count, 'file')}, {fmt.size(backup.size_bytes)}"
             + (f", tags {fmt.tags_text(backup.tags)}" if backup.tags else "")
             + ".\n\nBackups made on top of it stay restorable. This cannot be undone.",
         )

@@ -36,6 +36,7 @@ __all__ = [
     "clean",
     "duration",
     "exact",
+    "failure_text",
     "fraction",
     "home_short",
     "level_text",
@@ -113,7 +114,7 @@ def progress_line(event: ProgressEvent | None) -> str:
     if event.files_total is not None:
         parts.append(f"{event.files_done}/{event.files_total} files")
     elif event.files_done:
-        parts.append(f"{event.files_done} files")
+        parts.append(plural(event.files_done, "file"))
     if event.rate_bytes_per_second:
         parts.append(rate(event.rate_bytes_per_second))
     if event.eta_seconds is not None and event.phase != "done":
@@ -156,3 +157,9 @@ def fraction(event: ProgressEvent | None) -> tuple[float | None, float]:
     if event.files_total:
         return float(event.files_total), float(min(event.files_done, event.files_total))
     return None, 0
+
+
+def failure_text(state: str, error: str | None) -> str:
+    """'cancelled', or 'failed: why': the state, and the error when it says more."""
+    error = (error or "").strip()
+    return state if not error or error == state else f"{state}: {error}"

@@ -122,3 +122,30 @@ async def test_browsing_shows_a_name_that_is_not_utf8_escaped_as_every_face_does
     assert os.fsencode(entries["file"].name) == raw  # the data is untouched
     link = entry_label(entries["symlink"], marked=False).plain
     assert "→ caf\\xe9\\nx.txt" in link
+
+
+def test_wording_of_failures_counts_and_small_sizes() -> None:
+    from tui import format as fmt
+    from tui.widgets.detail import render_detail
+
+    assert fmt.failure_text("cancelled", "cancelled") == "cancelled"
+    assert fmt.failure_text("failed", "disk full") == "failed: disk full"
+    assert fmt.failure_text("failed", None) == "failed"
+    assert fmt.plural(1, "file") == "1 file"
+    failed = BackupMetadata(
+        id="20261201-120000-abcdef",
+        project_id="p",
+        type=BackupType.FULL,
+        status=BackupStatus.FAILED,
+        created_at=NOW,
+        completed_at=NOW,
+        size_bytes=0,
+        error_message="interrupted",
+    )
+    from rich.console import Console
+
+    console = Console(width=100, record=True)
+    console.print(render_detail(failed, None, NOW))
+    text = console.export_text()
+    assert "Ended" in text and "Completed" not in text  # a failed backup did not complete
+    assert "0 Bytes (0 bytes)" not in text

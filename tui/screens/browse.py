@@ -83,7 +83,7 @@ class BrowseScreen(WorkerErrors, Screen[None]):
         return Text.assemble(
             ("Browse ", "bold"),
             (f"{b.project_id}/{b.id}", "bold"),
-            f" · {b.type.value} · {fmt.exact(b.created_at)} · {b.files_count} files",
+            f" · {b.type.value} · {fmt.exact(b.created_at)} · {fmt.plural(b.files_count, 'file')}",
             f" · {len(self.marked)} marked" if self.marked else "",
         )
 

@@ -251,7 +251,8 @@ class NewBackupScreen(OperationForm, ModalScreen[None]):
             return None
         meta = op.result
         text = (
-            f"✓ {meta.id} completed: {meta.files_count} files, {fmt.size(meta.size_bytes)}"
+            f"✓ {meta.id} completed: {fmt.plural(meta.files_count, 'file')}, "
+            f"{fmt.size(meta.size_bytes)}"
             f" ({fmt.size(meta.stats.bytes_stored)} new in the repository) in "
             f"{fmt.duration(meta.stats.duration_seconds)}"
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from textual.widgets import Button, Static
 
+from tui import format as fmt
 from tui.operations import Operation
 from tui.widgets.progress_panel import OperationProgress
 
@@ -48,7 +49,7 @@ class OperationForm:
         if text is not None:
             result.update(text)
         else:
-            result.update(f"✗ {op.state}: {op.error or ''}")
+            result.update(f"✗ {fmt.failure_text(op.state, op.error)}")
             result.add_class("-bad")
         self.query_one("#close", Button).focus()  # type: ignore[attr-defined]
 

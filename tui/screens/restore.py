@@ -211,7 +211,8 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
             yield Static(
                 Text.assemble(
                     (b.id, "bold"),
-                    f" · {b.type.value} · {fmt.exact(b.created_at)} · {b.files_count} files"
+                    f" · {b.type.value} · {fmt.exact(b.created_at)}"
+                    f" · {fmt.plural(b.files_count, 'file')}"
                     f" · {fmt.size(b.size_bytes)}",
                 ),
                 id="restore-what",
@@ -479,7 +480,7 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
                 cancelled_text(target, checkpointing=self._checkpointing, backup_id=self.backup.id)
             )
         else:
-            result.update(Text(f"✗ restore {op.state}: {op.error or ''}", style="red"))
+            result.update(Text(f"✗ restore {fmt.failure_text(op.state, op.error)}", style="red"))
 
     def action_cancel_restore(self) -> None:
         """`c` or the button: cancel the restore this dialog runs (the engine stops between

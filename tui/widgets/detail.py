@@ -15,7 +15,7 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from core.models import BackupInfo, BackupMetadata, VerifyResult
+from core.models import BackupInfo, BackupMetadata, BackupStatus, VerifyResult
 from tui import format as fmt
 
 
@@ -38,7 +38,7 @@ def verify_text(result: VerifyResult | None, now: datetime) -> Text:
     kind = "quick" if result.quick else "full"
     text.append(
         f" · {kind} · {fmt.exact(result.checked_at)} ({fmt.age(result.checked_at, now)})"
-        f" · {result.files_checked} files, {fmt.size(result.bytes_checked)}"
+        f" · {fmt.plural(result.files_checked, 'file')}, {fmt.size(result.bytes_checked)}"
     )
     for damaged in result.damaged_files[:5]:
         text.append(f"\n{damaged.path}: {damaged.reason}", style="red")
@@ -58,10 +58,14 @@ def render_detail(meta: BackupMetadata, info: BackupInfo | None, now: datetime) 
     if meta.protected:
         grid.add_row("Protected", Text("yes: no retention rule removes it, delete refuses it"))
     grid.add_row("Created", f"{fmt.exact(meta.created_at)} ({fmt.age(meta.created_at, now)})")
-    grid.add_row("Completed", fmt.exact(meta.completed_at))
+    grid.add_row(
+        "Completed" if meta.status == BackupStatus.COMPLETED else "Ended",
+        fmt.exact(meta.completed_at),
+    )
     if meta.host:
         grid.add_row("Made by", f"{meta.user or '?'}@{meta.host}")
-    grid.add_row("Size", f"{fmt.size(meta.size_bytes)} ({meta.size_bytes:,} bytes)")
+    exact = f" ({meta.size_bytes:,} bytes)" if meta.size_bytes >= 1024 else ""
+    grid.add_row("Size", fmt.size(meta.size_bytes) + exact)
     grid.add_row("Files", f"{meta.files_count:,}")
     grid.add_row("Checksum", meta.checksum or "-")
     grid.add_row("Parent", meta.parent_backup_id or "- (none)")
