@@ -62,6 +62,7 @@ class BackupInfoResponse(BackupMetadata):
 
     manifest: ManifestSummary | None = None
     parent_chain: list[str] = Field(default_factory=list)
+    deleted_parents: list[str] = Field(default_factory=list)
     last_verify: VerifyResult | None = None
     progress: ProgressEvent | None = None
 

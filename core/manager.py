@@ -739,17 +739,22 @@ class BackupManager:
                     chunks=meta.stats.chunks_total,
                 )
         chain: list[str] = []
+        deleted: list[str] = []
         parent = meta.parent_backup_id
         while parent and parent not in chain and len(chain) < 100:
             chain.append(parent)
             try:
                 parent = repo.read_metadata(parent).parent_backup_id
+            except NotFound:
+                deleted.append(parent)
+                break
             except NexusError:
                 break
         return BackupInfo(
             metadata=meta,
             manifest=summary,
             parent_chain=chain,
+            deleted_parents=deleted,
             last_verify=repo.read_verify(backup_id),
         )
 

@@ -443,6 +443,8 @@ class BackupInfo(BaseModel):
     metadata: BackupMetadata
     manifest: ManifestSummary | None = None
     parent_chain: list[str] = Field(default_factory=list)
+    #: Backups of the chain that no longer exist (deleted since; the chain ends there).
+    deleted_parents: list[str] = Field(default_factory=list)
     last_verify: VerifyResult | None = None
 
 

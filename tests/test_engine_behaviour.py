@@ -303,3 +303,24 @@ async def test_progress_as_an_async_iterator(manager, data_dir):
         meta = await task
     assert phases[0] == "scanning" and phases[-1] == "done"
     assert meta.status == BackupStatus.COMPLETED
+
+
+async def test_info_marks_a_deleted_parent_of_the_chain(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Each backup is complete on its own: deleting its parent leaves it whole, and info says
+    the parent is gone instead of showing it as if it existed."""
+    from core.manager import BackupManager
+    from core.models import BackupType, CreateRequest
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a").write_text("one")
+    mgr = BackupManager(tmp_path / "root")
+    first = await mgr.create(CreateRequest(project_id="p", data_dir=str(data)))
+    (data / "a").write_text("two")
+    second = await mgr.create(
+        CreateRequest(project_id="p", data_dir=str(data), backup_type=BackupType.INCREMENTAL)
+    )
+    assert second.parent_backup_id == first.id
+    await mgr.delete("p", first.id)
+    info = await mgr.info("p", second.id)
+    assert info.parent_chain == [first.id] and info.deleted_parents == [first.id]

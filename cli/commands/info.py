@@ -68,7 +68,9 @@ def _info_lines(info: BackupInfo) -> list[str]:
         )
     else:
         pairs.append(("Manifest", "-"))
-    chain = " <- ".join([m.id, *info.parent_chain]) if info.parent_chain else "- (no parent)"
+    gone = set(info.deleted_parents)
+    links = [f"{b} (deleted)" if b in gone else b for b in info.parent_chain]
+    chain = " <- ".join([m.id, *links]) if info.parent_chain else "- (no parent)"
     pairs.append(("Parent chain", chain))
     pairs.append(("Last verify", _verify_summary(info.last_verify)))
     return block(pairs)

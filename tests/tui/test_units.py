@@ -149,3 +149,21 @@ def test_wording_of_failures_counts_and_small_sizes() -> None:
     text = console.export_text()
     assert "Ended" in text and "Completed" not in text  # a failed backup did not complete
     assert "0 Bytes (0 bytes)" not in text
+
+
+def test_the_detail_marks_a_deleted_parent() -> None:
+    from rich.console import Console
+
+    from core.models import BackupInfo
+    from tui.widgets.detail import render_detail
+
+    child = meta(parent_backup_id="20261101-100000-aaaaaa")
+    info = BackupInfo(
+        metadata=child,
+        parent_chain=["20261101-100000-aaaaaa"],
+        deleted_parents=["20261101-100000-aaaaaa"],
+    )
+    console = Console(width=120, record=True)
+    console.print(render_detail(child, info, NOW))
+    text = console.export_text()
+    assert "20261101-100000-aaaaaa (deleted)" in text
