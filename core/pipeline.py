@@ -34,10 +34,6 @@ class Pipeline:
         self._idle = threading.Condition()
         self._in_flight = 0
 
-    @property
-    def failed(self) -> bool:
-        return bool(self._failures)
-
     def submit(self, fn: Callable[..., Any], *args: Any) -> bool:
         """Run `fn(*args)` on the pool once a slot is free; False (nothing run) once a job
         has failed: the feeder stops."""

@@ -45,12 +45,9 @@ class Counting:
         return getattr(self._store, attr)
 
 
-async def test_restore_and_verify_read_runs_of_chunks_at_once(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    blob = os.urandom(40 * MiB)
-    (data / "model.bin").write_bytes(blob)  # several threads write it (SPLIT_SIZE)
-    (data / "small.bin").write_bytes(blob[: 3 * MiB])  # deduplicated against model.bin
+async def _backed_up(tmp_path: Path, data: Path) -> tuple:  # type: ignore[type-arg]
+    """Back `data` up into a memory repository; the backup, and a manager of that repository
+    whose readers count their reads (`counts`)."""
     url = f"memory://{uuid.uuid4().hex}"
     meta = await BackupManager(tmp_path / "root", repository=url).create(
         CreateRequest(project_id="p", data_dir=str(data))
@@ -58,6 +55,16 @@ async def test_restore_and_verify_read_runs_of_chunks_at_once(tmp_path: Path) ->
     counts = {"reads": 0, "ranges": 0}
     mgr = BackupManager(tmp_path / "root", repository=url)
     mgr.store = Counting(mgr.store, counts)
+    return meta, mgr, counts
+
+
+async def test_restore_and_verify_read_runs_of_chunks_at_once(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    blob = os.urandom(40 * MiB)
+    (data / "model.bin").write_bytes(blob)  # several threads write it (SPLIT_SIZE)
+    (data / "small.bin").write_bytes(blob[: 3 * MiB])  # deduplicated against model.bin
+    meta, mgr, counts = await _backed_up(tmp_path, data)
 
     out = tmp_path / "out"
     await mgr.restore(RestoreRequest(project_id="p", backup_id=meta.id, restore_dir=str(out)))
@@ -82,13 +89,7 @@ async def test_many_small_files_are_restored_with_few_reads(tmp_path: Path) -> N
     files["src/copy.py"] = files["src/f0001.py"]  # the same chunk as another file
     for rel, content in files.items():
         (data / rel).write_bytes(content)
-    url = f"memory://{uuid.uuid4().hex}"
-    meta = await BackupManager(tmp_path / "root", repository=url).create(
-        CreateRequest(project_id="p", data_dir=str(data))
-    )
-    counts = {"reads": 0, "ranges": 0}
-    mgr = BackupManager(tmp_path / "root", repository=url)
-    mgr.store = Counting(mgr.store, counts)
+    meta, mgr, counts = await _backed_up(tmp_path, data)
     out = tmp_path / "out"
     await mgr.restore(RestoreRequest(project_id="p", backup_id=meta.id, restore_dir=str(out)))
     assert {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()} == (
