@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import re
 import stat
 import threading
 from collections import OrderedDict
@@ -77,6 +78,11 @@ T = TypeVar("T")
 Progress = Callable[[ProgressEvent], None]
 #: The `reason` tag of the checkpoint a restore takes of its target first.
 PRE_RESTORE = "pre-restore"
+
+
+#: A short id: the start (4 or more characters) of the random part that ends every id
+#: (`fcaf67` of `20261201-160945-fcaf67`), which the TUI shows where the whole id does not fit.
+_SHORT_ID = re.compile(r"[0-9a-f]{4,6}")
 
 
 def _listed(repo: Repository) -> list[BackupMetadata]:
@@ -317,7 +323,20 @@ class BackupManager:
                 raise NotFound(f"project {repo.project_id!r} has no completed backup")
             own = [m for m in done if m.tags.get("reason") != PRE_RESTORE] or done
             return max(own, key=lambda m: m.created_at).id
-        return check_id(backup_id, "backup_id")
+        check_id(backup_id, "backup_id")
+        if not _SHORT_ID.fullmatch(backup_id):
+            return backup_id
+        ids = repo.backup_ids()
+        if backup_id in ids:
+            return backup_id
+        matches = [i for i in ids if i.rsplit("-", 1)[-1].startswith(backup_id)]
+        if len(matches) > 1:
+            raise InvalidInput(
+                f"{backup_id!r} names {len(matches)} backups of {repo.project_id!r} "
+                f"({', '.join(sorted(matches)[:3])}{', …' if len(matches) > 3 else ''}): "
+                "give more of the id"
+            )
+        return matches[0] if matches else backup_id
 
     # --- create ----------------------------------------------------------------------------
 
