@@ -660,10 +660,10 @@ class NexusApp(App[int]):
         self.exit(0)
 
     def action_toggle_keys(self) -> None:
-        if self.screen.query("HelpPanel"):
-            self.action_hide_help_panel()
-        else:
-            self.action_show_help_panel()
+        from tui.screens.keys import KeysScreen
+
+        if not isinstance(self.screen, KeysScreen):
+            self.push_screen(KeysScreen(self.screen))
 
 
 def run(root: Path, *, demo: bool = False) -> int:

@@ -647,3 +647,78 @@ async def test_a_key_typed_before_its_value_leaves_the_table_as_it_was(
         assert table.shown == []  # as it was; not both backups back for a keystroke
         await type_text(pilot, "c")
         assert [b.id for b in table.shown] == [seeded["first"].id]  # tag:env, completed
+
+
+async def test_keys_in_one_burst_after_a_pane_switch_go_to_the_new_pane(
+    tui_root: Path, seeded: dict
+) -> None:
+    """Over SSH `1` then `j` arrive in one read: the switch takes effect before `j`."""
+    from textual import events
+
+    await BackupManager(tui_root).create_project("zeta", str(seeded["data"]))
+    app = NexusApp(tui_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        table = app.main.table
+        assert app.focused is table
+        for key, char in (("1", "1"), ("down", None)):  # as a driver posts them: no wait
+            app.post_message(events.Key(key, char))
+        await settle(pilot)
+        assert app.focused is app.main.projects
+        assert app.main.current_project is not None
+        assert app.main.current_project.project_id == "zeta"
+        await pilot.press("up")  # back to the project with backups, and let them load
+        await settle(pilot)
+        for key, char in (("2", "2"), ("end", None)):
+            app.post_message(events.Key(key, char))
+        await settle(pilot)
+        assert app.focused is table
+        assert app.main.current_backup is not None
+        assert app.main.current_backup.id == seeded["first"].id  # the oldest: `end` went here
+
+
+async def test_question_mark_lists_the_apps_own_keys_first_and_escape_closes(
+    tui_root: Path, seeded: dict
+) -> None:
+    from tui.screens.keys import KeysScreen
+
+    app = NexusApp(tui_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await settle(pilot)
+        assert isinstance(app.screen, KeysScreen)
+        text = plain(app.screen.query_one("#keys-body"))
+        for words in ("Restore the backup", "Delete the backup", "Sort", "Quit"):
+            assert words in text, words
+        assert text.index("Restore the backup") < text.index("Cursor up")  # ours first
+        await pilot.press("escape")
+        await settle(pilot)
+        assert not isinstance(app.screen, KeysScreen)
+
+
+async def test_every_width_shows_age_status_type_id_and_name_without_scrolling(
+    tui_root: Path, seeded: dict
+) -> None:
+    """80x24 shows the short id (which every command takes) and the name; 200 the whole id;
+    a cell that grows (`pending` to `completed`) widens its column instead of being cut."""
+    from core.models import BackupStatus
+
+    for size, whole in (((80, 24), False), ((120, 30), False), ((200, 40), True)):
+        app = NexusApp(tui_root)
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot)
+            table = app.main.table
+            newest = seeded["second"]
+            row = [str(c) for c in table.get_row(newest.id)]
+            assert (newest.id in row) == whole, size
+            assert newest.id in row or newest.id.rsplit("-", 1)[-1] in row, size
+            assert table.virtual_size.width <= table.size.width, size  # nothing off to the side
+            if size == (80, 24):
+                pending = newest.model_copy(update={"status": BackupStatus.PENDING})
+                table.show("proj", [pending, seeded["first"]], app.now())
+                await settle(pilot)
+                table.show("proj", [newest, seeded["first"]], app.now())
+                await settle(pilot)
+                status = table.columns["status"]  # type: ignore[index]
+                assert status.get_render_width(table) >= len("✓ completed") + 2

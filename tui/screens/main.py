@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 #: Below this width the detail and the log share one pane (switch with 3 / 4).
 NARROW_WIDTH = 110
 INFO_DELAY = 0.12
+#: Seconds between redraws of the ages ('5 minutes ago'): the finest unit shown is a minute
+#: past the first ('14 seconds ago' is only ever the first minute).
+AGE_TICK = 30.0
 
 
 class MainScreen(WorkerErrors, Screen):
@@ -111,6 +114,14 @@ class MainScreen(WorkerErrors, Screen):
         self._apply_size(self.app.size.width)
         self.load_projects()
         self.set_interval(self.app.poll_interval, self.poll_repository, name="repo-poll")
+        self.set_interval(AGE_TICK, self.tick_ages, name="age-tick")
+
+    def tick_ages(self) -> None:
+        """'just now' becomes '1 minute ago' without the repository changing."""
+        now = self.app.now()
+        self.table.tick(now)
+        self.projects.tick(now)
+        self.detail.tick(now)
 
     # -- widgets
 
@@ -354,7 +365,9 @@ class MainScreen(WorkerErrors, Screen):
     def action_focus_pane(self, pane: str) -> None:
         if pane in ("detail", "log"):
             self.set_class(pane == "log", "-show-log")
-        self.query_one(f"#{pane}").focus()
+        # at once, not after the refresh `focus()` waits for: the keys that came in the same
+        # read (`2` then `Down`, as SSH delivers a burst) must reach the new pane
+        self.set_focus(self.query_one(f"#{pane}"))
 
     def action_reload(self) -> None:
         self.reload()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -23,7 +24,7 @@ COLUMNS: list[tuple[str, str]] = [
     ("id", "ID"),
     ("size", "Size"),
     ("files", "Files"),
-    ("tags", "Tags"),
+    ("name", "Name/tags"),
 ]
 SORT_KEYS: dict[str, Callable[[BackupMetadata], Any]] = {
     "created": lambda m: fmt.utc(m.created_at),
@@ -32,8 +33,54 @@ SORT_KEYS: dict[str, Callable[[BackupMetadata], Any]] = {
     "id": lambda m: m.id,
     "size": lambda m: m.size_bytes,
     "files": lambda m: m.files_count,
-    "tags": lambda m: fmt.tags_text(m.tags),
+    "name": lambda m: (m.name or "", fmt.tags_text(m.tags)),
 }
+
+
+def name_text(m: BackupMetadata) -> Text:
+    """A checkpoint's name (bold), then the other tags."""
+    text = Text(m.name or "", style="bold")
+    rest = fmt.tags_text({k: v for k, v in m.tags.items() if k != "name"}, 200)
+    if rest:
+        text.append((" " if m.name else "") + rest)
+    return text
+
+
+def _width(cell: Any) -> int:
+    return cell.cell_len if isinstance(cell, Text) else len(str(cell))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a width shows: every backup's age, status, type, id and name fit without
+    sideways scrolling (the detail below shows the rest)."""
+
+    columns: tuple[str, ...]
+    short_id: bool  # the id's random part ('fcaf67'), which every command takes
+    compact: bool  # '5m ago' and 'incr' rather than '5 minutes ago' and 'incremental'
+
+
+_ALL = tuple(k for k, _ in COLUMNS)
+#: (narrowest table width, layout), widest first.
+LAYOUTS: tuple[tuple[int, Layout], ...] = (
+    (130, Layout(_ALL, short_id=False, compact=False)),
+    (80, Layout(_ALL, short_id=True, compact=False)),
+    (0, Layout(("created", "status", "type", "id", "name"), short_id=True, compact=True)),
+)
+#: A compact type, for the narrow layout.
+SHORT_TYPE = {"incremental": "incr", "checkpoint": "ckpt", "snapshot": "snap"}
+
+
+def layout_for(width: int) -> Layout:
+    return next(layout for least, layout in LAYOUTS if width >= least)
+
+
+def short_id(backup_id: str) -> str:
+    """The random part that ends a generated id; an id of another shape is kept whole."""
+    head, _, tail = backup_id.rpartition("-")
+    return tail if head and len(tail) == 6 else backup_id
+
+
 #: Columns that read best largest/newest first when first chosen.
 _DESCENDING_FIRST = {"created", "size", "files"}
 
@@ -78,11 +125,25 @@ class BackupTable(DataTable):
         self.sort_reverse = True
         self._now = datetime.now().astimezone()
         self._last_highlight: str | None = "<none>"
+        self.layout_now = layout_for(0)
 
     def on_mount(self) -> None:
-        for key, label in COLUMNS:
-            self.add_column(label + "  ", key=key)  # room for the sort arrow
+        self._set_columns(layout_for(self.size.width))
+
+    def _set_columns(self, layout: Layout) -> None:
+        self.layout_now = layout
+        self.clear(columns=True)
+        self.shown, self._cells = [], []
+        labels = dict(COLUMNS)
+        for key in layout.columns:
+            self.add_column(labels[key] + "  ", key=key)  # room for the sort arrow
         self._update_headers()
+
+    def on_resize(self) -> None:
+        layout = layout_for(self.size.width)
+        if layout != self.layout_now:
+            self._set_columns(layout)
+        self._render_rows(keep=True)
 
     # -- data
 
@@ -120,16 +181,44 @@ class BackupTable(DataTable):
 
     # -- rendering
 
-    def _row(self, m: BackupMetadata) -> list[Any]:
-        return [
-            fmt.age(m.created_at, self._now),
-            fmt.status_text(m.status),
-            fmt.type_text(m.type),
-            Text(m.id, style="bold" if m.name else ""),
-            Text(fmt.size(m.size_bytes), justify="right"),
-            Text(str(m.files_count), justify="right"),
-            fmt.tags_text(m.tags, 40),
-        ]
+    def _cell(self, key: str, m: BackupMetadata) -> Any:
+        compact = self.layout_now.compact
+        if key == "created":
+            return (fmt.short_age if compact else fmt.age)(m.created_at, self._now)
+        if key == "status":
+            return fmt.status_text(m.status)
+        if key == "type":
+            text = fmt.type_text(m.type)
+            return (
+                Text(SHORT_TYPE.get(text.plain, text.plain), style=text.style) if compact else text
+            )
+        if key == "id":
+            shown = short_id(m.id) if self.layout_now.short_id else m.id
+            return Text(shown, style="bold" if m.name else "")
+        if key == "size":
+            return Text(fmt.size(m.size_bytes), justify="right")
+        if key == "files":
+            return Text(str(m.files_count), justify="right")
+        return name_text(m)
+
+    def _rows(self, rows: list[BackupMetadata]) -> list[list[Any]]:
+        """The cells of `rows`; the last column (name and tags) cut to the room the others
+        leave, so nothing scrolls sideways."""
+        keys = self.layout_now.columns
+        cells = [[self._cell(k, m) for k in keys] for m in rows]
+        if cells:
+            labels = dict(COLUMNS)
+            used = sum(
+                max(len(labels[key]) + 2, *(_width(row[i]) for row in cells))
+                + 2 * self.cell_padding
+                for i, key in enumerate(keys[:-1])
+            )
+            room = max(8, self.size.width - used - 2 * self.cell_padding - 1)
+            for row in cells:
+                if row[-1].cell_len > room:
+                    row[-1].truncate(room - 1)
+                    row[-1].append("…")
+        return cells
 
     def _render_rows(self, *, keep: bool) -> None:
         """Show the filtered, sorted rows, touching as little of the table as possible: a
@@ -139,12 +228,13 @@ class BackupTable(DataTable):
         rows.sort(key=SORT_KEYS[self.sort_key], reverse=self.sort_reverse)
         self.matching = len(rows)
         del rows[self.MAX_ROWS :]
-        cells = [self._row(m) for m in rows]
+        cells = self._rows(rows)
+        keys = self.layout_now.columns
         if [m.id for m in rows] == [m.id for m in self.shown] and self.row_count == len(rows):
             for m, new, old in zip(rows, cells, self._cells, strict=True):
-                for (key, _label), value, before in zip(COLUMNS, new, old, strict=True):
-                    if value != before:
-                        self.update_cell(m.id, key, value)
+                for key, value, before in zip(keys, new, old, strict=True):
+                    if value != before:  # and the column grows to fit (a '✓ completed')
+                        self.update_cell(m.id, key, value, update_width=True)
         else:
             with self.prevent(DataTable.RowHighlighted):
                 self.clear()
@@ -165,6 +255,9 @@ class BackupTable(DataTable):
             column = self.columns.get(key)  # type: ignore[call-overload]
             if column is not None:
                 column.label = Text(label + (arrow if key == self.sort_key else ""))
+        # the header's lines are cached: without this the arrow stays on the old column
+        # whenever the new sort leaves the rows in the same order
+        self._clear_caches()
         self.refresh()
 
     def _update_title(self) -> None:
@@ -214,9 +307,15 @@ class BackupTable(DataTable):
         if self.row_count:
             self.move_cursor(row=self.row_count - 1)
 
+    def tick(self, now: datetime) -> None:
+        """Let the ages move on (a minute's timer): only the cells that changed are redrawn."""
+        self._now = now
+        self._render_rows(keep=True)
+
     def action_cycle_sort(self) -> None:
-        keys = [k for k, _ in COLUMNS]
-        self.sort_by(keys[(keys.index(self.sort_key) + 1) % len(keys)])
+        keys = list(self.layout_now.columns)
+        at = keys.index(self.sort_key) if self.sort_key in keys else -1
+        self.sort_by(keys[(at + 1) % len(keys)])
 
     def action_reverse_sort(self) -> None:
         self.sort_by(self.sort_key, not self.sort_reverse)

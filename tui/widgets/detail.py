@@ -140,3 +140,8 @@ class DetailView(VerticalScroll):
             return
         body.update(render_detail(meta, info, now))
         self.border_subtitle = meta.id
+
+    def tick(self, now: datetime) -> None:
+        """Let the ages ('5 minutes ago') move on."""
+        if self.meta is not None:
+            self.query_one("#detail-body", Static).update(render_detail(self.meta, self.info, now))

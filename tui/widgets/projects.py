@@ -110,6 +110,11 @@ class ProjectList(OptionList):
         if self.current != keep:
             self.post_message(self.Selected(self.current))
 
+    def tick(self, now: datetime) -> None:
+        """Let the ages move on: the list is laid out again only when one of them changed."""
+        if self._last is not None and not self._last[1]:
+            self.set_projects(self.projects, now)
+
     def _subtitle(self) -> None:
         """The count in the title, and in the bottom border where the repositories live,
         shortened to what the border leaves ('…/share/nexus-backup')."""
