@@ -42,6 +42,7 @@ from core.models import (
     CreateRequest,
     DeleteResult,
     ListFilter,
+    ProjectDeleteResult,
     ProjectSummary,
     RestoreRequest,
     check_id,
@@ -478,6 +479,33 @@ async def delete_backup(ctx: Ctx, project_id: ProjectIdPath, backup_id: BackupId
         )
     except NotFound as exc:
         raise _not_found(ctx, exc, project_id, "path") from None
+
+
+@router.delete(
+    "/projects/{project_id}",
+    response_model=ProjectDeleteResult,
+    responses={**NOT_FOUND, **CONFLICT},
+    tags=["projects"],
+    summary="Delete a project and all its backups",
+)
+async def delete_project(
+    ctx: Ctx,
+    project_id: ProjectIdPath,
+    backups: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=10_000_000,
+            description="the project's backup count as the client showed it: a different "
+            "count now (a backup made meanwhile) is a 409, and nothing is deleted",
+        ),
+    ],
+) -> Any:
+    _checked(project_id, "project_id")
+    try:
+        return await ctx.jobs.run_long(lambda: ctx.mgr.delete_project(project_id, backups=backups))
+    except NotFound as exc:
+        raise ApiError.from_core(exc, loc=["path", "project_id"]) from None
 
 
 # --- retention (issue 13) ------------------------------------------------------------------

@@ -19,6 +19,7 @@ from cli.commands import (
     copy,
     create,
     delete,
+    delete_project,
     demo,
     info,
     key,
@@ -361,6 +362,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("delete", "delete a backup and reclaim the space only it used", delete.cmd_delete)
     p.add_argument("project", metavar="PROJECT", type=_project_arg)
     p.add_argument("backup_id", metavar="BACKUP_ID", type=_backup_arg)
+
+    p = add(
+        "delete-project",
+        "delete a project and all its backups (asks for its name, or --yes)",
+        delete_project.cmd_delete_project,
+    )
+    p.add_argument("project", metavar="PROJECT", type=_project_arg)
+    p.add_argument("--yes", action="store_true", help="do not ask (scripts): delete it")
 
     p = add("policy", "show, set or clear a project's retention policy", retention.cmd_policy)
     p.add_argument("action", metavar="ACTION", choices=["show", "set", "clear"])

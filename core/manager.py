@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from core.config import check_directory, resolve_repository, resolve_root
+from core.display import plural
 from core.errors import (
     Busy,
     Cancelled,
@@ -36,7 +37,7 @@ from core.errors import (
 )
 from core.logger import BackupLogger
 from core.manage import browse, projects
-from core.manage.locking import live_status, locked, reading
+from core.manage.locking import LOCK_TIMEOUT, live_status, locked, reading
 from core.models import (
     RESTORABLE,
     BackupInfo,
@@ -50,6 +51,7 @@ from core.models import (
     ListFilter,
     ManifestSummary,
     ProgressEvent,
+    ProjectDeleteResult,
     ProjectSummary,
     RebuildResult,
     RestoreRequest,
@@ -68,6 +70,7 @@ from core.ops.reclaim import MAX_UNUSED, drop_unindexed_packs, reclaim
 from core.ops.recovery import recover, recover_locked
 from core.ops.restore import Restorer
 from core.query import Query
+from core.repo import locks
 from core.repo import manifest as mf
 from core.repo.repository import HOSTNAME, RepoConfig, Repository, current_user, new_backup_id
 from core.retention import ForgetResult, Policy, evaluate
@@ -168,6 +171,13 @@ class BackupManager:
                     if not create:
                         raise NotFound(f"unknown project {project_id!r}")
                     self._init(repo, password=password)
+                elif repo.store.exists(projects.DELETING):
+                    if not create:
+                        raise NotFound(f"project {project_id!r} is being deleted")
+                    raise Conflict(
+                        f"project {project_id!r} is being deleted: run delete-project "
+                        f"{project_id} again to finish, then make it anew"
+                    )
                     self._log(project_id, "INFO", "project", "project created")
                 else:
                     self._unlock(repo, password)
@@ -832,6 +842,79 @@ class BackupManager:
             )
 
         return await self._in_thread(work)
+
+    # --- delete a whole project ------------------------------------------------------------
+
+    async def delete_project(
+        self, project_id: str, *, backups: int | None = None
+    ) -> ProjectDeleteResult:
+        return await self._in_thread(
+            lambda: self.delete_project_blocking(project_id, backups=backups)
+        )
+
+    def delete_project_blocking(
+        self, project_id: str, *, backups: int | None = None
+    ) -> ProjectDeleteResult:
+        """Delete a project and every one of its backups (invariant I10). `backups`: the
+        count the person confirming was shown; a different count now (a backup made
+        meanwhile) is refused. Refused too: a protected backup, a repository format this
+        version does not know, an encrypted project not unlocked, a directory that is not a
+        nexus-backup project. The project's logs are kept."""
+        store = projects.project_store(self.store, project_id)
+        resumed = store.exists(projects.DELETING)
+        if not resumed and not projects.project_exists(self.store, project_id):
+            raise NotFound(f"unknown project {project_id!r}")
+        repo = None if resumed else self._repo(project_id)
+
+        def refuse_unless_deletable() -> int:
+            assert repo is not None
+            repo.check_format()  # a directory that is not ours, or of a newer version
+            ids = repo.backup_ids(deleting=True)
+            metas, _damaged = repo.list_metadata()  # encrypted and locked: WrongPassword
+            if backups is not None and backups != len(ids):
+                raise Conflict(
+                    f"project {project_id!r} now has {plural(len(ids), 'backup')}, not "
+                    f"{backups}: look again before deleting it"
+                )
+            protected = [m.id for m in metas if m.protected]
+            if protected:
+                raise Conflict(
+                    f"project {project_id!r} has {plural(len(protected), 'protected backup')} "
+                    f"({', '.join(protected[:3])}): unprotect them first to delete it"
+                )
+            return len(ids)
+
+        if repo is not None:
+            refuse_unless_deletable()  # before waiting for the lock: a quick answer
+            repo.ready_for_writers()
+        result = ProjectDeleteResult(project_id=project_id, resumed=resumed)
+        lock = locks.acquire(
+            store,
+            exclusive=True,
+            operation="delete-project",
+            project_id=project_id,
+            timeout=LOCK_TIMEOUT,
+        )
+        with lock:
+            if repo is not None:
+                result.backups_deleted = refuse_unless_deletable()
+                store.put(projects.DELETING, b"")
+            result.objects_deleted, result.bytes_deleted, result.kept = projects.delete_objects(
+                store
+            )
+        projects.finish_delete(self.store, project_id)
+        with self._repos_lock:
+            self._repos.pop(project_id, None)
+        for key in [k for k in self._manifests if k[0] == project_id]:
+            self._manifests.pop(key, None)
+        self._log(
+            project_id,
+            "INFO",
+            "delete-project",
+            f"project deleted: {plural(result.backups_deleted, 'backup')}, "
+            f"{result.bytes_deleted} bytes{' (an earlier delete finished)' if resumed else ''}",
+        )
+        return result
 
     # --- copy to another repository ---------------------------------------------------------
 

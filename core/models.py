@@ -427,6 +427,17 @@ class DeleteResult(BaseModel):
     reclaim_refused: str | None = None
 
 
+class ProjectDeleteResult(BaseModel):
+    project_id: str
+    backups_deleted: int = 0
+    objects_deleted: int = 0
+    bytes_deleted: int = 0
+    #: A delete cut short (the process killed) was finished: its count is of what was left.
+    resumed: bool = False
+    #: Files in the project's place that are not nexus-backup's, left where they were.
+    kept: list[str] = Field(default_factory=list)
+
+
 class ManifestSummary(BaseModel):
     source: str | None = None
     hostname: str | None = None

@@ -23,6 +23,7 @@ from core.models import (
     DeleteResult,
     ListFilter,
     ProgressEvent,
+    ProjectDeleteResult,
     ProjectSummary,
     RebuildResult,
     RestoreRequest,
@@ -86,6 +87,10 @@ class Engine(Protocol):
     async def delete(
         self, project_id: str, backup_id: str, *, progress: Progress | None = None
     ) -> DeleteResult: ...
+
+    async def delete_project(
+        self, project_id: str, *, backups: int | None = None
+    ) -> ProjectDeleteResult: ...
 
     async def check(
         self, project_id: str, *, read_data: bool = False, progress: Progress | None = None

@@ -31,6 +31,7 @@ from core.models import (
     CreateRequest,
     DeleteResult,
     ProgressEvent,
+    ProjectDeleteResult,
     ProjectSummary,
     RestoreRequest,
     RestoreResult,
@@ -271,6 +272,12 @@ class NexusApp(App[int]):
             op, lambda progress: self.mgr.delete(project_id, backup_id, progress=progress)
         )
 
+    def start_delete_project(self, project_id: str, backups: int) -> Operation:
+        op = Operation("delete-project", project_id, f"delete project {project_id}")
+        return self.start_operation(
+            op, lambda _progress: self.mgr.delete_project(project_id, backups=backups)
+        )
+
     def start_copy(self, project_id: str, to: str) -> Operation:
         """Copy every completed backup of the project into the repository `to`."""
         self.copy_targets[project_id] = to
@@ -401,6 +408,12 @@ class NexusApp(App[int]):
             self.notify(
                 f"{result.backup_id} deleted, {fmt.size(result.bytes_reclaimed)} reclaimed",
                 title="Deleted",
+            )
+        elif isinstance(result, ProjectDeleteResult):
+            self.notify(
+                f"{result.project_id}: {fmt.plural(result.backups_deleted, 'backup')}, "
+                f"{fmt.size(result.bytes_deleted)} freed",
+                title="Project deleted",
             )
         elif isinstance(result, ForgetResult):
             self.notify(f"{result.project_id}: {result.summary()}", title="Retention applied")
@@ -558,6 +571,43 @@ class NexusApp(App[int]):
                 self.start_delete(backup.project_id, backup.id)
 
         self.push_screen(ConfirmScreen("Delete backup", body, yes="Delete", danger=True), answered)
+
+    def action_delete_project(self) -> None:
+        """Delete the selected project and all its backups, after a confirmation naming them
+        (the count shown is the count deleted, or nothing is: a backup made meanwhile)."""
+        if self.refuse_write("delete a project"):
+            return
+        project = self.main.current_project if self.screen is self.main else None
+        if project is None:
+            self.notify("Select a project to delete first.", severity="warning")
+            return
+        if self.is_locked(project.project_id):
+            self.notify(f"Unlock {project.project_id} first (u).", severity="warning")
+            return
+        if any(op.project_id == project.project_id for op in self.operations.running):
+            self.notify("An operation of that project is running; wait or cancel it (c).")
+            return
+        body = Text.assemble(
+            "Delete project ",
+            (project.project_id, "bold"),
+            " and ",
+            (fmt.plural(project.backups, "backup"), "bold"),
+            f" ({fmt.size(project.stored_bytes)} stored)?\n\n"
+            + (
+                f"Its data directory {project.data_dir} is not touched. "
+                if project.data_dir
+                else ""
+            )
+            + "Its logs are kept. This cannot be undone.",
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.start_delete_project(project.project_id, project.backups)
+
+        self.push_screen(
+            ConfirmScreen("Delete project", body, yes="Delete project", danger=True), answered
+        )
 
     async def action_copy(self) -> None:
         from tui.screens.copy import CopyScreen

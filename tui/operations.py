@@ -13,7 +13,9 @@ from textual.worker import Worker
 from core.models import ProgressEvent
 from tui import format as fmt
 
-OpKind = Literal["create", "restore", "verify", "delete", "project", "copy", "forget"]
+OpKind = Literal[
+    "create", "restore", "verify", "delete", "delete-project", "project", "copy", "forget"
+]
 OpState = Literal["running", "done", "failed", "cancelled"]
 
 _ids = itertools.count(1)

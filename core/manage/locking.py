@@ -6,10 +6,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from core.errors import ReadOnly
+from core.errors import NotFound, ReadOnly
+from core.manage.projects import DELETING
 from core.models import IN_PROGRESS, BackupMetadata, BackupStatus
 from core.repo import locks
-from core.repo.repository import Repository
+from core.repo.repository import CONFIG, Repository
 
 #: How long an operation waits for a busy project before it says so (Busy).
 LOCK_TIMEOUT = 5.0
@@ -23,7 +24,7 @@ def _acquire(
     backup_id: str | None,
     timeout: float | None = None,
 ) -> locks.RepoLock:
-    return locks.acquire(
+    lock = locks.acquire(
         repo.store,
         exclusive=exclusive,
         operation=operation,
@@ -31,6 +32,23 @@ def _acquire(
         timeout=LOCK_TIMEOUT if timeout is None else timeout,
         project_id=repo.project_id,
     )
+    try:
+        _still_there(repo)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def _still_there(repo: Repository) -> None:
+    """Invariant I10's check, once the lock is held: a project deleted (or being deleted)
+    while this operation waited for its lock is not written into, which would bring back a
+    directory of orphans. A project whose config alone is lost (damaged) is still read."""
+    store = repo.store
+    if store.exists(CONFIG):
+        return
+    if store.exists(DELETING) or not set(store.children()) - {"locks"}:
+        raise NotFound(f"project {repo.project_id!r} was deleted")
 
 
 @contextlib.contextmanager

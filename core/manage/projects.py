@@ -4,6 +4,7 @@ so it is the same question on a disk and in a bucket."""
 
 from __future__ import annotations
 
+import re
 import zlib
 
 from core.errors import InvalidInput
@@ -12,6 +13,12 @@ from core.repo.repository import BACKUP_PREFIX, CONFIG, POLICY, PROJECT
 from core.storage import ObjectNotFound, ObjectStore
 
 PROJECTS = "backups/"
+#: Put first when a project is deleted: from then on the project is in no listing, cannot be
+#: made again under its name, and a delete cut short is finished by the next one.
+DELETING = "project-deleting"
+#: The objects a project delete leaves to the end: the locks (its own among them) and the
+#: marker.
+_KEPT_TO_THE_END = ("locks/", DELETING)
 
 
 def project_store(root: ObjectStore, project_id: str) -> ObjectStore:
@@ -32,7 +39,8 @@ def project_ids(root: ObjectStore) -> list[str]:
     found = []
     for name in listed(root):
         try:
-            if project_store(root, name).exists(CONFIG):
+            store = project_store(root, name)
+            if store.exists(CONFIG) and not store.exists(DELETING):
                 found.append(name)
         except (InvalidInput, ValueError, OSError):
             continue
@@ -45,6 +53,56 @@ def project_exists(root: ObjectStore, project_id: str) -> bool:
         return bool(project_store(root, project_id).children())
     except (InvalidInput, ValueError, OSError):
         return False
+
+
+def being_deleted(root: ObjectStore, project_id: str) -> bool:
+    return project_store(root, project_id).exists(DELETING)
+
+
+#: The names a project's repository holds (docs/design.md §2): a project delete removes these
+#: and nothing else, so a stranger's file (in a directory symlinked into the place of a
+#: project, say) is left where it is.
+_OURS = re.compile(
+    r"[a-z][a-z0-9_-]*\.json"
+    r"|(?:packs|index|keys|locks|deleting|quarantine|clock)/[^/]+(?:/[^/]+)?"
+    r"|backup_[A-Za-z0-9._-]+/.+"
+)
+#: Directories of a local store that hold no objects (spooled uploads).
+_SCRATCH = ("spool",)
+
+
+def ours(name: str) -> bool:
+    return bool(_OURS.fullmatch(name))
+
+
+def delete_objects(store: ObjectStore) -> tuple[int, int, list[str]]:
+    """Every object of a project whose DELETING marker is written, config.json first (so an
+    older version no longer sees a project either), the locks and the marker left to the
+    caller; returns the objects and bytes deleted, and the names left as not ours."""
+    store.delete(CONFIG)
+    count = size = 0
+    strangers = []
+    for obj in list(store.list()):
+        if obj.name.startswith(_KEPT_TO_THE_END):
+            continue
+        if not ours(obj.name):
+            strangers.append(obj.name)
+            continue
+        store.delete(obj.name)
+        count, size = count + 1, size + obj.size
+    return count, size, strangers
+
+
+def finish_delete(root: ObjectStore, project_id: str) -> None:
+    """After the delete's own lock is released: what locks are left (a process that waited
+    for the project finds no config and stops), scratch directories, then the marker,
+    through the parent store, so a local project directory left empty goes with it."""
+    store = project_store(root, project_id)
+    for obj in list(store.list("locks/")):
+        store.delete(obj.name)
+    for name in _SCRATCH:
+        store.delete_prefix(name + "/")
+    root.sub(PROJECTS).delete(f"{project_id}/{DELETING}")
 
 
 def has_projects(root: ObjectStore) -> bool:

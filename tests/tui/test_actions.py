@@ -722,3 +722,24 @@ async def test_every_width_shows_age_status_type_id_and_name_without_scrolling(
                 await settle(pilot)
                 status = table.columns["status"]  # type: ignore[index]
                 assert status.get_render_width(table) >= len("✓ completed") + 2
+
+
+async def test_delete_project_names_the_count_and_removes_it_from_disk(
+    tui_root: Path, seeded: dict
+) -> None:
+    await BackupManager(tui_root).create_project("zeta", str(seeded["data"]))
+    app = NexusApp(tui_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert app.main.project_id == "proj"
+        await pilot.press("X")
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "2 backups" in plain(app.screen.query_one("#confirm-body"))
+        await pilot.press("n")  # no: nothing changes
+        await settle(pilot)
+        assert (tui_root / "backups" / "proj" / "config.json").exists()
+        await pilot.press("X", "y")
+        await wait_for(pilot, lambda: not (tui_root / "backups" / "proj").exists())
+        await settle(pilot)
+        assert [p.project_id for p in app.main.projects.projects] == ["zeta"]
+        assert (seeded["data"] / "a.txt").exists()  # the data directory is not touched

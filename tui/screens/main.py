@@ -63,6 +63,14 @@ class MainScreen(WorkerErrors, Screen):
         Binding("P", "app.policy", "Retention", show=False, id="policy", tooltip="Retention"),
         Binding("p", "app.protect", "Protect", show=False, id="protect", tooltip="(Un)protect"),
         Binding("U", "app.removed", "Removed", show=False, id="removed", tooltip="Undelete"),
+        Binding(
+            "X",
+            "app.delete_project",
+            "Delete project",
+            show=False,
+            id="delete_project",
+            tooltip="Delete the project and all its backups",
+        ),
         # shown in the table's border ("/: filter"), so the footer keeps room at 80 columns
         Binding("slash", "filter", "Filter", show=False, id="filter", tooltip="Filter the table"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="clear_filter"),
