@@ -257,7 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="back up DATA_DIR although the project backs up another directory (re-points it)",
     )
-    p.add_argument("--type", dest="backup_type", choices=types, default="full")
+    p.add_argument(
+        "--type",
+        dest="backup_type",
+        choices=types,
+        default="full",
+        help="full: read every file again; incremental: read only what changed since the "
+        "latest backup (its recorded parent); snapshot: the state now, no parent recorded; "
+        "checkpoint: a named restore point, judged by retention on its own (default full)",
+    )
     p.add_argument(
         "--tag",
         metavar="K=V",

@@ -171,6 +171,7 @@ class BackupManager:
                     if not create:
                         raise NotFound(f"unknown project {project_id!r}")
                     self._init(repo, password=password)
+                    self._log(project_id, "INFO", "project", "project created")
                 elif repo.store.exists(projects.DELETING):
                     if not create:
                         raise NotFound(f"project {project_id!r} is being deleted")
@@ -178,7 +179,6 @@ class BackupManager:
                         f"project {project_id!r} is being deleted: run delete-project "
                         f"{project_id} again to finish, then make it anew"
                     )
-                    self._log(project_id, "INFO", "project", "project created")
                 else:
                     self._unlock(repo, password)
                 self._repos[project_id] = repo
@@ -541,7 +541,13 @@ class BackupManager:
             type=req.backup_type,
             status=BackupStatus.PENDING,
             created_at=req.created_at or self._clock(),
-            parent_backup_id=reference.id if reuse and reference else None,
+            # a snapshot stands alone: it may reuse the latest backup's unchanged entries to
+            # spare reading them, but records no parent (one meaning per type, README)
+            parent_backup_id=(
+                reference.id
+                if reuse and reference and req.backup_type != BackupType.SNAPSHOT
+                else None
+            ),
             tags=tags,
             extra=req.extra,
             host=req.host or HOSTNAME,

@@ -78,6 +78,7 @@ async def test_incremental_without_parent_reads_everything_and_warns(manager, da
 async def test_nothing_changed_stores_nothing(manager, data_dir):
     await _backup(manager, data_dir, BackupType.FULL)
     again = await _backup(manager, data_dir, BackupType.SNAPSHOT)
+    assert again.parent_backup_id is None  # a snapshot stands alone, reusing without a parent
     assert again.stats.bytes_read == 0
     assert again.stats.bytes_stored == 0
     assert again.stats.files_unchanged == 6

@@ -42,10 +42,10 @@ if TYPE_CHECKING:
     from tui.app import NexusApp
 
 TYPE_HELP = {
-    BackupType.FULL: "every file; stands alone",
-    BackupType.INCREMENTAL: "on top of the latest backup; stores only what changed",
-    BackupType.SNAPSHOT: "a point-in-time copy, kept apart from the chain",
-    BackupType.CHECKPOINT: "a named safety point (give it a name below)",
+    BackupType.FULL: "reads every file again (the safest; data still deduplicates)",
+    BackupType.INCREMENTAL: "reads only what changed since the latest backup, its parent",
+    BackupType.SNAPSHOT: "the state now, standing alone: no parent recorded",
+    BackupType.CHECKPOINT: "a named restore point; retention judges it on its own",
 }
 
 

@@ -68,14 +68,16 @@ def render_detail(meta: BackupMetadata, info: BackupInfo | None, now: datetime) 
     grid.add_row("Size", fmt.size(meta.size_bytes) + exact)
     grid.add_row("Files", f"{meta.files_count:,}")
     grid.add_row("Checksum", meta.checksum or "-")
-    parent = meta.parent_backup_id or "- (none)"
+    # every backup is complete on its own: the parent is what it was made from (its unchanged
+    # files reused), never something it needs
+    parent = meta.parent_backup_id or "- (read afresh)"
     if info is not None and meta.parent_backup_id in info.deleted_parents:
         parent += " (deleted)"
-    grid.add_row("Parent", parent)
-    if info is not None and info.parent_chain:
+    grid.add_row("Made from", parent)
+    if info is not None and len(info.parent_chain) > 1:
         gone = set(info.deleted_parents)
         links = [f"{b} (deleted)" if b in gone else b for b in reversed(info.parent_chain)]
-        grid.add_row("Chain", " → ".join([*links, meta.id]))
+        grid.add_row("Lineage", " → ".join([*links, meta.id]))
     grid.add_row("Tags", fmt.tags_text(meta.tags, 400) or "-")
     grid.add_row("Extra", json.dumps(meta.extra, sort_keys=True) if meta.extra else "-")
     if info is not None and info.manifest is not None:
