@@ -26,6 +26,8 @@ from cli.commands import (
     rebuild_index,
     restore,
     retention,
+    run_due,
+    schedule_flags,
     serve,
     settings,
     tui,
@@ -366,6 +368,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", metavar="ACTION", choices=["show", "set", "clear"])
     p.add_argument("project", metavar="PROJECT", type=_project_arg)
     retention.add_rule_flags(p)
+    schedule_flags.add_policy_flags(p)
+
+    p = add(
+        "run-due",
+        "back up every project whose scheduled run is due (its policy's --schedule)",
+        run_due.cmd_run_due,
+    )
+    run_due.add_arguments(p)
 
     p = add(
         "forget",

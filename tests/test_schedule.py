@@ -168,10 +168,14 @@ def test_hourly_due_once_per_slot_and_catch_up_once() -> None:
     assert at_11.due and at_11.due_slot == T0 + timedelta(hours=1)
     # the machine was off from 10:01 to 15:20: one run owed, for the latest slot (15:00)
     back = due_state(s, "web", started, T0 + timedelta(hours=5, minutes=20))
-    assert back.due_slot == T0 + timedelta(hours=5) and back.overdue is False
-    late = due_state(s, "web", started, T0 + timedelta(hours=5, minutes=45))
-    assert late.overdue and late.due_slot == T0 + timedelta(hours=5)
-    assert timedelta(minutes=45) > OVERDUE_AFTER
+    assert back.due_slot == T0 + timedelta(hours=5)
+    assert back.overdue  # owed since 11:00, not since 15:00
+    # a slot owed for less than OVERDUE_AFTER is due, not overdue
+    soon = due_state(s, "web", started, T0 + timedelta(hours=1, minutes=10))
+    assert soon.due and not soon.overdue
+    assert timedelta(minutes=10) < OVERDUE_AFTER
+    late = due_state(s, "web", started, T0 + timedelta(hours=1, minutes=45))
+    assert late.overdue and late.due_slot == T0 + timedelta(hours=1)
     # once that run started (15:45), nothing more is owed until 16:00
     restarted = T0 + timedelta(hours=5, minutes=45)
     assert not due_state(s, "web", restarted, restarted + timedelta(minutes=10)).due
