@@ -27,6 +27,7 @@ from cli.commands import (
     restore,
     retention,
     run_due,
+    schedule,
     schedule_flags,
     serve,
     settings,
@@ -376,6 +377,13 @@ def build_parser() -> argparse.ArgumentParser:
         run_due.cmd_run_due,
     )
     run_due.add_arguments(p)
+
+    p = add(
+        "schedule",
+        "install or remove the timer that runs run-due; status: every project's schedule",
+        schedule.cmd_schedule,
+    )
+    schedule.add_arguments(p)
 
     p = add(
         "forget",
