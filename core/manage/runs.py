@@ -25,7 +25,7 @@ RUN_LOCK_WAIT = 3.0
 
 
 @contextlib.contextmanager
-def run_lock(repo: Repository, timeout: float = RUN_LOCK_WAIT) -> Iterator[locks.RepoLock]:
+def run_lock(repo: Repository, timeout: float | None = None) -> Iterator[locks.RepoLock]:
     """The project's run lock, exclusive among run locks only (a backup's own shared lock
     beside it is not held up): raises Busy naming the run that holds it. Held while the due
     check is made again and the run done, so two callers never both run one slot."""
@@ -33,7 +33,7 @@ def run_lock(repo: Repository, timeout: float = RUN_LOCK_WAIT) -> Iterator[locks
         repo.store,
         exclusive=True,
         operation="run-due",
-        timeout=timeout,
+        timeout=RUN_LOCK_WAIT if timeout is None else timeout,
         project_id=repo.project_id,
         prefix=locks.RUN_PREFIX,
     ) as lock:
