@@ -511,6 +511,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="projects the API creates are encrypted (under the password given to the server: "
         f"${ENV_PASSWORD}, --password-file or --password-command, read once at start)",
     )
+    p.add_argument(
+        "--run-schedules",
+        action="store_true",
+        help="also run the scheduled backups that are due, every minute (as run-due does)",
+    )
 
     p = add("completion", "print a shell completion script", completion.cmd_completion)
     p.add_argument("shell", metavar="SHELL", choices=completion.SHELLS, help="bash, zsh or fish")

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -297,3 +298,30 @@ def _notify(engine: Engine, policy: Policy, outcome: RunOutcome) -> None:
             engine.logger.info(
                 outcome.project_id, "notify", f"{sent} of {len(errors)} notifications sent"
             )
+
+
+#: How often `serve --run-schedules` runs the due check (seconds).
+SERVE_INTERVAL = 60.0
+
+
+async def run_periodically(
+    engine: Engine,
+    every: float = SERVE_INTERVAL,
+    on_outcomes: Callable[[list[RunOutcome]], None] | None = None,
+) -> None:
+    """`serve --run-schedules`: `run_due` at once and then every `every` seconds, until
+    cancelled (a backup in progress is then cancelled, marked FAILED "cancelled", and its
+    run lock released). The run lock keeps it from racing a timer's run-due on the same
+    repository. A round that raises (a root gone for a moment) never stops the loop;
+    `on_outcomes` gets each round's outcomes (the server logs the runs)."""
+    while True:
+        try:
+            outcomes = await run_due(engine)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # one bad round (a root gone for a moment) never ends the loop
+            outcomes = []
+        if on_outcomes is not None:
+            with contextlib.suppress(Exception):
+                on_outcomes(outcomes)
+        await asyncio.sleep(every)
