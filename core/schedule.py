@@ -254,6 +254,9 @@ def _systemd(text: str, words: list[str], zone: tzinfo) -> Schedule:
     weekdays: frozenset[int] | None = None
     date_part, time_part = "*-*-*", "00:00:00"
     rest = list(words)
+    if len(rest) == 1 and re.fullmatch(r"[A-Za-z]+", rest[0]):
+        known = ", ".join(_SHORTHANDS)
+        raise ScheduleError(f"unknown word (known: {known}; or e.g. daily 03:00, 0 3 * * *)")
     if rest and not re.match(r"^[\d*]", rest[0]):
         weekdays = frozenset(_field(rest.pop(0), 0, 6, "weekday", range_sep="..", names=_WEEKDAYS))
     for word in rest:
@@ -377,8 +380,8 @@ class DueState:
 
     `due_slot`: the slot a run is owed for (None: nothing owed); `due_at`: when it became
     due (slot plus delay); `next_run`: when the next run is expected (the owed one's due
-    time if one is owed, else the next slot's); `overdue`: owed for longer than
-    OVERDUE_AFTER."""
+    time if one is owed, else the next slot's); `overdue`: a run owed for longer than
+    OVERDUE_AFTER (counted from the first slot missed)."""
 
     due_slot: datetime | None
     due_at: datetime | None
@@ -417,7 +420,13 @@ def due_state(
             break
         t = slot - timedelta(microseconds=1)
     if owed is not None:
-        return DueState(owed[0], owed[1], owed[1], now - owed[1] > OVERDUE_AFTER)
+        # overdue since the first slot owed (a run missed for hours is overdue even when the
+        # latest slot came a minute ago); never run: since the latest slot
+        first = owed[0]
+        if last_start is not None:
+            first = schedule.next_after(_utc(last_start)) or owed[0]
+        first_at = first + delay_of(project_id, first, delay_seconds)
+        return DueState(owed[0], owed[1], owed[1], now - min(first_at, owed[1]) > OVERDUE_AFTER)
     nxt = _next_due(schedule, project_id, now, delay_seconds, last_start)
     return DueState(None, None, nxt, False)
 
