@@ -376,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
         "back up every project whose scheduled run is due (its policy's --schedule)",
         run_due.cmd_run_due,
     )
-    run_due.add_arguments(p)
+    run_due.add_arguments(p, _project_arg)
 
     p = add(
         "schedule",

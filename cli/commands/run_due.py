@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from cli.context import EXIT_ERROR, EXIT_OK, Context, run
 from cli.render import clean, error_line, out
 from core.scheduler import RunOutcome, payload, run_due
-
-#: The time run-due judges schedules at, for tests and rehearsals (also the hidden --now).
-ENV_NOW = "NEXUS_BACKUP_NOW"
 
 
 def now_arg(text: str) -> datetime:
@@ -27,10 +24,16 @@ def now_arg(text: str) -> datetime:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser, project_type: Callable[[str], str]) -> None:
     p.add_argument(
-        "projects", metavar="PROJECT", nargs="*", help="only these (default: every project)"
+        "projects",
+        metavar="PROJECT",
+        nargs="*",
+        type=project_type,
+        help="only these (default: every project)",
     )
+    # hidden: the time schedules are judged at (and the backups recorded as made), for tests
+    # and rehearsals; no environment variable, so that none set by accident moves the clock
     p.add_argument("--now", type=now_arg, default=None, help=argparse.SUPPRESS)
     p.add_argument(
         "-v", "--verbose", action="store_true", help="also say which projects are not due"
@@ -56,10 +59,7 @@ def describe(o: RunOutcome) -> str:
 
 def cmd_run_due(ctx: Context) -> int:
     a = ctx.args
-    now = a.now
-    if now is None and os.environ.get(ENV_NOW):
-        now = now_arg(os.environ[ENV_NOW])
-    outcomes = run(run_due(ctx.manager, a.projects or None, now=now))
+    outcomes = run(run_due(ctx.manager, a.projects or None, now=a.now))
     code = EXIT_OK if all(o.ok for o in outcomes) else EXIT_ERROR
     if ctx.json:
         out(json.dumps([{**payload(o), "message": o.message} for o in outcomes], indent=2))
