@@ -68,3 +68,20 @@ def data(tmp_path: Path) -> Path:
     d = tmp_path / "data"
     d.mkdir()
     return d
+
+
+def test_a_run_left_running_by_a_dead_process_reads_interrupted(engine, data) -> None:
+    """last_run.json says running but no run lock is held (the process was killed): the
+    faces see it failed, and the next slot runs."""
+    from core.models import LastRun
+
+    (data / "f").write_text("x")
+    engine.create_blocking(CreateRequest(project_id="p", data_dir=str(data), created_at=T0), _ctx())
+    engine.set_policy_blocking("p", Policy(schedule="hourly"))
+    slot = datetime(2026, 6, 1, 11, tzinfo=UTC)
+    engine.record_run_blocking("p", LastRun(started_at=slot, status="running", scheduled_for=slot))
+    state = engine.schedule_state_blocking("p", slot + timedelta(minutes=5))
+    assert state.last_run.status == "failed" and "interrupted" in state.last_run.error
+    assert not state.due  # that slot was started: the next one runs
+    (outcome,) = asyncio.run(run_due(engine, ["p"], now=slot + timedelta(hours=1, minutes=1)))
+    assert outcome.status == "succeeded"

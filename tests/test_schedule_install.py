@@ -119,3 +119,23 @@ def test_cron_line_and_status_json(project, capsys) -> None:
     assert nb(project, "--json", "schedule", "status") == 0
     (summary,) = json.loads(capsys.readouterr().out)
     assert summary["schedule"] == "daily 03:00" and summary["next_run"].endswith("03:00:00Z")
+
+
+def test_crontab_keeps_the_users_other_lines(project, tmp_path, monkeypatch, capsys) -> None:
+    """--crontab rewrites the user's crontab: every line of theirs stays, ours is there once
+    however often it is installed. (No cron here: a `crontab` on PATH that keeps the table in
+    a file, as crontab -l / crontab - do.)"""
+    table = tmp_path / "crontab.txt"
+    table.write_text("MAILTO=me@example.org\n0 4 * * * /usr/local/bin/mine  # nexus-backup\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "crontab"
+    fake.write_text(f'#!/bin/sh\nif [ "$1" = "-l" ]; then cat {table}; else cat > {table}; fi\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    for _ in range(2):
+        assert nb(project, "schedule", "install", "--cron", "--crontab") == 0
+    lines = table.read_text().splitlines()
+    assert lines[:2] == ["MAILTO=me@example.org", "0 4 * * * /usr/local/bin/mine  # nexus-backup"]
+    ours = [ln for ln in lines if ln.endswith("# nexus-backup run-due")]
+    assert len(ours) == 1 and len(lines) == 3
