@@ -816,11 +816,12 @@ class BackupManager:
         }
 
     def schedule_state_blocking(self, project_id: str, now: datetime) -> ScheduleState:
-        """Where the project stands against its schedule at `now` (its policy, last run and
-        whether a run is owed)."""
+        """Where the project stands against its schedule at `now` (its policy, last run,
+        whether a run is owed and, if so, whether a backup of it is running now)."""
         repo = self._repo(project_id)
+        policy, last = self._policy(repo), runs.last_run(repo)
         return runs.state_of(
-            project_id, self._policy(repo), runs.last_run(repo), _listed(repo), now
+            project_id, policy, last, _listed(repo), now, lambda: runs.backup_running(repo)
         )
 
     def run_lock(self, project_id: str) -> contextlib.AbstractContextManager:

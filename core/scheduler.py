@@ -122,6 +122,8 @@ async def run_project(
         return RunOutcome(project_id, "not-scheduled", "no schedule in its policy")
     if not st.state.due:
         return RunOutcome(project_id, "not-due", "not due", next_run=st.state.next_run)
+    if st.running is not None:  # a backup of it by hand (or by an older version): not beside it
+        return RunOutcome(project_id, "busy", f"a backup of it is running ({st.running})")
     try:
         lock = engine.run_lock(project_id)
         await asyncio.to_thread(lock.__enter__)

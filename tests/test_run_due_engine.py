@@ -85,3 +85,20 @@ def test_a_run_left_running_by_a_dead_process_reads_interrupted(engine, data) ->
     assert not state.due  # that slot was started: the next one runs
     (outcome,) = asyncio.run(run_due(engine, ["p"], now=slot + timedelta(hours=1, minutes=1)))
     assert outcome.status == "succeeded"
+
+
+def test_a_backup_running_by_hand_is_not_joined_by_a_scheduled_one(engine, data) -> None:
+    """A create holds the project's lock (here: taken as a create takes it): run-due leaves
+    the project (busy, not a failure) and runs it at its next call, once the backup ended."""
+    from core.manage.locking import locked
+
+    (data / "f").write_text("x")
+    engine.create_blocking(CreateRequest(project_id="p", data_dir=str(data), created_at=T0), _ctx())
+    engine.set_policy_blocking("p", Policy(schedule="hourly"))
+    at = T0 + timedelta(hours=1)
+    with locked(engine._repo("p"), "create", exclusive=False, backup_id="20260601-110000-aaaaaa"):
+        (busy,) = asyncio.run(run_due(engine, ["p"], now=at))
+    assert busy.status == "busy" and "a backup of it is running" in busy.message
+    assert len(engine.list_blocking("p")) == 1
+    (ran,) = asyncio.run(run_due(engine, ["p"], now=at + timedelta(minutes=5)))
+    assert ran.status == "succeeded" and len(engine.list_blocking("p")) == 2

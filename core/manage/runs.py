@@ -5,7 +5,7 @@ project stands against its schedule (the due rule itself is core/schedule.py).""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -48,6 +48,16 @@ def run_in_progress(repo: Repository) -> bool:
         return False
 
 
+def backup_running(repo: Repository) -> str | None:
+    """Who is backing the project up now (a live create lock, any process or host), or None:
+    a scheduled run then waits for its next call rather than back up beside it."""
+    try:
+        live = [i for i in locks.live_locks(repo.store) if i.operation == "create"]
+    except OSError:
+        return None
+    return live[0].describe() if live else None
+
+
 def last_run(repo: Repository, *, live: bool = True) -> LastRun | None:
     """The last scheduled run; with `live`, one left "running" by a process that holds no
     run lock any more reads as failed ("interrupted"), as live_status does for a backup."""
@@ -82,6 +92,8 @@ class ScheduleState:
     last_run: LastRun | None
     since: datetime | None
     state: sched.DueState | None
+    #: When due: the backup of it running now, if one is (see backup_running).
+    running: str | None = None
 
     @property
     def schedule(self) -> str | None:
@@ -108,6 +120,7 @@ def state_of(
     run: LastRun | None,
     metas: list[BackupMetadata],
     now: datetime,
+    running: Callable[[], str | None] | None = None,
 ) -> ScheduleState:
     since = baseline(run, metas)
     if policy is None or policy.schedule is None:
@@ -117,4 +130,5 @@ def state_of(
     except sched.ScheduleError:  # validated when stored; a newer version's syntax
         return ScheduleState(project_id, policy, run, since, None)
     state = sched.due_state(schedule, project_id, since, now, policy.schedule_delay)
-    return ScheduleState(project_id, policy, run, since, state)
+    busy = running() if running is not None and state.due else None  # only asked when due
+    return ScheduleState(project_id, policy, run, since, state, busy)
