@@ -235,6 +235,8 @@ def _install(ctx: Context) -> int:
     out("run-due runs every five minutes; each project's policy --schedule decides what is due.")
     if not call:
         out("(not enabled: a unit directory was given, so systemctl was not called)")
+    if not system:
+        out("A user timer runs while you are logged in; to run it always: loginctl enable-linger")
     return EXIT_OK
 
 
