@@ -33,6 +33,8 @@ from core.service import Engine
 Status = Literal["not-scheduled", "not-due", "busy", "succeeded", "failed"]
 OPERATION = "run-due"
 HOSTNAME = socket.gethostname()
+#: The longest error kept in last_run.json (LastRun.error's bound).
+MAX_ERROR = 4096
 
 
 @dataclass
@@ -166,7 +168,8 @@ async def _run_locked(engine: Engine, project_id: str, at: datetime, simulated: 
             "finished_at": outcome.finished_at,
             "status": outcome.status,
             "backup_id": outcome.backup_id,
-            "error": outcome.error,
+            # bounded as LastRun reads it: an unreadable last run would read as never run
+            "error": None if outcome.error is None else outcome.error[:MAX_ERROR],
             "warnings": outcome.warnings,
         }
     )
