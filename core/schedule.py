@@ -32,6 +32,7 @@ import re
 from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from functools import cached_property, lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 #: How far a search for the next or previous slot looks (covers Feb 29 and sparse years).
@@ -108,13 +109,14 @@ class Schedule:
             return day_ok or week_ok
         return day_ok and week_ok
 
+    @cached_property
     def _times(self) -> list[tuple[int, int, int]]:
         return [(h, m, s) for h in self.hours for m in self.minutes for s in self.seconds]
 
     def _instants(self, d: date) -> list[datetime]:
         """The day's slots in UTC, in order; a wall time the zone skips is left out."""
         out = []
-        for h, m, s in self._times():
+        for h, m, s in self._times:
             wall = datetime(d.year, d.month, d.day, h, m, s, tzinfo=self.zone)
             utc = wall.astimezone(UTC)
             if utc.astimezone(self.zone).replace(tzinfo=None) != wall.replace(tzinfo=None):
@@ -307,8 +309,10 @@ def _cron(text: str, words: list[str], zone: tzinfo) -> Schedule:
 _CRON_DOW = {"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
 
 
+@lru_cache(maxsize=512)
 def parse(text: str) -> Schedule:
-    """Read a schedule (systemd calendar or cron); ScheduleError says what is wrong."""
+    """Read a schedule (systemd calendar or cron); ScheduleError says what is wrong. Cached:
+    every project listing reads each project's schedule (a Schedule is immutable)."""
     cleaned = " ".join(text.split())
     if not cleaned or len(cleaned) > 200 or not cleaned.isprintable():
         raise ScheduleError("a schedule is a systemd calendar (daily 03:00) or a cron line")
