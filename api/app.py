@@ -5,6 +5,8 @@ document that states the bearer scheme."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -26,6 +28,8 @@ from api.redact import RedactMiddleware, Redactor
 from api.routes import ApiContext, public, router
 from core.errors import WrongPassword
 from core.service import Engine
+
+log = logging.getLogger("nexus_backup.api")
 
 #: As the CLI names it (cli.password.ENV_PASSWORD; the API does not import the CLI).
 ENV_PASSWORD = "NEXUS_BACKUP_PASSWORD"
@@ -64,6 +68,17 @@ def _password(password: str | None) -> Callable[[str], str]:
     return given
 
 
+async def _run_schedules(manager: Engine, every: float) -> None:
+    from core.scheduler import run_periodically
+
+    def said(outcomes: list) -> None:
+        for o in outcomes:
+            if o.ran or o.status == "failed":
+                log.info("scheduled run of %s: %s", o.project_id, o.message)
+
+    await run_periodically(manager, every, said)
+
+
 def create_app(
     root: str | os.PathLike[str],
     *,
@@ -74,12 +89,15 @@ def create_app(
     max_running: int = MAX_RUNNING,
     password: str | None = None,
     encrypt: bool = False,
+    run_schedules: float | None = None,
 ) -> FastAPI:
     """The API over the repository at `root`. `token` None means no authentication (only
     for loopback; `serve` enforces that). `manager` replaces the BackupManager, for tests.
     `max_running`: long operations (create, restore, delete) run at once; more are queued.
     `password` opens encrypted projects (one for all; None: they answer 423, never a hang
-    on a prompt); with `encrypt`, the projects the API creates are encrypted under it."""
+    on a prompt); with `encrypt`, the projects the API creates are encrypted under it.
+    `run_schedules`: every so many seconds, run the scheduled backups that are due
+    (`serve --run-schedules`: core.scheduler, the same check as `run-due`)."""
     if manager is None:
         from core.manager import BackupManager
 
@@ -94,9 +112,16 @@ def create_app(
         unsubscribe = manager.logger.subscribe(
             lambda record: hub.publish(record.project_id, "log", _log_payload(record))
         )
+        schedules = None
+        if run_schedules is not None:
+            schedules = asyncio.create_task(_run_schedules(manager, run_schedules))
         try:
             yield
         finally:
+            if schedules is not None:
+                schedules.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await schedules
             unsubscribe()
             await jobs.aclose()
             reads.close()

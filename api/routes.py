@@ -538,16 +538,44 @@ async def get_policy(ctx: Ctx, project_id: ProjectIdPath) -> PolicyBody:
 @router.put(
     "/projects/{project_id}/policy",
     response_model=PolicyBody,
-    responses={**NOT_FOUND, **CONFLICT},
+    responses={
+        **NOT_FOUND,
+        **CONFLICT,
+        403: _err("A notification command or webhook: set with the command line only"),
+    },
     tags=["retention"],
     summary="Store a project's retention policy whole (applied after each backup)",
 )
 async def put_policy(ctx: Ctx, project_id: ProjectIdPath, body: Policy) -> PolicyBody:
+    """The schedule may be set here; the notification commands and webhook may not (403):
+    a command in the policy runs on the host of every `run-due`, so setting one is a shell
+    there, which a token does not grant. Left out, the stored ones are kept."""
+
     async def work() -> PolicyBody:
-        stored = await ctx.mgr.set_policy(project_id, body)
+        current = await ctx.reads.run(ctx.mgr.policy_blocking, project_id)
+        policy = _keep_hooks(body, current)
+        stored = await ctx.mgr.set_policy(project_id, policy)
         return PolicyBody(project_id=project_id, policy=stored)
 
     return await _project(ctx, project_id, work)
+
+
+#: Policy fields the API never sets (see put_policy).
+HOOKS = ("on_failure", "on_success", "webhook")
+
+
+def _keep_hooks(body: Policy, current: Policy | None) -> Policy:
+    for name in HOOKS:
+        given, kept = getattr(body, name), getattr(current, name, None)
+        if given is not None and given != kept:
+            raise ApiError(
+                403,
+                f"{name} is set with the command line (policy set --{name.replace('_', '-')}), "
+                "not through the API: it runs on the host of every run-due",
+                type="forbidden",
+                loc=["body", name],
+            )
+    return body.model_copy(update={n: getattr(current, n, None) for n in HOOKS})
 
 
 @router.delete(

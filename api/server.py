@@ -34,12 +34,14 @@ def serve(
     max_running: int = MAX_RUNNING,
     password: str | None = None,
     encrypt: bool = False,
+    run_schedules: bool = False,
 ) -> int:
     """Serve the API until interrupted; the exit code (0, or 2 for an unsafe or bad setup,
     1 when the server could not start, e.g. the port is taken). `max_running`: long
     operations (create, restore, delete) run at once; more wait as queued jobs. `password`
     opens the encrypted projects (read once by the caller: a server never prompts);
-    `encrypt`: the projects it creates are encrypted under it."""
+    `encrypt`: the projects it creates are encrypted under it. `run_schedules`: it also
+    runs the scheduled backups that are due, every minute (`run-due`'s check)."""
     try:
         token = load_token(token, token_file)
     except TokenError as exc:
@@ -65,6 +67,7 @@ def serve(
     import uvicorn
 
     from api.app import create_app
+    from core.scheduler import SERVE_INTERVAL
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     banner = "!" * 72
@@ -92,7 +95,10 @@ def serve(
         max_running=max_running,
         password=password,
         encrypt=encrypt,
+        run_schedules=SERVE_INTERVAL if run_schedules else None,
     )
+    if run_schedules:
+        log.info("running the scheduled backups that are due, every %.0fs", SERVE_INTERVAL)
     config = uvicorn.Config(
         app,
         host=host,

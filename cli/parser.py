@@ -27,6 +27,9 @@ from cli.commands import (
     rebuild_index,
     restore,
     retention,
+    run_due,
+    schedule,
+    schedule_flags,
     serve,
     settings,
     tui,
@@ -383,6 +386,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", metavar="ACTION", choices=["show", "set", "clear"])
     p.add_argument("project", metavar="PROJECT", type=_project_arg)
     retention.add_rule_flags(p)
+    schedule_flags.add_policy_flags(p)
+
+    p = add(
+        "run-due",
+        "back up every project whose scheduled run is due (its policy's --schedule)",
+        run_due.cmd_run_due,
+    )
+    run_due.add_arguments(p, _project_arg)
+
+    p = add(
+        "schedule",
+        "install or remove the timer that runs run-due; status: every project's schedule",
+        schedule.cmd_schedule,
+    )
+    schedule.add_arguments(p)
 
     p = add(
         "forget",
@@ -509,6 +527,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="projects the API creates are encrypted (under the password given to the server: "
         f"${ENV_PASSWORD}, --password-file or --password-command, read once at start)",
+    )
+    p.add_argument(
+        "--run-schedules",
+        action="store_true",
+        help="also run the scheduled backups that are due, every minute (as run-due does)",
     )
 
     p = add("completion", "print a shell completion script", completion.cmd_completion)

@@ -17,6 +17,7 @@ import stat
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Collection
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -36,8 +37,9 @@ from core.errors import (
     from_os_error,
 )
 from core.logger import BackupLogger
-from core.manage import browse, projects
+from core.manage import browse, projects, runs
 from core.manage.locking import LOCK_TIMEOUT, live_status, locked, reading
+from core.manage.runs import ScheduleState
 from core.models import (
     RESTORABLE,
     BackupInfo,
@@ -48,6 +50,7 @@ from core.models import (
     CopyResult,
     CreateRequest,
     DeleteResult,
+    LastRun,
     ListFilter,
     ManifestSummary,
     ProgressEvent,
@@ -825,9 +828,44 @@ class BackupManager:
                     stored_bytes=repo.stored_bytes(),
                     data_dir=repo.settings().get("data_dir"),
                     encrypted=repo.encrypted(),
+                    **self._schedule_fields(repo, metas),
                 )
             )
         return out
+
+    # --- scheduled runs (issue 14: core/manage/runs.py; run-due itself: core/scheduler.py) --
+
+    def _schedule_fields(self, repo: Repository, metas: list[BackupMetadata]) -> dict:
+        """A summary's schedule, next run, overdue mark and last run (none if unreadable)."""
+        try:
+            st = runs.state_of(
+                repo.project_id, self._policy(repo), runs.last_run(repo), metas, self._clock()
+            )
+        except (NexusError, OSError):
+            return {}
+        return {
+            "schedule": st.schedule,
+            "next_run": None if st.state is None else st.state.next_run,
+            "overdue": st.state is not None and st.state.overdue,
+            "last_run": st.last_run,
+        }
+
+    def schedule_state_blocking(self, project_id: str, now: datetime) -> ScheduleState:
+        """Where the project stands against its schedule at `now` (its policy, last run,
+        whether a run is owed and, if so, whether a backup of it is running now)."""
+        repo = self._repo(project_id)
+        policy, last = self._policy(repo), runs.last_run(repo)
+        return runs.state_of(
+            project_id, policy, last, _listed(repo), now, lambda: runs.backup_running(repo)
+        )
+
+    def run_lock(self, project_id: str) -> contextlib.AbstractContextManager:
+        """The project's run lock (Busy when another scheduled run holds it): see runs.run_lock."""
+        return runs.run_lock(self._writable(self._repo(project_id)))
+
+    def record_run_blocking(self, project_id: str, run: LastRun) -> None:
+        """Remember the project's last scheduled run (under its lock)."""
+        runs.record(self._writable(self._repo(project_id)), run)
 
     async def create_project(
         self, project_id: str, data_dir: str | None = None, *, password: str | None = None
@@ -861,7 +899,7 @@ class BackupManager:
     def delete_project_blocking(
         self, project_id: str, *, backups: int | None = None
     ) -> ProjectDeleteResult:
-        """Delete a project and every one of its backups (invariant I10). `backups`: the
+        """Delete a project and every one of its backups (invariant I11). `backups`: the
         count the person confirming was shown; a different count now (a backup made
         meanwhile) is refused. Refused too: a protected backup, a repository format this
         version does not know, an encrypted project not unlocked, a directory that is not a
@@ -1019,11 +1057,13 @@ class BackupManager:
             if merge is None:
                 return None if policy is None else policy.model_dump()
             new = Policy.model_validate({**(current or {}), **merge})
-            if new.empty() and new.keep_checkpoints is None:
-                raise InvalidInput("the policy would have no rule: give a --keep-... rule")
+            if new.blank():
+                raise InvalidInput(
+                    "the policy would have no rule: give a --keep-... rule or a --schedule"
+                )
             return new.model_dump()
 
-        if policy is not None and policy.empty() and policy.keep_checkpoints is None:
+        if policy is not None and policy.blank():
             raise InvalidInput("the policy has no rule: give at least one --keep-... rule")
         # under the shared lock: another writer's recovery (exclusive) never runs meanwhile,
         # so it cannot take this write's temp file for a dead process's
@@ -1083,7 +1123,7 @@ class BackupManager:
         repo = self._repo(project_id)
         if policy is None:
             policy = self._policy(repo)
-            if policy is None:
+            if policy is None or not policy.retains():
                 raise InvalidInput(
                     f"project {project_id!r} has no retention policy: give --keep-... rules "
                     "or set one with: policy set"
@@ -1194,7 +1234,7 @@ class BackupManager:
         except Damaged as exc:
             outcome: ForgetResult | str = f"retention not applied: {exc}"
         else:
-            if policy is None:
+            if policy is None or not policy.retains():  # a schedule alone removes nothing
                 return
             fctx = OperationContext("forget", repo.project_id, None, clock=self._clock)
             fctx.cancel = ctx.cancel

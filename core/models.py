@@ -459,6 +459,27 @@ class BackupInfo(BaseModel):
     last_verify: VerifyResult | None = None
 
 
+RunStatus = Literal["running", "succeeded", "failed"]
+
+
+class LastRun(BaseModel):
+    """A project's last scheduled run (`run-due`), kept in its repository beside its policy
+    (`last_run.json`): written "running" when the run starts and again with its outcome."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    started_at: datetime
+    finished_at: datetime | None = None
+    status: RunStatus
+    #: The scheduled instant this run was for (the owed slot).
+    scheduled_for: datetime | None = None
+    backup_id: str | None = None
+    error: str | None = Field(default=None, max_length=4096)
+    host: str = ""
+    #: Files skipped or changed while read by the run's backup.
+    warnings: int = 0
+
+
 class ProjectSummary(BaseModel):
     project_id: str
     backups: int = 0
@@ -469,6 +490,12 @@ class ProjectSummary(BaseModel):
     encrypted: bool = False  # encrypted at rest (issue 12)
     #: Encrypted and not opened: no password given, or a wrong one. Nothing else is known.
     locked: bool = False
+    #: Its policy's schedule (issue 14), when the next run is expected, whether a run is
+    #: owed for longer than a timer would leave it, and the last scheduled run.
+    schedule: str | None = None
+    next_run: datetime | None = None
+    overdue: bool = False
+    last_run: LastRun | None = None
 
 
 class TreeEntry(BaseModel):

@@ -29,11 +29,14 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from core import schedule as sched
 from core.errors import InvalidInput
 from core.models import IN_PROGRESS, RESTORABLE, BackupMetadata, BackupStatus, BackupType
+from core.notify import where
 
 _SPAN = re.compile(r"(\d+)([ymdh])")
 #: Bounds that keep date arithmetic inside datetime's range whatever a user types.
@@ -104,9 +107,31 @@ def _tag_rule(value: str) -> str:
     return value
 
 
+def _command(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if not value or len(value) > 4096 or "\x00" in value:
+        raise ValueError("a notification command is one non-empty line of up to 4096 characters")
+    return value
+
+
+def _webhook(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if not re.fullmatch(r"https?://[^\s]{1,2040}", value):
+        raise ValueError(f"webhook {value[:80]!r}: give an http:// or https:// URL")
+    return value
+
+
 class Policy(BaseModel):
     """A project's retention rules (restic's `--keep-*` flags), stored in its repository.
-    A count of 0 and an absent duration mean the rule is off."""
+    A count of 0 and an absent duration mean the rule is off.
+
+    It also holds the project's schedule (issue 14, core/schedule.py): when `run-due` backs
+    it up, the random delay, whether a scheduled backup is verified, and who is told of the
+    outcome. A policy may hold a schedule and no retention rule (then nothing is removed)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -127,6 +152,31 @@ class Policy(BaseModel):
     keep_checkpoints: str | None = None
     #: How long a backup removed by retention stays restorable (and can be brought back).
     grace_hours: int = Field(default=DEFAULT_GRACE_HOURS, ge=0, le=24 * 366)
+    #: When `run-due` backs the project up: a systemd calendar or a cron line (None: never).
+    schedule: str | None = None
+    #: Each scheduled run waits a random 0..N seconds (systemd's RandomizedDelaySec).
+    schedule_delay: int = Field(default=0, ge=0, le=sched.MAX_DELAY_SECONDS)
+    #: A scheduled backup is then verified: "quick" (its chunks are indexed) or "full"
+    #: (every chunk it references read and checked).
+    schedule_verify: Literal["off", "quick", "full"] = "off"
+    #: Commands run after a scheduled run (`sh -c`, values only in the environment).
+    on_failure: str | None = None
+    on_success: str | None = None
+    #: Receives a JSON POST after every scheduled run.
+    webhook: str | None = None
+
+    _commands = field_validator("on_failure", "on_success")(_command)
+    _hook = field_validator("webhook")(_webhook)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return sched.normalized(value)
+        except sched.ScheduleError as exc:
+            raise ValueError(str(exc)) from None
 
     _spans = field_validator(
         "keep_within",
@@ -162,15 +212,30 @@ class Policy(BaseModel):
         spans += (self.keep_within_weekly, self.keep_within_monthly, self.keep_within_yearly)
         return not any(counts) and not any(spans) and not self.keep_tags
 
+    def retains(self) -> bool:
+        """Whether any retention rule is set (else forget has nothing to apply)."""
+        return not self.empty() or self.keep_checkpoints is not None
+
+    def blank(self) -> bool:
+        """No rule, no schedule, no notification: nothing worth storing."""
+        return not self.retains() and self.schedule is None and not self.notifies()
+
+    def notifies(self) -> bool:
+        return bool(self.on_failure or self.on_success or self.webhook)
+
     def describe(self) -> list[str]:
         """The rules, one per item, as the CLI's flags spell them."""
         out = []
         for name, value in self.model_dump().items():
-            if name == "grace_hours" or value in (0, None, []):
+            if name == "grace_hours" or value in (0, None, [], "off"):
                 continue
             flag = "--" + name.replace("_", "-")
             if name == "keep_tags":
                 out += [f"--keep-tag {v}" for v in value]
+            elif name == "schedule_delay":
+                out.append(f"{flag} {sched.format_delay(value)}")
+            elif name == "webhook":  # its path and query often hold a token: never logged
+                out.append(f"{flag} {where(value)}")
             else:
                 out.append(f"{flag} {value}")
         out.append(f"grace {self.grace_hours}h")

@@ -9,11 +9,14 @@ here first.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Collection
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
 from core.logger import BackupLogger
+from core.manage.runs import ScheduleState
 from core.models import (
     BackupInfo,
     BackupMetadata,
@@ -21,6 +24,7 @@ from core.models import (
     CopyResult,
     CreateRequest,
     DeleteResult,
+    LastRun,
     ListFilter,
     ProgressEvent,
     ProjectDeleteResult,
@@ -203,3 +207,11 @@ class Engine(Protocol):
     def removed_blocking(self, project_id: str) -> list[BackupMetadata]: ...
 
     def retention_outcome(self, project_id: str, backup_id: str) -> ForgetResult | str | None: ...
+
+    # --- scheduled runs (issue 14; core/scheduler.py runs them through these) -------------
+
+    def schedule_state_blocking(self, project_id: str, now: datetime) -> ScheduleState: ...
+
+    def run_lock(self, project_id: str) -> contextlib.AbstractContextManager: ...
+
+    def record_run_blocking(self, project_id: str, run: LastRun) -> None: ...

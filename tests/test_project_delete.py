@@ -1,4 +1,4 @@
-"""Deleting a whole project (invariant I10): everything of that project goes, nothing of
+"""Deleting a whole project (invariant I11): everything of that project goes, nothing of
 another, and every state that might make it delete the wrong thing is refused first: a
 changed backup count, a protected backup, a newer format, a directory that is not a
 project, an encrypted project not unlocked, a busy project, a symlink put in its place; a
@@ -60,6 +60,26 @@ async def test_local_delete_leaves_no_directory_and_keeps_the_logs(root: Path, d
     assert _files(root / "backups" / "kept") == other
     logs = list((root / "logs").glob("doomed_*.log"))
     assert logs and "project deleted" in logs[0].read_text()
+
+
+def test_every_name_the_layout_defines_is_ours():
+    for name in (
+        "config.json",
+        "project.json",
+        "policy.json",
+        "last_run.json",
+        "packs/ab/ab12",
+        "index/ff00",
+        "keys/k1",
+        "locks/h-1-abcd.json",
+        "run-locks/h-1-abcd.json",
+        "deleting/20300101-000000-abcd12",
+        "backup_20300101-000000-abcd12/metadata.json",
+        "backup_x/data/manifest",
+    ):
+        assert projects.ours(name), name
+    for name in ("NOTES.txt", "photos/cat.jpg", "packs", "a/b/c/d", "Config.JSON"):
+        assert not projects.ours(name), name
 
 
 async def test_files_that_are_not_nexus_backups_are_left_and_said(root: Path, data_dir: Path):

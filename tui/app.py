@@ -294,7 +294,7 @@ class NexusApp(App[int]):
 
         async def apply(progress: Callable[[ProgressEvent], None]) -> ForgetResult | None:
             await self.mgr.set_policy(project_id, policy)
-            if policy is None:
+            if policy is None or not policy.retains():  # a schedule alone removes nothing
                 return None
             return await self.mgr.forget(project_id, progress=progress)
 

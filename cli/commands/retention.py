@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from cli.commands import schedule_flags
 from cli.context import EXIT_ERROR, EXIT_OK, Context, UsageError, run
 from cli.render import ago, error_line, fmt_tags, out, plural, size, table
 from core.models import BackupMetadata
@@ -91,14 +92,18 @@ def _show(policy: Policy | None, project: str) -> None:
         return
     out(f"Retention policy of project {project}:")
     out("\n".join("  " + rule for rule in policy.describe()))
+    for line in schedule_flags.show_lines(policy, project):
+        out(line)
 
 
 def cmd_policy(ctx: Context) -> int:
     a, mgr = ctx.args, ctx.manager
-    rules = given_rules(a)
+    rules = given_rules(a) | schedule_flags.given(a)
     if a.action == "set":
         if not rules:
-            raise UsageError("policy set: give at least one --keep-... rule (or --grace)")
+            raise UsageError(
+                "policy set: give at least one --keep-... rule (or --grace, --schedule...)"
+            )
         policy = run(mgr.set_policy(a.project, None, merge=rules))
     elif a.action == "clear":
         if rules:

@@ -41,7 +41,7 @@ def _acquire(
 
 
 def _still_there(repo: Repository) -> None:
-    """Invariant I10's check, once the lock is held: a project deleted (or being deleted)
+    """Invariant I11's check, once the lock is held: a project deleted (or being deleted)
     while this operation waited for its lock is not written into, which would bring back a
     directory of orphans. A project whose config alone is lost (damaged) is still read."""
     store = repo.store

@@ -9,7 +9,7 @@ import zlib
 
 from core.errors import InvalidInput
 from core.models import check_id
-from core.repo.repository import BACKUP_PREFIX, CONFIG, POLICY, PROJECT
+from core.repo.repository import BACKUP_PREFIX, CONFIG, LAST_RUN, POLICY, PROJECT
 from core.storage import ObjectNotFound, ObjectStore
 
 PROJECTS = "backups/"
@@ -64,7 +64,7 @@ def being_deleted(root: ObjectStore, project_id: str) -> bool:
 #: project, say) is left where it is.
 _OURS = re.compile(
     r"[a-z][a-z0-9_-]*\.json"
-    r"|(?:packs|index|keys|locks|deleting|quarantine|clock)/[^/]+(?:/[^/]+)?"
+    r"|(?:packs|index|keys|locks|run-locks|deleting|quarantine|clock)/[^/]+(?:/[^/]+)?"
     r"|backup_[A-Za-z0-9._-]+/.+"
 )
 #: Directories of a local store that hold no objects (spooled uploads).
@@ -121,15 +121,16 @@ def _stamp(store: ObjectStore, name: str) -> str:
 
 def change_tokens(root: ObjectStore) -> dict[str, str]:
     """Per project, a token that changes whenever one of its backups is created, changes
-    status or is deleted, or its settings or retention policy change; another process's (or
-    host's) included. One listing per project and one stat per backup, no object read."""
+    status or is deleted, or its settings, retention policy or last scheduled run change;
+    another process's (or host's) included. One listing per project and one stat per backup,
+    no object read."""
     tokens: dict[str, str] = {}
     for project in listed(root):
         try:
             store = project_store(root, project)
             crc = 0
             for name in store.children():
-                if name.startswith(BACKUP_PREFIX) or name in (PROJECT, POLICY):
+                if name.startswith(BACKUP_PREFIX) or name in (PROJECT, POLICY, LAST_RUN):
                     crc = zlib.crc32(_stamp(store, name).encode(), crc)
         except (InvalidInput, ValueError, OSError):
             continue

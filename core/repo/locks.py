@@ -40,6 +40,9 @@ from core.repo.codec import PLAIN, Kind
 from core.storage import ObjectNotFound, ObjectStore
 
 PREFIX = "locks/"
+#: The scheduled-run locks (issue 14): `run-due` holds one exclusively while it checks and
+#: runs a project's schedule, so two never back the project up at once.
+RUN_PREFIX = "run-locks/"
 #: A lock not refreshed for this long is stale (unless its live process is on this host).
 STALE_AFTER = timedelta(minutes=30)
 #: A lock whose refresh time lies further ahead than this is judged by its object's mtime.
@@ -248,10 +251,10 @@ def _load(store: ObjectStore, name: str, mtime: float, now: datetime) -> LockInf
     return info
 
 
-def list_locks(store: ObjectStore) -> list[LockInfo]:
-    """Every lock in the store, oldest first, with `stale` computed."""
+def list_locks(store: ObjectStore, prefix: str = PREFIX) -> list[LockInfo]:
+    """Every lock in the store (under `prefix`), oldest first, with `stale` computed."""
     now = _now()
-    found = [i for o in store.list(PREFIX) if (i := _load(store, o.name, o.mtime, now))]
+    found = [i for o in store.list(prefix) if (i := _load(store, o.name, o.mtime, now))]
     if store.capabilities.server_clock and any(not i.local for i in found):
         server_now = store_now(store)  # only when another host's lock must be judged
         for info in found:
@@ -353,10 +356,12 @@ def _busy(project_id: str, holders: list[LockInfo]) -> Busy:
     return Busy(f"project {project_id!r} is busy: {first.describe()}{more}")
 
 
-def _conflicts(store: ObjectStore, own: str, exclusive: bool) -> list[LockInfo]:
+def _conflicts(
+    store: ObjectStore, own: str, exclusive: bool, prefix: str = PREFIX
+) -> list[LockInfo]:
     """The live locks that exclude ours; stale ones found on the way are deleted."""
     holders = []
-    for info in list_locks(store):
+    for info in list_locks(store, prefix):
         if info.name == own:
             continue
         if info.stale:
@@ -374,14 +379,17 @@ def acquire(
     backup_id: str | None = None,
     timeout: float = 5.0,
     project_id: str | None = None,
+    prefix: str = PREFIX,
 ) -> RepoLock:
     """Take a shared or exclusive lock, waiting up to `timeout` seconds (0: try once).
 
     Raises Busy naming the holder. `project_id` is only for the message (default: the
-    store's directory name)."""
+    store's directory name). `prefix`: another set of locks, with the same rules, that
+    excludes only its own kind (RUN_PREFIX: one scheduled run at a time, beside the
+    repository's locks, which it does not hold up)."""
     pid = os.getpid()
     host_tag = re.sub(r"[^A-Za-z0-9._-]", "_", HOST)[:64] or "host"
-    name = f"{PREFIX}{host_tag}-{pid}-{secrets.token_hex(4)}.json"
+    name = f"{prefix}{host_tag}-{pid}-{secrets.token_hex(4)}.json"
     deadline = time.monotonic() + max(0.0, timeout)
     while True:
         now = _now()
@@ -401,7 +409,7 @@ def acquire(
         try:
             store.put_new(name, PLAIN.seal(Kind.LOCK, info.to_json()))
             try:
-                holders = _conflicts(store, name, exclusive)
+                holders = _conflicts(store, name, exclusive, prefix)
             except BaseException:
                 store.delete(name)
                 raise

@@ -44,6 +44,8 @@ ENCRYPTED_VERSION = 2
 CONFIG = "config.json"
 PROJECT = "project.json"
 POLICY = "policy.json"
+#: The last scheduled run (issue 14): core.models.LastRun as JSON, beside the policy.
+LAST_RUN = "last_run.json"
 BACKUP_PREFIX = "backup_"
 #: `deleting/{backup_id}`: written before a delete removes anything of the backup and removed
 #: last, so a backup directory without metadata is told apart: being deleted (finish it) or
@@ -425,6 +427,19 @@ class Repository:
             return None if whole else self.policy()
 
         return self._swap(POLICY, change, read)  # type: ignore[arg-type,return-value]
+
+    def last_run(self) -> dict | None:
+        """last_run.json (None: never run). Damaged or unreadable reads as never run: it only
+        decides whether a scheduled backup is owed, and one backup too many is harmless."""
+        try:
+            value = json.loads(self._get(Kind.SETTINGS, LAST_RUN, LAST_RUN))
+        except (OSError, ValueError):
+            return None
+        return value if isinstance(value, dict) else None
+
+    def save_last_run(self, value: dict) -> None:
+        """Replace last_run.json whole (compare-and-swap like every settings object)."""
+        self._swap(LAST_RUN, lambda _current: value, lambda: None)
 
     # --- backups ---------------------------------------------------------------------------
 

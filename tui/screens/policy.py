@@ -1,6 +1,7 @@
 """A project's retention policy: edit its rules and see, as you type, which backups it keeps
 (with the reason) and which it removes, and what that would free; apply it with one
-confirmation that names the count.
+confirmation that names the count. Its last row is the schedule (issue 14): when `run-due`
+backs the project up, with the next five run times below it as they are typed.
 
 The marks are `core.retention.evaluate` over the project's backups, the very function
 `forget` runs, so the preview cannot disagree with what happens. The space freed comes from
@@ -11,6 +12,7 @@ the engine's dry run, a moment after typing stops. Rules the form does not show 
 from __future__ import annotations
 
 import contextlib
+from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import ValidationError
@@ -23,6 +25,7 @@ from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import Button, DataTable, Input, Label, Static
 
+from core import schedule as sched
 from core.errors import NexusError
 from core.models import BackupMetadata
 from core.retention import Decision, Policy, evaluate
@@ -50,6 +53,10 @@ FIELDS: list[list[tuple[str, str, int, str]]] = [
     [
         ("keep_tags", "tags", 40, "env=prod, nightly"),
     ],
+    [
+        ("schedule", "schedule", 26, "daily 03:00 or 0 3 * * *"),
+        ("schedule_delay", "random delay", 6, "30m"),
+    ],
 ]
 COUNTS = {"keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"}
 #: Seconds without typing before the engine is asked what the policy would free.
@@ -68,7 +75,23 @@ def form_values(policy: Policy | None) -> dict[str, str]:
     out["keep_tags"] = ", ".join(policy.keep_tags)
     out["keep_checkpoints"] = policy.keep_checkpoints or ""
     out["grace_hours"] = str(policy.grace_hours)
+    out["schedule"] = policy.schedule or ""
+    out["schedule_delay"] = (
+        sched.format_delay(policy.schedule_delay) if policy.schedule_delay else ""
+    )
     return out
+
+
+def next_runs_text(policy: Policy | None, project_id: str, now: datetime) -> str:
+    """The next five scheduled runs (UTC, their random delay included), on one line."""
+    if policy is None or policy.schedule is None:
+        return "No schedule: run-due never backs it up (e.g. daily 03:00, Mon..Fri 02:30)."
+    try:
+        parsed = sched.parse(policy.schedule)
+    except sched.ScheduleError:
+        return ""
+    times = sched.next_due_times(parsed, project_id, now, policy.schedule_delay)
+    return "next (UTC): " + "  ".join(f"{t:%m-%d %H:%M}" for t in times)
 
 
 def policy_from(values: dict[str, str], base: Policy | None) -> Policy:
@@ -87,6 +110,12 @@ def policy_from(values: dict[str, str], base: Policy | None) -> Policy:
     if grace and not grace.isdigit():
         raise ValueError("grace h: hours as a whole number")
     data["grace_hours"] = int(grace) if grace else 24
+    data["schedule"] = values.get("schedule", "").strip() or None
+    delay = values.get("schedule_delay", "").strip()
+    try:
+        data["schedule_delay"] = sched.parse_delay(delay) if delay else 0
+    except sched.ScheduleError as exc:
+        raise ValueError(f"random delay: {exc}") from None
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
@@ -127,6 +156,7 @@ class PolicyScreen(ModalScreen[None]):
                         )
                         field.styles.width = width
                         yield field
+            yield Label("", id="policy-runs", classes="field-help runs")
             yield Label("", id="policy-help", classes="field-help")
             yield DataTable(id="policy-preview", cursor_type="row", zebra_stripes=False)
             yield Static("", id="policy-summary")
@@ -169,8 +199,26 @@ class PolicyScreen(ModalScreen[None]):
         table.clear()
         self.policy, self.decisions = None, []
         summary = self.query_one("#policy-summary", Static)
+        runs = self.query_one("#policy-runs", Label)
         try:
             policy = policy_from(self._values(), self.stored)
+            runs.update(next_runs_text(policy, self.project_id, self.app.now()))
+            if not policy.retains():  # a schedule alone: nothing is removed
+                if policy.blank():
+                    raise ValueError("no rule")
+                self.policy, self.decisions = policy, []
+                self._say("No retention rule: every backup is kept (the schedule is saved).")
+                now = self.app.now()
+                for m in self.backups:
+                    table.add_row(
+                        Text("keep", style="green"),
+                        m.id,
+                        fmt.age(m.created_at, now),
+                        "no retention rule",
+                        key=m.id,
+                    )
+                summary.update("keeps every backup")
+                return
             decisions = evaluate(self.backups, policy)
         except (ValueError, NexusError) as exc:
             self._say(f"✗ {exc}", bad=bool(self._values_given()))

@@ -47,7 +47,33 @@ def project_prompt(
     text = _line(name, age, width) + Text("\n") + _line(count, stored, width)
     if failed:
         text.append("\nlast backup failed", style="red")
+    if project.schedule is not None:
+        text.append("\n")
+        text.append_text(schedule_text(project, now))
     return text
+
+
+def _until(when: datetime, now: datetime) -> str:
+    seconds = (when - now).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"in {int(seconds // size)}{unit}"
+    return "in <1m"
+
+
+def schedule_text(project: ProjectSummary, now: datetime) -> Text:
+    """A scheduled project's line: overdue (a missed schedule, as loud as a failed backup),
+    due now, or when the next run is; a failed last scheduled run says so."""
+    if project.overdue:
+        return Text("✗ schedule overdue", style="bold red")
+    last = project.last_run
+    if last is not None and last.status == "failed":
+        return Text("✗ scheduled run failed", style="red")
+    if project.next_run is None:
+        return Text("scheduled", style="dim")
+    if project.next_run <= now:
+        return Text("scheduled run due now", style="yellow")
+    return Text(f"next run {_until(project.next_run, now)}", style="dim")
 
 
 class ProjectList(OptionList):
