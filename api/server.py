@@ -34,12 +34,14 @@ def serve(
     max_running: int = MAX_RUNNING,
     password: str | None = None,
     encrypt: bool = False,
+    metrics_public: bool = False,
 ) -> int:
     """Serve the API until interrupted; the exit code (0, or 2 for an unsafe or bad setup,
     1 when the server could not start, e.g. the port is taken). `max_running`: long
     operations (create, restore, delete) run at once; more wait as queued jobs. `password`
     opens the encrypted projects (read once by the caller: a server never prompts);
-    `encrypt`: the projects it creates are encrypted under it."""
+    `encrypt`: the projects it creates are encrypted under it; `metrics_public`: /metrics
+    answers without the token."""
     try:
         token = load_token(token, token_file)
     except TokenError as exc:
@@ -92,6 +94,7 @@ def serve(
         max_running=max_running,
         password=password,
         encrypt=encrypt,
+        metrics_public=metrics_public,
     )
     config = uvicorn.Config(
         app,

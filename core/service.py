@@ -10,6 +10,7 @@ here first.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -31,6 +32,7 @@ from core.models import (
     VerifyResult,
 )
 from core.retention import ForgetResult, Policy
+from core.stats import OperationCounts, ProjectStats, RepositoryStats
 
 Progress = Callable[[ProgressEvent], None]
 
@@ -40,6 +42,8 @@ class Engine(Protocol):
 
     root: Path
     logger: BackupLogger
+    #: the operations this process ran (issue 15's metrics)
+    operations: OperationCounts
 
     @property
     def repository_url(self) -> str: ...
@@ -124,6 +128,8 @@ class Engine(Protocol):
 
     async def project_ids(self) -> list[str]: ...
 
+    def project_ids_blocking(self) -> list[str]: ...
+
     async def damaged_metadata(self, project_id: str) -> list[str]: ...
 
     # --- the same reads, blocking (for a thread pool of the face's own) --------------------
@@ -198,3 +204,13 @@ class Engine(Protocol):
     def removed_blocking(self, project_id: str) -> list[BackupMetadata]: ...
 
     def retention_outcome(self, project_id: str, backup_id: str) -> ForgetResult | str | None: ...
+
+    # --- stats: history and totals (issue 15) -----------------------------------------------
+
+    async def stats(self, project_id: str, since: datetime | None = None) -> ProjectStats: ...
+
+    def stats_blocking(self, project_id: str, since: datetime | None = None) -> ProjectStats: ...
+
+    async def repository_stats(self, since: datetime | None = None) -> RepositoryStats: ...
+
+    def repository_stats_blocking(self, since: datetime | None = None) -> RepositoryStats: ...

@@ -43,5 +43,6 @@ def cmd_serve(ctx: Context) -> int:
             max_running=a.max_running,
             password=password,
             encrypt=a.encrypt,
+            metrics_public=a.metrics_public,
         )
     )
