@@ -60,6 +60,8 @@ class MainScreen(WorkerErrors, Screen):
         Binding("P", "app.policy", "Retention", show=False, id="policy", tooltip="Retention"),
         Binding("p", "app.protect", "Protect", show=False, id="protect", tooltip="(Un)protect"),
         Binding("U", "app.removed", "Removed", show=False, id="removed", tooltip="Undelete"),
+        # not S: the backup table reverses its sort with S
+        Binding("T", "app.stats", "Stats", show=False, id="stats", tooltip="Plots and phases"),
         # shown in the table's border ("/: filter"), so the footer keeps room at 80 columns
         Binding("slash", "filter", "Filter", show=False, id="filter", tooltip="Filter the table"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="clear_filter"),
