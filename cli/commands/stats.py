@@ -135,6 +135,7 @@ def with_metrics_file(func: Callable[[Context], int], ctx: Context) -> int:
         # derived from the metadata (a one-shot run): the failure of the command itself is
         # in it, as a failed backup; a file that cannot be written is said, never fatal
         try:
-            write_metrics_file(path, ctx.manager, projects=[ctx.args.project])
+            project = getattr(ctx.args, "project", None)  # none: every project (run-due)
+            write_metrics_file(path, ctx.manager, projects=[project] if project else None)
         except NexusError as exc:
             error_line(str(exc), kind="warning")
