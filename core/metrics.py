@@ -160,11 +160,7 @@ class NexusCollector(Collector):
                     last_status.add_metric([*label, status.value], float(status == t.last_status))
             if t.last_duration_seconds is not None:
                 last_duration.add_metric(label, t.last_duration_seconds)
-            done = [
-                r.duration_seconds
-                for r in s.backups
-                if r.status in RESULTS and RESULTS[r.status] == "success"
-            ]
+            done = [r.duration_seconds for r in s.backups if RESULTS.get(r.status) == "success"]
             buckets = [(repr(b), float(sum(d <= b for d in done))) for b in DURATION_BUCKETS]
             durations.add_metric(label, [*buckets, ("+Inf", float(len(done)))], sum_value=sum(done))
             read.add_metric(label, float(t.bytes_read))

@@ -8,6 +8,8 @@ posts `StatsLoaded`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from itertools import accumulate
 from typing import TYPE_CHECKING, ClassVar
 
@@ -19,6 +21,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Sparkline, Static
 
+from core.models import RESTORABLE
 from core.stats import BackupRow, ProjectStats
 from tui import format as fmt
 from tui.messages import StatsLoaded
@@ -52,7 +55,7 @@ def phase_lines(row: BackupRow | None) -> Text:
     if phases is None:
         why = (
             f"the backup {row.status.value}"
-            if row.status.value != "completed"
+            if row.status not in RESTORABLE
             else "made before\nthey were recorded"
         )
         text.append(f"no phase timings: {why}", style="dim")
@@ -69,7 +72,7 @@ def phase_lines(row: BackupRow | None) -> Text:
     return text
 
 
-def totals_text(stats: ProjectStats, now) -> str:  # type: ignore[no-untyped-def]
+def totals_text(stats: ProjectStats, now: datetime) -> str:
     t = stats.totals
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(t.by_status.items())) or "none"
     ratio = f"{t.overall_ratio:.1f}×" if t.overall_ratio else "-"
@@ -139,7 +142,7 @@ class StatsScreen(WorkerErrors, Screen):
         now = self.app.now()
         self.query_one("#stats-totals", Static).update(totals_text(stats, now))
         rows = stats.backups
-        done = [r for r in rows if r.status.value == "completed"]
+        done = [r for r in rows if r.status in RESTORABLE]
         durations = [r.duration_seconds for r in done]
         stored = [float(r.bytes_stored) for r in rows]
         size = list(accumulate(stored))  # the packs' growth, backup by backup
@@ -150,7 +153,9 @@ class StatsScreen(WorkerErrors, Screen):
             self.backup_id = done[-1].id if done else (rows[-1].id if rows else None)
         self._show_phases()
 
-    def _plot(self, key: str, values: list[float], what: str, shown) -> None:  # type: ignore[no-untyped-def]
+    def _plot(
+        self, key: str, values: list[float], what: str, shown: Callable[[float], str]
+    ) -> None:
         label = self.query_one(f"#label-{key}", Static)
         if values:
             label.update(f"{what} · last {shown(values[-1])} · max {shown(max(values))}")
