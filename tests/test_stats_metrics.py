@@ -161,3 +161,26 @@ def test_write_metrics_file_replaces_atomically_and_leaves_no_temporary(manager,
     assert os.stat(target).st_ino != before  # a new file renamed over, never written in place
     assert list(text_string_to_metric_families(target.read_text()))
     assert sorted(os.listdir(tmp_path)) == ["m.prom"]
+
+
+def test_info_says_where_the_time_went(tmp_path):
+    root, src = tmp_path / "root", tmp_path / "src"
+    src.mkdir()
+    (src / "f.txt").write_text("data\n" * 1000)
+    assert nb(root, "create", "p", str(src)).returncode == 0
+    shown = nb(root, "info", "p", "latest")
+    assert shown.returncode == 0, shown.stderr
+    phases = shown.stdout.split("Phases", 1)[1]
+    for name in ("scan", "read pass", "index", "manifest", "chunk+hash", "compress", "store"):
+        assert name in phases
+    assert "dedup 1.00x" in phases
+
+
+def test_serve_metrics_public_flag_reaches_the_server():
+    from cli.parser import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["serve"]).metrics_public is False
+    assert parser.parse_args(["serve", "--metrics-public"]).metrics_public is True
+    args = parser.parse_args(["create", "p", "/d", "--metrics-file", "/m.prom"])
+    assert args.metrics_file == "/m.prom"

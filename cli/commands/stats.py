@@ -9,7 +9,7 @@ from collections.abc import Callable
 from cli.context import EXIT_OK, Context, run
 from cli.render import block, duration, error_line, out, size, stamp, table
 from core.errors import NexusError
-from core.metrics import write_metrics_file
+from core.models import BackupStats
 from core.stats import ProjectStats, ProjectTotals, RepositoryStats
 
 
@@ -28,6 +28,22 @@ def cmd_stats(ctx: Context) -> int:
         return EXIT_OK
     out("\n".join(project_lines(stats)))
     return EXIT_OK
+
+
+def phases_text(s: BackupStats) -> str:
+    """`info`'s Phases: the sequential phases' wall times, then the readers' summed ones,
+    then the ratios (docs/design.md §1.5)."""
+    p = s.phases
+    assert p is not None
+    return (
+        f"scan {duration(p.scan_seconds)}, read pass {duration(p.read_pass_seconds)}, "
+        f"index {duration(p.index_seconds)}, manifest {duration(p.manifest_seconds)}, "
+        f"validate {duration(p.validate_seconds)}\n"
+        f"summed over {p.workers} readers: read {duration(p.read_seconds)}, chunk+hash "
+        f"{duration(p.chunk_hash_seconds)}, compress {duration(p.compress_seconds)}, store "
+        f"{duration(p.store_seconds)}\n"
+        f"dedup {_ratio(s.dedup_ratio)}, compression {_ratio(s.compression_ratio)}"
+    )
 
 
 def _ratio(value: float | None) -> str:
@@ -134,6 +150,8 @@ def with_metrics_file(func: Callable[[Context], int], ctx: Context) -> int:
     finally:
         # derived from the metadata (a one-shot run): the failure of the command itself is
         # in it, as a failed backup; a file that cannot be written is said, never fatal
+        from core.metrics import write_metrics_file  # prometheus_client: only when asked
+
         try:
             project = getattr(ctx.args, "project", None)  # none: every project (run-due)
             write_metrics_file(path, ctx.manager, projects=[project] if project else None)
