@@ -36,7 +36,7 @@ from core.errors import NexusError
 from core.models import BackupStatus
 from core.stats import OperationCounts, ProjectStats
 from core.storage.instrumented import BUCKETS as REQUEST_BUCKETS
-from core.storage.instrumented import InstrumentedStore, RequestStats
+from core.storage.instrumented import RequestStats, instrumented, request_stats
 
 #: Backup duration buckets, in seconds (a few seconds to several hours).
 DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0)
@@ -48,12 +48,12 @@ RESULTS = {
 
 
 def instrument_store(manager: Any) -> RequestStats:
-    """Wrap the manager's store so that its requests are counted; call it before the manager
-    opens any project (`serve` does, when it builds its app). Returns the counts."""
-    store = manager.store
-    if not isinstance(store, InstrumentedStore):
-        store = manager.store = InstrumentedStore(store)
-    return store.stats
+    """Count the requests of the manager's store (behind its cache, if any); call it before
+    the manager opens any project (`serve` does, when it builds its app). Returns the counts."""
+    manager.store = instrumented(manager.store)
+    stats = request_stats(manager.store)
+    assert stats is not None
+    return stats
 
 
 def _ts(value: Any) -> float | None:

@@ -137,3 +137,26 @@ class _InstrumentedReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def instrumented(store: Any) -> InstrumentedStore | Any:
+    """`store` with its requests counted: behind its cache when it has one (an S3 store), so
+    that what is counted is what reaches the remote, not what the cache answered."""
+    from core.storage.cache import CachedStore
+
+    if isinstance(store, InstrumentedStore):
+        return store
+    if isinstance(store, CachedStore):
+        if isinstance(store.inner, InstrumentedStore):
+            return store
+        return store.over(InstrumentedStore(store.inner))
+    return InstrumentedStore(store)
+
+
+def request_stats(store: Any) -> RequestStats | None:
+    """The counts of a store `instrumented` made, or None."""
+    from core.storage.cache import CachedStore
+
+    if isinstance(store, CachedStore):
+        store = store.inner
+    return store.stats if isinstance(store, InstrumentedStore) else None

@@ -44,3 +44,20 @@ def test_requests_are_counted_by_kind_and_result(tmp_path: Path) -> None:
     assert sum(latency["put"][0]) == 3 and len(latency["put"][0]) == len(BUCKETS) + 1
     assert latency["get"][1] >= 0.0
     assert store.url == store.inner.url and store.capabilities == store.inner.capabilities
+
+
+def test_behind_a_cache_only_what_reaches_the_remote_is_counted(tmp_path: Path) -> None:
+    from core.storage.cache import CachedStore
+    from core.storage.instrumented import instrumented, request_stats
+    from core.storage.memory import MemoryStore
+
+    store = instrumented(CachedStore(MemoryStore().sub("p"), tmp_path / "cache"))
+    assert isinstance(store, CachedStore) and instrumented(store) is store  # once only
+    name = "index/" + "ab" * 32  # immutable: cached
+    store.put(name, b"index bytes")
+    assert store.get(name) == b"index bytes"  # from the remote, then cached
+    assert store.get(name) == b"index bytes"  # from the cache
+    stats = request_stats(store)
+    assert stats is not None
+    counts, _latency = stats.snapshot()
+    assert counts[("get", "success")] == 1 and counts[("put", "success")] == 1
