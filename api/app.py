@@ -22,11 +22,13 @@ from api.errors import ShieldMiddleware, install_handlers
 from api.events import EventHub
 from api.jobs import JobRunner
 from api.limits import MAX_BODY_BYTES, BodyGuardMiddleware
+from api.metrics import METRICS_PATH, metrics_router
 from api.paths import PathPolicy
 from api.pools import MAX_RUNNING, ReadPool
 from api.redact import RedactMiddleware, Redactor
 from api.routes import ApiContext, public, router
 from core.errors import WrongPassword
+from core.metrics import instrument_store
 from core.service import Engine
 
 log = logging.getLogger("nexus_backup.api")
@@ -90,6 +92,7 @@ def create_app(
     password: str | None = None,
     encrypt: bool = False,
     run_schedules: float | None = None,
+    metrics_public: bool = False,
 ) -> FastAPI:
     """The API over the repository at `root`. `token` None means no authentication (only
     for loopback; `serve` enforces that). `manager` replaces the BackupManager, for tests.
@@ -97,11 +100,13 @@ def create_app(
     `password` opens encrypted projects (one for all; None: they answer 423, never a hang
     on a prompt); with `encrypt`, the projects the API creates are encrypted under it.
     `run_schedules`: every so many seconds, run the scheduled backups that are due
-    (`serve --run-schedules`: core.scheduler, the same check as `run-due`)."""
+    (`serve --run-schedules`: core.scheduler, the same check as `run-due`).
+    `metrics_public`: /metrics answers without the token (a Prometheus without one)."""
     if manager is None:
         from core.manager import BackupManager
 
         manager = BackupManager(Path(root), password=_password(password), encrypt=encrypt)
+    store_requests = instrument_store(manager)  # before any project is opened
     hub = EventHub()
     jobs = JobRunner(manager, hub, max_running=max_running)
     reads = ReadPool()
@@ -138,13 +143,16 @@ def create_app(
     app.state.ctx = ApiContext(
         mgr=manager, policy=PathPolicy(allowed_dirs), jobs=jobs, hub=hub, reads=reads
     )
+    app.state.store_requests = store_requests
     install_handlers(app)
     app.include_router(public)
     app.include_router(router)
+    app.include_router(metrics_router)
     # added innermost first: the shield sees everything; a cross-site request is refused
     # before the token is looked at, and the token is checked before the body is read
     app.add_middleware(BodyGuardMiddleware, max_bytes=max_body_bytes)
-    app.add_middleware(BearerAuthMiddleware, token=token)
+    public_paths = PUBLIC_PATHS | ({METRICS_PATH} if metrics_public else set())
+    app.add_middleware(BearerAuthMiddleware, token=token, public=public_paths)
     app.add_middleware(OriginMiddleware)
     app.add_middleware(RedactMiddleware, redact=Redactor([manager.root]))  # every answer
     app.add_middleware(ShieldMiddleware)

@@ -84,12 +84,15 @@ class BearerAuthMiddleware:
     loopback Host header, so that a web page in a local browser cannot reach the API through
     DNS rebinding."""
 
-    def __init__(self, app: ASGIApp, *, token: str | None) -> None:
+    def __init__(
+        self, app: ASGIApp, *, token: str | None, public: frozenset[str] = PUBLIC_PATHS
+    ) -> None:
         self.app = app
         self._token = token.encode("utf-8") if token is not None else None
+        self._public = public
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] != "http" or scope["path"] in self._public:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v for k, v in scope["headers"]}

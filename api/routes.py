@@ -50,6 +50,7 @@ from core.models import (
 from core.query import WHEN_HELP, parse_tag, parse_when
 from core.retention import ForgetResult, Policy
 from core.service import Engine
+from core.stats import ProjectStats
 
 ReqT = TypeVar("ReqT", CreateRequest, RestoreRequest)
 T = TypeVar("T")
@@ -641,6 +642,24 @@ def _marker(op: str, summary: str) -> None:
 _marker("protect", "Protect a backup: no retention rule removes it, delete refuses it")
 _marker("unprotect", "Lift a backup's protection")
 _marker("undelete", "Bring back a backup retention removed, while its grace period lasts")
+
+
+@router.get(
+    "/projects/{project_id}/stats",
+    response_model=ProjectStats,
+    responses={**NOT_FOUND, **DAMAGED},
+    tags=["projects"],
+    summary="A project's history (one row per backup, oldest first) and totals, as `stats`",
+)
+async def project_stats(
+    ctx: Ctx,
+    project_id: ProjectIdPath,
+    since: Annotated[str | None, Query(max_length=64, description=WHEN_DOC)] = None,
+) -> Any:
+    when = _query_value(parse_when, since, "since")
+    return await _project(
+        ctx, project_id, lambda: ctx.reads.run(ctx.mgr.stats_blocking, project_id, when)
+    )
 
 
 @router.get(

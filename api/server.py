@@ -35,13 +35,15 @@ def serve(
     password: str | None = None,
     encrypt: bool = False,
     run_schedules: bool = False,
+    metrics_public: bool = False,
 ) -> int:
     """Serve the API until interrupted; the exit code (0, or 2 for an unsafe or bad setup,
     1 when the server could not start, e.g. the port is taken). `max_running`: long
     operations (create, restore, delete) run at once; more wait as queued jobs. `password`
     opens the encrypted projects (read once by the caller: a server never prompts);
     `encrypt`: the projects it creates are encrypted under it. `run_schedules`: it also
-    runs the scheduled backups that are due, every minute (`run-due`'s check)."""
+    runs the scheduled backups that are due, every minute (`run-due`'s check).
+    `metrics_public`: /metrics answers without the token."""
     try:
         token = load_token(token, token_file)
     except TokenError as exc:
@@ -96,6 +98,7 @@ def serve(
         password=password,
         encrypt=encrypt,
         run_schedules=SERVE_INTERVAL if run_schedules else None,
+        metrics_public=metrics_public,
     )
     if run_schedules:
         log.info("running the scheduled backups that are due, every %.0fs", SERVE_INTERVAL)

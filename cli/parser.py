@@ -32,6 +32,7 @@ from cli.commands import (
     schedule_flags,
     serve,
     settings,
+    stats,
     tui,
     verify,
 )
@@ -248,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("create", "back up a directory into a project", create.cmd_create)
     p.add_argument("project", metavar="PROJECT", type=_project_arg)
+    stats.add_metrics_file(p)
     p.add_argument(
         "data_dir",
         metavar="DATA_DIR",
@@ -370,6 +372,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project", metavar="PROJECT", type=_project_arg)
     p.add_argument("backup_id", metavar="BACKUP_ID", type=_backup_arg, help='or "latest"')
 
+    p = add(
+        "stats",
+        "the history of a project's backups and its totals (without PROJECT: every project's)",
+        stats.cmd_stats,
+    )
+    p.add_argument("project", metavar="PROJECT", type=_project_arg, nargs="?")
+    p.add_argument("--since", metavar="DATE", type=_since_arg, help=f"rows from then: {WHEN_HELP}")
+
     p = add("delete", "delete a backup and reclaim the space only it used", delete.cmd_delete)
     p.add_argument("project", metavar="PROJECT", type=_project_arg)
     p.add_argument("backup_id", metavar="BACKUP_ID", type=_backup_arg)
@@ -394,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
         run_due.cmd_run_due,
     )
     run_due.add_arguments(p, _project_arg)
+    stats.add_metrics_file(p)  # every project's metrics, after the runs
 
     p = add(
         "schedule",
@@ -439,6 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("backup_id", metavar="BACKUP_ID", type=_backup_arg, nargs="?")
     p.add_argument("--all", action="store_true", help="verify every completed backup")
     p.add_argument("--quick", action="store_true", help="only check that every chunk exists")
+    stats.add_metrics_file(p)
 
     p = add("copy", "copy backups into another repository (only missing chunks)", copy.cmd_copy)
     p.add_argument("project", metavar="PROJECT", type=_project_arg)
@@ -532,6 +544,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--run-schedules",
         action="store_true",
         help="also run the scheduled backups that are due, every minute (as run-due does)",
+    )
+    p.add_argument(
+        "--metrics-public",
+        action="store_true",
+        help="answer GET /metrics (Prometheus) without the token (default: the token needed)",
     )
 
     p = add("completion", "print a shell completion script", completion.cmd_completion)

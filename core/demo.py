@@ -26,7 +26,7 @@ from pathlib import Path
 
 from core.logger import LogRecord
 from core.manager import BackupManager
-from core.models import BackupMetadata, BackupStatus, BackupType, CreateRequest
+from core.models import BackupMetadata, BackupStatus, BackupType, CreateRequest, PhaseTimings
 from core.repo.repository import Repository
 
 DEMO_NOW = datetime(2026, 11, 29, 15, 0, 0, tzinfo=UTC)
@@ -137,6 +137,20 @@ def _fill(kind: str, base: Path, rng: random.Random, when: datetime) -> None:
         _write(base / "archive" / "2025.md", _text(rng, 1500), when)
 
 
+#: The demo's phase timings, as shares of each backup's duration (the engine measures them).
+DEMO_PHASES = {
+    "scan": 0.08,
+    "read": 0.3,
+    "chunk_hash": 0.25,
+    "compress": 0.2,
+    "store": 0.12,
+    "index": 0.02,
+    "manifest": 0.03,
+    "validate": 0.02,
+    "read_pass": 0.85,
+}
+
+
 def _restamp(repo: Repository, meta: BackupMetadata, at: datetime) -> BackupMetadata:
     """Give a finished backup (stamped at `at` by the manager's clock) a plausible,
     deterministic duration, which the engine measures."""
@@ -144,6 +158,11 @@ def _restamp(repo: Repository, meta: BackupMetadata, at: datetime) -> BackupMeta
     meta.completed_at = at + timedelta(seconds=duration)
     meta.stats.duration_seconds = duration
     meta.stats.throughput_bytes_per_second = round(meta.stats.bytes_read / duration, 1)
+    if meta.stats.phases is not None:  # measured too: shares of the duration, as plausible
+        meta.stats.phases = PhaseTimings(
+            **{f"{k}_seconds": round(duration * share, 3) for k, share in DEMO_PHASES.items()},
+            workers=4,
+        )
     repo.write_metadata(meta)
     return meta
 

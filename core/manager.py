@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
+from core import stats as st
 from core.config import check_directory, resolve_repository, resolve_root
 from core.display import plural
 from core.errors import (
@@ -77,6 +78,7 @@ from core.repo import locks
 from core.repo import manifest as mf
 from core.repo.repository import HOSTNAME, RepoConfig, Repository, current_user, new_backup_id
 from core.retention import ForgetResult, Policy, evaluate
+from core.stats import ProjectStats, RepositoryStats
 from core.storage import ObjectStore, open_store
 from core.validator import verify_backup, verify_backups
 
@@ -144,6 +146,8 @@ class BackupManager:
         #: and over with one wrong password would pay it at every request). A key object
         #: added, changed or put back meanwhile is tried again.
         self._refused: set[tuple[str, str, bytes, bytes]] = set()
+        #: The operations this process ran, by project, kind and result (core.metrics).
+        self.operations = st.OperationCounts()
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -297,9 +301,16 @@ class BackupManager:
     async def _in_thread(self, fn: Callable[[], T], ctx: OperationContext | None = None) -> T:
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(None, fn)
+        result = "failure"
         try:
-            return await asyncio.shield(future)
+            value = await asyncio.shield(future)
+            result = "success"
+            return value
+        except Cancelled:
+            result = "cancelled"
+            raise
         except asyncio.CancelledError:
+            result = "cancelled"
             if ctx is not None:
                 ctx.cancel.set()
             with contextlib.suppress(BaseException):
@@ -307,6 +318,9 @@ class BackupManager:
             raise
         except OSError as exc:  # the contract: every failure is a NexusError
             raise from_os_error(exc) from exc
+        finally:
+            if ctx is not None:  # an operation (a read has no context)
+                self.operations.record(ctx.project_id, ctx.operation, result)
 
     def _context(
         self, operation: str, project_id: str, backup_id: str | None, progress: Progress | None
@@ -959,6 +973,39 @@ class BackupManager:
             f"{result.bytes_deleted} bytes{' (an earlier delete finished)' if resumed else ''}",
         )
         return result
+
+    # --- stats: history and totals (issue 15; core.stats computes them) ----------------------
+
+    async def stats(self, project_id: str, since: datetime | None = None) -> ProjectStats:
+        return await self._in_thread(lambda: self.stats_blocking(project_id, since))
+
+    def stats_blocking(self, project_id: str, since: datetime | None = None) -> ProjectStats:
+        """One project's history and totals from its metadata, the pack listing and the
+        newest verify record (no pack read)."""
+        repo = self._repo(project_id)
+        metas = live_status(repo, _listed(repo))
+        return st.project_stats(
+            project_id,
+            metas,
+            stored_bytes=repo.stored_bytes(),
+            last_verify=st.last_verify(repo, [m.id for m in metas]),
+            since=since,
+        )
+
+    async def repository_stats(self, since: datetime | None = None) -> RepositoryStats:
+        return await self._in_thread(lambda: self.repository_stats_blocking(since))
+
+    def repository_stats_blocking(self, since: datetime | None = None) -> RepositoryStats:
+        """Every project's totals (an encrypted one not opened: listed as locked)."""
+        totals = []
+        for name in projects.listed(self.store):
+            try:
+                totals.append(self.stats_blocking(name, since).totals)
+            except WrongPassword:
+                totals.append(st.ProjectTotals(project_id=name, locked=True))
+            except (NexusError, ValueError):
+                continue
+        return st.repository_stats(totals, since)
 
     # --- copy to another repository ---------------------------------------------------------
 

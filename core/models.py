@@ -141,8 +141,30 @@ Tags = Annotated[dict[str, str], AfterValidator(_tags)]
 Extra = Annotated[dict, AfterValidator(_extra)]
 
 
+class PhaseTimings(BaseModel):
+    """Where a backup's time went, in seconds, so a slow backup says why (issue 15).
+
+    The scan, index, manifest and validate phases run one after another on one thread: their
+    wall time. Read, chunk-and-hash, compress and store overlap on the reader threads: each
+    is the time summed over those threads (so together they can exceed `read_pass_seconds`,
+    the read pass's wall time, by up to the number of `workers`)."""
+
+    scan_seconds: float = 0.0
+    read_seconds: float = 0.0  # opening, reading and statting source files
+    chunk_hash_seconds: float = 0.0  # the rest of the readers' time: cutting, hashing, dedup
+    compress_seconds: float = 0.0  # sealing new chunks (zstd, and encryption when on)
+    store_seconds: float = 0.0  # adding to packs and storing them, plus the final flush
+    index_seconds: float = 0.0
+    manifest_seconds: float = 0.0
+    validate_seconds: float = 0.0
+    read_pass_seconds: float = 0.0
+    workers: int = 0
+
+
 class BackupStats(BaseModel):
-    """What a backup actually did, beside the logical size the spec's fields give."""
+    """What a backup actually did, beside the logical size the spec's fields give.
+
+    The fields after `warnings` came with issue 15: absent from older metadata (None)."""
 
     bytes_read: int = 0
     bytes_stored: int = 0  # new bytes written to packs, after compression
@@ -158,6 +180,13 @@ class BackupStats(BaseModel):
     duration_seconds: float = 0.0
     throughput_bytes_per_second: float = 0.0
     warnings: list[str] = Field(default_factory=list)  # skipped or unstable files, capped
+    #: the new chunks' size before compression (bytes_stored is after)
+    bytes_new_raw: int | None = None
+    #: bytes read per new byte stored before compression (None: nothing new to store)
+    dedup_ratio: float | None = None
+    #: new bytes before compression per byte stored (None: nothing new stored)
+    compression_ratio: float | None = None
+    phases: PhaseTimings | None = None
 
 
 class BackupMetadata(BaseModel):

@@ -36,6 +36,7 @@ from core.models import (
     VerifyResult,
 )
 from core.retention import ForgetResult, Policy
+from core.stats import OperationCounts, ProjectStats, RepositoryStats
 
 Progress = Callable[[ProgressEvent], None]
 
@@ -45,6 +46,8 @@ class Engine(Protocol):
 
     root: Path
     logger: BackupLogger
+    #: the operations this process ran (issue 15's metrics)
+    operations: OperationCounts
 
     @property
     def repository_url(self) -> str: ...
@@ -133,6 +136,8 @@ class Engine(Protocol):
 
     async def project_ids(self) -> list[str]: ...
 
+    def project_ids_blocking(self) -> list[str]: ...
+
     async def damaged_metadata(self, project_id: str) -> list[str]: ...
 
     # --- the same reads, blocking (for a thread pool of the face's own) --------------------
@@ -215,3 +220,13 @@ class Engine(Protocol):
     def run_lock(self, project_id: str) -> contextlib.AbstractContextManager: ...
 
     def record_run_blocking(self, project_id: str, run: LastRun) -> None: ...
+
+    # --- stats: history and totals (issue 15) -----------------------------------------------
+
+    async def stats(self, project_id: str, since: datetime | None = None) -> ProjectStats: ...
+
+    def stats_blocking(self, project_id: str, since: datetime | None = None) -> ProjectStats: ...
+
+    async def repository_stats(self, since: datetime | None = None) -> RepositoryStats: ...
+
+    def repository_stats_blocking(self, since: datetime | None = None) -> RepositoryStats: ...

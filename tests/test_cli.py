@@ -632,6 +632,7 @@ def test_serve_and_tui_get_their_arguments(tmp_path: Path):
         "max_running": 2,
         "password": None,  # none given: read once at start, never asked (issue 12)
         "encrypt": False,
+        "metrics_public": False,  # /metrics behind the token (issue 15)
     }
     assert tui == ["tui", str(tmp_path / "repo"), {"demo": False}]
     assert demo[0] == "tui" and demo[2] == {"demo": True}

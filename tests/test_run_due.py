@@ -251,3 +251,22 @@ def test_schedule_alone_removes_nothing_and_bad_input_is_one_line(tmp_path, caps
     assert nb(root, "policy", "set", "web", "--webhook", "ftp://x") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "http:// or https://" in err, err
+
+
+def test_run_due_writes_every_projects_metrics_for_the_textfile_collector(hourly, tmp_path):
+    """`run-due --metrics-file`: after the runs, node_exporter's textfile format, parsed by
+    prometheus_client's own parser, says the scheduled backup just made."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    root, _data, h = hourly
+    out = tmp_path / "nexus.prom"
+    assert (
+        nb(root, "run-due", "--now", iso(h + timedelta(minutes=1)), "--metrics-file", str(out)) == 0
+    )
+    families = {f.name: f for f in text_string_to_metric_families(out.read_text())}
+    counts = {
+        (s.labels["project"], s.labels.get("status")): s.value
+        for s in families["nexus_backups"].samples
+    }
+    assert counts[("web", "completed")] == 2  # the first, and the run's
+    assert not list(tmp_path.glob("nexus.prom.*"))  # written atomically: no temporary left

@@ -518,6 +518,17 @@ class NexusApp(App[int]):
             return
         self.push_screen(RemovedScreen(project.project_id))
 
+    def action_stats(self) -> None:
+        """The stats view of the selected project (issue 15), on its highlighted backup."""
+        from tui.screens.stats import StatsScreen
+
+        project = self.main.current_project if self.screen is self.main else None
+        if project is None:
+            self.notify("Select a project first.", severity="warning")
+            return
+        backup = self.main.current_backup
+        self.push_screen(StatsScreen(project.project_id, backup.id if backup else None))
+
     def action_protect(self) -> None:
         """Protect the highlighted backup from retention and delete, or lift that."""
         if self.refuse_write("protect a backup"):

@@ -30,6 +30,7 @@ class NexusCommands(Provider):
             ("Project: retention policy", app.action_policy, "Keep rules, preview, apply (P)"),
             ("Project: removed backups", app.action_removed, "In their grace period (U)"),
             ("Project: delete", app.action_delete_project, "And all its backups (X)"),
+            ("Project: stats", app.action_stats, "History plots and phase timings (T)"),
             ("Backup: protect / unprotect", app.action_protect, "From retention and delete (p)"),
             ("Table: filter", main.action_filter, "Narrow the backup table (/)"),
             ("Table: clear filter", main.action_clear_filter, "Show every backup (escape)"),

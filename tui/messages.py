@@ -120,3 +120,11 @@ class FilterChanged(Message):
     """The filter bar's text changed (as you type) or was cleared."""
 
     text: str
+
+
+@dataclass
+class StatsLoaded(Message):
+    """A project's history and totals (core.stats), for the stats view (issue 15)."""
+
+    project_id: str
+    stats: Any  # core.stats.ProjectStats

@@ -29,6 +29,7 @@ SHOTS: list[tuple[str, tuple[int, int], str]] = [
     ("filter", (110, 30), "the / filter narrowing the table as you type"),
     ("restore-preview", (120, 36), "restore: target, policy and the dry-run preview"),
     ("browse", (110, 30), "browsing a backup, files marked for restore"),
+    ("stats", (80, 24), "a project's stats (T): plots over time and the phases of a backup"),
     # last: it leaves a cancelled (FAILED) backup behind
     ("new-backup", (110, 32), "the new-backup form with its progress bar"),
 ]
@@ -101,7 +102,14 @@ async def _browse(pilot: Pilot) -> None:
     await _settle(pilot)
 
 
+async def _stats(pilot: Pilot) -> None:
+    await _select(pilot, "website")
+    await pilot.press("T")
+    await _settle(pilot)
+
+
 STEPS: dict[str, Callable[[Pilot], Awaitable[None]]] = {
+    "stats": _stats,
     "main": _main,
     "main-80x24": _main,
     "filter": _filter,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from cli.commands.stats import phases_text
 from cli.context import EXIT_OK, Context, run
 from cli.render import block, clean, duration, fmt_tags, out, plural, size, stamp
 from core.models import BackupInfo, BackupMetadata, VerifyResult
@@ -50,6 +51,8 @@ def _info_lines(info: BackupInfo) -> list[str]:
             f"took {duration(s.duration_seconds)} ({size(s.throughput_bytes_per_second)}/s)",
         ),
     ]
+    if s.phases is not None:  # issue 15: where the time went
+        pairs.append(("Phases", phases_text(s)))
     if s.warnings:
         shown = "\n".join(clean(w) for w in s.warnings)
         pairs.append((f"Warnings ({len(s.warnings)})", shown))

@@ -44,5 +44,6 @@ def cmd_serve(ctx: Context) -> int:
             password=password,
             encrypt=a.encrypt,
             **({"run_schedules": True} if a.run_schedules else {}),
+            metrics_public=a.metrics_public,
         )
     )

@@ -25,7 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from core.errors import Damaged, NexusError, from_os_error
-from core.models import MAX_WARNINGS, BackupMetadata, BackupStatus
+from core.models import MAX_WARNINGS, BackupMetadata, BackupStatus, PhaseTimings
 from core.ops.confine import DIR_FLAGS
 from core.ops.progress import OperationContext
 from core.ops.scan import Item, ParentLines, Planned, ReusedSpan, merge
@@ -49,6 +49,21 @@ _local = threading.local()
 _NOATIME = getattr(os, "O_NOATIME", 0) if os.geteuid() == 0 else 0  # needs ownership
 _TOP = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC  # the data directory itself may be a link
 _PROC_FD = os.path.isdir(f"/proc/{os.getpid()}/fd")  # names an open directory by path
+
+
+_now = time.perf_counter
+
+
+class PhaseClock:
+    """One reader thread's time per overlapping phase (summed at the end of the read pass).
+
+    Each thread adds to its own clock, so no lock is taken to time anything; the times are
+    read and summed only once the threads are done."""
+
+    __slots__ = ("busy", "compress", "read", "store")
+
+    def __init__(self) -> None:
+        self.busy = self.read = self.compress = self.store = 0.0
 
 
 class SkipFile(Exception):
@@ -83,6 +98,17 @@ class RunState:
     dirs: dict[int, list[tuple[bytes, int]]] = field(default_factory=dict)
     #: Warnings of the reader threads (extended attributes not readable), for the run.
     notes: list[str] = field(default_factory=list)
+    #: The new chunks' bytes before sealing.
+    bytes_new_raw: int = 0
+    #: Per thread, its phase clock (see PhaseClock).
+    clocks: dict[int, PhaseClock] = field(default_factory=dict)
+
+    def clock(self) -> PhaseClock:
+        """This thread's phase clock (made on its first use; only this thread's key)."""
+        clock = self.clocks.get(threading.get_ident())
+        if clock is None:
+            clock = self.clocks[threading.get_ident()] = PhaseClock()
+        return clock
 
     def ids(self, data: bytes | memoryview) -> tuple[bytes, str]:
         """A chunk's id in this repository (`repo.codec.chunk_id`: keyed under encryption)
@@ -153,15 +179,22 @@ class RunState:
                 return
             self.reserved.add(digest)
             self.chunks_new += 1
+        t0 = _now()
         stored, flags = self.repo.codec.seal_blob(digest, data)
+        t1 = _now()
         try:
             self.writer.add(digest, stored, len(data), flags)
         except OSError as exc:
             # A write to the repository failed (disk full, I/O error): fatal to the backup,
             # never to be mistaken for an unreadable source file.
             raise from_os_error(exc, "writing to the repository") from exc
+        clock = _local.clock
+        t2 = _now()
+        clock.compress += t1 - t0
+        clock.store += t2 - t1
         with self.lock:
             self.bytes_stored += len(stored)
+            self.bytes_new_raw += len(data)
 
 
 def _open_regular(state: RunState, rel: bytes) -> tuple[int, os.stat_result]:
@@ -221,6 +254,7 @@ def _read_small(state: RunState, item: Item) -> Entry | None:
     Returns None when the file is not exactly as the walk saw it (the careful path, with
     its retries and checks, then takes over)."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    t0 = _now()
     try:
         fd = state.open(item.rel, flags | _NOATIME)
     except OSError:
@@ -233,6 +267,7 @@ def _read_small(state: RunState, item: Item) -> Entry | None:
         return None
     finally:
         os.close(fd)
+        _local.clock.read += _now() - t0
     if (
         not stat.S_ISREG(st.st_mode)
         or (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
@@ -306,7 +341,9 @@ def read_file(state: RunState, item: Item) -> Entry:
                     # read it whole, without the chunker's stream buffer; its content hash
                     # is its chunk's hash (in a plain repository; see RunState.ids).
                     ctx.check()
+                    t0 = _now()
                     data = f.read(params.min_size)
+                    _local.clock.read += _now() - t0
                     digest, content = state.ids(data)
                     if data:
                         state.store_chunk(digest, data)
@@ -345,7 +382,8 @@ def _chunk_file(
     hasher = new_hasher()
     chunk_id = state.repo.codec.chunk_id
     size = 0
-    for piece in iter_chunks(_chunker(state.params), f, ctx.check):  # type: ignore[arg-type]
+    timed = _TimedFile(f, _local.clock)
+    for piece in iter_chunks(_chunker(state.params), timed, ctx.check):  # type: ignore[arg-type]
         digest = chunk_id(piece)
         hasher.update(piece)
         state.store_chunk(digest, piece)
@@ -357,16 +395,40 @@ def _chunk_file(
     return hasher.hexdigest(), size
 
 
+class _TimedFile:
+    """A file whose reads (the chunker's, 8 MiB at a time) add to a phase clock."""
+
+    __slots__ = ("_clock", "_f")
+
+    def __init__(self, f: object, clock: PhaseClock) -> None:
+        self._f = f
+        self._clock = clock
+
+    def readinto(self, buf: memoryview) -> int | None:
+        t0 = _now()
+        try:
+            return self._f.readinto(buf)  # type: ignore[attr-defined]
+        finally:
+            self._clock.read += _now() - t0
+
+
 def read_batch(state: RunState, items: list[Item]) -> list[Entry | SkipFile]:
     """Read several files in one job; a file that cannot be read is returned as its SkipFile."""
     out: list[Entry | SkipFile] = []
-    for item in items:
-        state.ctx.check()
-        try:
-            out.append(read_file(state, item))
-        except SkipFile as exc:
-            out.append(exc)
-        state.ctx.advance(files=1, path=item.shown)
+    # this thread's clock, for everything timed while it reads the batch (a thread-local
+    # attribute is cheaper to reach per file than the state's dict of clocks)
+    clock = _local.clock = state.clock()
+    t0 = _now()
+    try:
+        for item in items:
+            state.ctx.check()
+            try:
+                out.append(read_file(state, item))
+            except SkipFile as exc:
+                out.append(exc)
+            state.ctx.advance(files=1, path=item.shown)
+    finally:
+        clock.busy += _now() - t0
     return out
 
 
@@ -420,6 +482,15 @@ class BackupRun:
         #: Files skipped by the read pass, to the path written instead as the first name of
         #: their inode (None until one is): an entry's `link` names a path in the manifest.
         self.relinked: dict[bytes, bytes | None] = {}
+        self.workers = 0  # reader threads of the read pass
+        #: The sequential phases' wall times (PhaseTimings' field names).
+        self.walls: dict[str, float] = {}
+
+    def _timed(self, phase: str, since: float) -> float:
+        """Add the time since `since` to a sequential phase's wall time; returns now."""
+        now = _now()
+        self.walls[phase] = self.walls.get(phase, 0.0) + now - since
+        return now
 
     def warn(self, message: str) -> None:
         if len(self.warnings) < MAX_WARNINGS:
@@ -603,7 +674,7 @@ class BackupRun:
 
     def read(self, items: list[Planned], state: RunState, writer: ManifestWriter) -> None:
         ctx = self.ctx
-        workers = max(2, min(8, (os.cpu_count() or 2) * 2))
+        workers = self.workers = max(2, min(8, (os.cpu_count() or 2) * 2))
         # Each unit: (items, future or None); a unit without a future is emitted directly.
         pending: deque[tuple[list, Future[list[Entry | SkipFile]] | None]] = deque()
         add_lines = writer.add_lines
@@ -708,7 +779,9 @@ class BackupRun:
         repo.write_metadata(meta)
         repo.refresh_index()
 
+        t = _now()
         items = self.scan()
+        t = self._timed("scan_seconds", t)
         ctx.set_phase("reading", files_total=self.to_read[0], bytes_total=self.to_read[1])
         state = RunState(repo, ctx, self.plan.data_dir, repo.chunker_params, top_fd=self.top_fd)
         state.writer = repo.pack_writer(state.on_flush)
@@ -728,7 +801,9 @@ class BackupRun:
             self.read(items, state, writer)
             del items
             self.parent_data = None
+            t = self._timed("read_pass_seconds", t)
             state.writer.flush()
+            t = self._timed("store_seconds", t)
             ctx.check()
             # Index, then manifest, then the metadata: the restic write order.
             name = repo.write_index(state.new_locations)
@@ -745,9 +820,11 @@ class BackupRun:
             repo.index.add(digest, loc)
         if name:
             repo.index.files.add(name)
+        t = self._timed("index_seconds", t)
         data, checksum = writer.finish()
         repo.write_manifest(meta.id, data)
         del data
+        t = self._timed("manifest_seconds", t)
 
         c = self.counts
         stats = meta.stats
@@ -763,6 +840,9 @@ class BackupRun:
         stats.dirs_count = c["dirs"]
         stats.symlinks_count = c["links"]
         stats.warnings = self.warnings
+        stats.bytes_new_raw = state.bytes_new_raw
+        stats.dedup_ratio = _ratio(state.bytes_read, state.bytes_new_raw)
+        stats.compression_ratio = _ratio(state.bytes_new_raw, state.bytes_stored)
         meta.size_bytes = c["size"]
         meta.files_count = c["files"]
         meta.checksum = checksum
@@ -775,6 +855,8 @@ class BackupRun:
         missing = len(self.referenced - repo.index.entries.keys())
         if missing:
             raise Damaged(f"{missing} chunks referenced by the backup are not indexed")
+        self._timed("validate_seconds", t)
+        stats.phases = self._phases(state)
 
         elapsed = time.monotonic() - started
         stats.duration_seconds = round(elapsed, 3)
@@ -784,6 +866,33 @@ class BackupRun:
         repo.write_metadata(meta)
         ctx.finish(files=meta.files_count, nbytes=meta.size_bytes)
         return meta
+
+    def _phases(self, state: RunState) -> PhaseTimings:
+        """The sequential phases' wall times and the reader threads' summed times. Chunking
+        and hashing is what remains of the readers' busy time once reading, compressing and
+        storing are taken out (they run inside it)."""
+        clocks = list(state.clocks.values())
+        read = sum(c.read for c in clocks)
+        compress = sum(c.compress for c in clocks)
+        store = sum(c.store for c in clocks)
+        busy = sum(c.busy for c in clocks)
+        w = self.walls
+        return PhaseTimings(
+            scan_seconds=round(w.get("scan_seconds", 0.0), 6),
+            read_seconds=round(read, 6),
+            chunk_hash_seconds=round(max(0.0, busy - read - compress - store), 6),
+            compress_seconds=round(compress, 6),
+            store_seconds=round(store + w.get("store_seconds", 0.0), 6),
+            index_seconds=round(w.get("index_seconds", 0.0), 6),
+            manifest_seconds=round(w.get("manifest_seconds", 0.0), 6),
+            validate_seconds=round(w.get("validate_seconds", 0.0), 6),
+            read_pass_seconds=round(w.get("read_pass_seconds", 0.0), 6),
+            workers=self.workers,
+        )
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return round(num / den, 4) if den else None
 
 
 def run_backup(

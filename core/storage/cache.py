@@ -83,6 +83,15 @@ class CachedStore:
     def sub(self, prefix: str) -> CachedStore:
         return CachedStore(self._inner.sub(prefix), self._shared.directory, _shared=self._shared)
 
+    @property
+    def inner(self) -> ObjectStore:
+        return self._inner
+
+    def over(self, inner: ObjectStore) -> CachedStore:
+        """This cache (its files, etags and counts) in front of `inner`, a wrapper of the
+        store it fronts (issue 15's request counter, which counts what reaches the remote)."""
+        return CachedStore(inner, self._shared.directory, _shared=self._shared)
+
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         for obj in self._inner.list(prefix):
             if obj.etag and IMMUTABLE.search(obj.name):

@@ -14,6 +14,7 @@ from storage.seaweed import start as start_seaweed
 
 from core.storage import ObjectStore
 from core.storage.cache import CachedStore
+from core.storage.instrumented import InstrumentedStore
 from core.storage.local import LocalStore
 from core.storage.memory import MemoryStore
 from core.storage.s3 import S3Store
@@ -38,11 +39,17 @@ def _s3_cached(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
     return CachedStore(_s3(request, tmp_path), tmp_path / "cache")
 
 
+def _instrumented(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
+    """The local store behind serve's request counter (issue 15): it must change nothing."""
+    return InstrumentedStore(LocalStore(tmp_path / "store"))  # type: ignore[return-value]
+
+
 STORES: dict[str, Callable[[pytest.FixtureRequest, Path], ObjectStore]] = {
     "local": _local,
     "memory": _memory,
     "s3": _s3,
     "s3-cached": _s3_cached,
+    "instrumented": _instrumented,
 }
 
 

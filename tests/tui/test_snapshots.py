@@ -109,3 +109,14 @@ def test_file_browser(snap_compare, demo_app) -> None:  # type: ignore[no-untype
         await settle(pilot)
 
     assert snap_compare(demo_app, terminal_size=(100, 30), run_before=run_before)
+
+
+def test_stats_view_80x24(snap_compare, demo_app) -> None:  # type: ignore[no-untyped-def]
+    """The stats view (issue 15) at 80x24: plots over time and the selected backup's phases."""
+
+    async def run_before(pilot: Pilot) -> None:
+        await _project("website")(pilot)
+        await pilot.press("T")
+        await settle(pilot)
+
+    assert snap_compare(demo_app, terminal_size=(80, 24), run_before=run_before)

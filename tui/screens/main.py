@@ -71,6 +71,8 @@ class MainScreen(WorkerErrors, Screen):
             id="delete_project",
             tooltip="Delete the project and all its backups",
         ),
+        # not S: the backup table reverses its sort with S
+        Binding("T", "app.stats", "Stats", show=False, id="stats", tooltip="Plots and phases"),
         # shown in the table's border ("/: filter"), so the footer keeps room at 80 columns
         Binding("slash", "filter", "Filter", show=False, id="filter", tooltip="Filter the table"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="clear_filter"),
