@@ -13,13 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.models import (
     BackupId,
     BackupInfo,
+    BackupInfoView,
     BackupMetadata,
     CopyResult,
-    ManifestSummary,
     ProgressEvent,
     RestoreResult,
     RestoreUndo,
-    VerifyResult,
 )
 from core.retention import Policy
 
@@ -54,22 +53,15 @@ class BackupPage(BaseModel):
     items: list[BackupMetadata]
 
 
-class BackupInfoResponse(BackupMetadata):
-    """`info`: the specification's metadata fields at the top level, as create and list answer
-    them (a client written from the specification reads `status` there), and beside them what
-    `info` adds: the manifest summary, the parent chain, the last verify, and the live
-    progress while the backup is being worked on."""
+class BackupInfoResponse(BackupInfoView):
+    """`info` as `info --json` gives it (core.models.BackupInfoView), and the live progress
+    while the backup is being worked on."""
 
-    manifest: ManifestSummary | None = None
-    parent_chain: list[str] = Field(default_factory=list)
-    deleted_parents: list[str] = Field(default_factory=list)
-    last_verify: VerifyResult | None = None
     progress: ProgressEvent | None = None
 
     @classmethod
-    def of(cls, info: BackupInfo, progress: ProgressEvent | None) -> BackupInfoResponse:
-        extra = info.model_dump(exclude={"metadata"})
-        return cls.model_validate({**info.metadata.model_dump(), **extra, "progress": progress})
+    def of(cls, info: BackupInfo, progress: ProgressEvent | None) -> BackupInfoResponse:  # type: ignore[override]
+        return super().of(info, progress=progress)
 
 
 #: How to undo a restore, as the engine built it (kept under the name the API had).

@@ -11,7 +11,7 @@ import shlex
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -486,6 +486,22 @@ class BackupInfo(BaseModel):
     #: Backups of the chain that no longer exist (deleted since; the chain ends there).
     deleted_parents: list[str] = Field(default_factory=list)
     last_verify: VerifyResult | None = None
+
+
+class BackupInfoView(BackupMetadata):
+    """`info` as the faces give it to programs (`info --json`, the API): the specification's
+    metadata fields at the top level, as create and list give them (a client written from the
+    specification reads `status` there), and beside them what `info` adds."""
+
+    manifest: ManifestSummary | None = None
+    parent_chain: list[str] = Field(default_factory=list)
+    deleted_parents: list[str] = Field(default_factory=list)
+    last_verify: VerifyResult | None = None
+
+    @classmethod
+    def of(cls, info: BackupInfo, **more: object) -> Self:
+        extra = info.model_dump(exclude={"metadata"})
+        return cls.model_validate({**info.metadata.model_dump(), **extra, **more})
 
 
 RunStatus = Literal["running", "succeeded", "failed"]

@@ -211,7 +211,7 @@ def test_full_cycle(root: Path, data: Path, tmp_path: Path):
         assert any(line.startswith(label + " ") for line in info.splitlines()), label
     assert bid in info and meta["checksum"] in info and "env=test" in info
     latest = js(nb(root, "info", "proj", "latest", "--json"))
-    assert latest["metadata"]["id"] == bid
+    assert latest["id"] == bid and latest["status"] == "completed"  # the spec's fields on top
     assert latest["manifest"]["files"] == 5
 
     # restore: byte-exact, modes, symlink, empty dir.

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,6 +24,7 @@ from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
 from core.errors import NexusError, WrongPassword, describe_os_error
+from core.logger import LogRecord
 from core.models import (
     BackupMetadata,
     BackupType,
@@ -164,6 +165,13 @@ class NexusApp(App[int]):
         if not project_id:
             return None
         return self.mgr.logger.path_for(project_id, self.now())
+
+    def earlier_log(self, project_id: str) -> list[LogRecord]:
+        """The day before's last records of the project, shown above today's."""
+        from tui.widgets.log_tail import EARLIER_LINES
+
+        day = (self.now() - timedelta(days=1)).date()
+        return self.mgr.logger.read(project_id, day, limit=EARLIER_LINES)
 
     def get_default_screen(self) -> MainScreen:
         return self.main

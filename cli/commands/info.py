@@ -8,14 +8,14 @@ import json
 from cli.commands.stats import phases_text
 from cli.context import EXIT_OK, Context, run
 from cli.render import block, clean, duration, fmt_tags, out, plural, size, stamp
-from core.models import BackupInfo, BackupMetadata, VerifyResult
+from core.models import BackupInfo, BackupInfoView, BackupMetadata, VerifyResult
 
 
 def cmd_info(ctx: Context) -> int:
     a = ctx.args
     info: BackupInfo = run(ctx.manager.info(a.project, a.backup_id))
     if ctx.json:
-        ctx.emit(info)
+        ctx.emit(BackupInfoView.of(info))  # the metadata at the top level, as the API
         return EXIT_OK
     out("\n".join(_info_lines(info)))
     return EXIT_OK

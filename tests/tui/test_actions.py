@@ -743,3 +743,48 @@ async def test_delete_project_names_the_count_and_removes_it_from_disk(
         await settle(pilot)
         assert [p.project_id for p in app.main.projects.projects] == ["zeta"]
         assert (seeded["data"] / "a.txt").exists()  # the data directory is not touched
+
+
+async def test_the_log_goes_back_a_day_and_wraps_long_lines(tui_root: Path, seeded: dict) -> None:
+    """Yesterday's last lines above today's, under a day line; a long message is continued
+    under the message column, never cut at the pane's edge."""
+    from datetime import UTC, datetime, timedelta
+
+    from core.logger import LogRecord
+
+    now = datetime.now(UTC)
+    yesterday = now - timedelta(days=1)
+    logs = tui_root / "logs"
+    record = LogRecord(yesterday, "ERROR", "proj", "create", None, "nightly backup failed")
+    (logs / f"proj_{yesterday:%Y-%m-%d}.log").write_text(record.format() + "\n")
+    mgr = BackupManager(tui_root)
+    mgr.logger.warning("proj", "verify", "the end of this message must be seen: " + "x" * 120)
+    app = NexusApp(tui_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("4")
+        log = app.main.log_tail
+        await wait_for(pilot, lambda: any("must be seen" in line for line in log.lines_text))
+        await settle(pilot)
+        text = log.lines_text
+        assert any(f"── {yesterday:%a %Y-%m-%d} ──" in line for line in text)
+        assert any("nightly backup failed" in line for line in text)
+        assert text.index(next(t for t in text if "nightly" in t)) < text.index(
+            next(t for t in text if "must be seen" in t)
+        )
+        width = log.scrollable_content_region.width
+        assert all(len(line) <= width for line in text)
+        assert "".join(line.strip() for line in text).count("x") >= 120  # all of it, wrapped
+
+
+async def test_tab_goes_from_the_directory_to_the_project_id(tui_root: Path, seeded: dict) -> None:
+    from tui.screens.new_project import NewProjectScreen
+
+    app = NexusApp(tui_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("N")
+        assert isinstance(app.screen, NewProjectScreen)
+        assert app.focused is not None and app.focused.id == "project-dir"
+        await pilot.press("tab")
+        assert app.focused is not None and app.focused.id == "project-id"

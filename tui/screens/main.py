@@ -114,7 +114,7 @@ class MainScreen(WorkerErrors, Screen):
                 yield BackupTable(id="backups")
         with Horizontal(id="bottom"):
             yield DetailView(id="detail")
-            yield LogTail(self.app.log_path, id="log")
+            yield LogTail(self.app.log_path, self.app.earlier_log, id="log")
         yield ProgressPanel(id="progress")
         yield Footer(compact=True)
 

@@ -145,8 +145,12 @@ class DirectoryPickScreen(ModalScreen[str | None]):
 
 
 def pick_button(field_id: str) -> Button:
-    """The small button beside a directory field (ctrl+o does the same from the keyboard)."""
-    return Button("… ^o", id=f"pick-{field_id}", classes="pick-dir", compact=True)
+    """The small button beside a directory field, for the mouse: ctrl+o does the same from
+    the keyboard, so tab goes from the directory straight to the next field (a name typed
+    after tab lands in it, not on a button)."""
+    button = Button("… ^o", id=f"pick-{field_id}", classes="pick-dir", compact=True)
+    button.can_focus = False
+    return button
 
 
 def pick_directory(screen: Screen, field_id: str, title: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import ClassVar
 
@@ -34,15 +35,35 @@ MAX_LINES = 2000
 BACKLOG_BYTES = 256 * 1024
 MAX_BEHIND_BYTES = 1024 * 1024
 POLL_SECONDS = 0.25
+#: Lines of the day before shown above today's (a project last backed up yesterday evening
+#: still shows how that went this morning).
+EARLIER_LINES = 200
 # columns of a formatted line: "HH:MM:SS LEVEL__ OPERATION message"
 _LEVEL_AT, _OP_AT, _MSG_AT = 9, 17, 26
 
 
 def record_line(record: LogRecord) -> str:
-    """One screen line per record: a message's newlines are shown, not obeyed."""
+    """One line per record: a message's newlines are shown, not obeyed."""
     message = record.message.replace("\r", "").replace("\n", " ⏎ ")
     backup = f"{record.backup_id} " if record.backup_id else ""
     return f"{record.time:%H:%M:%S} {record.level:<7} {record.operation:<8} {backup}{message}"
+
+
+def wrapped(line: str, width: int) -> list[str]:
+    """A line cut to `width` columns, the rest continued under the message column (a long
+    error is read whole, never cut at the pane's edge)."""
+    if width <= _MSG_AT + 8 or len(line) <= width:
+        return [line]
+    out, rest = [line[:width]], line[width:]
+    room = width - _MSG_AT
+    while rest:
+        out.append(" " * _MSG_AT + rest[:room])
+        rest = rest[room:]
+    return out
+
+
+def day_line(day: date) -> str:
+    return f"── {day:%a %Y-%m-%d} ──"
 
 
 def follower(path_for: Callable[[], Path | None], project_id: str | None) -> LogFollower | None:
@@ -75,10 +96,20 @@ class LogTail(Log):
         Binding("L", "cycle_level", "Log level", id="log.level", tooltip="Filter log by level"),
     ]
 
-    def __init__(self, path_for: Callable[[str], Path | None], **kwargs) -> None:
+    def __init__(
+        self,
+        path_for: Callable[[str], Path | None],
+        earlier: Callable[[str], list[LogRecord]] | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(max_lines=MAX_LINES, highlight=True, auto_scroll=True, **kwargs)
         self.highlighter = LevelHighlighter()
         self._path_for = path_for
+        #: The day before's last records of a project (read once per project followed).
+        self._earlier = earlier
+        self._backfilled: LogFollower | None = None
+        self._last_day: date | None = None
+        self._width = 0
         self._follower: LogFollower | None = None
         self._records: deque[LogRecord] = deque(maxlen=MAX_LINES)
         self.min_level = 0
@@ -115,8 +146,15 @@ class LogTail(Log):
 
     @work(thread=True, group="log-poll", exit_on_error=False, description="reading the log")
     def _read(self, follower: LogFollower) -> None:
+        earlier: list[LogRecord] = []
+        if self._backfilled is not follower and follower.project_id:
+            self._backfilled = follower
+            if self._earlier is not None:
+                earlier = self._earlier(follower.project_id)
         records, reset = follower.read()
-        if records or reset:
+        if earlier:
+            self.post_message(LogRecordsRead(str(follower.path), earlier + records, True))
+        elif records or reset:
             self.post_message(LogRecordsRead(str(follower.path), records, reset))
 
     def on_log_records_read(self, message: LogRecordsRead) -> None:
@@ -126,6 +164,7 @@ class LogTail(Log):
         if message.reset:
             self._records.clear()
             self.clear()
+            self._last_day = None
         self._records.extend(message.records)
         self._write(message.records)
         self._update_subtitle()
@@ -133,13 +172,40 @@ class LogTail(Log):
     def _write(self, records: list[LogRecord]) -> None:
         floor = self.min_level
         shown = [r for r in records if LEVELS.index(r.level) >= floor][-MAX_LINES:]
-        if shown:
-            self.write_lines([record_line(r) for r in shown])
+        width = self.scrollable_content_region.width
+        lines: list[str] = []
+        for r in shown:
+            day = r.time.date()
+            if day != self._last_day:
+                if self._last_day is not None or day != self._today():
+                    lines.append(day_line(day))
+                self._last_day = day
+            lines.extend(wrapped(record_line(r), width))
+        if lines:
+            self.write_lines(lines)
+
+    def _today(self) -> date:
+        path = self._follower.path if self._follower else None
+        stem = path.stem.rpartition("_")[2] if path else ""
+        try:
+            return date.fromisoformat(stem)
+        except ValueError:
+            return date.today()
+
+    def _rewrite(self) -> None:
+        self.clear()
+        self._last_day = None
+        self._write(list(self._records))
+
+    def on_resize(self) -> None:
+        width = self.scrollable_content_region.width
+        if width != self._width:
+            self._width = width
+            self._rewrite()
 
     def action_cycle_level(self) -> None:
         self.min_level = (self.min_level + 1) % len(LEVELS)
-        self.clear()
-        self._write(list(self._records))
+        self._rewrite()
         self._update_subtitle()
 
     def _update_subtitle(self) -> None:
