@@ -362,7 +362,8 @@ class RestoreCounts(BaseModel):
 
 class RestoreUndo(BaseModel):
     """What undoes a restore that changed its target: the CHECKPOINT taken of the target just
-    before, restored back over the whole target (overwrite "always", delete_extra, no
+    before, restored back over the whole target (overwrite "if-changed", so only what the
+    restore changed is written again (I6: bytes compared, not guessed), delete_extra, no
     checkpoint of its own). The engine builds it once (`of`); the faces only render it, the CLI
     as a command line (`command`), the API as this data (`request` can be posted as is)."""
 
@@ -377,7 +378,7 @@ class RestoreUndo(BaseModel):
             project_id=project_id,
             backup_id=checkpoint_id,
             restore_dir=target,
-            overwrite="always",
+            overwrite="if-changed",
             delete_extra=True,
             checkpoint=False,
         )

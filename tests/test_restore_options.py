@@ -92,17 +92,18 @@ async def test_the_undo_is_data_and_its_request_undoes_a_partial_restore(
         project_id="r",
         backup_id=res.checkpoint_id,
         restore_dir=str(out.resolve()),
-        overwrite="always",
+        overwrite="if-changed",
         delete_extra=True,
         checkpoint=False,
     )
     assert res.undo_hint == undo.command(root=str(manager.root))
     assert shlex.split(undo.command())[1:] == [
         "restore", "r", res.checkpoint_id, str(out.resolve()),
-        "--overwrite", "always", "--delete", "--no-checkpoint",
+        "--overwrite", "if-changed", "--delete", "--no-checkpoint",
     ]  # fmt: skip
     again = await manager.restore(undo.request)
     assert again.undo is None and again.checkpoint_id is None  # no checkpoint of its own
+    assert again.files_unchanged > 0  # only what the restore changed is written back
     assert tree_of(out) == before
 
 

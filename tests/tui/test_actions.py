@@ -19,6 +19,7 @@ from tui.screens.pick import PickScreen
 from tui.screens.restore import RestoreScreen
 from tui.validation import expand
 from tui.widgets.progress_panel import OperationProgress, ProgressPanel
+from tui.widgets.tick import Tick
 
 
 async def test_table_lists_newest_first_with_status_words(tui_root: Path, seeded: dict) -> None:
@@ -239,12 +240,49 @@ async def test_restore_over_existing_names_overwrites_and_offers_undo(
         result = screen.op.result
         assert result.checkpoint_id
         text = plain(screen.query_one("#result"))
-        assert result.checkpoint_id in text and "To undo" in text
+        assert result.checkpoint_id in text and "ctrl+z to undo" in text
         checkpoint = tui_root / "backups" / "proj" / f"backup_{result.checkpoint_id}"
         assert checkpoint.is_dir()
         await pilot.press("escape")
         await settle(pilot)
         assert app.main.table.find(result.checkpoint_id).type == BackupType.CHECKPOINT
+
+
+async def test_ctrl_z_undoes_the_restore_writing_back_only_what_it_changed(
+    tui_root: Path, seeded: dict
+) -> None:
+    """The live directory as it was before the restore, byte for byte, after ctrl+z and y;
+    a file the restore did not change is not written again (its inode and mtime stay)."""
+    data = seeded["data"]
+    (data / "mine.txt").write_text("written after the backups")
+    before = {p.relative_to(data): p.read_bytes() for p in data.rglob("*") if p.is_file()}
+    untouched = (data / "sub" / "b.txt").stat()
+    app = NexusApp(tui_root)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("down")  # the first backup: its a.txt differs from the live one
+        await settle(pilot)
+        await pilot.press("r")
+        screen = app.screen
+        screen.query_one("#target", Input).value = str(data)
+        screen.query_one("#delete-extra", Tick).value = True
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        await pilot.press("y")
+        await settle(pilot)
+        assert (data / "a.txt").read_bytes() == seeded["original_a"]
+        assert not (data / "mine.txt").exists()
+        await pilot.press("ctrl+z")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "back as it was" in plain(app.screen.query_one("#confirm-body"))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: "Undone" in plain(screen.query_one("#result")))
+        after = {p.relative_to(data): p.read_bytes() for p in data.rglob("*") if p.is_file()}
+        assert after == before
+        again = (data / "sub" / "b.txt").stat()
+        assert (again.st_ino, again.st_mtime_ns) == (untouched.st_ino, untouched.st_mtime_ns)
 
 
 async def test_verify_shows_result_in_detail(tui_root: Path, seeded: dict) -> None:

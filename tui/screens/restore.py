@@ -25,7 +25,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, DataTable, Input, Label, Select, Static
 
-from core.models import BackupMetadata, RestoreRequest, RestoreResult
+from core.models import BackupMetadata, RestoreRequest, RestoreResult, RestoreUndo
 from tui import format as fmt
 from tui.messages import RestorePreviewReady
 from tui.operations import Operation
@@ -169,12 +169,23 @@ def cancelled_text(target: str, *, checkpointing: bool, backup_id: str) -> Text:
 
 
 def undo_text(result: RestoreResult) -> str:
-    """The engine's undo, as the command line that runs it."""
+    """The engine's undo: the key here, and the command line that runs it anywhere."""
     if result.undo is None:
         return ""
     return (
         f"A checkpoint of the target was taken first: {result.undo.checkpoint_id}.\n"
-        f"To undo: {result.undo_hint or result.undo.command()}"
+        f"Press ctrl+z to undo, or run: {result.undo_hint or result.undo.command()}"
+    )
+
+
+def undo_confirm_text(undo: RestoreUndo) -> Text:
+    return Text.assemble(
+        "Put ",
+        (fmt.home_short(undo.target), "bold"),
+        " back as it was before this restore?\n\nThe checkpoint ",
+        (undo.checkpoint_id, "bold"),
+        " is restored over it: the files the restore changed get their earlier bytes back and "
+        "the files it added are deleted; files whose bytes already match are left as they are.",
     )
 
 
@@ -187,6 +198,7 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
         Binding("ctrl+s", "restore", "Restore", id="restore.run"),
         Binding(PICK_KEY, "pick_dir", "Browse directories", id="restore.pickdir"),
         Binding("c", "cancel_restore", "Cancel restore", id="restore.cancel"),
+        Binding("ctrl+z", "undo", "Undo restore", id="restore.undo"),
     ]
 
     def __init__(
@@ -198,6 +210,7 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
         self.source = source
         self.paths = list(paths or [])
         self.preview: RestoreResult | None = None
+        self._undoing = False
         self._preview_key: tuple | None = None
         self._confirm_after_preview = False
         self.op: Operation | None = None
@@ -428,13 +441,33 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
             ConfirmScreen("Restore?", body, yes="Restore", danger=danger), answered
         )
 
-    def show_operation(self, op: Operation) -> None:
+    def action_undo(self) -> None:
+        """Undo the restore this dialog ran: its checkpoint back over the target (the engine's
+        RestoreUndo), after a confirmation; once."""
+        r = self.op.result if self.op is not None and self.op.state == "done" else None
+        if not isinstance(r, RestoreResult) or r.undo is None or self._undoing:
+            self.app.notify("Nothing to undo here.", severity="warning")
+            return
+        undo = r.undo
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._undoing = True
+                self.query_one("#restore-progress").display = False
+                self.show_operation(self.app.start_restore(undo.request), progress_id="undo")
+
+        self.app.push_screen(
+            ConfirmScreen("Undo restore", undo_confirm_text(undo), yes="Undo", danger=True),
+            answered,
+        )
+
+    def show_operation(self, op: Operation, *, progress_id: str = "restore-progress") -> None:
         self.op = op
         for widget in self.query("Input, Select, Checkbox, #do-preview, #do-restore"):
             widget.disabled = True
         self.query_one("#preview", DataTable).display = False
         self.query_one("#dialog").add_class("-running")
-        self.query_one("#progress-area").mount(OperationProgress(op, id="restore-progress"))
+        self.query_one("#progress-area").mount(OperationProgress(op, id=progress_id))
         self.query_one("#do-preview").display = False
         self.query_one("#do-restore").display = False
         self.query_one("#cancel-op").display = True
@@ -452,7 +485,17 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
         self.query_one("#preview-summary").display = False  # the result says what was done
         result = self.query_one("#result", Static)
         result.display = True
-        if op.state == "done" and isinstance(op.result, RestoreResult):
+        if op.state == "done" and isinstance(op.result, RestoreResult) and self._undoing:
+            r = op.result
+            result.update(
+                Text(
+                    f"✓ Undone: {fmt.home_short(r.restore_dir)} is as it was before the restore "
+                    f"({fmt.plural(r.files_written, 'file')} put back, {r.files_deleted:,} "
+                    f"deleted, {r.files_unchanged:,} left as they were).",
+                    style="green",
+                )
+            )
+        elif op.state == "done" and isinstance(op.result, RestoreResult):
             r = op.result
             text = Text(
                 f"✓ Restored into {fmt.home_short(r.restore_dir)}\n"
