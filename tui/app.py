@@ -95,6 +95,9 @@ class NexusApp(App[int]):
         self.copy_targets: dict[str, str] = {}
         #: Passwords of the encrypted projects opened this session: in memory only.
         self.passwords: dict[str, str] = {}
+        #: A copy target's password per project, typed in the copy form (none: the
+        #: project's own, which opens a copy made from it).
+        self.target_passwords: dict[str, str] = {}
         #: Encrypted projects seen locked (no password of this session opens them).
         self.locked: set[str] = set()
         self.main = MainScreen()
@@ -113,7 +116,9 @@ class NexusApp(App[int]):
         if self._manager is None:
             from core.manager import BackupManager
 
-            self._manager = BackupManager(self.root, password=self.password_for)
+            self._manager = BackupManager(
+                self.root, password=self.password_for, to_password=self.target_password_for
+            )
         return self._manager
 
     # -- encrypted projects: asked before an operation starts, never from a worker
@@ -129,6 +134,11 @@ class NexusApp(App[int]):
                 "password (u)"
             )
         return known
+
+    def target_password_for(self, project_id: str) -> str:
+        """The password of a copy's target: the one typed in the copy form, else the
+        project's own."""
+        return self.target_passwords.get(project_id) or self.password_for(project_id)
 
     def is_locked(self, project_id: str) -> bool:
         return project_id in self.locked and project_id not in self.passwords

@@ -121,3 +121,37 @@ async def test_the_dialog_offers_the_projects_copy_to_setting(
         await settle(pilot)
         screen = await _open_copy(pilot, app)
         assert screen.query_one("#copy-to", Input).value == str(twin)
+
+
+async def test_the_target_password_opens_an_encrypted_target(
+    tui_root: Path, seeded: dict, tmp_path: Path, monkeypatch
+) -> None:
+    """A plain project copied into a target encrypted under its own password: refused
+    (naming the target) without it, copied with it typed in the form's password field."""
+    from store_helpers import fast_kdf
+
+    fast_kdf(monkeypatch)
+    target = tmp_path / "vault"
+    owner = BackupManager(
+        tmp_path / "owner", repository=target, password=lambda _p: "B" * 12, encrypt=True
+    )
+    await owner.create_project("proj")
+    app = NexusApp(tui_root)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await _open_copy(pilot, app)
+        screen.query_one("#copy-to", Input).value = str(target)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: screen.op is not None and not screen.op.running)
+        await settle(pilot)
+        assert "target" in plain(screen.query_one("#result"))
+        assert not await owner.list("proj")
+        await pilot.press("escape")
+        screen = await _open_copy(pilot, app)
+        screen.query_one("#copy-to", Input).value = str(target)
+        screen.query_one("#copy-password", Input).value = "B" * 12
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: screen.op is not None and not screen.op.running)
+        await settle(pilot)
+        assert plain(screen.query_one("#result")).startswith("✓ copied 2 backups")
+    assert {b.id for b in await owner.list("proj")} == {seeded["first"].id, seeded["second"].id}

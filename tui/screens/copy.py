@@ -1,6 +1,7 @@
 """Copy a project's completed backups into another repository (a directory or s3://...).
 
-The form asks for the target only; once started it turns into the copy's progress (bytes,
+The form asks for the target, and the target's password when it is an encrypted repository
+opened by another password than the project's; once started it turns into the copy's progress (bytes,
 rate, ETA of the backup being copied), then one result line. `escape` hides it and the copy
 goes on in the progress panel; `c` (or the button) cancels it: what was copied stays in the
 target, and copying again sends only what is missing.
@@ -81,6 +82,14 @@ class CopyScreen(OperationForm, ModalScreen[None]):
                     compact=True,
                 )
             yield Label("", id="copy-to-help", classes="field-help")
+            with Horizontal(classes="field"):
+                yield Label("Password", classes="field-label")
+                yield Input(
+                    password=True,
+                    placeholder="of an encrypted target (empty: this project's own)",
+                    id="copy-password",
+                    compact=True,
+                )
             yield Vertical(id="progress-area")
             yield Static("", id="result")
             with Horizontal(classes="buttons"):
@@ -136,10 +145,16 @@ class CopyScreen(OperationForm, ModalScreen[None]):
             label = self.query_one("#copy-to-help", Label)
             label.update("✗ " + CopyTarget().validate(value).failure_descriptions[0])
             return
+        password = self.query_one("#copy-password", Input).value
+        if password:
+            self.app.target_passwords[self.project_id] = password
+        else:
+            self.app.target_passwords.pop(self.project_id, None)
         self.show_operation(self.app.start_copy(self.project_id, copy_target(value)))
 
     def hide_form_help(self) -> None:
         self.query_one("#copy-to-help").display = False
+        self.query_one("#copy-password").disabled = True
 
     def done_text(self, op: Operation) -> str | None:
         return f"✓ {copy_summary(op.result)}" if isinstance(op.result, CopyResult) else None
