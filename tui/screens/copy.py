@@ -1,10 +1,10 @@
 """Copy a project's completed backups into another repository (a directory or s3://...).
 
 The form asks for the target, and the target's password when it is an encrypted repository
-opened by another password than the project's; once started it turns into the copy's progress (bytes,
-rate, ETA of the backup being copied), then one result line. `escape` hides it and the copy
-goes on in the progress panel; `c` (or the button) cancels it: what was copied stays in the
-target, and copying again sends only what is missing.
+opened by another password than the project's; once started it turns into the copy's
+progress (bytes, rate, ETA of the backup being copied), then one result line. `escape` hides
+it and the copy goes on in the progress panel; `c` (or the button) cancels it: what was
+copied stays in the target, and copying again sends only what is missing.
 """
 
 from __future__ import annotations
