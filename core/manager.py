@@ -35,6 +35,7 @@ from core.errors import (
 )
 from core.logger import BackupLogger
 from core.manage import browse, projects
+from core.manage.compare import Comparing
 from core.manage.locking import live_status, locked, reading
 from core.models import (
     RESTORABLE,
@@ -85,7 +86,7 @@ def _listed(repo: Repository) -> list[BackupMetadata]:
     return [m for m in repo.list_metadata()[0] if m.removed_at is None]
 
 
-class BackupManager:
+class BackupManager(Comparing):
     """All of a repository root's projects, for one process."""
 
     def __init__(

@@ -1,0 +1,188 @@
+"""What comparing and searching backups returns (issue 17), the same to every face: a diff of
+two backups or of a backup and the live data directory, the backups holding a path (`find`),
+and a backup's entries listed (`ls`).
+
+A name that is not UTF-8 is exact here: `path` carries it as text with surrogate escapes (so
+it round-trips through `os.fsencode`) and `path_b64` holds its bytes, base64, for a client
+that reads JSON (where a lone surrogate is not text). Each kind of change has one word, the
+same in every face (`CHANGE_WORDS`).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Kind = Literal["file", "dir", "symlink"]
+
+#: What may change between two entries of one path, in the order they are shown.
+CHANGE_WORDS = ("type", "content", "size", "mode", "owner", "mtime", "target", "xattrs")
+
+#: How the content of a file present on both sides was compared: "hash" (the whole-content
+#: hashes, proven either way), "size" (the sizes differ: proven changed), "metadata" (the same
+#: size and mtime, or a live file not hashed: not proven; `--verify-content` hashes it).
+Compared = Literal["hash", "size", "metadata"]
+
+#: Changes a diff returns by default, and paths a find (the totals always count them all).
+DIFF_LIMIT = 100_000
+FIND_LIMIT = 1000
+
+#: The backup id that stands for the data directory as it is now.
+LIVE = "live"
+
+
+def text_of(path: bytes) -> str:
+    """A stored name as text: undecodable bytes kept as surrogates (they round-trip)."""
+    return path.decode("utf-8", "surrogateescape")
+
+
+def b64_of(path: bytes) -> str | None:
+    """The name's bytes in base64 when it is not UTF-8 (else None: `path` says it all)."""
+    try:
+        path.decode("utf-8")
+    except UnicodeDecodeError:
+        return base64.b64encode(path).decode("ascii")
+    return None
+
+
+class DiffSide(BaseModel):
+    """One side of a changed entry: what it was (old) or is (new)."""
+
+    kind: Kind
+    size: int = 0
+    mode: int = 0
+    mtime: datetime | None = None
+    uid: int = 0
+    gid: int = 0
+    target: str | None = None
+
+
+class DiffChange(BaseModel):
+    """One path that differs: added, removed or changed (with what changed)."""
+
+    path: str
+    path_b64: str | None = None
+    status: Literal["added", "removed", "changed"]
+    #: For a changed entry, the words of CHANGE_WORDS that apply ("content" only when proven).
+    changes: list[str] = Field(default_factory=list)
+    #: For a file on both sides: how its content was compared (see `Compared`).
+    compared: Compared | None = None
+    #: A file on both sides whose content was not proven either way (same size, another mtime).
+    content_unknown: bool = False
+    old: DiffSide | None = None
+    new: DiffSide | None = None
+
+    @property
+    def kind(self) -> Kind:
+        side = self.new or self.old
+        assert side is not None
+        return side.kind
+
+
+class DiffTotals(BaseModel):
+    """Exact counts over every entry compared (however many changes are listed)."""
+
+    added: int = 0
+    removed: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    files_added: int = 0
+    files_removed: int = 0
+    files_changed: int = 0  # files whose content changed (proven)
+    bytes_added: int = 0  # sizes of the files added, and of those removed
+    bytes_removed: int = 0
+    content_unknown: int = 0  # files whose content was not compared (see DiffChange)
+    hashed: int = 0  # live files hashed (--verify-content)
+
+
+class DiffResult(BaseModel):
+    """`diff PROJECT A B` (B may be LIVE): the changes from A to B, newest side B."""
+
+    project_id: str
+    a: str
+    b: str
+    path: str = ""
+    verify_content: bool = False
+    changes: list[DiffChange] = Field(default_factory=list)
+    totals: DiffTotals = Field(default_factory=DiffTotals)
+    #: More changes than `limit` were found: only the first are listed (totals stay exact).
+    truncated: bool = False
+    warnings: list[str] = Field(default_factory=list)
+
+
+@dataclass
+class DiffRun:
+    """A diff being computed: `changes` streams them; `totals` is exact once it is exhausted
+    (the CLI prints changes as they come rather than holding them)."""
+
+    a: str
+    b: str
+    changes: Iterator[DiffChange]
+    totals: DiffTotals
+    warnings: list[str] = field(default_factory=list)
+
+
+class FindVersion(BaseModel):
+    """One version of a path: the run of consecutive backups (newest first) that hold it
+    unchanged; `newest` and `oldest` are the ends of the run (equal for one backup)."""
+
+    newest: str
+    oldest: str
+    newest_at: datetime
+    oldest_at: datetime
+    backups: int = 1
+    kind: Kind
+    size: int = 0
+    mtime: datetime | None = None
+    target: str | None = None
+
+
+class FindHit(BaseModel):
+    """A path that matched, with its versions, newest first."""
+
+    project_id: str
+    path: str
+    path_b64: str | None = None
+    versions: list[FindVersion] = Field(default_factory=list)
+
+
+class FindResult(BaseModel):
+    """`find PATTERN`: every matching path of every backup searched."""
+
+    pattern: str
+    projects: list[str] = Field(default_factory=list)
+    backups_searched: int = 0
+    hits: list[FindHit] = Field(default_factory=list)
+    #: More paths than `limit` matched: only the first are listed.
+    truncated: bool = False
+    warnings: list[str] = Field(default_factory=list)
+
+
+class LsEntry(BaseModel):
+    """One entry of a backup listed by `ls` (`size` of a directory: the files below it)."""
+
+    path: str
+    path_b64: str | None = None
+    name: str
+    kind: Kind
+    size: int = 0
+    mode: int = 0
+    mtime: datetime | None = None
+    uid: int = 0
+    gid: int = 0
+    target: str | None = None
+    files: int = 0  # a directory: the files below it, at any depth
+
+
+class LsResult(BaseModel):
+    project_id: str
+    backup_id: str
+    path: str = ""
+    recursive: bool = False
+    entries: list[LsEntry] = Field(default_factory=list)
+    truncated: bool = False
