@@ -186,3 +186,40 @@ class LsResult(BaseModel):
     recursive: bool = False
     entries: list[LsEntry] = Field(default_factory=list)
     truncated: bool = False
+
+
+# --- how a change reads, in every face -----------------------------------------------------
+
+#: The one-letter mark of a change (restic's): added, removed, modified, type changed.
+MARKS = {"added": "+", "removed": "-", "changed": "M"}
+
+
+def mark(change: DiffChange) -> str:
+    return "T" if "type" in change.changes else MARKS[change.status]
+
+
+def summary(change: DiffChange) -> str:
+    """What changed, for a person: 'content, size 5 B → 11 B, mtime', 'file → dir',
+    'mtime, content not compared (same size)', 'target a → b'."""
+    from core.display import size
+
+    old, new = change.old, change.new
+    if old is None or new is None:
+        return ""
+    if "type" in change.changes:
+        return f"{old.kind} → {new.kind}"
+    parts = []
+    for word in change.changes:
+        if word == "size":
+            parts.append(f"size {size(old.size)} → {size(new.size)}")
+        elif word == "mode":
+            parts.append(f"mode {old.mode:04o} → {new.mode:04o}")
+        elif word == "owner":
+            parts.append(f"owner {old.uid}:{old.gid} → {new.uid}:{new.gid}")
+        elif word == "target":
+            parts.append(f"target {old.target} → {new.target}")
+        else:
+            parts.append(word)
+    if change.content_unknown:
+        parts.append("content not compared (same size)")
+    return ", ".join(parts)

@@ -477,7 +477,10 @@ class Comparing:
 def _tar_info(e: mf.Entry, name: bytes) -> tarfile.TarInfo:
     info = tarfile.TarInfo(text_of(name))
     info.mode = e.mode & 0o7777
-    info.mtime = e.mtime_ns / 1e9 if e.mtime_ns % 1_000_000_000 else e.mtime_ns // 1_000_000_000
+    seconds, ns = divmod(e.mtime_ns, 1_000_000_000)
+    info.mtime = seconds
+    if ns:  # exact to the nanosecond (a float would round it): pax's decimal mtime
+        info.pax_headers = {"mtime": f"{seconds}.{ns:09d}"}
     info.uid, info.gid = e.uid, e.gid
     if e.kind == mf.DIR:
         info.type = tarfile.DIRTYPE
