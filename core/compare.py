@@ -2,15 +2,16 @@
 two backups or of a backup and the live data directory, the backups holding a path (`find`),
 and a backup's entries listed (`ls`).
 
-A name that is not UTF-8 is exact here: `path` carries it as text with surrogate escapes (so
-it round-trips through `os.fsencode`) and `path_b64` holds its bytes, base64, for a client
-that reads JSON (where a lone surrogate is not text). Each kind of change has one word, the
+A name that is not UTF-8 is exact here: `path` shows it as text (\\xNN for each byte that is
+not UTF-8, so that every JSON encoder takes it) and `path_b64` holds its bytes, base64; `raw`
+and `exact` give them back to a face. Each kind of change has one word, the
 same in every face (`CHANGE_WORDS`).
 """
 
 from __future__ import annotations
 
 import base64
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,8 +38,9 @@ LIVE = "live"
 
 
 def text_of(path: bytes) -> str:
-    """A stored name as text: undecodable bytes kept as surrogates (they round-trip)."""
-    return path.decode("utf-8", "surrogateescape")
+    """A stored name as text that any JSON encoder takes: bytes that are not UTF-8 read
+    \\xNN (the one policy, core.display.fs_text); `path_b64` then holds the exact bytes."""
+    return path.decode("utf-8", "backslashreplace")
 
 
 def b64_of(path: bytes) -> str | None:
@@ -48,6 +50,26 @@ def b64_of(path: bytes) -> str | None:
     except UnicodeDecodeError:
         return base64.b64encode(path).decode("ascii")
     return None
+
+
+def raw_of(path: str, path_b64: str | None) -> bytes:
+    """The exact bytes of a name given as (`path`, `path_b64`)."""
+    return base64.b64decode(path_b64) if path_b64 is not None else path.encode("utf-8")
+
+
+class _Named(BaseModel):
+    path: str
+    path_b64: str | None = None
+
+    @property
+    def raw(self) -> bytes:
+        """The exact bytes of the name (what the engine's inputs take, as os.fsdecode text)."""
+        return raw_of(self.path, self.path_b64)
+
+    @property
+    def exact(self) -> str:
+        """The name as the engine's inputs take it (surrogate escapes for bytes not UTF-8)."""
+        return os.fsdecode(self.raw)
 
 
 class DiffSide(BaseModel):
@@ -62,11 +84,9 @@ class DiffSide(BaseModel):
     target: str | None = None
 
 
-class DiffChange(BaseModel):
+class DiffChange(_Named):
     """One path that differs: added, removed or changed (with what changed)."""
 
-    path: str
-    path_b64: str | None = None
     status: Literal["added", "removed", "changed"]
     #: For a changed entry, the words of CHANGE_WORDS that apply ("content" only when proven).
     changes: list[str] = Field(default_factory=list)
@@ -142,12 +162,10 @@ class FindVersion(BaseModel):
     target: str | None = None
 
 
-class FindHit(BaseModel):
+class FindHit(_Named):
     """A path that matched, with its versions, newest first."""
 
     project_id: str
-    path: str
-    path_b64: str | None = None
     versions: list[FindVersion] = Field(default_factory=list)
 
 
@@ -163,11 +181,9 @@ class FindResult(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
-class LsEntry(BaseModel):
+class LsEntry(_Named):
     """One entry of a backup listed by `ls` (`size` of a directory: the files below it)."""
 
-    path: str
-    path_b64: str | None = None
     name: str
     kind: Kind
     size: int = 0

@@ -475,7 +475,7 @@ class Comparing:
 
 
 def _tar_info(e: mf.Entry, name: bytes) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(text_of(name))
+    info = tarfile.TarInfo(os.fsdecode(name))  # exact: tarfile writes the bytes back
     info.mode = e.mode & 0o7777
     seconds, ns = divmod(e.mtime_ns, 1_000_000_000)
     info.mtime = seconds
@@ -486,7 +486,7 @@ def _tar_info(e: mf.Entry, name: bytes) -> tarfile.TarInfo:
         info.type = tarfile.DIRTYPE
     elif e.kind == mf.SYMLINK:
         info.type = tarfile.SYMTYPE
-        info.linkname = text_of(e.target or b"")
+        info.linkname = os.fsdecode(e.target or b"")
     else:
         info.size = e.size
     return info

@@ -16,6 +16,7 @@ same kind, size, mtime, content hash and link target.
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ class Pattern:
         self.literal = _json_spelling(literal)
 
     def matches(self, path: bytes) -> bool:
-        text = text_of(path)
+        text = os.fsdecode(path)  # as the pattern came (surrogate escapes for odd bytes)
         if self._match is None:
             return self.text in text
         return self._match(text) is not None or self._match(text.rpartition("/")[2]) is not None
