@@ -309,3 +309,33 @@ def _same_tree(got: dict[bytes, tuple], want: dict[bytes, tuple]) -> None:
     for k, v in want.items():
         if v[0] == "f":
             assert abs(got[k][3] - v[3]) < 1000, k
+
+
+@pytest.mark.parametrize("pattern", ["file-01", "*7-x*.txt", "dir-3/*", "odd", "*", "ü"])
+def test_find_search_matches_every_line_across_blocks(pattern):
+    """The prefilter never loses a line: a manifest of many blocks (lines cut at every block
+    end), names not UTF-8 among them, searched against a decode of every line."""
+    from core.ops.find import BLOCK, Pattern, search
+    from core.repo import manifest as mf
+
+    writer = mf.ManifestWriter({"backup_id": "b"})
+    entries = []
+    for i in range(6000):
+        name = f"dir-{i % 5}/file-{i:05}-{'x' * (i % 90)}-ü.txt".encode()
+        if i % 97 == 0:
+            name = name.replace(b"file", b"odd\xff")
+        entries.append(mf.Entry(path=name, kind=mf.FILE, mode=0o100644, mtime_ns=i, size=i))
+    for d in range(5):
+        entries.append(mf.Entry(path=f"dir-{d}".encode(), kind=mf.DIR, mode=0o40755, mtime_ns=0))
+    entries.sort(key=lambda e: mf.order_key(e.path))
+    for e in entries:
+        e.hash = "ab" * 32
+        writer.add(e)
+    frame, checksum = writer.finish()
+    assert len(frame) < BLOCK < sum(len(mf.encode_entry(e)) for e in entries)
+    pat = Pattern(pattern)
+    found = search(pat, frame, checksum)
+    assert found is not None
+    assert [e.path for e in found] == [e.path for e in entries if pat.matches(e.path)]
+    assert found  # every pattern here matches something
+    assert search(pat, frame, "blake3:" + "0" * 64) is None

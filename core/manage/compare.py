@@ -14,7 +14,9 @@ import contextlib
 import io
 import os
 import tarfile
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -35,7 +37,7 @@ from core.errors import Conflict, Damaged, InvalidInput, NexusError, NotFound, W
 from core.manage.locking import reading
 from core.models import RESTORABLE, BackupMetadata
 from core.ops import diff as df
-from core.ops.find import Finder, Pattern
+from core.ops.find import Finder, Pattern, search
 from core.ops.walker import compile_excludes
 from core.repo import manifest as mf
 from core.validator import load_checked_manifest
@@ -286,11 +288,11 @@ class Comparing:
                 if m.status in RESTORABLE and m.removed_at is None
             ]
             metas.sort(key=lambda m: (m.created_at, m.id), reverse=True)
-            for meta in metas:
-                try:
-                    finder.add(meta.id, meta.created_at, repo.read_manifest(meta.id), meta.checksum)
-                except (NexusError, mf.ManifestError) as exc:
-                    warn(f"backup {meta.id}: not searched: {exc}")
+            for meta, found in _searched(repo, pat, metas):
+                if isinstance(found, list):
+                    finder.add_found(meta.id, meta.created_at, found)
+                else:
+                    warn(f"backup {meta.id}: not searched: {found}")
             result.backups_searched += finder.searched
             result.hits.extend(finder.hits())
             result.truncated = result.truncated or finder.truncated
@@ -472,6 +474,35 @@ class Comparing:
             if not found:
                 raise NotFound(f"{path!r} is not in backup {meta.id}")
         return count
+
+
+#: Manifests searched at once by `find` (their reads, decompression and hashing overlap).
+FIND_THREADS = 2
+
+
+def _searched(
+    repo: Repository, pattern: Pattern, metas: list[BackupMetadata]
+) -> Iterator[tuple[BackupMetadata, list[mf.Entry] | str]]:
+    """Each backup (in the order given) with its matching entries, or why it was not
+    searched; a few manifests are read and searched ahead in threads, each read once."""
+
+    def one(meta: BackupMetadata) -> list[mf.Entry] | str:
+        try:
+            found = search(pattern, repo.read_manifest(meta.id), meta.checksum)
+        except (NexusError, mf.ManifestError, OSError) as exc:
+            return str(exc)
+        return "its manifest does not match its checksum" if found is None else found
+
+    with ThreadPoolExecutor(FIND_THREADS, thread_name_prefix="nexus-find") as pool:
+        pending: deque[tuple[BackupMetadata, Future]] = deque()
+        for meta in metas:
+            pending.append((meta, pool.submit(one, meta)))
+            if len(pending) > FIND_THREADS * 2:
+                done, job = pending.popleft()
+                yield done, job.result()
+        while pending:
+            done, job = pending.popleft()
+            yield done, job.result()
 
 
 def _tar_info(e: mf.Entry, name: bytes) -> tarfile.TarInfo:

@@ -29,7 +29,7 @@ from core.compare import FindHit, FindVersion, b64_of, text_of
 from core.repo import manifest as mf
 from core.repo.codec import frame_reader
 
-BLOCK = 4 << 20
+BLOCK = 256 << 10  # (larger blocks cost more: each is a fresh allocation)
 _WILD = re.compile(r"\*|\?|\[[^\]]*\]?")
 _B64_NAME = b'{"pb":'  # a line whose path is not UTF-8 (base64): always decoded
 
@@ -67,26 +67,34 @@ def _json_spelling(literal: str) -> bytes | None:
 def candidate_lines(data: bytes, literal: bytes | None, hasher: blake3.blake3) -> Iterator[bytes]:
     """The entry lines of a manifest frame that may match (those holding `literal`, or a
     base64 name; every line when `literal` is None), in order; every byte goes through
-    `hasher`, so that once this is exhausted it holds the manifest's checksum."""
+    `hasher`, so that once this is exhausted it holds the manifest's checksum. Each block is
+    searched where it lies: only the line cut by a block's end is copied."""
     reader = frame_reader(data)
     carry = b""
     header = True
-    while True:
-        block = reader.read(BLOCK)
-        if not block:
-            break
+    while block := reader.read(BLOCK):
         hasher.update(block)
-        buf = carry + block if carry else block
-        cut = buf.rfind(b"\n") + 1
-        carry = buf[cut:]
-        start = 0
-        if header and cut:
-            start = buf.find(b"\n") + 1
+        first = block.find(b"\n")
+        if first < 0:
+            carry += block
+            continue
+        line = carry + block[: first + 1]
+        if header:
             header = False
-        if cut > start:
-            yield from _lines_in(buf, start, cut, literal)
-    if carry and not header:
-        yield from _lines_in(carry + b"\n", 0, len(carry) + 1, literal)
+        elif _candidate(line, literal):
+            yield line[:-1]
+        last = block.rfind(b"\n") + 1
+        if last > first + 1:
+            yield from _lines_in(block, first + 1, last, literal)
+        carry = block[last:]
+    if carry and not header and _candidate(carry, literal):
+        yield carry
+
+
+def _candidate(line: bytes, literal: bytes | None) -> bool:
+    if literal is None:
+        return bool(line.strip())
+    return literal in line or line.startswith(_B64_NAME)
 
 
 def _lines_in(buf: bytes, start: int, end: int, literal: bytes | None) -> Iterator[bytes]:
@@ -113,6 +121,22 @@ def _time(ns: int) -> datetime:
     return datetime.fromtimestamp(ns / 1e9, UTC)
 
 
+def search(pattern: Pattern, data: bytes, checksum: str | None) -> list[mf.Entry] | None:
+    """The entries of a manifest frame that match, in order; None when the manifest does not
+    match `checksum`. Touches nothing shared: manifests may be searched in several threads
+    (decompressing and hashing release the GIL)."""
+    hasher = blake3.blake3()
+    matches = pattern.matches
+    found = []
+    for line in candidate_lines(data, pattern.literal, hasher):
+        entry = mf.decode_entry(line)
+        if matches(entry.path):
+            found.append(entry)
+    if checksum and "blake3:" + hasher.hexdigest() != checksum:
+        return None
+    return found
+
+
 @dataclass(slots=True)
 class _Path:
     hit: FindHit
@@ -134,16 +158,14 @@ class Finder:
 
     def add(self, backup_id: str, created_at: datetime, data: bytes, checksum: str | None) -> None:
         """One backup's manifest frame; its matches are taken only if it matches `checksum`."""
-        hasher = blake3.blake3()
-        found: list[mf.Entry] = []
-        matches = self.pattern.matches
-        for line in candidate_lines(data, self.pattern.literal, hasher):
-            entry = mf.decode_entry(line)
-            if matches(entry.path):
-                found.append(entry)
-        if checksum and "blake3:" + hasher.hexdigest() != checksum:
+        found = search(self.pattern, data, checksum)
+        if found is None:
             self.warn(f"backup {backup_id}: manifest does not match its checksum: not searched")
             return
+        self.add_found(backup_id, created_at, found)
+
+    def add_found(self, backup_id: str, created_at: datetime, found: list[mf.Entry]) -> None:
+        """The matching entries of the next backup (newest first), as `search` found them."""
         index = self.searched
         self.searched += 1
         for e in found:
