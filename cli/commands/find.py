@@ -49,10 +49,7 @@ def cmd_find(ctx: Context) -> int:
     for hit in result.hits:
         out("\n".join(hit_lines(hit, show_project=a.all_projects)))
     tail = " (more matched: --limit)" if result.truncated else ""
-    out(
-        f"{plural(len(result.hits), 'path')} in {plural(result.backups_searched, 'backup')}"
-        + tail
-    )
+    out(f"{plural(len(result.hits), 'path')} in {plural(result.backups_searched, 'backup')}" + tail)
     return EXIT_OK
 
 
