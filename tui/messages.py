@@ -12,6 +12,7 @@ from typing import Any
 
 from textual.message import Message
 
+from core.compare import DiffResult, FindResult
 from core.logger import LogRecord
 from core.models import (
     BackupInfo,
@@ -120,3 +121,16 @@ class FilterChanged(Message):
     """The filter bar's text changed (as you type) or was cleared."""
 
     text: str
+
+
+# --- comparing and searching backups (issue 17: tui/screens/diff.py, find.py) --------------
+
+
+@dataclass
+class DiffLoaded(Message):
+    result: DiffResult
+
+
+@dataclass
+class FindLoaded(Message):
+    result: FindResult

@@ -109,3 +109,16 @@ def test_file_browser(snap_compare, demo_app) -> None:  # type: ignore[no-untype
         await settle(pilot)
 
     assert snap_compare(demo_app, terminal_size=(100, 30), run_before=run_before)
+
+
+def test_diff_screen_80x24(snap_compare, demo_app) -> None:  # type: ignore[no-untyped-def]
+    """Issue 17: `m` on one backup, `D` on another: the diff as a tree with counts per folder."""
+
+    async def run_before(pilot: Pilot) -> None:
+        await _project("website")(pilot)
+        await pilot.press("down", "m", "up", "D")
+        await settle(pilot)
+        pilot.app.clear_notifications()
+        await settle(pilot)
+
+    assert snap_compare(demo_app, terminal_size=(80, 24), run_before=run_before)
