@@ -36,7 +36,7 @@ Line = bytes | None
 
 def manifest_lines(data: bytes) -> Iterator[bytes]:
     """The entry lines of a manifest frame, header skipped, blanks left out (streamed)."""
-    lines = io.BufferedReader(frame_reader(data), buffer_size=1 << 20)
+    lines = io.BufferedReader(frame_reader(data), buffer_size=256 << 10)  # (see find.BLOCK)
     next(lines, None)
     for line in lines:
         if line.strip():

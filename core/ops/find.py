@@ -97,6 +97,35 @@ def _candidate(line: bytes, literal: bytes | None) -> bool:
     return literal in line or line.startswith(_B64_NAME)
 
 
+Finder_ = Callable[[bytes, int, int], int]
+
+
+def _finder(needle: bytes) -> Finder_:
+    """The fastest search of `needle` in a buffer between two offsets (-1: not there): the
+    regex engine for a short needle (it skips by the needle's first byte), `bytes.find` for a
+    long one (it skips by the needle's length)."""
+    if len(needle) >= 8:
+        return lambda buf, start, end: buf.find(needle, start, end)
+    search_ = re.compile(re.escape(needle)).search
+
+    def find(buf: bytes, start: int, end: int) -> int:
+        m = search_(buf, start, end)
+        return -1 if m is None else m.start()
+
+    return find
+
+
+_B64_FINDER = _finder(_B64_NAME)
+_FINDERS: dict[bytes, tuple[Finder_, ...]] = {}
+
+
+def _finders(literal: bytes) -> tuple[Finder_, ...]:
+    found = _FINDERS.get(literal)
+    if found is None:
+        found = _FINDERS[literal] = (_finder(literal), _B64_FINDER)
+    return found
+
+
 def _lines_in(buf: bytes, start: int, end: int, literal: bytes | None) -> Iterator[bytes]:
     if literal is None:
         for line in buf[start:end].split(b"\n"):
@@ -104,14 +133,13 @@ def _lines_in(buf: bytes, start: int, end: int, literal: bytes | None) -> Iterat
                 yield line
         return
     found: set[int] = set()
-    for needle in (literal, _B64_NAME):
-        pos = buf.find(needle, start, end)
+    for find in _finders(literal):
+        pos = find(buf, start, end)
         while pos >= 0:
-            line_start = buf.rfind(b"\n", start, pos) + 1 or start
-            line_start = max(line_start, start)
+            line_start = max(buf.rfind(b"\n", start, pos) + 1, start)
             found.add(line_start)
             line_end = buf.find(b"\n", pos, end)
-            pos = buf.find(needle, line_end + 1, end) if line_end >= 0 else -1
+            pos = find(buf, line_end + 1, end) if line_end >= 0 else -1
     for line_start in sorted(found):
         line_end = buf.find(b"\n", line_start, end)
         yield buf[line_start : line_end if line_end >= 0 else end]
