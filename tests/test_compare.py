@@ -339,3 +339,28 @@ def test_find_search_matches_every_line_across_blocks(pattern):
     assert [e.path for e in found] == [e.path for e in entries if pat.matches(e.path)]
     assert found  # every pattern here matches something
     assert search(pat, frame, "blake3:" + "0" * 64) is None
+
+
+def _all_files(top: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(top)): p.read_bytes() for p in sorted(top.rglob("*")) if p.is_file()
+    }
+
+
+async def test_compare_and_search_never_write_the_repository(tmp_path):
+    """Invariant 3 for the new readers: diff (both kinds), find, ls, cat and dump leave every
+    byte of the repository as it was (cat and dump's shared lock is gone once they end)."""
+    root = tmp_path / "root"
+    manager = BackupManager(root)
+    top = _tree(tmp_path / "data")
+    a, b = await _two(manager, top)
+    before = _all_files(root / "backups")
+    fresh = BackupManager(root)
+    await fresh.diff("p", a, b)
+    await fresh.diff("p", a, LIVE, verify_content=True)
+    await fresh.find(None, "*", all_projects=True)
+    await fresh.ls("p", b, recursive=True)
+    _e, pieces = await fresh.open_file("p", b, "src/grows.txt")
+    assert b"".join(pieces) == (top / "src" / "grows.txt").read_bytes()
+    fresh.dump_blocking("p", b, "", io.BytesIO())
+    assert _all_files(root / "backups") == before
