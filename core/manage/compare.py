@@ -417,7 +417,7 @@ class Comparing:
             raise InvalidInput(
                 f"{path!r} is a symlink in backup {meta.id} (to {text_of(e.target or b'')!r})"
             )
-        return ls_entry(e), self._contents(repo, meta.id, [e])
+        return ls_entry(e), self._contents(repo, meta.id, e)
 
     async def open_file(
         self, project_id: str, backup_id: str, path: str
@@ -426,9 +426,8 @@ class Comparing:
             lambda: self.open_file_blocking(project_id, backup_id, path)
         )
 
-    def _contents(self, repo: Repository, backup_id: str, files: list[mf.Entry]) -> Iterator[bytes]:
-        """The bytes of one file (`files` of one entry) read under the shared lock."""
-        [e] = files
+    def _contents(self, repo: Repository, backup_id: str, e: mf.Entry) -> Iterator[bytes]:
+        """The bytes of one file, read under the shared lock (taken at the first read)."""
         with reading(repo, "read", backup_id):
             repo.refresh_index()
             with contextlib.closing(repo.store.reader()) as packs:
@@ -476,7 +475,7 @@ class Comparing:
         return count
 
 
-#: Manifests searched at once by `find` (their reads, decompression and hashing overlap).
+#: Manifests searched at once by `find`, in threads (one's read can overlap another's search).
 FIND_THREADS = 2
 
 

@@ -151,8 +151,7 @@ def _time(ns: int) -> datetime:
 
 def search(pattern: Pattern, data: bytes, checksum: str | None) -> list[mf.Entry] | None:
     """The entries of a manifest frame that match, in order; None when the manifest does not
-    match `checksum`. Touches nothing shared: manifests may be searched in several threads
-    (decompressing and hashing release the GIL)."""
+    match `checksum`. Touches nothing shared: manifests may be searched in several threads."""
     hasher = blake3.blake3()
     matches = pattern.matches
     found = []
