@@ -342,9 +342,7 @@ def test_find_search_matches_every_line_across_blocks(pattern):
 
 
 def _all_files(top: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(top)): p.read_bytes() for p in sorted(top.rglob("*")) if p.is_file()
-    }
+    return {str(p.relative_to(top)): p.read_bytes() for p in sorted(top.rglob("*")) if p.is_file()}
 
 
 async def test_compare_and_search_never_write_the_repository(tmp_path):
