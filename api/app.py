@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from api import compare
 from api.auth import PUBLIC_PATHS, BearerAuthMiddleware, OriginMiddleware
 from api.errors import ShieldMiddleware, install_handlers
 from api.events import EventHub
@@ -148,6 +149,7 @@ def create_app(
     app.include_router(public)
     app.include_router(router)
     app.include_router(metrics_router)
+    app.include_router(compare.router)  # diff, find, ls, file download (issue 17)
     # added innermost first: the shield sees everything; a cross-site request is refused
     # before the token is looked at, and the token is checked before the body is read
     app.add_middleware(BodyGuardMiddleware, max_bytes=max_body_bytes)

@@ -159,3 +159,13 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+# --- bounded work per request of the compare-and-search endpoints (issue 17, api/compare.py) ---
+
+#: Changes one diff answer lists at most (`truncated` then, and `offset` pages on).
+MAX_DIFF_CHANGES = 5000
+#: Paths one find answer lists at most.
+MAX_FIND_PATHS = 1000
+#: Entries one ls answer lists at most.
+MAX_LS_ENTRIES = 5000

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import NoReturn
 
 from cli.commands import (
+    cat,
     check,
     completion,
     copy,
@@ -21,8 +22,12 @@ from cli.commands import (
     delete,
     delete_project,
     demo,
+    diff,
+    dump,
+    find,
     info,
     key,
+    ls,
     projects,
     rebuild_index,
     restore,
@@ -444,6 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("project", metavar="PROJECT", type=_project_arg)
     p.add_argument("backup_id", metavar="BACKUP_ID", type=_backup_arg, nargs="?")
+
+    for module in (diff, find, ls, cat, dump):  # comparing and searching backups (issue 17)
+        module.register(add, _project_arg, _backup_arg)
 
     p = add("verify", "check a backup's data (every chunk and hash)", verify.cmd_verify)
     p.add_argument("project", metavar="PROJECT", type=_project_arg)

@@ -39,6 +39,7 @@ from core.errors import (
 )
 from core.logger import BackupLogger
 from core.manage import browse, projects, runs
+from core.manage.compare import Comparing
 from core.manage.locking import LOCK_TIMEOUT, live_status, locked, reading
 from core.manage.runs import ScheduleState
 from core.models import (
@@ -99,7 +100,7 @@ def _listed(repo: Repository) -> list[BackupMetadata]:
     return [m for m in repo.list_metadata()[0] if m.removed_at is None]
 
 
-class BackupManager:
+class BackupManager(Comparing):
     """All of a repository root's projects, for one process."""
 
     def __init__(

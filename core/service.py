@@ -10,11 +10,20 @@ here first.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
+from core.compare import (
+    DIFF_LIMIT,
+    FIND_LIMIT,
+    DiffResult,
+    DiffRun,
+    FindResult,
+    LsEntry,
+    LsResult,
+)
 from core.logger import BackupLogger
 from core.manage.runs import ScheduleState
 from core.models import (
@@ -230,3 +239,85 @@ class Engine(Protocol):
     async def repository_stats(self, since: datetime | None = None) -> RepositoryStats: ...
 
     def repository_stats_blocking(self, since: datetime | None = None) -> RepositoryStats: ...
+
+    # --- compare and search backups (issue 17: core.manage.compare) -------------------------
+
+    async def diff(
+        self,
+        project_id: str,
+        a: str,
+        b: str,
+        *,
+        path: str = "",
+        verify_content: bool = False,
+        limit: int | None = DIFF_LIMIT,
+    ) -> DiffResult: ...
+
+    def diff_blocking(
+        self,
+        project_id: str,
+        a: str,
+        b: str,
+        *,
+        path: str = "",
+        verify_content: bool = False,
+        limit: int | None = DIFF_LIMIT,
+    ) -> DiffResult: ...
+
+    def diff_run_blocking(
+        self,
+        project_id: str,
+        a: str,
+        b: str,
+        *,
+        path: str = "",
+        verify_content: bool = False,
+    ) -> DiffRun: ...
+
+    async def find(
+        self,
+        project_id: str | None,
+        pattern: str,
+        *,
+        all_projects: bool = False,
+        limit: int = FIND_LIMIT,
+    ) -> FindResult: ...
+
+    def find_blocking(
+        self,
+        project_id: str | None,
+        pattern: str,
+        *,
+        all_projects: bool = False,
+        limit: int = FIND_LIMIT,
+    ) -> FindResult: ...
+
+    async def ls(
+        self,
+        project_id: str,
+        backup_id: str,
+        path: str = "",
+        *,
+        recursive: bool = False,
+        limit: int | None = None,
+    ) -> LsResult: ...
+
+    def ls_blocking(
+        self,
+        project_id: str,
+        backup_id: str,
+        path: str = "",
+        *,
+        recursive: bool = False,
+        limit: int | None = None,
+    ) -> LsResult: ...
+
+    async def open_file(
+        self, project_id: str, backup_id: str, path: str
+    ) -> tuple[LsEntry, Iterator[bytes]]: ...
+
+    def open_file_blocking(
+        self, project_id: str, backup_id: str, path: str
+    ) -> tuple[LsEntry, Iterator[bytes]]: ...
+
+    def dump_blocking(self, project_id: str, backup_id: str, path: str, out: BinaryIO) -> int: ...

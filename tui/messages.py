@@ -12,6 +12,7 @@ from typing import Any
 
 from textual.message import Message
 
+from core.compare import DiffResult, FindResult
 from core.logger import LogRecord
 from core.models import (
     BackupInfo,
@@ -128,3 +129,16 @@ class StatsLoaded(Message):
 
     project_id: str
     stats: Any  # core.stats.ProjectStats
+
+
+# --- comparing and searching backups (issue 17: tui/screens/diff.py, find.py) --------------
+
+
+@dataclass
+class DiffLoaded(Message):
+    result: DiffResult
+
+
+@dataclass
+class FindLoaded(Message):
+    result: FindResult

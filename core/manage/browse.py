@@ -17,11 +17,13 @@ def display(path: bytes) -> str:
 
 
 def children(entries: list[mf.Entry], path: str, backup_id: str) -> list[TreeEntry]:
-    """The entries directly below `path` ("" for the top), directories first."""
+    """The entries directly below `path` ("" for the top), directories first; a directory's
+    `size` is that of every file below it."""
     prefix = os.fsencode(path.strip("/"))
     depth = prefix.count(b"/") + 1 if prefix else 0
     children: dict[bytes, TreeEntry] = {}
     parents: set[bytes] = set()
+    sizes: dict[bytes, int] = {}
     found = not prefix
     for e in entries:
         if prefix and e.path == prefix:
@@ -43,10 +45,14 @@ def children(entries: list[mf.Entry], path: str, backup_id: str) -> list[TreeEnt
                 target=display(e.target) if e.target is not None else None,
             )
         elif len(parts) > depth + 1:
-            parents.add(b"/".join(parts[: depth + 1]))
+            parent = b"/".join(parts[: depth + 1])
+            parents.add(parent)
+            if e.kind == mf.FILE:  # a folder's size: the files below it (issue 17)
+                sizes[parent] = sizes.get(parent, 0) + e.size
     if not found:
         raise NotFound(f"{path!r} is not in backup {backup_id}")
     for p in parents:
         if p in children:
             children[p].has_children = True
+            children[p].size = sizes.get(p, 0)
     return sorted(children.values(), key=lambda t: (t.kind != "dir", t.name))

@@ -120,3 +120,16 @@ def test_stats_view_80x24(snap_compare, demo_app) -> None:  # type: ignore[no-un
         await settle(pilot)
 
     assert snap_compare(demo_app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_diff_screen_80x24(snap_compare, demo_app) -> None:  # type: ignore[no-untyped-def]
+    """Issue 17: `m` on one backup, `D` on another: the diff as a tree with counts per folder."""
+
+    async def run_before(pilot: Pilot) -> None:
+        await _project("website")(pilot)
+        await pilot.press("down", "m", "up", "D")
+        await settle(pilot)
+        pilot.app.clear_notifications()
+        await settle(pilot)
+
+    assert snap_compare(demo_app, terminal_size=(80, 24), run_before=run_before)

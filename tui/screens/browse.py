@@ -37,7 +37,7 @@ def entry_label(entry: TreeEntry, marked: bool) -> Text:
     else:
         text.append(fmt.clean(entry.name))
     details = []
-    if entry.kind == "file":
+    if entry.kind == "file" or (entry.kind == "dir" and entry.size):  # a folder: what it holds
         details.append(fmt.size(entry.size))
     if entry.mtime is not None:
         details.append(fmt.utc(entry.mtime).strftime("%Y-%m-%d %H:%M"))
@@ -62,6 +62,7 @@ class BrowseScreen(WorkerErrors, Screen[None]):
         Binding("escape", "app.pop_screen", "Back", id="browse.back"),
         Binding("r", "restore_marked", "Restore marked", id="browse.restore"),
         Binding("u", "clear_marks", "Unmark all", id="browse.unmark"),
+        Binding("f", "find", "Find", id="browse.find", tooltip="Find a path in every backup"),
     ]
 
     def __init__(self, backup: BackupMetadata, source: str | None) -> None:
@@ -165,3 +166,8 @@ class BrowseScreen(WorkerErrors, Screen[None]):
             if node is not None and node.data is not None and node.data.path:
                 paths = [node.data.path]
         self.app.push_screen(RestoreScreen(self.backup, self.source, paths))
+
+    def action_find(self) -> None:
+        from tui.screens.compare import open_find
+
+        open_find(self.app, self.project_id)

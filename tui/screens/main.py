@@ -30,6 +30,7 @@ from tui.messages import (
     ProjectsLoaded,
     RepositoryChanged,
 )
+from tui.screens.compare import COMPARE_BINDINGS, CompareActions
 from tui.widgets.backups_table import BackupTable
 from tui.widgets.detail import DetailView
 from tui.widgets.filter_bar import FilterBar
@@ -49,7 +50,7 @@ INFO_DELAY = 0.12
 AGE_TICK = 30.0
 
 
-class MainScreen(WorkerErrors, Screen):
+class MainScreen(CompareActions, WorkerErrors, Screen):
     app: NexusApp
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -84,6 +85,7 @@ class MainScreen(WorkerErrors, Screen):
         Binding("ctrl+r", "reload", "Reload", show=False, id="reload"),
         Binding("u", "unlock", "Unlock", show=False, id="unlock", tooltip="Enter the password"),
         Binding("q", "app.quit", "Quit", id="quit"),
+        *COMPARE_BINDINGS,  # m, D, f: comparing and searching backups (tui/screens/compare.py)
     ]
 
     def __init__(self) -> None:
