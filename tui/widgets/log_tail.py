@@ -11,6 +11,7 @@ thousands of lines a second costs little. Memory is bounded twice: the widget ke
 
 from __future__ import annotations
 
+import textwrap
 from collections import deque
 from collections.abc import Callable
 from datetime import date
@@ -50,16 +51,13 @@ def record_line(record: LogRecord) -> str:
 
 
 def wrapped(line: str, width: int) -> list[str]:
-    """A line cut to `width` columns, the rest continued under the message column (a long
-    error is read whole, never cut at the pane's edge)."""
+    """A line wrapped at spaces to `width` columns, continued under the message column (a
+    long error is read whole, never cut at the pane's edge)."""
     if width <= _MSG_AT + 8 or len(line) <= width:
         return [line]
-    out, rest = [line[:width]], line[width:]
-    room = width - _MSG_AT
-    while rest:
-        out.append(" " * _MSG_AT + rest[:room])
-        rest = rest[room:]
-    return out
+    return textwrap.wrap(
+        line, width, subsequent_indent=" " * _MSG_AT, drop_whitespace=True, break_on_hyphens=False
+    ) or [line]
 
 
 def day_line(day: date) -> str:
