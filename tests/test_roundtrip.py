@@ -135,8 +135,10 @@ async def test_every_type_restores(manager, data_dir, tmp_path, kind, tree_of):
         CreateRequest(project_id="t", data_dir=str(data_dir), backup_type=kind)
     )
     assert meta.type == kind
-    if kind != BackupType.FULL:
+    if kind in (BackupType.INCREMENTAL, BackupType.CHECKPOINT):
         assert meta.parent_backup_id == first.id
+    else:  # a full reads afresh; a snapshot stands alone (it records no parent)
+        assert meta.parent_backup_id is None
     if kind == BackupType.CHECKPOINT:
         assert meta.tags["name"].startswith("checkpoint-")
     out = tmp_path / "out"
