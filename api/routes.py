@@ -30,6 +30,7 @@ from api.schemas import (
     Health,
     Job,
     PolicyBody,
+    RenameRequest,
     RestoreOutcome,
 )
 from core.errors import NotFound
@@ -505,6 +506,21 @@ async def delete_project(
     _checked(project_id, "project_id")
     try:
         return await ctx.jobs.run_long(lambda: ctx.mgr.delete_project(project_id, backups=backups))
+    except NotFound as exc:
+        raise ApiError.from_core(exc, loc=["path", "project_id"]) from None
+
+
+@router.post(
+    "/projects/{project_id}/rename",
+    response_model=ProjectSummary,
+    responses={**NOT_FOUND, **CONFLICT},
+    tags=["projects"],
+    summary="Give a project a new name, every backup with it (a repository on a local disk)",
+)
+async def rename_project(ctx: Ctx, project_id: ProjectIdPath, body: RenameRequest) -> Any:
+    _checked(project_id, "project_id")
+    try:
+        return await ctx.jobs.run_long(lambda: ctx.mgr.rename_project(project_id, body.new_id))
     except NotFound as exc:
         raise ApiError.from_core(exc, loc=["path", "project_id"]) from None
 

@@ -17,6 +17,7 @@ from core.models import (
     BackupMetadata,
     CopyResult,
     ProgressEvent,
+    ProjectId,
     RestoreResult,
     RestoreUndo,
 )
@@ -142,3 +143,10 @@ class ForgetBody(BaseModel):
     dry_run: bool = False
     policy: Policy | None = None
     max_unused: float = Field(default=0.05, ge=0, le=1)
+
+
+class RenameRequest(BaseModel):
+    """`POST /projects/{project_id}/rename`: the project's new name."""
+
+    model_config = ConfigDict(extra="forbid")
+    new_id: ProjectId

@@ -30,6 +30,7 @@ from cli.commands import (
     ls,
     projects,
     rebuild_index,
+    rename_project,
     restore,
     retention,
     run_due,
@@ -396,6 +397,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("project", metavar="PROJECT", type=_project_arg)
     p.add_argument("--yes", action="store_true", help="do not ask (scripts): delete it")
+
+    p = add(
+        "rename-project",
+        "give a project a new name, every backup with it (repositories on a local disk)",
+        rename_project.cmd_rename_project,
+    )
+    p.add_argument("project", metavar="PROJECT", type=_project_arg)
+    p.add_argument("new_id", metavar="NEW_NAME", type=_project_arg)
 
     p = add("policy", "show, set or clear a project's retention policy", retention.cmd_policy)
     p.add_argument("action", metavar="ACTION", choices=["show", "set", "clear"])

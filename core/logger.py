@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import logging
 import os
 import re
@@ -43,6 +44,7 @@ _SHORT = {"\\": "\\\\", "\n": "\\n", "\r": "\\r"}
 _UNSAFE = re.compile(r"[\\\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 _ESCAPED = re.compile(r"\\(x[0-9a-f]{2}|u[0-9a-f]{4}|.)")
 _WS = re.compile(r"\s+")
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def normalize_level(level: str | int) -> str:
@@ -183,6 +185,17 @@ class BackupLogger:
         elif isinstance(day, datetime):
             day = day.astimezone(UTC).date() if day.tzinfo else day.date()
         return self.logs_dir / f"{project_id}_{day.isoformat()}.log"
+
+    def rename_project(self, old: str, new: str) -> None:
+        """A renamed project's daily logs follow it (a day the new name already has a file
+        for keeps both: the old one is left under its name)."""
+        old, new = _checked_project(old), _checked_project(new)
+        with self._lock:
+            for path in self.logs_dir.glob(f"{glob.escape(old)}_*.log"):
+                day = path.name[len(old) + 1 : -len(".log")]
+                if _DAY.fullmatch(day) and not (target := self.path_for(new, day)).exists():
+                    with contextlib.suppress(OSError):
+                        os.rename(path, target)
 
     # -- writing
 

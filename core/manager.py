@@ -1008,6 +1008,54 @@ class BackupManager(Comparing):
                 continue
         return st.repository_stats(totals, since)
 
+    # --- rename a project ------------------------------------------------------------------
+
+    async def rename_project(self, project_id: str, new_id: str) -> ProjectSummary:
+        return await self._in_thread(lambda: self.rename_project_blocking(project_id, new_id))
+
+    def rename_project_blocking(self, project_id: str, new_id: str) -> ProjectSummary:
+        """Rename a project: its directory, in one rename, under its exclusive lock (nothing
+        else runs meanwhile; what it holds, ids and encryption keys included, moves whole:
+        objects are named relative to the project). Its backups' metadata then name it by
+        where it lives (Repository.read_metadata), and its logs follow. Only on a local disk:
+        object storage has no rename."""
+        check_id(new_id, "project_id")
+        if new_id == project_id:
+            raise InvalidInput(f"project {project_id!r} already has that name")
+        rename = getattr(self.store.sub(projects.PROJECTS), "rename_child", None)
+        if rename is None:
+            raise InvalidInput(
+                "renaming a project needs its repository on a local disk (object storage "
+                "has no rename)"
+            )
+        repo = self._repo(project_id)
+        repo.check_format()
+        repo.ready_for_writers()
+        with locks.acquire(
+            repo.store,
+            exclusive=True,
+            operation="rename",
+            project_id=project_id,
+            timeout=LOCK_TIMEOUT,
+        ) as lock:
+            if projects.project_exists(self.store, new_id):
+                raise Conflict(f"project {new_id!r} already exists")
+            try:
+                rename(project_id, new_id)
+            except FileExistsError:
+                raise Conflict(f"project {new_id!r} already exists") from None
+            except OSError as exc:
+                raise from_os_error(exc, f"rename {project_id} to {new_id}") from exc
+        # the lock moved with the directory: released where it was, removed where it is
+        projects.project_store(self.store, new_id).delete(lock.name)
+        with self._repos_lock:
+            self._repos.pop(project_id, None)
+        for key in [k for k in self._manifests if k[0] == project_id]:
+            self._manifests.pop(key, None)
+        self.logger.rename_project(project_id, new_id)
+        self._log(new_id, "INFO", "project", f"project renamed from {project_id}")
+        return self.projects_blocking(only=[new_id])[0]
+
     # --- copy to another repository ---------------------------------------------------------
 
     async def copy(

@@ -296,6 +296,13 @@ class NexusApp(App[int]):
             op, lambda _progress: self.mgr.delete_project(project_id, backups=backups)
         )
 
+    def start_rename_project(self, project_id: str, new_id: str) -> Operation:
+        op = Operation("rename-project", project_id, f"rename {project_id} → {new_id}")
+        self.main.select_when_loaded = new_id
+        return self.start_operation(
+            op, lambda _progress: self.mgr.rename_project(project_id, new_id)
+        )
+
     def start_copy(self, project_id: str, to: str) -> Operation:
         """Copy every completed backup of the project into the repository `to`."""
         self.copy_targets[project_id] = to
@@ -379,7 +386,8 @@ class NexusApp(App[int]):
             self.main.select_when_loaded = op.project_id
         if op.kind == "create" and isinstance(op.result, BackupMetadata):
             self.main.select_backup_when_loaded = op.result.id  # show what was just made
-        self.main.reload(project_id=op.project_id)
+        renamed = op.kind == "rename-project" and op.state == "done"
+        self.main.reload(project_id=None if renamed else op.project_id)
         # keep the finished op around briefly for views that follow it, then forget it
         self.set_timer(30, lambda: self.operations.remove(op.id))
 
@@ -437,6 +445,8 @@ class NexusApp(App[int]):
             self.notify(f"{result.project_id}: {result.summary()}", title="Retention applied")
         elif op.kind == "forget":
             self.notify(f"{op.project_id}: no policy; every backup is kept", title="Policy cleared")
+        elif isinstance(result, ProjectSummary) and op.kind == "rename-project":
+            self.notify(f"{op.project_id} → {result.project_id}", title="Project renamed")
         elif isinstance(result, ProjectSummary):
             self.notify(f"{result.project_id} → {result.data_dir}", title="Project created")
         elif isinstance(result, CopyResult):
@@ -637,6 +647,26 @@ class NexusApp(App[int]):
         self.push_screen(
             ConfirmScreen("Delete project", body, yes="Delete project", danger=True), answered
         )
+
+    def action_rename_project(self) -> None:
+        from tui.screens.rename_project import RenameProjectScreen
+
+        if self.refuse_write("rename a project"):
+            return
+        project = self.main.current_project if self.screen is self.main else None
+        if project is None:
+            self.notify("Select a project to rename first.", severity="warning")
+            return
+        if any(op.project_id == project.project_id for op in self.operations.running):
+            self.notify("An operation of that project is running; wait or cancel it (c).")
+            return
+        existing = {p.project_id for p in self.main.projects.projects}
+
+        def answered(new_id: str | None) -> None:
+            if new_id:
+                self.start_rename_project(project.project_id, new_id)
+
+        self.push_screen(RenameProjectScreen(project.project_id, existing), answered)
 
     async def action_copy(self) -> None:
         from tui.screens.copy import CopyScreen

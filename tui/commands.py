@@ -29,6 +29,7 @@ class NexusCommands(Provider):
             ("Project: copy backups", app.action_copy, "Into another repository (C)"),
             ("Project: retention policy", app.action_policy, "Keep rules, preview, apply (P)"),
             ("Project: removed backups", app.action_removed, "In their grace period (U)"),
+            ("Project: rename", app.action_rename_project, "Every backup with it (F2)"),
             ("Project: delete", app.action_delete_project, "And all its backups (X)"),
             ("Project: stats", app.action_stats, "History plots and phase timings (T)"),
             ("Backup: protect / unprotect", app.action_protect, "From retention and delete (p)"),

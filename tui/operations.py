@@ -14,7 +14,15 @@ from core.models import ProgressEvent
 from tui import format as fmt
 
 OpKind = Literal[
-    "create", "restore", "verify", "delete", "delete-project", "project", "copy", "forget"
+    "create",
+    "restore",
+    "verify",
+    "delete",
+    "delete-project",
+    "rename-project",
+    "project",
+    "copy",
+    "forget",
 ]
 OpState = Literal["running", "done", "failed", "cancelled"]
 

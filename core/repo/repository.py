@@ -479,9 +479,12 @@ class Repository:
         except OSError as exc:  # a directory where the file should be, unreadable...
             raise Damaged(f"backup {backup_id!r}: metadata.json cannot be read") from exc
         try:
-            return BackupMetadata.model_validate_json(raw)
+            meta = BackupMetadata.model_validate_json(raw)
         except ValidationError as exc:
             raise Damaged(f"backup {backup_id!r}: metadata.json is damaged") from exc
+        if meta.project_id != self.project_id:  # a renamed project: where it lives names it
+            meta = meta.model_copy(update={"project_id": self.project_id})
+        return meta
 
     def write_metadata(self, meta: BackupMetadata) -> None:
         name = self.prefix(meta.id) + "metadata.json"

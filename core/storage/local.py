@@ -341,6 +341,16 @@ class LocalStore:
                 raise
             parent = parent.parent
 
+    def rename_child(self, name: str, new_name: str) -> None:
+        """Rename a directory-like child (a project) in one rename(2), never over an existing
+        one (a non-empty one fails; an empty one is checked first). The only rename a store
+        offers: object storage has none, so callers ask with getattr."""
+        src, dst = self.path(name.rstrip("/")), self.path(new_name.rstrip("/"))
+        if dst.exists() or dst.is_symlink():
+            raise FileExistsError(errno.EEXIST, "already exists", str(dst))
+        os.rename(src, dst)
+        fsync_dir(src.parent)
+
     def delete_prefix(self, prefix: str) -> None:
         """Remove every object under a directory-like prefix, temp files included."""
         path = self.path(prefix.rstrip("/"))

@@ -24,3 +24,21 @@ def test_delete_a_project_over_http(api, client, project, backup_of):
     assert not (api.root / "backups" / project).exists()
     r = client.delete(base, params={"backups": 0})
     assert r.status_code == 404
+
+
+def test_rename_a_project_over_http(api, client, project, backup_of):
+    src = api.allowed / project / "src"
+    src.mkdir(parents=True)
+    (src / "f.txt").write_text("y" * 3000)
+    meta = backup_of(project, src)
+    new = project + "-renamed"
+    r = client.post(f"/api/v1/projects/{project}/rename", json={"new_id": "../x"})
+    assert r.status_code == 422
+    r = client.post(f"/api/v1/projects/{project}/rename", json={"new_id": new})
+    assert r.status_code == 200, r.text
+    assert r.json()["project_id"] == new and r.json()["backups"] == 1
+    listing = client.get(f"/api/v1/backup/list/{new}").json()
+    assert [b["id"] for b in listing["items"]] == [meta["id"]]
+    assert listing["items"][0]["project_id"] == new
+    r = client.post(f"/api/v1/projects/{project}/rename", json={"new_id": "again"})
+    assert r.status_code == 404

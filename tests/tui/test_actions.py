@@ -826,3 +826,24 @@ async def test_tab_goes_from_the_directory_to_the_project_id(tui_root: Path, see
         assert app.focused is not None and app.focused.id == "project-dir"
         await pilot.press("tab")
         assert app.focused is not None and app.focused.id == "project-id"
+
+
+async def test_f2_renames_the_project_and_its_backups_follow(tui_root: Path, seeded: dict) -> None:
+    from tui.screens.rename_project import RenameProjectScreen
+
+    app = NexusApp(tui_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("f2")
+        assert isinstance(app.screen, RenameProjectScreen)
+        field = app.screen.query_one("#rename-to", Input)
+        field.value = "a/b"
+        await pilot.pause()
+        assert "invalid" in plain(app.screen.query_one("#rename-help"))
+        field.value = "renamed"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: (tui_root / "backups" / "renamed").is_dir())
+        await wait_for(pilot, lambda: app.main.project_id == "renamed")
+        await settle(pilot)
+        assert [p.project_id for p in app.main.projects.projects] == ["renamed"]
+        assert {b.id for b in app.main.table.backups} == {seeded["first"].id, seeded["second"].id}

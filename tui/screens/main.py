@@ -65,6 +65,14 @@ class MainScreen(CompareActions, WorkerErrors, Screen):
         Binding("p", "app.protect", "Protect", show=False, id="protect", tooltip="(Un)protect"),
         Binding("U", "app.removed", "Removed", show=False, id="removed", tooltip="Undelete"),
         Binding(
+            "f2",
+            "app.rename_project",
+            "Rename project",
+            show=False,
+            id="rename_project",
+            tooltip="Give the project a new name",
+        ),
+        Binding(
             "X",
             "app.delete_project",
             "Delete project",
