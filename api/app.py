@@ -28,6 +28,7 @@ from api.paths import PathPolicy
 from api.pools import MAX_RUNNING, ReadPool
 from api.redact import RedactMiddleware, Redactor
 from api.routes import ApiContext, public, router
+from api.watch import Watcher, log_payload
 from core.errors import WrongPassword
 from core.metrics import instrument_store
 from core.service import Engine
@@ -43,17 +44,6 @@ def _version() -> str:
         return version("nexus-backup")
     except PackageNotFoundError:
         return "0.0.0"
-
-
-def _log_payload(record: Any) -> dict[str, Any]:
-    return {
-        "time": record.time.isoformat(),
-        "level": record.level,
-        "project_id": record.project_id,
-        "operation": record.operation,
-        "backup_id": record.backup_id,
-        "message": record.message,
-    }
 
 
 def _password(password: str | None) -> Callable[[str], str]:
@@ -116,8 +106,9 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         hub.bind(asyncio.get_running_loop())
         unsubscribe = manager.logger.subscribe(
-            lambda record: hub.publish(record.project_id, "log", _log_payload(record))
+            lambda record: hub.publish(record.project_id, "log", log_payload(record))
         )
+        watching = asyncio.create_task(Watcher(manager, hub).run())
         schedules = None
         if run_schedules is not None:
             schedules = asyncio.create_task(_run_schedules(manager, run_schedules))
@@ -128,6 +119,9 @@ def create_app(
                 schedules.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await schedules
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
             unsubscribe()
             await jobs.aclose()
             reads.close()

@@ -20,6 +20,8 @@ QUEUE_SIZE = 256
 MAX_SUBSCRIBERS = 64
 #: A comment line at least this often keeps proxies from closing an idle stream (seconds).
 KEEPALIVE_SECONDS = 15.0
+#: Backup states and log lines remembered to say each once (see EventHub._first_time).
+MAX_REMEMBERED = 4096
 
 
 def _compact(payload: object) -> str:
@@ -55,6 +57,9 @@ class EventHub:
         self._max = max_subscribers
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
+        self._backups: dict[tuple[str, object], tuple[object, ...]] = {}
+        self._lines: set[tuple[object, ...]] = set()
+        self._order: deque[tuple[object, ...]] = deque()
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Remember the server's loop, so other threads can hand events over to it."""
@@ -67,12 +72,44 @@ class EventHub:
             with contextlib.suppress(RuntimeError):  # the loop is closing: nobody listens
                 self._loop.call_soon_threadsafe(self.publish, project_id, event, payload)
             return
+        if not self._first_time(project_id, event, payload):
+            return
         subs = self._subs.get(project_id)
         if not subs:
             return
         data = _compact(payload)
         for sub in subs:
             sub.push(event, data)
+
+    def _first_time(self, project_id: str, event: str, payload: object) -> bool:
+        """A backup's state or a log record said once, whoever saw it first: this server's
+        own operations, or the watcher reading what other processes wrote (api/watch.py)."""
+        if event == "backup" and isinstance(payload, dict):
+            key = (project_id, payload.get("id"))
+            state = (payload.get("status"), payload.get("completed_at"), payload.get("removed_at"))
+            if self._backups.get(key) == state:
+                return False
+            self._backups[key] = state
+            if len(self._backups) > MAX_REMEMBERED:
+                self._backups.pop(next(iter(self._backups)))
+        elif event == "log" and isinstance(payload, dict):
+            line = (
+                project_id,
+                payload.get("time"),
+                payload.get("operation"),
+                payload.get("message"),
+            )
+            if line in self._lines:
+                return False
+            self._lines.add(line)
+            self._order.append(line)
+            if len(self._order) > MAX_REMEMBERED:
+                self._lines.discard(self._order.popleft())
+        return True
+
+    def projects(self) -> list[str]:
+        """The projects someone is following now."""
+        return [p for p, subs in self._subs.items() if subs]
 
     def check_capacity(self) -> None:
         """Refuse a new stream up front (the subscription itself starts with the stream)."""

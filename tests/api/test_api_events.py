@@ -43,6 +43,39 @@ def test_stream_shows_progress_logs_and_the_backup_finishing(api, client, projec
     assert seen["backup"][-1]["id"] == backup_id
 
 
+def test_stream_sees_a_backup_another_process_makes(api, client, project, sample_tree):
+    """A backup made by the CLI in another process (a cron run-due, say): its log lines and
+    its completed metadata reach the stream, each once."""
+    import os
+    import subprocess
+    import sys
+
+    src = sample_tree(api.allowed / project / "src2")
+    env = {**os.environ, "NEXUS_BACKUP_ROOT": str(api.root)}
+    seen: dict[str, list] = {}
+    deadline = time.monotonic() + 60
+    with api.client() as sse, sse.stream("GET", f"/api/v1/events/{project}") as stream:
+        events = _events(stream.iter_lines())
+        assert next(events) == ("ready", {"project_id": project})
+        time.sleep(1.5)  # the watcher has taken its first look: what follows is news
+        made = subprocess.run(
+            [sys.executable, "-m", "cli", "--json", "create", project, str(src)],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert made.returncode == 0, made.stderr
+        backup_id = json.loads(made.stdout)["id"]
+        for event, data in events:
+            seen.setdefault(event, []).append(data)
+            if event == "backup" and data["id"] == backup_id and data["status"] == "completed":
+                break
+            assert time.monotonic() < deadline, "the other process's backup never showed"
+    assert any(rec["backup_id"] == backup_id for rec in seen.get("log", []))
+    completed = [b for b in seen["backup"] if b["id"] == backup_id and b["status"] == "completed"]
+    assert len(completed) == 1
+
+
 def test_slow_subscriber_loses_oldest_events_and_is_told():
     async def scenario():
         hub = EventHub()
