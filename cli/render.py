@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from cli.progress_bar import cells
 from core import display
-from core.display import age, clean, duration, plural, size, tags_text
+from core.display import age, clean, duration, plural, size, speed, tags_text
 
 __all__ = [
     "PROG",
@@ -33,6 +33,7 @@ __all__ = [
     "out",
     "plural",
     "size",
+    "speed",
     "stamp",
     "table",
 ]

@@ -65,3 +65,11 @@ def test_a_name_that_is_not_utf8_reads_the_same_as_bytes_and_as_str():
         120,
     )
     assert line.endswith("caf\\xe9\\nlatin1.txt")  # the progress bar shows it so too
+
+
+def test_a_backups_speed_says_the_data_it_covers_and_what_it_read():
+    """An incremental that reuses 450 MiB and reads 1 MiB in 2 s is not '512 KiB/s'."""
+    from core.display import speed
+
+    assert speed(450 * 1024**2, 1024**2, 2.0) == "225.0 MiB/s of data, 512.0 KiB/s read"
+    assert speed(10, 10, 0) == "-"

@@ -24,6 +24,7 @@ from core.display import (
     short_id,
     short_size,
     size,
+    speed,
     utc,
 )
 from core.models import BackupStatus, BackupType, ProgressEvent
@@ -49,6 +50,7 @@ __all__ = [
     "short_location",
     "short_size",
     "size",
+    "speed",
     "status_text",
     "tags_text",
     "type_text",

@@ -7,7 +7,7 @@ import json
 
 from cli.commands.stats import phases_text
 from cli.context import EXIT_OK, Context, run
-from cli.render import block, clean, duration, fmt_tags, out, plural, size, stamp
+from cli.render import block, clean, duration, fmt_tags, out, plural, size, speed, stamp
 from core.models import BackupInfo, BackupInfoView, BackupMetadata, VerifyResult
 
 
@@ -44,11 +44,12 @@ def _info_lines(info: BackupInfo) -> list[str]:
         (
             "Stats",
             f"read {size(s.bytes_read)}, stored {size(s.bytes_stored)} new; "
-            f"chunks {s.chunks_new} new, {s.chunks_reused} reused\n"
+            f"chunks {s.chunks_total:,} in the backup, {s.chunks_new:,} new\n"
             f"files {s.files_new} new, {s.files_changed} changed, {s.files_unchanged} unchanged, "
             f"{s.files_removed} removed; {plural(s.dirs_count, 'dir')}, "
             f"{plural(s.symlinks_count, 'symlink')}\n"
-            f"took {duration(s.duration_seconds)} ({size(s.throughput_bytes_per_second)}/s)",
+            f"took {duration(s.duration_seconds)} "
+            f"({speed(m.size_bytes, s.bytes_read, s.duration_seconds)})",
         ),
     ]
     if s.phases is not None:  # issue 15: where the time went

@@ -32,7 +32,7 @@ async def test_table_lists_newest_first_with_status_words(tui_root: Path, seeded
         assert "completed" in str(row[1])  # words, not only colour
         assert app.main.detail.meta.id == seeded["second"].id
         detail = plain(app.main.query_one("#detail-body"))
-        for field in ("Checksum", "Made from", "Throughput", "Last verify", "Completed"):
+        for field in ("Checksum", "Made from", "Speed", "of data", "Last verify", "Completed"):
             assert field in detail
         assert seeded["first"].id in detail  # what it was made from
 

@@ -95,9 +95,9 @@ def render_detail(meta: BackupMetadata, info: BackupInfo | None, now: datetime) 
         f" · {s.files_removed} removed",
     )
     stats.add_row("Dirs, links", f"{s.dirs_count} dirs · {s.symlinks_count} symlinks")
-    stats.add_row("Chunks", f"{s.chunks_new} new · {s.chunks_reused} reused")
+    stats.add_row("Chunks", f"{s.chunks_total:,} in the backup · {s.chunks_new:,} new")
     stats.add_row("Duration", fmt.duration(s.duration_seconds))
-    stats.add_row("Throughput", fmt.rate(s.throughput_bytes_per_second))
+    stats.add_row("Speed", fmt.speed(meta.size_bytes, s.bytes_read, s.duration_seconds))
     if s.warnings:
         stats.add_row(
             "Warnings", Text("\n".join([f"{len(s.warnings)}:", *s.warnings[:5]]), style="yellow")
