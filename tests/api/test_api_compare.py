@@ -9,7 +9,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Api, create_backup, write_sample_tree
+from conftest_of import conftest_of
+
+_h = conftest_of(__file__)
+Api, create_backup, write_sample_tree = _h.Api, _h.create_backup, _h.write_sample_tree
 
 ODD = b"odd-\xff-name"
 

@@ -14,29 +14,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest_of import conftest_of
 
 from api.app import create_app
 from core.manager import BackupManager
 from core.models import CreateRequest
 from core.repo.repository import Repository
 
-
-def _helpers():  # type: ignore[no-untyped-def]
-    """This directory's conftest, by its path: `from conftest import` finds whichever
-    conftest was imported last (tests/tui has one too) when both directories run together."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "api_test_helpers", Path(__file__).with_name("conftest.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-_h = _helpers()
+_h = conftest_of(__file__)
 TOKEN, create_backup, running = _h.TOKEN, _h.create_backup, _h.running
 snapshot, wait_until, write_sample_tree = _h.snapshot, _h.wait_until, _h.write_sample_tree
 

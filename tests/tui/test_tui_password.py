@@ -158,7 +158,9 @@ def test_password_dialog_snapshot(
     fixed clock, paths under a $HOME of the test's own, so the picture is the same every run."""
     import asyncio
 
-    from conftest import FIXED_NOW
+    from conftest_of import conftest_of
+
+    FIXED_NOW = conftest_of(__file__).FIXED_NOW
     from store_helpers import fast_kdf
 
     fast_kdf(monkeypatch)
