@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from metrics_helpers import nb, samples
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.manager import BackupManager
@@ -21,26 +20,6 @@ from core.models import CreateRequest
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 11, 1, 3, 0, tzinfo=UTC)
-
-
-def nb(root: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
-    return subprocess.run(
-        [sys.executable, "-m", "cli", "--root", str(root), *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=60,
-    )
-
-
-def samples(text: str) -> dict[tuple[str, frozenset], float]:
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 async def _history(manager: BackupManager, src: Path) -> list:
