@@ -277,7 +277,7 @@ def test_bash_completion_completes_commands_options_and_choices(root, tmp_path):
         proc = subprocess.run(["bash", "-c", code], capture_output=True, text=True, check=True)
         return proc.stdout.split()
 
-    assert set(complete("re")) == {"restore", "rebuild-index"}
+    assert set(complete("re")) == {"restore", "rebuild-index", "rename-project"}
     assert complete("--root", "/tmp", "ver") == ["verify"]
     assert complete("list", "p", "--type", "") == ["full", "incremental", "snapshot", "checkpoint"]
     assert complete("restore", "p", "latest", "out", "--over") == ["--overwrite"]
