@@ -9,40 +9,67 @@ module is imported.
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import NoReturn
 
-from cli.commands import (
-    check,
-    completion,
-    copy,
-    create,
-    delete,
-    delete_project,
-    demo,
-    info,
-    key,
-    projects,
-    rebuild_index,
-    restore,
-    retention,
-    run_due,
-    schedule,
-    schedule_flags,
-    serve,
-    settings,
-    stats,
-    tui,
-    verify,
-)
-from cli.commands import list as list_
 from cli.context import Context, UsageError
 from cli.password import ENV_NEW_PASSWORD, ENV_PASSWORD, ENV_TO_PASSWORD
 from cli.render import PROG
 from core.config import DEFAULT_PORT, ENV_REPOSITORY, ENV_ROOT, ENV_TOKEN, MIN_TOKEN_LENGTH
 from core.models import BackupStatus, BackupType, check_id, parse_tag_item
 from core.query import WHEN_HELP, parse_tag, parse_when
+
+
+class _Commands:
+    """`cli.commands.<name>`, imported when first used for more than naming its command.
+
+    `x.cmd_y` is a function that imports `cli.commands.x` when it runs, so that building the
+    parser (for --help, --version, a usage error, or one command) imports no other command's
+    modules; any other attribute (an argument helper, a choice list) imports the module.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = f"cli.commands.{name}"
+
+    def __getattr__(self, attr: str) -> object:
+        if attr.startswith("cmd_"):
+            return _deferred(self._name, attr)
+        return getattr(importlib.import_module(self._name), attr)
+
+
+def _deferred(module: str, attr: str) -> Callable[[Context], int]:
+    def command(ctx: Context) -> int:
+        func: Callable[[Context], int] = getattr(importlib.import_module(module), attr)
+        return func(ctx)
+
+    command.__name__ = command.__qualname__ = attr
+    return command
+
+
+check = _Commands("check")
+completion = _Commands("completion")
+copy = _Commands("copy")
+create = _Commands("create")
+delete = _Commands("delete")
+delete_project = _Commands("delete_project")
+demo = _Commands("demo")
+info = _Commands("info")
+key = _Commands("key")
+projects = _Commands("projects")
+rebuild_index = _Commands("rebuild_index")
+restore = _Commands("restore")
+retention = _Commands("retention")
+run_due = _Commands("run_due")
+schedule = _Commands("schedule")
+schedule_flags = _Commands("schedule_flags")
+serve = _Commands("serve")
+settings = _Commands("settings")
+stats = _Commands("stats")
+tui = _Commands("tui")
+verify = _Commands("verify")
+list_ = _Commands("list")
 
 EXIT_CODES_HELP = f"""\
 exit codes:
