@@ -107,6 +107,15 @@ def _version() -> str:
         return f"{PROG} (not installed)"
 
 
+class _VersionAction(argparse._VersionAction):
+    """--version, its text looked up only when it is asked for: the lookup reads the installed
+    packages' metadata, which every other command would pay for at start-up."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        self.version = _version()
+        super().__call__(parser, *args, **kwargs)  # type: ignore[arg-type]
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line (raised, not printed and exited)."""
 
@@ -227,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action=_VersionAction)
     parser.add_argument(
         "--root",
         metavar="DIR",
