@@ -90,18 +90,9 @@ def _report(message: str, code: int, *, json_out: bool, kind: str = "error") -> 
     return code
 
 
-def _skip_pydantic_plugins() -> None:
-    """Pydantic looks for plugins (observability hooks this program never uses) by reading
-    the metadata of every installed package, at the first model a command validates: a
-    start-up cost of every command. An explicit PYDANTIC_DISABLE_PLUGINS (empty: load them)
-    is kept."""
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the program with `argv` (default: sys.argv[1:]); returns the exit code."""
     limit_malloc_arenas()
-    _skip_pydantic_plugins()
     _setup_streams()
     parser = build_parser()
     args = None
