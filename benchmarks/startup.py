@@ -7,12 +7,17 @@ time, and the median CPU time, of `nexus-backup list web`, `list web --json`, `p
 own start-up (`python -c pass`, the floor of any Python program) for scale.
 
     .venv/bin/python benchmarks/startup.py --runs 3 [--backups 20] [--json out.json]
+        [--baseline "env PYTHONPATH=/tmp/old-tree .venv/bin/nexus-backup"]
+
+With --baseline, each nexus command is also run by that other nexus-backup (an older tree),
+the two taking turns run by run, so that both see the same load on a busy machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import statistics
 import sys
@@ -67,16 +72,21 @@ def _setup(work: Path, nexus: list[str], backups: int, log: Path) -> dict[str, s
     return env
 
 
-def _commands(nexus: list[str], root: Path) -> list[tuple[str, list[str]]]:
-    at = [*nexus, "--root", str(root)]
-    cmds = [
-        ("python -c pass", [sys.executable, "-c", "pass"]),
-        ("nexus-backup list web", [*at, "list", "web"]),
-        ("nexus-backup list web --json", [*at, "list", "web", "--json"]),
-        ("nexus-backup projects", [*at, "projects"]),
-        ("nexus-backup --version", [*nexus, "--version"]),
-        ("nexus-backup --help", [*nexus, "--help"]),
-    ]
+def _commands(
+    nexus: list[str], root: Path, baseline: list[str] | None
+) -> list[tuple[str, list[str]]]:
+    cmds = [("python -c pass", [sys.executable, "-c", "pass"])]
+    for label, prog in (("nexus-backup", nexus), ("baseline", baseline)):
+        if prog is None:
+            continue
+        at = [*prog, "--root", str(root)]
+        cmds += [
+            (f"{label} list web", [*at, "list", "web"]),
+            (f"{label} list web --json", [*at, "list", "web", "--json"]),
+            (f"{label} projects", [*at, "projects"]),
+            (f"{label} --version", [*prog, "--version"]),
+            (f"{label} --help", [*prog, "--help"]),
+        ]
     if shutil.which("restic"):
         cmds += [
             ("restic snapshots", ["restic", "snapshots"]),
@@ -102,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3, help="measured runs of each command")
     ap.add_argument("--backups", type=int, default=20, help="backups in each repository")
     ap.add_argument("--nexus", help="how to run nexus-backup (default: the venv's script)")
+    ap.add_argument("--baseline", help="another nexus-backup to run turn about (an older tree)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
 
@@ -117,13 +128,18 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         env = _setup(work, nexus, args.backups, log)
-        results: dict[str, dict[str, float]] = {}
-        for name, cmd in _commands(nexus, work / "nexus"):
+        baseline = shlex.split(args.baseline) if args.baseline else None
+        cmds = _commands(nexus, work / "nexus", baseline)
+        for _name, cmd in cmds:
             measure(cmd, log=log, env=env)  # warm: page cache, bytecode, restic's cache
-            ms = [measure(cmd, log=log, env=env) for _ in range(args.runs)]
-            if any(m.rc != 0 for m in ms):
-                raise SystemExit(f"{name} failed; see {log}")
-            results[name] = _summary(ms)
+        runs: dict[str, list[Measure]] = {name: [] for name, _ in cmds}
+        for _ in range(args.runs):  # turn about, so that a burst of load hits every command
+            for name, cmd in cmds:
+                runs[name].append(measure(cmd, log=log, env=env))
+        failed = [name for name, ms in runs.items() if any(m.rc != 0 for m in ms)]
+        if failed:
+            raise SystemExit(f"{', '.join(failed)} failed; see {log}")
+        results = {name: _summary(ms) for name, ms in runs.items()}
         report["commands"] = results
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -131,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine_line(report['machine'])}")  # type: ignore[arg-type]
     print(f"versions: {report['versions']}")
     print(f"{args.backups} backups; median of {args.runs} warm runs (range), CPU median")
+    if args.baseline:
+        print(f"baseline: {args.baseline}")
     print(f"{'command':32} {'wall s':>8} {'range':>13} {'cpu s':>7}")
     for name, r in results.items():
         rng = f"{r['wall_min']:.3f}-{r['wall_max']:.3f}"
