@@ -18,7 +18,7 @@ from cli.context import Context, UsageError
 from cli.password import ENV_NEW_PASSWORD, ENV_PASSWORD, ENV_TO_PASSWORD
 from cli.render import PROG
 from core.config import DEFAULT_PORT, ENV_REPOSITORY, ENV_ROOT, ENV_TOKEN, MIN_TOKEN_LENGTH
-from core.models import BackupStatus, BackupType, check_id, parse_tag_item
+from core.kinds import BackupStatus, BackupType
 from core.query import WHEN_HELP, parse_tag, parse_when
 
 
@@ -70,6 +70,7 @@ stats = _Commands("stats")
 tui = _Commands("tui")
 verify = _Commands("verify")
 list_ = _Commands("list")
+
 
 EXIT_CODES_HELP = f"""\
 exit codes:
@@ -128,6 +129,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _project_arg(value: str) -> str:
+    from core.models import check_id
+
     try:
         return check_id(value, "project id")
     except ValueError as exc:
@@ -137,6 +140,8 @@ def _project_arg(value: str) -> str:
 def _backup_arg(value: str) -> str:
     if value == "latest":
         return value
+    from core.models import check_id
+
     try:
         return check_id(value, "backup id")
     except ValueError as exc:
@@ -145,6 +150,8 @@ def _backup_arg(value: str) -> str:
 
 def _tag_item(value: str) -> tuple[str, str]:
     """A create's `--tag`: KEY=VALUE or a bare KEY, by the engine's rule (`parse_tag_item`)."""
+    from core.models import parse_tag_item
+
     try:
         return parse_tag_item(value)
     except ValueError as exc:

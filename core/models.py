@@ -10,10 +10,11 @@ import re
 import shlex
 from collections.abc import Iterable
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from core.kinds import BackupStatus, BackupType  # defined apart, for the CLI's parser
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_TAGS = 32
@@ -26,22 +27,6 @@ MAX_EXTRA_DEPTH = 8
 #: Paths or globs one restore may name: each is matched against every entry of the backup.
 MAX_RESTORE_PATHS = 1000
 MAX_WARNINGS = 1000
-
-
-class BackupType(StrEnum):
-    FULL = "full"
-    INCREMENTAL = "incremental"
-    SNAPSHOT = "snapshot"
-    CHECKPOINT = "checkpoint"
-
-
-class BackupStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    VALIDATING = "validating"
-    RESTORING = "restoring"
 
 
 #: Statuses a live process may hold a backup in; a dead process leaves them to recovery.
