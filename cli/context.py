@@ -8,21 +8,22 @@ a usage error stay fast, and this face never imports textual or fastapi.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
-
-from pydantic import BaseModel
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cli import render
 from cli.password import PasswordSource, TargetPasswordSource
-from cli.progress_bar import ProgressBar
 from core.config import ENV_REPOSITORY, resolve_root
-from core.models import BackupInfo
-from core.service import Engine
+
+if TYPE_CHECKING:  # names for the annotations: importing them would cost `--help` the engine's
+    from pydantic import BaseModel
+
+    from cli.progress_bar import ProgressBar
+    from core.models import BackupInfo
+    from core.service import Engine
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -81,6 +82,8 @@ class Context:
 
     def progress(self) -> ProgressBar:
         """A progress bar on stderr, drawing only on a terminal and never with --json."""
+        from cli.progress_bar import ProgressBar
+
         enabled = None if not self.json else False
         return ProgressBar(sys.stderr, enabled=enabled)
 
@@ -92,6 +95,8 @@ class Context:
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run one manager coroutine. Ctrl-C cancels its task (so the core cleans up and marks a
     backup FAILED "cancelled"); asyncio.run then raises KeyboardInterrupt, handled by main()."""
+    import asyncio  # only the commands that run the engine pay for it
+
     return asyncio.run(coro)
 
 

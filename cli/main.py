@@ -13,14 +13,12 @@ imported lazily, inside the commands that start them (cli.launch).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import sys
 import traceback
 from collections.abc import Callable
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING
 
 from cli import render
 from cli.commands.tui import cmd_tui
@@ -37,6 +35,9 @@ from cli.render import error_line
 from core.errors import Cancelled, NexusError, describe_os_error
 from core.malloc import limit_malloc_arenas
 
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 def describe_validation_error(exc: ValidationError) -> str:
     """One line naming each bad field: ``project_id: invalid project_id '..': use ...``."""
@@ -49,6 +50,14 @@ def describe_validation_error(exc: ValidationError) -> str:
                 msg = msg[len(prefix) :]
         parts.append(f"{loc}: {msg}" if loc else msg)
     return "invalid input: " + "; ".join(parts) if parts else str(exc)
+
+
+def _loaded(module: str, name: str) -> tuple[type[BaseException], ...]:
+    """`module.name` if that module was imported, else nothing: an exception class of a
+    module this process never imported cannot have been raised, and importing it only to
+    test for it would cost every command (`--help` too) its import time."""
+    mod = sys.modules.get(module)
+    return (getattr(mod, name),) if mod is not None else ()
 
 
 def _debug() -> bool:
@@ -104,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
             pass
         return EXIT_ERROR
     except BaseException as exc:
-        if not isinstance(exc, Exception | KeyboardInterrupt | asyncio.CancelledError):
+        if not isinstance(
+            exc, (Exception, KeyboardInterrupt, *_loaded("asyncio", "CancelledError"))
+        ):
             raise  # SystemExit from deeper down, GeneratorExit: not an error to report
         message, code, kind = describe_failure(exc)
         return _report(message, code, json_out=_wants_json(argv, args), kind=kind)
@@ -115,11 +126,11 @@ def describe_failure(exc: BaseException) -> tuple[str, int, str]:
     that maps an exception to what the user sees."""
     if isinstance(exc, UsageError):
         return str(exc), EXIT_USAGE, "error"
-    if isinstance(exc, KeyboardInterrupt | Cancelled | asyncio.CancelledError):
+    if isinstance(exc, (KeyboardInterrupt, Cancelled, *_loaded("asyncio", "CancelledError"))):
         return "interrupted", EXIT_INTERRUPTED, "error"
     if isinstance(exc, NexusError):
         return str(exc) or type(exc).__name__, int(getattr(exc, "exit_code", EXIT_ERROR)), "error"
-    if isinstance(exc, ValidationError):
+    if isinstance(exc, _loaded("pydantic_core", "ValidationError")):
         return describe_validation_error(exc), EXIT_USAGE, "error"
     if isinstance(exc, OSError):
         if _debug():

@@ -9,46 +9,74 @@ module is imported.
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import NoReturn
 
-from cli.commands import (
-    cat,
-    check,
-    completion,
-    copy,
-    create,
-    delete,
-    delete_project,
-    demo,
-    diff,
-    dump,
-    find,
-    info,
-    key,
-    ls,
-    projects,
-    rebuild_index,
-    rename_project,
-    restore,
-    retention,
-    run_due,
-    schedule,
-    schedule_flags,
-    serve,
-    settings,
-    stats,
-    tui,
-    verify,
-)
-from cli.commands import list as list_
 from cli.context import Context, UsageError
 from cli.password import ENV_NEW_PASSWORD, ENV_PASSWORD, ENV_TO_PASSWORD
 from cli.render import PROG
 from core.config import DEFAULT_PORT, ENV_REPOSITORY, ENV_ROOT, ENV_TOKEN, MIN_TOKEN_LENGTH
-from core.models import BackupStatus, BackupType, check_id, parse_tag_item
+from core.kinds import BackupStatus, BackupType
 from core.query import WHEN_HELP, parse_tag, parse_when
+
+
+class _Commands:
+    """`cli.commands.<name>`, imported when first used for more than naming its command.
+
+    `x.cmd_y` is a function that imports `cli.commands.x` when it runs, so that building the
+    parser (for --help, --version, a usage error, or one command) imports no other command's
+    modules; any other attribute (an argument helper, a choice list) imports the module.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = f"cli.commands.{name}"
+
+    def __getattr__(self, attr: str) -> object:
+        if attr.startswith("cmd_"):
+            return _deferred(self._name, attr)
+        return getattr(importlib.import_module(self._name), attr)
+
+
+def _deferred(module: str, attr: str) -> Callable[[Context], int]:
+    def command(ctx: Context) -> int:
+        func: Callable[[Context], int] = getattr(importlib.import_module(module), attr)
+        return func(ctx)
+
+    command.__name__ = command.__qualname__ = attr
+    return command
+
+
+cat = _Commands("cat")
+check = _Commands("check")
+completion = _Commands("completion")
+copy = _Commands("copy")
+create = _Commands("create")
+delete = _Commands("delete")
+delete_project = _Commands("delete_project")
+demo = _Commands("demo")
+diff = _Commands("diff")
+dump = _Commands("dump")
+find = _Commands("find")
+info = _Commands("info")
+key = _Commands("key")
+ls = _Commands("ls")
+projects = _Commands("projects")
+rebuild_index = _Commands("rebuild_index")
+rename_project = _Commands("rename_project")
+restore = _Commands("restore")
+retention = _Commands("retention")
+run_due = _Commands("run_due")
+schedule = _Commands("schedule")
+schedule_flags = _Commands("schedule_flags")
+serve = _Commands("serve")
+settings = _Commands("settings")
+stats = _Commands("stats")
+tui = _Commands("tui")
+verify = _Commands("verify")
+list_ = _Commands("list")
+
 
 EXIT_CODES_HELP = f"""\
 exit codes:
@@ -86,6 +114,15 @@ def _version() -> str:
         return f"{PROG} (not installed)"
 
 
+class _VersionAction(argparse._VersionAction):
+    """--version, its text looked up only when it is asked for: the lookup reads the installed
+    packages' metadata, which every other command would pay for at start-up."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        self.version = _version()
+        super().__call__(parser, *args, **kwargs)  # type: ignore[arg-type]
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line (raised, not printed and exited)."""
 
@@ -98,6 +135,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _project_arg(value: str) -> str:
+    from core.models import check_id
+
     try:
         return check_id(value, "project id")
     except ValueError as exc:
@@ -107,6 +146,8 @@ def _project_arg(value: str) -> str:
 def _backup_arg(value: str) -> str:
     if value == "latest":
         return value
+    from core.models import check_id
+
     try:
         return check_id(value, "backup id")
     except ValueError as exc:
@@ -115,6 +156,8 @@ def _backup_arg(value: str) -> str:
 
 def _tag_item(value: str) -> tuple[str, str]:
     """A create's `--tag`: KEY=VALUE or a bare KEY, by the engine's rule (`parse_tag_item`)."""
+    from core.models import parse_tag_item
+
     try:
         return parse_tag_item(value)
     except ValueError as exc:
@@ -206,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action=_VersionAction)
     parser.add_argument(
         "--root",
         metavar="DIR",

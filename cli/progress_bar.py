@@ -16,10 +16,12 @@ from __future__ import annotations
 import shutil
 import sys
 import unicodedata
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from core.display import clean, size
-from core.models import ProgressEvent
+
+if TYPE_CHECKING:  # only annotated: the table layout (`cells`) must not cost pydantic's import
+    from core.models import ProgressEvent
 
 BAR_WIDTH = 20
 MIN_PATH_CELLS = 8

@@ -12,13 +12,14 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
-
-from pydantic import BaseModel
+from typing import TYPE_CHECKING, Any
 
 from cli.progress_bar import cells
 from core import display
 from core.display import age, clean, duration, plural, size, speed, tags_text
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 __all__ = [
     "PROG",
@@ -53,6 +54,8 @@ def error_line(message: str, *, kind: str = "error") -> None:
 
 def emit(value: BaseModel | Sequence[BaseModel]) -> None:
     """--json output: the model(s), and nothing else, on stdout."""
+    from pydantic import BaseModel  # only --json output needs it
+
     if isinstance(value, BaseModel):
         data: Any = value.model_dump(mode="json")
     else:

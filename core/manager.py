@@ -67,13 +67,11 @@ from core.models import (
 )
 from core.ops import copy
 from core.ops import forget as fg
-from core.ops.backup import BackupPlan, describe_failure, run_backup
 from core.ops.check import check_repository, rebuild_index
 from core.ops.confine import open_dir_beneath
 from core.ops.progress import Clock, OperationContext, utc_now
 from core.ops.reclaim import MAX_UNUSED, drop_unindexed_packs, reclaim
 from core.ops.recovery import recover, recover_locked
-from core.ops.restore import Restorer
 from core.query import Query
 from core.repo import locks
 from core.repo import manifest as mf
@@ -587,6 +585,9 @@ class BackupManager(Comparing):
             with contextlib.suppress(OSError):
                 st = os.stat(top)
                 skip.add((st.st_dev, st.st_ino))
+        # the backup pipeline (scan, walker, chunker): imported by the commands that back up
+        from core.ops.backup import BackupPlan, describe_failure, run_backup
+
         plan = BackupPlan(
             data_dir=os.fsencode(data_dir),
             excludes=list(req.excludes),
@@ -645,6 +646,9 @@ class BackupManager(Comparing):
     def restore_blocking(self, req: RestoreRequest, ctx: OperationContext) -> RestoreResult:
         """Restore never writes to the repository (invariant 3) except through the checkpoint
         it takes first, which is a backup like any other; "restoring" is told by its lock."""
+        from core.ops.backup import describe_failure  # imported by the commands that restore
+        from core.ops.restore import Restorer
+
         repo = self._repo(req.project_id)
         repo.check_format()
         backup_id = self._resolve_id(repo, req.backup_id)

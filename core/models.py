@@ -10,10 +10,11 @@ import re
 import shlex
 from collections.abc import Iterable
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from core.kinds import BackupStatus, BackupType  # defined apart, for the CLI's parser
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_TAGS = 32
@@ -26,22 +27,6 @@ MAX_EXTRA_DEPTH = 8
 #: Paths or globs one restore may name: each is matched against every entry of the backup.
 MAX_RESTORE_PATHS = 1000
 MAX_WARNINGS = 1000
-
-
-class BackupType(StrEnum):
-    FULL = "full"
-    INCREMENTAL = "incremental"
-    SNAPSHOT = "snapshot"
-    CHECKPOINT = "checkpoint"
-
-
-class BackupStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    VALIDATING = "validating"
-    RESTORING = "restoring"
 
 
 #: Statuses a live process may hold a backup in; a dead process leaves them to recovery.
@@ -141,7 +126,15 @@ Tags = Annotated[dict[str, str], AfterValidator(_tags)]
 Extra = Annotated[dict, AfterValidator(_extra)]
 
 
-class PhaseTimings(BaseModel):
+class Model(BaseModel):
+    """The base of the engine's models: a model's validator and serializer are built when it
+    is first used, not when its module is imported, so that a command (`list`, `--help`)
+    pays only for the models it touches."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class PhaseTimings(Model):
     """Where a backup's time went, in seconds, so a slow backup says why (issue 15).
 
     The scan, index, manifest and validate phases run one after another on one thread: their
@@ -161,7 +154,7 @@ class PhaseTimings(BaseModel):
     workers: int = 0
 
 
-class BackupStats(BaseModel):
+class BackupStats(Model):
     """What a backup actually did, beside the logical size the spec's fields give.
 
     The fields after `warnings` came with issue 15: absent from older metadata (None)."""
@@ -189,7 +182,7 @@ class BackupStats(BaseModel):
     phases: PhaseTimings | None = None
 
 
-class BackupMetadata(BaseModel):
+class BackupMetadata(Model):
     """metadata.json: exactly the spec's fields, plus the stats of the run."""
 
     model_config = ConfigDict(use_enum_values=False)
@@ -229,7 +222,7 @@ class BackupMetadata(BaseModel):
         return self.tags.get("name")
 
 
-class CreateRequest(BaseModel):
+class CreateRequest(Model):
     """What to back up; the spec's create body plus excludes, parent and checkpoint name."""
 
     model_config = ConfigDict(extra="forbid")
@@ -268,7 +261,7 @@ class CreateRequest(BaseModel):
 OverwritePolicy = Literal["always", "if-changed", "never"]
 
 
-class RestoreRequest(BaseModel):
+class RestoreRequest(Model):
     """The spec's restore body plus the restore options."""
 
     model_config = ConfigDict(extra="forbid")
@@ -287,7 +280,7 @@ class RestoreRequest(BaseModel):
     confine_to: list[str] | None = Field(default=None, exclude=True)
 
 
-class ListFilter(BaseModel):
+class ListFilter(Model):
     """Filters of `list`; every one optional, all combined with AND."""
 
     type: BackupType | None = None
@@ -299,7 +292,7 @@ class ListFilter(BaseModel):
     host: str | None = None  # the host that made it, exactly
 
 
-class ProgressEvent(BaseModel):
+class ProgressEvent(Model):
     """A progress report of a long operation, emitted at a bounded rate."""
 
     operation: Literal["create", "restore", "verify", "delete", "check", "copy", "forget"]
@@ -319,7 +312,7 @@ class ProgressEvent(BaseModel):
 RestoreAction = Literal["create", "overwrite", "unchanged", "skip", "delete", "metadata"]
 
 
-class RestoreChange(BaseModel):
+class RestoreChange(Model):
     path: str
     action: RestoreAction
     kind: Literal["file", "dir", "symlink"] = "file"
@@ -327,7 +320,7 @@ class RestoreChange(BaseModel):
     reason: str | None = None
 
 
-class RestoreCounts(BaseModel):
+class RestoreCounts(Model):
     """Exact counts of what a restore does (or, dry-run, would do), for any number of
     entries: the faces show these, never a count of the capped `changes` list."""
 
@@ -360,7 +353,7 @@ class RestoreCounts(BaseModel):
         return bool(self.overwritten or self.deleted or self.files_metadata)
 
 
-class RestoreUndo(BaseModel):
+class RestoreUndo(Model):
     """What undoes a restore that changed its target: the CHECKPOINT taken of the target just
     before, restored back over the whole target (overwrite "if-changed", so only what the
     restore changed is written again (I6: bytes compared, not guessed), delete_extra, no
@@ -403,7 +396,7 @@ class RestoreUndo(BaseModel):
         return shlex.join(words)
 
 
-class RestoreResult(BaseModel):
+class RestoreResult(Model):
     project_id: str
     backup_id: str
     restore_dir: str
@@ -426,12 +419,12 @@ class RestoreResult(BaseModel):
     duration_seconds: float = 0.0
 
 
-class DamagedFile(BaseModel):
+class DamagedFile(Model):
     path: str
     reason: str
 
 
-class VerifyResult(BaseModel):
+class VerifyResult(Model):
     project_id: str
     backup_id: str
     quick: bool
@@ -446,7 +439,7 @@ class VerifyResult(BaseModel):
     duration_seconds: float = 0.0
 
 
-class DeleteResult(BaseModel):
+class DeleteResult(Model):
     project_id: str
     backup_id: str
     bytes_reclaimed: int = 0
@@ -457,7 +450,7 @@ class DeleteResult(BaseModel):
     reclaim_refused: str | None = None
 
 
-class ProjectDeleteResult(BaseModel):
+class ProjectDeleteResult(Model):
     project_id: str
     backups_deleted: int = 0
     objects_deleted: int = 0
@@ -468,7 +461,7 @@ class ProjectDeleteResult(BaseModel):
     kept: list[str] = Field(default_factory=list)
 
 
-class ManifestSummary(BaseModel):
+class ManifestSummary(Model):
     source: str | None = None
     hostname: str | None = None
     files: int = 0
@@ -478,7 +471,7 @@ class ManifestSummary(BaseModel):
     chunks: int = 0
 
 
-class BackupInfo(BaseModel):
+class BackupInfo(Model):
     """`info`: the metadata plus what the manifest says, the parent chain and the last verify."""
 
     metadata: BackupMetadata
@@ -508,7 +501,7 @@ class BackupInfoView(BackupMetadata):
 RunStatus = Literal["running", "succeeded", "failed"]
 
 
-class LastRun(BaseModel):
+class LastRun(Model):
     """A project's last scheduled run (`run-due`), kept in its repository beside its policy
     (`last_run.json`): written "running" when the run starts and again with its outcome."""
 
@@ -526,7 +519,7 @@ class LastRun(BaseModel):
     warnings: int = 0
 
 
-class ProjectSummary(BaseModel):
+class ProjectSummary(Model):
     project_id: str
     backups: int = 0
     last_backup_at: datetime | None = None
@@ -544,7 +537,7 @@ class ProjectSummary(BaseModel):
     last_run: LastRun | None = None
 
 
-class TreeEntry(BaseModel):
+class TreeEntry(Model):
     """One entry of a backup's tree, for browsing."""
 
     path: str
@@ -557,7 +550,7 @@ class TreeEntry(BaseModel):
     has_children: bool = False
 
 
-class CheckResult(BaseModel):
+class CheckResult(Model):
     """A whole project's check: the index against the packs, then every backup verified."""
 
     project_id: str
@@ -571,7 +564,7 @@ class CheckResult(BaseModel):
     duration_seconds: float = 0.0
 
 
-class RebuildResult(BaseModel):
+class RebuildResult(Model):
     project_id: str
     packs_read: int = 0
     chunks_indexed: int = 0
@@ -581,7 +574,7 @@ class RebuildResult(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-class CopiedBackup(BaseModel):
+class CopiedBackup(Model):
     """One backup copied into another repository: what travelled and what was there."""
 
     backup_id: str
@@ -591,7 +584,7 @@ class CopiedBackup(BaseModel):
     packs_written: int = 0
 
 
-class CopyResult(BaseModel):
+class CopyResult(Model):
     """A copy of a project's backups to another repository (`copy --to`)."""
 
     project_id: str

@@ -26,9 +26,10 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import Enum
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from core.models import BackupMetadata, BackupStatus, BackupType, ListFilter
+if TYPE_CHECKING:  # the CLI's parser uses the grammar (parse_when) before any model
+    from core.models import BackupMetadata, BackupStatus, BackupType, ListFilter
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)(?:\s+ago)?$", re.IGNORECASE)
 _UNITS = {"s": "seconds", "sec": "seconds", "m": "minutes", "min": "minutes", "h": "hours"}
@@ -175,6 +176,8 @@ _KEYS |= {"date": "date", "on": "date", "host": "host"}
 def parse_text(text: str, now: datetime) -> tuple[Query, tuple[str, ...]]:
     """The bar form; tokens that do not parse are returned as errors and ignored, and a key
     still waiting for its value (``status:``) is skipped, as it is while being typed."""
+    from core.models import BackupStatus, BackupType
+
     types: set[BackupType] = set()
     statuses: set[BackupStatus] = set()
     tags: list[tuple[str, str | None]] = []

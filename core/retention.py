@@ -31,11 +31,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from core import schedule as sched
 from core.errors import InvalidInput
-from core.models import IN_PROGRESS, RESTORABLE, BackupMetadata, BackupStatus, BackupType
+from core.models import (
+    IN_PROGRESS,
+    RESTORABLE,
+    BackupMetadata,
+    BackupStatus,
+    BackupType,
+    Model,
+)
 from core.notify import where
 
 _SPAN = re.compile(r"(\d+)([ymdh])")
@@ -125,7 +132,7 @@ def _webhook(value: str | None) -> str | None:
     return value
 
 
-class Policy(BaseModel):
+class Policy(Model):
     """A project's retention rules (restic's `--keep-*` flags), stored in its repository.
     A count of 0 and an absent duration mean the rule is off.
 
@@ -242,7 +249,7 @@ class Policy(BaseModel):
         return out
 
 
-class Decision(BaseModel):
+class Decision(Model):
     """What a policy does to one backup, and every reason for it."""
 
     backup_id: str
@@ -254,7 +261,7 @@ class Decision(BaseModel):
     protected: bool = False
 
 
-class ForgetResult(BaseModel):
+class ForgetResult(Model):
     """What `forget` did (or, in a dry run, would do): every backup's decision, the backups
     removed now (soft: restorable for the grace period), those deleted for good (failed ones,
     and removed ones whose grace passed), and the space."""

@@ -21,13 +21,14 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from core.models import (
     RESTORABLE,
     BackupMetadata,
     BackupStatus,
     BackupType,
+    Model,
     PhaseTimings,
     VerifyResult,
 )
@@ -41,7 +42,7 @@ DAY_SECONDS = 86_400.0
 MIN_GROWTH_SPAN = 3_600.0  # seconds
 
 
-class BackupRow(BaseModel):
+class BackupRow(Model):
     """One backup of the history."""
 
     id: str
@@ -62,7 +63,7 @@ class BackupRow(BaseModel):
     phases: PhaseTimings | None = None
 
 
-class ProjectTotals(BaseModel):
+class ProjectTotals(Model):
     """A project as it stands, and over the rows of its history that were asked for."""
 
     project_id: str
@@ -89,7 +90,7 @@ class ProjectTotals(BaseModel):
     locked: bool = False  # encrypted and not opened: nothing else is known
 
 
-class ProjectStats(BaseModel):
+class ProjectStats(Model):
     """`stats PROJECT`: one row per backup, oldest first, and the totals."""
 
     project_id: str
@@ -98,7 +99,7 @@ class ProjectStats(BaseModel):
     totals: ProjectTotals
 
 
-class RepositoryStats(BaseModel):
+class RepositoryStats(Model):
     """`stats` without a project: each project's totals and their sum."""
 
     since: datetime | None = None

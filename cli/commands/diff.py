@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from cli.context import EXIT_OK, Context, UsageError
 from cli.render import clean, error_line, out, plural, size
-from core.compare import LIVE, DiffChange, DiffTotals, mark, summary
+
+if TYPE_CHECKING:  # the parser imports this module: the engine only when it runs
+    from core.compare import DiffChange, DiffTotals
 
 HELP = "show what changed between two backups, or between a backup and the data directory now"
 
@@ -37,6 +40,8 @@ def _sides(ctx: Context) -> tuple[str, str]:
         raise UsageError("diff: give the backup B to compare A with, or --live")
     if a.verify_content and not a.live:
         raise UsageError("diff: --verify-content is for --live (two backups compare hashes)")
+    from core.compare import LIVE
+
     return a.a, LIVE if a.live else a.b
 
 
@@ -64,11 +69,15 @@ def cmd_diff(ctx: Context) -> int:
 def line(change: DiffChange) -> str:
     """`M  path/name  (content, size 5 B → 11 B)`; a directory's name ends with '/'."""
     name = clean(change.path) + ("/" if change.kind == "dir" else "")
+    from core.compare import mark, summary
+
     what = summary(change)
     return f"{mark(change)}  {name}" + (f"  ({what})" if what else "")
 
 
 def totals_line(t: DiffTotals, a: str, b: str) -> str:
+    from core.compare import LIVE
+
     shown_b = "the data directory" if b == LIVE else b
     if not (t.added or t.removed or t.changed):
         entries = plural(t.unchanged, "entry", "entries")

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from cli.context import EXIT_OK, Context, UsageError
 from cli.render import clean, error_line, out, plural, size
-from core.compare import FindHit, FindVersion
 from core.display import exact
+
+if TYPE_CHECKING:  # the parser imports this module: the engine only when it runs
+    from core.compare import FindHit, FindVersion
 
 HELP = "find the backups that hold a path (glob or substring), newest first"
 

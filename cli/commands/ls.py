@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import stat
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from cli.context import EXIT_OK, Context
 from cli.render import clean, out, size, table
-from core.compare import LsEntry
 from core.display import exact
+
+if TYPE_CHECKING:  # the parser imports this module: the engine only when it runs
+    from core.compare import LsEntry
 
 HELP = "list the files of a backup (below PATH), without restoring it"
 _TYPE_BITS = {"file": stat.S_IFREG, "dir": stat.S_IFDIR, "symlink": stat.S_IFLNK}

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from cli.commands import schedule_flags
 from cli.context import EXIT_ERROR, EXIT_OK, Context, UsageError, run
 from cli.render import ago, error_line, fmt_tags, out, plural, size, table
-from core.models import BackupMetadata
-from core.retention import ForgetResult, Policy
+
+if TYPE_CHECKING:  # the parser imports this module for its flags: not pydantic's models
+    from core.models import BackupMetadata
+    from core.retention import ForgetResult, Policy
 
 COUNTS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
 WITHINS = ("within", "within-hourly", "within-daily", "within-weekly", "within-monthly")
@@ -155,6 +158,8 @@ def render_forget(res: ForgetResult) -> list[str]:
 
 def cmd_forget(ctx: Context) -> int:
     a = ctx.args
+    from core.retention import Policy
+
     rules = given_rules(a)
     policy = Policy(**rules) if rules else None
     with ctx.progress() as bar:

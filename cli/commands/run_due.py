@@ -9,10 +9,13 @@ import argparse
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from cli.context import EXIT_ERROR, EXIT_OK, Context, run
 from cli.render import clean, error_line, out
-from core.scheduler import RunOutcome, payload, run_due
+
+if TYPE_CHECKING:  # the parser imports this module for `add_arguments`: not the engine
+    from core.scheduler import RunOutcome
 
 
 def now_arg(text: str) -> datetime:
@@ -58,6 +61,8 @@ def describe(o: RunOutcome) -> str:
 
 
 def cmd_run_due(ctx: Context) -> int:
+    from core.scheduler import payload, run_due
+
     a = ctx.args
     outcomes = run(run_due(ctx.manager, a.projects or None, now=a.now))
     code = EXIT_OK if all(o.ok for o in outcomes) else EXIT_ERROR

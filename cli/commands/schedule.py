@@ -19,10 +19,13 @@ import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cli.context import EXIT_ERROR, EXIT_OK, Context, UsageError, root_opt, run
 from cli.render import clean, error_line, out, table
-from core.models import ProjectSummary
+
+if TYPE_CHECKING:  # the parser imports this module for its flags: not pydantic's models
+    from core.models import ProjectSummary
 
 ENV_UNIT_DIR = "NEXUS_BACKUP_UNIT_DIR"
 NAME = "nexus-backup-run-due"

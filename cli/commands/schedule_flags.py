@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from core import schedule as sched
-from core.retention import Policy
+
+if TYPE_CHECKING:  # the parser imports this module for its flags: not pydantic's models
+    from core.retention import Policy
 
 OFF = "off"
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from cli.context import EXIT_OK, Context, run
 from cli.render import block, duration, error_line, out, size, stamp, table
 from core.errors import NexusError
-from core.models import BackupStats
-from core.stats import ProjectStats, ProjectTotals, RepositoryStats
+
+if TYPE_CHECKING:  # the parser imports this module for its flags: not pydantic's models
+    from core.models import BackupStats
+    from core.stats import ProjectStats, ProjectTotals, RepositoryStats
 
 
 def cmd_stats(ctx: Context) -> int:

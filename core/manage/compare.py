@@ -36,13 +36,11 @@ from core.compare import (
 from core.errors import Conflict, Damaged, InvalidInput, NexusError, NotFound, WrongPassword
 from core.manage.locking import reading
 from core.models import RESTORABLE, BackupMetadata
-from core.ops import diff as df
-from core.ops.find import Finder, Pattern, search
-from core.ops.walker import compile_excludes
 from core.repo import manifest as mf
 from core.validator import load_checked_manifest
 
 if TYPE_CHECKING:
+    from core.ops.find import Pattern
     from core.repo.repository import Repository
 
 MAX_WARNINGS = 100
@@ -146,6 +144,8 @@ class Comparing:
         verify_content: bool = False,
     ) -> DiffRun:
         """The diff from backup `a` to backup `b` (or LIVE: the data directory now), streamed."""
+        from core.ops import diff as df  # the comparing machinery: only for a command using it
+
         if a == LIVE:
             raise InvalidInput("the first backup of a diff cannot be 'live': name a backup")
         repo = self._repo(project_id)
@@ -161,6 +161,8 @@ class Comparing:
         if b == LIVE:
             header = mf.read_header(data_a)
             top = self._live_top(repo, header)
+            from core.ops.walker import compile_excludes
+
             differ = df.Differ(prefix=prefix, live_top=top, verify=verify_content, warn=warn)
             new = df.Side.of_entries(
                 df.live_entries(
@@ -257,6 +259,8 @@ class Comparing:
     ) -> FindResult:
         """Every completed backup holding a path that matches `pattern`, newest first, in
         `project_id` (or every project with `all_projects`)."""
+        from core.ops.find import Finder, Pattern
+
         try:
             pat = Pattern(pattern)
         except ValueError as exc:
@@ -484,6 +488,7 @@ def _searched(
 ) -> Iterator[tuple[BackupMetadata, list[mf.Entry] | str]]:
     """Each backup (in the order given) with its matching entries, or why it was not
     searched; a few manifests are read and searched ahead in threads, each read once."""
+    from core.ops.find import search
 
     def one(meta: BackupMetadata) -> list[mf.Entry] | str:
         try:

@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from core.errors import Busy, Damaged, NexusError, NotFound, WrongPassword
-from core.models import BackupMetadata, VerifyResult, check_id
+from core.models import BackupMetadata, Model, VerifyResult, check_id
 from core.repo import crypto
 from core.repo.chunker import ChunkerParams
 from core.repo.codec import PLAIN, Codec, DamagedChunk, Kind
@@ -53,7 +53,7 @@ BACKUP_PREFIX = "backup_"
 TOMBSTONES = "deleting/"
 
 
-class _ChunkerConfig(BaseModel):
+class _ChunkerConfig(Model):
     model_config = ConfigDict(extra="allow")
     algorithm: str = "fastcdc2020"
     avg_size: int = Field(1024 * 1024, ge=64, le=1 << 30)
@@ -63,7 +63,7 @@ class _ChunkerConfig(BaseModel):
     seed: int = 0
 
 
-class _EncryptionConfig(BaseModel):
+class _EncryptionConfig(Model):
     model_config = ConfigDict(extra="allow")
     scheme: str
     #: The key ids the repository was created with (informative: the key objects under
@@ -71,7 +71,7 @@ class _EncryptionConfig(BaseModel):
     keys: list[str] = Field(default_factory=list)
 
 
-class RepoConfig(BaseModel):
+class RepoConfig(Model):
     """config.json, validated whole: a wrong shape is one clear line, never an internal error."""
 
     model_config = ConfigDict(extra="allow")
