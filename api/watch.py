@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 from api.events import EventHub
@@ -15,8 +16,10 @@ from core.errors import NexusError
 from core.logger import LogTail
 from core.service import Engine
 
-#: Seconds between two looks at the repository while a stream is open.
+#: Seconds between two looks at the repository while a stream is open...
 POLL_SECONDS = 1.0
+#: ...or this many times as long as the last look took, if that is longer.
+SLOWDOWN = 10
 
 
 def log_payload(record: Any) -> dict[str, Any]:
@@ -38,8 +41,12 @@ class Watcher:
         self._tokens: dict[str, str] = {}
 
     async def run(self, every: float = POLL_SECONDS) -> None:
+        """Look every `every` seconds, or less often when a look is slow (a repository of
+        many backups in a bucket): the looking takes at most a tenth of the server's time."""
+        pause = every
         while True:
-            await asyncio.sleep(every)
+            await asyncio.sleep(pause)
+            started = time.monotonic()
             followed = self.hub.projects()
             for gone in set(self._tails) - set(followed):
                 self._tails.pop(gone, None)
@@ -48,6 +55,7 @@ class Watcher:
                 with contextlib.suppress(OSError, NexusError):
                     for project_id, event, payload in await asyncio.to_thread(self.poll, followed):
                         self.hub.publish(project_id, event, payload)
+            pause = max(every, SLOWDOWN * (time.monotonic() - started))
 
     def poll(self, projects: list[str]) -> list[tuple[str, str, object]]:
         """The events of what changed since the last look (in a thread: it reads files)."""
