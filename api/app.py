@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -16,6 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic.warnings import UnsupportedFieldAttributeWarning
 
 from api import compare
 from api.auth import PUBLIC_PATHS, BearerAuthMiddleware, OriginMiddleware
@@ -161,9 +163,17 @@ def _document_bearer(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title, version=app.version, description=app.description, routes=app.routes
-            )
+            with warnings.catch_warnings():
+                # FastAPI hands pydantic each body parameter's name as an alias, which pydantic
+                # says has no effect when the model builds on first use (core.models.Model's
+                # defer_build); the schema is the same either way (compared byte for byte)
+                warnings.filterwarnings("ignore", category=UnsupportedFieldAttributeWarning)
+                schema = get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    description=app.description,
+                    routes=app.routes,
+                )
             schema.setdefault("components", {})["securitySchemes"] = {
                 "bearerAuth": {"type": "http", "scheme": "bearer"}
             }
