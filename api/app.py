@@ -40,6 +40,13 @@ log = logging.getLogger("nexus_backup.api")
 #: As the CLI names it (cli.password.ENV_PASSWORD; the API does not import the CLI).
 ENV_PASSWORD = "NEXUS_BACKUP_PASSWORD"
 
+# FastAPI hands pydantic each body parameter's name as an alias, which pydantic says has no
+# effect (once at the schema, once at the first request) when the model builds on first use
+# (core.models.Model's defer_build): nothing changes (the OpenAPI schema is byte-identical).
+warnings.filterwarnings(
+    "ignore", category=UnsupportedFieldAttributeWarning, message="The 'alias' attribute"
+)
+
 
 def _version() -> str:
     try:
@@ -163,17 +170,9 @@ def _document_bearer(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            with warnings.catch_warnings():
-                # FastAPI hands pydantic each body parameter's name as an alias, which pydantic
-                # says has no effect when the model builds on first use (core.models.Model's
-                # defer_build); the schema is the same either way (compared byte for byte)
-                warnings.filterwarnings("ignore", category=UnsupportedFieldAttributeWarning)
-                schema = get_openapi(
-                    title=app.title,
-                    version=app.version,
-                    description=app.description,
-                    routes=app.routes,
-                )
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
             schema.setdefault("components", {})["securitySchemes"] = {
                 "bearerAuth": {"type": "http", "scheme": "bearer"}
             }
