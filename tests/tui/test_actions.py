@@ -847,3 +847,20 @@ async def test_f2_renames_the_project_and_its_backups_follow(tui_root: Path, see
         await settle(pilot)
         assert [p.project_id for p in app.main.projects.projects] == ["renamed"]
         assert {b.id for b in app.main.table.backups} == {seeded["first"].id, seeded["second"].id}
+
+
+async def test_toasts_sit_above_the_log_not_over_its_newest_lines(
+    tui_root: Path, seeded: dict
+) -> None:
+    from textual.widgets._toast import Toast
+
+    for size in ((80, 24), (130, 36)):
+        app = NexusApp(tui_root)
+        async with app.run_test(size=size, notifications=True) as pilot:
+            await settle(pilot)
+            app.notify("a result worth a toast", title="Done")
+            await settle(pilot)
+            toasts = list(app.main.query(Toast))
+            assert toasts, size
+            bottom = app.main.query_one("#bottom").region
+            assert all(t.region.bottom <= bottom.y for t in toasts), size

@@ -367,6 +367,15 @@ class MainScreen(CompareActions, WorkerErrors, Screen):
 
     def _apply_size(self, width: int) -> None:
         self.set_class(width < NARROW_WIDTH, "narrow")
+        self.call_after_refresh(self._lift_toasts)
+
+    def _lift_toasts(self) -> None:
+        """Toasts sit just above the detail and log panes, over the table's last rows: not
+        over the newest log lines, where what they announce is being written."""
+        bottom = self.query_one("#bottom").region
+        for rack in self.query_children("#textual-toastrack"):  # none without notifications
+            if bottom.height:
+                rack.styles.margin = (0, 0, max(0, self.size.height - bottom.y), 0)
 
     def on_descendant_focus(self, event: DescendantFocus) -> None:
         if event.widget.id in ("detail", "log"):
