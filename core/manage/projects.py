@@ -55,11 +55,7 @@ def project_exists(root: ObjectStore, project_id: str) -> bool:
         return False
 
 
-def being_deleted(root: ObjectStore, project_id: str) -> bool:
-    return project_store(root, project_id).exists(DELETING)
-
-
-#: The names a project's repository holds (docs/design.md §2): a project delete removes these
+#: The names a project's repository holds (docs/design.md §1): a project delete removes these
 #: and nothing else, so a stranger's file (in a directory symlinked into the place of a
 #: project, say) is left where it is.
 _OURS = re.compile(
