@@ -908,6 +908,14 @@ class BackupManager(Comparing):
 
     # --- delete a whole project ------------------------------------------------------------
 
+    def _forget_cached(self, project_id: str) -> None:
+        """The project's open repository and browsed manifests, after it was deleted or
+        renamed (its next use opens it afresh, or finds it gone)."""
+        with self._repos_lock:
+            self._repos.pop(project_id, None)
+        for key in [k for k in self._manifests if k[0] == project_id]:
+            self._manifests.pop(key, None)
+
     async def delete_project(
         self, project_id: str, *, backups: int | None = None
     ) -> ProjectDeleteResult:
@@ -966,10 +974,7 @@ class BackupManager(Comparing):
                 store
             )
         projects.finish_delete(self.store, project_id)
-        with self._repos_lock:
-            self._repos.pop(project_id, None)
-        for key in [k for k in self._manifests if k[0] == project_id]:
-            self._manifests.pop(key, None)
+        self._forget_cached(project_id)
         self._log(
             project_id,
             "INFO",
@@ -1052,10 +1057,7 @@ class BackupManager(Comparing):
                 raise from_os_error(exc, f"rename {project_id} to {new_id}") from exc
         # the lock moved with the directory: released where it was, removed where it is
         projects.project_store(self.store, new_id).delete(lock.name)
-        with self._repos_lock:
-            self._repos.pop(project_id, None)
-        for key in [k for k in self._manifests if k[0] == project_id]:
-            self._manifests.pop(key, None)
+        self._forget_cached(project_id)
         self.logger.rename_project(project_id, new_id)
         self._log(new_id, "INFO", "project", f"project renamed from {project_id}")
         return self.projects_blocking(only=[new_id])[0]
