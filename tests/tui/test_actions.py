@@ -864,3 +864,20 @@ async def test_toasts_sit_above_the_log_not_over_its_newest_lines(
             assert toasts, size
             bottom = app.main.query_one("#bottom").region
             assert all(t.region.bottom <= bottom.y for t in toasts), size
+
+
+async def test_projects_pane_labels_the_stored_size_in_the_tables_units(
+    tui_root: Path, seeded: dict
+) -> None:
+    """The pane's figure is what the project takes in the repository, the table's the data
+    each backup covers: one says "stored", both are in the same binary units (KiB, MiB)."""
+    from core.display import size
+
+    summary = next(p for p in await BackupManager(tui_root).projects() if p.project_id == "proj")
+    app = NexusApp(tui_root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        lines = str(app.main.projects.get_option("proj").prompt).splitlines()
+        assert lines[1].strip() == "2 backups"
+        assert lines[2].strip() == f"{size(summary.stored_bytes)} stored"
+        assert "iB stored" in lines[2] or "Bytes stored" in lines[2]

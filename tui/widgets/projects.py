@@ -29,8 +29,10 @@ def _line(left: Text, right: Text, width: int) -> Text:
 def project_prompt(
     project: ProjectSummary, now: datetime, width: int = 26, *, partial: bool = False
 ) -> Text:
-    """Line 1: name and age of the last backup; line 2: number of backups and stored size;
-    a project whose last backup failed is red, marked ✗ and says so on a third line.
+    """Line 1: name and age of the last backup; line 2: the number of backups; line 3 what
+    they take in the repository, labelled "stored" and in the table's units, so it is not
+    read as the backups' size (the table's, before dedup and compression); a project whose
+    last backup failed is red, marked ✗ and says so on a line of its own.
     Plain Text laid out here: a list of Rich tables costs far more to render."""
     failed = project.last_status == BackupStatus.FAILED
     name = Text()
@@ -43,8 +45,10 @@ def project_prompt(
         return _line(name, Text(""), width) + Text("\nencrypted · locked", style="yellow")
     age = Text(fmt.short_age(project.last_backup_at, now), style="dim")
     count = Text(f"{project.backups} backup{'s' if project.backups != 1 else ''}", style="dim")
-    stored = Text(fmt.short_size(project.stored_bytes), style="dim")
-    text = _line(name, age, width) + Text("\n") + _line(count, stored, width)
+    text = _line(name, age, width) + Text("\n") + _line(count, Text(""), width)
+    if project.backups:
+        stored = Text(f"{fmt.size(project.stored_bytes)} stored", style="dim")
+        text += Text("\n") + _line(stored, Text(""), width)
     if failed:
         text.append("\nlast backup failed", style="red")
     if project.schedule is not None:
