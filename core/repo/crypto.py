@@ -224,17 +224,15 @@ class AeadCipher:
         return kind.name.encode() + b"\0" + bytes(context)
 
     def seal(self, kind: Kind, data: bytes, context: bytes) -> bytes:
-        nonce = os.urandom(NONCE)
-        return nonce + self._aead[kind].encrypt(nonce, bytes(data), self._ad(kind, context))
+        nonce = os.urandom(NONCE)  # the cipher takes any buffer: no copy of a chunk's view
+        return nonce + self._aead[kind].encrypt(nonce, data, self._ad(kind, context))
 
     def open(self, kind: Kind, sealed: bytes, context: bytes) -> bytes:
         if len(sealed) < self.overhead:
             raise ValueError("shorter than a sealed object")
         view = memoryview(sealed)
         try:
-            return self._aead[kind].decrypt(
-                bytes(view[:NONCE]), bytes(view[NONCE:]), self._ad(kind, context)
-            )
+            return self._aead[kind].decrypt(view[:NONCE], view[NONCE:], self._ad(kind, context))
         except self._invalid_tag:
             raise ValueError("does not authenticate (damaged, tampered with or moved)") from None
 
