@@ -34,8 +34,8 @@ from api.schemas import (
     RestoreOutcome,
 )
 from core.errors import NotFound
+from core.ids import ID_PATTERN
 from core.models import (
-    ID_PATTERN,
     IN_PROGRESS,
     BackupMetadata,
     BackupStatus,

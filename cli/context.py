@@ -62,6 +62,15 @@ class Context:
             new_file=getattr(args, "new_password_file", None),
         )
 
+    def unlock_ahead(self) -> None:
+        """For a command on one encrypted project whose password is given without a
+        terminal: its key derivation starts now, while the engine is imported."""
+        project = getattr(self.args, "project", None)
+        if isinstance(project, str) and project:
+            from core.unlock_ahead import start
+
+            start(self.root, self.repository, project, self.passwords.given_for)
+
     @property
     def manager(self) -> Engine:
         if self._manager is None:

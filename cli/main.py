@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             return exc.code if isinstance(exc.code, int) else EXIT_OK
         func: Callable[[Context], int] = getattr(args, "func", cmd_tui)
         ctx = Context(args)
+        ctx.unlock_ahead()
         return func(ctx)
     except BrokenPipeError:
         # stdout closed early (`nexus-backup list ... | head`): not worth a message.

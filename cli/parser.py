@@ -135,7 +135,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _project_arg(value: str) -> str:
-    from core.models import check_id
+    from core.ids import check_id
 
     try:
         return check_id(value, "project id")
@@ -146,7 +146,7 @@ def _project_arg(value: str) -> str:
 def _backup_arg(value: str) -> str:
     if value == "latest":
         return value
-    from core.models import check_id
+    from core.ids import check_id
 
     try:
         return check_id(value, "backup id")

@@ -93,8 +93,11 @@ class PasswordSource:
     ) -> None:
         self.file, self.command, self.creating, self.new_file = file, command, creating, new_file
         self._known: dict[str, str] = {}
+        self._failed: dict[str, InvalidInput] = {}
 
     def __call__(self, project_id: str) -> str:
+        if project_id in self._failed:
+            raise self._failed[project_id]
         if project_id not in self._known:
             self._known[project_id] = self._find(project_id)
         return self._known[project_id]
@@ -109,6 +112,21 @@ class PasswordSource:
         if self.command:
             return _run_command(self.command)
         return None
+
+    def given_for(self, project_id: str) -> str | None:
+        """`given()`, remembered as `project_id`'s password, for a caller that must not
+        prompt: None when only a terminal could tell. A password command runs once: its
+        failure is remembered too, and is what the unlock's own call raises."""
+        if project_id not in self._known:
+            try:
+                given = self.given()
+            except InvalidInput as exc:
+                self._failed[project_id] = exc
+                raise
+            if given is None:
+                return None
+            self._known[project_id] = given
+        return self._known[project_id]
 
     def _find(self, project_id: str) -> str:
         if (given := self.given()) is not None:

@@ -5,8 +5,21 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.ids import check_id
+
+if TYPE_CHECKING:
+    from core.storage import ObjectStore
 
 ENV_ROOT = "NEXUS_BACKUP_ROOT"
+#: Where a repository store keeps its projects: `{store}/backups/{project_id}/`.
+PROJECTS = "backups/"
+
+
+def project_store(root: ObjectStore, project_id: str) -> ObjectStore:
+    """The part of a repository store that is one project's repository."""
+    return root.sub(PROJECTS + check_id(project_id, "project_id"))
 #: Where the repositories live when not under the root: a path or a store URL.
 ENV_REPOSITORY = "NEXUS_BACKUP_REPOSITORY"
 #: The HTTP API's bearer token when `serve` is given none, its port when given none, and the

@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from core.errors import InvalidInput
-from core.models import check_id
+from core.ids import check_id
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _SEVERITY = {name: i for i, name in enumerate(LEVELS)}

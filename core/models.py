@@ -6,7 +6,6 @@ TUI) is one of these pydantic models, so that a value is validated once, where i
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Iterable
 from datetime import datetime
@@ -14,9 +13,9 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from core.ids import check_id  # defined apart, for pydantic-free callers
 from core.kinds import BackupStatus, BackupType  # defined apart, for the CLI's parser
 
-ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_TAGS = 32
 MAX_TAG_KEY = 64
 MAX_TAG_VALUE = 256
@@ -33,16 +32,6 @@ MAX_WARNINGS = 1000
 IN_PROGRESS = frozenset({BackupStatus.PENDING, BackupStatus.RUNNING, BackupStatus.VALIDATING})
 #: Statuses whose backup has a complete, restorable manifest.
 RESTORABLE = frozenset({BackupStatus.COMPLETED, BackupStatus.RESTORING})
-
-
-def check_id(value: str, what: str = "id") -> str:
-    """Ids become path components: no separators, no `..`, bounded length and charset."""
-    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value) or ".." in value:
-        raise ValueError(
-            f"invalid {what} {value!r}: use 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit, without '..'"
-        )
-    return value
 
 
 def _project_id(value: str) -> str:

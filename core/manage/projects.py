@@ -7,22 +7,17 @@ from __future__ import annotations
 import re
 import zlib
 
+from core.config import PROJECTS, project_store
 from core.errors import InvalidInput
-from core.models import check_id
 from core.repo.repository import BACKUP_PREFIX, CONFIG, LAST_RUN, POLICY, PROJECT
 from core.storage import ObjectNotFound, ObjectStore
 
-PROJECTS = "backups/"
 #: Put first when a project is deleted: from then on the project is in no listing, cannot be
 #: made again under its name, and a delete cut short is finished by the next one.
 DELETING = "project-deleting"
 #: The objects a project delete leaves to the end: the locks (its own among them) and the
 #: marker.
 _KEPT_TO_THE_END = ("locks/", DELETING)
-
-
-def project_store(root: ObjectStore, project_id: str) -> ObjectStore:
-    return root.sub(PROJECTS + check_id(project_id, "project_id"))
 
 
 def listed(root: ObjectStore) -> list[str]:

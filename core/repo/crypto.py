@@ -17,7 +17,9 @@ import base64
 import json
 import os
 import secrets
+import threading
 from collections.abc import Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -89,6 +91,14 @@ class KdfParams:
     lanes: int = KDF_LANES
 
     def derive(self, password: str, salt: bytes) -> bytes:
+        """The wrapping key; taken from `derive_ahead` when that started this one."""
+        with _ahead_lock:
+            early = _ahead.pop((self, salt, password), None)
+        if early is not None:
+            return early.result()
+        return self._argon2id(password, salt)
+
+    def _argon2id(self, password: str, salt: bytes) -> bytes:
         from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
         return Argon2id(
@@ -150,10 +160,40 @@ def _parse(raw: bytes) -> dict:
     return obj
 
 
-def unwrap(raw: bytes, key_id: str, password: str) -> bytes | None:
-    """The master key a key object wraps, or None when `password` is not its password.
-    KeyError_ when the object is damaged or asks for what no key of ours does."""
-    obj = _parse(raw)
+#: Derivations `derive_ahead` started, by (parameters, salt, password): each is taken (and
+#: forgotten) by the `KdfParams.derive` that asks for it.
+_ahead: dict[tuple[KdfParams, bytes, str], Future[bytes]] = {}
+_ahead_lock = threading.Lock()
+
+
+def derive_ahead(raw: bytes, password: str) -> None:
+    """Start Argon2id for one key object in a thread, for a process that will unlock with it
+    once its imports are done: the derivation releases the GIL, so on a second core the
+    unlock then waits for little or nothing. A key object that cannot be read is left to
+    the unlock to report."""
+    try:
+        params, salt, _nonce, _data = _wrapping(_parse(raw))
+    except KeyError_:
+        return
+    key = (params, salt, password)
+    future: Future[bytes] = Future()
+    with _ahead_lock:
+        if key in _ahead:
+            return
+        _ahead[key] = future
+
+    def run() -> None:
+        try:
+            future.set_result(params._argon2id(password, salt))
+        except BaseException as exc:  # handed to the unlock that takes it
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="nexus-derive-ahead", daemon=True).start()
+
+
+def _wrapping(obj: dict) -> tuple[KdfParams, bytes, bytes, bytes]:
+    """A key object's Argon2id parameters, salt, and the nonce and sealed bytes of its
+    wrapped key, each checked: KeyError_ for anything no key of ours holds."""
     kdf, wrap = obj.get("kdf"), obj.get("wrap")
     if not isinstance(kdf, dict) or not isinstance(wrap, dict):
         raise KeyError_("kdf or wrap missing")
@@ -172,6 +212,13 @@ def unwrap(raw: bytes, key_id: str, password: str) -> bytes | None:
     salt, nonce, data = _unb64(kdf.get("salt")), _unb64(wrap.get("nonce")), _unb64(wrap.get("data"))
     if len(salt) < 16 or len(nonce) != NONCE or len(data) != MASTER_LENGTH + TAG:
         raise KeyError_("salt, nonce or wrapped key of the wrong length")
+    return params, salt, nonce, data
+
+
+def unwrap(raw: bytes, key_id: str, password: str) -> bytes | None:
+    """The master key a key object wraps, or None when `password` is not its password.
+    KeyError_ when the object is damaged or asks for what no key of ours does."""
+    params, salt, nonce, data = _wrapping(_parse(raw))
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
