@@ -160,10 +160,12 @@ async def test_a_symlink_in_the_projects_place_deletes_nothing_it_points_to(
     # what the symlink points to looks like a project: a copy of a real one's config
     (victim / "config.json").write_bytes((root / "backups" / "kept" / "config.json").read_bytes())
     (victim / "precious.txt").write_text("not a backup")
+    before = _files(victim)
     os.symlink(victim, root / "backups" / "evil")
     with contextlib.suppress(NexusError):
         await BackupManager(root).delete_project("evil")
-    assert (victim / "precious.txt").read_text() == "not a backup"
+    assert _files(victim) == before  # its config.json too: nothing is deleted through a link
+    assert sorted(os.listdir(victim)) == ["config.json", "precious.txt"]  # nor written
 
 
 async def test_an_encrypted_project_is_deleted_only_once_unlocked(

@@ -81,6 +81,12 @@ def delete_objects(store: ObjectStore) -> tuple[int, int, list[str]]:
             continue
         store.delete(obj.name)
         count, size = count + 1, size + obj.size
+    # what no listing shows is left too, and said: a link in a directory's place
+    for name in store.children():
+        if name not in (*_SCRATCH, "locks", DELETING) and not any(
+            s.startswith(name + "/") or s == name for s in strangers
+        ):
+            strangers.append(name)
     return count, size, strangers
 
 

@@ -3,6 +3,12 @@
 Every write is a temp file, fsync and rename (or link, for create-if-absent), so a reader
 sees an object whole or not at all and a crash leaves at worst a temp file that
 `remove_partials` finds.
+
+Nothing is written or deleted through a symbolic link below the repository's own directory
+(the `anchor`, the directory the store was opened on, which may itself be a link): every
+write and delete reaches its directory by file descriptors, one component at a time with
+O_NOFOLLOW, and acts relative to that descriptor, so a directory swapped for a link at any
+moment is refused, never followed (invariant I12, docs/design.md).
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ import secrets
 import shutil
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from core.storage.base import (
     TMP_MARK,
@@ -25,10 +32,12 @@ from core.storage.base import (
     ObjectExists,
     ObjectInfo,
     ObjectNotFound,
+    StoreError,
     check_name,
 )
 
 _ABSENT = (errno.ENOENT, errno.ENOTDIR)
+T = TypeVar("T")
 
 
 def fsync_dir(path: Path) -> None:
@@ -41,50 +50,21 @@ def fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def _write_temp(path: Path, data: bytes, mode: int) -> Path:
-    tmp = path.with_name(f"{path.name}{TMP_MARK}{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    os.close(fd)
-    return tmp
-
-
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     """Write `data` to `path` through a temp file, fsync and rename: readers see the old or
     the new content, never a torn one, and a crash leaves at worst a stray temp file."""
-    tmp = _write_temp(path, data, mode)
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
-
-
-def atomic_create(path: Path, data: bytes, *, mode: int = 0o600) -> bool:
-    """Like atomic_write, but only if `path` does not exist (a hard link cannot replace):
-    False when it does."""
-    tmp = _write_temp(path, data, mode)
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        return False
+        tmp = _write_temp_at(fd, path.name, data, mode)
+        try:
+            os.replace(tmp, path.name, src_dir_fd=fd, dst_dir_fd=fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=fd)
+            raise
+        os.fsync(fd)
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-    fsync_dir(path.parent)
-    return True
+        os.close(fd)
 
 
 def _etag(st: os.stat_result) -> str:
@@ -94,6 +74,35 @@ def _etag(st: os.stat_result) -> str:
 
 def _absent(exc: OSError, name: str) -> ObjectNotFound:
     return ObjectNotFound(f"object {name!r} not found")
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+def _refused(where: Path) -> StoreError:
+    return StoreError(
+        f"{where}: a symbolic link (or a file) where the repository has a directory: "
+        "nothing is written or deleted through it"
+    )
+
+
+def _write_temp_at(dir_fd: int, name: str, data: bytes, mode: int) -> str:
+    """A temp file beside `name` in the directory `dir_fd`, written and fsynced."""
+    tmp = f"{name}{TMP_MARK}{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode, dir_fd=dir_fd)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise
+    os.close(fd)
+    return tmp
 
 
 class LocalReader:
@@ -155,8 +164,14 @@ class LocalReader:
 class LocalStore:
     """Objects as files under one directory, created readable by their owner only."""
 
-    def __init__(self, base: Path | str, *, create: bool = True) -> None:
+    def __init__(
+        self, base: Path | str, *, create: bool = True, anchor: Path | None = None
+    ) -> None:
         self._base = Path(base)
+        #: The directory the store was opened on (a sub-store's is its parent's): writes
+        #: and deletes follow no symbolic link below it.
+        self._anchor = self._base if anchor is None else anchor
+        self._below = self._base.relative_to(self._anchor).parts
         self.capabilities = Capabilities(local_root=self._base, conditional_create=True)
         if create:
             self.prepare()
@@ -169,88 +184,143 @@ class LocalStore:
         return str(self._base)
 
     def sub(self, prefix: str) -> LocalStore:
-        return LocalStore(self._base / check_name(prefix.rstrip("/")), create=False)
+        return LocalStore(
+            self._base / check_name(prefix.rstrip("/")), create=False, anchor=self._anchor
+        )
 
     def prepare(self) -> None:
-        """Create the directory and its missing parents, each readable by its owner only."""
+        """Create the directory and its missing parents, each readable by its owner only:
+        the anchor's by path (the user named it), those below it without following a link."""
         missing = []
-        directory = self._base
+        directory = self._anchor
         while not directory.exists() and directory.parent != directory:
             missing.append(directory)
             directory = directory.parent
         for d in reversed(missing):
             with contextlib.suppress(FileExistsError):
                 d.mkdir(mode=0o700)
-        with contextlib.suppress(OSError):
-            self._base.chmod(0o700)
+        with self._dirs(create=True, own=True) as fds, contextlib.suppress(OSError):
+            os.fchmod(fds[-1], 0o700)
 
     def path(self, name: str) -> Path:
         return self._base / check_name(name)
 
-    def _retrying(self, path: Path, write) -> object:
-        """Run `write()`, creating the object's directories when they are missing: a
-        concurrent delete may prune an (empty) directory between our mkdir and our write."""
-        for _attempt in range(50):
+    # --- reaching a directory without following a link (I12) ----------------------------
+
+    @contextlib.contextmanager
+    def _dirs(
+        self, inner: Sequence[str] = (), *, create: bool = False, own: bool = False
+    ) -> Iterator[list[int]]:
+        """Descriptors of the anchor, of each directory down to this store's, then of each
+        of `inner` below it, every one opened with O_NOFOLLOW: a link or a file in the way
+        is refused (StoreError), a missing directory is FileNotFoundError, or with `create`
+        made, owner-only: those of `inner` only, unless `own` (`prepare`): a write never
+        makes the store's own directory again, so a deleted project is not brought back.
+        Closed on exit."""
+        fds = [os.open(self._anchor, _DIR_FLAGS)]
+        try:
+            where = self._anchor
+            for i, part in enumerate((*self._below, *inner)):
+                where = where / part
+                make = create and (own or i >= len(self._below))
+                fds.append(self._open_dir(fds[-1], part, where, make))
+            yield fds
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    @staticmethod
+    def _open_dir(parent: int, part: str, where: Path, create: bool) -> int:
+        for _attempt in range(2):
             try:
-                return write()
+                return os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=parent)
             except FileNotFoundError:
-                self._mkdirs(path.parent)
-        return write()
+                if not create:
+                    raise
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise _refused(where) from None
+                raise
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o700, dir_fd=parent)
+            os.fsync(parent)
+        return os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=parent)
+
+    def _write_at(self, name: str, write: Callable[[int, str], T]) -> T:
+        """`write(dir_fd, file_name)` in the object's directory, made when missing; again
+        when a concurrent delete pruned that (empty) directory meanwhile."""
+        *inner, leaf = check_name(name).split("/")
+        for attempt in range(50):
+            try:
+                with self._dirs(inner, create=True) as fds:
+                    return write(fds[-1], leaf)
+            except FileNotFoundError:
+                if attempt == 49:
+                    raise
+        raise AssertionError("unreachable")
+
+    # --- writes ----------------------------------------------------------------------------
 
     def put(self, name: str, data: bytes) -> None:
-        path = self.path(name)
-        self._retrying(path, lambda: atomic_write(path, data))
+        def write(fd: int, leaf: str) -> None:
+            tmp = _write_temp_at(fd, leaf, data, 0o600)
+            try:
+                os.replace(tmp, leaf, src_dir_fd=fd, dst_dir_fd=fd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=fd)
+                raise
+            os.fsync(fd)
+
+        self._write_at(name, write)
 
     def put_new(self, name: str, data: bytes) -> None:
-        path = self.path(name)
-        if not self._retrying(path, lambda: atomic_create(path, data)):
+        def create(fd: int, leaf: str) -> bool:
+            tmp = _write_temp_at(fd, leaf, data, 0o600)
+            try:
+                os.link(tmp, leaf, src_dir_fd=fd, dst_dir_fd=fd, follow_symlinks=False)
+            except FileExistsError:
+                return False
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=fd)
+            os.fsync(fd)
+            return True
+
+        if not self._write_at(name, create):
             raise ObjectExists(f"object {name!r} already exists")
 
     def put_if_unchanged(self, name: str, data: bytes, etag: str | None) -> None:
         """Under an flock of the object's directory (every writer here takes it; nothing is
         left behind): the etag compared, then the atomic write."""
-        path = self.path(name)
-        if not path.parent.is_dir():
-            self._mkdirs(path.parent)
-        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
+
+        def write(fd: int, leaf: str) -> None:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                current: str | None = self.stat(name).etag
-            except ObjectNotFound:
+                current: str | None = _etag(os.stat(leaf, dir_fd=fd, follow_symlinks=False))
+            except FileNotFoundError:
                 current = None
             if current != etag:
                 raise ObjectExists(f"object {name!r} was changed by another writer")
-            atomic_write(path, data)
-        finally:
-            os.close(fd)
+            tmp = _write_temp_at(fd, leaf, data, 0o600)
+            os.replace(tmp, leaf, src_dir_fd=fd, dst_dir_fd=fd)
+            os.fsync(fd)
+
+        self._write_at(name, write)
 
     def put_file(self, name: str, path: Path) -> None:
-        target = self.path(name)
-
-        def move() -> None:
+        def move(fd: int, leaf: str) -> None:
             if not os.path.exists(path):
                 raise ValueError(f"{path}: the file to store is gone")
-            os.replace(path, target)
+            os.replace(path, leaf, dst_dir_fd=fd)
+            os.fsync(fd)
 
-        self._retrying(target, move)
-        fsync_dir(target.parent)
+        self._write_at(name, move)
 
     def spool(self) -> Path:
         """`{base}/spool/`: temp files there carry TMP_MARK so no listing ever shows them."""
-        path = self._base / "spool"
-        path.mkdir(mode=0o700, exist_ok=True)
-        return path
-
-    def _mkdirs(self, directory: Path) -> None:
-        missing = []
-        while not directory.exists() and directory != self._base:
-            missing.append(directory)
-            directory = directory.parent
-        for d in reversed(missing):
-            with contextlib.suppress(FileExistsError):
-                d.mkdir(mode=0o700)
-            fsync_dir(d.parent)
+        with self._dirs(("spool",), create=True):
+            return self._base / "spool"
 
     def get(self, name: str) -> bytes:
         try:
@@ -324,48 +394,70 @@ class LocalStore:
             return []
 
     def delete(self, name: str) -> None:
-        """Remove an object (absent is fine) and the directories it leaves empty."""
-        path = self.path(name)
+        """Remove an object (absent is fine) and the directories it leaves empty, up to the
+        store's own."""
+        *inner, leaf = check_name(name).split("/")
         try:
-            path.unlink()
+            with self._dirs(inner) as fds:
+                try:
+                    os.unlink(leaf, dir_fd=fds[-1])
+                except FileNotFoundError:
+                    return
+                os.fsync(fds[-1])
+                below = len(fds) - len(inner)  # fds[below - 1] is the store's directory
+                for i in range(len(fds) - 1, below - 1, -1):
+                    try:
+                        os.rmdir(inner[i - below], dir_fd=fds[i - 1])
+                    except OSError as exc:
+                        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+                            break
+                        raise
         except FileNotFoundError:
             return
-        fsync_dir(path.parent)
-        parent = path.parent
-        while parent != self._base:
-            try:
-                parent.rmdir()
-            except OSError as exc:
-                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
-                    break
-                raise
-            parent = parent.parent
 
     def rename_child(self, name: str, new_name: str) -> None:
         """Rename a directory-like child (a project) in one rename(2), never over an existing
         one (a non-empty one fails; an empty one is checked first). The only rename a store
         offers: object storage has none, so callers ask with getattr."""
-        src, dst = self.path(name.rstrip("/")), self.path(new_name.rstrip("/"))
-        if dst.exists() or dst.is_symlink():
-            raise FileExistsError(errno.EEXIST, "already exists", str(dst))
-        os.rename(src, dst)
-        fsync_dir(src.parent)
+        src, dst = check_name(name.rstrip("/")), check_name(new_name.rstrip("/"))
+        if "/" in src or "/" in dst:
+            raise ValueError("a child is one name")
+        with self._dirs() as fds:
+            try:
+                os.stat(dst, dir_fd=fds[-1], follow_symlinks=False)
+            except FileNotFoundError:
+                pass
+            else:
+                raise FileExistsError(errno.EEXIST, "already exists", str(self._base / dst))
+            os.rename(src, dst, src_dir_fd=fds[-1], dst_dir_fd=fds[-1])
+            os.fsync(fds[-1])
 
     def delete_prefix(self, prefix: str) -> None:
-        """Remove every object under a directory-like prefix, temp files included."""
-        path = self.path(prefix.rstrip("/"))
-        shutil.rmtree(path, ignore_errors=True)
-        fsync_dir(path.parent)
+        """Remove every object under a directory-like prefix, temp files included (a link
+        there is removed, never followed)."""
+        *inner, leaf = check_name(prefix.rstrip("/")).split("/")
+        try:
+            with self._dirs(inner) as fds:
+                shutil.rmtree(leaf, dir_fd=fds[-1], ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    os.unlink(leaf, dir_fd=fds[-1])  # a link or a file rmtree will not take
+                os.fsync(fds[-1])
+        except FileNotFoundError:
+            return
 
     def remove_partials(self) -> int:
         """Remove stray temp files left by a crash (under an exclusive lock)."""
         removed = 0
-        for dirpath, _dirs, files in os.walk(self._base):
-            for f in files:
-                if TMP_MARK in f:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(os.path.join(dirpath, f))
-                        removed += 1
+        try:
+            with self._dirs() as fds:
+                for _dir, _dirs, files, dir_fd in os.fwalk(".", dir_fd=fds[-1]):
+                    for f in files:
+                        if TMP_MARK in f:
+                            with contextlib.suppress(FileNotFoundError):
+                                os.unlink(f, dir_fd=dir_fd)
+                                removed += 1
+        except FileNotFoundError:
+            return 0
         return removed
 
     def read_only_reason(self) -> str | None:
