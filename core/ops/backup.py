@@ -20,7 +20,7 @@ import stat
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -93,6 +93,10 @@ class RunState:
     chunks_reused: int = 0
     #: The data directory's descriptor: every open goes through it, never through its path.
     top_fd: int = -1
+    #: The chunks indexed when the run began (a dict's keys: `in` without a call).
+    stored: Collection[bytes] = field(init=False)
+    #: No cipher: a chunk's id is its content's hash (`ids`).
+    plain: bool = field(init=False)
     #: Per thread, the directories (name, descriptor) from the top down to the one it last
     #: opened a file in.
     dirs: dict[int, list[tuple[bytes, int]]] = field(default_factory=dict)
@@ -102,6 +106,13 @@ class RunState:
     bytes_new_raw: int = 0
     #: Per thread, its phase clock (see PhaseClock).
     clocks: dict[int, PhaseClock] = field(default_factory=dict)
+    #: Per thread, the directory (name, descriptor) it last asked `dir_fd` for: most files
+    #: of a batch share it, and then no component is compared.
+    last_dir: dict[int, tuple[bytes, int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.stored = self.repo.index.entries.keys()
+        self.plain = self.repo.codec.cipher is IDENTITY
 
     def clock(self) -> PhaseClock:
         """This thread's phase clock (made on its first use; only this thread's key)."""
@@ -115,7 +126,7 @@ class RunState:
         and, for a file of that one chunk, its content hash (unkeyed BLAKE3, as every file's:
         the same hash whatever the repository, computed once when the two are the same)."""
         digest = self.repo.codec.chunk_id(data)
-        if self.repo.codec.cipher is IDENTITY:
+        if self.plain:
             return digest, digest.hex()
         return digest, hash_bytes(data).hex()
 
@@ -142,19 +153,26 @@ class RunState:
         opened."""
         if not rel:
             return self.top_fd
-        chain = self.dirs.setdefault(threading.get_ident(), [])  # only this thread's key
+        me = threading.get_ident()
+        last = self.last_dir.get(me)
+        if last is not None and last[0] == rel:
+            return last[1]
+        chain = self.dirs.setdefault(me, [])  # only this thread's key
         parts = rel.split(b"/")
         keep = 0
         while keep < len(chain) and keep < len(parts) and chain[keep][0] == parts[keep]:
             keep += 1
+        self.last_dir.pop(me, None)
         while len(chain) > keep:
             os.close(chain.pop()[1])
         for part in parts[keep:]:
             fd = os.open(part, DIR_FLAGS, dir_fd=chain[-1][1] if chain else self.top_fd)
             chain.append((part, fd))
+        self.last_dir[me] = (rel, chain[-1][1])
         return chain[-1][1]
 
     def close_dirs(self) -> None:
+        self.last_dir.clear()
         for chain in self.dirs.values():
             for _name, fd in chain:
                 os.close(fd)
@@ -173,17 +191,29 @@ class RunState:
             self.new_locations.extend(locations)
 
     def store_chunk(self, digest: bytes, data: memoryview | bytes) -> None:
+        self.store_chunks([(digest, data)])
+
+    def store_chunks(self, pieces: list[tuple[bytes, memoryview | bytes]]) -> None:
+        """Seal and store the chunks not yet indexed nor stored by this run (a batch of small
+        files' chunks at once: one lock to sort them out, one to add them to the packs)."""
+        fresh = []
         with self.lock:
-            if digest in self.repo.index or digest in self.reserved:
-                self.chunks_reused += 1
-                return
-            self.reserved.add(digest)
-            self.chunks_new += 1
+            stored, reserved = self.stored, self.reserved
+            for digest, data in pieces:
+                if digest in stored or digest in reserved:
+                    continue
+                reserved.add(digest)
+                fresh.append((digest, data))
+            self.chunks_reused += len(pieces) - len(fresh)
+            self.chunks_new += len(fresh)
+        if not fresh:
+            return
         t0 = _now()
-        stored, flags = self.repo.codec.seal_blob(digest, data)
+        seal = self.repo.codec.seal_blob
+        blobs = [(digest, *seal(digest, data), len(data)) for digest, data in fresh]
         t1 = _now()
         try:
-            self.writer.add(digest, stored, len(data), flags)
+            self.writer.add_many(blobs)
         except OSError as exc:
             # A write to the repository failed (disk full, I/O error): fatal to the backup,
             # never to be mistaken for an unreadable source file.
@@ -192,9 +222,11 @@ class RunState:
         t2 = _now()
         clock.compress += t1 - t0
         clock.store += t2 - t1
+        n_stored = sum(len(b[1]) for b in blobs)
+        n_raw = sum(b[3] for b in blobs)
         with self.lock:
-            self.bytes_stored += len(stored)
-            self.bytes_new_raw += len(data)
+            self.bytes_stored += n_stored
+            self.bytes_new_raw += n_raw
 
 
 def _open_regular(state: RunState, rel: bytes) -> tuple[int, os.stat_result]:
@@ -249,14 +281,44 @@ def _chunker(params: ChunkerParams):
     return chunker
 
 
-def _read_small(state: RunState, item: Item) -> Entry | None:
+_SMALL_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | _NOATIME
+
+
+class _Batch:
+    """What a reader thread's batch of small files leaves to be done once per batch rather
+    than per file: the chunks to store (`RunState.store_chunks`) and the bytes read. Nothing
+    is written to the manifest before its batch is done, so a chunk stored at the end of its
+    batch is stored before any entry naming it is written."""
+
+    __slots__ = ("nbytes", "pieces", "size")
+
+    FLUSH = 1024 * 1024  # bytes of chunks held before they are stored
+
+    def __init__(self) -> None:
+        self.pieces: list[tuple[bytes, bytes]] = []
+        self.size = 0
+        self.nbytes = 0
+
+    def add(self, state: RunState, digest: bytes, data: bytes) -> None:
+        self.pieces.append((digest, data))
+        self.size += len(data)
+        if self.size >= self.FLUSH:
+            self.flush(state)
+
+    def flush(self, state: RunState) -> None:
+        if self.pieces:
+            pieces, self.pieces, self.size = self.pieces, [], 0
+            state.store_chunks(pieces)
+
+
+def _read_small(state: RunState, item: Item, batch: _Batch) -> Entry | None:
     """The fast path of a file below the minimum chunk size: open, one read, one fstat.
     Returns None when the file is not exactly as the walk saw it (the careful path, with
-    its retries and checks, then takes over)."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    its retries and checks, then takes over). Its chunk is left to `batch` to store."""
     t0 = _now()
+    parent, _, name = item.rel.rpartition(b"/")
     try:
-        fd = state.open(item.rel, flags | _NOATIME)
+        fd = os.open(name, _SMALL_FLAGS, dir_fd=state.dir_fd(parent))
     except OSError:
         return None
     try:
@@ -279,11 +341,9 @@ def _read_small(state: RunState, item: Item) -> Entry | None:
     digest, content = state.ids(data)
     chunks = []
     if data:
-        state.store_chunk(digest, data)
-        chunks.append((digest.hex(), len(data)))
-    with state.lock:
-        state.bytes_read += len(data)
-    state.ctx.advance(nbytes=len(data))
+        batch.add(state, digest, data)
+        chunks.append((content if state.plain else digest.hex(), len(data)))
+    batch.nbytes += len(data)
     return _file_entry(item, st, size=len(data), content=content, chunks=chunks, xattrs=xattrs)
 
 
@@ -314,11 +374,13 @@ def _file_entry(
 
 
 def read_file(state: RunState, item: Item) -> Entry:
-    """Chunk, hash and store one file; retried if it changes while being read."""
+    """Chunk, hash and store one file; retried if it changes while being read. Inside a
+    batch (`read_batch`), a small file's chunk is stored with the batch's."""
     ctx = state.ctx
     params = state.params
     if item.size < params.min_size:
-        entry = _read_small(state, item)
+        batch = getattr(_local, "batch", None)
+        entry = _read_small(state, item, batch) if batch is not None else None
         if entry is not None:
             return entry
     try:
@@ -413,21 +475,29 @@ class _TimedFile:
 
 
 def read_batch(state: RunState, items: list[Item]) -> list[Entry | SkipFile]:
-    """Read several files in one job; a file that cannot be read is returned as its SkipFile."""
+    """Read several files in one job; a file that cannot be read is returned as its SkipFile.
+    The small files' chunks are stored together (`_Batch`), before the job returns."""
     out: list[Entry | SkipFile] = []
     # this thread's clock, for everything timed while it reads the batch (a thread-local
     # attribute is cheaper to reach per file than the state's dict of clocks)
     clock = _local.clock = state.clock()
+    batch = _local.batch = _Batch()
+    ctx = state.ctx
     t0 = _now()
     try:
         for item in items:
-            state.ctx.check()
+            ctx.check()
+            done = batch.nbytes
             try:
                 out.append(read_file(state, item))
             except SkipFile as exc:
                 out.append(exc)
-            state.ctx.advance(files=1, path=item.shown)
+            ctx.advance(files=1, nbytes=batch.nbytes - done, path=item.shown)
+        batch.flush(state)
+        with state.lock:
+            state.bytes_read += batch.nbytes
     finally:
+        _local.batch = None
         clock.busy += _now() - t0
     return out
 
