@@ -15,12 +15,13 @@ low) and writes manifest lines in walk order, copying the reused spans from the 
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import stat
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -28,7 +29,7 @@ from core.errors import Damaged, NexusError, from_os_error
 from core.models import MAX_WARNINGS, BackupMetadata, BackupStatus, PhaseTimings
 from core.ops.confine import DIR_FLAGS
 from core.ops.progress import OperationContext
-from core.ops.scan import Item, ParentLines, Planned, ReusedSpan, merge
+from core.ops.scan import Item, ParentLines, Planned, ReusedSpan, ScanTotals, merge_stream
 from core.ops.scan import shown as _shown
 from core.ops.walker import Excludes, compile_excludes, exclude_lines, read_xattrs, walk_entries
 from core.repo import manifest as mf
@@ -44,6 +45,7 @@ WINDOW = 64  # read jobs in flight ahead of the manifest writer
 BATCH_FILES = 64  # small files read by one job
 BATCH_BYTES = 4 * 1024 * 1024
 LARGE_FILES_AT_ONCE = 2
+STREAM_AFTER = 20_000  # entries scanned whole before a backup without a parent streams
 Log = Callable[[str, str], None]  # (level, message)
 _local = threading.local()
 _NOATIME = getattr(os, "O_NOATIME", 0) if os.geteuid() == 0 else 0  # needs ownership
@@ -553,6 +555,10 @@ class BackupRun:
         #: their inode (None until one is): an entry's `link` names a path in the manifest.
         self.relinked: dict[bytes, bytes | None] = {}
         self.workers = 0  # reader threads of the read pass
+        #: The scan's totals, growing while it streams (`_scan_streamed`).
+        self.totals = ScanTotals()
+        #: The read pass follows the walk rather than a finished scan.
+        self.streaming = False
         #: The sequential phases' wall times (PhaseTimings' field names).
         self.walls: dict[str, float] = {}
 
@@ -589,11 +595,13 @@ class BackupRun:
         self.plan.reference = None
         self.meta.parent_backup_id = None
 
-    def scan(self) -> list[Planned]:
+    def scan(self) -> Iterable[Planned]:
         """Walk and merge with the parent. The parent's lines are compared field by field
         without being decoded into entries; they are only as good as the parent manifest's
         checksum, which is known once its last line went by: when it does not match (or a
-        line is not even JSON), the parent is dropped and the tree scanned again without it."""
+        line is not even JSON), the parent is dropped and the tree scanned again without it.
+        Without a parent there is nothing to fall back from: a large tree is then read as
+        it is walked (`_scan_streamed`)."""
         plan = self.plan
         self.exclude_lines = exclude_lines(
             plan.data_dir, plan.excludes, use_ignore_file=plan.use_ignore_file, top_fd=plan.top_fd
@@ -602,19 +610,18 @@ class BackupRun:
         while True:
             self.ctx.set_phase("scanning")
             records = self._parent()
+            if records is None:
+                return self._scan_streamed(spec)
             try:
                 items = self._scan(spec, records)
                 self._check_top()
             except mf.ManifestError as exc:
-                if records is None:
-                    raise
                 self._unusable(str(exc))
             else:
                 expected = self.plan.reference.checksum if self.plan.reference else None
-                if records is None or not expected or records.checksum == expected:
-                    if records is not None:
-                        self.parent_data = records.data
-                        self.parent_checksum = records.checksum
+                if not expected or records.checksum == expected:
+                    self.parent_data = records.data
+                    self.parent_checksum = records.checksum
                     return items
                 self._unusable("its manifest does not match its checksum")
             self.warnings.clear()
@@ -629,11 +636,11 @@ class BackupRun:
             shown = _shown(self.plan.data_dir)
             raise NexusError(f"data directory {shown} was removed during the backup")
 
-    def _scan(self, spec: Excludes | None, records: mf.Records | None) -> list[Planned]:
-        """The walk merged with the parent (core.ops.scan), its totals kept for the read
-        pass's progress and the backup's stats."""
+    def _merged(self, spec: Excludes | None, records: mf.Records | None) -> Iterator[Planned]:
+        """The walk merged with the parent (core.ops.scan), as a stream; `self.totals` grows
+        with it."""
         reuse = self.plan.reuse and records is not None
-        items, totals = merge(
+        return merge_stream(
             walk_entries(
                 self.plan.data_dir,
                 top_fd=self.top_fd,
@@ -643,13 +650,52 @@ class BackupRun:
                 check=self.ctx.check,
             ),
             ParentLines(records if records is not None else ()),
+            self.totals,
             reuse=reuse,
             # A parent without a checksum (never written so): every reused line is checked whole.
             strict=reuse and not (self.plan.reference and self.plan.reference.checksum),
             stored=self.repo.index.entries.keys(),  # a dict's keys: `in` without a call
             add_refs=self.referenced.update,
-            advance=self.ctx.advance,
+            advance=self._scanned,
         )
+
+    def _scanned(self, files: int, nbytes: int, path: str | None) -> None:
+        """The scan's progress: entries scanned, until the read pass starts on them."""
+        if not self.streaming:
+            self.ctx.advance(files, nbytes, path)
+
+    def _scan(self, spec: Excludes | None, records: mf.Records | None) -> list[Planned]:
+        """The walk merged with the parent whole, its totals kept for the read pass's
+        progress and the backup's stats."""
+        self.totals = ScanTotals()
+        items = list(self._merged(spec, records))
+        self._count()
+        return items
+
+    def _scan_streamed(self, spec: Excludes | None) -> Iterable[Planned]:
+        """The walk without a parent. A tree of up to STREAM_AFTER entries is scanned whole
+        first (exact totals for the progress from the start); a larger one is read as it is
+        walked, so the entries held are bounded by STREAM_AFTER and the read pass's window,
+        not by the tree, and the totals grow as the walk goes (as restic's)."""
+        self.totals = ScanTotals()
+        stream = self._merged(spec, None)
+        head = list(itertools.islice(stream, STREAM_AFTER))
+        if len(head) < STREAM_AFTER:
+            self._check_top()
+            self._count()
+            return head
+        self.streaming = True
+        self.to_read = (self.totals.read_files, self.totals.read_bytes)
+        return itertools.chain(head, self._rest(stream))
+
+    def _rest(self, stream: Iterator[Planned]) -> Iterator[Planned]:
+        yield from stream
+        self._check_top()
+        self._count()
+
+    def _count(self) -> None:
+        """The scan's totals into the backup's counts, once the walk is done."""
+        totals = self.totals
         c = self.counts
         c["files"] += totals.reused_files
         c["size"] += totals.reused_bytes
@@ -659,7 +705,12 @@ class BackupRun:
         c["links"] += totals.reused_links
         self.ref_files = totals.parent_files
         self.to_read = (totals.read_files, totals.read_bytes)
-        return items
+
+    def _grow_totals(self) -> None:
+        """While the read pass follows the walk: the totals of what is to be read so far.
+        (Plain attribute stores: the context's snapshot reads them under its own lock.)"""
+        ctx, totals = self.ctx, self.totals
+        ctx.files_total, ctx.bytes_total = totals.read_files, totals.read_bytes
 
     # --- read: files to the reader threads, manifest lines in order ------------------------
 
@@ -742,7 +793,7 @@ class BackupRun:
             self.warn(f"{item.shown}: cannot read extended attributes: {exc.strerror or exc}")
             return None
 
-    def read(self, items: list[Planned], state: RunState, writer: ManifestWriter) -> None:
+    def read(self, items: Iterable[Planned], state: RunState, writer: ManifestWriter) -> None:
         ctx = self.ctx
         workers = self.workers = max(2, min(8, (os.cpu_count() or 2) * 2))
         # Each unit: (items, future or None); a unit without a future is emitted directly.
@@ -774,6 +825,7 @@ class BackupRun:
                     self.warn(note)
 
         min_size = state.params.min_size
+        streaming = self.streaming
         with ThreadPoolExecutor(workers, thread_name_prefix="nexus-read") as pool:
             try:
                 batch: list[Item] = []
@@ -789,6 +841,8 @@ class BackupRun:
                 def flush_batch() -> None:
                     nonlocal batch, batch_bytes
                     if batch:
+                        if streaming:
+                            self._grow_totals()
                         pending.append((batch, pool.submit(read_batch, state, batch)))
                         batch, batch_bytes = [], 0
                         drain(WINDOW)
@@ -815,6 +869,8 @@ class BackupRun:
                         flush_batch()
                 flush_batch()
                 flush_direct()
+                if streaming:
+                    self._grow_totals()  # the walk is done: exact
                 drain(0)
                 # The spans copied are the lines the scan compared only if the parent's
                 # manifest streamed the same bytes again.
