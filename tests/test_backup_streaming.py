@@ -81,3 +81,22 @@ def test_data_dir_removed_while_the_read_pass_follows_the_walk_fails_the_backup(
         manager.create_blocking(CreateRequest(project_id="gone", data_dir=str(data)), ctx)
     [meta] = manager.list_blocking("gone")
     assert meta.status == BackupStatus.FAILED
+
+
+def test_index_from_pack_records_is_the_index_of_their_locations() -> None:
+    """The backup keeps each pack's index records, not location objects: the index file it
+    writes from them is byte for byte the one of the locations, packs in any order."""
+    from core.repo.index import decode_index, encode_index, encode_index_records, pack_records
+    from core.repo.packs import BlobLocation
+
+    packs = {}
+    for p in (b"\x07", b"\x01", b"\xee"):
+        pack_id = (p * 32).hex()
+        packs[pack_id] = [
+            (os.urandom(32), BlobLocation(pack_id, 100 * i, 90 + i, 200 + i, i % 2))
+            for i in range(5)
+        ]
+    flat = [loc for blobs in packs.values() for loc in blobs]
+    data = encode_index_records((pid, pack_records(blobs)) for pid, blobs in packs.items())
+    assert data == encode_index(flat)
+    assert sorted(decode_index(data), key=lambda x: x[0]) == sorted(flat, key=lambda x: x[0])

@@ -35,6 +35,7 @@ from core.ops.walker import Excludes, compile_excludes, exclude_lines, read_xatt
 from core.repo import manifest as mf
 from core.repo.chunker import ChunkerParams, hash_bytes, iter_chunks, new_hasher
 from core.repo.codec import IDENTITY
+from core.repo.index import pack_records, write_index_records
 from core.repo.manifest import Entry, ManifestWriter
 from core.repo.packs import BlobLocation, PackWriter
 from core.repo.repository import HOSTNAME, Repository
@@ -88,7 +89,9 @@ class RunState:
     large_files: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(LARGE_FILES_AT_ONCE)
     )
-    new_locations: list[tuple[bytes, BlobLocation]] = field(default_factory=list)
+    #: Each stored pack's id and its chunks' index records (`index.pack_records`, 45 bytes
+    #: a chunk rather than a location object), kept until the run's index file is written.
+    new_packs: list[tuple[str, bytes]] = field(default_factory=list)
     bytes_read: int = 0
     bytes_stored: int = 0
     chunks_new: int = 0
@@ -188,9 +191,10 @@ class RunState:
             self.note(f"{_shown(rel)}: cannot read extended attributes: {exc.strerror or exc}")
             return None
 
-    def on_flush(self, _pack_id: str, locations: list[tuple[bytes, BlobLocation]]) -> None:
+    def on_flush(self, pack_id: str, locations: list[tuple[bytes, BlobLocation]]) -> None:
+        records = pack_records(locations)
         with self.lock:
-            self.new_locations.extend(locations)
+            self.new_packs.append((pack_id, records))
 
     def store_chunk(self, digest: bytes, data: memoryview | bytes) -> None:
         self.store_chunks([(digest, data)])
@@ -932,7 +936,8 @@ class BackupRun:
             t = self._timed("store_seconds", t)
             ctx.check()
             # Index, then manifest, then the metadata: the restic write order.
-            name = repo.write_index(state.new_locations)
+            state.reserved.clear()  # every chunk stored: in new_packs now
+            name = write_index_records(repo.store, repo.sealing_codec(), state.new_packs)
         except BaseException:
             # Not indexed by this run; but a concurrent run may have stored byte-identical
             # packs (a pack is named by the hash of its bytes) and indexed them: the caller
@@ -942,8 +947,9 @@ class BackupRun:
             raise
         finally:
             state.close_dirs()
-        for digest, loc in state.new_locations:
-            repo.index.add(digest, loc)
+        for pack_id, records in state.new_packs:
+            repo.index.add_records(pack_id, records)
+        state.new_packs.clear()
         if name:
             repo.index.files.add(name)
         t = self._timed("index_seconds", t)
