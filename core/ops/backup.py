@@ -98,6 +98,8 @@ class RunState:
     chunks_reused: int = 0
     #: The data directory's descriptor: every open goes through it, never through its path.
     top_fd: int = -1
+    #: Every chunk the backup names (BackupRun.referenced): readers add their files'.
+    referenced: set[bytes] = field(default_factory=set)
     #: The chunks indexed when the run began (a dict's keys: `in` without a call).
     stored: Collection[bytes] = field(init=False)
     #: No cipher: a chunk's id is its content's hash (`ids`).
@@ -500,8 +502,17 @@ def read_batch(state: RunState, items: list[Item]) -> list[Entry | SkipFile]:
                 out.append(exc)
             ctx.advance(files=1, nbytes=batch.nbytes - done, path=item.shown)
         batch.flush(state)
+        # the manifest lines and the chunks named, here rather than in the thread that
+        # writes the manifest in order (it also walks the tree: the read pass's bottleneck)
+        refs = []
+        encode = mf.encode_entry
+        for entry in out:
+            if type(entry) is Entry:
+                entry.raw = encode(entry)
+                refs.extend(bytes.fromhex(h) for h, _n in entry.chunks)
         with state.lock:
             state.bytes_read += batch.nbytes
+            state.referenced.update(refs)
     finally:
         _local.batch = None
         clock.busy += _now() - t0
@@ -726,7 +737,8 @@ class BackupRun:
             first = self.relinked[entry.link] or entry.path
             self.relinked[entry.link] = first
             entry.link = None if first == entry.path else first
-        writer.add(entry)
+            entry.raw = None  # encoded by its reader with the old link
+        writer.add_line(entry.path, entry.raw or mf.encode_entry(entry))
         if item.kind == "f":
             c["files"] += 1
             c["size"] += entry.size
@@ -738,7 +750,7 @@ class BackupRun:
                     c["changed"] += 1
             else:
                 c["new"] += 1
-            self.referenced.update(bytes.fromhex(h) for h, _n in entry.chunks)
+            # its chunks were added to `referenced` by its reader (read_batch)
         elif item.kind == "d":
             c["dirs"] += 1
         else:
@@ -913,7 +925,14 @@ class BackupRun:
         items = self.scan()
         t = self._timed("scan_seconds", t)
         ctx.set_phase("reading", files_total=self.to_read[0], bytes_total=self.to_read[1])
-        state = RunState(repo, ctx, self.plan.data_dir, repo.chunker_params, top_fd=self.top_fd)
+        state = RunState(
+            repo,
+            ctx,
+            self.plan.data_dir,
+            repo.chunker_params,
+            top_fd=self.top_fd,
+            referenced=self.referenced,
+        )
         state.writer = repo.pack_writer(state.on_flush)
         writer = ManifestWriter(
             {
