@@ -332,7 +332,11 @@ def _read_small(state: RunState, item: Item, batch: _Batch) -> Entry | None:
     try:
         data = os.read(fd, state.params.min_size)
         st = os.fstat(fd)
-        xattrs = state.xattrs_of_fd(fd, item.rel)
+        try:
+            named = os.listxattr(fd)  # most files have none: nothing more to ask
+        except OSError:
+            named = True  # read_xattrs tells "none supported" from a failure to warn about
+        xattrs = state.xattrs_of_fd(fd, item.rel) if named else None
     except OSError:
         return None
     finally:

@@ -151,7 +151,11 @@ def reusable(
     reused when it still describes the entry (`change`) and, for a file, every chunk it names
     is still `stored` (indexed): a chunk gone since (reclaimed, or damaged and dropped) means
     reading the file again."""
-    if change(old, kind, st) is not None:
+    recorded, observed = _RULES[kind]  # `change`, inline: this runs on every entry
+    try:
+        if old[_KIND] != kind or recorded(old) != observed(st):
+            return None
+    except KeyError:
         return None
     if kind != FILE:
         return NO_CHUNKS
@@ -191,6 +195,8 @@ class ParentLines:
         if record is not None and record[0] == rel:  # in step: the common case, kept short
             self._next = next(self._lines, None)
             return record
+        if record is None:  # no parent, or past its last line
+            return None
         return self._catch_up(rel)
 
     def _catch_up(self, rel: bytes) -> Record | None:
