@@ -35,7 +35,7 @@ from core.ops.walker import Excludes, compile_excludes, exclude_lines, read_xatt
 from core.repo import manifest as mf
 from core.repo.chunker import ChunkerParams, hash_bytes, iter_chunks, new_hasher
 from core.repo.codec import IDENTITY
-from core.repo.index import pack_records, write_index_records
+from core.repo.index import pack_records, record_digests, write_index_records
 from core.repo.manifest import Entry, ManifestWriter
 from core.repo.packs import BlobLocation, PackWriter
 from core.repo.repository import HOSTNAME, Repository
@@ -960,7 +960,7 @@ class BackupRun:
             ctx.check()
             # Index, then manifest, then the metadata: the restic write order.
             state.reserved.clear()  # every chunk stored: in new_packs now
-            name = write_index_records(repo.store, repo.sealing_codec(), state.new_packs)
+            write_index_records(repo.store, repo.sealing_codec(), state.new_packs)
         except BaseException:
             # Not indexed by this run; but a concurrent run may have stored byte-identical
             # packs (a pack is named by the hash of its bytes) and indexed them: the caller
@@ -970,11 +970,8 @@ class BackupRun:
             raise
         finally:
             state.close_dirs()
-        for pack_id, records in state.new_packs:
-            repo.index.add_records(pack_id, records)
-        state.new_packs.clear()
-        if name:
-            repo.index.files.add(name)
+        # The in-memory index does not take the new file: the next refresh loads it (not
+        # held meanwhile by a run that has no more use for it).
         t = self._timed("index_seconds", t)
         data, checksum = writer.finish()
         repo.write_manifest(meta.id, data)
@@ -1007,7 +1004,11 @@ class BackupRun:
         ctx.set_phase("validating")
         if mf.checksum(repo.read_manifest(meta.id)) != checksum:
             raise Damaged("the manifest read back does not match what was written")
-        missing = len(self.referenced - repo.index.entries.keys())
+        unindexed = self.referenced - repo.index.entries.keys()
+        for _pack_id, records in state.new_packs:  # what the run's own index file holds
+            unindexed.difference_update(record_digests(records))
+        state.new_packs.clear()
+        missing = len(unindexed)
         if missing:
             raise Damaged(f"{missing} chunks referenced by the backup are not indexed")
         self._timed("validate_seconds", t)

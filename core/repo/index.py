@@ -47,6 +47,12 @@ def pack_records(locations: Iterable[tuple[bytes, BlobLocation]]) -> bytes:
     )
 
 
+def record_digests(records: bytes) -> Iterator[bytes]:
+    """The chunks' digests of a pack's blob records (`pack_records`)."""
+    size = BLOB.size
+    return (records[p : p + 32] for p in range(0, len(records), size))
+
+
 def encode_index_records(packs: Iterable[tuple[str, bytes]]) -> bytes:
     """An index file of each pack's id and blob records (`pack_records`; a pack given once):
     the same bytes as `encode_index` of their locations."""
@@ -210,14 +216,6 @@ class Index:
     def add(self, digest: bytes, loc: BlobLocation) -> None:
         tail = BLOB.pack(digest, loc.offset, loc.length, loc.raw_length, loc.flags)[32:]
         self._recs[digest] = self._pack_number(loc.pack_id) + tail
-
-    def add_records(self, pack_id: str, records: bytes) -> None:
-        """A pack's blob records (`pack_records`): each chunk's location, replacing any."""
-        number = self._pack_number(pack_id)
-        size = BLOB.size
-        recs = self._recs
-        for p in range(0, len(records), size):
-            recs[records[p : p + 32]] = number + records[p + 32 : p + size]
 
     def _load(self, data: bytes) -> None:
         """An index file's chunks (the first location of a chunk is kept); checked whole
