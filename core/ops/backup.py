@@ -9,7 +9,12 @@ Two passes. The scan (core.ops.scan) walks the tree and merges it with the paren
 (both sorted by path components), deciding per entry whether it is unchanged (its parent line
 is reused verbatim, nothing read) or must be read; that gives exact totals for progress. The
 read pass feeds the files to reader threads (small files in batches, to keep per-file overhead
-low) and writes manifest lines in walk order, copying the reused spans from the parent's.
+low: a batch's chunks are stored together, its files' manifest lines encoded by its reader)
+and writes manifest lines in walk order, copying the reused spans from the parent's. Without a
+parent (nothing to fall back from if it proved damaged) a tree of more than STREAM_AFTER
+entries is read as it is walked, its progress total growing: the walked entries held are
+then bounded by that buffer and the read window, not by the tree. The new chunks' locations
+are kept as their index records (45 bytes a chunk) until the run's one index file is written.
 """
 
 from __future__ import annotations
