@@ -9,18 +9,24 @@ Two passes. The scan (core.ops.scan) walks the tree and merges it with the paren
 (both sorted by path components), deciding per entry whether it is unchanged (its parent line
 is reused verbatim, nothing read) or must be read; that gives exact totals for progress. The
 read pass feeds the files to reader threads (small files in batches, to keep per-file overhead
-low) and writes manifest lines in walk order, copying the reused spans from the parent's.
+low: a batch's chunks are stored together, its files' manifest lines encoded by its reader)
+and writes manifest lines in walk order, copying the reused spans from the parent's. Without a
+parent (nothing to fall back from if it proved damaged) a tree of more than STREAM_AFTER
+entries is read as it is walked, its progress total growing: the walked entries held are
+then bounded by that buffer and the read window, not by the tree. The new chunks' locations
+are kept as their index records (45 bytes a chunk) until the run's one index file is written.
 """
 
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import stat
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -28,12 +34,13 @@ from core.errors import Damaged, NexusError, from_os_error
 from core.models import MAX_WARNINGS, BackupMetadata, BackupStatus, PhaseTimings
 from core.ops.confine import DIR_FLAGS
 from core.ops.progress import OperationContext
-from core.ops.scan import Item, ParentLines, Planned, ReusedSpan, merge
+from core.ops.scan import Item, ParentLines, Planned, ReusedSpan, ScanTotals, merge_stream
 from core.ops.scan import shown as _shown
 from core.ops.walker import Excludes, compile_excludes, exclude_lines, read_xattrs, walk_entries
 from core.repo import manifest as mf
 from core.repo.chunker import ChunkerParams, hash_bytes, iter_chunks, new_hasher
 from core.repo.codec import IDENTITY
+from core.repo.index import pack_records, record_digests, write_index_records
 from core.repo.manifest import Entry, ManifestWriter
 from core.repo.packs import BlobLocation, PackWriter
 from core.repo.repository import HOSTNAME, Repository
@@ -44,6 +51,7 @@ WINDOW = 64  # read jobs in flight ahead of the manifest writer
 BATCH_FILES = 64  # small files read by one job
 BATCH_BYTES = 4 * 1024 * 1024
 LARGE_FILES_AT_ONCE = 2
+STREAM_AFTER = 20_000  # entries scanned whole before a backup without a parent streams
 Log = Callable[[str, str], None]  # (level, message)
 _local = threading.local()
 _NOATIME = getattr(os, "O_NOATIME", 0) if os.geteuid() == 0 else 0  # needs ownership
@@ -86,13 +94,21 @@ class RunState:
     large_files: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(LARGE_FILES_AT_ONCE)
     )
-    new_locations: list[tuple[bytes, BlobLocation]] = field(default_factory=list)
+    #: Each stored pack's id and its chunks' index records (`index.pack_records`, 45 bytes
+    #: a chunk rather than a location object), kept until the run's index file is written.
+    new_packs: list[tuple[str, bytes]] = field(default_factory=list)
     bytes_read: int = 0
     bytes_stored: int = 0
     chunks_new: int = 0
     chunks_reused: int = 0
     #: The data directory's descriptor: every open goes through it, never through its path.
     top_fd: int = -1
+    #: Every chunk the backup names (BackupRun.referenced): readers add their files'.
+    referenced: set[bytes] = field(default_factory=set)
+    #: The chunks indexed when the run began (a dict's keys: `in` without a call).
+    stored: Collection[bytes] = field(init=False)
+    #: No cipher: a chunk's id is its content's hash (`ids`).
+    plain: bool = field(init=False)
     #: Per thread, the directories (name, descriptor) from the top down to the one it last
     #: opened a file in.
     dirs: dict[int, list[tuple[bytes, int]]] = field(default_factory=dict)
@@ -102,6 +118,13 @@ class RunState:
     bytes_new_raw: int = 0
     #: Per thread, its phase clock (see PhaseClock).
     clocks: dict[int, PhaseClock] = field(default_factory=dict)
+    #: Per thread, the directory (name, descriptor) it last asked `dir_fd` for: most files
+    #: of a batch share it, and then no component is compared.
+    last_dir: dict[int, tuple[bytes, int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.stored = self.repo.index.entries.keys()
+        self.plain = self.repo.codec.cipher is IDENTITY
 
     def clock(self) -> PhaseClock:
         """This thread's phase clock (made on its first use; only this thread's key)."""
@@ -115,7 +138,7 @@ class RunState:
         and, for a file of that one chunk, its content hash (unkeyed BLAKE3, as every file's:
         the same hash whatever the repository, computed once when the two are the same)."""
         digest = self.repo.codec.chunk_id(data)
-        if self.repo.codec.cipher is IDENTITY:
+        if self.plain:
             return digest, digest.hex()
         return digest, hash_bytes(data).hex()
 
@@ -142,19 +165,26 @@ class RunState:
         opened."""
         if not rel:
             return self.top_fd
-        chain = self.dirs.setdefault(threading.get_ident(), [])  # only this thread's key
+        me = threading.get_ident()
+        last = self.last_dir.get(me)
+        if last is not None and last[0] == rel:
+            return last[1]
+        chain = self.dirs.setdefault(me, [])  # only this thread's key
         parts = rel.split(b"/")
         keep = 0
         while keep < len(chain) and keep < len(parts) and chain[keep][0] == parts[keep]:
             keep += 1
+        self.last_dir.pop(me, None)
         while len(chain) > keep:
             os.close(chain.pop()[1])
         for part in parts[keep:]:
             fd = os.open(part, DIR_FLAGS, dir_fd=chain[-1][1] if chain else self.top_fd)
             chain.append((part, fd))
+        self.last_dir[me] = (rel, chain[-1][1])
         return chain[-1][1]
 
     def close_dirs(self) -> None:
+        self.last_dir.clear()
         for chain in self.dirs.values():
             for _name, fd in chain:
                 os.close(fd)
@@ -168,22 +198,35 @@ class RunState:
             self.note(f"{_shown(rel)}: cannot read extended attributes: {exc.strerror or exc}")
             return None
 
-    def on_flush(self, _pack_id: str, locations: list[tuple[bytes, BlobLocation]]) -> None:
+    def on_flush(self, pack_id: str, locations: list[tuple[bytes, BlobLocation]]) -> None:
+        records = pack_records(locations)
         with self.lock:
-            self.new_locations.extend(locations)
+            self.new_packs.append((pack_id, records))
 
     def store_chunk(self, digest: bytes, data: memoryview | bytes) -> None:
+        self.store_chunks([(digest, data)])
+
+    def store_chunks(self, pieces: list[tuple[bytes, memoryview | bytes]]) -> None:
+        """Seal and store the chunks not yet indexed nor stored by this run (a batch of small
+        files' chunks at once: one lock to sort them out, one to add them to the packs)."""
+        fresh = []
         with self.lock:
-            if digest in self.repo.index or digest in self.reserved:
-                self.chunks_reused += 1
-                return
-            self.reserved.add(digest)
-            self.chunks_new += 1
+            stored, reserved = self.stored, self.reserved
+            for digest, data in pieces:
+                if digest in stored or digest in reserved:
+                    continue
+                reserved.add(digest)
+                fresh.append((digest, data))
+            self.chunks_reused += len(pieces) - len(fresh)
+            self.chunks_new += len(fresh)
+        if not fresh:
+            return
         t0 = _now()
-        stored, flags = self.repo.codec.seal_blob(digest, data)
+        seal = self.repo.codec.seal_blob
+        blobs = [(digest, *seal(digest, data), len(data)) for digest, data in fresh]
         t1 = _now()
         try:
-            self.writer.add(digest, stored, len(data), flags)
+            self.writer.add_many(blobs)
         except OSError as exc:
             # A write to the repository failed (disk full, I/O error): fatal to the backup,
             # never to be mistaken for an unreadable source file.
@@ -192,9 +235,11 @@ class RunState:
         t2 = _now()
         clock.compress += t1 - t0
         clock.store += t2 - t1
+        n_stored = sum(len(b[1]) for b in blobs)
+        n_raw = sum(b[3] for b in blobs)
         with self.lock:
-            self.bytes_stored += len(stored)
-            self.bytes_new_raw += len(data)
+            self.bytes_stored += n_stored
+            self.bytes_new_raw += n_raw
 
 
 def _open_regular(state: RunState, rel: bytes) -> tuple[int, os.stat_result]:
@@ -249,20 +294,54 @@ def _chunker(params: ChunkerParams):
     return chunker
 
 
-def _read_small(state: RunState, item: Item) -> Entry | None:
+_SMALL_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | _NOATIME
+
+
+class _Batch:
+    """What a reader thread's batch of small files leaves to be done once per batch rather
+    than per file: the chunks to store (`RunState.store_chunks`) and the bytes read. Nothing
+    is written to the manifest before its batch is done, so a chunk stored at the end of its
+    batch is stored before any entry naming it is written."""
+
+    __slots__ = ("nbytes", "pieces", "size")
+
+    FLUSH = 1024 * 1024  # bytes of chunks held before they are stored
+
+    def __init__(self) -> None:
+        self.pieces: list[tuple[bytes, bytes]] = []
+        self.size = 0
+        self.nbytes = 0
+
+    def add(self, state: RunState, digest: bytes, data: bytes) -> None:
+        self.pieces.append((digest, data))
+        self.size += len(data)
+        if self.size >= self.FLUSH:
+            self.flush(state)
+
+    def flush(self, state: RunState) -> None:
+        if self.pieces:
+            pieces, self.pieces, self.size = self.pieces, [], 0
+            state.store_chunks(pieces)
+
+
+def _read_small(state: RunState, item: Item, batch: _Batch) -> Entry | None:
     """The fast path of a file below the minimum chunk size: open, one read, one fstat.
     Returns None when the file is not exactly as the walk saw it (the careful path, with
-    its retries and checks, then takes over)."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    its retries and checks, then takes over). Its chunk is left to `batch` to store."""
     t0 = _now()
+    parent, _, name = item.rel.rpartition(b"/")
     try:
-        fd = state.open(item.rel, flags | _NOATIME)
+        fd = os.open(name, _SMALL_FLAGS, dir_fd=state.dir_fd(parent))
     except OSError:
         return None
     try:
         data = os.read(fd, state.params.min_size)
         st = os.fstat(fd)
-        xattrs = state.xattrs_of_fd(fd, item.rel)
+        try:
+            named = os.listxattr(fd)  # most files have none: nothing more to ask
+        except OSError:
+            named = True  # read_xattrs tells "none supported" from a failure to warn about
+        xattrs = state.xattrs_of_fd(fd, item.rel) if named else None
     except OSError:
         return None
     finally:
@@ -279,11 +358,9 @@ def _read_small(state: RunState, item: Item) -> Entry | None:
     digest, content = state.ids(data)
     chunks = []
     if data:
-        state.store_chunk(digest, data)
-        chunks.append((digest.hex(), len(data)))
-    with state.lock:
-        state.bytes_read += len(data)
-    state.ctx.advance(nbytes=len(data))
+        batch.add(state, digest, data)
+        chunks.append((content if state.plain else digest.hex(), len(data)))
+    batch.nbytes += len(data)
     return _file_entry(item, st, size=len(data), content=content, chunks=chunks, xattrs=xattrs)
 
 
@@ -314,11 +391,13 @@ def _file_entry(
 
 
 def read_file(state: RunState, item: Item) -> Entry:
-    """Chunk, hash and store one file; retried if it changes while being read."""
+    """Chunk, hash and store one file; retried if it changes while being read. Inside a
+    batch (`read_batch`), a small file's chunk is stored with the batch's."""
     ctx = state.ctx
     params = state.params
     if item.size < params.min_size:
-        entry = _read_small(state, item)
+        batch = getattr(_local, "batch", None)
+        entry = _read_small(state, item, batch) if batch is not None else None
         if entry is not None:
             return entry
     try:
@@ -413,21 +492,38 @@ class _TimedFile:
 
 
 def read_batch(state: RunState, items: list[Item]) -> list[Entry | SkipFile]:
-    """Read several files in one job; a file that cannot be read is returned as its SkipFile."""
+    """Read several files in one job; a file that cannot be read is returned as its SkipFile.
+    The small files' chunks are stored together (`_Batch`), before the job returns."""
     out: list[Entry | SkipFile] = []
     # this thread's clock, for everything timed while it reads the batch (a thread-local
     # attribute is cheaper to reach per file than the state's dict of clocks)
     clock = _local.clock = state.clock()
+    batch = _local.batch = _Batch()
+    ctx = state.ctx
     t0 = _now()
     try:
         for item in items:
-            state.ctx.check()
+            ctx.check()
+            done = batch.nbytes
             try:
                 out.append(read_file(state, item))
             except SkipFile as exc:
                 out.append(exc)
-            state.ctx.advance(files=1, path=item.shown)
+            ctx.advance(files=1, nbytes=batch.nbytes - done, path=item.shown)
+        batch.flush(state)
+        # the manifest lines and the chunks named, here rather than in the thread that
+        # writes the manifest in order (it also walks the tree: the read pass's bottleneck)
+        refs = []
+        encode = mf.encode_entry
+        for entry in out:
+            if type(entry) is Entry:
+                entry.raw = encode(entry)
+                refs.extend(bytes.fromhex(h) for h, _n in entry.chunks)
+        with state.lock:
+            state.bytes_read += batch.nbytes
+            state.referenced.update(refs)
     finally:
+        _local.batch = None
         clock.busy += _now() - t0
     return out
 
@@ -483,6 +579,10 @@ class BackupRun:
         #: their inode (None until one is): an entry's `link` names a path in the manifest.
         self.relinked: dict[bytes, bytes | None] = {}
         self.workers = 0  # reader threads of the read pass
+        #: The scan's totals, growing while it streams (`_scan_streamed`).
+        self.totals = ScanTotals()
+        #: The read pass follows the walk rather than a finished scan.
+        self.streaming = False
         #: The sequential phases' wall times (PhaseTimings' field names).
         self.walls: dict[str, float] = {}
 
@@ -519,11 +619,13 @@ class BackupRun:
         self.plan.reference = None
         self.meta.parent_backup_id = None
 
-    def scan(self) -> list[Planned]:
+    def scan(self) -> Iterable[Planned]:
         """Walk and merge with the parent. The parent's lines are compared field by field
         without being decoded into entries; they are only as good as the parent manifest's
         checksum, which is known once its last line went by: when it does not match (or a
-        line is not even JSON), the parent is dropped and the tree scanned again without it."""
+        line is not even JSON), the parent is dropped and the tree scanned again without it.
+        Without a parent there is nothing to fall back from: a large tree is then read as
+        it is walked (`_scan_streamed`)."""
         plan = self.plan
         self.exclude_lines = exclude_lines(
             plan.data_dir, plan.excludes, use_ignore_file=plan.use_ignore_file, top_fd=plan.top_fd
@@ -532,19 +634,18 @@ class BackupRun:
         while True:
             self.ctx.set_phase("scanning")
             records = self._parent()
+            if records is None:
+                return self._scan_streamed(spec)
             try:
                 items = self._scan(spec, records)
                 self._check_top()
             except mf.ManifestError as exc:
-                if records is None:
-                    raise
                 self._unusable(str(exc))
             else:
                 expected = self.plan.reference.checksum if self.plan.reference else None
-                if records is None or not expected or records.checksum == expected:
-                    if records is not None:
-                        self.parent_data = records.data
-                        self.parent_checksum = records.checksum
+                if not expected or records.checksum == expected:
+                    self.parent_data = records.data
+                    self.parent_checksum = records.checksum
                     return items
                 self._unusable("its manifest does not match its checksum")
             self.warnings.clear()
@@ -559,11 +660,11 @@ class BackupRun:
             shown = _shown(self.plan.data_dir)
             raise NexusError(f"data directory {shown} was removed during the backup")
 
-    def _scan(self, spec: Excludes | None, records: mf.Records | None) -> list[Planned]:
-        """The walk merged with the parent (core.ops.scan), its totals kept for the read
-        pass's progress and the backup's stats."""
+    def _merged(self, spec: Excludes | None, records: mf.Records | None) -> Iterator[Planned]:
+        """The walk merged with the parent (core.ops.scan), as a stream; `self.totals` grows
+        with it."""
         reuse = self.plan.reuse and records is not None
-        items, totals = merge(
+        return merge_stream(
             walk_entries(
                 self.plan.data_dir,
                 top_fd=self.top_fd,
@@ -573,13 +674,52 @@ class BackupRun:
                 check=self.ctx.check,
             ),
             ParentLines(records if records is not None else ()),
+            self.totals,
             reuse=reuse,
             # A parent without a checksum (never written so): every reused line is checked whole.
             strict=reuse and not (self.plan.reference and self.plan.reference.checksum),
             stored=self.repo.index.entries.keys(),  # a dict's keys: `in` without a call
             add_refs=self.referenced.update,
-            advance=self.ctx.advance,
+            advance=self._scanned,
         )
+
+    def _scanned(self, files: int, nbytes: int, path: str | None) -> None:
+        """The scan's progress: entries scanned, until the read pass starts on them."""
+        if not self.streaming:
+            self.ctx.advance(files, nbytes, path)
+
+    def _scan(self, spec: Excludes | None, records: mf.Records | None) -> list[Planned]:
+        """The walk merged with the parent whole, its totals kept for the read pass's
+        progress and the backup's stats."""
+        self.totals = ScanTotals()
+        items = list(self._merged(spec, records))
+        self._count()
+        return items
+
+    def _scan_streamed(self, spec: Excludes | None) -> Iterable[Planned]:
+        """The walk without a parent. A tree of up to STREAM_AFTER entries is scanned whole
+        first (exact totals for the progress from the start); a larger one is read as it is
+        walked, so the entries held are bounded by STREAM_AFTER and the read pass's window,
+        not by the tree, and the totals grow as the walk goes (as restic's)."""
+        self.totals = ScanTotals()
+        stream = self._merged(spec, None)
+        head = list(itertools.islice(stream, STREAM_AFTER))
+        if len(head) < STREAM_AFTER:
+            self._check_top()
+            self._count()
+            return head
+        self.streaming = True
+        self.to_read = (self.totals.read_files, self.totals.read_bytes)
+        return itertools.chain(head, self._rest(stream))
+
+    def _rest(self, stream: Iterator[Planned]) -> Iterator[Planned]:
+        yield from stream
+        self._check_top()
+        self._count()
+
+    def _count(self) -> None:
+        """The scan's totals into the backup's counts, once the walk is done."""
+        totals = self.totals
         c = self.counts
         c["files"] += totals.reused_files
         c["size"] += totals.reused_bytes
@@ -589,7 +729,12 @@ class BackupRun:
         c["links"] += totals.reused_links
         self.ref_files = totals.parent_files
         self.to_read = (totals.read_files, totals.read_bytes)
-        return items
+
+    def _grow_totals(self) -> None:
+        """While the read pass follows the walk: the totals of what is to be read so far.
+        (Plain attribute stores: the context's snapshot reads them under its own lock.)"""
+        ctx, totals = self.ctx, self.totals
+        ctx.files_total, ctx.bytes_total = totals.read_files, totals.read_bytes
 
     # --- read: files to the reader threads, manifest lines in order ------------------------
 
@@ -601,7 +746,8 @@ class BackupRun:
             first = self.relinked[entry.link] or entry.path
             self.relinked[entry.link] = first
             entry.link = None if first == entry.path else first
-        writer.add(entry)
+            entry.raw = None  # encoded by its reader with the old link
+        writer.add_line(entry.path, entry.raw or mf.encode_entry(entry))
         if item.kind == "f":
             c["files"] += 1
             c["size"] += entry.size
@@ -613,7 +759,7 @@ class BackupRun:
                     c["changed"] += 1
             else:
                 c["new"] += 1
-            self.referenced.update(bytes.fromhex(h) for h, _n in entry.chunks)
+            # its chunks were added to `referenced` by its reader (read_batch)
         elif item.kind == "d":
             c["dirs"] += 1
         else:
@@ -672,7 +818,7 @@ class BackupRun:
             self.warn(f"{item.shown}: cannot read extended attributes: {exc.strerror or exc}")
             return None
 
-    def read(self, items: list[Planned], state: RunState, writer: ManifestWriter) -> None:
+    def read(self, items: Iterable[Planned], state: RunState, writer: ManifestWriter) -> None:
         ctx = self.ctx
         workers = self.workers = max(2, min(8, (os.cpu_count() or 2) * 2))
         # Each unit: (items, future or None); a unit without a future is emitted directly.
@@ -704,6 +850,7 @@ class BackupRun:
                     self.warn(note)
 
         min_size = state.params.min_size
+        streaming = self.streaming
         with ThreadPoolExecutor(workers, thread_name_prefix="nexus-read") as pool:
             try:
                 batch: list[Item] = []
@@ -719,6 +866,8 @@ class BackupRun:
                 def flush_batch() -> None:
                     nonlocal batch, batch_bytes
                     if batch:
+                        if streaming:
+                            self._grow_totals()
                         pending.append((batch, pool.submit(read_batch, state, batch)))
                         batch, batch_bytes = [], 0
                         drain(WINDOW)
@@ -745,6 +894,8 @@ class BackupRun:
                         flush_batch()
                 flush_batch()
                 flush_direct()
+                if streaming:
+                    self._grow_totals()  # the walk is done: exact
                 drain(0)
                 # The spans copied are the lines the scan compared only if the parent's
                 # manifest streamed the same bytes again.
@@ -783,7 +934,14 @@ class BackupRun:
         items = self.scan()
         t = self._timed("scan_seconds", t)
         ctx.set_phase("reading", files_total=self.to_read[0], bytes_total=self.to_read[1])
-        state = RunState(repo, ctx, self.plan.data_dir, repo.chunker_params, top_fd=self.top_fd)
+        state = RunState(
+            repo,
+            ctx,
+            self.plan.data_dir,
+            repo.chunker_params,
+            top_fd=self.top_fd,
+            referenced=self.referenced,
+        )
         state.writer = repo.pack_writer(state.on_flush)
         writer = ManifestWriter(
             {
@@ -806,7 +964,8 @@ class BackupRun:
             t = self._timed("store_seconds", t)
             ctx.check()
             # Index, then manifest, then the metadata: the restic write order.
-            name = repo.write_index(state.new_locations)
+            state.reserved.clear()  # every chunk stored: in new_packs now
+            write_index_records(repo.store, repo.sealing_codec(), state.new_packs)
         except BaseException:
             # Not indexed by this run; but a concurrent run may have stored byte-identical
             # packs (a pack is named by the hash of its bytes) and indexed them: the caller
@@ -816,10 +975,8 @@ class BackupRun:
             raise
         finally:
             state.close_dirs()
-        for digest, loc in state.new_locations:
-            repo.index.add(digest, loc)
-        if name:
-            repo.index.files.add(name)
+        # The in-memory index does not take the new file: the next refresh loads it (not
+        # held meanwhile by a run that has no more use for it).
         t = self._timed("index_seconds", t)
         data, checksum = writer.finish()
         repo.write_manifest(meta.id, data)
@@ -852,7 +1009,11 @@ class BackupRun:
         ctx.set_phase("validating")
         if mf.checksum(repo.read_manifest(meta.id)) != checksum:
             raise Damaged("the manifest read back does not match what was written")
-        missing = len(self.referenced - repo.index.entries.keys())
+        unindexed = self.referenced - repo.index.entries.keys()
+        for _pack_id, records in state.new_packs:  # what the run's own index file holds
+            unindexed.difference_update(record_digests(records))
+        state.new_packs.clear()
+        missing = len(unindexed)
         if missing:
             raise Damaged(f"{missing} chunks referenced by the backup are not indexed")
         self._timed("validate_seconds", t)

@@ -151,7 +151,11 @@ def reusable(
     reused when it still describes the entry (`change`) and, for a file, every chunk it names
     is still `stored` (indexed): a chunk gone since (reclaimed, or damaged and dropped) means
     reading the file again."""
-    if change(old, kind, st) is not None:
+    recorded, observed = _RULES[kind]  # `change`, inline: this runs on every entry
+    try:
+        if old[_KIND] != kind or recorded(old) != observed(st):
+            return None
+    except KeyError:
         return None
     if kind != FILE:
         return NO_CHUNKS
@@ -191,6 +195,8 @@ class ParentLines:
         if record is not None and record[0] == rel:  # in step: the common case, kept short
             self._next = next(self._lines, None)
             return record
+        if record is None:  # no parent, or past its last line
+            return None
         return self._catch_up(rel)
 
     def _catch_up(self, rel: bytes) -> Record | None:
@@ -232,16 +238,45 @@ def merge(
     add_refs: Callable[[Iterable[bytes]], None],
     advance: Advance,
 ) -> tuple[list[Planned], ScanTotals]:
+    """The walk merged with the parent's lines, whole (see `merge_stream`)."""
+    totals = ScanTotals()
+    items = list(
+        merge_stream(
+            walk,
+            parent,
+            totals,
+            reuse=reuse,
+            strict=strict,
+            stored=stored,
+            add_refs=add_refs,
+            advance=advance,
+        )
+    )
+    return items, totals
+
+
+def merge_stream(
+    walk: Iterable[tuple[bytes, str, os.stat_result]],
+    parent: ParentLines,
+    totals: ScanTotals,
+    *,
+    reuse: bool,
+    strict: bool,
+    stored: Collection[bytes],
+    add_refs: Callable[[Iterable[bytes]], None],
+    advance: Advance,
+) -> Iterator[Planned]:
     """The walk merged with the parent's lines: per entry, the span of reused lines it joins
-    or the Item to read. `reuse`: lines may be reused (else the parent only tells which files
-    are new); `strict`: each reused line is decoded first (a parent without a checksum), so
-    that a damaged one raises ManifestError. `add_refs` gets the chunks each reused line names.
+    or the Item to read, yielded as the walk goes (a span once it is complete). `reuse`: lines
+    may be reused (else the parent only tells which files are new); `strict`: each reused line
+    is decoded first (a parent without a checksum), so that a damaged one raises
+    ManifestError. `add_refs` gets the chunks each reused line names. `totals` is brought up
+    to date at each progress report and is exact once the stream ends (so a read pass that
+    consumes the stream as it comes sees its totals grow).
     The hot loop of a backup with few changes: kept to a few calls per entry."""
-    items: list[Planned] = []
-    append = items.append
     take = parent.take
     inodes: dict[tuple[int, int], bytes] = {}
-    span: ReusedSpan | None = None  # the last item, when it is a span of reused lines
+    span: ReusedSpan | None = None  # the span of reused lines being extended, not yet yielded
     files = size = dirs = links = read_files = read_bytes = shown_files = shown_bytes = 0
     taken_files = 0  # file lines of the parent taken by an entry read
     tick = PROGRESS_EVERY
@@ -252,6 +287,7 @@ def merge(
             done, done_bytes = files + read_files, size + read_bytes
             advance(done - shown_files, done_bytes - shown_bytes, shown(rel))
             shown_files, shown_bytes = done, done_bytes
+            _set(totals, files, size, dirs, links, read_files, read_bytes)
         first = first_name(inodes, rel, st) if st.st_nlink > 1 and kind == FILE else rel
         record = take(rel)
         if record is not None and reuse:
@@ -264,8 +300,9 @@ def merge(
                     span.end = end
                     span.last = rel
                 else:
+                    if span is not None:
+                        yield span
                     span = ReusedSpan(start, end, rel, rel)
-                    append(span)
                 if kind == FILE:
                     add_refs(digests)
                     files += 1
@@ -275,19 +312,34 @@ def merge(
                 else:
                     links += 1
                 continue
-        span = None
+        if span is not None:
+            yield span
+            span = None
         item = _item(rel, kind, st, record[1] if record is not None else None, first)
-        append(item)
         if item.had_file:
             taken_files += 1
         if kind == FILE:
             read_files += 1
             read_bytes += st.st_size
+            totals.read_files, totals.read_bytes = read_files, read_bytes  # what is to be read
+        yield item
+    if span is not None:
+        yield span
     advance(files + read_files - shown_files, size + read_bytes - shown_bytes, None)
     # every file line of the parent was taken (by a file reused, or an entry read) or passed
-    parent_files = files + taken_files + parent.finish()
-    totals = ScanTotals(files, size, dirs, links, read_files, read_bytes, parent_files)
-    return items, totals
+    totals.parent_files = files + taken_files + parent.finish()
+    _set(totals, files, size, dirs, links, read_files, read_bytes)
+
+
+def _set(totals: ScanTotals, *counts: int) -> None:
+    (
+        totals.reused_files,
+        totals.reused_bytes,
+        totals.reused_dirs,
+        totals.reused_links,
+        totals.read_files,
+        totals.read_bytes,
+    ) = counts
 
 
 def _item(rel: bytes, kind: str, st: os.stat_result, old: dict | None, first: bytes) -> Item:

@@ -33,12 +33,38 @@ def encode_index(locations: Iterable[tuple[bytes, BlobLocation]]) -> bytes:
     by_pack: dict[str, list[tuple[bytes, BlobLocation]]] = defaultdict(list)
     for digest, loc in locations:
         by_pack[loc.pack_id].append((digest, loc))
-    parts = [MAGIC, struct.pack("<I", len(by_pack))]
-    for pack_id, blobs in sorted(by_pack.items()):
-        parts.append(PACK_HEAD.pack(bytes.fromhex(pack_id), len(blobs)))
-        parts.extend(
-            BLOB.pack(d, loc.offset, loc.length, loc.raw_length, loc.flags) for d, loc in blobs
-        )
+    return encode_index_records(
+        (pack_id, pack_records(blobs)) for pack_id, blobs in by_pack.items()
+    )
+
+
+def pack_records(locations: Iterable[tuple[bytes, BlobLocation]]) -> bytes:
+    """One pack's blob records as an index file holds them (§1.3 of docs/design.md), in the
+    order given: 45 bytes a chunk, for a writer that keeps them until its index is written."""
+    pack = BLOB.pack
+    return b"".join(
+        pack(d, loc.offset, loc.length, loc.raw_length, loc.flags) for d, loc in locations
+    )
+
+
+def record_digests(records: bytes) -> Iterator[bytes]:
+    """The chunks' digests of a pack's blob records (`pack_records`)."""
+    size = BLOB.size
+    return (records[p : p + 32] for p in range(0, len(records), size))
+
+
+def encode_index_records(packs: Iterable[tuple[str, bytes]]) -> bytes:
+    """An index file of each pack's id and blob records (`pack_records`; a pack given once):
+    the same bytes as `encode_index` of their locations."""
+    parts = [MAGIC, b""]
+    count = 0
+    for pack_id, records in sorted(packs):
+        if len(records) % BLOB.size:
+            raise ValueError("blob records of a pack must be whole")
+        parts.append(PACK_HEAD.pack(bytes.fromhex(pack_id), len(records) // BLOB.size))
+        parts.append(records)
+        count += 1
+    parts[1] = struct.pack("<I", count)
     body = b"".join(parts)
     return body + blake3.blake3(body).digest()
 
@@ -97,6 +123,18 @@ def write_index(
     if not locations:
         return None
     data = codec.seal(Kind.INDEX, encode_index(locations))
+    name = PREFIX + blake3.blake3(data).hexdigest()
+    store.put(name, data)
+    return name
+
+
+def write_index_records(
+    store: ObjectStore, codec: Codec, packs: list[tuple[str, bytes]]
+) -> str | None:
+    """`write_index` of packs given as their blob records (`pack_records`)."""
+    if not packs:
+        return None
+    data = codec.seal(Kind.INDEX, encode_index_records(packs))
     name = PREFIX + blake3.blake3(data).hexdigest()
     store.put(name, data)
     return name

@@ -167,11 +167,14 @@ def check_path(path: bytes) -> bytes:
 
 
 def encode_entry(e: Entry) -> bytes:
-    obj: dict = {}
-    _put_bytes(obj, "p", e.path)
+    try:
+        obj: dict = {"p": e.path.decode("utf-8")}
+    except UnicodeDecodeError:
+        obj = {"pb": base64.b64encode(e.path).decode("ascii")}
     obj.update(k=e.kind, m=e.mode, t=e.mtime_ns, u=e.uid, g=e.gid)
     if e.kind == FILE:
-        obj.update(s=e.size, h=e.hash, ch=[[h, n] for h, n in e.chunks], i=e.ino, c=e.ctime_ns)
+        # (hash, size) pairs: orjson writes a tuple as the array a reader expects
+        obj.update(s=e.size, h=e.hash, ch=e.chunks, i=e.ino, c=e.ctime_ns)
         if e.link is not None:
             _put_bytes(obj, "hl", e.link)
     elif e.kind == SYMLINK:

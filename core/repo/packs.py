@@ -250,25 +250,39 @@ class PackWriter:
 
     def add(self, digest: bytes, stored: Buffer, raw_length: int, flags: int) -> None:
         """A chunk as `Codec.seal_blob` sealed it (or copied as sealed from another pack)."""
+        self.add_many([(digest, stored, flags, raw_length)])
+
+    def add_many(self, blobs: list[tuple[bytes, Buffer, int, int]]) -> None:
+        """Chunks as (digest, sealed, flags, raw length), added under one lock (a batch of
+        small files' chunks), each to its own randomly picked open pack when spread."""
         if self._uploads is not None:
             self._uploads.raise_failure()
-        full = None
+        full = []
+        spread = self._spread
         with self._lock:
-            slot = secrets.randbelow(self._spread) if self._spread > 1 else 0
-            pack = self._open[slot]
-            if pack is None:
-                pack = self._open[slot] = _OpenPack(self._store.spool())
+            for digest, stored, flags, raw_length in blobs:
+                slot = secrets.randbelow(spread) if spread > 1 else 0
+                pack = self._open[slot]
+                if pack is None:
+                    pack = self._open[slot] = _OpenPack(self._store.spool())
+                try:
+                    pack.append(stored)
+                except BaseException:
+                    self._open[slot] = None
+                    for dropped in (pack, *full):
+                        dropped.discard()
+                    raise
+                pack.entries.append((digest, len(stored), raw_length, flags))
+                if pack.size >= self._target:
+                    full.append(pack)
+                    self._open[slot] = None
+        for i, pack in enumerate(full):
             try:
-                pack.append(stored)
+                self._store_pack(pack)
             except BaseException:
-                self._open[slot] = None
-                pack.discard()
+                for rest in full[i + 1 :]:
+                    rest.discard()
                 raise
-            pack.entries.append((digest, len(stored), raw_length, flags))
-            if pack.size >= self._target:
-                full, self._open[slot] = pack, None
-        if full is not None:
-            self._store_pack(full)
 
     def _store_pack(self, pack: _OpenPack) -> None:
         if self._uploads is None:
