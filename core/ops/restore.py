@@ -50,7 +50,7 @@ from core.models import (
     RestoreResult,
     RestoreUndo,
 )
-from core.ops import confine, walker
+from core.ops import confine, restore_anon, walker
 from core.ops.progress import OperationContext
 from core.pipeline import Pipeline
 from core.repo import manifest as mf
@@ -297,6 +297,10 @@ class Restorer:
         self.protect = frozenset(protect) | self.stores | _ids([Path(repo.root)])
         self._lock = threading.Lock()
         self._euid = os.geteuid()
+        #: Files this restore creates are written as nameless inodes and linked whole
+        #: (`restore_anon`), while the system allows; else under a temp name, renamed.
+        self.anon = restore_anon.supported()
+        self._umask = restore_anon.process_umask()
         self.packs: RangeReader | None = None
         self.dirs: confine.DirFds | None = None
         #: What --delete leaves alone: the backup's own excludes and the target's current
@@ -960,15 +964,25 @@ class Restorer:
             return
         self.result.files_deleted += 1
 
-    def _apply_meta(self, fd: int, e: Entry, show: str) -> None:
+    def _apply_meta(
+        self,
+        fd: int,
+        e: Entry,
+        show: str,
+        *,
+        owner: tuple[int, int] | None = None,
+        mode_set: bool = False,
+    ) -> None:
         """Owner, xattrs, mode and times, through the open descriptor (chown first: it
-        clears set-id bits; times last)."""
-        if self._euid == 0:
+        clears set-id bits; times last). `owner`, when known, is the file's (uid, gid) now:
+        no chown when it is the entry's; `mode_set`: the file was created with its mode."""
+        if self._euid == 0 and owner != (e.uid, e.gid):
             with contextlib.suppress(OSError):
                 os.fchown(fd, e.uid, e.gid)
         if e.xattrs:
             self._set_xattrs(fd, e, show)
-        os.fchmod(fd, stat.S_IMODE(e.mode))
+        if not mode_set:
+            os.fchmod(fd, stat.S_IMODE(e.mode))
         os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
 
     def _set_xattrs(self, fd: int, e: Entry, show: str) -> None:
@@ -1278,6 +1292,9 @@ class _FileJob:
         self.dir_fd = dir_fd
         self.tmp: bytes | None = None
         self.fd = -1
+        #: The file is a nameless inode (`restore_anon`), created with its mode or not.
+        self.anon = False
+        self.mode_set = False
         self.parts_left = 0
         self.failed = False
         self.over = False
@@ -1286,11 +1303,13 @@ class _FileJob:
             restorer._jobs.add(self)
 
     def open(self, *, presize: bool = True) -> bool:
-        """Create the temp file; False (with a warning) when its directory was removed
-        since the restore made or opened it (someone else's doing: the file is skipped)."""
-        self.tmp = self.r._new_temp(self.dir_fd)
+        """Create the temp file (a nameless one where the restore creates the file and the
+        system allows it); False (with a warning) when its directory was removed since the
+        restore made or opened it (someone else's doing: the file is skipped)."""
         try:
-            self.fd = os.open(self.tmp, FILE_FLAGS, 0o600, dir_fd=self.dir_fd)
+            if not self._open_anon():
+                self.tmp = self.r._new_temp(self.dir_fd)
+                self.fd = os.open(self.tmp, FILE_FLAGS, 0o600, dir_fd=self.dir_fd)
             if presize:  # parts are written at their offsets, in any order
                 os.ftruncate(self.fd, self.entry.size)
         except FileNotFoundError:
@@ -1300,6 +1319,21 @@ class _FileJob:
         except BaseException:
             self.discard()
             raise
+        return True
+
+    def _open_anon(self) -> bool:
+        """A nameless file for a file this restore creates (nothing was at its name when
+        planned): True when made. Off for the rest of the restore once the filesystem
+        refuses one."""
+        r = self.r
+        if not r.anon or self.step.action != "create":
+            return False
+        mode = restore_anon.creation_mode(self.entry.mode, r._umask)
+        fd = restore_anon.open_anon(self.dir_fd, 0o600 if mode is None else mode)
+        if fd is None:
+            r.anon = False
+            return False
+        self.fd, self.anon, self.mode_set = fd, True, mode is not None
         return True
 
     def whole(self, read: dict[bytes, bytes] | None = None) -> None:
@@ -1372,11 +1406,12 @@ class _FileJob:
 
     def _finish(self) -> None:
         r = self.r
-        r._apply_meta(self.fd, self.entry, self.show)
-        ident = None
-        if self.step.rel in r._link_sources:
-            st = os.fstat(self.fd)
-            ident = (st.st_dev, st.st_ino)
+        st = os.fstat(self.fd) if self.anon or self.step.rel in r._link_sources else None
+        owner = None if st is None else (st.st_uid, st.st_gid)
+        r._apply_meta(self.fd, self.entry, self.show, owner=owner, mode_set=self.mode_set)
+        ident = None if st is None or self.step.rel not in r._link_sources else _dev_ino(st)
+        if self.anon and not self._link_anon(ident):
+            return
         os.close(self.fd)
         self.fd = -1
         assert self.tmp is not None
@@ -1398,11 +1433,39 @@ class _FileJob:
             return
         r._temp_gone(self.tmp)
         self.tmp = None
+        self._named(ident)
+
+    def _named(self, ident: tuple[int, int] | None) -> None:
+        """The file is in place: counted, and remembered when hard links will point at it."""
+        r = self.r
         if ident is not None:
             with r._lock:
                 r._written[self.step.rel] = (self.entry.hash or "", *ident)
         r._wrote(self.entry, self.entry.size)
         self.discard()
+
+    def _link_anon(self, ident: tuple[int, int] | None) -> bool:
+        """Name the finished nameless file; True when a temp name must still be renamed
+        over what took its place since the plan (as for any file written to a temp name),
+        False when it is done (named, or not restored with a warning)."""
+        r = self.r
+        try:
+            restore_anon.link_anon(self.fd, self.dir_fd, self.name)
+        except FileExistsError:
+            self.tmp = r._new_temp(self.dir_fd)
+            try:
+                restore_anon.link_anon(self.fd, self.dir_fd, self.tmp)
+            except BaseException:
+                r._temp_gone(self.tmp)
+                self.tmp = None
+                raise
+            return True
+        except FileNotFoundError:
+            r.warn(f"{self.show}: not restored: its directory was removed meanwhile")
+            self.discard()
+            return False
+        self._named(ident)
+        return False
 
     def discard(self) -> None:
         """Close and remove the temp file if it is still there; release the directory
