@@ -15,7 +15,9 @@ Safety rules, in the order they are applied:
 - each file is written to a temp file in its directory (chunks each checked against their
   hash), given its owner, xattrs, mode and times through its descriptor, then renamed over
   the old one, so a crash leaves whole files only (old or new); every temp file is removed
-  on any exit, and a later restore removes those of a killed one.
+  on any exit, and a later restore removes those of a killed one. A file the restore
+  creates (nothing at its name) is a nameless inode instead where the system allows it
+  (`restore_anon`), linked under its name once whole: no temp name to remove at all.
 """
 
 from __future__ import annotations
@@ -453,11 +455,26 @@ class Restorer:
         finally:
             self._d.release(fd)
 
+    def _empty(self, parent: bytes, seen: dict[bytes, bool]) -> bool:
+        """Whether the target's directory `parent` held nothing when first looked at (then
+        none of its entries is looked up one by one: each is planned as created, as the
+        lookup would have said; a name taken later is met when the file is named)."""
+        got = seen.get(parent)
+        if got is None:
+            try:
+                with self._d.at(parent) as fd, os.scandir(fd) as it:
+                    got = next(it, None) is None
+            except OSError:
+                got = False  # not entered: the lookup says why
+            seen[parent] = got
+        return got
+
     def plan(self, entries: list[Entry]) -> list[Step]:
         """What the restore does to each entry and to the target's extras, from the target
         as it is now (read through descriptors; nothing is changed)."""
         steps: list[Step] = []
         fresh: set[bytes] = set()  # dirs the restore makes new: nothing is inside them yet
+        empty: dict[bytes, bool] = {}  # dirs of the target -> nothing was in them when planned
         blocked: dict[bytes, bytes] = {}  # dirs not entered -> the one that blocks them
         replaced: set[bytes] = set()  # dirs of the target replaced by a file or symlink
         hashes: list[tuple[Step, os.stat_result]] = []
@@ -472,7 +489,11 @@ class Restorer:
                 if e.kind == mf.DIR:
                     blocked[e.path] = root
                 continue
-            st = None if self.dirs is None or parent in fresh else self._lstat(parent, name)
+            st = (
+                None
+                if self.dirs is None or parent in fresh or self._empty(parent, empty)
+                else self._lstat(parent, name)
+            )
             if st is False:
                 steps.append(Step(e, e.path, "skip", kind, "parent not restored"))
                 if e.kind == mf.DIR:
@@ -1406,7 +1427,8 @@ class _FileJob:
 
     def _finish(self) -> None:
         r = self.r
-        st = os.fstat(self.fd) if self.anon or self.step.rel in r._link_sources else None
+        chown = self.anon and r._euid == 0  # a new file's owner: ours, or its directory's gid
+        st = os.fstat(self.fd) if chown or self.step.rel in r._link_sources else None
         owner = None if st is None else (st.st_uid, st.st_gid)
         r._apply_meta(self.fd, self.entry, self.show, owner=owner, mode_set=self.mode_set)
         ident = None if st is None or self.step.rel not in r._link_sources else _dev_ino(st)
