@@ -747,7 +747,7 @@ class Restorer:
         started = time.monotonic()
         ctx = self.ctx
         ctx.set_phase("validating")
-        header, entries = validate_restore_point(self.repo, self.meta)
+        header, entries = validate_restore_point(self.repo, self.meta, _slim)
         entries = select(entries, self.req.paths)
         self._check_chunks(entries)
         target = self._target()
@@ -1240,6 +1240,17 @@ class Restorer:
         finally:
             self._d.release(dfd)
         self.result.symlinks_created += 1
+
+
+def _slim(e: Entry) -> Entry:
+    """What a restore never reads dropped from an entry it holds for its whole run (decoded
+    for it alone): the manifest line as read, and a one-chunk file's second copy of its hash
+    (the chunk's id is its content hash)."""
+    e.raw = None
+    chunks = e.chunks
+    if len(chunks) == 1 and chunks[0][0] == e.hash:
+        e.chunks = [(e.hash, chunks[0][1])]
+    return e
 
 
 def _scan(fd: int) -> list[tuple[bytes, os.stat_result]]:
