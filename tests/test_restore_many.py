@@ -7,6 +7,7 @@ sends nothing outside; a killed restore leaves whole files only, and no temp fil
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -195,3 +196,17 @@ async def test_killed_restore_of_many_files_leaves_whole_files_only(many, tmp_pa
 def test_anonymous_files_are_used_here():
     """The tests above exercise the nameless-inode path on this system (Linux, /proc)."""
     assert restore_anon.supported()
+
+
+@pytest.mark.skipif(shutil.which("setfacl") is None, reason="needs setfacl")
+async def test_a_default_acl_of_the_target_does_not_change_the_modes(many, tmp_path):
+    """A new file's mode comes from the directory's default ACL, not the umask: the mode it
+    got is compared, so each file still ends with its entry's mode."""
+    root, meta, src = many
+    target = tmp_path / "target"
+    target.mkdir()
+    probe = subprocess.run(["setfacl", "-d", "-m", "u::rwx,g::---,o::---", str(target)])
+    if probe.returncode:
+        pytest.skip("the filesystem takes no ACLs")
+    run_restorer(Path(root), P, meta.id, target, checkpoint=False)
+    assert attrs(target) == attrs(src)

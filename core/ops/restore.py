@@ -985,24 +985,17 @@ class Restorer:
             return
         self.result.files_deleted += 1
 
-    def _apply_meta(
-        self,
-        fd: int,
-        e: Entry,
-        show: str,
-        *,
-        owner: tuple[int, int] | None = None,
-        mode_set: bool = False,
-    ) -> None:
+    def _apply_meta(self, fd: int, e: Entry, show: str, now: os.stat_result | None = None) -> None:
         """Owner, xattrs, mode and times, through the open descriptor (chown first: it
-        clears set-id bits; times last). `owner`, when known, is the file's (uid, gid) now:
-        no chown when it is the entry's; `mode_set`: the file was created with its mode."""
-        if self._euid == 0 and owner != (e.uid, e.gid):
+        clears set-id bits; times last). `now`, the file's fstat when the caller has it,
+        spares a chown or chmod that would change nothing (not the chmod after xattrs: an
+        ACL set there may have changed the mode)."""
+        if self._euid == 0 and (now is None or (now.st_uid, now.st_gid) != (e.uid, e.gid)):
             with contextlib.suppress(OSError):
                 os.fchown(fd, e.uid, e.gid)
         if e.xattrs:
             self._set_xattrs(fd, e, show)
-        if not mode_set:
+        if now is None or e.xattrs or stat.S_IMODE(now.st_mode) != stat.S_IMODE(e.mode):
             os.fchmod(fd, stat.S_IMODE(e.mode))
         os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
 
@@ -1324,9 +1317,8 @@ class _FileJob:
         self.dir_fd = dir_fd
         self.tmp: bytes | None = None
         self.fd = -1
-        #: The file is a nameless inode (`restore_anon`), created with its mode or not.
+        #: The file is a nameless inode (`restore_anon`).
         self.anon = False
-        self.mode_set = False
         self.parts_left = 0
         self.failed = False
         self.over = False
@@ -1365,7 +1357,7 @@ class _FileJob:
         if fd is None:
             r.anon = False
             return False
-        self.fd, self.anon, self.mode_set = fd, True, mode is not None
+        self.fd, self.anon = fd, True
         return True
 
     def whole(self, read: dict[bytes, bytes] | None = None) -> None:
@@ -1438,10 +1430,10 @@ class _FileJob:
 
     def _finish(self) -> None:
         r = self.r
-        chown = self.anon and r._euid == 0  # a new file's owner: ours, or its directory's gid
-        st = os.fstat(self.fd) if chown or self.step.rel in r._link_sources else None
-        owner = None if st is None else (st.st_uid, st.st_gid)
-        r._apply_meta(self.fd, self.entry, self.show, owner=owner, mode_set=self.mode_set)
+        # A new file's owner and mode, as the system made them (its directory's gid, a
+        # default ACL): an fstat costs less than a chown or chmod that changes nothing.
+        st = os.fstat(self.fd) if self.anon or self.step.rel in r._link_sources else None
+        r._apply_meta(self.fd, self.entry, self.show, st)
         ident = None if st is None or self.step.rel not in r._link_sources else _dev_ino(st)
         if self.anon and not self._link_anon(ident):
             return

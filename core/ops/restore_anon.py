@@ -47,9 +47,11 @@ def process_umask() -> int | None:
 
 
 def creation_mode(mode: int, umask: int | None) -> int | None:
-    """The permission bits to create a file with so that it needs no chmod afterwards: the
-    entry's own, when the umask takes none of them away and none is a set-id or sticky bit
-    (which a later chown would clear); None when a chmod is needed."""
+    """The permission bits to create a file with so that it likely needs no chmod
+    afterwards: the entry's own, when the umask takes none of them away and none is a set-id
+    or sticky bit (which a later chown would clear); None when a chmod is needed. A guess
+    only (a default ACL of the directory decides instead of the umask): the caller compares
+    the mode the file got."""
     bits = stat.S_IMODE(mode)
     if umask is None or bits & (umask | 0o7000):
         return None
