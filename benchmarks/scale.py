@@ -238,6 +238,14 @@ def _restic_restored(target: Path, data: Path) -> Path:
     return target / data.relative_to(data.anchor)
 
 
+def _fresh(target: Path) -> None:
+    """An empty target, the last restore's removal written out first (a removal of many files
+    left to the filesystem's background work slows whatever runs next)."""
+    shutil.rmtree(target, ignore_errors=True)
+    os.sync()
+    target.mkdir()
+
+
 def bench_restores(
     work: Path, args: argparse.Namespace, nx: list[str], name: str, data: Path
 ) -> dict[str, Any]:
@@ -249,8 +257,7 @@ def bench_restores(
     full = _run([*nx, *root, "create", name, str(data), "--type", "full"], log, "nexus full backup")
     restores, identical, count = [], True, 0
     for _ in range(args.runs):
-        shutil.rmtree(target, ignore_errors=True)
-        target.mkdir()
+        _fresh(target)
         restores.append(
             _run(
                 [*nx, *root, "restore", name, "latest", str(target), "--no-checkpoint"],
@@ -273,8 +280,7 @@ def bench_restores(
         out["restic_full"] = _med([_run([*base, "backup", str(data)], log, "restic full", env)])
         rs, r_ok = [], True
         for _ in range(args.runs):
-            shutil.rmtree(target, ignore_errors=True)
-            target.mkdir()
+            _fresh(target)
             rs.append(
                 _run(
                     [*base, "restore", "latest", "--target", str(target)],
