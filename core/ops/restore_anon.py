@@ -71,6 +71,6 @@ def open_anon(dir_fd: int, mode: int) -> int | None:
 
 def link_anon(fd: int, dir_fd: int, name: bytes) -> None:
     """Give the nameless file `fd` the name `name` in the directory `dir_fd`. Raises
-    FileExistsError when something has that name (nothing is replaced), FileNotFoundError
+    FileExistsError when something has that name (nothing is replaced), an OSError of ENOENT
     when the directory was removed meanwhile."""
     os.link(b"%s/%d" % (_PROC_FD_B, fd), name, dst_dir_fd=dir_fd, follow_symlinks=True)
