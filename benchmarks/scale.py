@@ -238,12 +238,14 @@ def _restic_restored(target: Path, data: Path) -> Path:
     return target / data.relative_to(data.anchor)
 
 
-def _fresh(target: Path) -> None:
-    """An empty target, the last restore's removal written out first (a removal of many files
-    left to the filesystem's background work slows whatever runs next)."""
-    shutil.rmtree(target, ignore_errors=True)
-    os.sync()
+def _fresh(targets: list[Path], stem: Path) -> Path:
+    """A new empty target beside the earlier ones, which are kept until the section ends:
+    right after many files are removed, ext4 skips their recently freed inodes one by one
+    when allocating new ones, which would slow whatever restore ran next several-fold."""
+    target = stem.with_name(f"{stem.name}-{len(targets)}")
     target.mkdir()
+    targets.append(target)
+    return target
 
 
 def bench_restores(
@@ -253,11 +255,12 @@ def bench_restores(
     and restic with --others), each checked identical to data."""
     log = work / f"{name}.log"
     root = ["--root", str(work / f"nexus-{name}")]
-    target = work / f"{name}-restore"
+    stem = work / f"{name}-restore"
     full = _run([*nx, *root, "create", name, str(data), "--type", "full"], log, "nexus full backup")
     restores, identical, count = [], True, 0
+    targets: list[Path] = []
     for _ in range(args.runs):
-        _fresh(target)
+        target = _fresh(targets, stem)
         restores.append(
             _run(
                 [*nx, *root, "restore", name, "latest", str(target), "--no-checkpoint"],
@@ -280,7 +283,7 @@ def bench_restores(
         out["restic_full"] = _med([_run([*base, "backup", str(data)], log, "restic full", env)])
         rs, r_ok = [], True
         for _ in range(args.runs):
-            _fresh(target)
+            target = _fresh(targets, stem)
             rs.append(
                 _run(
                     [*base, "restore", "latest", "--target", str(target)],
@@ -295,7 +298,7 @@ def bench_restores(
         n, r = out["nexus_restore"]["wall"], out["restic_restore"]["wall"]
         out["ratio_to_restic"] = round(n / r, 2) if r else None
     if not args.keep:
-        for p in (target, work / f"nexus-{name}", work / f"restic-{name}"):
+        for p in (*targets, work / f"nexus-{name}", work / f"restic-{name}"):
             shutil.rmtree(p, ignore_errors=True)
     return out
 
