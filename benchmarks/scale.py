@@ -240,8 +240,9 @@ def _restic_restored(target: Path, data: Path) -> Path:
 
 def _fresh(targets: list[Path], stem: Path) -> Path:
     """A new empty target beside the earlier ones, which are kept until the section ends:
-    right after many files are removed, ext4 skips their recently freed inodes one by one
-    when allocating new ones, which would slow whatever restore ran next several-fold."""
+    right after many files are removed, whatever restore runs next is several-fold slower in
+    kernel time, a sync notwithstanding (most likely ext4's inode allocator passing over the
+    recently freed inodes)."""
     target = stem.with_name(f"{stem.name}-{len(targets)}")
     target.mkdir()
     targets.append(target)
