@@ -6,9 +6,14 @@
 (b) One --big-gib file (default 4 GiB) of real, partially compressible bytes (not sparse):
     backup and restore, with peak RSS from wait4. Target: under 300 MiB each, i.e. memory
     bounded by chunk and pack sizes, not by the data.
+(c) --flat-files small files (default 100,000) in ONE directory: a full backup, then a timed
+    full restore into an empty target (and restic's restore of the same tree with --others),
+    the restored tree checked identical (count and bytes). Issue 18's target: <= restic.
+    With --tree-restore, (a)'s tree is restored too, beside restic's.
 
     python benchmarks/scale.py [--files 200000] [--big-gib 4] [--runs 3] [--json out.json]
                                [--others] [--skip-tree] [--skip-big]
+                               [--flat-files 100000] [--skip-flat] [--tree-restore]
 """
 
 from __future__ import annotations
@@ -61,6 +66,39 @@ def make_tree(root: Path, n: int, seed: int) -> int:
             f.write(data)
         total += len(data)
     return total
+
+
+def make_flat(root: Path, n: int, seed: int) -> int:
+    """n small files (0-1 KiB, distinct, make_tree's content) in the one directory root."""
+    rng = random.Random(f"{seed}:flat")
+    pool = rng.randbytes(1 << 20).hex().encode()
+    root.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for i in range(n):
+        off = rng.randrange(len(pool) - 1024)
+        data = b"%d\n" % i + pool[off : off + rng.randrange(1024)]
+        with open(root / f"f{i:06d}.txt", "wb") as f:
+            f.write(data)
+        total += len(data)
+    return total
+
+
+def same_tree(a: Path, b: Path) -> tuple[bool, int]:
+    """Whether the trees under a and b hold the same relative paths with the same bytes
+    (regular files, symlinks not followed); and the number of files compared."""
+
+    def listing(root: Path) -> dict[str, Path]:
+        out = {}
+        for dirpath, _dirs, files in os.walk(root):
+            for name in files:
+                full = Path(dirpath) / name
+                out[str(full.relative_to(root))] = full
+        return out
+
+    la, lb = listing(a), listing(b)
+    if la.keys() != lb.keys():
+        return False, len(la)
+    return all(filecmp.cmp(la[k], lb[k], shallow=False) for k in la), len(la)
 
 
 def _run(
@@ -130,6 +168,8 @@ def bench_tree(work: Path, args: argparse.Namespace, nx: list[str]) -> dict[str,
     f, n = out["find"]["wall"], out["nexus_nochange"]["wall"]
     out["ratio_to_find"] = round(n / f, 2) if f else None
     out["ok"] = bool(f) and n <= FIND_RATIO_TARGET * f
+    if args.tree_restore:
+        out["restore"] = bench_restores(work, args, nx, "tree-r", data)
     if not args.keep:
         shutil.rmtree(data, ignore_errors=True)
         shutil.rmtree(work / "nexus-tree", ignore_errors=True)
@@ -193,6 +233,109 @@ def bench_big(work: Path, args: argparse.Namespace, nx: list[str]) -> dict[str, 
     return out
 
 
+def _restic_restored(target: Path, data: Path) -> Path:
+    """restic restores the absolute path of what it backed up beneath its target."""
+    return target / data.relative_to(data.anchor)
+
+
+def _fresh(targets: list[Path], stem: Path) -> Path:
+    """A new empty target beside the earlier ones, which are kept until the section ends:
+    right after many files are removed, whatever restore runs next is several-fold slower in
+    kernel time, a sync notwithstanding (most likely ext4's inode allocator passing over the
+    recently freed inodes)."""
+    target = stem.with_name(f"{stem.name}-{len(targets)}")
+    target.mkdir()
+    targets.append(target)
+    return target
+
+
+def bench_restores(
+    work: Path, args: argparse.Namespace, nx: list[str], name: str, data: Path
+) -> dict[str, Any]:
+    """A full backup of data, then --runs timed full restores into an empty target (nexus,
+    and restic with --others), each checked identical to data."""
+    log = work / f"{name}.log"
+    root = ["--root", str(work / f"nexus-{name}")]
+    stem = work / f"{name}-restore"
+    full = _run([*nx, *root, "create", name, str(data), "--type", "full"], log, "nexus full backup")
+    restores, identical, count = [], True, 0
+    targets: list[Path] = []
+    for _ in range(args.runs):
+        target = _fresh(targets, stem)
+        restores.append(
+            _run(
+                [*nx, *root, "restore", name, "latest", str(target), "--no-checkpoint"],
+                log,
+                "nexus full restore",
+            )
+        )
+        ok, count = same_tree(data, target)
+        identical = identical and ok
+    out: dict[str, Any] = {
+        "nexus_full": _med([full]),
+        "nexus_restore": _med(restores),
+        "restored_identical": identical,
+        "restored_files": count,
+    }
+    if args.others and shutil.which("restic"):
+        env = {"RESTIC_PASSWORD": "bench", "RESTIC_CACHE_DIR": str(work / "restic-cache")}
+        base = ["restic", "-r", str(work / f"restic-{name}"), "--quiet"]
+        _run([*base, "init"], log, "restic init", env)
+        out["restic_full"] = _med([_run([*base, "backup", str(data)], log, "restic full", env)])
+        rs, r_ok = [], True
+        for _ in range(args.runs):
+            target = _fresh(targets, stem)
+            rs.append(
+                _run(
+                    [*base, "restore", "latest", "--target", str(target)],
+                    log,
+                    "restic full restore",
+                    env,
+                )
+            )
+            r_ok = r_ok and same_tree(data, _restic_restored(target, data))[0]
+        out["restic_restore"] = _med(rs)
+        out["restic_identical"] = r_ok
+        n, r = out["nexus_restore"]["wall"], out["restic_restore"]["wall"]
+        out["ratio_to_restic"] = round(n / r, 2) if r else None
+    if not args.keep:
+        for p in (*targets, work / f"nexus-{name}", work / f"restic-{name}"):
+            shutil.rmtree(p, ignore_errors=True)
+    return out
+
+
+def bench_flat(work: Path, args: argparse.Namespace, nx: list[str]) -> dict[str, Any]:
+    data = work / "flat"
+    t0 = time.perf_counter()
+    nbytes = make_flat(data, args.flat_files, args.seed)
+    print(
+        f"flat: {args.flat_files} files in one directory, {nbytes / MIB:.1f} MiB "
+        f"in {time.perf_counter() - t0:.1f}s",
+        file=sys.stderr,
+    )
+    out = {"files": args.flat_files, "mib": round(nbytes / MIB, 1)}
+    out |= bench_restores(work, args, nx, "flat", data)
+    ratio = out.get("ratio_to_restic")
+    out["ok"] = out["restored_identical"] and (ratio is None or ratio <= 1.0)
+    if not args.keep:
+        shutil.rmtree(data, ignore_errors=True)
+    return out
+
+
+def _restore_rows(lines: list[str], t: dict[str, Any]) -> None:
+    rows = [("nexus-backup full restore", t["nexus_restore"])]
+    if "restic_restore" in t:
+        rows.append(("restic full restore", t["restic_restore"]))
+    lines += [
+        f"  {name:38} {m['wall']:8.2f} {m['cpu']:8.2f} {m['rss_mib']:9.1f}" for name, m in rows
+    ]
+    line = f"  restored identical: {t['restored_identical']} ({t['restored_files']:,} files)"
+    if "restic_restore" in t:
+        line += f"; restic's identical: {t['restic_identical']}"
+        line += f"; restore / restic = {t['ratio_to_restic']}"
+    lines.append(line)
+
+
 def render(report: dict[str, Any]) -> str:
     lines = [
         f"nexus-backup scale benchmark, {report['runs']} run(s), median quoted",
@@ -222,6 +365,8 @@ def render(report: dict[str, Any]) -> str:
             f"  no-change backup / find = {t['ratio_to_find']} "
             f"(target <= {FIND_RATIO_TARGET}): {'PASS' if t['ok'] else 'MISS'}"
         )
+        if "restore" in t:
+            _restore_rows(lines, t["restore"])
     b = report.get("big")
     if b:
         lines += [
@@ -244,6 +389,22 @@ def render(report: dict[str, Any]) -> str:
             f"  repo {b['repo_mib']} MiB; restored identical: {b['restored_identical']}; "
             f"peak RSS < {RSS_TARGET_MIB:.0f} MiB: {'PASS' if b['ok'] else 'MISS'}"
         )
+    f = report.get("flat")
+    if f:
+        lines += [
+            "",
+            f"(c) {f['files']:,} small files in one directory ({f['mib']} MiB)"
+            "   wall s    cpu s  peak MiB",
+            f"  {'nexus-backup full backup':38} {f['nexus_full']['wall']:8.2f} "
+            f"{f['nexus_full']['cpu']:8.2f} {f['nexus_full']['rss_mib']:9.1f}",
+        ]
+        if "restic_full" in f:
+            m = f["restic_full"]
+            lines.append(
+                f"  {'restic full backup':38} {m['wall']:8.2f} {m['cpu']:8.2f} {m['rss_mib']:9.1f}"
+            )
+        _restore_rows(lines, f)
+        lines.append(f"  restore <= restic: {'PASS' if f['ok'] else 'MISS'}")
     return "\n".join(lines)
 
 
@@ -254,6 +415,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=3, help="repeats of the timed no-change/find")
     ap.add_argument("--skip-tree", action="store_true")
     ap.add_argument("--skip-big", action="store_true")
+    ap.add_argument("--flat-files", type=int, default=100_000, help="files in (c)'s directory")
+    ap.add_argument("--skip-flat", action="store_true")
+    ap.add_argument(
+        "--tree-restore", action="store_true", help="also time full restores of tree (a)"
+    )
     ap.add_argument("--others", action="store_true", help="also time restic, for context")
     ap.add_argument("--json", dest="json_out")
     ap.add_argument("--seed", type=int, default=42)
@@ -274,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
             report["tree"] = bench_tree(work, args, nx)
         if not args.skip_big:
             report["big"] = bench_big(work, args, nx)
+        if not args.skip_flat:
+            report["flat"] = bench_flat(work, args, nx)
     finally:
         if not args.keep and not args.workdir:
             shutil.rmtree(work, ignore_errors=True)

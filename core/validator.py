@@ -11,7 +11,7 @@ import contextlib
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import blake3
@@ -46,15 +46,19 @@ def load_checked_manifest(repo: Repository, meta: BackupMetadata) -> bytes:
     return data
 
 
-def validate_restore_point(repo: Repository, meta: BackupMetadata) -> tuple[dict, list[Entry]]:
+def validate_restore_point(
+    repo: Repository, meta: BackupMetadata, each: Callable[[Entry], Entry] | None = None
+) -> tuple[dict, list[Entry]]:
     """Everything a restore needs before it writes a byte: the backup completed, its
     manifest intact, every chunk indexed. Returns the manifest's header and entries, read
-    once from the manifest checked against its checksum."""
+    once from the manifest checked against its checksum; `each`, given, is applied to every
+    entry as it is read (a restore drops what it never uses before the next is decoded)."""
     if meta.status not in RESTORABLE:
         raise Conflict(f"backup {meta.id} is {meta.status.value}, not completed: cannot restore it")
     data = load_checked_manifest(repo, meta)
     try:
-        return mf.read_header(data), list(mf.iter_entries(data))
+        entries = mf.iter_entries(data)
+        return mf.read_header(data), list(entries if each is None else map(each, entries))
     except mf.ManifestError as exc:
         raise Damaged(f"backup {meta.id}: {exc}") from exc
 

@@ -15,7 +15,9 @@ Safety rules, in the order they are applied:
 - each file is written to a temp file in its directory (chunks each checked against their
   hash), given its owner, xattrs, mode and times through its descriptor, then renamed over
   the old one, so a crash leaves whole files only (old or new); every temp file is removed
-  on any exit, and a later restore removes those of a killed one.
+  on any exit, and a later restore removes those of a killed one. A file the restore
+  creates (nothing at its name) is a nameless inode instead where the system allows it
+  (`restore_anon`), linked under its name once whole: no temp name to remove at all.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from core.models import (
     RestoreResult,
     RestoreUndo,
 )
-from core.ops import confine, walker
+from core.ops import confine, restore_anon, walker
 from core.ops.progress import OperationContext
 from core.pipeline import Pipeline
 from core.repo import manifest as mf
@@ -297,6 +299,10 @@ class Restorer:
         self.protect = frozenset(protect) | self.stores | _ids([Path(repo.root)])
         self._lock = threading.Lock()
         self._euid = os.geteuid()
+        #: Files this restore creates are written as nameless inodes and linked whole
+        #: (`restore_anon`), while the system allows; else under a temp name, renamed.
+        self.anon = restore_anon.supported()
+        self._umask = restore_anon.process_umask()
         self.packs: RangeReader | None = None
         self.dirs: confine.DirFds | None = None
         #: What --delete leaves alone: the backup's own excludes and the target's current
@@ -449,11 +455,26 @@ class Restorer:
         finally:
             self._d.release(fd)
 
+    def _empty(self, parent: bytes, seen: dict[bytes, bool]) -> bool:
+        """Whether the target's directory `parent` held nothing when first looked at (then
+        none of its entries is looked up one by one: each is planned as created, as the
+        lookup would have said; a name taken later is met when the file is named)."""
+        got = seen.get(parent)
+        if got is None:
+            try:
+                with self._d.at(parent) as fd, os.scandir(fd) as it:
+                    got = next(it, None) is None
+            except OSError:
+                got = False  # not entered: the lookup says why
+            seen[parent] = got
+        return got
+
     def plan(self, entries: list[Entry]) -> list[Step]:
         """What the restore does to each entry and to the target's extras, from the target
         as it is now (read through descriptors; nothing is changed)."""
         steps: list[Step] = []
         fresh: set[bytes] = set()  # dirs the restore makes new: nothing is inside them yet
+        empty: dict[bytes, bool] = {}  # dirs of the target -> nothing was in them when planned
         blocked: dict[bytes, bytes] = {}  # dirs not entered -> the one that blocks them
         replaced: set[bytes] = set()  # dirs of the target replaced by a file or symlink
         hashes: list[tuple[Step, os.stat_result]] = []
@@ -468,7 +489,11 @@ class Restorer:
                 if e.kind == mf.DIR:
                     blocked[e.path] = root
                 continue
-            st = None if self.dirs is None or parent in fresh else self._lstat(parent, name)
+            st = (
+                None
+                if self.dirs is None or parent in fresh or self._empty(parent, empty)
+                else self._lstat(parent, name)
+            )
             if st is False:
                 steps.append(Step(e, e.path, "skip", kind, "parent not restored"))
                 if e.kind == mf.DIR:
@@ -722,7 +747,7 @@ class Restorer:
         started = time.monotonic()
         ctx = self.ctx
         ctx.set_phase("validating")
-        header, entries = validate_restore_point(self.repo, self.meta)
+        header, entries = validate_restore_point(self.repo, self.meta, _slim)
         entries = select(entries, self.req.paths)
         self._check_chunks(entries)
         target = self._target()
@@ -960,15 +985,18 @@ class Restorer:
             return
         self.result.files_deleted += 1
 
-    def _apply_meta(self, fd: int, e: Entry, show: str) -> None:
+    def _apply_meta(self, fd: int, e: Entry, show: str, now: os.stat_result | None = None) -> None:
         """Owner, xattrs, mode and times, through the open descriptor (chown first: it
-        clears set-id bits; times last)."""
-        if self._euid == 0:
+        clears set-id bits; times last). `now`, the file's fstat when the caller has it,
+        spares a chown or chmod that would change nothing (not the chmod after xattrs: an
+        ACL set there may have changed the mode)."""
+        if self._euid == 0 and (now is None or (now.st_uid, now.st_gid) != (e.uid, e.gid)):
             with contextlib.suppress(OSError):
                 os.fchown(fd, e.uid, e.gid)
         if e.xattrs:
             self._set_xattrs(fd, e, show)
-        os.fchmod(fd, stat.S_IMODE(e.mode))
+        if now is None or e.xattrs or stat.S_IMODE(now.st_mode) != stat.S_IMODE(e.mode):
+            os.fchmod(fd, stat.S_IMODE(e.mode))
         os.utime(fd, ns=(e.mtime_ns, e.mtime_ns))
 
     def _set_xattrs(self, fd: int, e: Entry, show: str) -> None:
@@ -1207,6 +1235,17 @@ class Restorer:
         self.result.symlinks_created += 1
 
 
+def _slim(e: Entry) -> Entry:
+    """What a restore never reads dropped from an entry it holds for its whole run (decoded
+    for it alone): the manifest line as read, and a one-chunk file's second copy of its hash
+    (the chunk's id is its content hash)."""
+    e.raw = None
+    chunks = e.chunks
+    if len(chunks) == 1 and chunks[0][0] == e.hash:
+        e.chunks = [(e.hash, chunks[0][1])]
+    return e
+
+
 def _scan(fd: int) -> list[tuple[bytes, os.stat_result]]:
     """A directory's entries through its descriptor, each lstat'ed."""
     with os.scandir(fd) as it:
@@ -1278,6 +1317,8 @@ class _FileJob:
         self.dir_fd = dir_fd
         self.tmp: bytes | None = None
         self.fd = -1
+        #: The file is a nameless inode (`restore_anon`).
+        self.anon = False
         self.parts_left = 0
         self.failed = False
         self.over = False
@@ -1286,11 +1327,13 @@ class _FileJob:
             restorer._jobs.add(self)
 
     def open(self, *, presize: bool = True) -> bool:
-        """Create the temp file; False (with a warning) when its directory was removed
-        since the restore made or opened it (someone else's doing: the file is skipped)."""
-        self.tmp = self.r._new_temp(self.dir_fd)
+        """Create the temp file (a nameless one where the restore creates the file and the
+        system allows it); False (with a warning) when its directory was removed since the
+        restore made or opened it (someone else's doing: the file is skipped)."""
         try:
-            self.fd = os.open(self.tmp, FILE_FLAGS, 0o600, dir_fd=self.dir_fd)
+            if not self._open_anon():
+                self.tmp = self.r._new_temp(self.dir_fd)
+                self.fd = os.open(self.tmp, FILE_FLAGS, 0o600, dir_fd=self.dir_fd)
             if presize:  # parts are written at their offsets, in any order
                 os.ftruncate(self.fd, self.entry.size)
         except FileNotFoundError:
@@ -1300,6 +1343,21 @@ class _FileJob:
         except BaseException:
             self.discard()
             raise
+        return True
+
+    def _open_anon(self) -> bool:
+        """A nameless file for a file this restore creates (nothing was at its name when
+        planned): True when made. Off for the rest of the restore once the filesystem
+        refuses one."""
+        r = self.r
+        if not r.anon or self.step.action != "create":
+            return False
+        mode = restore_anon.creation_mode(self.entry.mode, r._umask)
+        fd = restore_anon.open_anon(self.dir_fd, 0o600 if mode is None else mode)
+        if fd is None:
+            r.anon = False
+            return False
+        self.fd, self.anon = fd, True
         return True
 
     def whole(self, read: dict[bytes, bytes] | None = None) -> None:
@@ -1372,11 +1430,13 @@ class _FileJob:
 
     def _finish(self) -> None:
         r = self.r
-        r._apply_meta(self.fd, self.entry, self.show)
-        ident = None
-        if self.step.rel in r._link_sources:
-            st = os.fstat(self.fd)
-            ident = (st.st_dev, st.st_ino)
+        # A new file's owner and mode, as the system made them (its directory's gid, a
+        # default ACL): an fstat costs less than a chown or chmod that changes nothing.
+        st = os.fstat(self.fd) if self.anon or self.step.rel in r._link_sources else None
+        r._apply_meta(self.fd, self.entry, self.show, st)
+        ident = None if st is None or self.step.rel not in r._link_sources else _dev_ino(st)
+        if self.anon and not self._link_anon(ident):
+            return
         os.close(self.fd)
         self.fd = -1
         assert self.tmp is not None
@@ -1398,11 +1458,39 @@ class _FileJob:
             return
         r._temp_gone(self.tmp)
         self.tmp = None
+        self._named(ident)
+
+    def _named(self, ident: tuple[int, int] | None) -> None:
+        """The file is in place: counted, and remembered when hard links will point at it."""
+        r = self.r
         if ident is not None:
             with r._lock:
                 r._written[self.step.rel] = (self.entry.hash or "", *ident)
         r._wrote(self.entry, self.entry.size)
         self.discard()
+
+    def _link_anon(self, ident: tuple[int, int] | None) -> bool:
+        """Name the finished nameless file; True when a temp name must still be renamed
+        over what took its place since the plan (as for any file written to a temp name),
+        False when it is done (named, or not restored with a warning)."""
+        r = self.r
+        try:
+            restore_anon.link_anon(self.fd, self.dir_fd, self.name)
+        except FileExistsError:
+            self.tmp = r._new_temp(self.dir_fd)
+            try:
+                restore_anon.link_anon(self.fd, self.dir_fd, self.tmp)
+            except BaseException:
+                r._temp_gone(self.tmp)
+                self.tmp = None
+                raise
+            return True
+        except FileNotFoundError:
+            r.warn(f"{self.show}: not restored: its directory was removed meanwhile")
+            self.discard()
+            return False
+        self._named(ident)
+        return False
 
     def discard(self) -> None:
         """Close and remove the temp file if it is still there; release the directory

@@ -121,6 +121,11 @@ async def test_killed_restore_leaves_no_temp_files_after_the_next_restore(tmp_pa
     tries = 40
     for _ in range(tries):  # kill until one restore is caught with a temp file on disk
         shutil.rmtree(target, ignore_errors=True)
+        # Files already there: each is written to a temp name and renamed over (a file the
+        # restore creates is a nameless inode until whole: no temp file to catch).
+        target.mkdir()
+        for i in range(30):
+            (target / f"f{i:02}").write_bytes(b"old")
         proc = subprocess.Popen(
             [sys.executable, "-c", RESTORE_SLOWLY, str(root), meta.id, str(target)],
             env=h.driver_env(),

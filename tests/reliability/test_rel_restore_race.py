@@ -302,6 +302,10 @@ async def test_killed_large_restore_leaves_nothing_after_the_next(tmp_path: Path
     root, meta, src = big_backup
     target = tmp_path / "target"
     for _ in range(10):
+        # A file already there is written to a temp name and renamed over (one the restore
+        # creates is a nameless inode until whole: no temp file to catch).
+        target.mkdir(exist_ok=True)
+        (target / "big.bin").write_bytes(b"old")
         proc = subprocess.Popen(
             [sys.executable, "-c", RESTORE_BIG, str(root), meta.id, str(target)],
             env=h.driver_env(),
