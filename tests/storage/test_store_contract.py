@@ -53,6 +53,15 @@ def test_ranges(store: ObjectStore) -> None:
     with store.reader() as reader:  # type: ignore[attr-defined]
         assert reader.get_range("packs/ab/pack", 1, 2) == data[1:3]
         assert reader.read_ranges("packs/ab/pack", asked) == got
+    # runs of neighbours (small chunks side by side, then large ones), as a restore asks
+    big = bytes(range(256)) * 4096  # 1 MiB
+    store.put("packs/ab/big", big)
+    asked = [(0, 10), (10, 20), (30, 1), (31, 0), (31, 70000), (70031, 5), (70036, 65535)]
+    asked += [(200000, 3), (200003, 300000), (500003, 100), (900000, 148576)]
+    with store.reader() as reader:  # type: ignore[attr-defined]
+        assert reader.read_ranges("packs/ab/big", asked) == [big[o : o + n] for o, n in asked]
+        with pytest.raises(EOFError):  # a run reaching past the end is short, not cut
+            reader.read_ranges("packs/ab/big", [(len(big) - 10, 5), (len(big) - 5, 6)])
 
 
 def test_short_range_is_an_eof_error(store: ObjectStore) -> None:
