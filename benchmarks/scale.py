@@ -60,12 +60,17 @@ def make_tree(root: Path, n: int, seed: int) -> int:
         d = root / f"d{i // 50_000:02d}" / f"d{(i // 500) % 100:03d}"
         if i % 500 == 0:
             d.mkdir(parents=True, exist_ok=True)
-        off = rng.randrange(len(pool) - 1024)
-        data = b"%d\n" % i + pool[off : off + rng.randrange(1024)]
-        with open(d / f"f{i:06d}.txt", "wb") as f:
-            f.write(data)
-        total += len(data)
+        total += _small_file(d / f"f{i:06d}.txt", rng, pool, i)
     return total
+
+
+def _small_file(path: Path, rng: random.Random, pool: bytes, i: int) -> int:
+    """File number `i` of a tree: its number and 0-1 KiB of the pool; returns its size."""
+    off = rng.randrange(len(pool) - 1024)
+    data = b"%d\n" % i + pool[off : off + rng.randrange(1024)]
+    with open(path, "wb") as f:
+        f.write(data)
+    return len(data)
 
 
 def make_flat(root: Path, n: int, seed: int) -> int:
@@ -75,11 +80,7 @@ def make_flat(root: Path, n: int, seed: int) -> int:
     root.mkdir(parents=True, exist_ok=True)
     total = 0
     for i in range(n):
-        off = rng.randrange(len(pool) - 1024)
-        data = b"%d\n" % i + pool[off : off + rng.randrange(1024)]
-        with open(root / f"f{i:06d}.txt", "wb") as f:
-            f.write(data)
-        total += len(data)
+        total += _small_file(root / f"f{i:06d}.txt", rng, pool, i)
     return total
 
 

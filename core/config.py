@@ -20,6 +20,8 @@ PROJECTS = "backups/"
 def project_store(root: ObjectStore, project_id: str) -> ObjectStore:
     """The part of a repository store that is one project's repository."""
     return root.sub(PROJECTS + check_id(project_id, "project_id"))
+
+
 #: Where the repositories live when not under the root: a path or a store URL.
 ENV_REPOSITORY = "NEXUS_BACKUP_REPOSITORY"
 #: The HTTP API's bearer token when `serve` is given none, its port when given none, and the

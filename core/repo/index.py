@@ -122,10 +122,7 @@ def write_index(
     name (None when there is nothing)."""
     if not locations:
         return None
-    data = codec.seal(Kind.INDEX, encode_index(locations))
-    name = PREFIX + blake3.blake3(data).hexdigest()
-    store.put(name, data)
-    return name
+    return _put_sealed(store, codec, encode_index(locations))
 
 
 def write_index_records(
@@ -134,7 +131,12 @@ def write_index_records(
     """`write_index` of packs given as their blob records (`pack_records`)."""
     if not packs:
         return None
-    data = codec.seal(Kind.INDEX, encode_index_records(packs))
+    return _put_sealed(store, codec, encode_index_records(packs))
+
+
+def _put_sealed(store: ObjectStore, codec: Codec, encoded: bytes) -> str:
+    """Seal an encoded index file and store it under the hash of its sealed bytes."""
+    data = codec.seal(Kind.INDEX, encoded)
     name = PREFIX + blake3.blake3(data).hexdigest()
     store.put(name, data)
     return name
