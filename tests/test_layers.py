@@ -33,6 +33,7 @@ USER_FILES = {
     "core/ops/walker.py",
     "core/ops/backup.py",
     "core/ops/restore.py",
+    "core/ops/restore_anon.py",
     "core/ops/confine.py",
     "core/manager.py",
     "core/logger.py",

@@ -210,3 +210,21 @@ async def test_a_default_acl_of_the_target_does_not_change_the_modes(many, tmp_p
         pytest.skip("the filesystem takes no ACLs")
     run_restorer(Path(root), P, meta.id, target, checkpoint=False)
     assert attrs(target) == attrs(src)
+
+
+def test_a_directory_removed_meanwhile_is_said_as_removed(tmp_path: Path) -> None:
+    """Linux refuses a nameless file in a removed directory with EPERM: it must reach the
+    restore as the removal it is (the file skipped with a warning), not as a failure of the
+    whole restore (found by test_rel_restore_race's shared-target attack)."""
+    from core.ops import restore_anon
+
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    fd = os.open(gone, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.rmdir(gone)
+        if restore_anon.supported():
+            with pytest.raises(FileNotFoundError):
+                restore_anon.open_anon(fd, 0o644)
+    finally:
+        os.close(fd)

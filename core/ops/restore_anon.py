@@ -60,11 +60,18 @@ def creation_mode(mode: int, umask: int | None) -> int | None:
 
 def open_anon(dir_fd: int, mode: int) -> int | None:
     """A new nameless file in the directory `dir_fd`, open for writing; None when the
-    filesystem cannot make one (then nothing was made)."""
+    filesystem cannot make one (then nothing was made); ENOENT when the directory was
+    removed meanwhile."""
     try:
         return os.open(".", ANON_FLAGS, mode, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno in _UNSUPPORTED:
+            return None
+        if exc.errno == errno.EPERM:
+            # Linux says EPERM, not ENOENT, for a directory removed meanwhile: said as the
+            # named temp file's open says it. Any other refusal: that open tells why.
+            if os.fstat(dir_fd).st_nlink == 0:
+                raise FileNotFoundError(errno.ENOENT, "its directory was removed") from None
             return None
         raise
 
