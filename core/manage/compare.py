@@ -17,7 +17,6 @@ import tarfile
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, BinaryIO
 
 from core.compare import (
@@ -36,6 +35,7 @@ from core.compare import (
 from core.errors import Conflict, Damaged, InvalidInput, NexusError, NotFound, WrongPassword
 from core.manage.locking import reading
 from core.models import RESTORABLE, BackupMetadata
+from core.ops.entries import entry_fields
 from core.repo import manifest as mf
 from core.validator import load_checked_manifest
 
@@ -63,22 +63,12 @@ def _inside(prefix: bytes, path: bytes) -> bool:
     return not prefix or path == prefix or path.startswith(prefix + b"/")
 
 
-def _time(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, UTC)
-
-
 def ls_entry(e: mf.Entry) -> LsEntry:
     return LsEntry(
         path=text_of(e.path),
         path_b64=b64_of(e.path),
         name=text_of(e.path.rpartition(b"/")[2]),
-        kind=mf.KIND_NAMES[e.kind],  # type: ignore[arg-type]
-        size=e.size if e.kind != mf.DIR else 0,
-        mode=e.mode & 0o7777,
-        mtime=_time(e.mtime_ns),
-        uid=e.uid,
-        gid=e.gid,
-        target=text_of(e.target) if e.target is not None else None,
+        **entry_fields(e),
     )
 
 

@@ -18,16 +18,15 @@ import io
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import blake3
 
 from core.compare import DiffChange, DiffSide, DiffTotals, b64_of, text_of
+from core.ops.entries import entry_fields
 from core.ops.walker import Excludes, read_xattrs, walk_entries
 from core.repo import manifest as mf
 from core.repo.codec import frame_reader
 
-_KINDS = mf.KIND_NAMES
 _ORDER = mf.order_key
 
 #: One side's next entry: the raw line (None for a live entry) and the entry, decoded lazily.
@@ -117,20 +116,8 @@ def hash_file(path: bytes) -> str:
         os.close(fd)
 
 
-def _time(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, UTC)
-
-
 def side_of(e: mf.Entry) -> DiffSide:
-    return DiffSide(
-        kind=_KINDS[e.kind],  # type: ignore[arg-type]
-        size=e.size if e.kind != mf.DIR else 0,
-        mode=e.mode & 0o7777,
-        mtime=_time(e.mtime_ns),
-        uid=e.uid,
-        gid=e.gid,
-        target=text_of(e.target) if e.target is not None else None,
-    )
+    return DiffSide(**entry_fields(e))
 
 
 class Differ:
