@@ -60,16 +60,21 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     the new content, never a torn one, and a crash leaves at worst a stray temp file."""
     fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        tmp = _write_temp_at(fd, path.name, data, mode)
-        try:
-            os.replace(tmp, path.name, src_dir_fd=fd, dst_dir_fd=fd)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp, dir_fd=fd)
-            raise
-        os.fsync(fd)
+        _replace_at(fd, path.name, data, mode)
     finally:
         os.close(fd)
+
+
+def _replace_at(dir_fd: int, name: str, data: bytes, mode: int = 0o600) -> None:
+    """`atomic_write` of `name` in the directory `dir_fd`."""
+    tmp = _write_temp_at(dir_fd, name, data, mode)
+    try:
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise
+    os.fsync(dir_fd)
 
 
 def _etag(st: os.stat_result) -> str:
@@ -290,17 +295,7 @@ class LocalStore:
     # --- writes ----------------------------------------------------------------------------
 
     def put(self, name: str, data: bytes) -> None:
-        def write(fd: int, leaf: str) -> None:
-            tmp = _write_temp_at(fd, leaf, data, 0o600)
-            try:
-                os.replace(tmp, leaf, src_dir_fd=fd, dst_dir_fd=fd)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp, dir_fd=fd)
-                raise
-            os.fsync(fd)
-
-        self._write_at(name, write)
+        self._write_at(name, lambda fd, leaf: _replace_at(fd, leaf, data))
 
     def put_new(self, name: str, data: bytes) -> None:
         def create(fd: int, leaf: str) -> bool:
@@ -330,9 +325,7 @@ class LocalStore:
                 current = None
             if current != etag:
                 raise ObjectExists(f"object {name!r} was changed by another writer")
-            tmp = _write_temp_at(fd, leaf, data, 0o600)
-            os.replace(tmp, leaf, src_dir_fd=fd, dst_dir_fd=fd)
-            os.fsync(fd)
+            _replace_at(fd, leaf, data)
 
         self._write_at(name, write)
 
