@@ -39,7 +39,7 @@ def _start(
     if where is None or not where.is_dir():
         return  # a bucket is not asked anything before the engine opens it
     store = project_store(open_store(where), project_id)
-    key_ids = sorted(store.children(crypto.KEYS))
+    key_ids = crypto.key_ids(store)
     if not key_ids:
         return  # a plain project (or none): no password is asked, none is read
     given = password(project_id)

@@ -22,10 +22,14 @@ from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import blake3
 
 from core.repo.codec import Kind
+
+if TYPE_CHECKING:
+    from core.storage import ObjectStore
 
 # `cryptography` (and OpenSSL with it) is imported by the functions that use it, when a
 # repository is encrypted: a plain repository's commands neither load it nor hold its memory.
@@ -158,6 +162,11 @@ def _parse(raw: bytes) -> dict:
     if not isinstance(obj, dict) or obj.get("version") != 1:
         raise KeyError_("not a key object of version 1")
     return obj
+
+
+def key_ids(store: ObjectStore) -> list[str]:
+    """A repository's key objects, in the order an unlock tries them (by id)."""
+    return sorted(store.children(KEYS))
 
 
 #: Derivations `derive_ahead` started, by (parameters, salt, password): each is taken (and

@@ -166,7 +166,7 @@ class Repository:
     # --- keys (encryption at rest) -----------------------------------------------------------
 
     def key_ids(self) -> list[str]:
-        return sorted(self.store.children(crypto.KEYS))
+        return crypto.key_ids(self.store)
 
     def _keys(self) -> Iterator[tuple[str, bytes]]:
         for key_id in self.key_ids():
