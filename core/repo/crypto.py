@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 import threading
 from collections.abc import Iterable
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING
 import blake3
 
 from core.repo.codec import Kind
+from core.repo.random_pool import random_bytes
 
 if TYPE_CHECKING:
     from core.storage import ObjectStore
@@ -127,7 +127,7 @@ def make_key_object(
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     params = params or KdfParams(KDF_MEMORY_KIB, KDF_ITERATIONS, KDF_LANES)
-    salt = secrets.token_bytes(16)
+    salt = _take_new_salt(params, password) or secrets.token_bytes(16)
     nonce = secrets.token_bytes(NONCE)
     wrapping = params.derive(password, salt)
     wrapped = AESGCM(wrapping).encrypt(nonce, master, _key_ad(key_id))
@@ -184,6 +184,35 @@ def derive_ahead(raw: bytes, password: str) -> None:
         params, salt, _nonce, _data = _wrapping(_parse(raw))
     except KeyError_:
         return
+    _start_derivation(params, salt, password)
+
+
+#: Salts `new_key_ahead` picked, by password: the next key object made with that password
+#: and those parameters takes its salt (and so the derivation started with it), once.
+_new_salts: dict[str, tuple[KdfParams, bytes]] = {}
+
+
+def new_key_ahead(password: str) -> None:
+    """As `derive_ahead`, for the key object of a project about to be created: its salt is
+    drawn now, and `make_key_object` takes it (a salt is still used by one key only)."""
+    params, salt = KdfParams(), secrets.token_bytes(16)
+    with _ahead_lock:
+        if password in _new_salts:
+            return
+        _new_salts[password] = (params, salt)
+    _start_derivation(params, salt, password)
+
+
+def _take_new_salt(params: KdfParams, password: str) -> bytes | None:
+    with _ahead_lock:
+        early = _new_salts.get(password)
+        if early is None or early[0] != params:
+            return None
+        del _new_salts[password]
+        return early[1]
+
+
+def _start_derivation(params: KdfParams, salt: bytes, password: str) -> None:
     key = (params, salt, password)
     future: Future[bytes] = Future()
     with _ahead_lock:
@@ -280,7 +309,7 @@ class AeadCipher:
         return kind.name.encode() + b"\0" + bytes(context)
 
     def seal(self, kind: Kind, data: bytes, context: bytes) -> bytes:
-        nonce = os.urandom(NONCE)  # the cipher takes any buffer: no copy of a chunk's view
+        nonce = random_bytes(NONCE)  # the cipher takes any buffer: no copy of a chunk's view
         return nonce + self._aead[kind].encrypt(nonce, data, self._ad(kind, context))
 
     def open(self, kind: Kind, sealed: bytes, context: bytes) -> bytes:

@@ -25,6 +25,7 @@ import blake3
 
 from core.pipeline import Pipeline
 from core.repo.codec import Codec, DamagedObject, Kind
+from core.repo.random_pool import random_below
 from core.storage import TMP_MARK, Buffer, ObjectInfo, ObjectStore
 
 MAGIC = b"NXPACK01"
@@ -261,7 +262,7 @@ class PackWriter:
         spread = self._spread
         with self._lock:
             for digest, stored, flags, raw_length in blobs:
-                slot = secrets.randbelow(spread) if spread > 1 else 0
+                slot = random_below(spread) if spread > 1 else 0
                 pack = self._open[slot]
                 if pack is None:
                     pack = self._open[slot] = _OpenPack(self._store.spool())
