@@ -9,7 +9,8 @@ steps, interleaved so each sees the same page-cache state:
 Each step is one child process measured by the OS (wall, CPU user+sys, peak RSS via wait4);
 repository sizes are the apparent bytes under each repo after the first backup and after the
 three rounds. Restores are checked against the corpus (a wrong restore is reported, not timed
-as a win). With --runs N the median of each figure is quoted.
+as a win). Every step starts after a sync, so no step is timed writing back the one before.
+With --runs N the median of each figure is quoted.
 
     python benchmarks/compare.py [--scale 1.0] [--runs 3] [--tools nexus,restic,borg,tar]
                                  [--json out.json] [--workdir DIR] [--keep]
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import sys
@@ -373,6 +375,10 @@ def one_run(
     def do(tool: Tool, key: str, step: Step) -> Measure | None:
         log = work / f"{tool.name}.log"
         since = log.stat().st_size if log.exists() else 0
+        # Each step starts with nothing left to write back from the one before (a restore
+        # leaves its tree dirty in the page cache for 30 s): another tool's writeback is
+        # never timed as this one's.
+        os.sync()
         if probe is not None:
             probe.begin(tool)
         m = measure(step.cmd, cwd=step.cwd, env=tool.env, log=log, timeout=args.timeout)

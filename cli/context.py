@@ -69,7 +69,13 @@ class Context:
         if isinstance(project, str) and project:
             from core.unlock_ahead import start
 
-            start(self.root, self.repository, project, self.passwords.given_for)
+            start(
+                self.root,
+                self.repository,
+                project,
+                self.passwords.given_for,
+                creating=self.passwords.creating,
+            )
 
     @property
     def manager(self) -> Engine:

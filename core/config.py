@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 ENV_ROOT = "NEXUS_BACKUP_ROOT"
 #: Where a repository store keeps its projects: `{store}/backups/{project_id}/`.
 PROJECTS = "backups/"
+#: A project's repository config, its first object: a project exists when it does.
+PROJECT_CONFIG = "config.json"
 
 
 def project_store(root: ObjectStore, project_id: str) -> ObjectStore:

@@ -5,6 +5,7 @@ still work, and a password command runs once, also when it fails."""
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import sys
@@ -30,6 +31,30 @@ def test_a_derivation_ahead_opens_the_same_master_and_is_taken_once() -> None:
     crypto.derive_ahead(b"{not json", "pw")  # left to the unlock to report
     crypto.derive_ahead(json.dumps({"version": 1}).encode(), "pw")
     assert crypto._ahead == {}
+
+
+def test_a_new_key_derived_ahead_takes_its_salt_once_and_opens() -> None:
+    master = crypto.new_master_key()
+    crypto.new_key_ahead("pw")
+    ((_params, salt),) = crypto._new_salts.values()
+    first, second = crypto.new_key_id(), crypto.new_key_id()
+    raw = crypto.make_key_object(master, "pw", first)
+    assert crypto._new_salts == {} and crypto._ahead == {}  # taken, not kept
+    assert crypto.key_info(raw)["kdf"]["salt"] == base64.b64encode(salt).decode()
+    assert crypto.unwrap(raw, first, "pw") == master
+    other = crypto.make_key_object(master, "pw", second)  # a salt serves one key only
+    assert crypto.key_info(other)["kdf"]["salt"] != crypto.key_info(raw)["kdf"]["salt"]
+    crypto.new_key_ahead("pw")
+    cheap = crypto.KdfParams(memory_kib=64, iterations=1, lanes=1)
+    odd = crypto.make_key_object(master, "pw", first, params=cheap)  # other parameters:
+    assert (
+        crypto.key_info(odd)["kdf"]["salt"]
+        != base64.b64encode(  # not that salt
+            crypto._new_salts["pw"][1]
+        ).decode()
+    )
+    crypto._new_salts.clear()
+    crypto._ahead.clear()
 
 
 def _project(tmp_path: Path) -> tuple[Path, Path]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pydantic import ConfigDict, Field, ValidationError
 
+from core.config import PROJECT_CONFIG
 from core.errors import Busy, Damaged, NexusError, NotFound, WrongPassword
 from core.models import BackupMetadata, Model, VerifyResult, check_id
 from core.repo import crypto
@@ -41,7 +42,7 @@ __all__ = ["DamagedChunk", "MissingChunk", "NewerFormat", "Repository"]
 FORMAT_VERSION = 2
 PLAIN_VERSION = 1
 ENCRYPTED_VERSION = 2
-CONFIG = "config.json"
+CONFIG = PROJECT_CONFIG
 PROJECT = "project.json"
 POLICY = "policy.json"
 #: The last scheduled run (issue 14): core.models.LastRun as JSON, beside the policy.
