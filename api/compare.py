@@ -32,7 +32,8 @@ from api.routes import (
     ProjectIdPath,
     _checked,
 )
-from core.compare import LIVE, DiffResult, FindResult, LsResult
+from core.compare import DiffResult, FindResult, LsResult
+from core.compare_names import LIVE
 
 router = APIRouter(prefix="/api/v1", responses=COMMON_ERRORS, tags=["compare"])
 

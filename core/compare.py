@@ -10,7 +10,6 @@ same in every face (`CHANGE_WORDS`).
 
 from __future__ import annotations
 
-import base64
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +17,10 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
+
+from core.compare_names import (  # the faces import these from here too
+    raw_of,
+)
 
 Kind = Literal["file", "dir", "symlink"]
 
@@ -28,33 +31,6 @@ CHANGE_WORDS = ("type", "content", "size", "mode", "owner", "mtime", "target", "
 #: hashes, proven either way), "size" (the sizes differ: proven changed), "metadata" (the same
 #: size and mtime, or a live file not hashed: not proven; `--verify-content` hashes it).
 Compared = Literal["hash", "size", "metadata"]
-
-#: Changes a diff returns by default, and paths a find (the totals always count them all).
-DIFF_LIMIT = 100_000
-FIND_LIMIT = 1000
-
-#: The backup id that stands for the data directory as it is now.
-LIVE = "live"
-
-
-def text_of(path: bytes) -> str:
-    """A stored name as text that any JSON encoder takes: bytes that are not UTF-8 read
-    \\xNN (the one policy, core.display.fs_text); `path_b64` then holds the exact bytes."""
-    return path.decode("utf-8", "backslashreplace")
-
-
-def b64_of(path: bytes) -> str | None:
-    """The name's bytes in base64 when it is not UTF-8 (else None: `path` says it all)."""
-    try:
-        path.decode("utf-8")
-    except UnicodeDecodeError:
-        return base64.b64encode(path).decode("ascii")
-    return None
-
-
-def raw_of(path: str, path_b64: str | None) -> bytes:
-    """The exact bytes of a name given as (`path`, `path_b64`)."""
-    return base64.b64decode(path_b64) if path_b64 is not None else path.encode("utf-8")
 
 
 class _Named(BaseModel):

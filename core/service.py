@@ -15,15 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from core.compare import (
-    DIFF_LIMIT,
-    FIND_LIMIT,
-    DiffResult,
-    DiffRun,
-    FindResult,
-    LsEntry,
-    LsResult,
-)
+from core.compare import DiffResult, DiffRun, FindResult, LsEntry, LsResult
+from core.compare_names import DIFF_LIMIT, FIND_LIMIT
 from core.logger import BackupLogger
 from core.manage.runs import ScheduleState
 from core.models import (

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from store_helpers import flip_byte, project_store
 
-from core.compare import LIVE, DiffResult
+from core.compare import DiffResult
+from core.compare_names import LIVE
 from core.errors import Damaged, InvalidInput, NotFound
 from core.manager import BackupManager
 from core.models import BackupType, CreateRequest

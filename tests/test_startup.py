@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parent.parent
 PROGRAM = "import sys; from cli.main import main; sys.exit(main())"
 
 #: Never needed by these commands on a plain local repository: the other faces, the web
-#: stack, remote stores, encryption, metrics, and the pipelines that write or restore.
+#: stack, remote stores, encryption, metrics, the pipelines that write or restore, and what
+#: only comparing backups, dumping one or chunking needs.
 NEVER = frozenset(
     {
         "textual",
@@ -40,6 +41,10 @@ NEVER = frozenset(
         "core.ops.scan",
         "core.ops.walker",
         "core.ops.restore",
+        # what only comparing, dumping or backing up needs: diff's models, tar, the chunker
+        "core.compare",
+        "tarfile",
+        "pyfastcdc",
     }
 )
 #: Not needed to print help or the version: the engine, its codecs, and asyncio.

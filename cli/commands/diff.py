@@ -40,7 +40,7 @@ def _sides(ctx: Context) -> tuple[str, str]:
         raise UsageError("diff: give the backup B to compare A with, or --live")
     if a.verify_content and not a.live:
         raise UsageError("diff: --verify-content is for --live (two backups compare hashes)")
-    from core.compare import LIVE
+    from core.compare_names import LIVE
 
     return a.a, LIVE if a.live else a.b
 
@@ -76,7 +76,7 @@ def line(change: DiffChange) -> str:
 
 
 def totals_line(t: DiffTotals, a: str, b: str) -> str:
-    from core.compare import LIVE
+    from core.compare_names import LIVE
 
     shown_b = "the data directory" if b == LIVE else b
     if not (t.added or t.removed or t.changed):

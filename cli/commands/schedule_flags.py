@@ -8,15 +8,15 @@ import argparse
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from core import schedule as sched
-
-if TYPE_CHECKING:  # the parser imports this module for its flags: not pydantic's models
-    from core.retention import Policy
+if TYPE_CHECKING:  # the parser imports this module for its flags: not pydantic's models,
+    from core.retention import Policy  # nor the schedule's parser until a flag is given
 
 OFF = "off"
 
 
 def _schedule(text: str) -> str | None:
+    from core import schedule as sched
+
     if text.strip().lower() == OFF:
         return None
     try:
@@ -26,6 +26,8 @@ def _schedule(text: str) -> str | None:
 
 
 def _delay(text: str) -> int:
+    from core import schedule as sched
+
     if text.strip().lower() == OFF:
         return 0
     try:
@@ -93,6 +95,8 @@ def given(a: argparse.Namespace) -> dict:
 
 def show_lines(policy: Policy, project_id: str, now: datetime | None = None) -> list[str]:
     """`policy show`'s schedule lines: the next five runs (their random delay included)."""
+    from core import schedule as sched
+
     if policy.schedule is None:
         return []
     try:

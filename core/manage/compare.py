@@ -13,25 +13,12 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import tarfile
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, BinaryIO
 
-from core.compare import (
-    DIFF_LIMIT,
-    FIND_LIMIT,
-    LIVE,
-    DiffChange,
-    DiffResult,
-    DiffRun,
-    FindResult,
-    LsEntry,
-    LsResult,
-    b64_of,
-    text_of,
-)
+from core.compare_names import DIFF_LIMIT, FIND_LIMIT, LIVE, b64_of, text_of
 from core.errors import Conflict, Damaged, InvalidInput, NexusError, NotFound, WrongPassword
 from core.manage.locking import reading
 from core.models import RESTORABLE, BackupMetadata
@@ -39,7 +26,10 @@ from core.ops.entries import entry_fields
 from core.repo import manifest as mf
 from core.validator import load_checked_manifest
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the models and tarfile are imported by the operations that return them:
+    import tarfile  # every command imports the engine, few compare backups
+
+    from core.compare import DiffChange, DiffResult, DiffRun, FindResult, LsEntry, LsResult
     from core.ops.find import Pattern
     from core.repo.repository import Repository
 
@@ -64,6 +54,8 @@ def _inside(prefix: bytes, path: bytes) -> bool:
 
 
 def ls_entry(e: mf.Entry) -> LsEntry:
+    from core.compare import LsEntry
+
     return LsEntry(
         path=text_of(e.path),
         path_b64=b64_of(e.path),
@@ -134,6 +126,7 @@ class Comparing:
         verify_content: bool = False,
     ) -> DiffRun:
         """The diff from backup `a` to backup `b` (or LIVE: the data directory now), streamed."""
+        from core.compare import DiffRun
         from core.ops import diff as df  # the comparing machinery: only for a command using it
 
         if a == LIVE:
@@ -182,6 +175,8 @@ class Comparing:
         limit: int | None = DIFF_LIMIT,
     ) -> DiffResult:
         """The diff, its changes cut at `limit` (`truncated` then says so; totals stay exact)."""
+        from core.compare import DiffResult
+
         run = self.diff_run_blocking(project_id, a, b, path=path, verify_content=verify_content)
         listed: list[DiffChange] = []
         truncated = False
@@ -249,6 +244,7 @@ class Comparing:
     ) -> FindResult:
         """Every completed backup holding a path that matches `pattern`, newest first, in
         `project_id` (or every project with `all_projects`)."""
+        from core.compare import FindResult
         from core.ops.find import Finder, Pattern
 
         try:
@@ -318,6 +314,8 @@ class Comparing:
         """The entries directly below `path` (all below it with `recursive`), in the
         manifest's order; a directory's `size` and `files` count every file below it. A
         file's path lists the file itself."""
+        from core.compare import LsResult
+
         repo = self._repo(project_id)
         meta, data = self._checked(repo, backup_id)
         prefix = backup_path(path)
@@ -432,6 +430,8 @@ class Comparing:
         pax): names with any bytes kept exactly, symlinks as symlinks, modes, owners and
         mtimes kept, every chunk checked. Entries are named from the directory's own name
         down (the whole backup: from its top). Returns the entries written."""
+        import tarfile
+
         repo = self._repo(project_id)
         meta, data = self._checked(repo, backup_id)
         prefix = backup_path(path)
@@ -500,6 +500,8 @@ def _searched(
 
 
 def _tar_info(e: mf.Entry, name: bytes) -> tarfile.TarInfo:
+    import tarfile
+
     info = tarfile.TarInfo(os.fsdecode(name))  # exact: tarfile writes the bytes back
     info.mode = e.mode & 0o7777
     seconds, ns = divmod(e.mtime_ns, 1_000_000_000)

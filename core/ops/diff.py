@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import blake3
 
-from core.compare import DiffChange, DiffSide, DiffTotals, b64_of, text_of
+from core.compare import DiffChange, DiffSide, DiffTotals
+from core.compare_names import b64_of, text_of
 from core.ops.entries import entry_fields
 from core.ops.walker import Excludes, read_xattrs, walk_entries
 from core.repo import manifest as mf

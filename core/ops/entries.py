@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from core.compare import text_of
+from core.compare_names import text_of
 from core.repo import manifest as mf
 
 

@@ -25,7 +25,8 @@ from datetime import UTC, datetime
 import blake3
 import orjson
 
-from core.compare import FindHit, FindVersion, b64_of, text_of
+from core.compare import FindHit, FindVersion
+from core.compare_names import b64_of, text_of
 from core.repo import manifest as mf
 from core.repo.codec import frame_reader
 

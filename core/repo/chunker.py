@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import blake3
-from pyfastcdc import FastCDC
+
+if TYPE_CHECKING:  # imported by `make`: a command that reads backups never chunks
+    from pyfastcdc import FastCDC
 
 HASH_NAME = "blake3"
 READ_SIZE = 8 * 1024 * 1024
@@ -35,6 +37,8 @@ class ChunkerParams:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
     def make(self) -> FastCDC:
+        from pyfastcdc import FastCDC
+
         return FastCDC(
             self.avg_size,
             min_size=self.min_size,

@@ -20,7 +20,8 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Tree
 
-from core.compare import LIVE, DiffChange, DiffResult, mark, summary
+from core.compare import DiffChange, DiffResult, mark, summary
+from core.compare_names import LIVE
 from core.models import BackupMetadata
 from tui import format as fmt
 from tui.messages import DiffLoaded
