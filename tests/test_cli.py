@@ -762,3 +762,22 @@ def test_check_and_rebuild_index(tmp_path):
     assert rebuilt.returncode == 0 and "rebuilt" in rebuilt.stdout
     again = subprocess.run([*cli, "--json", "check", "p", "--read-data"], capture_output=True)
     assert again.returncode == 0
+
+
+def test_the_demo_root_is_in_ram_when_there_is_room_unless_tmpdir_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo's throwaway repository fsyncs every object: it goes to the runtime
+    directory (RAM) when there is one with room, never against an explicit TMPDIR."""
+    from cli.commands.demo import ram_dir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    monkeypatch.delenv("TMPDIR", raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(run))
+    assert ram_dir() == str(run)  # tmp_path has room
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "gone"))
+    fallback = ram_dir()  # /dev/shm where it is, else the system's temporary directory
+    assert fallback in ("/dev/shm", None)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    assert ram_dir() is None  # the user said where temporary files go
