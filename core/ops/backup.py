@@ -491,6 +491,19 @@ class _TimedFile:
             self._clock.read += _now() - t0
 
 
+#: Batches of small files read at once in this process: one per core. Their reader does a
+#: system call or two per file and takes the GIL back after each, so more of them than
+#: cores only queue for the GIL (and the futex waits cost system time); a big file's reads
+#: wait on the disk, so the read pass's other threads still take those meanwhile.
+_SMALL_READERS = threading.BoundedSemaphore(max(1, os.cpu_count() or 2))
+
+
+def read_small_batch(state: RunState, items: list[Item]) -> list[Entry | SkipFile]:
+    """`read_batch` of small files, one such batch per core at a time."""
+    with _SMALL_READERS:
+        return read_batch(state, items)
+
+
 def read_batch(state: RunState, items: list[Item]) -> list[Entry | SkipFile]:
     """Read several files in one job; a file that cannot be read is returned as its SkipFile.
     The small files' chunks are stored together (`_Batch`), before the job returns."""
@@ -868,7 +881,9 @@ class BackupRun:
                     if batch:
                         if streaming:
                             self._grow_totals()
-                        pending.append((batch, pool.submit(read_batch, state, batch)))
+                        one_big = len(batch) == 1 and batch[0].size >= min_size
+                        job = read_batch if one_big else read_small_batch
+                        pending.append((batch, pool.submit(job, state, batch)))
                         batch, batch_bytes = [], 0
                         drain(WINDOW)
 
