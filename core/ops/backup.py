@@ -222,8 +222,11 @@ class RunState:
         if not fresh:
             return
         t0 = _now()
-        seal = self.repo.codec.seal_blob
-        blobs = [(digest, *seal(digest, data), len(data)) for digest, data in fresh]
+        sealed = self.repo.codec.seal_blobs(fresh)
+        blobs = [
+            (digest, stored, flags, len(data))
+            for (digest, data), (stored, flags) in zip(fresh, sealed, strict=True)
+        ]
         t1 = _now()
         try:
             self.writer.add_many(blobs)
