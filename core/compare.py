@@ -18,9 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from core.compare_names import (  # the faces import these from here too
-    raw_of,
-)
+from core.compare_names import raw_of
 
 Kind = Literal["file", "dir", "symlink"]
 

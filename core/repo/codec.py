@@ -124,6 +124,8 @@ ZSTD_LEVEL = 3
 #: level; it is stored raw when that saves less than SAMPLE_MIN_SAVING.
 SAMPLE = 64 * 1024
 SAMPLE_MIN_SAVING = 0.03
+#: The size from which a chunk is judged by its sample first.
+SAMPLED = 4 * SAMPLE
 #: A manifest's frame: level 1 (JSON around hex digests comes out no larger than at 3, at half
 #: the CPU), threads=1 (zstd compresses in its own thread, without the GIL, while the caller
 #: goes on producing lines; the output is an ordinary frame), jobs of 1 MiB (the default is
@@ -154,7 +156,7 @@ def compress_blob(raw: bytes | memoryview) -> tuple[bytes, int]:
     costs no space and no decompression time on restore). Already-compressed data
     (archives, media, encrypted or random bytes) is told by a sample of a large chunk and
     stored raw without paying for a full compression."""
-    if len(raw) >= 4 * SAMPLE:
+    if len(raw) >= SAMPLED:
         mid = len(raw) // 2
         sample = raw[mid : mid + SAMPLE]
         if len(_zstd("sampler", 1).compress(sample)) > len(sample) * (1 - SAMPLE_MIN_SAVING):
@@ -170,7 +172,7 @@ def compress_blobs(raws: Sequence[bytes | memoryview]) -> list[tuple[bytes, int]
     files) in one call to zstd. Each call releases the GIL and takes it back, and in a
     backup's busy read pass taking it back costs far more than compressing a small file:
     one call for the batch pays that once."""
-    small = [i for i, raw in enumerate(raws) if len(raw) < 4 * SAMPLE]
+    small = [i for i, raw in enumerate(raws) if len(raw) < SAMPLED]
     comp = _zstd("comp", ZSTD_LEVEL)
     together = getattr(comp, "multi_compress_to_buffer", None)  # the C backend's
     out: list[tuple[bytes, int] | None] = [None] * len(raws)
