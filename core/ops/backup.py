@@ -94,6 +94,14 @@ class RunState:
     large_files: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(LARGE_FILES_AT_ONCE)
     )
+    #: Batches of small files read at once: one per core. Their reader does a system call or
+    #: two per file and takes the GIL back after each, so more of them than cores only queue
+    #: for the GIL (and the futex waits cost system time); a big file's reads wait on the
+    #: disk, so the read pass's other threads still take those meanwhile. Per run, so that
+    #: one backup never waits for another's small files.
+    small_batches: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(max(1, os.cpu_count() or 2))
+    )
     #: Each stored pack's id and its chunks' index records (`index.pack_records`, 45 bytes
     #: a chunk rather than a location object), kept until the run's index file is written.
     new_packs: list[tuple[str, bytes]] = field(default_factory=list)
@@ -494,16 +502,9 @@ class _TimedFile:
             self._clock.read += _now() - t0
 
 
-#: Batches of small files read at once in this process: one per core. Their reader does a
-#: system call or two per file and takes the GIL back after each, so more of them than
-#: cores only queue for the GIL (and the futex waits cost system time); a big file's reads
-#: wait on the disk, so the read pass's other threads still take those meanwhile.
-_SMALL_READERS = threading.BoundedSemaphore(max(1, os.cpu_count() or 2))
-
-
 def read_small_batch(state: RunState, items: list[Item]) -> list[Entry | SkipFile]:
-    """`read_batch` of small files, one such batch per core at a time."""
-    with _SMALL_READERS:
+    """`read_batch` of small files, one such batch per core at a time (`small_batches`)."""
+    with state.small_batches:
         return read_batch(state, items)
 
 
