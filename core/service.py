@@ -13,9 +13,8 @@ import contextlib
 from collections.abc import Callable, Collection, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from core.compare import DiffResult, DiffRun, FindResult, LsEntry, LsResult
 from core.compare_names import DIFF_LIMIT, FIND_LIMIT
 from core.logger import BackupLogger
 from core.manage.runs import ScheduleState
@@ -39,6 +38,9 @@ from core.models import (
 )
 from core.retention import ForgetResult, Policy
 from core.stats import OperationCounts, ProjectStats, RepositoryStats
+
+if TYPE_CHECKING:  # annotations only: diff's models are built by the operations that use them
+    from core.compare import DiffResult, DiffRun, FindResult, LsEntry, LsResult
 
 Progress = Callable[[ProgressEvent], None]
 

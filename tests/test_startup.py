@@ -186,3 +186,12 @@ def _wall(root: Path, *args: str) -> float:
         check=True,
     )
     return time.perf_counter() - start
+
+
+def test_the_tui_starts_without_the_comparing_models() -> None:
+    """The TUI's first frame waits for its imports: diff's and find's models (core.compare,
+    the dearest of the engine's to build) are imported by the screens that show them."""
+    imported, proc = _importtime("-c", "import tui.app")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "textual" in imported and "core.service" in imported
+    assert _banned(imported, frozenset({"core.compare", "tarfile", "pyfastcdc"})) == []

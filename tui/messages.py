@@ -8,11 +8,10 @@ so a burst of progress or log lines never queues up behind the user's keystrokes
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
-from core.compare import DiffResult, FindResult
 from core.logger import LogRecord
 from core.models import (
     BackupInfo,
@@ -22,6 +21,9 @@ from core.models import (
     RestoreResult,
     TreeEntry,
 )
+
+if TYPE_CHECKING:  # annotations only: the models are built by the comparing screens' workers
+    from core.compare import DiffResult, FindResult
 
 
 @dataclass
