@@ -126,7 +126,7 @@ def make_key_object(
     """The bytes of `keys/{key_id}`: `master` wrapped under `password` (see design.md §6)."""
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    params = params or KdfParams(KDF_MEMORY_KIB, KDF_ITERATIONS, KDF_LANES)
+    params = params or KdfParams()  # the defaults new_key_ahead derives with
     salt = _take_new_salt(params, password) or secrets.token_bytes(16)
     nonce = secrets.token_bytes(NONCE)
     wrapping = params.derive(password, salt)
