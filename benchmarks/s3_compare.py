@@ -316,8 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         if proxy:
             proxy.close()
         servers.close()
-    if not args.keep and not args.workdir:
-        shutil.rmtree(base, ignore_errors=True)
+    compare.remove_runs(base, args)
     med = compare.summarise(runs, names, KEYS)
     report: dict[str, Any] = {
         "config": compare.run_config(args, runs, nexus_cmd, t0, proxy=proxy is not None),

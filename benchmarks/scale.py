@@ -171,10 +171,7 @@ def bench_tree(work: Path, args: argparse.Namespace, nx: list[str]) -> dict[str,
     out["ok"] = bool(f) and n <= FIND_RATIO_TARGET * f
     if args.tree_restore:
         out["restore"] = bench_restores(work, args, nx, "tree-r", data)
-    if not args.keep:
-        shutil.rmtree(data, ignore_errors=True)
-        shutil.rmtree(work / "nexus-tree", ignore_errors=True)
-        shutil.rmtree(work / "restic-tree", ignore_errors=True)
+    _remove_later(data, work / "nexus-tree", work / "restic-tree")
     return out
 
 
@@ -228,9 +225,7 @@ def bench_big(work: Path, args: argparse.Namespace, nx: list[str]) -> dict[str, 
             ]
         )
     out["ok"] = same and max(backup.rss_mib, restore.rss_mib) < RSS_TARGET_MIB
-    if not args.keep:
-        for p in (data, target, work / "nexus-big", work / "restic-big"):
-            shutil.rmtree(p, ignore_errors=True)
+    _remove_later(data, target, work / "nexus-big", work / "restic-big")
     return out
 
 
@@ -239,11 +234,19 @@ def _restic_restored(target: Path, data: Path) -> Path:
     return target / data.relative_to(data.anchor)
 
 
+#: Trees the sections made, removed when the last one is done: on an ext4 without a journal
+#: (this machine's root filesystem) each new inode is first checked against every inode freed
+#: in the last minute (`recently_deleted` in fs/ext4/ialloc.c, found with perf), so whatever
+#: restore ran right after a tree was removed was several-fold slower in kernel time.
+_REMOVE_AT_END: list[Path] = []
+
+
+def _remove_later(*paths: Path) -> None:
+    _REMOVE_AT_END.extend(paths)
+
+
 def _fresh(targets: list[Path], stem: Path) -> Path:
-    """A new empty target beside the earlier ones, which are kept until the section ends:
-    right after many files are removed, whatever restore runs next is several-fold slower in
-    kernel time, a sync notwithstanding (most likely ext4's inode allocator passing over the
-    recently freed inodes)."""
+    """A new empty target beside the earlier ones (see _REMOVE_AT_END)."""
     target = stem.with_name(f"{stem.name}-{len(targets)}")
     target.mkdir()
     targets.append(target)
@@ -299,9 +302,7 @@ def bench_restores(
         out["restic_identical"] = r_ok
         n, r = out["nexus_restore"]["wall"], out["restic_restore"]["wall"]
         out["ratio_to_restic"] = round(n / r, 2) if r else None
-    if not args.keep:
-        for p in (*targets, work / f"nexus-{name}", work / f"restic-{name}"):
-            shutil.rmtree(p, ignore_errors=True)
+    _remove_later(*targets, work / f"nexus-{name}", work / f"restic-{name}")
     return out
 
 
@@ -318,8 +319,7 @@ def bench_flat(work: Path, args: argparse.Namespace, nx: list[str]) -> dict[str,
     out |= bench_restores(work, args, nx, "flat", data)
     ratio = out.get("ratio_to_restic")
     out["ok"] = out["restored_identical"] and (ratio is None or ratio <= 1.0)
-    if not args.keep:
-        shutil.rmtree(data, ignore_errors=True)
+    _remove_later(data)
     return out
 
 
@@ -444,8 +444,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_flat:
             report["flat"] = bench_flat(work, args, nx)
     finally:
-        if not args.keep and not args.workdir:
-            shutil.rmtree(work, ignore_errors=True)
+        if not args.keep:
+            for p in _REMOVE_AT_END:
+                shutil.rmtree(p, ignore_errors=True)
+            if not args.workdir:
+                shutil.rmtree(work, ignore_errors=True)
     report["table"] = render(report)
     print(report["table"])
     if args.json_out:
