@@ -43,6 +43,7 @@ import blake3
 
 from core.display import fs_text
 from core.errors import Damaged, InvalidInput, NexusError, StorageFull, describe_os_error
+from core.gil import quick_handoffs
 from core.models import (
     MAX_WARNINGS,
     BackupMetadata,
@@ -1044,6 +1045,7 @@ class Restorer:
         ctx = self.ctx
         workers = max(2, min(8, (os.cpu_count() or 2) * 2))
         with (
+            quick_handoffs(),
             contextlib.closing(self.repo.store.reader()) as self.packs,
             Pipeline(workers, name="nexus-restore", on_failure=ctx.cancel.set) as pipeline,
         ):
