@@ -11,6 +11,9 @@
     the restored tree checked identical (count and bytes). Issue 18's target: <= restic.
     With --tree-restore, (a)'s tree is restored too, beside restic's.
 
+Every tree stays until the last section is done (see _REMOVE_AT_END): with (b) that is up to
+16 GiB (the file, both tools' repositories, its restore) beside the others.
+
     python benchmarks/scale.py [--files 200000] [--big-gib 4] [--runs 3] [--json out.json]
                                [--others] [--skip-tree] [--skip-big]
                                [--flat-files 100000] [--skip-flat] [--tree-restore]

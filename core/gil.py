@@ -3,11 +3,12 @@
 A restore's threads give the GIL away several times per chunk (pread, zstd, AES, BLAKE3,
 pwrite all release it for a fraction of a millisecond), and each then waits to take it back
 until the thread holding it is asked to let go: up to the switch interval, 5 ms by default.
-With the writers' share of the work that short, most of their time went to that wait. A
-backup is the other way round (its threads spend longer in Python between releases, and more
-forced switches cost it more than they save): it keeps the default. The interval is one
-setting for the whole process, so the shortest one asked for holds while any restore runs,
-and the value found before the first is put back when the last one ends.
+With each release that short, much of their time went to that wait. A backup is the other
+way round (its threads spend longer in Python between releases, and more forced switches cost
+it more than they save): it keeps the default. The interval is one setting for the whole
+process, so the shortest one asked for holds while any restore runs (a backup the service
+runs beside a restore runs with it too), and the value found before the first is put back
+when the last one ends.
 """
 
 from __future__ import annotations
