@@ -237,10 +237,7 @@ def _restic_restored(target: Path, data: Path) -> Path:
     return target / data.relative_to(data.anchor)
 
 
-#: Trees the sections made, removed when the last one is done: on an ext4 without a journal
-#: (this machine's root filesystem) each new inode is first checked against every inode freed
-#: in the last minute (`recently_deleted` in fs/ext4/ialloc.c, found with perf), so whatever
-#: restore ran right after a tree was removed was several-fold slower in kernel time.
+#: Trees the sections made, removed when the last one is done (why: compare.remove_runs).
 _REMOVE_AT_END: list[Path] = []
 
 
