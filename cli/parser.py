@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import NoReturn
 
 from cli.context import Context, UsageError
@@ -20,6 +20,7 @@ from cli.render import PROG
 from core.config import DEFAULT_PORT, ENV_REPOSITORY, ENV_ROOT, ENV_TOKEN, MIN_TOKEN_LENGTH
 from core.kinds import BackupStatus, BackupType
 from core.query import WHEN_HELP, parse_tag, parse_when
+from core.utc import utc
 
 
 class _Commands:
@@ -222,7 +223,7 @@ def _time_arg(value: str) -> datetime:
         raise argparse.ArgumentTypeError(
             f"not an ISO 8601 time: {value!r} (e.g. 2024-05-01T12:00:00Z)"
         ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return utc(when)
 
 
 def _nonempty(value: str) -> str:

@@ -18,12 +18,9 @@ from datetime import UTC, datetime, timedelta
 
 import humanize
 
+from core.utc import utc
+
 MISSING = "-"
-
-
-def utc(value: datetime) -> datetime:
-    """Naive datetimes from old metadata are taken as UTC, so comparisons never raise."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 # --- sizes ---------------------------------------------------------------------------------

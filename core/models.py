@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from core.ids import check_id  # defined apart, for pydantic-free callers
 from core.kinds import BackupStatus, BackupType  # defined apart, for the CLI's parser
+from core.utc import utc
 
 MAX_TAGS = 32
 MAX_TAG_KEY = 64
@@ -113,6 +114,9 @@ ProjectId = Annotated[str, AfterValidator(_project_id)]
 BackupId = Annotated[str, AfterValidator(_backup_id)]
 Tags = Annotated[dict[str, str], AfterValidator(_tags)]
 Extra = Annotated[dict, AfterValidator(_extra)]
+#: Every time a model holds: one without a zone (a client's, an old or hand-edited
+#: metadata.json) is UTC, so that no listing or sort ever compares naive with aware times.
+Time = Annotated[datetime, AfterValidator(utc)]
 
 
 class Model(BaseModel):
@@ -180,8 +184,8 @@ class BackupMetadata(Model):
     project_id: ProjectId
     type: BackupType
     status: BackupStatus = BackupStatus.PENDING
-    created_at: datetime
-    completed_at: datetime | None = None
+    created_at: Time
+    completed_at: Time | None = None
     size_bytes: int = 0
     checksum: str | None = None
     parent_backup_id: str | None = None
@@ -197,8 +201,8 @@ class BackupMetadata(Model):
     protected: bool = False
     #: Set when retention removed it: no longer listed, still restorable (and `undelete`
     #: brings it back) until `purge_after`, when the next forget deletes it and its data.
-    removed_at: datetime | None = None
-    purge_after: datetime | None = None
+    removed_at: Time | None = None
+    purge_after: Time | None = None
     removed_reason: str | None = None
 
     @property
@@ -240,7 +244,7 @@ class CreateRequest(Model):
         None
     )
     #: The creation time recorded (restic's --time, to import older backups); None: now.
-    created_at: datetime | None = None
+    created_at: Time | None = None
     #: Directories `data_dir` must lie beneath (the API's --allow-dir): it is opened from one
     #: of them component by component without following symlinks, so a swap after the check
     #: cannot send the backup elsewhere. None: no confinement (the CLI, the TUI).
@@ -275,8 +279,8 @@ class ListFilter(Model):
     type: BackupType | None = None
     status: BackupStatus | None = None
     tag: str | None = None  # "key=value" or "key"
-    since: datetime | None = None
-    until: datetime | None = None
+    since: Time | None = None
+    until: Time | None = None
     text: str | None = None  # substring of id, tags, error message
     host: str | None = None  # the host that made it, exactly
 
@@ -418,7 +422,7 @@ class VerifyResult(Model):
     backup_id: str
     quick: bool
     ok: bool
-    checked_at: datetime
+    checked_at: Time
     files_checked: int = 0
     chunks_checked: int = 0
     bytes_checked: int = 0
@@ -496,11 +500,11 @@ class LastRun(Model):
 
     model_config = ConfigDict(extra="ignore")
 
-    started_at: datetime
-    finished_at: datetime | None = None
+    started_at: Time
+    finished_at: Time | None = None
     status: RunStatus
     #: The scheduled instant this run was for (the owed slot).
-    scheduled_for: datetime | None = None
+    scheduled_for: Time | None = None
     backup_id: str | None = None
     error: str | None = Field(default=None, max_length=4096)
     host: str = ""
@@ -511,7 +515,7 @@ class LastRun(Model):
 class ProjectSummary(Model):
     project_id: str
     backups: int = 0
-    last_backup_at: datetime | None = None
+    last_backup_at: Time | None = None
     last_status: BackupStatus | None = None
     stored_bytes: int = 0  # bytes in packs on disk
     data_dir: str | None = None  # the directory last backed up (remembered per project)
@@ -521,7 +525,7 @@ class ProjectSummary(Model):
     #: Its policy's schedule (issue 14), when the next run is expected, whether a run is
     #: owed for longer than a timer would leave it, and the last scheduled run.
     schedule: str | None = None
-    next_run: datetime | None = None
+    next_run: Time | None = None
     overdue: bool = False
     last_run: LastRun | None = None
 
@@ -533,7 +537,7 @@ class TreeEntry(Model):
     name: str
     kind: Literal["file", "dir", "symlink"]
     size: int = 0
-    mtime: datetime | None = None
+    mtime: Time | None = None
     mode: int = 0
     target: str | None = None
     has_children: bool = False
@@ -545,7 +549,7 @@ class CheckResult(Model):
     project_id: str
     ok: bool
     read_data: bool
-    checked_at: datetime
+    checked_at: Time
     packs_checked: int = 0
     errors: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)

@@ -28,6 +28,8 @@ from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING, TypeVar
 
+from core.utc import utc
+
 if TYPE_CHECKING:  # the CLI's parser uses the grammar (parse_when) before any model
     from core.models import BackupMetadata, BackupStatus, BackupType, ListFilter
 
@@ -38,11 +40,6 @@ _MONTH = re.compile(r"^\d{4}-\d{2}$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 E = TypeVar("E", bound=Enum)
 WHEN_HELP = "an ISO date or datetime (2026-11-29, 2026-11, 2026-11-29T03:00), or 30m, 12h, 7d, 2w"
-
-
-def utc(value: datetime) -> datetime:
-    """Naive times (old metadata, typed times) are UTC, the zone of every stored time."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def parse_when(text: str, *, end: bool = False, now: datetime | None = None) -> datetime:

@@ -298,3 +298,21 @@ def test_bare_tags_follow_the_engine_rule(api, client, project, sample_tree, bac
         body = {"project_id": project, "data_dir": str(src), "tags": {key: "v"}}
         r = client.post("/api/v1/backup/create", json=body)
         assert r.status_code == 422 and locs(r) == [["body", "tags"]], r.text
+
+
+def test_a_created_at_without_a_zone_is_utc_and_every_listing_still_answers(
+    api, client, project, sample_tree, backup_of
+):
+    """A client's time without an offset is UTC (the zone of every stored time): stored
+    aware, so that listing the project, and every project, still sorts and compares."""
+    src = sample_tree(api.allowed / project / "src")
+    aware = backup_of(project, src)
+    naive = backup_of(project, src, created_at="2024-01-01T00:00:00")
+    assert naive["status"] == "completed"
+    assert datetime.fromisoformat(naive["created_at"]) == datetime(2024, 1, 1, tzinfo=UTC)
+    r = client.get(f"/api/v1/backup/list/{project}")
+    assert r.status_code == 200, r.text
+    assert [m["id"] for m in r.json()["items"]] == [aware["id"], naive["id"]]
+    assert client.get("/api/v1/projects").status_code == 200
+    r = client.get(f"/api/v1/backup/list/{project}", params={"until": "2024-06-01T00:00:00"})
+    assert [m["id"] for m in r.json()["items"]] == [naive["id"]]
