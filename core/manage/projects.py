@@ -21,11 +21,11 @@ _KEPT_TO_THE_END = ("locks/", DELETING)
 
 
 def listed(root: ObjectStore) -> list[str]:
-    """Every name under `backups/`, a project or not (a damaged one has no config)."""
-    try:
-        return root.children(PROJECTS)
-    except OSError:
-        return []
+    """Every name under `backups/`, a project or not (a damaged one has no config); none in
+    a root not made yet. A store that cannot be listed (no permission, a bucket that is not
+    there, wrong credentials, no network) raises: "no projects" would be a lie, and a
+    timer's `run-due` would succeed while nothing can be backed up."""
+    return root.children(PROJECTS)
 
 
 def project_ids(root: ObjectStore) -> list[str]:
@@ -122,7 +122,11 @@ def change_tokens(root: ObjectStore) -> dict[str, str]:
     another process's (or host's) included. One listing per project and one stat per backup,
     no object read."""
     tokens: dict[str, str] = {}
-    for project in listed(root):
+    try:
+        names = listed(root)
+    except OSError:  # a poll: what cannot be reached is said by the loads a change starts
+        return tokens
+    for project in names:
         try:
             store = project_store(root, project)
             crc = 0

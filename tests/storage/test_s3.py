@@ -450,3 +450,37 @@ async def test_a_second_host_behind_a_server_ignoring_if_none_match_may_read_not
             RestoreRequest(project_id="web", backup_id=meta.id, restore_dir=str(out))
         )
         assert (out / "a.txt").read_text() == "alpha\n"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"AWS_SECRET_ACCESS_KEY": "wrong"}, {"AWS_ENDPOINT_URL": "http://127.0.0.1:1"}],
+    ids=["wrong-secret", "unreachable"],
+)
+def test_commands_over_every_project_fail_when_the_bucket_cannot_be_listed(
+    seaweed: SeaweedServer, tmp_path: Path, env: dict[str, str]
+) -> None:
+    """A repository that cannot be listed is an error, never "no projects": `run-due` run by
+    a timer would otherwise succeed while no backup can be made."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("hello")
+    repo = seaweed.url(f"t-{secrets.token_hex(6)}")
+    base = {**os.environ, **seaweed.env(), "NEXUS_BACKUP_CACHE_DIR": str(tmp_path / "cache")}
+
+    def nb(*args: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "cli", "--root", str(tmp_path / "root"), "--repo", repo, *args],
+            capture_output=True,
+            text=True,
+            env={**base, **extra},
+            timeout=120,
+        )
+
+    assert nb("create", "web", str(data)).returncode == 0
+    for args in (["projects"], ["run-due"], ["stats"], ["find", "a.txt", "--all-projects"]):
+        r = nb(*args, **env)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 1 and len(lines) == 1, (args, r.returncode, r.stdout, r.stderr)
+        assert lines[0].startswith("nexus-backup: error: ") and "Traceback" not in r.stderr
+    assert "web" in nb("projects").stdout
