@@ -483,6 +483,8 @@ class Repository:
             meta = BackupMetadata.model_validate_json(raw)
         except ValidationError as exc:
             raise Damaged(f"backup {backup_id!r}: metadata.json is damaged") from exc
+        if meta.id != backup_id:  # another backup's metadata (copied, or moved) is not this one's
+            raise Damaged(f"backup {backup_id!r}: metadata.json names another backup ({meta.id!r})")
         if meta.project_id != self.project_id:  # a renamed project: where it lives names it
             meta = meta.model_copy(update={"project_id": self.project_id})
         return meta
