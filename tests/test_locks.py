@@ -54,6 +54,10 @@ def _plant(store: LocalStore, name: str, **fields: object) -> None:
     }
     data.update(fields)
     store.put(f"locks/{name}.json", json.dumps(data).encode())
+    refreshed = datetime.fromisoformat(str(data["refreshed"]))
+    if refreshed < now:  # written when it was last refreshed, as its holder does
+        t = refreshed.timestamp()
+        os.utime(store.path(f"locks/{name}.json"), (t, t))
 
 
 def test_shared_locks_coexist_and_exclusive_is_busy(store: LocalStore) -> None:

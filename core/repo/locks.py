@@ -247,6 +247,10 @@ def _load(store: ObjectStore, name: str, mtime: float, now: datetime) -> LockInf
         # From the future (another host's clock, a year typed wrong): its age is told by
         # when the object was last written, or it would never go stale.
         info.refreshed = datetime.fromtimestamp(mtime, UTC)
+    else:
+        # From the past: a host whose clock lags (NFS stamps the object in the server's
+        # clock) is judged by its latest rewrite, so its live lock is never broken as old
+        info.refreshed = max(info.refreshed, datetime.fromtimestamp(mtime, UTC))
     info.stale = _is_stale(info, now)
     return info
 
