@@ -85,6 +85,8 @@ T = TypeVar("T")
 Progress = Callable[[ProgressEvent], None]
 #: The `reason` tag of the checkpoint a restore takes of its target first.
 PRE_RESTORE = "pre-restore"
+#: How far ahead of this host's clock a backup's given time may lie (another host's clock).
+CLOCK_SKEW = locks.CLOCK_SKEW
 
 
 #: A short id: the start (4 or more characters) of the random part that ends every id
@@ -486,6 +488,13 @@ class BackupManager(Comparing):
                 os.close(owned)
         # Read through a descriptor, the directory is named as given: resolving the name again
         # could name a place a swapped symlink points to, which is not what is read.
+        if req.created_at is not None and req.created_at > self._clock() + CLOCK_SKEW:
+            # dated in the future, it would be the newest backup until then: retention would
+            # keep it over every backup made meanwhile
+            raise InvalidInput(
+                f"created_at {req.created_at.isoformat()} is in the future; give a time that "
+                "has passed (a backup made now needs none)"
+            )
         data_dir = self._check_data_dir(req.data_dir, resolve=top_fd is None)
         repo = self._writable(self._repo(req.project_id, create=True))
         if req.backup_type != BackupType.CHECKPOINT:
@@ -1217,6 +1226,7 @@ class BackupManager(Comparing):
         ctx: OperationContext,
         max_unused: float = MAX_UNUSED,
         wait: bool = True,
+        just_made: str | None = None,
     ) -> ForgetResult:
         """Every backup's decision under the policy; unless `dry_run`, under the exclusive
         lock (as delete: no backup is being written or restored meanwhile), the removed ones
@@ -1238,7 +1248,9 @@ class BackupManager(Comparing):
             # after a backup (wait=False) the space is not estimated: that reads every kept
             # manifest, at each backup; the reclaim says what was freed
             metas = repo.list_metadata()[0]
-            result = self._forget_plan(repo, policy, metas, False, estimate=wait)
+            result = self._forget_plan(
+                repo, policy, metas, False, estimate=wait, just_made=just_made
+            )
             self._forget_apply(repo, result, ctx, max_unused)
         return result
 
@@ -1250,11 +1262,18 @@ class BackupManager(Comparing):
         dry_run: bool,
         *,
         estimate: bool = True,
+        just_made: str | None = None,
     ) -> ForgetResult:
         now = self._clock()
         live = [m for m in metas if m.removed_at is None]
         expired = [m for m in metas if m.removed_at is not None and not fg.in_grace(m, now)]
-        decisions = evaluate(live, policy)
+        back = fg.to_reinstate(live, expired)
+        if back is not None:
+            expired.remove(back)
+            back = back.model_copy()
+            fg.undelete_fields(back)
+            live.append(back)
+        decisions = evaluate(live, policy, just_made=just_made)
         removed = {d.backup_id for d in decisions if not d.keep}
         by_id = {m.id: m for m in live}
         # a failed backup holds nothing to restore, and with no grace nothing waits
@@ -1268,6 +1287,7 @@ class BackupManager(Comparing):
             decisions=decisions,
             removed=sorted(removed - set(purged)),
             purged=sorted(purged),
+            reinstated=[] if back is None else [back.id],
         )
         gone = {*removed, *purged}
         if not gone:
@@ -1286,6 +1306,18 @@ class BackupManager(Comparing):
         project = repo.project_id
         now = self._clock()
         reasons = {d.backup_id: d for d in result.decisions}
+        for backup_id in result.reinstated:
+            meta = repo.read_metadata(backup_id)
+            fg.undelete_fields(meta)
+            repo.write_metadata(meta)
+            self._log(
+                project,
+                "WARNING",
+                "forget",
+                "listed again: its grace period is over, but it is the newest completed "
+                "backup (the newer ones that made retention remove it were deleted)",
+                backup_id,
+            )
         for backup_id in result.removed:
             meta = repo.read_metadata(backup_id)
             fg.soft_remove(repo, meta, reasons[backup_id], now, result.policy.grace_hours)
@@ -1341,7 +1373,9 @@ class BackupManager(Comparing):
             fctx = OperationContext("forget", repo.project_id, None, clock=self._clock)
             fctx.cancel = ctx.cancel
             try:  # never waits: another backup running now is not held up, nor this one
-                outcome = self._forget(repo.project_id, policy, False, fctx, wait=False)
+                outcome = self._forget(
+                    repo.project_id, policy, False, fctx, wait=False, just_made=meta.id
+                )
             except Busy:
                 outcome = (
                     "retention not applied: the project is busy (applied after the next backup, "

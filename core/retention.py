@@ -272,6 +272,9 @@ class ForgetResult(Model):
     decisions: list[Decision]
     removed: list[str] = Field(default_factory=list)
     purged: list[str] = Field(default_factory=list)
+    #: A removed backup listed again instead of deleted: the newest completed backup of all
+    #: once the newer ones that made retention remove it were deleted (`to_reinstate`).
+    reinstated: list[str] = Field(default_factory=list)
     #: The stored bytes only the removed and purged backups use: what is freed once their
     #: removal is final (None: a manifest could not be read, and reclaim would refuse).
     bytes_freed: int | None = None
@@ -291,6 +294,8 @@ class ForgetResult(Model):
             line += f", {'would delete' if self.dry_run else 'deleted'} {len(self.purged)}"
         if not self.dry_run and self.purged:
             line += f", reclaimed {self.bytes_reclaimed} bytes"
+        if self.reinstated:
+            line += f", listed {len(self.reinstated)} again"
         if self.reclaim_refused:
             line += f"; space not reclaimed: {self.reclaim_refused}"
         return line
@@ -411,10 +416,17 @@ def _checkpoint_reasons(checkpoints: list[BackupMetadata], rule: str | None) -> 
 
 
 def evaluate(
-    backups: Iterable[BackupMetadata], policy: Policy, *, refuse_empty: bool = True
+    backups: Iterable[BackupMetadata],
+    policy: Policy,
+    *,
+    refuse_empty: bool = True,
+    just_made: str | None = None,
 ) -> list[Decision]:
     """Every backup's decision, newest first. Raises RetentionRefused when the rules keep none
-    of the completed backups (with `refuse_empty`), InvalidInput for a policy with no rule."""
+    of the completed backups (with `refuse_empty`), InvalidInput for a policy with no rule.
+    The backup `just_made` (the policy applied after a backup) is kept whatever the rules
+    say: a backup dated later (a host whose clock runs ahead) never makes it vanish as it
+    is reported made."""
     if policy.empty() and policy.keep_checkpoints is None:
         raise InvalidInput("the policy has no rule: give at least one --keep-... rule")
     metas = newest_first(backups)
@@ -442,6 +454,8 @@ def evaluate(
                 why = [f"{meta.status.value}, no newer backup completed"]
         elif done and meta.id == done[0].id:
             why.append("newest")
+        if meta.id == just_made and meta.status in RESTORABLE:
+            why.append("just made")
         if meta.protected:
             why.insert(0, "protected")
         keep = bool(why)

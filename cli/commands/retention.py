@@ -145,6 +145,11 @@ def render_forget(res: ForgetResult) -> list[str]:
             f"  Removed backups stay restorable for {res.policy.grace_hours}h (undelete brings "
             "them back); their space is reclaimed by the first forget after that."
         )
+    if res.reinstated:
+        lines.append(
+            f"  Listed again, not deleted: {', '.join(res.reinstated)} (the newest completed "
+            "backup: the newer ones that made retention remove it were deleted)."
+        )
     if res.bytes_freed is not None:
         lines.append(f"  Space their removal frees: {size(res.bytes_freed)}.")
     if not res.dry_run and res.purged:

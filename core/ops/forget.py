@@ -19,10 +19,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from core.errors import Damaged
-from core.models import RESTORABLE, BackupMetadata
+from core.models import RESTORABLE, BackupMetadata, BackupType
 from core.ops.reclaim import manifest_chunks
 from core.repo.repository import Repository
-from core.retention import Decision
+from core.retention import Decision, newest_first
 
 Log = Callable[[str, str, str | None], None]
 
@@ -63,6 +63,20 @@ def soft_remove(
     meta.removed_reason = "; ".join(decision.reasons)[:200]
     repo.write_metadata(meta)
     return meta
+
+
+def to_reinstate(
+    live: list[BackupMetadata], expired: list[BackupMetadata]
+) -> BackupMetadata | None:
+    """The removed backup whose grace is over that must not be deleted: the newest completed
+    backup of all, when it is one of them (the newer backups that made the policy remove it
+    were deleted since). Retention never deletes the newest completed backup (I9): it is
+    listed again instead."""
+    ordinary = [
+        m for m in [*live, *expired] if m.status in RESTORABLE and m.type != BackupType.CHECKPOINT
+    ]
+    newest = newest_first(ordinary)[:1]
+    return newest[0] if newest and newest[0].removed_at is not None else None
 
 
 def undelete_fields(meta: BackupMetadata) -> None:

@@ -9,6 +9,7 @@ restore of every backup that must have survived."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -397,3 +398,126 @@ def test_two_processes_deleting_the_same_backup(two, tmp_path):
     assert _ids(root) == [b_id]
     _restores(root, b_id, b_tree, tmp_path / "ob")
     assert cli(root, "check", P).returncode == 0
+
+
+# --- the second audit (2026-12-02): times, clocks and borrowed metadata ----------------------
+
+
+def test_a_metadata_json_copied_from_another_backup_is_damage_and_blocks_reclaim(two, tmp_path):
+    """b's metadata.json replaced by a's (they differ only in names): b is reported damaged,
+    never read as a second a, so reclaim cannot drop the chunks only b's manifest names."""
+    root, (a_id, a_tree), (b_id, b_tree) = two
+    meta_b = _pdir(root) / f"backup_{b_id}" / "metadata.json"
+    saved = meta_b.read_bytes()
+    shutil.copy(_pdir(root) / f"backup_{a_id}" / "metadata.json", meta_b)
+    r = cli(root, "check", P)
+    assert r.returncode != 0 and b_id in r.stdout + r.stderr
+    d = tmp_path / "c"
+    d.mkdir()
+    (d / "c.bin").write_bytes(os.urandom(100_000))
+    assert cli(root, "create", P, str(d), "--data-dir-change").returncode == 0
+    c_id = next(i for i in _ids(root) if i not in (a_id, b_id))
+    r = cli(root, "delete", P, c_id)
+    assert r.returncode == 1 and "space not reclaimed" in r.stderr and one_clear_line(r)
+    meta_b.write_bytes(saved)  # the operator puts b's own metadata back
+    _restores(root, b_id, b_tree, tmp_path / "ob")
+    _restores(root, a_id, a_tree, tmp_path / "oa")
+
+
+def test_metadata_with_times_without_a_zone_is_listed(two):
+    """A hand-edited (or older) metadata.json whose times have no zone: UTC, listed and
+    sorted beside the others by every listing."""
+    root, (a_id, _), (b_id, _) = two
+    meta = _pdir(root) / f"backup_{a_id}" / "metadata.json"
+    d = json.loads(meta.read_text())
+    d["created_at"] = "2020-01-01T00:00:00"
+    d["completed_at"] = "2020-01-01T00:00:01"
+    meta.write_text(json.dumps(d))
+    assert _ids(root) == [b_id, a_id]
+    for args in (["projects"], ["stats"], ["list", P, "--since", "2019-12-31T00:00:00"]):
+        r = cli(root, *args)
+        assert r.returncode == 0 and one_clear_line(r), (args, r.stderr)
+
+
+def test_forget_lists_again_the_newest_backup_rather_than_delete_it(two, tmp_path):
+    """a removed by keep-last 1 (b was newer); b deleted by hand; a's grace passes: the next
+    forget must not delete the project's only completed backup (I9): a is listed again."""
+    root, (a_id, a_tree), (b_id, _) = two
+    assert cli(root, "forget", P, "--keep-last", "1", "--grace", "1").returncode == 0
+    assert _ids(root) == [b_id]
+    assert cli(root, "delete", P, b_id).returncode == 0
+    meta = _pdir(root) / f"backup_{a_id}" / "metadata.json"
+    d = json.loads(meta.read_text())
+    d["purge_after"] = "2000-01-01T00:00:00Z"  # an hour later, as far as forget can tell
+    meta.write_text(json.dumps(d))
+    r = cli(root, "forget", P, "--keep-last", "1")
+    assert r.returncode == 0 and "Listed again" in r.stdout, r.stdout + r.stderr
+    assert _ids(root) == [a_id]
+    _restores(root, a_id, a_tree, tmp_path / "oa")
+
+
+def test_a_backup_time_in_the_future_is_refused_and_writes_nothing(tmp_path):
+    d = tmp_path / "src"
+    d.mkdir()
+    (d / "f").write_text("x")
+    root = tmp_path / "repo"
+    r = cli(root, "create", P, str(d), "--time", "2099-01-01T00:00:00")
+    assert r.returncode == 2 and "in the future" in r.stderr and one_clear_line(r)
+    assert not (root / "backups" / P).exists()
+
+
+def test_retention_after_a_backup_never_removes_that_backup(tmp_path):
+    """A backup dated ahead (made on a host whose clock runs fast) is the newest until then:
+    keep-last 1 keeps it, and the backup made now on this host is still kept as just made."""
+    from core.manager import BackupManager
+    from core.models import CreateRequest
+
+    root = tmp_path / "repo"
+    d = tmp_path / "src"
+    d.mkdir()
+    (d / "f").write_text("one")
+    ahead = BackupManager(root, clock=lambda: datetime(2099, 1, 1, tzinfo=UTC))
+    future = asyncio.run(ahead.create(CreateRequest(project_id=P, data_dir=str(d))))
+    assert cli(root, "policy", "set", P, "--keep-last", "1").returncode == 0
+    (d / "f").write_text("two")
+    r = cli(root, "--json", "create", P, str(d))
+    assert r.returncode == 0, r.stderr
+    made = json.loads(r.stdout)
+    made_id = made.get("id") or made["backup"]["id"]
+    assert set(_ids(root)) == {future.id, made_id}
+    out = tmp_path / "out"
+    r = cli(root, "restore", P, made_id, str(out))
+    assert r.returncode == 0 and (out / "f").read_text() == "two"
+
+
+_LAGGING_HOLDER = """
+import datetime, sys, time
+import core.repo.locks as L
+from core.storage.local import LocalStore
+real = L._now
+L._now = lambda: real() - datetime.timedelta(minutes=40)  # this host's clock lags
+L.HOST = "laggard"
+lock = L.acquire(LocalStore(sys.argv[1]), exclusive=False, operation="create")
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_live_lock_of_a_host_whose_clock_lags_is_not_broken(two, tmp_path):
+    """Another host (its clock 40 minutes behind, past STALE_AFTER) holds a live lock: its
+    `refreshed` reads old, but the object was just written; delete waits, then says busy."""
+    root, (a_id, a_tree), (b_id, b_tree) = two
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _LAGGING_HOLDER, str(_pdir(root))],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        r = cli(root, "delete", P, a_id)
+        assert r.returncode != 0 and "laggard" in r.stderr and one_clear_line(r), r.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    _restores(root, a_id, a_tree, tmp_path / "oa")
+    _restores(root, b_id, b_tree, tmp_path / "ob")
