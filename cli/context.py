@@ -87,8 +87,10 @@ class Context:
                 getattr(self.args, "to_password_command", None),
                 self.passwords,
             )
+            now = getattr(self.args, "now", None)  # run-due's hidden --now: the engine's too
             self._manager = BackupManager(
                 self.root,
+                clock=None if now is None else (lambda: now),
                 password=self.passwords,
                 encrypt=bool(getattr(self.args, "encrypt", 0)),
                 to_password=to_password,
