@@ -82,6 +82,7 @@ class NexusApp(App[int]):
     ) -> None:
         super().__init__()
         self.root = Path(root)
+        self._clock = clock
         self.clock = clock or (lambda: datetime.now(UTC))
         self.poll_interval = poll_interval
         self._manager: Engine | None = manager
@@ -117,7 +118,10 @@ class NexusApp(App[int]):
             from core.manager import BackupManager
 
             self._manager = BackupManager(
-                self.root, password=self.password_for, to_password=self.target_password_for
+                self.root,
+                password=self.password_for,
+                to_password=self.target_password_for,
+                clock=self._clock,  # a fixed clock (tests, screenshots) is the engine's too
             )
         return self._manager
 
