@@ -40,6 +40,12 @@ class StoreUnavailable(StoreError):
     """The store cannot be reached or refused our credentials."""
 
 
+def spooled_file_gone(path: object) -> StoreError:
+    """`put_file` of a spooled file another process removed (it judged this writer's lock
+    stale and cleaned up after it): the write fails with one line."""
+    return StoreError(f"{path}: the file to store was removed by another process")
+
+
 class UnsafeSharing(NexusError):
     """The store's server does not enforce create-if-absent: writers on several hosts could
     overwrite each other's objects, so no repository is kept there."""

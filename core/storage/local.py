@@ -34,6 +34,7 @@ from core.storage.base import (
     ObjectNotFound,
     StoreError,
     check_name,
+    spooled_file_gone,
 )
 
 _ABSENT = (errno.ENOENT, errno.ENOTDIR)
@@ -332,7 +333,7 @@ class LocalStore:
     def put_file(self, name: str, path: Path) -> None:
         def move(fd: int, leaf: str) -> None:
             if not os.path.exists(path):
-                raise ValueError(f"{path}: the file to store is gone")
+                raise spooled_file_gone(path)
             os.replace(path, leaf, dst_dir_fd=fd)
             os.fsync(fd)
 

@@ -18,6 +18,7 @@ from core.storage.base import (
     SimpleReader,
     check_name,
     join,
+    spooled_file_gone,
 )
 
 
@@ -83,7 +84,11 @@ class MemoryStore:
             self._objects.data[key] = (bytes(data), time.time(), self._objects.writes)
 
     def put_file(self, name: str, path: Path) -> None:
-        self.put(name, Path(path).read_bytes())
+        try:
+            data = Path(path).read_bytes()
+        except FileNotFoundError:
+            raise spooled_file_gone(path) from None
+        self.put(name, data)
         os.unlink(path)
 
     def spool(self) -> Path:

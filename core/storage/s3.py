@@ -49,6 +49,7 @@ from core.storage.base import (
     coalesce,
     join,
     split_spans,
+    spooled_file_gone,
 )
 
 T = TypeVar("T")
@@ -475,7 +476,7 @@ class S3Store:
         key = self._key(name)
         path = Path(path)
         if not path.exists():
-            raise ValueError(f"{path}: the file to store is gone")
+            raise spooled_file_gone(path)
         self._write(
             name,
             lambda: obstore.put(

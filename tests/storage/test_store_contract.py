@@ -109,6 +109,14 @@ def test_put_file_consumes_the_spooled_file(store: ObjectStore) -> None:
     assert [o.name for o in store.list("packs/")] == ["packs/cd/cdef"]
 
 
+def test_put_file_of_a_spooled_file_removed_meanwhile_is_a_store_error(store: ObjectStore) -> None:
+    """Another process removed it (it judged this writer's lock stale): one line, no object."""
+    gone = Path(store.spool()) / "pack.tmp-gone"
+    with pytest.raises(StoreError, match="removed by another process"):
+        store.put_file("packs/cd/gone", gone)
+    assert not store.exists("packs/cd/gone")
+
+
 def test_list_is_sorted_complete_and_prefix_exact(store: ObjectStore) -> None:
     names = ["packs/ab/2", "packs/ab/1", "packs/cd/3", "index/x", "packsfoo", "backup_1/a"]
     for n in names:
