@@ -110,6 +110,8 @@ def read_pack_entries(
     store: ObjectStore, name: str, codec: Codec
 ) -> list[tuple[bytes, int, int, int, int]]:
     size = store.stat(name).size
+    if size < TRAILER.size:
+        raise PackFormatError(f"pack is {size} bytes, shorter than its trailer")
     count_bytes = store.get_range(name, size - TRAILER.size, TRAILER.size)
     count = TRAILER.unpack(count_bytes)[0]
     want = min(size, TRAILER.size + header_length(count, codec))

@@ -40,6 +40,13 @@ class StoreUnavailable(StoreError):
     """The store cannot be reached or refused our credentials."""
 
 
+def check_range(name: str, offset: int, length: int) -> None:
+    """A range that starts before the object (a negative offset, as a size read from a
+    damaged object gives) is as short as one past its end: EOFError, on every store."""
+    if offset < 0 or length < 0:
+        raise EOFError(f"{name}: no range at {offset} of {length} bytes")
+
+
 def spooled_file_gone(path: object) -> StoreError:
     """`put_file` of a spooled file another process removed (it judged this writer's lock
     stale and cleaned up after it): the write fails with one line."""

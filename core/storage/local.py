@@ -34,6 +34,7 @@ from core.storage.base import (
     ObjectNotFound,
     StoreError,
     check_name,
+    check_range,
     spooled_file_gone,
 )
 
@@ -151,6 +152,7 @@ class LocalReader:
         return f
 
     def get_range(self, name: str, offset: int, length: int) -> bytes:
+        check_range(name, offset, length)
         data = os.pread(self._file(name).fileno(), length, offset)
         if len(data) != length:
             raise EOFError(f"{name}: short read at {offset} ({len(data)} of {length} bytes)")

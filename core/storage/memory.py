@@ -17,6 +17,7 @@ from core.storage.base import (
     ObjectNotFound,
     SimpleReader,
     check_name,
+    check_range,
     join,
     spooled_file_gone,
 )
@@ -104,6 +105,7 @@ class MemoryStore:
         return self._entry(name)[0]
 
     def get_range(self, name: str, offset: int, length: int) -> bytes:
+        check_range(name, offset, length)
         data = self._entry(name)[0][offset : offset + length]
         if len(data) != length:
             raise EOFError(f"{name}: short read at {offset} ({len(data)} of {length} bytes)")

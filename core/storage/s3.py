@@ -46,6 +46,7 @@ from core.storage.base import (
     StoreError,
     StoreUnavailable,
     check_name,
+    check_range,
     coalesce,
     join,
     split_spans,
@@ -501,6 +502,7 @@ class S3Store:
     def _span(self, name: str, start: int, length: int) -> Buffer:
         """Bytes [start, start+length) of `name`, exactly, or EOFError: a view of the
         client's buffer, not a copy."""
+        check_range(name, start, length)
         key = self._key(name)
         try:
             data: Buffer = self._call(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import secrets
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -452,6 +454,26 @@ async def test_a_second_host_behind_a_server_ignoring_if_none_match_may_read_not
         assert (out / "a.txt").read_text() == "alpha\n"
 
 
+def _cli(
+    seaweed: SeaweedServer, tmp_path: Path, repo: str | None = None
+) -> Callable[..., subprocess.CompletedProcess]:
+    """`nb(*args, **env)`: the CLI in a process of its own on `repo` (default: a new
+    repository in the bucket)."""
+    repo = repo or seaweed.url(f"t-{secrets.token_hex(6)}")
+    base = {**os.environ, **seaweed.env(), "NEXUS_BACKUP_CACHE_DIR": str(tmp_path / "cache")}
+
+    def nb(*args: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "cli", "--root", str(tmp_path / "root"), "--repo", repo, *args],
+            capture_output=True,
+            text=True,
+            env={**base, **extra},
+            timeout=120,
+        )
+
+    return nb
+
+
 @pytest.mark.parametrize(
     "env",
     [{"AWS_SECRET_ACCESS_KEY": "wrong"}, {"AWS_ENDPOINT_URL": "http://127.0.0.1:1"}],
@@ -465,18 +487,7 @@ def test_commands_over_every_project_fail_when_the_bucket_cannot_be_listed(
     data = tmp_path / "data"
     data.mkdir()
     (data / "a.txt").write_text("hello")
-    repo = seaweed.url(f"t-{secrets.token_hex(6)}")
-    base = {**os.environ, **seaweed.env(), "NEXUS_BACKUP_CACHE_DIR": str(tmp_path / "cache")}
-
-    def nb(*args: str, **extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "cli", "--root", str(tmp_path / "root"), "--repo", repo, *args],
-            capture_output=True,
-            text=True,
-            env={**base, **extra},
-            timeout=120,
-        )
-
+    nb = _cli(seaweed, tmp_path)
     assert nb("create", "web", str(data)).returncode == 0
     for args in (["projects"], ["run-due"], ["stats"], ["find", "a.txt", "--all-projects"]):
         r = nb(*args, **env)
@@ -484,3 +495,29 @@ def test_commands_over_every_project_fail_when_the_bucket_cannot_be_listed(
         assert r.returncode == 1 and len(lines) == 1, (args, r.returncode, r.stdout, r.stderr)
         assert lines[0].startswith("nexus-backup: error: ") and "Traceback" not in r.stderr
     assert "web" in nb("projects").stdout
+
+
+def test_an_object_shorter_than_a_pack_trailer_is_a_damaged_pack(
+    seaweed: SeaweedServer, tmp_path: Path
+) -> None:
+    """A 4-byte object under packs/ (a stray, or a pack the bucket truncated): reclaim
+    refuses in one line, rebuild-index quarantines it, and the backup left restores."""
+    data = tmp_path / "data"
+    data.mkdir()
+    repo = seaweed.url(f"t-{secrets.token_hex(6)}")
+    nb = _cli(seaweed, tmp_path, repo)
+    for k in range(2):
+        (data / f"f{k}").write_bytes(os.urandom(300_000))
+        assert nb("create", "p", str(data)).returncode == 0
+    S3Store.from_url(repo, seaweed.env()).put(f"backups/p/packs/ab/ab{'0' * 62}", b"junk")
+    newest, oldest = (b["id"] for b in json.loads(nb("--json", "list", "p").stdout))
+    r = nb("delete", "p", oldest)
+    assert r.returncode == 1 and "shorter than its trailer" in r.stderr, r.stderr
+    assert "internal error" not in r.stderr
+    r = nb("rebuild-index", "p")
+    assert "internal error" not in r.stdout + r.stderr and "quarantine" in r.stdout, r.stdout
+    r = nb("restore", "p", newest, str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == {
+        p.name: p.read_bytes() for p in data.iterdir()
+    }

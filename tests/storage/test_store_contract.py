@@ -70,6 +70,8 @@ def test_short_range_is_an_eof_error(store: ObjectStore) -> None:
         store.get_range("obj", 8, 5)
     with pytest.raises(EOFError):
         store.read_ranges("obj", [(0, 2), (9, 4)])
+    with pytest.raises(EOFError):  # before the start (a size read from a damaged object)
+        store.get_range("obj", -4, 4)
 
 
 def test_put_new_creates_once(store: ObjectStore) -> None:
