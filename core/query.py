@@ -53,7 +53,10 @@ def parse_when(text: str, *, end: bool = False, now: datetime | None = None) -> 
     if low in ("today", "yesterday"):
         return _day_bound(now.date() - timedelta(days=low == "yesterday"), end=end)
     if match := _RELATIVE.match(raw):
-        return now - timedelta(**{_UNITS[match.group(2).lower()]: float(match.group(1))})
+        try:
+            return now - timedelta(**{_UNITS[match.group(2).lower()]: float(match.group(1))})
+        except OverflowError:  # before the year 1 (or past timedelta's own range)
+            raise ValueError(f"invalid date {text!r}: too far back") from None
     try:
         if _MONTH.match(raw):
             return _month_bound(int(raw[:4]), int(raw[5:]), end=end)
