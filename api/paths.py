@@ -13,6 +13,10 @@ from pathlib import Path
 
 from api.errors import ApiError
 
+#: The longest name of one directory entry (Linux's, every filesystem's there): a longer
+#: component is refused as input, never tried (the filesystem's ENAMETOOLONG).
+NAME_MAX = 255
+
 
 class PathPolicy:
     """The allowed directories, resolved once at start."""
@@ -31,6 +35,13 @@ class PathPolicy:
         if not os.path.isabs(raw):
             raise ApiError(
                 422, f"{field} must be an absolute path, got {raw!r}", type="invalid_path", loc=loc
+            )
+        if any(len(part.encode("utf-8", "surrogatepass")) > NAME_MAX for part in raw.split("/")):
+            raise ApiError(
+                422,
+                f"{field} has a name longer than {NAME_MAX} bytes, which no directory can hold",
+                type="invalid_path",
+                loc=loc,
             )
         if not self.roots:
             raise ApiError(

@@ -159,6 +159,7 @@ def test_malformed_bodies(client, raw):
         ({"type": "weekly"}, "type"),
         ({"status": "bogus"}, "status"),
         ({"since": "last tuesday"}, "since"),
+        ({"since": "99999999d"}, "since"),  # before the year 1
         ({"tag": "=prod"}, "tag"),
         ({"until": "2026-13-45"}, "until"),
         ({"q": "x" * 300}, "q"),
@@ -239,3 +240,13 @@ def test_busy_project_is_409(api, client, project, sample_tree, backup_of, job_o
     r = results["create"]
     assert r.status_code == 409 and r.json()["detail"][0]["type"] == "busy", r.text
     assert client.get(f"/api/v1/backup/list/{project}").json()["total"] == 1
+
+
+def test_a_name_longer_than_any_directory_holds_is_422(client, api, locs):
+    """A component past NAME_MAX under an allowed directory: the field named, never a 500."""
+    long = str(api.allowed / ("n" * 300) / "x")
+    r = client.post("/api/v1/backup/create", json={"project_id": "p", "data_dir": long})
+    assert r.status_code == 422 and locs(r) == [["body", "data_dir"]], r.text
+    body = {"project_id": "p", "backup_id": "latest", "restore_dir": long, "dry_run": True}
+    r = client.post("/api/v1/backup/restore", json=body)
+    assert r.status_code == 422 and locs(r) == [["body", "restore_dir"]], r.text
