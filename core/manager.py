@@ -17,7 +17,7 @@ import stat
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Collection
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -87,6 +87,9 @@ Progress = Callable[[ProgressEvent], None]
 PRE_RESTORE = "pre-restore"
 #: How far ahead of this host's clock a backup's given time may lie (another host's clock).
 CLOCK_SKEW = locks.CLOCK_SKEW
+#: The earliest time a backup may be given (older ones name no real backup, and the year 1
+#: cannot be written in UTC once its zone is taken away).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 #: A short id: the start (4 or more characters) of the random part that ends every id
@@ -488,6 +491,8 @@ class BackupManager(Comparing):
                 os.close(owned)
         # Read through a descriptor, the directory is named as given: resolving the name again
         # could name a place a swapped symlink points to, which is not what is read.
+        if req.created_at is not None and req.created_at < EARLIEST:
+            raise InvalidInput(f"created_at {req.created_at.isoformat()} is before 1970")
         if req.created_at is not None and req.created_at > self._clock() + CLOCK_SKEW:
             # dated in the future, it would be the newest backup until then: retention would
             # keep it over every backup made meanwhile

@@ -101,9 +101,10 @@ class NewerFormat(NexusError):
 
 
 def new_backup_id(now: datetime | None = None) -> str:
-    """Sortable by time, unique across processes: `YYYYMMDD-HHMMSS-xxxxxx`."""
-    now = now or datetime.now(UTC)
-    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    """Sortable by time, unique across processes: `YYYYMMDD-HHMMSS-xxxxxx`, in UTC whatever
+    zone the time is given in."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    return f"{now.year:04d}{now:%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
 def project_dir(root: Path, project_id: str) -> Path:

@@ -521,3 +521,15 @@ def test_the_live_lock_of_a_host_whose_clock_lags_is_not_broken(two, tmp_path):
         holder.wait()
     _restores(root, a_id, a_tree, tmp_path / "oa")
     _restores(root, b_id, b_tree, tmp_path / "ob")
+
+
+def test_a_given_time_names_its_backup_in_utc_and_one_before_1970_is_refused(tmp_path):
+    d = tmp_path / "src"
+    d.mkdir()
+    (d / "f").write_text("x")
+    root = tmp_path / "repo"
+    r = cli(root, "create", P, str(d), "--time", "0001-01-01T00:00:00+14:00")
+    assert r.returncode == 2 and "before 1970" in r.stderr and one_clear_line(r)
+    r = cli(root, "--json", "create", P, str(d), "--time", "2020-01-01T05:00:00+03:00")
+    assert r.returncode == 0, r.stderr
+    assert _ids(root)[0].startswith("20200101-020000-")
