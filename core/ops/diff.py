@@ -14,8 +14,10 @@ its content is "unknown" unless `verify` hashes it (BLAKE3, the manifest's conte
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -105,9 +107,14 @@ def live_entries(
 
 def hash_file(path: bytes) -> str:
     """BLAKE3 hex of a file's whole content (the manifest's content hash), not following a
-    symlink at the last component."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    symlink at the last component. Opened without blocking and hashed only if it is still a
+    regular file (a fifo swapped in since the scan would block the open forever); OSError
+    otherwise."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "no longer a regular file", os.fsdecode(path))
+        os.set_blocking(fd, True)
         h = blake3.blake3()
         with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
             while block := f.read(4 << 20):
