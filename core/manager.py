@@ -103,6 +103,47 @@ def _listed(repo: Repository) -> list[BackupMetadata]:
     return [m for m in repo.list_metadata()[0] if m.removed_at is None]
 
 
+#: How deep below a repository's root a copy target is looked for by identity (root,
+#: backups/, a project, its packs/, a pack directory): deeper, no store is ever opened.
+_LAYOUT_DEPTH = 4
+
+
+def _same_tree(mine: Path, theirs: Path) -> bool:
+    """Whether `theirs` is `mine`, lies inside it or holds it, told by device and inode (a
+    bind mount names one directory by two paths, which comparing paths misses). A target not
+    made yet is judged by its nearest existing ancestor, where it would be made."""
+    near = theirs
+    while not near.exists() and near != near.parent:
+        near = near.parent
+    try:
+        st = os.stat(near)
+    except OSError:
+        return False
+    target = (st.st_dev, st.st_ino)
+
+    def same(path: str | Path) -> bool:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == target
+
+    if near == theirs and any(same(p) for p in (mine, *mine.parents)):
+        return True  # it exists, and holds this repository
+    level = [str(mine)]
+    for depth in range(_LAYOUT_DEPTH + 1):
+        if any(same(d) for d in level):
+            return True
+        if depth == _LAYOUT_DEPTH:
+            break
+        below: list[str] = []
+        for d in level:
+            with contextlib.suppress(OSError), os.scandir(d) as it:
+                below += [e.path for e in it if e.is_dir(follow_symlinks=False)]
+        level = below
+    return False
+
+
 class BackupManager(Comparing):
     """All of a repository root's projects, for one process."""
 
@@ -424,7 +465,7 @@ class BackupManager(Comparing):
         mine, theirs = self.store.capabilities.local_root, target.capabilities.local_root
         if not same and mine is not None and theirs is not None:
             a, b = Path(os.path.realpath(mine)), Path(os.path.realpath(theirs))
-            same = a == b or a in b.parents or b in a.parents
+            same = a == b or a in b.parents or b in a.parents or _same_tree(a, b)
         if same:
             raise InvalidInput(f"{to}: that is this repository or inside it; copy to another one")
         return target
