@@ -349,7 +349,8 @@ class RestoreCounts(Model):
 class RestoreUndo(Model):
     """What undoes a restore that changed its target: the CHECKPOINT taken of the target just
     before, restored back over the whole target (overwrite "if-changed", so only what the
-    restore changed is written again (I6: bytes compared, not guessed), delete_extra, no
+    restore changed is written again (I6: bytes compared, not guessed); "always" when the
+    restore replaced a directory by a non-directory or back), delete_extra, no
     checkpoint of its own). The engine builds it once (`of`); the faces only render it, the CLI
     as a command line (`command`), the API as this data (`request` can be posted as is)."""
 
@@ -359,12 +360,16 @@ class RestoreUndo(Model):
     request: RestoreRequest
 
     @classmethod
-    def of(cls, project_id: str, checkpoint_id: str, target: str) -> RestoreUndo:
+    def of(
+        cls, project_id: str, checkpoint_id: str, target: str, *, replaces_types: bool = False
+    ) -> RestoreUndo:
+        """`replaces_types`: the restore put a file where a directory was or the other way
+        round, which only "always" puts back ("if-changed" leaves such a clash as it is)."""
         request = RestoreRequest(
             project_id=project_id,
             backup_id=checkpoint_id,
             restore_dir=target,
-            overwrite="if-changed",
+            overwrite="always" if replaces_types else "if-changed",
             delete_extra=True,
             checkpoint=False,
         )

@@ -76,6 +76,20 @@ REPLACES_DIR = "replaces a directory"
 REPLACES_NON_DIR = "replaces a non-directory"
 PROTECTED = "the backup repository is there"
 HOLDS_PROTECTED = "a directory holding the backup repository is there"
+HOLDS_EXCLUDED = "a directory holding excluded paths is there"
+MOUNT_POINT = "a mount point is there"
+#: Errors that refuse one entry of the target (an immutable file, a read-only mount or a
+#: directory this user may not write inside it, a busy file): that entry is not restored,
+#: said as a warning (exit 3), and the restore goes on. Any other error (a full disk, a
+#: failed read) ends the restore.
+_REFUSED_HERE = frozenset({errno.EPERM, errno.EACCES, errno.EROFS, errno.EBUSY, errno.ETXTBSY})
+
+
+def _refused_here(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in _REFUSED_HERE
+
+
+HOLDS_MOUNT = "a directory holding a mount point is there"
 CANNOT_KEEP = (
     "what is there cannot be kept in the checkpoint first (a special file, unreadable, or a "
     "path too long for the system)"
@@ -310,6 +324,8 @@ class Restorer:
         #: `.nexusignore`, each matched on its own (a negation in one never re-includes what
         #: the other excludes).
         self.excludes: list[walker.Excludes] = []
+        #: Whether the plan puts a file where a directory is, or the other way round.
+        self._replaces_types = False
         self._top_len = 0  # bytes of the target's path, for what the checkpoint can hold
         self._temps: dict[bytes, int] = {}  # temp name -> descriptor of its directory
         self._jobs: set[_FileJob] = set()  # file jobs that may hold a temp file
@@ -541,6 +557,12 @@ class Restorer:
             and st.st_size == e.size
         )
 
+    def _clash(self, e: Entry, kind: str, reason: str) -> Step:
+        """A directory where the backup has a non-directory or the other way round: skipped
+        and said (exit 3), since only --overwrite always replaces one by the other."""
+        self.warn(f"{e.display_path}: not restored ({reason}; --overwrite always replaces it)")
+        return Step(e, e.path, "skip", kind, reason)
+
     def _plan_entry(self, e: Entry, kind: str, st: os.stat_result | None) -> Step:
         rel = e.path
         policy = self.req.overwrite
@@ -556,13 +578,12 @@ class Restorer:
             if policy == "always":
                 return Step(e, rel, "overwrite", kind, REPLACES_NON_DIR)
             reason = "a symlink is there" if stat.S_ISLNK(st.st_mode) else "a file is there"
-            self.warn(f"{e.display_path}: not restored ({reason}; --overwrite always replaces it)")
-            return Step(e, rel, "skip", kind, reason)
+            return self._clash(e, kind, reason)
         if policy == "never":
             return Step(e, rel, "skip", kind, "exists")
         if is_dir:
             if policy != "always":
-                return Step(e, rel, "skip", kind, "a directory is there")
+                return self._clash(e, kind, "a directory is there")
             parent, name = _split(rel)
             with self._d.at(parent) as fd:
                 why, files, dirs = self._survey_tree(fd, name, rel)
@@ -646,14 +667,20 @@ class Restorer:
         """Why the directory `name` (at `rel`) may not be removed whole, or None, and the
         files and directories inside it (counted in the preview). It may not when it is or
         holds a protected directory, or holds what the checkpoint cannot keep. The one check
-        every removal of a tree goes through."""
+        every removal of a tree goes through. Nor when it is or holds a mount point (what is
+        mounted there is not the target's to empty, and the directory cannot be removed), or
+        holds a path excluded from the backup (rsync's rule: --delete never removes one)."""
         try:
             fd = os.open(name, confine.DIR_FLAGS, dir_fd=dir_fd)
         except OSError:
             return None, 0, 0  # not a directory (any more): nothing to walk
-        if _dev_ino(os.fstat(fd)) in self.protect:
+        top_st = os.fstat(fd)
+        if _dev_ino(top_st) in self.protect:
             os.close(fd)
             return PROTECTED, 0, 0
+        if top_st.st_dev != os.fstat(dir_fd).st_dev:
+            os.close(fd)
+            return MOUNT_POINT, 0, 0
         stack, files, dirs = [(fd, rel)], 0, 0
         try:
             while stack:
@@ -663,11 +690,16 @@ class Restorer:
                         sub_rel = cur_rel + b"/" + sub
                         if not self._checkpoint_keeps(sub_rel, st, cur):
                             return CANNOT_KEEP, files, dirs
-                        if not stat.S_ISDIR(st.st_mode):
+                        is_dir = stat.S_ISDIR(st.st_mode)
+                        if self._excluded(sub_rel, is_dir):
+                            return HOLDS_EXCLUDED, files, dirs
+                        if not is_dir:
                             files += 1
                             continue
                         if _dev_ino(st) in self.protect:
                             return HOLDS_PROTECTED, files, dirs
+                        if st.st_dev != top_st.st_dev:
+                            return HOLDS_MOUNT, files, dirs
                         dirs += 1
                         with contextlib.suppress(OSError):
                             stack.append((os.open(sub, confine.DIR_FLAGS, dir_fd=cur), sub_rel))
@@ -737,10 +769,14 @@ class Restorer:
             return True
         if is_dir and _dev_ino(st) in self.protect:
             return True
-        text = rel.decode("utf-8", "surrogateescape")
-        if any(x.excluded(text, is_dir) for x in self.excludes):
+        if self._excluded(rel, is_dir):
             return True
         return not self._checkpoint_keeps(rel, st, parent_fd)
+
+    def _excluded(self, rel: bytes, is_dir: bool) -> bool:
+        """Whether the backup's excludes or the target's `.nexusignore` name `rel`."""
+        text = rel.decode("utf-8", "surrogateescape")
+        return any(x.excluded(text, is_dir) for x in self.excludes)
 
     # --- execution -------------------------------------------------------------------------
 
@@ -759,9 +795,14 @@ class Restorer:
             self._top_len = len(os.fsencode(str(target)))
             if top is not None:
                 self.dirs = confine.DirFds(top)
-                if self.req.delete_extra:
+                if self.req.delete_extra or self.req.overwrite == "always":
+                    # both remove what the target holds: never what the backup excluded
                     self.excludes = self._load_excludes(header, top, target)
             steps = self.plan(entries)
+            self._replaces_types = any(
+                s.action == "overwrite" and s.reason in (REPLACES_DIR, REPLACES_NON_DIR)
+                for s in steps
+            )
             self._record(steps)
             counts = self.result.counts
             if self.req.dry_run:
@@ -809,7 +850,9 @@ class Restorer:
         if not checkpoint_id:
             return
         self.result.checkpoint_id = checkpoint_id
-        undo = RestoreUndo.of(self.meta.project_id, checkpoint_id, str(target))
+        undo = RestoreUndo.of(
+            self.meta.project_id, checkpoint_id, str(target), replaces_types=self._replaces_types
+        )
         self.result.undo = undo
         self.result.undo_hint = undo.command(root=str(self.repo.root))
 
@@ -1226,10 +1269,13 @@ class Restorer:
                     os.unlink(tmp, dir_fd=dfd)
                 self.warn(f"{_show(s.rel)}: not restored: its place changed meanwhile")
                 return
-            except BaseException:
+            except BaseException as exc:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp, dir_fd=dfd)
-                raise
+                if not _refused_here(exc):
+                    raise
+                self.warn(f"{_show(s.rel)}: not restored: {exc.strerror}")  # type: ignore[attr-defined]
+                return
             finally:
                 self._temp_gone(tmp)
         finally:
@@ -1342,9 +1388,12 @@ class _FileJob:
             self.discard()
             self.r.warn(f"{self.show}: not restored: its directory was removed meanwhile")
             return False
-        except BaseException:
+        except BaseException as exc:
             self.discard()
-            raise
+            if not _refused_here(exc):
+                raise
+            self.r.warn(f"{self.show}: not restored: {exc.strerror}")  # type: ignore[attr-defined]
+            return False
         return True
 
     def _open_anon(self) -> bool:
@@ -1456,6 +1505,12 @@ class _FileJob:
                 else ("its directory was removed meanwhile")
             )
             r.warn(f"{self.show}: not restored: {why}")
+            self.discard()
+            return
+        except OSError as exc:
+            if not _refused_here(exc):
+                raise
+            r.warn(f"{self.show}: not restored: {exc.strerror}")
             self.discard()
             return
         r._temp_gone(self.tmp)
