@@ -137,13 +137,6 @@ def test_put_file_uploads_multipart_and_consumes_the_file(seaweed: SeaweedServer
     assert store.read_ranges("packs/ab/abcd", asked) == [data[o : o + n] for o, n in asked]
 
 
-def test_put_file_of_a_missing_file_stores_nothing(seaweed: SeaweedServer, tmp_path: Path) -> None:
-    store = _store(seaweed)
-    with pytest.raises(ValueError):
-        store.put_file("packs/ab/x", tmp_path / "gone")
-    assert not store.exists("packs/ab/x")
-
-
 def test_stat_has_the_server_clock_and_an_etag_that_changes(seaweed: SeaweedServer) -> None:
     store = _store(seaweed)
     store.put("settings.json", b"one")
