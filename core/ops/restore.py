@@ -78,6 +78,7 @@ PROTECTED = "the backup repository is there"
 HOLDS_PROTECTED = "a directory holding the backup repository is there"
 HOLDS_EXCLUDED = "a directory holding excluded paths is there"
 MOUNT_POINT = "a mount point is there"
+HOLDS_MOUNT = "a directory holding a mount point is there"
 #: Errors that refuse one entry of the target (an immutable file, a read-only mount or a
 #: directory this user may not write inside it, a busy file): that entry is not restored,
 #: said as a warning (exit 3), and the restore goes on. Any other error (a full disk, a
@@ -89,7 +90,6 @@ def _refused_here(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in _REFUSED_HERE
 
 
-HOLDS_MOUNT = "a directory holding a mount point is there"
 CANNOT_KEEP = (
     "what is there cannot be kept in the checkpoint first (a special file, unreadable, or a "
     "path too long for the system)"
@@ -324,8 +324,6 @@ class Restorer:
         #: `.nexusignore`, each matched on its own (a negation in one never re-includes what
         #: the other excludes).
         self.excludes: list[walker.Excludes] = []
-        #: Whether the plan puts a file where a directory is, or the other way round.
-        self._replaces_types = False
         self._top_len = 0  # bytes of the target's path, for what the checkpoint can hold
         self._temps: dict[bytes, int] = {}  # temp name -> descriptor of its directory
         self._jobs: set[_FileJob] = set()  # file jobs that may hold a temp file
@@ -799,10 +797,6 @@ class Restorer:
                     # both remove what the target holds: never what the backup excluded
                     self.excludes = self._load_excludes(header, top, target)
             steps = self.plan(entries)
-            self._replaces_types = any(
-                s.action == "overwrite" and s.reason in (REPLACES_DIR, REPLACES_NON_DIR)
-                for s in steps
-            )
             self._record(steps)
             counts = self.result.counts
             if self.req.dry_run:
@@ -815,7 +809,7 @@ class Restorer:
             if counts.bytes_to_write > free:
                 need = counts.bytes_to_write
                 raise StorageFull(f"restore target {target}: needs {need} bytes, only {free} free")
-            self._take_checkpoint(target, top, counts)
+            self._take_checkpoint(target, top, counts, steps)
             self._remove_stale_temp_files(steps)
             files_total = counts.files_create + counts.files_overwrite
             ctx.set_phase("restoring", files_total=files_total, bytes_total=counts.bytes_to_write)
@@ -837,7 +831,9 @@ class Restorer:
         ctx.finish(files=files_total, nbytes=counts.bytes_to_write)
         return self.result
 
-    def _take_checkpoint(self, target: Path, top: int, counts: RestoreCounts) -> None:
+    def _take_checkpoint(
+        self, target: Path, top: int, counts: RestoreCounts, steps: list[Step]
+    ) -> None:
         """A checkpoint of a non-empty target the plan overwrites or deletes in, so that the
         undo command printed restores what was there."""
         if not (self.req.checkpoint and self.checkpoint is not None and counts.destructive):
@@ -850,8 +846,11 @@ class Restorer:
         if not checkpoint_id:
             return
         self.result.checkpoint_id = checkpoint_id
+        replaces_types = any(
+            s.action == "overwrite" and s.reason in (REPLACES_DIR, REPLACES_NON_DIR) for s in steps
+        )
         undo = RestoreUndo.of(
-            self.meta.project_id, checkpoint_id, str(target), replaces_types=self._replaces_types
+            self.meta.project_id, checkpoint_id, str(target), replaces_types=replaces_types
         )
         self.result.undo = undo
         self.result.undo_hint = undo.command(root=str(self.repo.root))
