@@ -82,7 +82,6 @@ class NexusApp(App[int]):
     ) -> None:
         super().__init__()
         self.root = Path(root)
-        self._clock = clock
         self.clock = clock or (lambda: datetime.now(UTC))
         self.poll_interval = poll_interval
         self._manager: Engine | None = manager
@@ -121,7 +120,7 @@ class NexusApp(App[int]):
                 self.root,
                 password=self.password_for,
                 to_password=self.target_password_for,
-                clock=self._clock,  # a fixed clock (tests, screenshots) is the engine's too
+                clock=self.clock,  # a fixed clock (tests, screenshots) is the engine's too
             )
         return self._manager
 
