@@ -38,6 +38,10 @@ def test_sizes_durations_and_counts():
 def test_ages_and_stamps():
     assert display.age(NOW - timedelta(hours=3), NOW) == "3 hours ago"
     assert display.age(NOW + timedelta(minutes=2), NOW) == "just now"  # clock skew
+    # a clock far ahead shows as such: not hidden behind "just now"
+    assert display.age(NOW + timedelta(hours=3), NOW) == "3 hours in the future"
+    assert display.short_age(NOW + timedelta(days=2), NOW) == "in 2d"
+    assert display.short_age(NOW + timedelta(minutes=2), NOW) == "just now"
     assert display.age(None, NOW) == "never"
     assert display.short_age(NOW - timedelta(days=2), NOW) == "2d ago"
     when = datetime(2026, 11, 29, 3, 12, 3, tzinfo=UTC)
