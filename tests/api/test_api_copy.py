@@ -122,3 +122,18 @@ def test_copy_to_s3_restores_byte_exact(
     )
     assert again["status"] == "succeeded", again
     assert again["copied"]["already_there"] == [meta["id"]] and again["copied"]["bytes_sent"] == 0
+
+
+def test_copy_to_a_bucket_that_does_not_exist_names_the_bucket(
+    api, client, project, sample_tree, backup_of, s3_url
+):
+    """A target that cannot be written is the target's fault, said of the target: never an
+    'unknown project' (the project exists), and nothing of the source changes."""
+    meta = backup_of(project, sample_tree(api.allowed / project / "src"))
+    r = client.post(f"/api/v1/backup/copy/{project}", json={"to": "s3://no-such-bucket-nx/p"})
+    assert r.status_code in (400, 502, 503), r.text
+    assert "no-such-bucket-nx" in r.json()["detail"][0]["msg"], r.text
+    assert "does not exist" in r.json()["detail"][0]["msg"], r.text
+    listed = client.get(f"/api/v1/backup/list/{project}")
+    assert listed.status_code == 200, listed.text
+    assert meta["id"] in listed.text
