@@ -180,7 +180,7 @@ def nexus_command(explicit: str | None = None) -> list[str]:
     found = shutil.which("nexus-backup")
     if found:
         return [found]
-    return [sys.executable, "-c", "import sys; from cli.main import main; sys.exit(main())"]
+    return [sys.executable, "-c", "from cli.main import run; run()"]
 
 
 def _first_line(cmd: Sequence[str]) -> str | None:

@@ -20,7 +20,7 @@ import pytest
 from cli.main import main
 
 REPO = Path(__file__).resolve().parent.parent
-PROGRAM = "import sys; from cli.main import main; sys.exit(main())"
+PROGRAM = "from cli.main import run; run()"  # what the installed script runs
 
 #: Never needed by these commands on a plain local repository: the other faces, the web
 #: stack, remote stores, encryption, metrics, the pipelines that write or restore, and what
