@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,39 @@ def test_index_from_pack_records_is_the_index_of_their_locations() -> None:
     data = encode_index_records((pid, pack_records(blobs)) for pid, blobs in packs.items())
     assert data == encode_index(flat)
     assert sorted(decode_index(data), key=lambda x: x[0]) == sorted(flat, key=lambda x: x[0])
+
+
+def test_small_files_changed_between_the_walk_and_their_read_are_stored_as_read(
+    manager: BackupManager, tmp_path: Path, tree_of, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small file is read with one read of the size the walk saw and one byte more: one
+    that grew, shrank or was rewritten after the walk saw it is noticed and read again
+    carefully, so the backup holds each as it is when read, never the walk's size with
+    other bytes. Each is changed just before its read, and left to settle (not racy), so
+    that the fast path's own checks are what decide."""
+    data = _tree(tmp_path / "data")
+    changes = {
+        b"d5/f001.txt": lambda p: p.write_bytes(p.read_bytes() + b"grown\n" * 50),
+        b"d5/f030.txt": lambda p: p.write_bytes(b"x"),
+        b"d5/f039.txt": lambda p: p.write_bytes(bytes(len(p.read_bytes()))),
+        b"d4/f000.txt": lambda p: p.write_bytes(b""),
+        b"d3/f007.txt": lambda p: p.write_bytes(p.read_bytes()[:-1] + b"!"),  # same size
+    }
+    read_small = backup._read_small
+
+    def changed_first(state, item, batch):  # type: ignore[no-untyped-def]
+        change = changes.pop(item.rel, None)
+        if change is not None:
+            change(data / item.rel.decode())
+            time.sleep(5 * backup.RACY_NS / 1e9)
+        return read_small(state, item, batch)
+
+    monkeypatch.setattr(backup, "_read_small", changed_first)
+    meta = manager.create_blocking(
+        CreateRequest(project_id="p", data_dir=str(data)), OperationContext("create", "p")
+    )
+    assert meta.status == BackupStatus.COMPLETED and not changes
+    out = tmp_path / "out"
+    req = RestoreRequest(project_id="p", backup_id=meta.id, restore_dir=str(out))
+    manager.restore_blocking(req, OperationContext("restore", "p"))
+    assert tree_of(out) == tree_of(data)

@@ -346,7 +346,9 @@ def _read_small(state: RunState, item: Item, batch: _Batch) -> Entry | None:
     except OSError:
         return None
     try:
-        data = os.read(fd, state.params.min_size)
+        # as many bytes as the walk saw, and one more to see it grew: a read of the
+        # chunker's minimum size would allocate (and page in) that much for every tiny file
+        data = os.read(fd, item.size + 1)
         st = os.fstat(fd)
         try:
             named = os.listxattr(fd)  # most files have none: nothing more to ask
