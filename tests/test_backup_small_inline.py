@@ -1,4 +1,4 @@
-"""Where a backup reads its batches of small files (core.ops.backup.InlineSmall): in the
+"""Where a backup reads its batches of small files (core.pipeline.InPlace): in the
 thread that walks and writes the manifest while they come from the page cache (no GIL passed
 between two threads at every system call), and by the readers, side by side, once one had
 to wait for the disk. Either way every byte is stored."""
@@ -14,8 +14,9 @@ import pytest
 import core.ops.backup
 from core.manager import BackupManager
 from core.models import CreateRequest, RestoreRequest
-from core.ops.backup import BATCH_FILES, InlineSmall
+from core.ops.backup import BATCH_FILES
 from core.ops.progress import OperationContext
+from core.pipeline import InPlace
 
 
 def _tree(top: Path, files: int) -> Path:
@@ -61,7 +62,7 @@ def test_small_files_from_the_page_cache_are_read_in_one_thread(
 ) -> None:
     data = _tree(tmp_path / "data", 6 * BATCH_FILES)
     # never taken for the disk's: a loaded machine's descheduling must not decide the test
-    monkeypatch.setattr(InlineSmall, "WAITED", 1e9)
+    monkeypatch.setattr(InPlace, "WAITED", 1e9)
     seen = _threads_reading(monkeypatch, 0)
     _backup_and_check(tmp_path, data)
     assert sum(seen.values()) == 6 * BATCH_FILES
@@ -79,8 +80,8 @@ def test_after_a_batch_waited_the_readers_take_the_next_ones_side_by_side(
 
 
 def test_the_policy_probes_again_after_the_readers_had_their_turn() -> None:
-    policy = InlineSmall()
+    policy = InPlace()
     assert policy.here()
-    n = policy._pooled = InlineSmall.PROBE_AFTER  # as after a batch that waited
+    n = policy._pooled = InPlace.PROBE_AFTER  # as after a batch that waited
     assert [policy.here() for _ in range(n)] == [False] * n
     assert policy.here()

@@ -37,6 +37,7 @@ from core.ops.progress import OperationContext
 from core.ops.scan import Item, ParentLines, Planned, ReusedSpan, ScanTotals, merge_stream
 from core.ops.scan import shown as _shown
 from core.ops.walker import Excludes, compile_excludes, exclude_lines, read_xattrs, walk_entries
+from core.pipeline import InPlace
 from core.repo import manifest as mf
 from core.repo.chunker import ChunkerParams, hash_bytes, iter_chunks, new_hasher
 from core.repo.codec import IDENTITY
@@ -510,41 +511,6 @@ def read_small_batch(state: RunState, items: list[Item]) -> list[Entry | SkipFil
         return read_batch(state, items)
 
 
-class InlineSmall:
-    """Where the read pass reads its next batch of small files: in its own thread, or
-    handed to the readers. A batch whose files are in the page cache is all Python and
-    short system calls: handed to a reader, it and the thread that walks and writes the
-    manifest passed the GIL back and forth at every call, between the two cores (a
-    context switch each, and the futex's cross-core wake-up). Read in place it costs only
-    its own work. A batch that waited (the disk: its wall time over WAITED times its
-    thread's CPU time) sends the next PROBE_AFTER batches to the readers, whose reads then
-    overlap, before the next is tried in place again."""
-
-    WAITED = 2.0
-    PROBE_AFTER = 16
-
-    __slots__ = ("_pooled",)
-
-    def __init__(self) -> None:
-        self._pooled = 0  # batches still to hand to the readers
-
-    def here(self) -> bool:
-        """Whether the next batch is to be read in place."""
-        if self._pooled:
-            self._pooled -= 1
-            return False
-        return True
-
-    def read(self, state: RunState, items: list[Item]) -> Future[list[Entry | SkipFile]]:
-        """`read_batch` of `items` in this thread, as a future already done."""
-        wall, cpu = time.perf_counter(), time.thread_time()
-        done: Future[list[Entry | SkipFile]] = Future()
-        done.set_result(read_batch(state, items))
-        if time.perf_counter() - wall > self.WAITED * (time.thread_time() - cpu):
-            self._pooled = self.PROBE_AFTER
-        return done
-
-
 def read_batch(state: RunState, items: list[Item]) -> list[Entry | SkipFile]:
     """Read several files in one job; a file that cannot be read is returned as its SkipFile.
     The small files' chunks are stored together (`_Batch`), before the job returns."""
@@ -905,7 +871,8 @@ class BackupRun:
 
         min_size = state.params.min_size
         streaming = self.streaming
-        inline = InlineSmall()
+        # batches of small files: read by this thread while they come from the page cache
+        in_place = InPlace()
         with ThreadPoolExecutor(workers, thread_name_prefix="nexus-read") as pool:
             try:
                 batch: list[Item] = []
@@ -926,8 +893,10 @@ class BackupRun:
                         one_big = len(batch) == 1 and batch[0].size >= min_size
                         if one_big:
                             pending.append((batch, pool.submit(read_batch, state, batch)))
-                        elif inline.here():
-                            pending.append((batch, inline.read(state, batch)))
+                        elif in_place.here():
+                            done: Future[list[Entry | SkipFile]] = Future()
+                            done.set_result(in_place.run(read_batch, state, batch))
+                            pending.append((batch, done))
                         else:
                             pending.append((batch, pool.submit(read_small_batch, state, batch)))
                         batch, batch_bytes = [], 0

@@ -1102,12 +1102,12 @@ class Restorer:
                 small.append(s)
                 small_bytes += s.entry.size  # type: ignore[union-attr]
                 if small_bytes >= BATCH_BYTES or len(small) >= BATCH_FILES:
-                    if not pipeline.submit(self._small_files_job(small)):
+                    if not pipeline.submit_small(self._small_files_job(small)):
                         break
                     small, small_bytes = [], 0
             else:
                 if small:
-                    pipeline.submit(self._small_files_job(small))
+                    pipeline.submit_small(self._small_files_job(small))
 
     def _small_files_job(self, steps: list[Step]) -> Callable[[], None]:
         """One job for many small files: their chunks read together in pack order (a pack's
