@@ -30,11 +30,13 @@ class InPlace:
     page cache: on the pool, it and the feeding thread passed the GIL back and forth at every
     call, between the cores (a context switch each, and the futex's cross-core wake-up: more
     system time than the job's own work). In place it costs only its own work. A job that
-    waited (the disk, a remote store: its wall time over WAITED times its thread's CPU time)
+    waited (the disk, a remote store: its wall time over WAITED times its thread's CPU time,
+    and longer than it by MIN_WAIT, so that a job of next to nothing is not judged by noise)
     sends the next PROBE_AFTER to the pool, whose jobs then overlap their waits, before the
     next is tried in place again."""
 
     WAITED = 2.0
+    MIN_WAIT = 0.002  # seconds
     PROBE_AFTER = 16
 
     __slots__ = ("_pooled",)
@@ -55,7 +57,8 @@ class InPlace:
         try:
             return fn(*args)
         finally:
-            if time.perf_counter() - wall > self.WAITED * (time.thread_time() - cpu):
+            wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+            if wall > self.WAITED * cpu and wall - cpu > self.MIN_WAIT:
                 self._pooled = self.PROBE_AFTER
 
 

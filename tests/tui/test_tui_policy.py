@@ -19,12 +19,12 @@ from tui.screens.policy import PolicyScreen
 from tui.screens.removed import RemovedScreen
 
 SIZE = (80, 24)
-NOW = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)
+NOW = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)  # the app's clock and every manager's here
 
 
 async def _daily_backups(root: Path, data: Path, days: int) -> list[str]:
     """One backup a day at 10:00 UTC, oldest first; their ids newest first."""
-    mgr = BackupManager(root)
+    mgr = BackupManager(root, clock=lambda: NOW)
     await mgr.create_project("web", str(data))
     ids = []
     for back in range(days, 0, -1):
@@ -86,7 +86,7 @@ async def test_the_preview_follows_the_rules_and_apply_removes_what_it_marked(
         await wait_for(pilot, lambda: not app.operations.running)
         await settle(pilot)
 
-        mgr = BackupManager(root)
+        mgr = BackupManager(root, clock=lambda: NOW)
         assert [m.id for m in await mgr.list("web")] == ids[:3]
         assert sorted(m.id for m in await mgr.removed("web")) == sorted(ids[3:])
         assert (await mgr.policy("web")).keep_daily == 3  # type: ignore[union-attr]
@@ -99,7 +99,7 @@ async def test_the_preview_follows_the_rules_and_apply_removes_what_it_marked(
         await pilot.press("u")
         await wait_for(pilot, lambda: len(app.screen.removed) == 2)
         await pilot.press("escape")
-    assert first in {m.id for m in await BackupManager(root).list("web")}
+    assert first in {m.id for m in await BackupManager(root, clock=lambda: NOW).list("web")}
 
 
 async def test_a_protected_backup_is_kept_whatever_the_rules_say(tmp_path: Path) -> None:
@@ -116,7 +116,8 @@ async def test_a_protected_backup_is_kept_whatever_the_rules_say(tmp_path: Path)
         oldest = app.main.current_backup
         assert oldest is not None and oldest.id == ids[-1]
         await pilot.press("p")
-        await wait_for(pilot, lambda: BackupManager(root).list_blocking("web")[-1].protected)
+        mgr = BackupManager(root, clock=lambda: NOW)
+        await wait_for(pilot, lambda: mgr.list_blocking("web")[-1].protected)
         await settle(pilot)
         assert "Protected" in plain(app.main.query_one("#detail-body"))
         await pilot.press("P")

@@ -88,6 +88,6 @@ async def test_policy_screen_edits_the_schedule_and_shows_next_runs(tmp_path: Pa
         await pilot.press("y")
         await wait_for(pilot, lambda: app.screen is app.main)
         await wait_for(pilot, lambda: not app.operations.running)
-        stored = await BackupManager(root).policy("web")
+        stored = await BackupManager(root, clock=lambda: NOW).policy("web")
         assert stored is not None and stored.schedule == "0 3 * * *"
-        assert len(await BackupManager(root).list("web")) == 2  # nothing removed
+        assert len(await BackupManager(root, clock=lambda: NOW).list("web")) == 2  # nothing removed
