@@ -41,12 +41,22 @@ if TYPE_CHECKING:
     from pydantic import ValidationError
 
 
+#: What a path argument that is not UTF-8 is told (names inside a backup may be any bytes;
+#: the data directory's and a restore target's own paths are stored and shown as text).
+NOT_UTF8 = (
+    "the path is not valid UTF-8: the data directory and a restore target need UTF-8 paths"
+    " (the names inside them may be any bytes)"
+)
+
+
 def describe_validation_error(exc: ValidationError) -> str:
     """One line naming each bad field: ``project_id: invalid project_id '..': use ...``."""
     parts = []
     for err in exc.errors():
         loc = ".".join(str(x) for x in err.get("loc", ()) if x != "__root__")
         msg = str(err.get("msg", "invalid value"))
+        if err.get("type") == "string_unicode":  # a path argument with bytes that are not UTF-8
+            msg = NOT_UTF8
         for prefix in ("Value error, ", "Assertion failed, "):
             if msg.startswith(prefix):
                 msg = msg[len(prefix) :]

@@ -418,6 +418,47 @@ def test_unreadable_data_dir(root: Path, tmp_path: Path):
 # --------------------------------------------------------------------------------------------
 
 
+def test_a_path_that_is_not_utf8_is_one_clear_line_and_writes_nothing(
+    root: Path, data: Path, tmp_path: Path
+) -> None:
+    """The data directory's and a restore target's own paths are stored and shown as text:
+    one that is not UTF-8 is refused in one line (exit 2), nothing made; names inside the
+    tree may be any bytes, and restore as they were."""
+
+    def run(*args: str | bytes) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [sys.executable, "-m", "cli", "--root", str(root), *args],
+            capture_output=True,
+            cwd=REPO,
+            env=_env(),
+            timeout=60,
+        )
+
+    inside = os.fsencode(data) + b"/name-\xfe.txt"
+    with open(inside, "wb") as f:
+        f.write(b"odd name\n")
+    create(root, "p", data)
+    odd_src = os.fsencode(tmp_path) + b"/src-\xff"
+    os.mkdir(odd_src)
+    odd_out = os.fsencode(tmp_path) + b"/out-\xff"
+    for args, field in (
+        (("create", "q", odd_src), "data_dir"),
+        (("restore", "p", "latest", odd_out), "restore_dir"),
+    ):
+        proc = run(*args)
+        err = proc.stderr.decode("utf-8", "replace")
+        assert proc.returncode == 2, err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert f"{field}: the path is not valid UTF-8" in err, err
+    assert not os.path.exists(odd_out)
+    assert "q" not in {p.name for p in (root / "backups").iterdir()}
+    out = tmp_path / "out"
+    restored = run("restore", "p", "latest", str(out))
+    assert restored.returncode == 0, restored.stderr
+    with open(os.fsencode(out) + b"/name-\xfe.txt", "rb") as f:
+        assert f.read() == b"odd name\n"
+
+
 def test_exit_3_when_a_special_file_is_skipped(root: Path, data: Path):
     # A fifo cannot be backed up: it is skipped with a warning (works as root, unlike chmod).
     os.mkfifo(data / "a-fifo")
