@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import humanize
 
-from core.utc import utc
+from core.utc import CLOCK_SKEW, utc
 
 MISSING = "-"
 
@@ -70,18 +70,13 @@ def duration(seconds: float | None) -> str:
     return humanize.precisedelta(timedelta(seconds=round(seconds)), format="%0.0f")
 
 
-#: How far ahead of this host's clock a time still reads "just now": another host's clock
-#: may run that much ahead (locks tolerate as much); beyond it the time is shown as future.
-SKEW = timedelta(minutes=5)
-
-
 def age(when: datetime | None, now: datetime) -> str:
     """'3 hours ago'; a time a little in the future (clock skew) reads 'just now', one
     further ahead '3 hours in the future', so a wrong clock shows rather than hides."""
     if when is None:
         return "never"
     delta = utc(now) - utc(when)
-    if delta < -SKEW:
+    if delta < -CLOCK_SKEW:
         return f"{humanize.naturaldelta(-delta)} in the future"
     if delta < timedelta(seconds=5):
         return "just now"
@@ -93,7 +88,7 @@ def short_age(when: datetime | None, now: datetime) -> str:
     if when is None:
         return "never"
     seconds = (utc(now) - utc(when)).total_seconds()
-    if seconds < -SKEW.total_seconds():
+    if seconds < -CLOCK_SKEW.total_seconds():
         return "in " + short_age(now, when).removesuffix(" ago")
     for unit, span in (("y", 31536000), ("mo", 2592000), ("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= span:

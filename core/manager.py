@@ -79,14 +79,13 @@ from core.repo.repository import HOSTNAME, RepoConfig, Repository, current_user,
 from core.retention import ForgetResult, Policy, evaluate
 from core.stats import ProjectStats, RepositoryStats
 from core.storage import ObjectStore, open_store
+from core.utc import CLOCK_SKEW
 from core.validator import verify_backup, verify_backups
 
 T = TypeVar("T")
 Progress = Callable[[ProgressEvent], None]
 #: The `reason` tag of the checkpoint a restore takes of its target first.
 PRE_RESTORE = "pre-restore"
-#: How far ahead of this host's clock a backup's given time may lie (another host's clock).
-CLOCK_SKEW = locks.CLOCK_SKEW
 #: The earliest time a backup may be given (older ones name no real backup, and the year 1
 #: cannot be written in UTC once its zone is taken away).
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)

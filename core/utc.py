@@ -1,10 +1,16 @@
 """The one rule for times without a zone: they are UTC, the zone of every time the engine
 stores. Applied where a time enters (every model's datetime field, typed times), so that
-comparing and sorting times never mixes naive and aware ones."""
+comparing and sorting times never mixes naive and aware ones. And how far another host's
+clock may run ahead of this one's (CLOCK_SKEW), for every rule that allows for it."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+#: How far ahead of this host's clock another host's may run: a lock's refresh time beyond it
+#: is judged by its object's mtime, a backup's given time beyond it is refused, and a time
+#: shown beyond it reads as in the future rather than "just now".
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 def utc(value: datetime) -> datetime:

@@ -38,6 +38,7 @@ from typing import Any
 from core.errors import Busy, ReadOnly, from_os_error
 from core.repo.codec import PLAIN, Kind
 from core.storage import ObjectNotFound, ObjectStore
+from core.utc import CLOCK_SKEW
 
 PREFIX = "locks/"
 #: The scheduled-run locks (issue 14): `run-due` holds one exclusively while it checks and
@@ -45,8 +46,6 @@ PREFIX = "locks/"
 RUN_PREFIX = "run-locks/"
 #: A lock not refreshed for this long is stale (unless its live process is on this host).
 STALE_AFTER = timedelta(minutes=30)
-#: A lock whose refresh time lies further ahead than this is judged by its object's mtime.
-CLOCK_SKEW = timedelta(minutes=5)
 #: How often a held lock is rewritten with a new `refreshed` (seconds).
 REFRESH_INTERVAL = 300.0
 #: Retry pause bounds while waiting for a conflicting lock (seconds).
