@@ -100,19 +100,20 @@ class Pipeline:
         try:
             self._in_place.run(fn, *args)
         except BaseException as exc:
-            self._failures.append(exc)
-            if self._on_failure is not None:
-                self._on_failure()
+            self._failed(exc)
             return False
         return True
+
+    def _failed(self, exc: BaseException) -> None:
+        self._failures.append(exc)
+        if self._on_failure is not None:
+            self._on_failure()
 
     def _done(self, future: Future[Any]) -> None:
         self._slots.release()
         exc = None if future.cancelled() else future.exception()
         if exc is not None:
-            self._failures.append(exc)
-            if self._on_failure is not None:
-                self._on_failure()
+            self._failed(exc)
         with self._idle:
             self._in_flight -= 1
             self._idle.notify_all()
