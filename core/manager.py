@@ -749,6 +749,7 @@ class BackupManager(Comparing):
                     log("INFO", f"checkpoint {done.id} taken of {target} before overwriting it")
                     return done.id
 
+                stores, protect = self._protected()
                 restorer = Restorer(
                     repo,
                     meta,
@@ -756,7 +757,8 @@ class BackupManager(Comparing):
                     ctx,
                     log,
                     checkpoint if req.checkpoint else None,
-                    protect=self._protected(),
+                    protect=protect,
+                    stores=stores,
                 )
                 try:
                     result = restorer.run()
@@ -814,20 +816,33 @@ class BackupManager(Comparing):
             tops.append(Path(local))
         return tops
 
-    def _protected(self) -> frozenset[tuple[int, int]]:
-        """The directories no restore may delete, replace or write into, wherever they lie,
-        reached by whatever path (a bind mount inside the target): the nexus root, and every
-        directory of every project's repository and of the logs."""
-        found = set()
-        with contextlib.suppress(OSError):
-            st = os.stat(self.root)
-            found.add((st.st_dev, st.st_ino))
-        for top in (*self._local_tops(), self.root / "logs"):
-            for dirpath, _dirs, _files in os.walk(top):
-                with contextlib.suppress(OSError):
-                    st = os.stat(dirpath, follow_symlinks=False)
-                    found.add((st.st_dev, st.st_ino))
-        return frozenset(found)
+    def _stored_dirs(self) -> list[Path]:
+        """The directories of this manager's repositories and of the logs: no restore target
+        and no data directory is, or lies inside, one of them (design I4)."""
+        dirs = [self.root / "backups", self.root / "logs"]
+        local = self.store.capabilities.local_root
+        if local is not None and Path(local) != self.root:  # a repository kept elsewhere
+            dirs.append(Path(local))
+        return dirs
+
+    def _protected(self) -> tuple[frozenset[tuple[int, int]], frozenset[tuple[int, int]]]:
+        """(device, inode) of every directory of the repositories and the logs (`_stored_dirs`:
+        a restore target may be none of them, nor lie beneath one), and of those with the
+        nexus root and everything in it: the directories no restore may delete, replace or
+        write into, wherever they lie, reached by whatever path (a bind mount inside the
+        target)."""
+
+        def every_dir(tops: list[Path]) -> set[tuple[int, int]]:
+            found = set()
+            for top in tops:
+                for dirpath, _dirs, _files in os.walk(top):
+                    with contextlib.suppress(OSError):
+                        st = os.stat(dirpath, follow_symlinks=False)
+                        found.add((st.st_dev, st.st_ino))
+            return found
+
+        stored = every_dir(self._stored_dirs())
+        return frozenset(stored), frozenset(stored | every_dir([self.root]))
 
     async def info(self, project_id: str, backup_id: str) -> BackupInfo:
         return await self._in_thread(lambda: self.info_blocking(project_id, backup_id))

@@ -144,7 +144,7 @@ async def test_protected_directories_are_never_deleted_replaced_or_written(tmp_p
 async def test_restore_into_the_repository_is_refused(manager, root, data_dir):
     meta = await backup(manager, data_dir)
     inside = root / "backups" / P / "restored-here"
-    with pytest.raises(InvalidInput, match="inside the backup repository"):
+    with pytest.raises(InvalidInput, match="inside a backup repository"):
         await manager.restore(restore_req(meta, inside))
     assert not inside.exists()
 

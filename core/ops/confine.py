@@ -49,6 +49,35 @@ def open_dir_at(dir_fd: int, rel: bytes, *, create: bool = False, mode: int = 0o
         raise
 
 
+#: Opens a directory to look at it, asking no permission on it (fstat, and `..` from it).
+LOOK = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+def lies_in(fd: int, dirs: frozenset[tuple[int, int]]) -> bool:
+    """Whether the directory open as `fd` is one of `dirs` (device, inode) or lies beneath
+    one: told from the descriptor itself and the directories above it, reached by `..` up to
+    `/`, so that no path's symlinks, no swap since it was resolved and no bind mount can hide
+    where it is. An ancestor this process may not search ends the climb (nothing of ours
+    lies above one we could not have made)."""
+    cur = os.open(".", LOOK, dir_fd=fd)
+    try:
+        while True:
+            here = os.fstat(cur)
+            if (here.st_dev, here.st_ino) in dirs:
+                return True
+            try:
+                up = os.open("..", LOOK, dir_fd=cur)
+            except OSError:
+                return False
+            os.close(cur)
+            cur = up
+            st = os.fstat(cur)
+            if (st.st_dev, st.st_ino) == (here.st_dev, here.st_ino):
+                return False  # `/`
+    finally:
+        os.close(cur)
+
+
 def open_dir_beneath(
     roots: Iterable[str | os.PathLike[str]],
     path: str | os.PathLike[str],

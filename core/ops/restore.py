@@ -286,6 +286,10 @@ _tmp_names = itertools.count()
 _RUN = secrets.token_hex(3)  # a crashed run's leftovers never collide with a new name
 
 
+#: A directory opened where a path's symlinks lead (as `mkdir -p` follows them).
+_FOLLOWED_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
 def _tmp_name() -> bytes:
     """`.nexus-restore-<pid>-<run>-<n>`: the pid tells a killed restore's leftovers."""
     return f"{TMP_PREFIX}{os.getpid()}-{_RUN}-{next(_tmp_names)}".encode()
@@ -301,6 +305,7 @@ class Restorer:
         log: Log,
         checkpoint: Checkpoint | None = None,
         protect: frozenset[tuple[int, int]] = frozenset(),
+        stores: frozenset[tuple[int, int]] = frozenset(),
     ) -> None:
         self.repo = repo
         self.meta = meta
@@ -308,9 +313,12 @@ class Restorer:
         self.ctx = ctx
         self.log = log
         self.checkpoint = checkpoint
+        #: (st_dev, st_ino) of the directories a target may neither be nor lie inside: every
+        #: directory of the repositories and the logs (the caller's `stores`), and this
+        #: project's own store and `{root}/backups` always.
+        self.stores = frozenset(stores) | _ids(_stores(repo))
         #: (st_dev, st_ino) of directories never deleted, replaced or entered when met in the
         #: target (the repository's own always are: the nexus root and its stores).
-        self.stores = _ids(_stores(repo))
         self.protect = frozenset(protect) | self.stores | _ids([Path(repo.root)])
         self._lock = threading.Lock()
         self._euid = os.geteuid()
@@ -369,8 +377,20 @@ class Restorer:
 
     def _open_target(self, target: Path, *, create: bool) -> int | None:
         """The target's descriptor (made first when `create`); None when it does not exist
-        and may not be made (a dry run)."""
+        and may not be made (a dry run). Refused whole when the target, or the nearest
+        directory above it that exists, is or lies inside a repository or the logs (design
+        I4): judged from the descriptor then used, before anything is made beneath it."""
         if self.req.confine_to is not None:
+            # no symlink below the allowed directory is followed: the nearest existing
+            # directory, looked at first, is the one the target is then made in
+            near = target
+            while not os.path.lexists(near):
+                near = near.parent
+            look = os.open(near, confine.LOOK)
+            try:
+                self._refuse_stored(look, target)
+            finally:
+                os.close(look)
             try:
                 return confine.open_dir_beneath(
                     self.req.confine_to, target, what="restore_dir", create=create
@@ -379,44 +399,40 @@ class Restorer:
                 if create:
                     raise
                 return None
-        if not os.path.lexists(target):
-            if not create:
-                return None
-            os.makedirs(target, exist_ok=True)
+        missing: list[bytes] = []
+        near = target
+        while not os.path.lexists(near):
+            missing.append(os.fsencode(near.name))
+            near = near.parent
         try:
-            return os.open(target, confine.DIR_FLAGS)
+            # an existing target was resolved once (`_target`); a missing one is made
+            # beneath its nearest existing directory, as `mkdir -p` would find it
+            fd = os.open(near, confine.DIR_FLAGS if not missing else _FOLLOWED_DIR)
+            try:
+                self._refuse_stored(fd, target)
+                if missing and not create:
+                    os.close(fd)
+                    return None
+                if missing:
+                    rel = b"/".join(reversed(missing))
+                    made = confine.open_dir_at(fd, rel, create=True, mode=0o777)
+                    os.close(fd)
+                    fd = made
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                raise
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise InvalidInput(f"restore target {target} is not a directory") from None
             raise
+        return fd
 
-    def _refuse_protected_target(self, target: Path) -> None:
-        """A target that is, or lies inside, a repository's store is refused whole (checked
-        from its nearest existing directory up to `/`, before anything is made). Elsewhere
-        beneath a protected directory is allowed (the demo keeps its data in the nexus root):
-        the protected directories are those never touched when met inside the target."""
-        probe = target
-        while not os.path.lexists(probe):
-            probe = probe.parent
-        flags = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC  # no read
-        fd = os.open(probe, flags)  # permission needed on the ancestors: O_PATH asks none
-        try:
-            while True:
-                st = os.fstat(fd)
-                if _dev_ino(st) in self.stores:
-                    raise InvalidInput(
-                        f"restore target {target} is inside the backup repository: refused"
-                    )
-                try:
-                    up = os.open("..", flags, dir_fd=fd)
-                except OSError:
-                    return  # an ancestor we may not look at: none of ours lies above it
-                os.close(fd)
-                fd = up
-                if _dev_ino(os.fstat(fd)) == _dev_ino(st):
-                    return
-        finally:
-            os.close(fd)
+    def _refuse_stored(self, fd: int, target: Path) -> None:
+        if confine.lies_in(fd, self.stores):
+            raise InvalidInput(
+                f"restore target {target} is inside a backup repository or the logs: refused"
+            )
 
     def _load_excludes(self, header: dict, top: int, target: Path) -> list[walker.Excludes]:
         """What the backup excluded (its manifest header's `excludes`) and what the target's
@@ -787,7 +803,6 @@ class Restorer:
         self._check_chunks(entries)
         target = self._target()
         self.result.restore_dir = str(target)
-        self._refuse_protected_target(target)
         top = self._open_target(target, create=not self.req.dry_run)
         try:
             self._top_len = len(os.fsencode(str(target)))
