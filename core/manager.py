@@ -313,9 +313,17 @@ class BackupManager(Comparing):
         both) opening it. Returns the new key's id."""
         repo = self._encrypted_repo(project_id)
         old = repo.unlocked_key
-        new = repo.add_key(new_password)
-        if old is not None:
-            repo.remove_key(old)
+        with locked(repo, "key passwd", exclusive=True):
+            # under the lock: a change of the same key at once waits, then finds its old key
+            # gone and changes nothing (it never adds a password it then reports as failed)
+            if old is not None and old not in repo.key_ids():
+                raise NotFound(
+                    f"project {project_id!r}: the key this password opened ({old}) was changed "
+                    "or removed meanwhile; nothing was changed"
+                )
+            new = repo.add_key(new_password)
+            if old is not None:
+                repo.remove_key(old)
         return new
 
     def _encrypted_repo(self, project_id: str) -> Repository:

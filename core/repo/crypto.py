@@ -154,6 +154,16 @@ def key_info(raw: bytes) -> dict:
     return {k: v for k, v in obj.items() if k not in ("wrap",)}
 
 
+def whole(raw: bytes) -> bool:
+    """Whether a key object is one an unlock could open with its password (parsed, its
+    derivation and wrapping all there): a damaged or stray object under keys/ is not."""
+    try:
+        _wrapping(_parse(raw))
+    except KeyError_:
+        return False
+    return True
+
+
 def _parse(raw: bytes) -> dict:
     try:
         obj = json.loads(raw)

@@ -222,13 +222,23 @@ class Repository:
         return key_id
 
     def remove_key(self, key_id: str) -> None:
-        """Remove one key object; refused for the last one (the repository would never open
-        again) and for an id that is not a key."""
-        ids = self.key_ids()
-        if key_id not in ids:
+        """Remove one key object; refused for an id that is not a key, and when no other
+        whole key object would be left (the repository would never open again: a damaged or
+        stray object under keys/ opens nothing, so it does not count)."""
+        keys = dict(self._keys())
+        if key_id not in keys:
             raise NotFound(f"project {self.project_id!r} has no key {key_id!r}")
-        if len(ids) == 1:
-            raise Busy(f"project {self.project_id!r}: {key_id} is its last key; add another first")
+        # a copy of this key under another name opens nothing either (bound to its id)
+        others = [
+            kid
+            for kid, raw in keys.items()
+            if kid != key_id and raw != keys[key_id] and crypto.whole(raw)
+        ]
+        if not others:
+            raise Busy(
+                f"project {self.project_id!r}: {key_id} is the last key that can open it; "
+                "add another first"
+            )
         self.store.delete(crypto.KEYS + key_id)
 
     def key_list(self) -> list[dict]:
