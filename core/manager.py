@@ -827,11 +827,8 @@ class BackupManager(Comparing):
     def _stored_dirs(self) -> list[Path]:
         """The directories of this manager's repositories and of the logs: no restore target
         and no data directory is, or lies inside, one of them (design I4)."""
-        dirs = [self.root / "backups", self.root / "logs"]
-        local = self.store.capabilities.local_root
-        if local is not None and Path(local) != self.root:  # a repository kept elsewhere
-            dirs.append(Path(local))
-        return dirs
+        # and a repository kept elsewhere (`_local_tops` beyond the root)
+        return [self.root / "backups", self.root / "logs", *self._local_tops()[1:]]
 
     def _protected(self) -> tuple[frozenset[tuple[int, int]], frozenset[tuple[int, int]]]:
         """(device, inode) of every directory of the repositories and the logs (`_stored_dirs`:

@@ -380,12 +380,14 @@ class Restorer:
         and may not be made (a dry run). Refused whole when the target, or the nearest
         directory above it that exists, is or lies inside a repository or the logs (design
         I4): judged from the descriptor then used, before anything is made beneath it."""
+        missing: list[bytes] = []  # the components to make, from the target up
+        near = target
+        while not os.path.lexists(near):
+            missing.append(os.fsencode(near.name))
+            near = near.parent
         if self.req.confine_to is not None:
             # no symlink below the allowed directory is followed: the nearest existing
             # directory, looked at first, is the one the target is then made in
-            near = target
-            while not os.path.lexists(near):
-                near = near.parent
             look = os.open(near, confine.LOOK)
             try:
                 self._refuse_stored(look, target)
@@ -399,11 +401,6 @@ class Restorer:
                 if create:
                     raise
                 return None
-        missing: list[bytes] = []
-        near = target
-        while not os.path.lexists(near):
-            missing.append(os.fsencode(near.name))
-            near = near.parent
         try:
             # an existing target was resolved once (`_target`); a missing one is made
             # beneath its nearest existing directory, as `mkdir -p` would find it

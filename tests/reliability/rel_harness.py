@@ -1207,3 +1207,29 @@ __all__ = [
     "mf",
     "run_campaign",
 ]
+
+
+def regular_files(top: Path) -> dict[str, bytes]:
+    """Every regular file under `top` (not following symlinks), by relative path."""
+    out: dict[str, bytes] = {}
+    for dirpath, _dirs, names in os.walk(top):
+        for n in names:
+            full = Path(dirpath) / n
+            if full.is_file() and not full.is_symlink():
+                out[str(full.relative_to(top))] = full.read_bytes()
+    return out
+
+
+@contextlib.contextmanager
+def bind_mount(source: Path, where: Path) -> Iterator[None]:
+    """`source` bind-mounted at `where` (the test skipped where mounting is not permitted)."""
+    import pytest
+
+    where.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "--bind", str(source), str(where)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {r.stderr.decode().strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)

@@ -7,31 +7,20 @@ Each test checks what a user would: the bytes of the repository and of the targe
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rel_harness import bind_mount as _bind
+from rel_harness import regular_files as _files
 
 from core.manager import BackupManager
 from core.models import CreateRequest, RestoreRequest
 
 P = "aud"
-
-
-def _files(top: Path) -> dict[str, bytes]:
-    """Every regular file under `top` (not following symlinks), by relative path."""
-    out: dict[str, bytes] = {}
-    for dirpath, _dirs, names in os.walk(top):
-        for n in names:
-            full = Path(dirpath) / n
-            if full.is_file() and not full.is_symlink():
-                out[str(full.relative_to(top))] = full.read_bytes()
-    return out
 
 
 async def _backup(mgr: BackupManager, src: Path, **kw: object):
@@ -40,19 +29,6 @@ async def _backup(mgr: BackupManager, src: Path, **kw: object):
 
 def _req(backup_id: str, target: Path, **kw: object) -> RestoreRequest:
     return RestoreRequest(project_id=P, backup_id=backup_id, restore_dir=str(target), **kw)
-
-
-@contextlib.contextmanager
-def _bind(source: Path, where: Path) -> Iterator[None]:
-    """`source` bind-mounted at `where` (skips where mounting is not permitted)."""
-    where.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["mount", "--bind", str(source), str(where)], capture_output=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot bind-mount here: {r.stderr.decode().strip()}")
-    try:
-        yield
-    finally:
-        subprocess.run(["umount", "-l", str(where)], capture_output=True)
 
 
 # --- I4: the repository reached through a bind mount inside the target ----------------------

@@ -11,28 +11,18 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rel_harness import bind_mount as _bind
+from rel_harness import regular_files as _files
 
 from core.errors import InvalidInput, NexusError
 from core.manager import BackupManager
 from core.models import CreateRequest, RestoreRequest
 from core.ops.restore import Restorer
-
-
-def _files(top: Path) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    for dirpath, _dirs, names in os.walk(top):
-        for n in names:
-            full = Path(dirpath) / n
-            if full.is_file() and not full.is_symlink():
-                out[str(full.relative_to(top))] = full.read_bytes()
-    return out
 
 
 async def _two_projects(mgr: BackupManager, tmp_path: Path) -> dict[str, str]:
@@ -51,24 +41,20 @@ def _req(backup_id: str, target: Path | str, **kw: object) -> RestoreRequest:
     return RestoreRequest(project_id="p", backup_id=backup_id, restore_dir=str(target), **kw)
 
 
+async def _under_one_root(tmp_path: Path) -> tuple[BackupManager, dict[str, str], Path, dict]:
+    """A manager on a fresh root with projects p and q; q's directory and its files."""
+    mgr = BackupManager(tmp_path / "root")
+    ids = await _two_projects(mgr, tmp_path)
+    q = tmp_path / "root" / "backups" / "q"
+    return mgr, ids, q, _files(q)
+
+
 async def _q_intact(mgr: BackupManager, q_id: str, before: dict[str, bytes], where: Path) -> None:
     assert _files(where) == before, "project q's repository changed"
     out = where.parent.parent.parent / "q-out"
     req = RestoreRequest(project_id="q", backup_id=q_id, restore_dir=str(out))
     await mgr.restore(req)
     assert (out / "a.txt").read_text() == "a"
-
-
-@contextlib.contextmanager
-def _bind(source: Path, where: Path) -> Iterator[None]:
-    where.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["mount", "--bind", str(source), str(where)], capture_output=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot bind-mount here: {r.stderr.decode().strip()}")
-    try:
-        yield
-    finally:
-        subprocess.run(["umount", "-l", str(where)], capture_output=True)
 
 
 @pytest.mark.parametrize("delete", [False, True])
@@ -89,11 +75,7 @@ async def test_another_project_of_a_repository_kept_elsewhere_is_no_target(
 
 
 async def test_a_bind_mount_of_another_project_is_no_target(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    mgr = BackupManager(root)
-    ids = await _two_projects(mgr, tmp_path)
-    q = root / "backups" / "q"
-    before = _files(q)
+    mgr, ids, q, before = await _under_one_root(tmp_path)
     mount = tmp_path / "elsewhere" / "bm"
     with _bind(q, mount):
         with pytest.raises(InvalidInput, match="inside a backup repository"):
@@ -123,10 +105,7 @@ async def test_a_path_swapped_after_it_was_resolved_is_judged_by_what_it_opens(
     """The target is resolved once; if a component is then a symlink into the repository
     (another process swapped it in), the directory opened is refused all the same."""
     root = tmp_path / "root"
-    mgr = BackupManager(root)
-    ids = await _two_projects(mgr, tmp_path)
-    q = root / "backups" / "q"
-    before = _files(q)
+    mgr, ids, q, before = await _under_one_root(tmp_path)
     shared = tmp_path / "shared"
     shared.mkdir()
     (shared / "x").symlink_to(root / "backups")  # as if swapped in after the resolution
@@ -160,10 +139,7 @@ async def test_a_component_swapped_for_a_symlink_during_restores_never_leads_ins
     """Another process swaps the target's parent and a symlink to the repository back and
     forth (atomically, `renameat2(RENAME_EXCHANGE)`) while restores with --delete run."""
     root = tmp_path / "root"
-    mgr = BackupManager(root)
-    ids = await _two_projects(mgr, tmp_path)
-    q = root / "backups" / "q"
-    before = _files(q)
+    mgr, ids, q, before = await _under_one_root(tmp_path)
     shared = tmp_path / "shared"
     (shared / "x" / "q").mkdir(parents=True)
     (shared / "y").symlink_to(root / "backups")
