@@ -102,6 +102,13 @@ def _listed(repo: Repository) -> list[BackupMetadata]:
     return [m for m in repo.list_metadata()[0] if m.removed_at is None]
 
 
+def _repaired(done: DeleteResult) -> str:
+    return (
+        f"{plural(done.chunks_repaired, 'chunk')} damaged where the index served them: reclaim "
+        "kept an intact copy of each and serves that (run verify to see what else is damaged)"
+    )
+
+
 #: How deep below a repository's root a copy target is looked for by identity (root,
 #: backups/, a project, its packs/, a pack directory): deeper, no store is ever opened.
 _LAYOUT_DEPTH = 4
@@ -1421,6 +1428,8 @@ class BackupManager(Comparing):
             f"{done.packs_rewritten} rewritten)",
             None,
         )
+        if done.chunks_repaired:
+            log("WARNING", _repaired(done), None)
 
     def _retention_after_backup(
         self, repo: Repository, meta: BackupMetadata, ctx: OperationContext
@@ -1564,6 +1573,8 @@ class BackupManager(Comparing):
                     f"({result.packs_deleted} packs deleted, {result.packs_rewritten} rewritten)",
                     backup_id,
                 )
+                if result.chunks_repaired:
+                    self._log(project_id, "WARNING", "reclaim", _repaired(result), backup_id)
             return result
 
     @staticmethod

@@ -443,6 +443,9 @@ class DeleteResult(Model):
     bytes_reclaimed: int = 0
     packs_deleted: int = 0
     packs_rewritten: int = 0
+    #: Needed chunks whose served copy was damaged, served again from an intact copy that
+    #: reclaim would otherwise have deleted.
+    chunks_repaired: int = 0
     #: Why no space was reclaimed (the backup itself is deleted): reclaim could not prove
     #: which data is unreferenced, and deleted no pack.
     reclaim_refused: str | None = None

@@ -26,4 +26,10 @@ def cmd_delete(ctx: Context) -> int:
         f"{size(res.bytes_reclaimed)} ({plural(res.packs_deleted, 'pack')} deleted, "
         f"{res.packs_rewritten} rewritten)"
     )
+    if res.chunks_repaired:
+        error_line(
+            f"{plural(res.chunks_repaired, 'chunk')} damaged where the index served them "
+            "are now served from intact copies; run verify",
+            kind="warning",
+        )
     return code

@@ -9,6 +9,11 @@ partly used is repacked only when its unused share exceeds a threshold (restic's
 `--max-unused`, 5 % by default), so that retention over a large repository does not copy
 every pack for a few unneeded chunks.
 
+A needed chunk can be stored twice (two backups that ran at once). The index serves one copy;
+before a pack holding the other is deleted or repacked, the served copy is read and checked.
+If it is damaged, the intact copy about to go is copied into a new pack and served from there
+instead (a repair); if neither is intact, nothing is deleted.
+
 Runs under the project's exclusive lock, so no backup is being written. Order for crash
 safety: new packs, then the new index that lists them, then the old index files, then the
 old packs; at any instant every chunk a backup needs is reachable through some index file.
@@ -92,6 +97,9 @@ class Proof:
     drop: list[str] = field(default_factory=list)  # packs whose every chunk is unneeded
     rewrite: list[str] = field(default_factory=list)  # packs partly needed: repacked
     orphans: list[str] = field(default_factory=list)  # unindexed packs, proven redundant
+    #: Needed chunks whose served copy is damaged: the intact copy, in a pack that goes, that
+    #: is copied into a new pack and served instead.
+    repair: dict[bytes, BlobLocation] = field(default_factory=dict)
 
 
 #: The share of a pack's blob bytes that may be unused before reclaim repacks it (restic's
@@ -129,16 +137,17 @@ def prove_unreferenced(repo: Repository, max_unused: float = MAX_UNUSED) -> Proo
             proof.rewrite.append(pack_id)
     # Nothing damaged is deleted by an automatic step: a pack to delete or repack must still
     # show its own header (rebuild-index salvages a damaged one and sets it aside).
+    going: dict[str, list[tuple[bytes, int, int, int, int]]] = {}
     for pack_id in proof.drop + proof.rewrite:
         try:
-            read_pack_entries(repo.store, pack_name(pack_id), repo.codec)
+            going[pack_id] = read_pack_entries(repo.store, pack_name(pack_id), repo.codec)
         except (ValueError, struct.error, OSError, EOFError) as exc:
             raise _refuse(f"pack {pack_id[:16]} is damaged ({exc}); run rebuild-index") from exc
     # A pack no index names was left by a run that died, or its index file was lost: it is
     # deleted only if its own header says it holds nothing that is not served elsewhere.
     for pack_id in sorted(set(sizes) - set(by_pack)):
         try:
-            read_pack_entries(repo.store, pack_name(pack_id), repo.codec)
+            going[pack_id] = read_pack_entries(repo.store, pack_name(pack_id), repo.codec)
         except (ValueError, struct.error, OSError, EOFError) as exc:
             raise _refuse(
                 f"pack {pack_id[:16]} is not in the index and its header cannot be read ({exc}); "
@@ -147,7 +156,77 @@ def prove_unreferenced(repo: Repository, max_unused: float = MAX_UNUSED) -> Proo
         # Every needed chunk is in the index, at a pack that exists (checked above), and the
         # index never points into this pack: whatever its header lists is served elsewhere.
         proof.orphans.append(pack_id)
+    proof.repair = _served_copies_checked(repo, _spare_copies(repo, needed, going))
     return proof
+
+
+def _spare_copies(
+    repo: Repository, needed: set[bytes], going: dict[str, list[tuple[bytes, int, int, int, int]]]
+) -> dict[bytes, list[BlobLocation]]:
+    """The copies of needed chunks, in packs about to be deleted or repacked, that the index
+    does not serve (a repack copies only served ones): each goes with its pack."""
+    spare: dict[bytes, list[BlobLocation]] = {}
+    for pack_id, entries in going.items():
+        for digest, offset, length, raw_length, flags in entries:
+            loc = BlobLocation(pack_id, offset, length, raw_length, flags)
+            if digest in needed and repo.index.get(digest) != loc:
+                spare.setdefault(digest, []).append(loc)
+    return spare
+
+
+def _served_copies_checked(
+    repo: Repository, spare: dict[bytes, list[BlobLocation]]
+) -> dict[bytes, BlobLocation]:
+    """Read the served copy of each chunk that has a spare copy about to go: the spare copy
+    to keep (in place of the served one) for each whose served copy is damaged. Unproven
+    when a chunk would be left with no intact copy."""
+    served: dict[str, list[tuple[bytes, BlobLocation]]] = {}
+    for digest in spare:
+        loc = repo.index.get(digest)
+        assert loc is not None  # every needed chunk is indexed (checked by the caller)
+        served.setdefault(loc.pack_id, []).append((digest, loc))
+    repair: dict[bytes, BlobLocation] = {}
+    for pack_id, chunks in served.items():
+        for digest, loc in _damaged(repo, pack_id, sorted(chunks, key=lambda c: c[1].offset)):
+            intact = next((s for s in spare[digest] if _intact(repo, digest, s)), None)
+            if intact is None:
+                raise _refuse(
+                    f"chunk {digest.hex()[:16]} is damaged in pack {loc.pack_id[:16]} and in "
+                    "every other copy; run check"
+                )
+            repair[digest] = intact
+    return repair
+
+
+def _damaged(
+    repo: Repository, pack_id: str, chunks: list[tuple[bytes, BlobLocation]]
+) -> list[tuple[bytes, BlobLocation]]:
+    """Those of `chunks` (all in one pack) whose stored copy does not open or fails its hash."""
+    try:
+        stored = repo.store.read_ranges(
+            pack_name(pack_id), [(loc.offset, loc.length) for _d, loc in chunks]
+        )
+    except (OSError, EOFError):  # a pack cut short: check each chunk alone
+        return [(d, loc) for d, loc in chunks if not _intact(repo, d, loc)]
+    return [
+        (d, loc) for (d, loc), s in zip(chunks, stored, strict=True) if not _opens(repo, d, s, loc)
+    ]
+
+
+def _intact(repo: Repository, digest: bytes, loc: BlobLocation) -> bool:
+    try:
+        stored = repo.store.get_range(pack_name(loc.pack_id), loc.offset, loc.length)
+    except (OSError, EOFError):
+        return False
+    return _opens(repo, digest, stored, loc)
+
+
+def _opens(repo: Repository, digest: bytes, stored: bytes, loc: BlobLocation) -> bool:
+    try:
+        repo.codec.open_blob(digest, stored, loc.flags, loc.raw_length, pack_id=loc.pack_id)
+    except DamagedChunk:
+        return False
+    return True
 
 
 def reclaim(
@@ -173,10 +252,14 @@ def reclaim(
             ctx.check()
             data = repo.store.get(pack_name(pack_id))
             for digest, loc in proof.by_pack[pack_id]:
-                if digest in needed and index.get(digest) == loc:
+                if digest in needed and index.get(digest) == loc and digest not in proof.repair:
                     stored = data[loc.offset : loc.offset + loc.length]
                     _check_blob(repo, digest, stored, loc)
                     writer.add(digest, stored, loc.raw_length, loc.flags)  # copied as sealed
+        for digest, loc in proof.repair.items():
+            stored = repo.store.get_range(pack_name(loc.pack_id), loc.offset, loc.length)
+            _check_blob(repo, digest, stored, loc)
+            writer.add(digest, stored, loc.raw_length, loc.flags)
         writer.flush()
     except BaseException:
         writer.abort()
@@ -190,7 +273,10 @@ def reclaim(
         if loc.pack_id not in obsolete and loc.pack_id in proof.sizes:
             keep[digest] = loc
     for digest, loc in new_locations:
-        keep.setdefault(digest, loc)
+        if digest in proof.repair:
+            keep[digest] = loc  # served from the intact copy, never the damaged one again
+        else:
+            keep.setdefault(digest, loc)
     if any(d not in keep for d in needed):  # the proof above makes this unreachable
         raise _refuse("a needed chunk would be left without a pack")
     old_index_files = [o.name for o in repo.store.list(PREFIX)]
@@ -212,6 +298,7 @@ def reclaim(
     result.bytes_reclaimed = max(0, freed - writer.bytes_written)
     result.packs_deleted = len(proof.drop) + len(proof.orphans)
     result.packs_rewritten = len(proof.rewrite)
+    result.chunks_repaired = len(proof.repair)
     ctx.finish()
     return result
 

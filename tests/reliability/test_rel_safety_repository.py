@@ -23,6 +23,7 @@ from core.models import BackupStatus, CreateRequest, RestoreRequest
 from core.repo import locks
 from core.repo import manifest as mf
 from core.repo.index import decode_index
+from core.repo.packs import BlobLocation, pack_name, read_pack_entries
 from core.repo.repository import Repository
 
 P = "safe"
@@ -429,3 +430,87 @@ async def test_latest_is_never_a_restores_own_checkpoint(two, tmp_path):
         assert res.backup_id == b_id
         assert {k: v for k, v in _tree(target).items() if k in b_tree} == b_tree
     assert (await mgr.info(P, "latest")).metadata.id == b_id
+
+
+@dataclasses.dataclass
+class Twice:
+    root: Path
+    digest: bytes  # a chunk both backups stored
+    served: BlobLocation  # the copy the index serves
+    spare: BlobLocation  # the other copy
+    doomed: str  # the backup whose pack holds the spare copy: deleting it drops that pack
+    kept: tuple[str, dict[str, bytes]]  # the other backup and its files
+
+
+async def _stored_twice(tmp_path: Path) -> Twice:
+    """Two backups that each stored one shared file, as two backups that ran at once do (the
+    second ran while the index was hidden), each in a pack of its own."""
+    root = tmp_path / "repo"
+    shared = os.urandom(200_000)
+    ids, trees = {}, {}
+    for name in ("a", "b"):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "common.bin").write_bytes(shared)
+        (d / f"only-{name}.bin").write_bytes(os.urandom(200_000))
+        trees[name] = _tree(d)
+    ids["a"] = (
+        await BackupManager(root).create(CreateRequest(project_id=P, data_dir=str(tmp_path / "a")))
+    ).id
+    packs_of_a = {p.name for p in _pdir(root).glob("packs/*/*")}
+    hidden = tmp_path / "hidden-index"
+    shutil.move(_pdir(root) / "index", hidden)
+    (_pdir(root) / "index").mkdir()
+    req = CreateRequest(project_id=P, data_dir=str(tmp_path / "b"), data_dir_change=True)
+    ids["b"] = (await BackupManager(root).create(req)).id
+    for f in hidden.iterdir():
+        shutil.move(f, _pdir(root) / "index" / f.name)
+    repo = Repository(root, P)
+    digest = min(_chunks_of(root, ids["a"]) & _chunks_of(root, ids["b"]))
+    served = repo.refresh_index().get(digest)
+    assert served is not None
+    spare = next(
+        BlobLocation(pack.name, offset, length, raw_length, flags)
+        for pack in _pdir(root).glob("packs/*/*")
+        if pack.name != served.pack_id
+        for d, offset, length, raw_length, flags in read_pack_entries(
+            repo.store, pack_name(pack.name), repo.codec
+        )
+        if d == digest
+    )
+    doomed = "a" if spare.pack_id in packs_of_a else "b"
+    kept = "b" if doomed == "a" else "a"
+    return Twice(root, digest, served, spare, ids[doomed], (ids[kept], trees[kept]))
+
+
+def _flip_blob(root: Path, loc: BlobLocation) -> None:
+    pack = _pdir(root) / "packs" / loc.pack_id[:2] / loc.pack_id
+    data = bytearray(pack.read_bytes())
+    data[loc.offset + loc.length // 2] ^= 0xFF
+    pack.write_bytes(bytes(data))
+
+
+async def test_reclaim_keeps_the_intact_copy_of_a_chunk_damaged_where_served(tmp_path):
+    """A chunk stored twice, its served copy damaged by the disk, and a delete whose pack
+    holds the other copy: that copy is the last intact one. Reclaim serves it from a new pack
+    instead of deleting it, and the backup that needs it still restores byte for byte."""
+    t = await _stored_twice(tmp_path)
+    _flip_blob(t.root, t.served)
+    res = await BackupManager(t.root).delete(P, t.doomed)
+    assert res.reclaim_refused is None and res.chunks_repaired == 1 and res.packs_deleted >= 1
+    assert not (_pdir(t.root) / "packs" / t.spare.pack_id[:2] / t.spare.pack_id).exists()
+    kept_id, kept_tree = t.kept
+    await _restores(BackupManager(t.root), kept_id, kept_tree, tmp_path)
+    log = "".join(p.read_text() for p in (t.root / "logs").iterdir())
+    assert "1 chunk damaged where the index served them: reclaim kept" in log
+
+
+async def test_reclaim_deletes_nothing_when_every_copy_is_damaged(tmp_path):
+    t = await _stored_twice(tmp_path)
+    _flip_blob(t.root, t.served)
+    _flip_blob(t.root, t.spare)
+    packs = sorted(p.name for p in _pdir(t.root).glob("packs/*/*"))
+    res = await BackupManager(t.root).delete(P, t.doomed)
+    assert res.reclaim_refused and "every other copy" in res.reclaim_refused
+    assert res.reclaim_refused.count(t.digest.hex()[:16]) == 1
+    assert sorted(p.name for p in _pdir(t.root).glob("packs/*/*")) == packs
