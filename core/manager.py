@@ -68,7 +68,7 @@ from core.models import (
 from core.ops import copy
 from core.ops import forget as fg
 from core.ops.check import check_repository, rebuild_index
-from core.ops.confine import open_dir_beneath
+from core.ops.confine import dir_id, dir_ids, lies_in, open_data_dir, open_dir_beneath
 from core.ops.progress import Clock, OperationContext, utc_now
 from core.ops.reclaim import MAX_UNUSED, drop_unindexed_packs, reclaim
 from core.ops.recovery import recover, recover_locked
@@ -107,6 +107,28 @@ def _repaired(done: DeleteResult) -> str:
         f"{plural(done.chunks_repaired, 'chunk')} damaged where the index served them: reclaim "
         "kept an intact copy of each and serves that (run verify to see what else is damaged)"
     )
+
+
+def _every_dir(tops: list[Path], prune: frozenset[tuple[int, int]] = frozenset()) -> set:
+    """(device, inode) of `tops` and every directory beneath them (not following links),
+    without descending into those in `prune` (already counted)."""
+    found = set()
+    for top in tops:
+        for dirpath, dirs, _files in os.walk(top):
+            with contextlib.suppress(OSError):
+                st = os.stat(dirpath, follow_symlinks=False)
+                found.add((st.st_dev, st.st_ino))
+            if prune:
+                dirs[:] = [d for d in dirs if _dir_id(os.path.join(dirpath, d)) not in prune]
+    return found
+
+
+def _dir_id(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 #: How deep below a repository's root a copy target is looked for by identity (root,
@@ -536,9 +558,13 @@ class BackupManager(Comparing):
         which pass the target's descriptor as `top_fd`). With `req.confine_to`, the data
         directory is opened beneath an allowed directory without following symlinks and read
         only through that descriptor (invariant 7)."""
-        if top_fd is None and req.confine_to is not None:
-            given = Path(os.path.abspath(os.path.expanduser(req.data_dir)))
-            owned = open_dir_beneath(req.confine_to, given, what="data_dir")
+        if top_fd is None:
+            if req.confine_to is not None:
+                given = Path(os.path.abspath(os.path.expanduser(req.data_dir)))
+                owned = open_dir_beneath(req.confine_to, given, what="data_dir")
+            else:
+                given = self._check_data_dir(req.data_dir)
+                owned = open_data_dir(given)
             try:
                 req = req.model_copy(update={"data_dir": str(given)})
                 return self.create_blocking(req, ctx, on_created, top_fd=owned)
@@ -555,7 +581,8 @@ class BackupManager(Comparing):
                 f"created_at {req.created_at.isoformat()} is in the future; give a time that "
                 "has passed (a backup made now needs none)"
             )
-        data_dir = self._check_data_dir(req.data_dir, resolve=top_fd is None)
+        data_dir = self._check_data_dir(req.data_dir, resolve=False)
+        self._refuse_stored_data_dir(top_fd, data_dir)
         repo = self._writable(self._repo(req.project_id, create=True))
         if req.backup_type != BackupType.CHECKPOINT:
             self._check_data_dir_change(repo, data_dir, req.data_dir_change)
@@ -579,6 +606,20 @@ class BackupManager(Comparing):
         if meta.type != BackupType.CHECKPOINT:  # a checkpoint is taken under a restore's lock
             self._retention_after_backup(repo, meta, ctx)
         return meta
+
+    def _refuse_stored_data_dir(self, top_fd: int, data_dir: Path) -> None:
+        """A backup never reads its own repository (design I13): judged from the descriptor
+        that is read, so no symlink or swapped component hides where it is."""
+        if lies_in(top_fd, self._stored_ids()):
+            raise InvalidInput(
+                f"data_dir {data_dir} is, or lies inside, a repository or the logs of "
+                f"{self.root}: back up the directory that holds the data"
+            )
+        if dir_ids([self.root]) & {dir_id(top_fd)}:
+            raise InvalidInput(
+                f"data_dir {data_dir} is the nexus-backup root, which holds only its "
+                "repositories and logs: back up the directory that holds the data"
+            )
 
     @staticmethod
     def _check_data_dir_change(repo: Repository, data_dir: Path, allowed: bool) -> None:
@@ -649,11 +690,8 @@ class BackupManager(Comparing):
         log("INFO", f"{req.backup_type.value} backup of {data_dir} started")
         if req.backup_type == BackupType.INCREMENTAL and reference is None:
             log("WARNING", "no completed backup to be incremental to: reading everything")
-        skip = set()
-        for top in self._local_tops():
-            with contextlib.suppress(OSError):
-                st = os.stat(top)
-                skip.add((st.st_dev, st.st_ino))
+        # the repositories and logs, wherever they lie inside the data directory, are not read
+        skip = set(dir_ids([*self._local_tops(), *self._stored_dirs()]))
         # the backup pipeline (scan, walker, chunker): imported by the commands that back up
         from core.ops.backup import BackupPlan, describe_failure, run_backup
 
@@ -666,6 +704,7 @@ class BackupManager(Comparing):
             left_packs=left_packs,
             use_ignore_file=req.use_ignore_file,
             top_fd=top_fd,
+            confined=req.confine_to is not None,
         )
         try:
             meta = run_backup(repo, meta, plan, ctx, log)
@@ -837,24 +876,18 @@ class BackupManager(Comparing):
         # and a repository kept elsewhere (`_local_tops` beyond the root)
         return [self.root / "backups", self.root / "logs", *self._local_tops()[1:]]
 
+    def _stored_ids(self) -> frozenset[tuple[int, int]]:
+        """(device, inode) of every directory of the repositories and the logs
+        (`_stored_dirs`): a restore target or a data directory may be none of them, nor lie
+        beneath one, reached by whatever path (a bind mount of one)."""
+        return frozenset(_every_dir(self._stored_dirs()))
+
     def _protected(self) -> tuple[frozenset[tuple[int, int]], frozenset[tuple[int, int]]]:
-        """(device, inode) of every directory of the repositories and the logs (`_stored_dirs`:
-        a restore target may be none of them, nor lie beneath one), and of those with the
-        nexus root and everything in it: the directories no restore may delete, replace or
-        write into, wherever they lie, reached by whatever path (a bind mount inside the
-        target)."""
-
-        def every_dir(tops: list[Path]) -> set[tuple[int, int]]:
-            found = set()
-            for top in tops:
-                for dirpath, _dirs, _files in os.walk(top):
-                    with contextlib.suppress(OSError):
-                        st = os.stat(dirpath, follow_symlinks=False)
-                        found.add((st.st_dev, st.st_ino))
-            return found
-
-        stored = every_dir(self._stored_dirs())
-        return frozenset(stored), frozenset(stored | every_dir([self.root]))
+        """`_stored_ids`, and those with the nexus root and everything in it: the directories
+        no restore may delete, replace or write into, wherever they lie (a bind mount inside
+        the target)."""
+        stored = self._stored_ids()
+        return stored, stored | _every_dir([self.root], prune=stored)
 
     async def info(self, project_id: str, backup_id: str) -> BackupInfo:
         return await self._in_thread(lambda: self.info_blocking(project_id, backup_id))

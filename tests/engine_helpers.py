@@ -44,6 +44,7 @@ def engine_backup(
         skip_dirs=set(),
         use_ignore_file=use_ignore_file,
         top_fd=top_fd,
+        confined=top_fd is not None,  # as the manager's create beneath an allowed directory
     )
     ctx = OperationContext("create", project, meta.id)
     return run_backup(repo, meta, plan, ctx, lambda _level, _msg: None)

@@ -13,6 +13,8 @@ import pytest
 from engine_helpers import engine_backup
 
 from core.errors import NexusError
+from core.manager import BackupManager
+from core.models import CreateRequest
 from core.ops.confine import open_dir_beneath
 from core.repo import manifest as mf
 from core.repo.repository import Repository
@@ -156,3 +158,18 @@ def test_subdirectories_swapped_for_symlinks_meanwhile_never_bring_outside_files
                 assert _contents(root, entry) == expected[real], rel
                 seen += 1
     assert seen  # something was backed up despite the swaps
+
+
+async def test_a_symlinked_nexusignore_is_the_users_own_when_not_confined(tmp_path):
+    """Outside a confinement the data directory is the user's: a `.nexusignore` linked to a
+    shared file is read, as it was before the create opened the directory itself."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("a")
+    (data / "b.bin").write_text("b")
+    os.symlink(_outside(tmp_path) / ".nexusignore", data / ".nexusignore")
+    meta = await BackupManager(tmp_path / "repo").create(
+        CreateRequest(project_id=P, data_dir=str(data))
+    )
+    header, entries = _entries(tmp_path / "repo", meta.id)
+    assert header["excludes"] == ["*.txt"] and set(entries) == {b".nexusignore", b"b.bin"}

@@ -559,11 +559,14 @@ class BackupPlan:
     left_packs: list[str] = field(default_factory=list)
     #: Read the data directory's `.nexusignore` (a pre-restore checkpoint does not).
     use_ignore_file: bool = True
-    #: The data directory opened beneath a trusted directory (core.ops.confine), owned by the
-    #: caller: then the walk, the `.nexusignore` and every file are read through it, never
-    #: through `data_dir` (which only names the source), so a swap of that path for a
-    #: symlink after the check cannot make the backup read anything outside.
+    #: The data directory opened by the caller, who judged it by this descriptor (it is no
+    #: repository, design I13) and owns it: the walk and every file are read through it,
+    #: never through `data_dir` (which only names the source), so a swap of that path for a
+    #: symlink after the check cannot make the backup read anything else.
     top_fd: int | None = None
+    #: `top_fd` was opened beneath a trusted directory (core.ops.confine): a `.nexusignore`
+    #: that is a symlink is not followed (else it is: a link the user made is theirs).
+    confined: bool = False
 
 
 class BackupRun:
@@ -648,7 +651,11 @@ class BackupRun:
         it is walked (`_scan_streamed`)."""
         plan = self.plan
         self.exclude_lines = exclude_lines(
-            plan.data_dir, plan.excludes, use_ignore_file=plan.use_ignore_file, top_fd=plan.top_fd
+            plan.data_dir,
+            plan.excludes,
+            use_ignore_file=plan.use_ignore_file,
+            top_fd=plan.top_fd,
+            follow_link=not plan.confined,
         )
         spec = compile_excludes(self.exclude_lines)
         while True:

@@ -49,6 +49,31 @@ def open_dir_at(dir_fd: int, rel: bytes, *, create: bool = False, mode: int = 0o
         raise
 
 
+def dir_id(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
+
+
+def dir_ids(paths: Iterable[os.PathLike[str] | str]) -> frozenset[tuple[int, int]]:
+    """(device, inode) of those of `paths` that exist: what `lies_in` and a walk's skip
+    compare with."""
+    found = set()
+    for path in paths:
+        with contextlib.suppress(OSError):
+            st = os.stat(path)
+            found.add((st.st_dev, st.st_ino))
+    return frozenset(found)
+
+
+def open_data_dir(path: os.PathLike[str] | str) -> int:
+    """The data directory, opened once (it may be a link the user named): the backup reads
+    through this descriptor only, and is judged by it."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise InvalidInput(f"data_dir {os.fsdecode(path)}: {exc.strerror}") from None
+
+
 #: Opens a directory to look at it, asking no permission on it (fstat, and `..` from it).
 LOOK = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC
 

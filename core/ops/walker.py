@@ -97,27 +97,33 @@ class Excludes:
 
 
 def exclude_lines(
-    top: bytes, patterns: list[str], *, use_ignore_file: bool = True, top_fd: int | None = None
+    top: bytes,
+    patterns: list[str],
+    *,
+    use_ignore_file: bool = True,
+    top_fd: int | None = None,
+    follow_link: bool = False,
 ) -> list[str]:
     """The effective gitignore lines of a backup: the request's patterns, then the data
     directory's `.nexusignore` (unless `use_ignore_file` is false), blanks and comments left
     out. They are recorded in the manifest, so that a restore can tell excluded paths."""
     lines = list(patterns)
     if use_ignore_file:
-        lines.extend(_ignore_file_lines(top, top_fd))
+        lines.extend(_ignore_file_lines(top, top_fd, follow_link))
     return [ln for ln in lines if ln.strip() and not ln.startswith("#")]
 
 
-def _ignore_file_lines(top: bytes, top_fd: int | None) -> list[str]:
+def _ignore_file_lines(top: bytes, top_fd: int | None, follow_link: bool) -> list[str]:
     """The `.nexusignore` lines (none when it is not a regular file: a fifo would block).
-    Through `top_fd` when given, never following a symlink: its lines end up in the
-    manifest, so a link there must not pull in a file from outside the confinement."""
+    Through `top_fd` when given, following a symlink only with `follow_link`: its lines end
+    up in the manifest, so a link there must not pull in a file from outside a confinement."""
     flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
     try:
         if top_fd is None:
             fd = os.open(os.path.join(top, IGNORE_FILE.encode()), flags)
         else:
-            fd = os.open(IGNORE_FILE, flags | os.O_NOFOLLOW, dir_fd=top_fd)
+            nofollow = 0 if follow_link else os.O_NOFOLLOW
+            fd = os.open(IGNORE_FILE, flags | nofollow, dir_fd=top_fd)
     except (FileNotFoundError, NotADirectoryError):
         return []
     except OSError as exc:
