@@ -27,6 +27,8 @@ MAX_EXTRA_DEPTH = 8
 #: Paths or globs one restore may name: each is matched against every entry of the backup.
 MAX_RESTORE_PATHS = 1000
 MAX_WARNINGS = 1000
+#: The paths a backup left out that its metadata lists (BackupStats.left_out).
+MAX_LEFT_OUT = 10_000
 
 
 #: Statuses a live process may hold a backup in; a dead process leaves them to recovery.
@@ -173,6 +175,14 @@ class BackupStats(Model):
     #: new bytes before compression per byte stored (None: nothing new stored)
     compression_ratio: float | None = None
     phases: PhaseTimings | None = None
+    #: The paths (base64 of their bytes) the backup saw and could not hold: files it could
+    #: not read, entries it could not stat, special files, directories it could not list
+    #: (their contents unknown). A restore's --delete never removes them or what is beneath
+    #: them (design I4). None: a backup made before they were recorded.
+    left_out: list[str] | None = None
+    #: More than MAX_LEFT_OUT were left out: `left_out` lists the first ones only, and a
+    #: restore's --delete removes nothing.
+    left_out_more: bool = False
 
 
 class BackupMetadata(Model):

@@ -17,6 +17,7 @@ from restore_helpers import dev_ino, files_under, rewrite_manifest, run_restorer
 from core.errors import InvalidInput
 from core.manager import BackupManager
 from core.models import CreateRequest, RestoreRequest
+from core.ops import backup as backup_op
 from core.ops.confine import DirFds, Outside
 from core.ops.restore import select
 from core.repo import manifest as mf
@@ -406,3 +407,27 @@ async def test_a_hard_link_planted_in_the_target_never_gets_its_mode_or_owner_ch
     assert outside.stat().st_mode & 0o7777 == 0o600 and outside.stat().st_nlink == 1
     assert (out / "conf").stat().st_mode & 0o7777 == 0o666
     assert res.counts.files_overwrite == 1 and res.counts.files_metadata == 0
+
+
+async def test_delete_leaves_the_special_files_the_backup_could_not_hold(tmp_path, monkeypatch):
+    """A fifo in the data directory is seen and left out of the backup: a restore --delete
+    into that directory leaves it, and when the backup left out more paths than its
+    metadata lists, --delete removes nothing at all (it cannot tell what it never held)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f.txt").write_text("f")
+    os.mkfifo(src / "queue")
+    mgr = BackupManager(tmp_path / "repo")
+    meta = await backup(mgr, src)
+    (src / "later.txt").write_text("made after the backup")
+    res = await mgr.restore(restore_req(meta, src, delete_extra=True, checkpoint=False))
+    assert (src / "queue").is_fifo() and not (src / "later.txt").exists()
+    assert res.counts.deleted == 1
+    monkeypatch.setattr(backup_op, "MAX_LEFT_OUT", 1)
+    os.mkfifo(src / "queue2")
+    meta = await backup(mgr, src, backup_type="full")
+    assert meta.stats.left_out_more
+    (src / "later.txt").write_text("made after the backup")
+    res = await mgr.restore(restore_req(meta, src, delete_extra=True, checkpoint=False))
+    assert (src / "later.txt").exists() and res.counts.deleted == 0
+    assert any("--delete removes nothing" in w for w in res.warnings)

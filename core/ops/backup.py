@@ -19,6 +19,7 @@ are kept as their index records (45 bytes a chunk) until the run's one index fil
 
 from __future__ import annotations
 
+import base64
 import errno
 import itertools
 import os
@@ -31,7 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from core.errors import Damaged, NexusError, from_os_error
-from core.models import MAX_WARNINGS, BackupMetadata, BackupStatus, PhaseTimings
+from core.models import MAX_LEFT_OUT, MAX_WARNINGS, BackupMetadata, BackupStatus, PhaseTimings
 from core.ops.confine import DIR_FLAGS
 from core.ops.progress import OperationContext
 from core.ops.scan import Item, ParentLines, Planned, ReusedSpan, ScanTotals, merge_stream
@@ -586,6 +587,8 @@ class BackupRun:
         self.ctx = ctx
         self.log = log
         self.warnings: list[str] = []
+        self.left_out: list[bytes] = []  # what the walk or the read could not hold
+        self.left_out_more = False
         self.referenced: set[bytes] = set()
         self.counts = dict.fromkeys(
             ("files", "size", "dirs", "links", "new", "changed", "unchanged", "seen_ref"), 0
@@ -619,6 +622,14 @@ class BackupRun:
         if len(self.warnings) < MAX_WARNINGS:
             self.warnings.append(message)
         self.log("WARNING", message)
+
+    def leave_out(self, rel: bytes) -> None:
+        """`rel` was seen and not backed up: recorded, so that a restore's --delete of this
+        backup never removes it (design I4)."""
+        if len(self.left_out) < MAX_LEFT_OUT:
+            self.left_out.append(rel)
+        else:
+            self.left_out_more = True
 
     # --- scan: walk and merge with the parent ----------------------------------------------
 
@@ -676,6 +687,8 @@ class BackupRun:
                     return items
                 self._unusable("its manifest does not match its checksum")
             self.warnings.clear()
+            self.left_out.clear()
+            self.left_out_more = False
             self.referenced.clear()
             self.counts = dict.fromkeys(self.counts, 0)
 
@@ -699,6 +712,7 @@ class BackupRun:
                 skip=self.plan.skip_dirs,
                 warn=self.warn,
                 check=self.ctx.check,
+                left_out=self.leave_out,
             ),
             ParentLines(records if records is not None else ()),
             self.totals,
@@ -866,10 +880,12 @@ class BackupRun:
                             self._emit(writer, item, self._direct(item, state))
                         except OSError as exc:
                             self.warn(f"{item.shown}: skipped: {exc.strerror or exc}")
+                            self.leave_out(item.rel)
                     continue
                 for item, result in zip(unit, job.result(), strict=True):
                     if isinstance(result, SkipFile):
                         self.warn(f"{item.shown}: skipped: {result}")
+                        self.leave_out(item.rel)
                         self.relinked.setdefault(item.rel, None)
                     else:
                         self._emit(writer, item, result)
@@ -1034,6 +1050,8 @@ class BackupRun:
         stats.dirs_count = c["dirs"]
         stats.symlinks_count = c["links"]
         stats.warnings = self.warnings
+        stats.left_out = [base64.b64encode(rel).decode() for rel in self.left_out]
+        stats.left_out_more = self.left_out_more
         stats.bytes_new_raw = state.bytes_new_raw
         stats.dedup_ratio = _ratio(state.bytes_read, state.bytes_new_raw)
         stats.compression_ratio = _ratio(state.bytes_new_raw, state.bytes_stored)

@@ -22,6 +22,7 @@ Safety rules, in the order they are applied:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import fnmatch
@@ -45,6 +46,7 @@ from core.display import fs_text
 from core.errors import Damaged, InvalidInput, NexusError, StorageFull, describe_os_error
 from core.gil import quick_handoffs
 from core.models import (
+    MAX_LEFT_OUT,
     MAX_WARNINGS,
     BackupMetadata,
     RestoreChange,
@@ -84,6 +86,17 @@ HOLDS_MOUNT = "a directory holding a mount point is there"
 #: said as a warning (exit 3), and the restore goes on. Any other error (a full disk, a
 #: failed read) ends the restore.
 _REFUSED_HERE = frozenset({errno.EPERM, errno.EACCES, errno.EROFS, errno.EBUSY, errno.ETXTBSY})
+
+
+def _within_any(rel: bytes, tops: frozenset[bytes]) -> bool:
+    """Whether `rel` is one of `tops` or lies beneath one."""
+    if not tops:
+        return False
+    while rel:
+        if rel in tops:
+            return True
+        rel = rel.rpartition(b"/")[0]
+    return False
 
 
 def _refused_here(exc: BaseException) -> bool:
@@ -332,6 +345,10 @@ class Restorer:
         #: `.nexusignore`, each matched on its own (a negation in one never re-includes what
         #: the other excludes).
         self.excludes: list[walker.Excludes] = []
+        #: What --delete also leaves alone: the paths the backup saw and could not hold,
+        #: and what is beneath them (all of the target, when there were too many to list).
+        self.left_out: frozenset[bytes] = frozenset()
+        self.left_out_more = False
         self._top_len = 0  # bytes of the target's path, for what the checkpoint can hold
         self._temps: dict[bytes, int] = {}  # temp name -> descriptor of its directory
         self._jobs: set[_FileJob] = set()  # file jobs that may hold a temp file
@@ -784,8 +801,21 @@ class Restorer:
             return True
         return not self._checkpoint_keeps(rel, st, parent_fd)
 
+    def _load_left_out(self) -> None:
+        stats = self.meta.stats
+        self.left_out = frozenset(base64.b64decode(p) for p in stats.left_out or ())
+        self.left_out_more = stats.left_out_more
+        if self.left_out_more and self.req.delete_extra:
+            self.warn(
+                f"the backup could not hold more than {MAX_LEFT_OUT} of the paths it saw: "
+                "--delete removes nothing"
+            )
+
     def _excluded(self, rel: bytes, is_dir: bool) -> bool:
-        """Whether the backup's excludes or the target's `.nexusignore` name `rel`."""
+        """Whether the backup's excludes or the target's `.nexusignore` name `rel`, or the
+        backup saw it, or a directory holding it, and could not hold it (design I4)."""
+        if self.left_out_more or _within_any(rel, self.left_out):
+            return True
         text = rel.decode("utf-8", "surrogateescape")
         return any(x.excluded(text, is_dir) for x in self.excludes)
 
@@ -808,6 +838,7 @@ class Restorer:
                 if self.req.delete_extra or self.req.overwrite == "always":
                     # both remove what the target holds: never what the backup excluded
                     self.excludes = self._load_excludes(header, top, target)
+                    self._load_left_out()
             steps = self.plan(entries)
             self._record(steps)
             counts = self.result.counts

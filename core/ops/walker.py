@@ -162,6 +162,18 @@ def backs_up(top_len: int, rel: bytes, mode: int) -> bool:
 
 
 Entry = tuple[bytes, str, os.stat_result]  # (rel, kind, lstat)
+#: How the walk reports an entry it leaves out (or a directory it cannot list): its path and
+#: a warning line.
+Note = Callable[[bytes, str], None]
+
+
+def _noting(warn: Callable[[str], None], left_out: Callable[[bytes], None] | None) -> Note:
+    def note(rel: bytes, message: str) -> None:
+        if left_out is not None:
+            left_out(rel)
+        warn(message)
+
+    return note
 
 
 def list_dir(
@@ -171,10 +183,13 @@ def list_dir(
     excludes: Excludes | None = None,
     skip: set[tuple[int, int]] | frozenset = frozenset(),
     warn: Callable[[str], None] = lambda _msg: None,
+    left_out: Callable[[bytes], None] | None = None,
 ) -> list[Entry]:
     """One directory's entries, sorted by name, each with its lstat and kind; special files,
     entries that cannot be stat'ed, excluded ones and `skip` directories left out (the first
-    two with a warning). Raises OSError only when `dir_rel` is the top itself."""
+    two with a warning, and their paths to `left_out`). Raises OSError only when `dir_rel`
+    is the top itself."""
+    note = _noting(warn, left_out)
     try:
         # Listed through a descriptor: each entry's lstat is then an fstatat relative to it
         # (no walk of the whole path per file), and a directory swapped for a symlink since
@@ -183,14 +198,14 @@ def list_dir(
     except OSError as exc:
         if not dir_rel:
             raise  # the data directory itself: the backup cannot be made
-        warn(f"{_show(dir_rel)}: cannot read directory: {exc.strerror or exc}")
+        note(dir_rel, f"{_show(dir_rel)}: cannot read directory: {exc.strerror or exc}")
         return []
     try:
-        return _list_fd(fd, len(top), dir_rel, excludes, skip, warn)
+        return _list_fd(fd, len(top), dir_rel, excludes, skip, note)
     except OSError as exc:
         if not dir_rel:
             raise
-        warn(f"{_show(dir_rel)}: cannot read directory: {exc.strerror or exc}")
+        note(dir_rel, f"{_show(dir_rel)}: cannot read directory: {exc.strerror or exc}")
         return []
     finally:
         os.close(fd)
@@ -202,7 +217,7 @@ def _list_fd(
     dir_rel: bytes,
     excludes: Excludes | None,
     skip: set[tuple[int, int]] | frozenset,
-    warn: Callable[[str], None],
+    note: Note,
 ) -> list[Entry]:
     enc, errors = _FS_ENCODING
     with os.scandir(fd) as it:  # names come as str: sorted as their bytes (os.fsencode)
@@ -219,16 +234,16 @@ def _list_fd(
     for name, entry in entries:
         rel = prefix + name
         if deep and len(name) >= room:
-            warn(f"{_show(rel)}: cannot stat: {os.strerror(errno.ENAMETOOLONG)}")
+            note(rel, f"{_show(rel)}: cannot stat: {os.strerror(errno.ENAMETOOLONG)}")
             continue
         try:
             st = entry.stat(follow_symlinks=False)
         except OSError as exc:
-            warn(f"{_show(rel)}: cannot stat: {exc.strerror or exc}")
+            note(rel, f"{_show(rel)}: cannot stat: {exc.strerror or exc}")
             continue
         kind = kinds.get(st.st_mode & 0o170000)
         if kind is None:
-            warn(f"{_show(rel)}: skipped special file ({_special(st.st_mode)})")
+            note(rel, f"{_show(rel)}: skipped special file ({_special(st.st_mode)})")
             continue
         if kind == "d" and (st.st_dev, st.st_ino) in skip:
             continue
@@ -248,6 +263,7 @@ def walk_entries(
     skip: set[tuple[int, int]] | None = None,
     warn: Callable[[str], None] = lambda _msg: None,
     check: Callable[[], None] = lambda: None,
+    left_out: Callable[[bytes], None] | None = None,
 ) -> Iterator[Entry]:
     """Every directory, regular file and symlink below `top` (not `top` itself) as
     (rel, kind, lstat), depth-first, each directory's entries sorted by name bytes.
@@ -258,8 +274,10 @@ def walk_entries(
     nothing outside it is ever listed, whatever happens to its path meanwhile; `top` then
     only names it in messages. `skip` holds (st_dev, st_ino) of directories never to enter
     (the repository itself when it lies inside the data directory). Unreadable directories
-    and special files are reported through `warn` and left out of the walk's children.
+    and special files are reported through `warn` and left out of the walk's children;
+    `left_out` is told their paths (a restore's `--delete` leaves them alone).
     """
+    note = _noting(warn, left_out)
     skip = skip or frozenset()
     top_len = len(top)
     check()
@@ -268,14 +286,14 @@ def walk_entries(
     # component): the walk holds a bounded number of descriptors, whatever the depth.
     fds = [os.dup(top_fd) if top_fd is not None else os.open(top, _TOP)]
     try:
-        stack = [iter(_list_fd(fds[0], top_len, b"", excludes, skip, warn))]
+        stack = [iter(_list_fd(fds[0], top_len, b"", excludes, skip, note))]
         while stack:
             for item in stack[-1]:
                 yield item
                 if item[1] == "d":
                     check()
                     stack.append(
-                        iter(_list_child(fds, len(stack), item[0], top_len, excludes, skip, warn))
+                        iter(_list_child(fds, len(stack), item[0], top_len, excludes, skip, note))
                     )
                     break
             else:
@@ -297,7 +315,7 @@ def _list_child(
     top_len: int,
     excludes: Excludes | None,
     skip: set[tuple[int, int]] | frozenset,
-    warn: Callable[[str], None],
+    note: Note,
 ) -> list[Entry]:
     """The entries of the directory `rel` at `depth`, opened from its parent's descriptor
     (or the deepest one held); its own descriptor joins `fds` while there is room."""
@@ -307,13 +325,13 @@ def _list_child(
         else:
             fd = open_dir_at(fds[-1], b"/".join(rel.split(b"/")[len(fds) - 1 :]))
     except OSError as exc:
-        warn(f"{_show(rel)}: cannot read directory: {exc.strerror or exc}")
+        note(rel, f"{_show(rel)}: cannot read directory: {exc.strerror or exc}")
         return []
     try:
-        entries = _list_fd(fd, top_len, rel, excludes, skip, warn)
+        entries = _list_fd(fd, top_len, rel, excludes, skip, note)
     except OSError as exc:
         os.close(fd)
-        warn(f"{_show(rel)}: cannot read directory: {exc.strerror or exc}")
+        note(rel, f"{_show(rel)}: cannot read directory: {exc.strerror or exc}")
         return []
     if depth < HELD_LEVELS:
         fds.append(fd)

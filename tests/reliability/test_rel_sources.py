@@ -7,6 +7,7 @@ Each is either backed up exactly or skipped with a warning, and the exit code sa
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -193,6 +194,67 @@ async def test_unreadable_files_and_dirs_are_skipped_and_exit_3(world_tmp: Path,
     assert (target / "open" / "fine.txt").read_text() == "fine\n"
     assert os.readlink(target / "dangling") == "/nowhere"
     assert not (target / "locked.txt").exists()
+
+
+def _unreadable_tree(world_tmp: Path) -> Path:
+    """A data directory of nobody's holding a file, a directory nobody cannot list and one
+    nobody cannot enter, each with bytes that exist nowhere else."""
+    src = world_tmp / "src"
+    src.mkdir()
+    (src / "readable.txt").write_text("ok\n")
+    (src / "locked.txt").write_text("only copy\n")
+    (src / "sub").mkdir()
+    (src / "sub" / "inside.txt").write_text("only copy, unlisted\n")
+    (src / "noexec").mkdir()
+    (src / "noexec" / "hidden.txt").write_text("only copy, not entered\n")
+    (world_tmp / "home").mkdir()
+    for p in [world_tmp / "home", src, *src.rglob("*")]:
+        os.chown(p, NOBODY, NOBODY, follow_symlinks=False)
+    (src / "locked.txt").chmod(0)
+    (src / "sub").chmod(0o300)
+    (src / "noexec").chmod(0o600)
+    return src
+
+
+UNREAD = {
+    "locked.txt": "only copy\n",
+    "sub/inside.txt": "only copy, unlisted\n",
+    "noexec/hidden.txt": "only copy, not entered\n",
+}
+
+
+@pytest.mark.parametrize("restorer", ["nobody", "root"])
+async def test_restore_delete_never_removes_what_the_backup_could_not_read(
+    world_tmp: Path, as_nobody, restorer
+):
+    """The backup saw these and could not hold them: a restore --delete into the data
+    directory, without a checkpoint (which could not hold them either), must leave them,
+    whoever restores (root can list what nobody could not). What was made after the backup
+    is still removed."""
+    src = _unreadable_tree(world_tmp)
+    root = world_tmp / "home" / "repo"
+    r = as_nobody(["--root", str(root), "--json", "create", "perm", str(src)], world_tmp)
+    assert r.returncode == 3, r.stderr
+    meta = json.loads(r.stdout)
+    assert {base64.b64decode(p) for p in meta["stats"]["left_out"]} == {
+        b"locked.txt",
+        b"sub",
+        b"noexec/hidden.txt",  # listed, but not entered: each name in it cannot be stat'ed
+    }
+    (src / "made-later.txt").write_text("goes")
+    os.chown(src / "made-later.txt", NOBODY, NOBODY)
+    argv = ["--root", str(root), "restore", "perm", meta["id"], str(src)]
+    argv += ["--delete", "--no-checkpoint"]
+    if restorer == "nobody":
+        r = as_nobody(argv, world_tmp)
+        assert r.returncode in (0, 3), r.stderr
+    else:
+        code, _out, err = await asyncio.to_thread(h.cli_inproc, argv)
+        assert code in (0, 3), err
+    for rel, text in UNREAD.items():
+        assert (src / rel).read_text() == text, f"{rel} was removed or changed"
+    assert not (src / "made-later.txt").exists()
+    assert (src / "readable.txt").read_text() == "ok\n"
 
 
 async def test_unprivileged_user_cannot_read_the_data_dir_at_all(world_tmp: Path, as_nobody):
