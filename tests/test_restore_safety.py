@@ -431,3 +431,29 @@ async def test_delete_leaves_the_special_files_the_backup_could_not_hold(tmp_pat
     res = await mgr.restore(restore_req(meta, src, delete_extra=True, checkpoint=False))
     assert (src / "later.txt").exists() and res.counts.deleted == 0
     assert any("--delete removes nothing" in w for w in res.warnings)
+
+
+# `/` only as a preview: were the refusal ever lost, a real run would empty the machine
+@pytest.mark.parametrize(
+    ("where", "dry_run"), [("parent", True), ("parent", False), ("root", True)]
+)
+async def test_delete_into_a_directory_holding_the_source_is_refused(tmp_path, where, dry_run):
+    """The slip of naming /srv for /srv/web: --delete would remove everything beside the
+    source. Refused before anything is read or written, preview included."""
+    src = tmp_path / "srv" / "web"
+    src.mkdir(parents=True)
+    (src / "index.html").write_text("web")
+    (tmp_path / "srv" / "db").mkdir()
+    (tmp_path / "srv" / "db" / "data").write_text("the database")
+    mgr = BackupManager(tmp_path / "repo")
+    meta = await backup(mgr, src)
+    target = tmp_path / "srv" if where == "parent" else Path("/")
+    before = files_under(tmp_path / "srv")
+    with pytest.raises(InvalidInput, match="holds the backup's source"):
+        await mgr.restore(restore_req(meta, target, delete_extra=True, dry_run=dry_run))
+    assert files_under(tmp_path / "srv") == before
+    assert not (tmp_path / "srv" / "index.html").exists()
+    # into the source itself, or beside it, --delete is what it says
+    (src / "stray").write_text("goes")
+    await mgr.restore(restore_req(meta, src, delete_extra=True))
+    assert not (src / "stray").exists() and (tmp_path / "srv" / "db" / "data").exists()

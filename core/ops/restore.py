@@ -88,6 +88,22 @@ HOLDS_MOUNT = "a directory holding a mount point is there"
 _REFUSED_HERE = frozenset({errno.EPERM, errno.EACCES, errno.EROFS, errno.EBUSY, errno.ETXTBSY})
 
 
+def _refuse_delete_above_source(target: Path, source: object) -> None:
+    """--delete into a directory that holds the backup's source (its parent, `/`, a home)
+    would remove everything beside the source: the easy slip of naming the parent for the
+    directory itself. Refused, whatever exists there; a restore into the source itself,
+    or anywhere else, is not."""
+    if not isinstance(source, str) or not source.startswith("/"):
+        return
+    src = os.path.normpath(source)
+    top = os.path.normpath(str(target))
+    if src != top and (top == "/" or src.startswith(top + "/")):
+        raise InvalidInput(
+            f"restore target {top} holds the backup's source {src}: --delete would remove "
+            f"everything in it beside that; restore into {src}, or leave out --delete"
+        )
+
+
 def _within_any(rel: bytes, tops: frozenset[bytes]) -> bool:
     """Whether `rel` is one of `tops` or lies beneath one."""
     if not tops:
@@ -829,6 +845,8 @@ class Restorer:
         entries = select(entries, self.req.paths)
         self._check_chunks(entries)
         target = self._target()
+        if self.req.delete_extra:
+            _refuse_delete_above_source(target, header.get("source"))
         self.result.restore_dir = str(target)
         top = self._open_target(target, create=not self.req.dry_run)
         try:
