@@ -20,7 +20,7 @@ from core.repo.packs import (
     read_pack_entries,
     salvage_entries,
 )
-from core.repo.repository import Repository
+from core.repo.repository import NewerFormat, Repository
 from core.validator import verify_backup
 
 
@@ -29,6 +29,7 @@ def check_repository(repo: Repository, *, read_data: bool, ctx: OperationContext
     result = CheckResult(
         project_id=repo.project_id, ok=True, read_data=read_data, checked_at=ctx.clock()
     )
+    result.errors += _config_errors(repo)
     index = repo.refresh_index()
     for name, why in index.damaged.items():
         result.errors.append(f"index file {name} is damaged: {why}")
@@ -58,10 +59,6 @@ def check_repository(repo: Repository, *, read_data: bool, ctx: OperationContext
     orphans = sorted(set(on_disk) - set(by_pack))
     if orphans:
         result.warnings.append(f"{len(orphans)} packs are not indexed (left by an interrupted run)")
-    try:
-        repo.check_format()
-    except NexusError as exc:
-        result.errors.append(str(exc))
     metas, bad = repo.list_metadata()
     for backup_id in bad:
         if repo.empty_backup_dir(backup_id):  # a create killed before its first write
@@ -84,6 +81,19 @@ def check_repository(repo: Repository, *, read_data: bool, ctx: OperationContext
     result.duration_seconds = round(time.monotonic() - started, 3)
     ctx.finish()
     return result
+
+
+def _config_errors(repo: Repository) -> list[str]:
+    """A config that is missing or invalid is damage, reported; one of a newer format is
+    raised before anything is read: this version cannot judge its objects, and they are
+    not damaged for being newer (§7)."""
+    try:
+        repo.check_format()
+    except NewerFormat:
+        raise
+    except NexusError as exc:
+        return [str(exc)]
+    return []
 
 
 QUARANTINE = "quarantine/"

@@ -360,6 +360,43 @@ async def test_newer_format_is_refused_by_writers_listed_by_readers(two, tmp_pat
     assert _files(root) == before
 
 
+def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli", "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        env=h.driver_env(),
+        cwd=str(h.REPO_DIR),
+        timeout=120,
+    )
+
+
+async def test_check_of_a_newer_format_says_so_and_is_not_damage(two, tmp_path):
+    """`check` (quick, --read-data, --json) on a config of a newer format: one line saying it
+    is newer, the exit code verify and restore give it (not 4, DAMAGED), nothing written;
+    while a config that is garbage is still damage (exit 4)."""
+    root, _mgr, (a_id, _a), _b = two
+    cfg = json.loads(_config(root).read_text())
+    cfg["version"] = 99
+    _config(root).write_text(json.dumps(cfg))
+    before = _files(root)
+    verify = _cli(root, "verify", P, a_id)
+    assert verify.returncode == 1 and "newer than this nexus-backup" in verify.stderr
+    for args in (["check", P], ["check", P, "--read-data"], ["--json", "check", P]):
+        r = _cli(root, *args)
+        assert r.returncode == verify.returncode, (args, r.returncode, r.stdout, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and h.nexus_error_line(r.stderr), (args, r.stderr)
+        assert "format 99, newer than this nexus-backup" in lines[0], lines[0]
+        assert "DAMAGED" not in r.stdout + r.stderr and '"ok": false' not in r.stdout, r.stdout
+        if "--json" in args:
+            assert json.loads(r.stdout)["error"]["code"] == verify.returncode
+    assert _files(root) == before
+    _config(root).write_text("{garbage")
+    damaged = _cli(root, "check", P)
+    assert damaged.returncode == 4 and "DAMAGED" in damaged.stdout, damaged.stdout
+
+
 async def test_create_of_another_directory_needs_data_dir_change(two, tmp_path):
     root, mgr, (a_id, _a), (b_id, _b) = two
     other = tmp_path / "other"
