@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import os
+
 from core.display import fs_text
+
+#: What a path resolved against a current directory that was deleted is told.
+CWD_GONE = (
+    "the current directory no longer exists (it was deleted): cd to a directory that"
+    " exists, or give absolute paths"
+)
 
 
 class NexusError(Exception):
@@ -73,10 +82,22 @@ class Cancelled(NexusError):
     """The operation was cancelled by its caller."""
 
 
+def cwd_gone(exc: OSError) -> bool:
+    """True when `exc` comes of a relative path (or getcwd itself, which names none) while
+    the current directory is deleted: "no such file or directory" would blame the path."""
+    if exc.errno != errno.ENOENT or (exc.filename and os.path.isabs(exc.filename)):
+        return False
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        return True
+    return False
+
+
 def describe_os_error(exc: OSError, what: str = "") -> str:
     """One line for an OSError: what failed, on which path, and why."""
-    import errno
-
+    if cwd_gone(exc):
+        return f"{what}: {CWD_GONE}" if what else CWD_GONE
     reason = {
         errno.ENOSPC: "no space left on device",
         errno.EDQUOT: "disk quota exceeded",
@@ -97,8 +118,6 @@ def describe_os_error(exc: OSError, what: str = "") -> str:
 
 def from_os_error(exc: OSError, what: str = "") -> NexusError:
     """Map an OSError to the NexusError a person should see."""
-    import errno
-
     msg = describe_os_error(exc, what)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return StorageFull(msg)

@@ -9,6 +9,7 @@ import json
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -344,3 +345,40 @@ def test_list_says_when_backups_cannot_be_read_instead_of_no_backups(tmp_path: P
     r = cli("list", "p")
     assert "1 backup of p not listed: metadata.json cannot be read" in r.stderr, r.stderr
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+def _in_a_deleted_cwd(root: Path, where: Path, *args: str) -> subprocess.CompletedProcess:
+    """`nexus-backup --root ROOT ARGS` run from a current directory deleted just before
+    (`mkdir d; cd d; rmdir ../d`), as a shell leaves it."""
+    script = 'mkdir "$1" && cd "$1" && rmdir "$1" && shift && exec "$@"'
+    return subprocess.run(
+        ["sh", "-c", script, "sh", str(where), sys.executable, "-m", "cli", *args],
+        capture_output=True,
+        text=True,
+        env=_env(PYTHONPATH=str(Path(__file__).resolve().parent.parent)),
+        timeout=60,
+    )
+
+
+def test_a_deleted_current_directory_is_one_clear_line(root, data, tmp_path):
+    """Each way a relative path is resolved (a data dir, a restore target, --root, --repo,
+    a copy target, --json) from a deleted current directory: one line saying so, exit 1,
+    nothing made anywhere; commands that need no relative path still work there."""
+    ok(nb(root, "create", "p", str(data)))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    absolute = ["--root", str(root)]
+    for args in (
+        [*absolute, "create", "p", "data"],
+        [*absolute, "restore", "p", "latest", "out"],
+        [*absolute, "restore", "p", "latest", "out", "--dry-run"],
+        [*absolute, "copy", "p", "--to", "elsewhere"],
+        [*absolute, "--repo", "repo", "list", "p"],
+        ["--root", "repo", "list", "p"],
+    ):
+        r = _in_a_deleted_cwd(root, tmp_path / "gone", *args)
+        one_error(r, 1, "current directory no longer exists", "absolute paths")
+        r = _in_a_deleted_cwd(root, tmp_path / "gone", "--json", *args)
+        json_error(r, 1, "current directory no longer exists")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    for args in (["list", "p"], ["create", "p"], ["ls", "p", "latest"], ["check", "p"]):
+        ok(_in_a_deleted_cwd(root, tmp_path / "gone", *absolute, *args))
