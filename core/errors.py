@@ -82,6 +82,15 @@ class Cancelled(NexusError):
     """The operation was cancelled by its caller."""
 
 
+#: The errnos of a full disk (or quota, or file-size limit): StorageFull, however it is worded.
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def storage_full(exc: BaseException) -> bool:
+    """True for a full disk, whether it arrives raw (OSError) or already mapped."""
+    return isinstance(exc, StorageFull) or (isinstance(exc, OSError) and exc.errno in FULL_ERRNOS)
+
+
 def cwd_gone(exc: OSError) -> bool:
     """True when `exc` comes of a relative path (or getcwd itself, which names none) while
     the current directory is deleted: "no such file or directory" would blame the path."""
@@ -119,7 +128,7 @@ def describe_os_error(exc: OSError, what: str = "") -> str:
 def from_os_error(exc: OSError, what: str = "") -> NexusError:
     """Map an OSError to the NexusError a person should see."""
     msg = describe_os_error(exc, what)
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+    if exc.errno in FULL_ERRNOS:
         return StorageFull(msg)
     if exc.errno == errno.ENOENT:
         return NotFound(msg)

@@ -70,7 +70,7 @@ from core.ops import forget as fg
 from core.ops.check import check_repository, rebuild_index
 from core.ops.confine import dir_id, dir_ids, lies_in, open_data_dir, open_dir_beneath
 from core.ops.progress import Clock, OperationContext, utc_now
-from core.ops.reclaim import MAX_UNUSED, drop_unindexed_packs, reclaim
+from core.ops.reclaim import MAX_UNUSED, drop_unindexed_packs, reclaim, why_stopped
 from core.ops.recovery import recover, recover_locked
 from core.query import Query
 from core.repo import locks
@@ -1450,8 +1450,8 @@ class BackupManager(Comparing):
         try:
             reclaim(repo, done, ctx, max_unused)
         except (OSError, NexusError) as exc:
-            result.reclaim_refused = str(exc)
-            log("WARNING", f"space reclaim failed: {exc}", None)
+            result.reclaim_refused = why_stopped(exc)
+            log("WARNING", f"space reclaim failed: {result.reclaim_refused}", None)
             return
         result.bytes_reclaimed = done.bytes_reclaimed
         result.packs_deleted, result.packs_rewritten = done.packs_deleted, done.packs_rewritten
@@ -1593,9 +1593,13 @@ class BackupManager(Comparing):
             try:
                 reclaim(repo, result, ctx)
             except (OSError, NexusError) as exc:
-                result.reclaim_refused = str(exc)
+                result.reclaim_refused = why_stopped(exc)
                 self._log(
-                    project_id, "WARNING", "reclaim", f"space reclaim failed: {exc}", backup_id
+                    project_id,
+                    "WARNING",
+                    "reclaim",
+                    f"space reclaim failed: {result.reclaim_refused}",
+                    backup_id,
                 )
             else:
                 self._log(

@@ -25,7 +25,7 @@ import contextlib
 import struct
 from dataclasses import dataclass, field
 
-from core.errors import Damaged
+from core.errors import Damaged, NexusError, describe_os_error, storage_full
 from core.models import IN_PROGRESS, RESTORABLE, DeleteResult
 from core.ops.progress import OperationContext
 from core.repo import locks
@@ -301,6 +301,23 @@ def reclaim(
     result.chunks_repaired = len(proof.repair)
     ctx.finish()
     return result
+
+
+#: Why a reclaim stopped on a full disk: reclaim writes its new packs and index before it
+#: deletes anything (I1), so what it could not free is still stored, and still needed or
+#: not; the next reclaim proves it again from scratch.
+FULL_DISK = (
+    "no space left on device while reclaiming: nothing was lost (what could not be freed is"
+    " still stored); the next delete or forget reclaims it once there is space"
+)
+
+
+def why_stopped(exc: OSError | NexusError) -> str:
+    """A reclaim's failure as the one line every face shows (`reclaim_refused`): a full
+    disk says that nothing was lost and what to run, never a raw errno."""
+    if storage_full(exc):
+        return FULL_DISK
+    return describe_os_error(exc, "reclaim") if isinstance(exc, OSError) else str(exc)
 
 
 def _check_blob(repo: Repository, digest: bytes, stored: bytes, loc: BlobLocation) -> None:

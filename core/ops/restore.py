@@ -43,7 +43,14 @@ from pathlib import Path
 import blake3
 
 from core.display import fs_text
-from core.errors import Damaged, InvalidInput, NexusError, StorageFull, describe_os_error
+from core.errors import (
+    Damaged,
+    InvalidInput,
+    NexusError,
+    StorageFull,
+    describe_os_error,
+    storage_full,
+)
 from core.gil import quick_handoffs
 from core.models import (
     MAX_LEFT_OUT,
@@ -877,7 +884,7 @@ class Restorer:
             try:
                 self._execute(steps)
             except OSError as exc:
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                if storage_full(exc):
                     raise StorageFull(describe_os_error(exc, "restore")) from exc
                 raise
             finally:

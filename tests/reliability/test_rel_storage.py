@@ -329,3 +329,41 @@ async def test_restore_from_a_full_repository(tmp_path: Path, mount_tmpfs, free_
     (fs / "filler").unlink()
     info = await BackupManager(root).info(h.PROJECT, backup_id)
     assert info.metadata.status == BackupStatus.COMPLETED
+
+
+async def test_a_disk_filling_up_while_delete_reclaims_is_one_line_and_loses_nothing(
+    tmp_path: Path, mount_tmpfs
+):
+    """The deleted backup shared a pack with the kept one, so reclaim must repack it, and the
+    disk has room for the delete's lock and tombstone but not for the new pack: one line
+    saying so (no raw errno), exit 1, no temp file, no pack gone, the kept backup restores
+    byte for byte; and, with room again, the next delete reclaims what this one could not."""
+    fs = mount_tmpfs("repofs", "4m")
+    root = fs / "repo"
+    h.init_project(root, small=False)
+    src = _write_random(tmp_path / "src", 4, 300_000)
+    mgr = BackupManager(root)
+    doomed = await mgr.create(CreateRequest(project_id=h.PROJECT, data_dir=str(src)))
+    for i in (1, 2, 3):
+        (src / f"r{i:03}.bin").unlink()
+    kept = await mgr.create(CreateRequest(project_id=h.PROJECT, data_dir=str(src)))
+    earlier, packs = {kept.id: h.snapshot(src)}, h.pack_names(root)
+    _fill(fs, 2)
+    r = _cli(root, "delete", h.PROJECT, doomed.id)
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and h.nexus_error_line(r.stderr), r.stderr
+    assert "no space left on device while reclaiming" in lines[0], lines[0]
+    assert "nothing was lost" in lines[0] and "Errno" not in lines[0], lines[0]
+    assert f"Deleted backup {doomed.id}" in r.stdout, r.stdout
+    (fs / "filler").unlink()
+    assert not h.store_temp_files(root), h.store_temp_files(root)
+    assert packs <= h.pack_names(root)
+    mgr = BackupManager(root)
+    assert [m.id for m in await mgr.list(h.PROJECT)] == [kept.id]
+    await h.assert_all_restore(mgr, earlier, tmp_path / "scratch")
+    assert (await mgr.check(h.PROJECT, read_data=True)).ok
+    extra = await mgr.create(CreateRequest(project_id=h.PROJECT, data_dir=str(src)))
+    again = _cli(root, "--json", "delete", h.PROJECT, extra.id)
+    assert again.returncode == 0 and json.loads(again.stdout)["bytes_reclaimed"] > 600_000
+    await h.assert_all_restore(BackupManager(root), earlier, tmp_path / "scratch2")
