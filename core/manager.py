@@ -99,7 +99,12 @@ _SHORT_ID = re.compile(r"[0-9a-f]{4,6}")
 def _listed(repo: Repository) -> list[BackupMetadata]:
     """The backups a face lists: readable metadata, without those retention removed (still
     in their grace period: `removed` lists them)."""
-    return [m for m in repo.list_metadata()[0] if m.removed_at is None]
+    return _shown(repo.list_metadata()[0])
+
+
+def _shown(metas: list[BackupMetadata]) -> list[BackupMetadata]:
+    """Of readable metadata, what a list shows (and what a project's count counts)."""
+    return [m for m in metas if m.removed_at is None]
 
 
 def _repaired(done: DeleteResult) -> str:
@@ -1051,14 +1056,17 @@ class BackupManager(Comparing):
             raise NotFound(f"unknown project {project_id!r}")
         repo = None if resumed else self._repo(project_id)
 
-        def refuse_unless_deletable() -> int:
+        def refuse_unless_deletable() -> tuple[int, int]:
+            """The backups listed and those no list shows (damaged metadata, removed by
+            retention): `backups` is compared with the count a list shows, the one the
+            person confirming was shown (a backup made meanwhile changes it)."""
             assert repo is not None
             repo.check_format()  # a directory that is not ours, or of a newer version
-            ids = repo.backup_ids(deleting=True)
-            metas, _damaged = repo.list_metadata()  # encrypted and locked: WrongPassword
-            if backups is not None and backups != len(ids):
+            metas, damaged = repo.list_metadata()  # encrypted and locked: WrongPassword
+            listed = len(_shown(metas))
+            if backups is not None and backups != listed:
                 raise Conflict(
-                    f"project {project_id!r} now has {plural(len(ids), 'backup')}, not "
+                    f"project {project_id!r} now has {plural(listed, 'backup')}, not "
                     f"{backups}: look again before deleting it"
                 )
             protected = [m.id for m in metas if m.protected]
@@ -1067,7 +1075,7 @@ class BackupManager(Comparing):
                     f"project {project_id!r} has {plural(len(protected), 'protected backup')} "
                     f"({', '.join(protected[:3])}): unprotect them first to delete it"
                 )
-            return len(ids)
+            return listed, len(metas) - listed + len(damaged)
 
         if repo is not None:
             refuse_unless_deletable()  # before waiting for the lock: a quick answer
@@ -1082,7 +1090,7 @@ class BackupManager(Comparing):
         )
         with lock:
             if repo is not None:
-                result.backups_deleted = refuse_unless_deletable()
+                result.backups_deleted, result.unlisted_deleted = refuse_unless_deletable()
                 store.put(projects.DELETING, b"")
             result.objects_deleted, result.bytes_deleted, result.kept = projects.delete_objects(
                 store
@@ -1093,7 +1101,7 @@ class BackupManager(Comparing):
             project_id,
             "INFO",
             "delete-project",
-            f"project deleted: {plural(result.backups_deleted, 'backup')}, "
+            f"project deleted: {result.backups_text()}, "
             f"{result.bytes_deleted} bytes{' (an earlier delete finished)' if resumed else ''}",
         )
         return result

@@ -463,13 +463,29 @@ class DeleteResult(Model):
 
 class ProjectDeleteResult(Model):
     project_id: str
+    #: The backups a list showed (the count the person confirming was shown).
     backups_deleted: int = 0
+    #: Backups no list showed, deleted with the project: metadata missing or damaged, or
+    #: removed by retention and still in their grace period.
+    unlisted_deleted: int = 0
     objects_deleted: int = 0
     bytes_deleted: int = 0
     #: A delete cut short (the process killed) was finished: its count is of what was left.
     resumed: bool = False
     #: Files in the project's place that are not nexus-backup's, left where they were.
     kept: list[str] = Field(default_factory=list)
+
+    def backups_text(self) -> str:
+        """'2 backups', or '2 backups and 1 no list showed (...)': every face says the same."""
+        from core.display import plural
+
+        text = plural(self.backups_deleted, "backup")
+        if self.unlisted_deleted:
+            text += (
+                f" and {self.unlisted_deleted} no list showed (metadata damaged, or removed by"
+                " retention)"
+            )
+        return text
 
 
 class ManifestSummary(Model):

@@ -7,6 +7,7 @@ does not bring the project back as a directory of orphans."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -60,6 +61,66 @@ async def test_local_delete_leaves_no_directory_and_keeps_the_logs(root: Path, d
     assert _files(root / "backups" / "kept") == other
     logs = list((root / "logs").glob("doomed_*.log"))
     assert logs and "project deleted" in logs[0].read_text()
+
+
+def _objects(mgr: BackupManager, project: str) -> dict[str, bytes]:
+    """Every object of a project, byte for byte, whatever the store (its locks aside)."""
+    store = projects.project_store(mgr.store, project)
+    return {o.name: store.get(o.name) for o in store.list() if not o.name.startswith("locks/")}
+
+
+async def _with_garbage_metadata(mgr: BackupManager, data_dir: Path) -> str:
+    """doomed (two backups and a third whose metadata.json is garbage), kept, and doomed-2,
+    whose name starts with doomed's (a delete by prefix would reach it)."""
+    await _two(mgr, data_dir)
+    await mgr.create(CreateRequest(project_id="doomed-2", data_dir=str(data_dir)))
+    third = await mgr.create(CreateRequest(project_id="doomed", data_dir=str(data_dir)))
+    store = projects.project_store(mgr.store, "doomed")
+    store.put(f"backup_{third.id}/metadata.json", b"\x00garbage{")
+    return third.id
+
+
+async def test_a_backup_with_damaged_metadata_is_counted_apart_and_nothing_else_goes(
+    engine, data_dir: Path
+):
+    """The count the person is shown (what `projects` lists) is the one checked; the backup
+    whose metadata is garbage goes too and is reported apart; the other projects, one of
+    them named with doomed's name as a prefix, keep every byte."""
+    await _with_garbage_metadata(engine, data_dir)
+    (shown,) = await engine.projects(only=["doomed"])
+    assert shown.backups == 2
+    others = {p: _objects(engine, p) for p in ("kept", "doomed-2")}
+    with pytest.raises(Conflict, match="now has 2 backups, not 3"):
+        await engine.delete_project("doomed", backups=3)  # not the count shown: refused
+    res = await engine.delete_project("doomed", backups=shown.backups)
+    assert (res.backups_deleted, res.unlisted_deleted) == (2, 1)
+    assert res.backups_text().startswith("2 backups and 1 no list showed (metadata damaged")
+    assert await engine.project_ids() == ["doomed-2", "kept"]
+    assert not list(projects.project_store(engine.store, "doomed").list())
+    assert {p: _objects(engine, p) for p in others} == others
+    for project in others:
+        for meta in await engine.list(project):
+            assert (await engine.verify(project, meta.id)).ok
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_the_cli_deletes_a_project_with_damaged_metadata_and_says_so(
+    tmp_path: Path, data_dir: Path, where: str, request: pytest.FixtureRequest
+):
+    """`delete-project --yes` in a real process: exit 0, one line naming both counts."""
+    root = tmp_path / "r"
+    repo = request.getfixturevalue("s3_url") if where == "s3" else None
+    mgr = BackupManager(root, repository=repo)
+    asyncio.run(_with_garbage_metadata(mgr, data_dir))
+    others = {p: _objects(mgr, p) for p in ("kept", "doomed-2")}
+    args = ["--root", str(root), *(["--repo", repo] if repo else []), "delete-project", "doomed"]
+    r = subprocess.run(
+        [sys.executable, "-m", "cli", *args, "--yes"], capture_output=True, text=True
+    )
+    assert r.returncode == 0 and r.stderr == "", (r.returncode, r.stdout, r.stderr)
+    assert r.stdout.startswith("Deleted project doomed: 2 backups and 1 no list showed"), r.stdout
+    assert asyncio.run(BackupManager(root, repository=repo).project_ids()) == ["doomed-2", "kept"]
+    assert {p: _objects(mgr, p) for p in others} == others
 
 
 def test_every_name_the_layout_defines_is_ours():

@@ -440,7 +440,7 @@ class NexusApp(App[int]):
             )
         elif isinstance(result, ProjectDeleteResult):
             self.notify(
-                f"{result.project_id}: {fmt.plural(result.backups_deleted, 'backup')}, "
+                f"{result.project_id}: {result.backups_text()}, "
                 f"{fmt.size(result.bytes_deleted)} freed",
                 title="Project deleted",
             )

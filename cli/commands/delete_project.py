@@ -47,7 +47,7 @@ def cmd_delete_project(ctx: Context) -> int:
         return EXIT_OK
     finished = " (finishing an earlier delete)" if res.resumed else ""
     out(
-        f"Deleted project {res.project_id}{finished}: {plural(res.backups_deleted, 'backup')}, "
+        f"Deleted project {res.project_id}{finished}: {res.backups_text()}, "
         f"{size(res.bytes_deleted)} freed; its logs are kept"
     )
     if res.kept:
