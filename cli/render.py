@@ -2,8 +2,9 @@
 and the layouts (tables, label blocks) of the human output. The values in them (sizes, ages,
 durations, counts, tags) read as in every face: core.display's, re-exported here.
 
-Every value that comes from a file name or a message goes through `clean` before it is
-printed, so a newline or a byte that was not UTF-8 cannot break a line or the terminal.
+Every file name goes through `name` and every message through `clean` before it is printed,
+so a newline or a byte that was not UTF-8 cannot break a line or the terminal, and no two
+names read alike (core.display).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from cli.progress_bar import cells
 from core import display
-from core.display import age, clean, duration, plural, size, speed, tags_text
+from core.display import age, clean, duration, name, plural, size, speed, tags_text
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -31,6 +32,7 @@ __all__ = [
     "emit_error",
     "error_line",
     "fmt_tags",
+    "name",
     "out",
     "plural",
     "size",

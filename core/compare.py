@@ -46,7 +46,19 @@ class _Named(BaseModel):
         return os.fsdecode(self.raw)
 
 
-class DiffSide(BaseModel):
+class _Linked(BaseModel):
+    """A symlink's target, exact as a name is (`target_b64` when it is not UTF-8)."""
+
+    target: str | None = None
+    target_b64: str | None = None
+
+    @property
+    def exact_target(self) -> str | None:
+        """The target as the engine's inputs take it (surrogate escapes), or None."""
+        return None if self.target is None else os.fsdecode(raw_of(self.target, self.target_b64))
+
+
+class DiffSide(_Linked):
     """One side of a changed entry: what it was (old) or is (new)."""
 
     kind: Kind
@@ -55,7 +67,6 @@ class DiffSide(BaseModel):
     mtime: datetime | None = None
     uid: int = 0
     gid: int = 0
-    target: str | None = None
 
 
 class DiffChange(_Named):
@@ -121,7 +132,7 @@ class DiffRun:
     warnings: list[str] = field(default_factory=list)
 
 
-class FindVersion(BaseModel):
+class FindVersion(_Linked):
     """One version of a path: the run of consecutive backups (newest first) that hold it
     unchanged; `newest` and `oldest` are the ends of the run (equal for one backup)."""
 
@@ -133,7 +144,6 @@ class FindVersion(BaseModel):
     kind: Kind
     size: int = 0
     mtime: datetime | None = None
-    target: str | None = None
 
 
 class FindHit(_Named):
@@ -155,7 +165,7 @@ class FindResult(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
-class LsEntry(_Named):
+class LsEntry(_Named, _Linked):
     """One entry of a backup listed by `ls` (`size` of a directory: the files below it)."""
 
     name: str
@@ -165,7 +175,6 @@ class LsEntry(_Named):
     mtime: datetime | None = None
     uid: int = 0
     gid: int = 0
-    target: str | None = None
     files: int = 0  # a directory: the files below it, at any depth
 
 
@@ -191,7 +200,7 @@ def mark(change: DiffChange) -> str:
 def summary(change: DiffChange) -> str:
     """What changed, for a person: 'content, size 5 B → 11 B, mtime', 'file → dir',
     'mtime, content not compared (same size)', 'target a → b'."""
-    from core.display import size
+    from core.display import name, size
 
     old, new = change.old, change.new
     if old is None or new is None:
@@ -207,7 +216,7 @@ def summary(change: DiffChange) -> str:
         elif word == "owner":
             parts.append(f"owner {old.uid}:{old.gid} → {new.uid}:{new.gid}")
         elif word == "target":
-            parts.append(f"target {old.target} → {new.target}")
+            parts.append(f"target {name(old.exact_target or '')} → {name(new.exact_target or '')}")
         else:
             parts.append(word)
     if change.content_unknown:

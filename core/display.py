@@ -5,10 +5,14 @@ The CLI prints these, the TUI shows them, the engine writes file names into its 
 `fs_text`; the API gives numbers and leaves the reading to its client. One module, so that
 "3.0 MiB", "1 minute and 31 seconds" or "2 folders" read the same wherever they appear.
 
-Names that are not UTF-8: a byte that does not decode is shown as ``\\xNN`` (Python's
-"backslashreplace"), whether the name arrives as bytes (`fs_text`) or as a str that carries it
-as a surrogate escape (`clean`, which also escapes control characters, so that a newline or a
-terminal escape in a file name can neither break a line nor reach the terminal).
+File names: one rule (`name`, and `fs_text` for a name as bytes) for every face that shows a
+stored or scanned path: a backslash reads ``\\\\``, a newline ``\\n`` (tab, return alike),
+another control character below 0x80 ``\\xNN``, a byte that is not UTF-8 ``\\xNN`` (always
+80-ff), any other unprintable character (C1 controls, line separators) ``\\uNNNN``. So a name
+can neither break a line nor send a terminal escape, and no two names read alike: the name
+`a\\nb` (backslash, n) reads ``a\\\\nb``, the name with a newline ``a\\nb``. `clean`, for
+free text (messages, which carry their names already escaped), escapes unprintable characters
+the same way and leaves backslashes as they are.
 """
 
 from __future__ import annotations
@@ -134,25 +138,41 @@ def short_id(backup_id: str, width: int = 20) -> str:
 
 
 def fs_text(raw: bytes) -> str:
-    """A file name as bytes, for a message: what is not UTF-8 reads \\xNN (the one policy)."""
-    return raw.decode("utf-8", "backslashreplace")
+    """A file name as bytes, for a message or a face: `name` of its text."""
+    return name(raw.decode("utf-8", "surrogateescape"))
+
+
+def name(text: str) -> str:
+    """A file name (a str; a byte that is not UTF-8 as a surrogate escape) on one line, so
+    that no two names read alike: backslash escaped too (see the module's docstring)."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(_escaped(ch) if ch == "\\" or not ch.isprintable() else ch for ch in text)
 
 
 def clean(text: object) -> str:
-    """A value safe to show on one line: control characters (a newline in a file name) are
-    escaped, and a byte that was not UTF-8 (a surrogate escape) reads \\xNN, as `fs_text`."""
+    """A value safe to show on one line: unprintable characters escaped as `name` escapes
+    them, backslashes left (a message's names arrive escaped by `name` already)."""
     s = str(text)
     if s.isprintable():
         return s
-    out = []
-    for ch in s:
-        if ch.isprintable():
-            out.append(ch)
-        elif "\udc80" <= ch <= "\udcff":
-            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
-        else:
-            out.append(repr(ch)[1:-1])
-    return "".join(out)
+    return "".join(ch if ch.isprintable() else _escaped(ch) for ch in s)
+
+
+_SHORT = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _escaped(ch: str) -> str:
+    """One character as its escape: \\xNN is an ASCII control or a byte not UTF-8 (a
+    surrogate escape), never a code point from 0x80, which reads \\uNNNN (or \\UNNNNNNNN)."""
+    code = ord(ch)
+    if ch in _SHORT:
+        return _SHORT[ch]
+    if code < 0x80:
+        return f"\\x{code:02x}"
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def home_short(path: str | os.PathLike[str]) -> str:

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+from core import display
 from core import stats as st
 from core.config import check_directory, resolve_repository, resolve_root
 from core.display import plural
@@ -1710,7 +1711,7 @@ class BackupManager(Comparing):
                 result.backup_id,
             )
             return
-        names = ", ".join(d.path for d in result.damaged_files[:5])
+        names = ", ".join(display.name(d.path) for d in result.damaged_files[:5])
         self._log(
             result.project_id,
             "ERROR",

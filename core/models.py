@@ -6,6 +6,7 @@ TUI) is one of these pydantic models, so that a value is validated once, where i
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Iterable
 from datetime import datetime
@@ -13,6 +14,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from core.compare_names import raw_of
 from core.ids import check_id  # defined apart, for pydantic-free callers
 from core.kinds import BackupStatus, BackupType  # defined apart, for the CLI's parser
 from core.utc import utc
@@ -316,11 +318,18 @@ RestoreAction = Literal["create", "overwrite", "unchanged", "skip", "delete", "m
 
 
 class RestoreChange(Model):
+    #: As a diff's: text (\\xNN for a byte not UTF-8), and `path_b64` its bytes if not UTF-8.
     path: str
+    path_b64: str | None = None
     action: RestoreAction
     kind: Literal["file", "dir", "symlink"] = "file"
     size: int = 0
     reason: str | None = None
+
+    @property
+    def exact(self) -> str:
+        """The name as the engine's inputs take it (surrogate escapes), for a face to show."""
+        return os.fsdecode(raw_of(self.path, self.path_b64))
 
 
 class RestoreCounts(Model):

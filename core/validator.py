@@ -16,6 +16,7 @@ from pathlib import Path
 
 import blake3
 
+from core.display import fs_text
 from core.errors import Conflict, Damaged
 from core.models import RESTORABLE, BackupMetadata, DamagedFile, VerifyResult
 from core.ops.progress import OperationContext
@@ -66,7 +67,7 @@ def validate_restore_point(
 def missing_chunk_files(repo: Repository, entries: list[Entry]) -> list[str]:
     index = repo.refresh_index()
     return [
-        e.display_path
+        fs_text(e.path)
         for e in entries
         if e.kind == mf.FILE and any(bytes.fromhex(h) not in index for h, _n in e.chunks)
     ]

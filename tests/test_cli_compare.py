@@ -177,3 +177,63 @@ def test_dump_piped_into_tar_reproduces_the_tree(two, tmp_path, tree_of):
     assert subprocess.run(cmd, shell=True, cwd=REPO, env=_env(), timeout=60).returncode == 0
     assert sorted(os.listdir(sub / "docs")) == ["new.md", "readme.md"]
     assert json.dumps(sorted(os.listdir(sub))) == '["docs"]'
+
+
+#: Names that read alike unless a backslash is escaped too, with the one way each must read:
+#: a newline and a backslash followed by n, ESC and a literal \x1b, a C1 control (U+0085),
+#: the byte 0x85 that is not UTF-8 and a literal \x85 or \u0085.
+ALIKE = {
+    b"a\\b": "a\\\\b",
+    b"a\\\\b": "a\\\\\\\\b",
+    b"a\nb": "a\\nb",
+    b"a\\nb": "a\\\\nb",
+    b"a\x1bb": "a\\x1bb",
+    b"a\\x1bb": "a\\\\x1bb",
+    "a\x85b".encode(): "a\\u0085b",
+    b"a\x85b": "a\\x85b",
+    b"a\\x85b": "a\\\\x85b",
+    b"a\\u0085b": "a\\\\u0085b",
+}
+
+
+def _raw_controls(text: str) -> list[str]:
+    import unicodedata
+
+    return [c for c in text if c != "\n" and unicodedata.category(c) in ("Cc", "Zl", "Zp")]
+
+
+def test_names_that_would_read_alike_read_apart_in_every_face(tmp_path: Path):
+    """Each name of ALIKE as a file and as a symlink's target, backed up: ls, ls -lR, find,
+    diff and restore's preview print each its own way (ALIKE's), never a raw control."""
+    root, top = tmp_path / "root", tmp_path / "data"
+    top.mkdir()
+    (top / "keep.txt").write_text("kept\n")
+    a = js(nb(root, "--json", "create", "p", str(top)))["id"]
+    for i, raw in enumerate(ALIKE):
+        with open(os.path.join(os.fsencode(top), raw), "wb") as f:
+            f.write(b"x\n")
+        os.symlink(raw, os.path.join(os.fsencode(top), b"l%d" % i))
+    b = js(nb(root, "--json", "create", "p", str(top)))["id"]
+    want = set(ALIKE.values())
+    assert len(want) == len(ALIKE)
+    links = {f"l{i}": shown for i, shown in enumerate(ALIKE.values())}
+    outputs = {
+        "ls": ok(nb(root, "ls", "p", b)).stdout,
+        "ls -lR": ok(nb(root, "ls", "p", b, "-l", "-R")).stdout,
+        "find": ok(nb(root, "find", "p", "a*")).stdout,
+        "find links": ok(nb(root, "find", "p", "l*")).stdout,
+        "diff": ok(nb(root, "diff", "p", a, b)).stdout,
+        "preview": ok(nb(root, "restore", "p", b, str(tmp_path / "out"), "--dry-run")).stdout,
+    }
+    for face, text in outputs.items():
+        assert not _raw_controls(text), (face, text)
+    assert set(outputs["ls"].splitlines()) == want | set(links) | {"keep.txt"}
+    assert set(outputs["find"].splitlines()[:-1:2]) == want
+    lines = {"ls -lR": outputs["ls -lR"], "find links": outputs["find links"]}
+    for face, text in lines.items():
+        ends = {line.split(" -> ")[-1].split()[0] for line in text.splitlines() if " -> " in line}
+        assert ends == want, (face, ends)
+    assert {line[3:] for line in outputs["diff"].splitlines()[:-1]} == want | set(links)
+    created = {line.split()[1] for line in outputs["preview"].splitlines() if " create " in line}
+    assert created >= want, created
+    assert not (tmp_path / "out").exists()

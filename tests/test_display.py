@@ -17,9 +17,9 @@ NOW = datetime(2026, 11, 29, 15, 0, tzinfo=UTC)
 
 
 def test_the_faces_use_the_one_module():
-    for name in ("size", "duration", "plural", "clean"):
+    for name in ("size", "duration", "plural", "clean", "name"):
         assert getattr(render, name) is getattr(display, name), name
-    for name in ("size", "duration", "plural", "age", "exact", "short_size", "home_short"):
+    for name in ("size", "duration", "plural", "age", "exact", "short_size", "home_short", "name"):
         assert getattr(fmt, name) is getattr(display, name), name
 
 
@@ -77,3 +77,82 @@ def test_a_backups_speed_says_the_data_it_covers_and_what_it_read():
 
     assert speed(450 * 1024**2, 1024**2, 2.0) == "225.0 MiB/s of data, 512.0 KiB/s read"
     assert speed(10, 10, 0) == "-"
+
+
+def _unescape(shown: str) -> str:
+    """The inverse of display.name: that it exists proves no two names read alike."""
+    out, i = [], 0
+    short = {"\\": "\\", "n": "\n", "t": "\t", "r": "\r"}
+    while i < len(shown):
+        ch = shown[i]
+        if ch != "\\":
+            out.append(ch)
+            i += 1
+            continue
+        kind = shown[i + 1]
+        if kind in short:
+            out.append(short[kind])
+            i += 2
+            continue
+        width = {"x": 2, "u": 4, "U": 8}[kind]
+        code = int(shown[i + 2 : i + 2 + width], 16)
+        out.append(chr(0xDC00 + code) if kind == "x" and code >= 0x80 else chr(code))
+        i += 2 + width
+    return "".join(out)
+
+
+def test_every_name_reads_its_own_way_and_on_one_printable_line():
+    """Every string of up to four characters drawn from those that make names read alike
+    (backslash, the letters of an escape, a newline, ESC, a C1 control, a line separator, a
+    byte that is not UTF-8, an astral character): shown printable, and read back exactly."""
+    import itertools
+
+    alphabet = [
+        "\\",
+        "n",
+        "x",
+        "u",
+        "8",
+        "5",
+        "\n",
+        "\t",
+        "\x1b",
+        "\x7f",
+        "\x85",
+        "\u2028",
+        "\udc85",
+        "é",
+        "\U0001f600",
+        "\ufeff",
+    ]
+    seen: dict[str, str] = {}
+    for n in range(5):
+        for chars in itertools.product(alphabet, repeat=n):
+            text = "".join(chars)
+            shown = display.name(text)
+            assert shown.isprintable(), (text, shown)
+            assert seen.setdefault(shown, text) == text, (text, seen[shown], shown)
+            assert _unescape(shown) == text, (text, shown)
+            assert display.clean(shown) == shown  # a message's name is not escaped twice
+    raw = b"a\\nb\x85\n"
+    assert display.fs_text(raw) == display.name(os.fsdecode(raw)) == "a\\\\nb\\x85\\n"
+
+
+def test_the_tuis_labels_show_names_by_the_one_rule():
+    """The browser, find and diff labels of a name with a newline and of one with a
+    backslash and an n: two labels, as the CLI prints them."""
+    from core.compare import DiffChange, DiffSide, FindVersion
+    from core.models import TreeEntry
+    from tui.screens.browse import entry_label
+    from tui.screens.diff import change_label
+    from tui.screens.find import version_text
+
+    for text in ("a\nb", "a\\nb"):
+        entry = TreeEntry(path=text, name=text, kind="symlink", target=text)
+        shown = entry_label(entry, marked=False).plain.split()
+        assert shown[:3] == [display.name(text), "→", display.name(text)], shown
+        v = FindVersion(newest="x", oldest="x", newest_at=NOW, oldest_at=NOW, kind="dir")
+        assert version_text(text, v).plain.split()[0] == display.name(text)
+        change = DiffChange(path=text, status="added", new=DiffSide(kind="file"))
+        assert change_label(change, text).plain.split()[1] == display.name(text)
+    assert display.name("a\nb") != display.name("a\\nb")

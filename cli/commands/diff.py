@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from cli.context import EXIT_OK, Context, UsageError
-from cli.render import clean, error_line, out, plural, size
+from cli.render import error_line, name, out, plural, size
 
 if TYPE_CHECKING:  # the parser imports this module: the engine only when it runs
     from core.compare import DiffChange, DiffTotals
@@ -68,11 +68,11 @@ def cmd_diff(ctx: Context) -> int:
 
 def line(change: DiffChange) -> str:
     """`M  path/name  (content, size 5 B → 11 B)`; a directory's name ends with '/'."""
-    name = clean(change.path) + ("/" if change.kind == "dir" else "")
+    shown = name(change.exact) + ("/" if change.kind == "dir" else "")
     from core.compare import mark, summary
 
     what = summary(change)
-    return f"{mark(change)}  {name}" + (f"  ({what})" if what else "")
+    return f"{mark(change)}  {shown}" + (f"  ({what})" if what else "")
 
 
 def totals_line(t: DiffTotals, a: str, b: str) -> str:

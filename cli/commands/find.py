@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from cli.context import EXIT_OK, Context, UsageError
-from cli.render import clean, error_line, out, plural, size
+from cli.render import clean, error_line, name, out, plural, size
 from core.display import exact
 
 if TYPE_CHECKING:  # the parser imports this module: the engine only when it runs
@@ -57,11 +57,12 @@ def cmd_find(ctx: Context) -> int:
 
 
 def hit_lines(hit: FindHit, *, show_project: bool = False) -> list[str]:
-    head = (f"{hit.project_id}: " if show_project else "") + clean(hit.path)
+    head = (f"{hit.project_id}: " if show_project else "") + name(hit.exact)
     return [head] + [f"  {version_line(v)}" for v in hit.versions]
 
 
 def version_line(v: FindVersion) -> str:
     where = v.newest if v.backups == 1 else f"{v.newest} .. {v.oldest} ({v.backups} backups)"
-    what = {"file": size(v.size), "dir": "dir", "symlink": f"-> {clean(v.target)}"}[v.kind]
+    link = f"-> {name(v.exact_target or '')}"
+    what = {"file": size(v.size), "dir": "dir", "symlink": link}[v.kind]
     return f"{where}  {what}  mtime {exact(v.mtime)}"

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from cli.context import EXIT_OK, Context
-from cli.render import clean, out, size, table
+from cli.render import name, out, size, table
 from core.display import exact
 
 if TYPE_CHECKING:  # the parser imports this module: the engine only when it runs
@@ -44,19 +44,19 @@ def cmd_ls(ctx: Context) -> int:
 
 
 def name_of(e: LsEntry, *, full: bool) -> str:
-    text = clean(e.path if full else e.name)
+    text = name(e.exact if full else e.exact.rpartition("/")[2])
     return text + "/" if e.kind == "dir" else text
 
 
 def long_row(e: LsEntry, *, full: bool) -> list[str]:
-    name = name_of(e, full=full)
+    shown = name_of(e, full=full)
     if e.kind == "symlink":
-        name += f" -> {clean(e.target)}"
-    shown = size(e.size) + (f" ({e.files} files)" if e.kind == "dir" else "")
+        shown += f" -> {name(e.exact_target or '')}"
+    held = size(e.size) + (f" ({e.files} files)" if e.kind == "dir" else "")
     return [
         stat.filemode(_TYPE_BITS[e.kind] | e.mode),
         f"{e.uid}:{e.gid}",
-        shown,
+        held,
         exact(e.mtime),
-        name,
+        shown,
     ]

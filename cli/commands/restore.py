@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from cli.context import EXIT_OK, EXIT_SKIPPED, Context, resolve_latest, run
-from cli.render import PROG, block, clean, duration, out, plural, size, table
+from cli.render import PROG, block, clean, duration, name, out, plural, size, table
 from core.models import RestoreRequest, RestoreResult
 
 
@@ -43,7 +43,7 @@ def _restore_lines(ctx: Context, res: RestoreResult) -> list[str]:
             lines.append("  change nothing (the target already matches)")
         rows = []
         for c in changes:
-            what = clean(c.path) + ("/" if c.kind == "dir" else "")
+            what = name(c.exact) + ("/" if c.kind == "dir" else "")
             if c.kind == "symlink":
                 what += " (symlink)"
             detail = (

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from cli.context import EXIT_DAMAGED, EXIT_OK, Context, UsageError, resolve_latest, run
-from cli.render import clean, duration, out, plural, size
+from cli.render import clean, duration, name, out, plural, size
 from core.models import VerifyResult
 
 
@@ -73,6 +73,6 @@ def verify_lines(r: VerifyResult) -> list[str]:
         lines.append("  manifest checksum does not match")
     if r.damaged_files:
         lines.append(f"  {plural(len(r.damaged_files), 'damaged file')}:")
-        lines += [f"    {clean(d.path)}: {clean(d.reason)}" for d in r.damaged_files]
+        lines += [f"    {name(d.path)}: {clean(d.reason)}" for d in r.damaged_files]
     lines += [f"  error: {clean(e)}" for e in r.errors]
     return lines

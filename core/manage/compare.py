@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, BinaryIO
 
 from core.compare_names import DIFF_LIMIT, FIND_LIMIT, LIVE, b64_of, text_of
+from core.display import fs_text
 from core.errors import Conflict, Damaged, InvalidInput, NexusError, NotFound, WrongPassword
 from core.manage.locking import reading
 from core.models import RESTORABLE, BackupMetadata
@@ -533,9 +534,9 @@ def _file_bytes(repo: Repository, e: mf.Entry, packs: object) -> Iterator[bytes]
             total += len(piece)
             yield piece
     except Damaged as exc:
-        raise Damaged(f"{e.display_path}: {exc}") from exc
+        raise Damaged(f"{fs_text(e.path)}: {exc}") from exc
     if total != e.size or h.hexdigest() != e.hash:
-        raise Damaged(f"{e.display_path}: content does not match the backup's hash")
+        raise Damaged(f"{fs_text(e.path)}: content does not match the backup's hash")
 
 
 def _damage_named(changes: Iterator[DiffChange], a: str, b: str) -> Iterator[DiffChange]:

@@ -8,6 +8,7 @@ import struct
 import time
 from collections import defaultdict
 
+from core import display
 from core.errors import NexusError
 from core.models import RESTORABLE, CheckResult, RebuildResult
 from core.ops.progress import OperationContext
@@ -75,7 +76,7 @@ def check_repository(repo: Repository, *, read_data: bool, ctx: OperationContext
         verified = verify_backup(repo, meta, quick=not read_data, ctx=ctx)
         result.backups.append(verified)
         if not verified.ok:
-            names = ", ".join(d.path for d in verified.damaged_files[:5])
+            names = ", ".join(display.name(d.path) for d in verified.damaged_files[:5])
             result.errors.append(f"backup {meta.id} is damaged" + (f": {names}" if names else ""))
     result.ok = not result.errors
     result.duration_seconds = round(time.monotonic() - started, 3)

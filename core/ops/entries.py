@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from core.compare_names import text_of
+from core.compare_names import b64_of, text_of
 from core.repo import manifest as mf
 
 
@@ -19,4 +19,5 @@ def entry_fields(e: mf.Entry) -> dict[str, Any]:
         "uid": e.uid,
         "gid": e.gid,
         "target": text_of(e.target) if e.target is not None else None,
+        "target_b64": b64_of(e.target) if e.target is not None else None,
     }

@@ -225,6 +225,7 @@ class Finder:
                     size=e.size if e.kind != mf.DIR else 0,
                     mtime=_time(e.mtime_ns),
                     target=text_of(e.target) if e.target is not None else None,
+                    target_b64=b64_of(e.target) if e.target is not None else None,
                 )
             )
         known.last_seen, known.key = index, key

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import blake3
 
+from core.compare_names import b64_of, text_of
 from core.display import fs_text
 from core.errors import (
     Damaged,
@@ -573,7 +574,7 @@ class Restorer:
                 and isinstance(st, os.stat_result)
                 and not self._checkpoint_keeps(e.path, st)
             ):
-                self.warn(f"{e.display_path}: not restored ({CANNOT_KEEP})")
+                self.warn(f"{_show(e.path)}: not restored ({CANNOT_KEEP})")
                 step = Step(e, e.path, "skip", kind, CANNOT_KEEP)
             steps.append(step)
             if e.kind == mf.DIR:
@@ -611,7 +612,7 @@ class Restorer:
     def _clash(self, e: Entry, kind: str, reason: str) -> Step:
         """A directory where the backup has a non-directory or the other way round: skipped
         and said (exit 3), since only --overwrite always replaces one by the other."""
-        self.warn(f"{e.display_path}: not restored ({reason}; --overwrite always replaces it)")
+        self.warn(f"{_show(e.path)}: not restored ({reason}; --overwrite always replaces it)")
         return Step(e, e.path, "skip", kind, reason)
 
     def _plan_entry(self, e: Entry, kind: str, st: os.stat_result | None) -> Step:
@@ -621,7 +622,7 @@ class Restorer:
             return Step(e, rel, "create", kind)
         is_dir = stat.S_ISDIR(st.st_mode)
         if is_dir and _dev_ino(st) in self.protect:
-            self.warn(f"{e.display_path}: not restored ({PROTECTED})")
+            self.warn(f"{_show(e.path)}: not restored ({PROTECTED})")
             return Step(e, rel, "skip", kind, PROTECTED)
         if e.kind == mf.DIR:
             if is_dir:
@@ -639,7 +640,7 @@ class Restorer:
             with self._d.at(parent) as fd:
                 why, files, dirs = self._survey_tree(fd, name, rel)
             if why:
-                self.warn(f"{e.display_path}: not restored ({why})")
+                self.warn(f"{_show(e.path)}: not restored ({why})")
                 return Step(e, rel, "skip", kind, why)
             return Step(e, rel, "overwrite", kind, REPLACES_DIR, inside=(files, dirs))
         if policy == "if-changed" and e.kind == mf.SYMLINK and stat.S_ISLNK(st.st_mode):
@@ -974,7 +975,8 @@ class Restorer:
                 continue
             r.changes.append(
                 RestoreChange(
-                    path=_show(s.rel),
+                    path=text_of(s.rel),
+                    path_b64=b64_of(s.rel),
                     action=s.action,  # type: ignore[arg-type]
                     kind=s.kind,  # type: ignore[arg-type]
                     size=s.entry.size if s.entry and s.entry.kind == mf.FILE else 0,

@@ -30,12 +30,13 @@ def entry_label(entry: TreeEntry, marked: bool) -> Text:
     text = Text()
     text.append("● " if marked else "  ", style="bold yellow")
     if entry.kind == "dir":
-        text.append(fmt.clean(entry.name) + "/", style="bold")
+        text.append(fmt.name(entry.name) + "/", style="bold")
     elif entry.kind == "symlink":
-        text.append(fmt.clean(entry.name), style="cyan")
-        text.append(f" → {fmt.clean(entry.target or '?')}", style="dim cyan")
+        text.append(fmt.name(entry.name), style="cyan")
+        target = "?" if entry.target is None else fmt.name(entry.target)
+        text.append(f" → {target}", style="dim cyan")
     else:
-        text.append(fmt.clean(entry.name))
+        text.append(fmt.name(entry.name))
     details = []
     if entry.kind == "file" or (entry.kind == "dir" and entry.size):  # a folder: what it holds
         details.append(fmt.size(entry.size))

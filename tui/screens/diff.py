@@ -85,7 +85,7 @@ def change_label(change: DiffChange, name: str) -> Text:
     m = mark(change)
     text = Text()
     text.append(f"{m} ", style=f"bold {MARK_STYLE[m]}")
-    text.append(fmt.clean(name) + ("/" if change.kind == "dir" else ""))
+    text.append(fmt.name(name) + ("/" if change.kind == "dir" else ""))
     what = summary(change)
     if what:
         text.append(f"  {fmt.clean(what)}", style="dim")
@@ -96,7 +96,7 @@ def folder_label(folder: Folder) -> Text:
     if folder.change is not None:
         text = change_label(folder.change, folder.name)
     else:
-        text = Text("  " + fmt.clean(folder.name) + "/", style="bold")
+        text = Text("  " + fmt.name(folder.name) + "/", style="bold")
     counts = folder.counts()
     if counts:
         text.append(f"  {counts}", style="cyan")
@@ -220,7 +220,7 @@ class DiffScreen(WorkerErrors, Screen[None]):
         change = data if isinstance(data, DiffChange) else data.change
         if change is not None and change.status == "added" and self.new is None:
             self.app.notify(
-                f"{fmt.clean(change.exact)} is new since {self.old.id}: nothing to restore.",
+                f"{fmt.name(change.exact)} is new since {self.old.id}: nothing to restore.",
                 severity="warning",
             )
             return

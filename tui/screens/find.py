@@ -29,12 +29,13 @@ if TYPE_CHECKING:
 
 
 def version_text(path: str, v: FindVersion) -> Text:
-    text = Text(fmt.clean(path), style="bold")
+    text = Text(fmt.name(path), style="bold")
     if v.backups == 1:
         text.append(f"  {v.newest}")
     else:
         text.append(f"  {v.newest} … {v.oldest} ({v.backups} backups)")
-    what = {"file": fmt.size(v.size), "dir": "dir", "symlink": f"→ {fmt.clean(v.target)}"}[v.kind]
+    link = f"→ {fmt.name(v.exact_target or '')}"
+    what = {"file": fmt.size(v.size), "dir": "dir", "symlink": link}[v.kind]
     when = fmt.utc(v.mtime).strftime("%Y-%m-%d %H:%M") if v.mtime else "-"
     text.append(f"  {what}  {when}", style="dim")
     return text
@@ -91,7 +92,7 @@ class FindScreen(WorkerErrors, ModalScreen[str | None]):
         self._targets = []
         for hit in r.hits:
             for v in hit.versions:
-                results.add_option(Option(version_text(hit.path, v), id=str(len(self._targets))))
+                results.add_option(Option(version_text(hit.exact, v), id=str(len(self._targets))))
                 self._targets.append(v.newest)
         status = (
             f"{fmt.plural(len(r.hits), 'path')} in {fmt.plural(r.backups_searched, 'backup')}"

@@ -89,8 +89,8 @@ def summarize(result: RestoreResult) -> str:
 
 def _examples(result: RestoreResult, action: str, total: int, limit: int) -> str:
     """A few paths the engine listed for `action`, then how many more the exact count holds."""
-    paths = [c.path for c in result.changes if c.action == action][:limit]
-    lines = "".join(f"  {fmt.clean(p)}\n" for p in paths)
+    paths = [c.exact for c in result.changes if c.action == action][:limit]
+    lines = "".join(f"  {fmt.name(p)}\n" for p in paths)
     if paths and total > len(paths):
         lines += f"  … and {total - len(paths):,} more\n"
     return lines
@@ -396,7 +396,7 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
         for change in rows:
             table.add_row(
                 Text(change.action, style=ACTION_STYLE.get(change.action, "")),
-                fmt.clean(change.path),
+                fmt.name(change.exact),
                 Text(
                     fmt.size(change.size) if change.kind == "file" else change.kind, justify="right"
                 ),
