@@ -98,8 +98,8 @@ def cwd_gone(exc: OSError) -> bool:
         return False
     try:
         os.getcwd()
-    except FileNotFoundError:
-        return True
+    except OSError as gone:
+        return gone.errno == errno.ENOENT
     return False
 
 
