@@ -97,6 +97,17 @@ class Context:
             )
         return self._manager
 
+    def warn_unlogged(self) -> None:
+        """One warning line when the logs refused a line (a link planted in them): the
+        command itself went on, as it does whenever a log line cannot be written."""
+        if self._manager is None:
+            return
+        from core.logger import LogRefused
+
+        error = self._manager.logger.last_error
+        if isinstance(error, LogRefused):
+            render.error_line(str(error), kind="warning")
+
     def progress(self) -> ProgressBar:
         """A progress bar on stderr, drawing only on a terminal and never with --json."""
         from cli.progress_bar import ProgressBar

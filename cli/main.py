@@ -116,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         func: Callable[[Context], int] = getattr(args, "func", cmd_tui)
         ctx = Context(args)
         ctx.unlock_ahead()
-        return func(ctx)
+        try:
+            return func(ctx)
+        finally:
+            ctx.warn_unlogged()
     except BrokenPipeError:
         # stdout closed early (`nexus-backup list ... | head`): not worth a message.
         try:

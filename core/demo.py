@@ -283,8 +283,9 @@ def _restamp_logs(mgr: BackupManager, plan: _Plan, now: datetime) -> None:
     for project in ("website", "database", "photos", "notes"):
         records: list[LogRecord] = []
         for path in sorted(logs.glob(f"{project}_*.log")):
-            records += mgr.logger.read(project, path.stem.rpartition("_")[2])
-            path.unlink()
+            day = path.stem.rpartition("_")[2]
+            records += mgr.logger.read(project, day)
+            mgr.logger.remove(project, day)
         first = min(
             (plan.ids[r.backup_id] for r in records if r.backup_id in plan.ids), default=now
         )
@@ -308,6 +309,4 @@ def _restamp_logs(mgr: BackupManager, plan: _Plan, now: datetime) -> None:
             out.append(LogRecord(when, r.level, project, r.operation, r.backup_id, message))
         out.sort(key=lambda r: r.time)
         for r in out:
-            path = mgr.logger.path_for(project, r.time)
-            with open(path, "a", encoding="utf-8") as f:
-                f.write(r.format() + "\n")
+            mgr.logger.append(r)

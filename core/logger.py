@@ -5,6 +5,12 @@ each line goes out in a single ``os.write`` on an ``O_APPEND`` descriptor: lines
 interleave and the file is readable while it grows. Nothing is buffered; a live view follows a
 file with :class:`LogTail`, and code in the same process can :meth:`BackupLogger.subscribe`.
 
+Nothing is written, renamed or removed through a link: `{root}/logs` is reached by descriptor
+from the root with O_NOFOLLOW, and a log file is opened relative to it with O_NOFOLLOW and
+written only when it is a regular file of one name (a hard link planted there would append to
+its other name's file), so a link planted in the logs never reaches a file outside them
+(invariant I12, docs/design.md).
+
 Line format (UTC, level padded to 7, operation to 8, message with newlines escaped)::
 
     2026-11-29T03:12:03.123Z INFO    create   backup=<id or -> <message>
@@ -14,12 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import glob
 import logging
 import os
 import re
+import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -45,6 +51,11 @@ _UNSAFE = re.compile(r"[\\\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 _ESCAPED = re.compile(r"\\(x[0-9a-f]{2}|u[0-9a-f]{4}|.)")
 _WS = re.compile(r"\s+")
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+#: O_NONBLOCK: a fifo planted at a log's name fails at once (ENXIO) instead of blocking.
+_APPEND_FLAGS = (
+    os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+)
 
 
 def normalize_level(level: str | int) -> str:
@@ -94,6 +105,64 @@ def _token(value: str | None, empty: str = "-") -> str:
     if value is None:
         return empty
     return _WS.sub("_", str(value)) or empty
+
+
+class LogRefused(OSError):
+    """A link (or another file type) where the logs have their directory or a file: nothing
+    is written, renamed or removed through it. An OSError, as every failure to log is."""
+
+
+def _refused(where: Path, what: str = "a symbolic link (or hard link)") -> LogRefused:
+    return LogRefused(f"{where} is {what}: nothing is written through it")
+
+
+def _open_logs(root: int, where: Path, create: bool) -> int:
+    """`logs` in the directory `root`, never through a link; made owner-only if missing."""
+    try:
+        return os.open("logs", _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=root)
+    except FileNotFoundError:
+        if not create:
+            raise
+        with contextlib.suppress(FileExistsError):
+            os.mkdir("logs", 0o700, dir_fd=root)
+        return _open_logs(root, where, False)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise _refused(where, "a symbolic link (or a file)") from None
+        raise
+
+
+def _open_append(logs: int, path: Path) -> int:
+    """`path`'s file in the logs directory `logs`, to append to: refused unless it is a
+    regular file of one name, checked on the descriptor that is then written."""
+    try:
+        fd = os.open(path.name, _APPEND_FLAGS, 0o600, dir_fd=logs)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO):  # a symlink; a fifo with no reader
+            raise _refused(path) from None
+        raise
+    try:
+        own = _is_own_file(os.fstat(fd))
+    except OSError:
+        os.close(fd)
+        raise
+    if not own:
+        os.close(fd)
+        raise _refused(path)
+    return fd
+
+
+def _exists_at(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _is_own_file(st: os.stat_result) -> bool:
+    """A regular file with no other name: appending to it changes no file outside the logs."""
+    return stat.S_ISREG(st.st_mode) and st.st_nlink == 1
 
 
 class InvalidLogInput(InvalidInput, ValueError):
@@ -186,16 +255,61 @@ class BackupLogger:
             day = day.astimezone(UTC).date() if day.tzinfo else day.date()
         return self.logs_dir / f"{project_id}_{day.isoformat()}.log"
 
+    @contextlib.contextmanager
+    def _logs(self, *, create: bool) -> Iterator[int]:
+        """A descriptor of `{root}/logs`, reached from the root (which may be a link: the
+        user named it) without following a link; made when missing and `create` (the root
+        too, by path). LogRefused for a link there, FileNotFoundError when missing."""
+        try:
+            root = os.open(self.root, _DIR_FLAGS)
+        except FileNotFoundError:
+            if not create:
+                raise
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            root = os.open(self.root, _DIR_FLAGS)
+        try:
+            logs = _open_logs(root, self.logs_dir, create)
+        finally:
+            os.close(root)
+        try:
+            yield logs
+        finally:
+            os.close(logs)
+
     def rename_project(self, old: str, new: str) -> None:
         """A renamed project's daily logs follow it (a day the new name already has a file
-        for keeps both: the old one is left under its name)."""
+        for keeps both: the old one is left under its name). A link is left where it is."""
         old, new = _checked_project(old), _checked_project(new)
         with self._lock:
-            for path in self.logs_dir.glob(f"{glob.escape(old)}_*.log"):
-                day = path.name[len(old) + 1 : -len(".log")]
-                if _DAY.fullmatch(day) and not (target := self.path_for(new, day)).exists():
-                    with contextlib.suppress(OSError):
-                        os.rename(path, target)
+            try:
+                with self._logs(create=False) as logs:
+                    for name in os.listdir(logs):
+                        day = name[len(old) + 1 : -len(".log")]
+                        mine = name.startswith(f"{old}_") and name.endswith(".log")
+                        if mine and _DAY.fullmatch(day):
+                            self._rename_own(logs, name, self.path_for(new, day).name)
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                self.last_error = exc
+
+    def _rename_own(self, logs: int, name: str, new_name: str) -> None:
+        """Rename one log file in `logs`, never a link, never over an existing name."""
+        with contextlib.suppress(OSError):
+            if not _is_own_file(os.stat(name, dir_fd=logs, follow_symlinks=False)):
+                self.last_error = _refused(self.logs_dir / name)
+            elif not _exists_at(logs, new_name):
+                os.rename(name, new_name, src_dir_fd=logs, dst_dir_fd=logs)
+
+    def remove(self, project_id: str, day: date | str) -> None:
+        """Delete one day's log file: unlinked in the logs directory reached without a link
+        (a link at its name is removed, never followed). Missing is fine."""
+        path = self.path_for(project_id, day)
+        try:
+            with self._logs(create=False) as logs:
+                os.unlink(path.name, dir_fd=logs)
+        except FileNotFoundError:
+            return
 
     # -- writing
 
@@ -229,20 +343,22 @@ class BackupLogger:
                 callback(record)
         return record
 
+    def append(self, record: LogRecord) -> None:
+        """Write a record as it is, in its own day's file (a demo re-dating its lines);
+        subscribers are not told."""
+        self._append(self.path_for(record.project_id, record.time), record)
+
     def _append(self, path: Path, record: LogRecord) -> None:
         data = (record.format() + "\n").encode("utf-8", "backslashreplace")
         try:
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            except FileNotFoundError:
-                self.logs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                view = memoryview(data)
-                while view:  # one write in practice; the loop only covers a short write
-                    view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
+            with self._logs(create=True) as logs:
+                fd = _open_append(logs, path)
+                try:
+                    view = memoryview(data)
+                    while view:  # one write in practice; the loop only covers a short write
+                        view = view[os.write(fd, view) :]
+                finally:
+                    os.close(fd)
         except OSError as exc:
             self.last_error = exc
 
