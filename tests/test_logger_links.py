@@ -185,11 +185,12 @@ def test_a_backup_with_a_link_at_its_log_succeeds_and_says_so_once(
 
 _SWAPPER = """
 import os, sys
-logs, victim, parked, stop = sys.argv[1:5]
-swaps = 0
+logs, victim, parked, stop, count = sys.argv[1:6]
+swaps = attempts = 0
 while not os.path.exists(stop):
+    attempts += 1
     try:
-        os.rename(logs, parked + str(swaps))  # whatever directory is there goes away
+        os.rename(logs, parked + str(attempts))  # whatever directory is there goes away
     except OSError:
         pass
     try:
@@ -198,8 +199,20 @@ while not os.path.exists(stop):
         os.unlink(logs)
     except OSError:
         pass
-print(swaps)
+    if swaps % 10 == 0:
+        with open(count + ".tmp", "w") as f:
+            f.write(str(swaps))
+        os.replace(count + ".tmp", count)
 """
+#: The swaps the swapper makes before the test stops it (however loaded the machine is).
+SWAPS = 200
+
+
+def _swaps(count: Path) -> int:
+    try:
+        return int(count.read_text() or 0)
+    except FileNotFoundError:
+        return 0
 
 
 async def test_logs_swapped_for_a_link_over_and_over_while_a_backup_logs(
@@ -213,20 +226,9 @@ async def test_logs_swapped_for_a_link_over_and_over_while_a_backup_logs(
     root = tmp_path / "root"
     mgr = BackupManager(root)
     await mgr.create(CreateRequest(project_id="web", data_dir=str(data_dir)))
-    stop = tmp_path / "stop"
-    swapper = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            _SWAPPER,
-            str(root / "logs"),
-            str(victim),
-            str(tmp_path / "parked"),
-            str(stop),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    stop, count = tmp_path / "stop", tmp_path / "count"
+    argv = [str(root / "logs"), str(victim), str(tmp_path / "parked"), str(stop), str(count)]
+    swapper = subprocess.Popen([sys.executable, "-c", _SWAPPER, *argv])
     done = threading.Event()
 
     def hammer() -> None:
@@ -237,16 +239,17 @@ async def test_logs_swapped_for_a_link_over_and_over_while_a_backup_logs(
     thread = threading.Thread(target=hammer)
     thread.start()
     try:
-        time.sleep(0.05)
         for i in range(3):
             (data_dir / f"new{i}.txt").write_text(f"change {i}\n")
             await mgr.create(CreateRequest(project_id="web", data_dir=str(data_dir)))
-        time.sleep(0.3)
+        deadline = time.monotonic() + 30
+        while _swaps(count) < SWAPS and time.monotonic() < deadline:
+            time.sleep(0.01)
     finally:
         done.set()
         thread.join(timeout=10)
         stop.write_text("")
-        out, _ = swapper.communicate(timeout=10)
-    assert int(out) > 100, out  # the link was really there, over and over
+        swapper.wait(timeout=10)
+    assert _swaps(count) >= SWAPS  # the link was really there, over and over
     assert _files(victim) == before
     assert len(await mgr.list("web")) == 4
