@@ -6,16 +6,27 @@ few minutes (each project's policy decides what is due), and every project's sch
 not running, prints the cron line (`--crontab` installs it into the user's crontab).
 `--dry-run` prints what would be written. `--unit-dir DIR` (or $NEXUS_BACKUP_UNIT_DIR)
 writes the units there and never calls systemctl (tests, images built offline).
+
+Every value put into a unit or the cron line (this program's path, the root, the repository,
+the password file, every project's copy-to target) is data, never a directive: one holding a
+control character is refused before anything is written (a newline or CR would end the line
+there and start a directive or a cron line of its own), the rest is quoted as systemd
+(systemd.syntax(7), `%` specifiers, `$` in a command line) and cron (`%`, crontab(5); the
+shell) read it. A unit is written to a temp file of its own, then renamed into place
+(invariant I15, docs/design.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -41,12 +52,50 @@ class Units:
     timer: str
 
 
-def _quote(arg: str) -> str:
-    """One argument of a systemd command line: `%` and `$` escaped, quoted when needed."""
-    text = arg.replace("%", "%%").replace("$", "$$")
+#: Unicode categories a unit or crontab line cannot carry as data: control characters
+#: (newline, CR, tab...), line and paragraph separators, and lone surrogates (bytes of a
+#: path that are not UTF-8).
+_NOT_DATA = frozenset({"Cc", "Zl", "Zp", "Cs"})
+
+
+def plain(value: str, what: str) -> str:
+    """`value`, or UsageError when it holds a character of _NOT_DATA: a newline (systemd
+    also ends a line at CR) in a unit or a cron line would start a directive or a line of
+    its own, so such a value is refused, never escaped."""
+    bad = next((c for c in value if unicodedata.category(c) in _NOT_DATA), None)
+    if bad is not None:
+        raise UsageError(
+            f"{what} {value!r} holds a control character ({bad!r}): it cannot go into a "
+            "systemd unit or a crontab line; nothing was written"
+        )
+    return value
+
+
+def _word(text: str) -> str:
+    """One word of a unit setting as systemd splits it (systemd.syntax(7)): bare when
+    nothing in it is special, else double-quoted with `\\` and `"` escaped."""
     if text and all(c.isalnum() or c in "/._-=:+,@" for c in text):
         return text
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _exec_word(arg: str) -> str:
+    """One argument of ExecStart=: `%` (a specifier) and `$` (a variable) doubled."""
+    return _word(plain(arg, "run-due's argument").replace("%", "%%").replace("$", "$$"))
+
+
+def _path_word(path: str) -> str:
+    """One path of ReadWritePaths=, ignored when missing (`-`): `%` doubled; `$` is no
+    variable there, so it is kept as it is."""
+    return _word("-" + plain(path, "the writable path").replace("%", "%%"))
+
+
+def _cron_word(arg: str) -> str:
+    """One shell word of the cron line: shell-quoted, every `%` written `\\%` outside the
+    quotes (cron makes a bare `%` a newline and sends the rest to standard input,
+    crontab(5)), so no backslash of the value ever stands right before one."""
+    parts = plain(arg, "run-due's argument").split("%")
+    return "\\%".join(shlex.quote(part) if part else "" for part in parts) or "''"
 
 
 def program() -> list[str]:
@@ -98,7 +147,7 @@ def render_units(
     """The service (a oneshot run-due, niced, idle I/O, sandboxed where that never blocks
     reading the data) and its timer (every five minutes, caught up after downtime).
     `read`: the data directories; one under /tmp leaves PrivateTmp off (it would hide it)."""
-    exec_start = " ".join(_quote(a) for a in argv)
+    exec_start = " ".join(_exec_word(a) for a in argv)
     private_tmp = not any(_in_tmp(p) for p in [*writable, *read])
     sandbox = [
         "NoNewPrivileges=yes",
@@ -112,7 +161,7 @@ def render_units(
         sandbox += [
             *(["PrivateTmp=yes"] if private_tmp else []),
             "ProtectSystem=strict",
-            "ReadWritePaths=" + " ".join(_quote("-" + p) for p in writable),
+            "ReadWritePaths=" + " ".join(_path_word(p) for p in writable),
             "ProtectKernelTunables=yes",
             "ProtectKernelModules=yes",
             "ProtectControlGroups=yes",
@@ -156,7 +205,7 @@ def render_units(
 def cron_line(argv: list[str]) -> str:
     """Every five minutes, niced; its output (only when something ran or failed) is what
     cron mails to the user."""
-    return f"{CRON_EVERY} nice -n 10 {shlex.join(argv)} {CRON_MARK}"
+    return f"{CRON_EVERY} nice -n 10 {' '.join(_cron_word(a) for a in argv)} {CRON_MARK}"
 
 
 def unit_dir(args: object, *, system: bool) -> tuple[Path, bool]:
@@ -190,7 +239,7 @@ def _copy_targets(ctx: Context, summaries: list[ProjectSummary]) -> list[str]:
             continue
         to = run(ctx.manager.settings(s.project_id)).get("copy_to")
         if isinstance(to, str) and to:
-            targets.append(to)
+            targets.append(plain(to, f"project {s.project_id}'s copy-to"))
     return targets
 
 
@@ -228,9 +277,7 @@ def _install(ctx: Context) -> int:
         return EXIT_OK
     directory.mkdir(parents=True, exist_ok=True)
     for suffix, text in ((".service", units.service), (".timer", units.timer)):
-        tmp = directory / f".{NAME}{suffix}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, directory / f"{NAME}{suffix}")
+        write_unit(directory, f"{NAME}{suffix}", text)
     if call:
         _systemctl(system, "daemon-reload")
         _systemctl(system, "enable", "--now", f"{NAME}.timer")
@@ -241,6 +288,24 @@ def _install(ctx: Context) -> int:
     if not system:
         out("A user timer runs while you are logged in; to run it always: loginctl enable-linger")
     return EXIT_OK
+
+
+def write_unit(directory: Path, name: str, text: str) -> None:
+    """`directory/name` replaced whole by `text`: written to a temp file made there anew
+    (O_EXCL, a random name: never a file or link someone put at a name known in advance),
+    fsynced, then renamed over the unit."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), 0o644)  # as units usually are (mkstemp makes 0600)
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, directory / name)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _install_crontab(line: str) -> int:
