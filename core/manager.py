@@ -1387,7 +1387,7 @@ class BackupManager(Comparing):
             back = back.model_copy()
             fg.undelete_fields(back)
             live.append(back)
-        decisions = evaluate(live, policy, just_made=just_made)
+        decisions = evaluate(live, policy, just_made=just_made, now=now)
         removed = {d.backup_id for d in decisions if not d.keep}
         by_id = {m.id: m for m in live}
         # a failed backup holds nothing to restore, and with no grace nothing waits

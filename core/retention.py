@@ -10,7 +10,9 @@ restic itself):
   backup (ISO 8601 weeks); `last` N keeps the N newest;
 - a duration rule (`within` D, `within-hourly` ... `within-yearly` D) is measured back from the
   newest backup, never from now, so a pause in backups never wipes history: `within` keeps
-  every backup newer than that instant, `within-daily` the newest of each day in that window;
+  every backup newer than that instant, `within-daily` the newest of each day in that window
+  (beyond restic: a newest backup dated ahead of this host's clock is not the measure; now,
+  when the caller gives it, is: one host's wrong clock never empties the window);
 - `tag` K=V (or K) keeps the backups carrying that tag.
 
 Calendar periods are taken in UTC: every time the engine records is UTC (docs/design.md §1).
@@ -44,6 +46,7 @@ from core.models import (
     Model,
 )
 from core.notify import where
+from core.utc import CLOCK_SKEW
 
 _SPAN = re.compile(r"(\d+)([ymdh])")
 #: Bounds that keep date arithmetic inside datetime's range whatever a user types.
@@ -361,14 +364,21 @@ def newest_first(metas: Iterable[BackupMetadata]) -> list[BackupMetadata]:
     return sorted(metas, key=lambda m: (_utc(m.created_at), m.id), reverse=True)
 
 
-def rule_reasons(backups: list[BackupMetadata], policy: Policy) -> dict[str, list[str]]:
+def rule_reasons(
+    backups: list[BackupMetadata], policy: Policy, now: datetime | None = None
+) -> dict[str, list[str]]:
     """restic's ApplyPolicy over one group: for each backup (any order given), the reasons the
-    rules keep it (empty: no rule keeps it). Judges every backup given, whatever its status."""
+    rules keep it (empty: no rule keeps it). Judges every backup given, whatever its status.
+    Durations are measured back from the newest backup, or from `now` (plus CLOCK_SKEW) when
+    that is earlier: a backup dated ahead by a host whose clock is wrong would otherwise put
+    every real backup outside `within`."""
     ordered = newest_first(backups)
     reasons: dict[str, list[str]] = {m.id: [] for m in ordered}
     if not ordered:
         return reasons
     latest = max(_utc(m.created_at) for m in ordered)
+    if now is not None:
+        latest = min(latest, _utc(now) + CLOCK_SKEW)
     counts = {name: getattr(policy, name) for name, _label, _p in _COUNTS}
     last_period: dict[str, object] = {}
     within = Span.parse(policy.keep_within).before(latest) if policy.keep_within else None
@@ -421,12 +431,13 @@ def evaluate(
     *,
     refuse_empty: bool = True,
     just_made: str | None = None,
+    now: datetime | None = None,
 ) -> list[Decision]:
     """Every backup's decision, newest first. Raises RetentionRefused when the rules keep none
     of the completed backups (with `refuse_empty`), InvalidInput for a policy with no rule.
     The backup `just_made` (the policy applied after a backup) is kept whatever the rules
     say: a backup dated later (a host whose clock runs ahead) never makes it vanish as it
-    is reported made."""
+    is reported made. `now`: this host's time, see `rule_reasons`."""
     if policy.empty() and policy.keep_checkpoints is None:
         raise InvalidInput("the policy has no rule: give at least one --keep-... rule")
     metas = newest_first(backups)
@@ -435,7 +446,7 @@ def evaluate(
     if policy.empty():  # only a checkpoint rule: ordinary backups are not judged
         reasons = {m.id: ["no rule for backups"] for m in done}
     else:
-        reasons = rule_reasons(done, policy)
+        reasons = rule_reasons(done, policy, now)
     if refuse_empty and done and not any(reasons[m.id] for m in done):
         raise RetentionRefused(
             f"the policy keeps none of the {len(done)} completed backups; refused, nothing "

@@ -324,3 +324,20 @@ def test_two_hosts_setting_different_rules_at_once_both_land(root, data):
     for t in threads:
         t.join()
     assert first.policy_blocking("p") == Policy(keep_daily=7, keep_weekly=7)
+
+
+def test_a_backup_dated_ahead_by_another_hosts_clock_never_empties_keep_within(
+    mgr, data, tmp_path, clock
+):
+    """Two hosts back up one project; one's clock runs a year ahead. keep-within 30d is
+    measured from the newest backup, which would put every real backup outside it: measured
+    from this host's now instead, the real backups of the last 30 days stay."""
+    real = [backup(mgr, data, clock.now - timedelta(days=d)) for d in (40, 20, 1)]
+    ahead = BackupManager(mgr.root, clock=lambda: clock.now + timedelta(days=365))
+    other = ahead.create_blocking(CreateRequest(project_id="p", data_dir=str(data)), _ctx())
+    assert other.created_at > clock.now + timedelta(days=300)
+    preview = mgr.forget_blocking("p", Policy(keep_within="30d"), dry_run=True)
+    kept = {d.backup_id for d in preview.decisions if d.keep}
+    assert kept == {other.id, real[1].id, real[2].id}
+    done = mgr.forget_blocking("p", Policy(keep_within="30d"))
+    assert done.removed == [real[0].id]

@@ -219,7 +219,7 @@ class PolicyScreen(ModalScreen[None]):
                     )
                 summary.update("keeps every backup")
                 return
-            decisions = evaluate(self.backups, policy)
+            decisions = evaluate(self.backups, policy, now=self.app.now())
         except (ValueError, NexusError) as exc:
             self._say(f"✗ {exc}", bad=bool(self._values_given()))
             summary.update("")
