@@ -311,6 +311,12 @@ class RetentionRefused(InvalidInput):
 # --- the calendar periods (restic's "buckers"), in UTC --------------------------------------
 
 
+def _anchor(newest: datetime, now: datetime | None) -> datetime:
+    """Where the duration rules measure back from: the newest backup, unless it is dated
+    ahead of this host's now (a host with a wrong clock): then now."""
+    return newest if now is None else min(newest, _utc(now) + CLOCK_SKEW)
+
+
 def _utc(t: datetime) -> datetime:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
@@ -376,9 +382,7 @@ def rule_reasons(
     reasons: dict[str, list[str]] = {m.id: [] for m in ordered}
     if not ordered:
         return reasons
-    latest = max(_utc(m.created_at) for m in ordered)
-    if now is not None:
-        latest = min(latest, _utc(now) + CLOCK_SKEW)
+    latest = _anchor(max(_utc(m.created_at) for m in ordered), now)
     counts = {name: getattr(policy, name) for name, _label, _p in _COUNTS}
     last_period: dict[str, object] = {}
     within = Span.parse(policy.keep_within).before(latest) if policy.keep_within else None
@@ -410,7 +414,9 @@ def rule_reasons(
     return reasons
 
 
-def _checkpoint_reasons(checkpoints: list[BackupMetadata], rule: str | None) -> dict[str, list]:
+def _checkpoint_reasons(
+    checkpoints: list[BackupMetadata], rule: str | None, now: datetime | None
+) -> dict[str, list]:
     ordered = newest_first(checkpoints)
     if rule is None:
         return {m.id: ["checkpoint (no checkpoint rule)"] for m in ordered}
@@ -419,7 +425,7 @@ def _checkpoint_reasons(checkpoints: list[BackupMetadata], rule: str | None) -> 
         return {m.id: [f"checkpoint {i + 1}/{n}"] if i < n else [] for i, m in enumerate(ordered)}
     if not ordered:
         return {}
-    since = Span.parse(rule).before(_utc(ordered[0].created_at))
+    since = Span.parse(rule).before(_anchor(_utc(ordered[0].created_at), now))
     return {
         m.id: [f"checkpoint within {rule}"] if _utc(m.created_at) > since else [] for m in ordered
     }
@@ -452,7 +458,7 @@ def evaluate(
             f"the policy keeps none of the {len(done)} completed backups; refused, nothing "
             "removed (check its tags and periods)"
         )
-    reasons.update(_checkpoint_reasons(checkpoints, policy.keep_checkpoints))
+    reasons.update(_checkpoint_reasons(checkpoints, policy.keep_checkpoints, now))
     newest_any = max((_utc(m.created_at) for m in done + checkpoints), default=None)
     decisions = []
     for meta in metas:

@@ -341,3 +341,14 @@ def test_a_backup_dated_ahead_by_another_hosts_clock_never_empties_keep_within(
     assert kept == {other.id, real[1].id, real[2].id}
     done = mgr.forget_blocking("p", Policy(keep_within="30d"))
     assert done.removed == [real[0].id]
+
+
+def test_a_checkpoint_dated_ahead_never_empties_the_checkpoint_window(mgr, data, clock):
+    real = backup(mgr, data, clock.now - timedelta(days=1))
+    ckpt = CreateRequest(project_id="p", data_dir=str(data), backup_type=BackupType.CHECKPOINT)
+    mine = mgr.create_blocking(ckpt.model_copy(update={"created_at": clock.now}), _ctx())
+    ahead = BackupManager(mgr.root, clock=lambda: clock.now + timedelta(days=365))
+    theirs = ahead.create_blocking(ckpt, _ctx())
+    decisions = mgr.forget_blocking("p", Policy(keep_checkpoints="7d"), dry_run=True).decisions
+    kept = {d.backup_id for d in decisions if d.keep}
+    assert {real.id, mine.id, theirs.id} <= kept
