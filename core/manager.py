@@ -69,7 +69,14 @@ from core.models import (
 from core.ops import copy
 from core.ops import forget as fg
 from core.ops.check import check_repository, rebuild_index
-from core.ops.confine import dir_id, dir_ids, lies_in, open_data_dir, open_dir_beneath
+from core.ops.confine import (
+    dir_id,
+    dir_ids,
+    every_dir_id,
+    lies_in,
+    open_data_dir,
+    open_dir_beneath,
+)
 from core.ops.progress import Clock, OperationContext, utc_now
 from core.ops.reclaim import MAX_UNUSED, drop_unindexed_packs, reclaim, why_stopped
 from core.ops.recovery import recover, recover_locked
@@ -113,28 +120,6 @@ def _repaired(done: DeleteResult) -> str:
         f"{plural(done.chunks_repaired, 'chunk')} damaged where the index served them: reclaim "
         "kept an intact copy of each and serves that (run verify to see what else is damaged)"
     )
-
-
-def _every_dir(tops: list[Path], prune: frozenset[tuple[int, int]] = frozenset()) -> set:
-    """(device, inode) of `tops` and every directory beneath them (not following links),
-    without descending into those in `prune` (already counted)."""
-    found = set()
-    for top in tops:
-        for dirpath, dirs, _files in os.walk(top):
-            with contextlib.suppress(OSError):
-                st = os.stat(dirpath, follow_symlinks=False)
-                found.add((st.st_dev, st.st_ino))
-            if prune:
-                dirs[:] = [d for d in dirs if _dir_id(os.path.join(dirpath, d)) not in prune]
-    return found
-
-
-def _dir_id(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path, follow_symlinks=False)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
 
 
 #: How deep below a repository's root a copy target is looked for by identity (root,
@@ -621,7 +606,7 @@ class BackupManager(Comparing):
                 f"data_dir {data_dir} is, or lies inside, a repository or the logs of "
                 f"{self.root}: back up the directory that holds the data"
             )
-        if dir_ids([self.root]) & {dir_id(top_fd)}:
+        if dir_id(top_fd) in dir_ids([self.root]):
             raise InvalidInput(
                 f"data_dir {data_dir} is the nexus-backup root, which holds only its "
                 "repositories and logs: back up the directory that holds the data"
@@ -886,14 +871,14 @@ class BackupManager(Comparing):
         """(device, inode) of every directory of the repositories and the logs
         (`_stored_dirs`): a restore target or a data directory may be none of them, nor lie
         beneath one, reached by whatever path (a bind mount of one)."""
-        return frozenset(_every_dir(self._stored_dirs()))
+        return every_dir_id(self._stored_dirs())
 
     def _protected(self) -> tuple[frozenset[tuple[int, int]], frozenset[tuple[int, int]]]:
         """`_stored_ids`, and those with the nexus root and everything in it: the directories
         no restore may delete, replace or write into, wherever they lie (a bind mount inside
         the target)."""
         stored = self._stored_ids()
-        return stored, stored | _every_dir([self.root], prune=stored)
+        return stored, stored | every_dir_id([self.root], prune=stored)
 
     async def info(self, project_id: str, backup_id: str) -> BackupInfo:
         return await self._in_thread(lambda: self.info_blocking(project_id, backup_id))

@@ -54,14 +54,34 @@ def dir_id(fd: int) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
+def _id_of(path: os.PathLike[str] | str, *, follow: bool = True) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path, follow_symlinks=follow)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def dir_ids(paths: Iterable[os.PathLike[str] | str]) -> frozenset[tuple[int, int]]:
     """(device, inode) of those of `paths` that exist: what `lies_in` and a walk's skip
     compare with."""
+    return frozenset(i for i in map(_id_of, paths) if i is not None)
+
+
+def every_dir_id(
+    tops: Iterable[os.PathLike[str] | str], prune: frozenset[tuple[int, int]] = frozenset()
+) -> frozenset[tuple[int, int]]:
+    """(device, inode) of `tops` and of every directory beneath them (links not followed),
+    not descending into those in `prune`: what a bind mount of any of them is known by."""
     found = set()
-    for path in paths:
-        with contextlib.suppress(OSError):
-            st = os.stat(path)
-            found.add((st.st_dev, st.st_ino))
+    for top in tops:
+        for dirpath, dirs, _files in os.walk(top):
+            if (here := _id_of(dirpath, follow=False)) is not None:
+                found.add(here)
+            if prune:
+                dirs[:] = [
+                    d for d in dirs if _id_of(os.path.join(dirpath, d), follow=False) not in prune
+                ]
     return frozenset(found)
 
 
