@@ -30,7 +30,8 @@ MAX_EXTRA_DEPTH = 8
 MAX_RESTORE_PATHS = 1000
 MAX_WARNINGS = 1000
 #: The paths a backup left out that its metadata lists (BackupStats.left_out).
-MAX_LEFT_OUT = 10_000
+#: (As many as MAX_WARNINGS: metadata.json is read by every list, and stays small.)
+MAX_LEFT_OUT = 1000
 
 
 #: Statuses a live process may hold a backup in; a dead process leaves them to recovery.
