@@ -15,12 +15,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from metrics_helpers import nb  # the CLI in a process of its own
 
 from core.logger import BackupLogger, LogRecord, LogRefused
 from core.manager import BackupManager
 from core.models import CreateRequest
 
-REPO = Path(__file__).resolve().parents[1]
 PRECIOUS = b"export PATH=/usr/bin  # a stranger's file\n"
 
 
@@ -150,18 +150,6 @@ def test_a_link_at_a_log_files_name_is_left_by_a_rename_and_removed_alone(
     assert _files(victim) == before
 
 
-def _nexus(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
-    return subprocess.run(
-        [sys.executable, "-m", "cli", "--root", str(root), *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=60,
-    )
-
-
 @pytest.mark.parametrize("how", ["symlink", "hardlink"])
 def test_a_backup_with_a_link_at_its_log_succeeds_and_says_so_once(
     tmp_path: Path, data_dir: Path, how: str
@@ -172,14 +160,14 @@ def test_a_backup_with_a_link_at_its_log_succeeds_and_says_so_once(
     before = _files(victim)
     root = tmp_path / "root"
     _plant(root / "logs", victim, how)
-    proc = _nexus(root, "create", "web", str(data_dir))
+    proc = nb(root, "create", "web", str(data_dir))
     assert proc.returncode == 0, proc.stderr
     assert _files(victim) == before
     warnings = proc.stderr.splitlines()
     assert len(warnings) == 1, proc.stderr
     assert warnings[0].startswith("nexus-backup: warning: ")
     assert "symbolic link (or hard link): nothing is written through it" in warnings[0]
-    listed = _nexus(root, "list", "web")
+    listed = nb(root, "list", "web")
     assert listed.returncode == 0 and "completed" in listed.stdout.lower(), listed.stdout
 
 

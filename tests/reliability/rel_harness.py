@@ -1176,6 +1176,20 @@ def tree_state(top: Path, *, files_only: bool = False) -> dict[bytes, tuple]:
     return out
 
 
+def cli_process(root: Path, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    """`nexus-backup --root ROOT ARGS` in a process of its own (`kw`: preexec_fn and the
+    like for subprocess.run), as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "cli", "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        env=driver_env(),
+        cwd=str(REPO_DIR),
+        timeout=120,
+        **kw,
+    )
+
+
 def cli_inproc(argv: list[str]) -> tuple[int, str, str]:
     """`nexus-backup argv` run in this process (cli.main.main): (exit code, stdout, stderr).
     Call it from a thread when an event loop runs (main() uses asyncio.run)."""

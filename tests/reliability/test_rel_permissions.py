@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,15 +24,7 @@ def _cli(root: Path, umask: int, *args: str) -> subprocess.CompletedProcess:
             os.umask(old)
         return subprocess.CompletedProcess(args, code, out, err)
     _cli.real_done = True
-    return subprocess.run(
-        [sys.executable, "-m", "cli", "--root", str(root), *args],
-        capture_output=True,
-        text=True,
-        env=h.driver_env(),
-        cwd=str(h.REPO_DIR),
-        preexec_fn=lambda: os.umask(umask),
-        timeout=120,
-    )
+    return h.cli_process(root, *args, preexec_fn=lambda: os.umask(umask))
 
 
 _cli.real_done = False  # type: ignore[attr-defined]

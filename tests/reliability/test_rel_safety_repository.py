@@ -360,17 +360,6 @@ async def test_newer_format_is_refused_by_writers_listed_by_readers(two, tmp_pat
     assert _files(root) == before
 
 
-def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cli", "--root", str(root), *args],
-        capture_output=True,
-        text=True,
-        env=h.driver_env(),
-        cwd=str(h.REPO_DIR),
-        timeout=120,
-    )
-
-
 async def test_check_of_a_newer_format_says_so_and_is_not_damage(two, tmp_path):
     """`check` (quick, --read-data, --json) on a config of a newer format: one line saying it
     is newer, the exit code verify and restore give it (not 4, DAMAGED), nothing written;
@@ -380,10 +369,10 @@ async def test_check_of_a_newer_format_says_so_and_is_not_damage(two, tmp_path):
     cfg["version"] = 99
     _config(root).write_text(json.dumps(cfg))
     before = _files(root)
-    verify = _cli(root, "verify", P, a_id)
+    verify = h.cli_process(root, "verify", P, a_id)
     assert verify.returncode == 1 and "newer than this nexus-backup" in verify.stderr
     for args in (["check", P], ["check", P, "--read-data"], ["--json", "check", P]):
-        r = _cli(root, *args)
+        r = h.cli_process(root, *args)
         assert r.returncode == verify.returncode, (args, r.returncode, r.stdout, r.stderr)
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and h.nexus_error_line(r.stderr), (args, r.stderr)
@@ -393,7 +382,7 @@ async def test_check_of_a_newer_format_says_so_and_is_not_damage(two, tmp_path):
             assert json.loads(r.stdout)["error"]["code"] == verify.returncode
     assert _files(root) == before
     _config(root).write_text("{garbage")
-    damaged = _cli(root, "check", P)
+    damaged = h.cli_process(root, "check", P)
     assert damaged.returncode == 4 and "DAMAGED" in damaged.stdout, damaged.stdout
 
 

@@ -153,25 +153,34 @@ def world_tmp() -> Iterator[Path]:
         shutil.rmtree(d, ignore_errors=True)
 
 
-async def test_unreadable_files_and_dirs_are_skipped_and_exit_3(world_tmp: Path, as_nobody):
+def _unreadable_tree(world_tmp: Path) -> Path:
+    """A data directory of nobody's holding a file, a directory nobody cannot list and one
+    nobody cannot enter, each with bytes that exist nowhere else."""
     src = world_tmp / "src"
     src.mkdir()
     (src / "readable.txt").write_text("ok\n")
-    (src / "locked.txt").write_text("secret\n")
+    (src / "locked.txt").write_text("only copy\n")
     (src / "sub").mkdir()
-    (src / "sub" / "inside.txt").write_text("can't list the dir\n")
+    (src / "sub" / "inside.txt").write_text("only copy, unlisted\n")
     (src / "noexec").mkdir()
-    (src / "noexec" / "hidden.txt").write_text("can't enter\n")
-    (src / "open").mkdir()
-    (src / "open" / "fine.txt").write_text("fine\n")
-    os.symlink("/nowhere", src / "dangling")
-    home = world_tmp / "home"
-    home.mkdir()
+    (src / "noexec" / "hidden.txt").write_text("only copy, not entered\n")
+    (world_tmp / "home").mkdir()
     for p in [world_tmp / "home", src, *src.rglob("*")]:
         os.chown(p, NOBODY, NOBODY, follow_symlinks=False)
     (src / "locked.txt").chmod(0)
-    (src / "sub").chmod(0o300)  # no read: cannot list
-    (src / "noexec").chmod(0o600)  # no x: cannot enter
+    (src / "sub").chmod(0o300)
+    (src / "noexec").chmod(0o600)
+    return src
+
+
+async def test_unreadable_files_and_dirs_are_skipped_and_exit_3(world_tmp: Path, as_nobody):
+    src = _unreadable_tree(world_tmp)
+    (src / "open").mkdir()
+    (src / "open" / "fine.txt").write_text("fine\n")
+    os.symlink("/nowhere", src / "dangling")
+    for p in (src / "open", src / "open" / "fine.txt", src / "dangling"):
+        os.chown(p, NOBODY, NOBODY, follow_symlinks=False)
+    home = world_tmp / "home"
     root = home / "repo"
     r = as_nobody(["--root", str(root), "--json", "create", "perm", str(src)], world_tmp)
     assert h.nexus_error_line(r.stderr), r.stderr
@@ -194,26 +203,6 @@ async def test_unreadable_files_and_dirs_are_skipped_and_exit_3(world_tmp: Path,
     assert (target / "open" / "fine.txt").read_text() == "fine\n"
     assert os.readlink(target / "dangling") == "/nowhere"
     assert not (target / "locked.txt").exists()
-
-
-def _unreadable_tree(world_tmp: Path) -> Path:
-    """A data directory of nobody's holding a file, a directory nobody cannot list and one
-    nobody cannot enter, each with bytes that exist nowhere else."""
-    src = world_tmp / "src"
-    src.mkdir()
-    (src / "readable.txt").write_text("ok\n")
-    (src / "locked.txt").write_text("only copy\n")
-    (src / "sub").mkdir()
-    (src / "sub" / "inside.txt").write_text("only copy, unlisted\n")
-    (src / "noexec").mkdir()
-    (src / "noexec" / "hidden.txt").write_text("only copy, not entered\n")
-    (world_tmp / "home").mkdir()
-    for p in [world_tmp / "home", src, *src.rglob("*")]:
-        os.chown(p, NOBODY, NOBODY, follow_symlinks=False)
-    (src / "locked.txt").chmod(0)
-    (src / "sub").chmod(0o300)
-    (src / "noexec").chmod(0o600)
-    return src
 
 
 UNREAD = {

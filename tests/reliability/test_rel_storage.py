@@ -14,7 +14,6 @@ import os
 import resource
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -31,15 +30,7 @@ def _cli(root: Path, *args: str, limit: int | None = None) -> subprocess.Complet
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    return subprocess.run(
-        [sys.executable, "-m", "cli", "--root", str(root), *args],
-        capture_output=True,
-        text=True,
-        env=h.driver_env(),
-        cwd=str(h.REPO_DIR),
-        preexec_fn=preexec,
-        timeout=120,
-    )
+    return h.cli_process(root, *args, preexec_fn=preexec)
 
 
 def _write_random(top: Path, files: int, size: int) -> Path:
