@@ -152,6 +152,24 @@ def _open_append(logs: int, path: Path) -> int:
     return fd
 
 
+def _open_read(path: Path) -> int | None:
+    """`path` opened to read, or None when it is missing or no regular file: a fifo or a
+    device planted at a log's name must neither block a reader (the TUI's log pane, the API's
+    log views) nor be read as a log."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _exists_at(dir_fd: int, name: str) -> bool:
     try:
         os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -405,11 +423,11 @@ class BackupLogger:
     ) -> list[LogRecord]:
         """The records of one day's file, oldest first; `level` keeps that level and worse,
         `limit` the last ones. A missing file is an empty log; garbage lines are skipped."""
-        path = self.path_for(project_id, day)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
+        fd = _open_read(self.path_for(project_id, day))
+        if fd is None:
             return []
+        with open(fd, "rb") as f:
+            data = f.read()
         data = data[: data.rfind(b"\n") + 1]  # an unterminated tail is still being written
         records = _parse_lines(data, project_id)
         if level is not None:
@@ -479,14 +497,14 @@ class LogTail:
         """Start at the end of the last complete line, reading only the file's tail."""
         if self._path is None:
             return
-        try:
-            with open(self._path, "rb") as f:
-                st = os.fstat(f.fileno())
-                start = max(0, st.st_size - TAIL_CHUNK)
-                f.seek(start)
-                data = f.read(st.st_size - start)
-        except FileNotFoundError:
+        fd = _open_read(self._path)
+        if fd is None:
             return
+        with open(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            start = max(0, st.st_size - TAIL_CHUNK)
+            f.seek(start)
+            data = f.read(st.st_size - start)
         self._ident = (st.st_dev, st.st_ino)
         cut = data.rfind(b"\n")
         self._offset = start + cut + 1 if cut >= 0 else st.st_size
@@ -497,8 +515,10 @@ class LogTail:
         if self._path is None:
             return
         try:
-            fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = _open_read(self._path)
         except OSError:
+            return
+        if fd is None:
             return
         try:
             st = os.fstat(fd)
@@ -533,14 +553,14 @@ class LogTail:
         project_id = self._project_id if self._project_id is not None else _project_of(self._path)
         seen = self._ident is not None
         try:
-            fd = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            self._offset, self._ident, self._pending = 0, None, b""
-            return [], seen
+            fd = _open_read(self._path)
         except OSError as exc:
             if exc.errno in (errno.EACCES, errno.EISDIR):
                 return [], False
             raise
+        if fd is None:  # missing (or no regular file): an empty log
+            self._offset, self._ident, self._pending = 0, None, b""
+            return [], seen
         reset = False
         try:
             st = os.fstat(fd)

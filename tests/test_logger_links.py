@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from metrics_helpers import nb  # the CLI in a process of its own
 
-from core.logger import BackupLogger, LogRecord, LogRefused
+from core.logger import BackupLogger, LogRecord, LogRefused, LogTail
 from core.manager import BackupManager
 from core.models import CreateRequest
 
@@ -108,6 +108,33 @@ def test_a_fifo_at_the_log_files_name_neither_blocks_nor_is_written(tmp_path: Pa
             os.close(fd)
     assert not blocked
     assert isinstance(log.last_error, LogRefused)
+
+
+def test_a_fifo_or_a_directory_at_the_log_files_name_never_blocks_a_reader(tmp_path: Path) -> None:
+    """The TUI's log pane and the API's log views read the day's file: a fifo planted there
+    (no writer ever comes) must read as an empty log at once, as must a directory."""
+    log = BackupLogger(tmp_path / "root")
+    log.logs_dir.mkdir(parents=True)
+    today = log.path_for("web")
+    os.mkfifo(today)
+    (log.logs_dir / "api_x.log").mkdir()
+    got: list[object] = []
+
+    def readers() -> None:
+        got.append(log.read("web"))
+        got.append(log.tail("web").read())
+        got.append(log.tail("web", from_end=True).read())
+        got.append(LogTail(log.logs_dir / "api_x.log", backlog=100).read())
+
+    thread = threading.Thread(target=readers, daemon=True)
+    thread.start()
+    thread.join(timeout=5)
+    if thread.is_alive():  # let it go: a writer opens the fifo
+        fd = os.open(today, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        thread.join(timeout=5)
+        pytest.fail("a reader blocked on a fifo at the log's name")
+    assert got == [[], ([], False), ([], False), ([], False)]
 
 
 def test_rename_and_remove_in_a_linked_logs_directory_touch_nothing(tmp_path: Path) -> None:
