@@ -9,7 +9,7 @@ import contextlib
 import logging
 import os
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -90,6 +90,7 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     max_running: int = MAX_RUNNING,
     password: str | None = None,
+    password_files: Sequence[str] = (),
     encrypt: bool = False,
     run_schedules: float | None = None,
     metrics_public: bool = False,
@@ -98,14 +99,20 @@ def create_app(
     for loopback; `serve` enforces that). `manager` replaces the BackupManager, for tests.
     `max_running`: long operations (create, restore, delete) run at once; more are queued.
     `password` opens encrypted projects (one for all; None: they answer 423, never a hang
-    on a prompt); with `encrypt`, the projects the API creates are encrypted under it.
+    on a prompt); with `encrypt`, the projects the API creates are encrypted under it;
+    `password_files`, where it was read from: no restore overwrites them.
     `run_schedules`: every so many seconds, run the scheduled backups that are due
     (`serve --run-schedules`: core.scheduler, the same check as `run-due`).
     `metrics_public`: /metrics answers without the token (a Prometheus without one)."""
     if manager is None:
         from core.manager import BackupManager
 
-        manager = BackupManager(Path(root), password=_password(password), encrypt=encrypt)
+        manager = BackupManager(
+            Path(root),
+            password=_password(password),
+            encrypt=encrypt,
+            password_files=password_files,
+        )
     store_requests = instrument_store(manager)  # before any project is opened
     hub = EventHub()
     jobs = JobRunner(manager, hub, max_running=max_running)

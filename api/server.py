@@ -33,6 +33,7 @@ def serve(
     token_file: Path | None = None,
     max_running: int = MAX_RUNNING,
     password: str | None = None,
+    password_files: list[str] | None = None,
     encrypt: bool = False,
     run_schedules: bool = False,
     metrics_public: bool = False,
@@ -40,7 +41,8 @@ def serve(
     """Serve the API until interrupted; the exit code (0, or 2 for an unsafe or bad setup,
     1 when the server could not start, e.g. the port is taken). `max_running`: long
     operations (create, restore, delete) run at once; more wait as queued jobs. `password`
-    opens the encrypted projects (read once by the caller: a server never prompts);
+    opens the encrypted projects (read once by the caller: a server never prompts;
+    `password_files`: where from, kept from every restore);
     `encrypt`: the projects it creates are encrypted under it. `run_schedules`: it also
     runs the scheduled backups that are due, every minute (`run-due`'s check).
     `metrics_public`: /metrics answers without the token."""
@@ -96,6 +98,7 @@ def serve(
         allowed_dirs=dirs,
         max_running=max_running,
         password=password,
+        password_files=password_files or [],
         encrypt=encrypt,
         run_schedules=SERVE_INTERVAL if run_schedules else None,
         metrics_public=metrics_public,

@@ -94,6 +94,14 @@ class Context:
                 password=self.passwords,
                 encrypt=bool(getattr(self.args, "encrypt", 0)),
                 to_password=to_password,
+                password_files=[
+                    f
+                    for f in (
+                        getattr(self.args, name, None)
+                        for name in ("password_file", "to_password_file", "new_password_file")
+                    )
+                    if f
+                ],
             )
         return self._manager
 

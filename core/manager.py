@@ -16,7 +16,7 @@ import re
 import stat
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -176,6 +176,7 @@ class BackupManager(Comparing):
         password: Callable[[str], str] | None = None,
         encrypt: bool = False,
         to_password: Callable[[str], str] | None = None,
+        password_files: Sequence[str] = (),
     ) -> None:
         """`root` holds the logs and, unless `repository` names another store (a path or a
         URL, else NEXUS_BACKUP_REPOSITORY), the projects' repositories under `backups/`.
@@ -185,7 +186,9 @@ class BackupManager(Comparing):
         opened (the face asks its user, reads a file...; None: encrypted projects refuse to
         open); with `encrypt`, the projects this manager creates are encrypted under it.
         `to_password(project_id)` gives the password of a copy's target (the repository
-        `copy` writes to, and `copy_to`'s); None: the project's own password opens it."""
+        `copy` writes to, and `copy_to`'s); None: the project's own password opens it.
+        `password_files`: the files those passwords are read from, which no restore
+        overwrites or deletes (a backup's older copy would lock the project's owner out)."""
         self.root = check_directory(resolve_root(root))
         where = resolve_repository(repository, self.root)
         if isinstance(where, Path):
@@ -196,6 +199,7 @@ class BackupManager(Comparing):
         self._password = password
         self._to_password = to_password
         self._encrypt = encrypt
+        self._password_files = tuple(password_files)
         # Nothing is created here: a read-only command never writes, not even the root (made
         # with the first project), so a read-only mount or snapshot can be listed and restored.
         self.logger = BackupLogger(self.root)
@@ -804,6 +808,7 @@ class BackupManager(Comparing):
                     checkpoint if req.checkpoint else None,
                     protect=protect,
                     stores=stores,
+                    keep_files=dir_ids(self._password_files),
                 )
                 try:
                     result = restorer.run()

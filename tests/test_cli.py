@@ -672,6 +672,7 @@ def test_serve_and_tui_get_their_arguments(tmp_path: Path):
         "allowed_dirs": ["/srv/data"],
         "max_running": 2,
         "password": None,  # none given: read once at start, never asked (issue 12)
+        "password_files": [],  # where it was read from: kept from every restore
         "encrypt": False,
         "metrics_public": False,  # /metrics behind the token (issue 15)
     }

@@ -42,6 +42,7 @@ def cmd_serve(ctx: Context) -> int:
             allowed_dirs=allowed,
             max_running=a.max_running,
             password=password,
+            password_files=[ctx.passwords.file] if ctx.passwords.file else [],
             encrypt=a.encrypt,
             **({"run_schedules": True} if a.run_schedules else {}),
             metrics_public=a.metrics_public,

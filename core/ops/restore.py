@@ -86,6 +86,8 @@ REPLACES_DIR = "replaces a directory"
 REPLACES_NON_DIR = "replaces a non-directory"
 PROTECTED = "the backup repository is there"
 HOLDS_PROTECTED = "a directory holding the backup repository is there"
+PASSWORD_FILE = "the file the project's password was read from is there"
+HOLDS_PASSWORD_FILE = "a directory holding the file the project's password was read from is there"
 HOLDS_EXCLUDED = "a directory holding excluded paths is there"
 MOUNT_POINT = "a mount point is there"
 HOLDS_MOUNT = "a directory holding a mount point is there"
@@ -298,14 +300,6 @@ def _dev_ino(st: os.stat_result) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-def _ids(paths: list[Path]) -> frozenset[tuple[int, int]]:
-    out = set()
-    for p in paths:
-        with contextlib.suppress(OSError):
-            out.add(_dev_ino(os.stat(p)))
-    return frozenset(out)
-
-
 def _stores(repo: Repository) -> list[Path]:
     """Where repositories' files live (`{root}/backups`, this project's store): never a
     restore target, nor beneath one."""
@@ -343,6 +337,7 @@ class Restorer:
         checkpoint: Checkpoint | None = None,
         protect: frozenset[tuple[int, int]] = frozenset(),
         stores: frozenset[tuple[int, int]] = frozenset(),
+        keep_files: frozenset[tuple[int, int]] = frozenset(),
     ) -> None:
         self.repo = repo
         self.meta = meta
@@ -353,10 +348,14 @@ class Restorer:
         #: (st_dev, st_ino) of the directories a target may neither be nor lie inside: every
         #: directory of the repositories and the logs (the caller's `stores`), and this
         #: project's own store and `{root}/backups` always.
-        self.stores = frozenset(stores) | _ids(_stores(repo))
+        self.stores = frozenset(stores) | confine.dir_ids(_stores(repo))
         #: (st_dev, st_ino) of directories never deleted, replaced or entered when met in the
         #: target (the repository's own always are: the nexus root and its stores).
-        self.protect = frozenset(protect) | self.stores | _ids([Path(repo.root)])
+        self.protect = frozenset(protect) | self.stores | confine.dir_ids([Path(repo.root)])
+        #: (st_dev, st_ino) of files never overwritten or deleted, nor a directory holding
+        #: one replaced: those the passwords were read from (a backup's older copy over one
+        #: would leave nothing that opens the project, its checkpoint included).
+        self.keep_files = keep_files
         self._lock = threading.Lock()
         self._euid = os.geteuid()
         #: Files this restore creates are written as nameless inodes and linked whole
@@ -624,6 +623,9 @@ class Restorer:
         if is_dir and _dev_ino(st) in self.protect:
             self.warn(f"{_show(e.path)}: not restored ({PROTECTED})")
             return Step(e, rel, "skip", kind, PROTECTED)
+        if _dev_ino(st) in self.keep_files:
+            self.warn(f"{_show(e.path)}: not restored ({PASSWORD_FILE})")
+            return Step(e, rel, "skip", kind, PASSWORD_FILE)
         if e.kind == mf.DIR:
             if is_dir:
                 return Step(e, rel, "unchanged", kind)
@@ -745,6 +747,8 @@ class Restorer:
                         is_dir = stat.S_ISDIR(st.st_mode)
                         if self._excluded(sub_rel, is_dir):
                             return HOLDS_EXCLUDED, files, dirs
+                        if _dev_ino(st) in self.keep_files:
+                            return HOLDS_PASSWORD_FILE, files, dirs
                         if not is_dir:
                             files += 1
                             continue
@@ -820,6 +824,8 @@ class Restorer:
         if name.startswith(TMP_PREFIX.encode()):
             return True
         if is_dir and _dev_ino(st) in self.protect:
+            return True
+        if _dev_ino(st) in self.keep_files:
             return True
         if self._excluded(rel, is_dir):
             return True

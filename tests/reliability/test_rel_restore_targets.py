@@ -173,3 +173,48 @@ async def test_a_component_swapped_for_a_symlink_during_restores_never_leads_ins
         swapper.join()
     assert done + refused > 5
     await _q_intact(mgr, ids["q"], before, q)
+
+
+def test_a_restore_never_overwrites_or_deletes_the_password_file_it_was_opened_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A machine's password file lives in the data directory. A restore of an older backup
+    with --overwrite always and --delete would put back its older copy, or remove one made
+    since: then nothing opens the project, not even the checkpoint that would undo it."""
+    import rel_harness as h
+
+    data = tmp_path / "home"
+    (data / ".config").mkdir(parents=True)
+    (data / "notes.txt").write_text("v1")
+    pw = data / ".config" / "nexus.pass"
+    pw.write_text("first\n")
+    root = tmp_path / "root"
+    monkeypatch.delenv("NEXUS_BACKUP_PASSWORD", raising=False)
+    made = h.cli_process(root, "--password-file", str(pw), "create", "p", str(data), "--encrypt")
+    assert made.returncode == 0, made.stderr
+    rotated = "first\nrotated by the owner since the backup\n"  # the password is line 1
+    pw.write_text(rotated)
+    later = data / ".config" / "machine.pass"  # made after the backup: --delete's to remove
+    for used, kept in ((pw, rotated), (later, "first\n")):
+        used.write_text(kept)
+        r = h.cli_process(
+            root,
+            "--password-file",
+            str(used),
+            "restore",
+            "p",
+            "latest",
+            str(data),
+            "--overwrite",
+            "always",
+            "--delete",
+        )
+        if used == pw:  # not overwritten: skipped, and said
+            assert r.returncode == 3, r.stdout + r.stderr
+            assert "the file the project's password was read from" in r.stderr + r.stdout
+        else:  # not deleted: left, as --delete leaves what it may not remove
+            assert r.returncode == 0, r.stdout + r.stderr
+        assert used.read_text() == kept
+        assert (data / "notes.txt").read_text() == "v1"
+    listed = h.cli_process(root, "--password-file", str(later), "list", "p")
+    assert listed.returncode == 0, listed.stderr
