@@ -87,6 +87,7 @@ from core.repo.repository import HOSTNAME, RepoConfig, Repository, current_user,
 from core.retention import ForgetResult, Policy, evaluate
 from core.stats import ProjectStats, RepositoryStats
 from core.storage import ObjectStore, open_store
+from core.storage.url import local_path
 from core.utc import CLOCK_SKEW
 from core.validator import verify_backup, verify_backups
 
@@ -120,6 +121,18 @@ def _repaired(done: DeleteResult) -> str:
         f"{plural(done.chunks_repaired, 'chunk')} damaged where the index served them: reclaim "
         "kept an intact copy of each and serves that (run verify to see what else is damaged)"
     )
+
+
+def _local_copy(repo: Repository) -> list[Path]:
+    """The directory of the project's `copy_to` twin when it is on a local disk: a backup
+    of a data directory holding it would otherwise store the copies of itself."""
+    to = repo.settings().get("copy_to")
+    if not isinstance(to, str) or not to:
+        return []
+    with contextlib.suppress(NexusError):  # a setting the copy itself will report
+        if (where := local_path(to)) is not None:
+            return [where]
+    return []
 
 
 #: How deep below a repository's root a copy target is looked for by identity (root,
@@ -685,8 +698,9 @@ class BackupManager(Comparing):
         log("INFO", f"{req.backup_type.value} backup of {data_dir} started")
         if req.backup_type == BackupType.INCREMENTAL and reference is None:
             log("WARNING", "no completed backup to be incremental to: reading everything")
-        # the repositories and logs, wherever they lie inside the data directory, are not read
-        skip = set(dir_ids([*self._local_tops(), *self._stored_dirs()]))
+        # the repositories, the logs and the project's copy, wherever they lie inside the
+        # data directory, are not read
+        skip = set(dir_ids([*self._local_tops(), *self._stored_dirs(), *_local_copy(repo)]))
         # the backup pipeline (scan, walker, chunker): imported by the commands that back up
         from core.ops.backup import BackupPlan, describe_failure, run_backup
 

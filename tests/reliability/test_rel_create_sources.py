@@ -128,3 +128,16 @@ async def test_a_data_directory_swapped_for_a_link_into_the_repository_is_never_
         stop.set()
         swapper.join()
     assert outcomes["completed"] > 0, outcomes
+
+
+async def test_the_projects_copy_inside_its_data_directory_is_not_backed_up(tmp_path):
+    """copy-to names a directory inside the data directory: each backup would otherwise
+    store the copies of the ones before it."""
+    mgr, root = await _repository(tmp_path)
+    mirror = tmp_path / "data" / "mirror"
+    await mgr.set_copy_to("web", str(mirror))
+    first = await mgr.create(CreateRequest(project_id="web", data_dir=str(tmp_path / "data")))
+    await mgr.copy("web", str(mirror), [first.id])
+    assert any(mirror.rglob("packs/*/*")), "the copy was made"
+    again = await mgr.create(CreateRequest(project_id="web", data_dir=str(tmp_path / "data")))
+    assert _names(root, "web", again.id) == {"f.txt"}
