@@ -19,6 +19,8 @@ import pytest
 import zstandard
 from engine_helpers import engine_backup
 
+from core.manager import BackupManager
+from core.models import BackupStatus, CreateRequest, RestoreRequest
 from core.ops import scan
 from core.ops.walker import walk_entries
 from core.repo import manifest as mf
@@ -375,3 +377,29 @@ def test_the_accessors_read_what_decode_entry_reads(backed_up):
         assert mf.fields_reader("mode")(fields) == (entry.mode,)
         assert mf.kind_of(fields) == entry.kind and mf.hash_of(fields) == entry.hash
         assert mf.chunk_digests(fields) == [bytes.fromhex(h) for h, _n in entry.chunks]
+
+
+@pytest.mark.parametrize("odd", ["directory", "not-utf8-line"])
+async def test_an_odd_ignore_file_never_fails_the_backup(tmp_path, odd):
+    """A `.nexusignore` that is a directory, or holds a line that is not UTF-8 text (which no
+    manifest can record; an --exclude like it is refused by the request): the backup
+    completes, holds everything else, and says so."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "keep.txt").write_text("k")
+    (data / "skip.log").write_text("s")
+    if odd == "directory":
+        (data / ".nexusignore").mkdir()
+    else:
+        (data / ".nexusignore").write_bytes(b"*.log\n\xff\xfe*\n")
+    mgr = BackupManager(tmp_path / "repo")
+    meta = await mgr.create(CreateRequest(project_id="p", data_dir=str(data)))
+    assert meta.status == BackupStatus.COMPLETED
+    out = tmp_path / "out"
+    await mgr.restore(RestoreRequest(project_id="p", backup_id=meta.id, restore_dir=str(out)))
+    assert (out / "keep.txt").read_text() == "k"
+    if odd == "directory":
+        assert (out / "skip.log").exists() and (out / ".nexusignore").is_dir()
+    else:
+        assert not (out / "skip.log").exists()
+        assert any("not UTF-8 text: not applied" in w for w in meta.stats.warnings)

@@ -667,6 +667,7 @@ class BackupRun:
             use_ignore_file=plan.use_ignore_file,
             top_fd=plan.top_fd,
             follow_link=not plan.confined,
+            warn=self.warn,
         )
         spec = compile_excludes(self.exclude_lines)
         while True:

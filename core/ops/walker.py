@@ -103,14 +103,28 @@ def exclude_lines(
     use_ignore_file: bool = True,
     top_fd: int | None = None,
     follow_link: bool = False,
+    warn: Callable[[str], None] = lambda _msg: None,
 ) -> list[str]:
     """The effective gitignore lines of a backup: the request's patterns, then the data
     directory's `.nexusignore` (unless `use_ignore_file` is false), blanks and comments left
-    out. They are recorded in the manifest, so that a restore can tell excluded paths."""
+    out. They are recorded in the manifest, so that a restore can tell excluded paths: one
+    that is not UTF-8 text cannot be, and is left out with a warning (the backup then holds
+    more, never less)."""
     lines = list(patterns)
     if use_ignore_file:
         lines.extend(_ignore_file_lines(top, top_fd, follow_link))
-    return [ln for ln in lines if ln.strip() and not ln.startswith("#")]
+    kept = []
+    for ln in lines:
+        if not ln.strip() or ln.startswith("#"):
+            continue
+        try:
+            ln.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = ln.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            warn(f"exclude pattern {shown!r} is not UTF-8 text: not applied")
+            continue
+        kept.append(ln)
+    return kept
 
 
 def _ignore_file_lines(top: bytes, top_fd: int | None, follow_link: bool) -> list[str]:
@@ -130,9 +144,15 @@ def _ignore_file_lines(top: bytes, top_fd: int | None, follow_link: bool) -> lis
         if exc.errno == errno.ELOOP:
             return []  # a symlink, in a confined backup: not read
         raise
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        os.close(fd)
+        raise
+    if not regular:  # a directory, a fifo: no lines
+        os.close(fd)
+        return []
     with open(fd, encoding="utf-8", errors="surrogateescape") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return []
         return f.read().splitlines()
 
 
