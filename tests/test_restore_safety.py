@@ -5,6 +5,7 @@ does, if-changed compares bytes (not size and mtime), and selecting many paths s
 from __future__ import annotations
 
 import errno
+import json
 import os
 import random
 import shutil
@@ -457,3 +458,18 @@ async def test_delete_into_a_directory_holding_the_source_is_refused(tmp_path, w
     (src / "stray").write_text("goes")
     await mgr.restore(restore_req(meta, src, delete_extra=True))
     assert not (src / "stray").exists() and (tmp_path / "srv" / "db" / "data").exists()
+
+
+async def test_a_damaged_left_out_list_makes_delete_remove_nothing(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f.txt").write_text("f")
+    mgr = BackupManager(tmp_path / "repo")
+    meta = await backup(mgr, src)
+    path = tmp_path / "repo" / "backups" / P / f"backup_{meta.id}" / "metadata.json"
+    doc = json.loads(path.read_text())
+    doc["stats"]["left_out"] = ["not base64 at all!"]
+    path.write_text(json.dumps(doc))
+    (src / "later.txt").write_text("made after the backup")
+    res = await mgr.restore(restore_req(meta, src, delete_extra=True, checkpoint=False))
+    assert (src / "later.txt").exists() and res.counts.deleted == 0

@@ -833,8 +833,13 @@ class Restorer:
 
     def _load_left_out(self) -> None:
         stats = self.meta.stats
-        self.left_out = frozenset(base64.b64decode(p) for p in stats.left_out or ())
-        self.left_out_more = stats.left_out_more
+        try:
+            self.left_out = frozenset(
+                base64.b64decode(p, validate=True) for p in stats.left_out or ()
+            )
+            self.left_out_more = stats.left_out_more
+        except ValueError:  # a damaged list tells nothing: nothing is removed
+            self.left_out_more = True
         if self.left_out_more and self.req.delete_extra:
             self.warn(
                 f"the backup could not hold more than {MAX_LEFT_OUT} of the paths it saw: "
