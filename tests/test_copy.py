@@ -253,6 +253,11 @@ def test_copy_after_each_backup_from_the_cli(tmp_path):
     assert off.returncode == 0 and "no copy after each backup" in off.stdout
     bad = nb("settings", "web", "copy-to", "ftp://x")
     assert bad.returncode == 2 and "unknown repository scheme" in bad.stderr
+    # a newline would later become a directive of the scheduled unit (design I15)
+    injected = nb("settings", "web", "copy-to", f"{target}\nExecStartPost=/bin/sh -c evil")
+    assert injected.returncode == 2 and injected.stderr.count("\n") == 1
+    assert "control character" in injected.stderr
+    assert json.loads(nb("--json", "settings", "web").stdout).get("copy_to") is None  # still off
 
 
 async def test_two_hosts_changing_settings_at_once_both_land(engine, tmp_path):
