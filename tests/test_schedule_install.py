@@ -18,6 +18,7 @@ import pytest
 from cli.commands.schedule import plain
 from cli.context import UsageError
 from cli.main import main
+from core.repo.repository import Repository
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
 HAVE_SYSTEMD = os.access(SYSTEMD_ANALYZE, os.X_OK)
@@ -201,7 +202,9 @@ def test_a_control_character_in_any_value_is_refused_and_nothing_written(
         monkeypatch.setenv("NEXUS_BACKUP_REPOSITORY", str(tmp_path / f"repo{evil}"))
     assert nb(root, "create", "web", str(data)) == 0
     if where == "copy-to":
-        assert nb(root, "settings", "web", "copy-to", str(tmp_path / f"copy{evil}")) == 0
+        # refused when set now; stored as an older version (or a hand edit) could have
+        assert nb(root, "settings", "web", "copy-to", str(tmp_path / f"copy{evil}")) == 2
+        Repository(root, "web").save_settings(copy_to=str(tmp_path / f"copy{evil}"))
     pre = ["--password-file", str(tmp_path / f"pw{evil}")] if where == "password-file" else []
     table = _fake_crontab(tmp_path, monkeypatch)
     units = tmp_path / "units"
