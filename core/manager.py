@@ -593,7 +593,8 @@ class BackupManager(Comparing):
                 "has passed (a backup made now needs none)"
             )
         data_dir = self._check_data_dir(req.data_dir, resolve=False)
-        self._refuse_stored_data_dir(top_fd, data_dir)
+        if req.backup_type != BackupType.CHECKPOINT:  # a restore judged its target so (I4)
+            self._refuse_stored_data_dir(top_fd, data_dir)
         repo = self._writable(self._repo(req.project_id, create=True))
         if req.backup_type != BackupType.CHECKPOINT:
             self._check_data_dir_change(repo, data_dir, req.data_dir_change)
