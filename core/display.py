@@ -175,6 +175,20 @@ def _escaped(ch: str) -> str:
     return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
+#: Unicode categories a line of a unit, a crontab or a setting cannot carry as data: control
+#: characters (newline, CR, tab...), line and paragraph separators, and lone surrogates
+#: (bytes of a path that are not UTF-8).
+_NOT_DATA = frozenset({"Cc", "Zl", "Zp", "Cs"})
+
+
+def not_data(value: str) -> str | None:
+    """The first character of `value` that would end or break a line it is written into
+    (see _NOT_DATA), or None."""
+    import unicodedata
+
+    return next((c for c in value if unicodedata.category(c) in _NOT_DATA), None)
+
+
 def home_short(path: str | os.PathLike[str]) -> str:
     """`/home/me/x` -> `~/x`: shorter, and the same on every machine (screenshots)."""
     text = str(path)

@@ -504,9 +504,9 @@ class BackupManager(Comparing):
     def _copy_target(self, to: str) -> ObjectStore:
         """The store a copy goes to: never this repository, nor a directory inside it or
         holding it (its objects would be mixed with this one's)."""
-        if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in to):
+        if (bad := display.not_data(to)) is not None:
             # a setting later written into units and cron lines (schedule install) and logs
-            raise InvalidInput(f"copy target {to!r} holds a control character: refused")
+            raise InvalidInput(f"copy target {to!r} holds a control character ({bad!r}): refused")
         target = open_store(resolve_repository(to, self.root))
         same = target.url == self.store.url
         mine, theirs = self.store.capabilities.local_root, target.capabilities.local_root

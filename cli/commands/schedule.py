@@ -26,7 +26,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from cli.context import EXIT_ERROR, EXIT_OK, Context, UsageError, root_opt, run
 from cli.render import clean, error_line, out, table
+from core.display import not_data
 
 if TYPE_CHECKING:  # the parser imports this module for its flags: not pydantic's models
     from core.models import ProjectSummary
@@ -52,17 +52,12 @@ class Units:
     timer: str
 
 
-#: Unicode categories a unit or crontab line cannot carry as data: control characters
-#: (newline, CR, tab...), line and paragraph separators, and lone surrogates (bytes of a
-#: path that are not UTF-8).
-_NOT_DATA = frozenset({"Cc", "Zl", "Zp", "Cs"})
-
-
 def plain(value: str, what: str) -> str:
-    """`value`, or UsageError when it holds a character of _NOT_DATA: a newline (systemd
-    also ends a line at CR) in a unit or a cron line would start a directive or a line of
-    its own, so such a value is refused, never escaped."""
-    bad = next((c for c in value if unicodedata.category(c) in _NOT_DATA), None)
+    """`value`, or UsageError when it holds a character that is not data
+    (`display.not_data`): a newline (systemd also ends a line at CR) in a unit or a cron
+    line would start a directive or a line of its own, so such a value is refused, never
+    escaped."""
+    bad = not_data(value)
     if bad is not None:
         raise UsageError(
             f"{what} {value!r} holds a control character ({bad!r}): it cannot go into a "
