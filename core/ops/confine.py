@@ -13,7 +13,7 @@ import errno
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from core.errors import InvalidInput, NexusError
 
@@ -98,17 +98,20 @@ def open_data_dir(path: os.PathLike[str] | str) -> int:
 LOOK = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC
 
 
-def lies_in(fd: int, dirs: frozenset[tuple[int, int]]) -> bool:
-    """Whether the directory open as `fd` is one of `dirs` (device, inode) or lies beneath
-    one: told from the descriptor itself and the directories above it, reached by `..` up to
-    `/`, so that no path's symlinks, no swap since it was resolved and no bind mount can hide
-    where it is. An ancestor this process may not search ends the climb (nothing of ours
-    lies above one we could not have made)."""
+def lies_in(
+    fd: int, dirs: frozenset[tuple[int, int]], marked: Callable[[int], bool] | None = None
+) -> bool:
+    """Whether the directory open as `fd` is one of `dirs` (device, inode), or one `marked`
+    says yes to (given each directory's descriptor), or lies beneath one: told from the
+    descriptor itself and the directories above it, reached by `..` up to `/`, so that no
+    path's symlinks, no swap since it was resolved and no bind mount can hide where it is.
+    An ancestor this process may not search ends the climb (nothing of ours lies above one
+    we could not have made)."""
     cur = os.open(".", LOOK, dir_fd=fd)
     try:
         while True:
             here = os.fstat(cur)
-            if (here.st_dev, here.st_ino) in dirs:
+            if (here.st_dev, here.st_ino) in dirs or (marked is not None and marked(cur)):
                 return True
             try:
                 up = os.open("..", LOOK, dir_fd=cur)

@@ -67,6 +67,7 @@ from core.ops import confine, restore_anon, walker
 from core.ops.progress import OperationContext
 from core.pipeline import Pipeline
 from core.repo import manifest as mf
+from core.repo import marker
 from core.repo.locks import pid_alive
 from core.repo.manifest import Entry
 from core.repo.repository import Repository
@@ -84,8 +85,8 @@ FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 REPLACES_DIR = "replaces a directory"
 REPLACES_NON_DIR = "replaces a non-directory"
-PROTECTED = "the backup repository is there"
-HOLDS_PROTECTED = "a directory holding the backup repository is there"
+PROTECTED = "a backup repository is there"
+HOLDS_PROTECTED = "a directory holding a backup repository is there"
 PASSWORD_FILE = "the file the project's password was read from is there"
 HOLDS_PASSWORD_FILE = "a directory holding the file the project's password was read from is there"
 HOLDS_EXCLUDED = "a directory holding excluded paths is there"
@@ -356,6 +357,9 @@ class Restorer:
         #: one replaced: those the passwords were read from (a backup's older copy over one
         #: would leave nothing that opens the project, its checkpoint included).
         self.keep_files = keep_files
+        #: (st_dev, st_ino) of the target's directories looked at: whether each is another
+        #: nexus-backup repository (`_protected`).
+        self._foreign: dict[tuple[int, int], bool] = {}
         self._lock = threading.Lock()
         self._euid = os.geteuid()
         #: Files this restore creates are written as nameless inodes and linked whole
@@ -466,7 +470,7 @@ class Restorer:
         return fd
 
     def _refuse_stored(self, fd: int, target: Path) -> None:
-        if confine.lies_in(fd, self.stores):
+        if confine.lies_in(fd, self.stores, marker.is_project_dir):
             raise InvalidInput(
                 f"restore target {target} is inside a backup repository or the logs: refused"
             )
@@ -620,7 +624,7 @@ class Restorer:
         if st is None:
             return Step(e, rel, "create", kind)
         is_dir = stat.S_ISDIR(st.st_mode)
-        if is_dir and _dev_ino(st) in self.protect:
+        if is_dir and self._protected_at(rel, st):
             self.warn(f"{_show(e.path)}: not restored ({PROTECTED})")
             return Step(e, rel, "skip", kind, PROTECTED)
         if _dev_ino(st) in self.keep_files:
@@ -729,7 +733,7 @@ class Restorer:
         except OSError:
             return None, 0, 0  # not a directory (any more): nothing to walk
         top_st = os.fstat(fd)
-        if _dev_ino(top_st) in self.protect:
+        if self._protected(dir_fd, name, top_st):
             os.close(fd)
             return PROTECTED, 0, 0
         if top_st.st_dev != os.fstat(dir_fd).st_dev:
@@ -752,7 +756,7 @@ class Restorer:
                         if not is_dir:
                             files += 1
                             continue
-                        if _dev_ino(st) in self.protect:
+                        if self._protected(cur, sub, st):
                             return HOLDS_PROTECTED, files, dirs
                         if st.st_dev != top_st.st_dev:
                             return HOLDS_MOUNT, files, dirs
@@ -816,6 +820,25 @@ class Restorer:
                 out.append(Step(None, rel, "delete", "dir"))
         return out
 
+    def _protected(self, parent_fd: int, name: bytes, st: os.stat_result) -> bool:
+        """Whether the target's directory `name` (`st` its lstat) is never deleted, replaced
+        or entered: this run's repositories and root, or any other nexus-backup repository,
+        a project or a repository's top, told by what it holds (`core.repo.marker`: this
+        process cannot know another root by its inode). The one test the plan, the survey
+        of a tree and --delete make of each directory they meet (design I4)."""
+        key = _dev_ino(st)
+        if key in self.protect:
+            return True
+        known = self._foreign.get(key)
+        if known is None:
+            known = self._foreign[key] = marker.is_repository_dir(parent_fd, name)
+        return known
+
+    def _protected_at(self, rel: bytes, st: os.stat_result) -> bool:
+        parent, name = _split(rel)
+        with self._d.at(parent) as fd:
+            return self._protected(fd, name, st)
+
     def _kept(
         self, parent_fd: int, name: bytes, rel: bytes, st: os.stat_result, is_dir: bool
     ) -> bool:
@@ -823,7 +846,7 @@ class Restorer:
         protected directories, excluded paths, and what the checkpoint cannot hold."""
         if name.startswith(TMP_PREFIX.encode()):
             return True
-        if is_dir and _dev_ino(st) in self.protect:
+        if is_dir and self._protected(parent_fd, name, st):
             return True
         if _dev_ino(st) in self.keep_files:
             return True

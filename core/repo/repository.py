@@ -25,6 +25,7 @@ from core.repo import crypto
 from core.repo.chunker import ChunkerParams
 from core.repo.codec import PLAIN, Codec, DamagedChunk, Kind
 from core.repo.index import Index, write_index
+from core.repo.marker import FORMAT_NAME
 from core.repo.packs import DEFAULT_PACK_SIZE, BlobLocation, PackWriter, pack_name
 from core.storage import (
     Buffer,
@@ -76,7 +77,7 @@ class RepoConfig(Model):
     """config.json, validated whole: a wrong shape is one clear line, never an internal error."""
 
     model_config = ConfigDict(extra="allow")
-    format: str = "nexus-backup"
+    format: str = FORMAT_NAME
     version: int = Field(ge=1)
     project_id: str | None = None
     created_at: str | None = None
@@ -291,7 +292,7 @@ class Repository:
             )
             self.store.put_new(crypto.KEYS + key_ids[0], raw)
         config = {
-            "format": "nexus-backup",
+            "format": FORMAT_NAME,
             "version": ENCRYPTED_VERSION if password is not None else PLAIN_VERSION,
             "project_id": self.project_id,
             "created_at": datetime.now(UTC).isoformat(),
@@ -331,7 +332,7 @@ class Repository:
                 raise Damaged(
                     f"project {self.project_id!r}: config.json is not valid ({_first_error(exc)})"
                 ) from exc
-            if config.format != "nexus-backup" or config.hash != "blake3":
+            if config.format != FORMAT_NAME or config.hash != "blake3":
                 raise Damaged(f"project {self.project_id!r}: config.json is not nexus-backup's")
             if config.version > FORMAT_VERSION:
                 raise NewerFormat(
