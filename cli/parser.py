@@ -318,8 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=types,
         default="full",
         help="full: read every file again; incremental: read only what changed since the "
-        "latest backup (its recorded parent); snapshot: the state now, no parent recorded; "
-        "checkpoint: a named restore point, judged by retention on its own (default full)",
+        "latest backup this host made (its recorded parent); snapshot: the state now, no "
+        "parent recorded; checkpoint: a named restore point, judged by retention on its own "
+        "(default full)",
     )
     p.add_argument(
         "--tag",

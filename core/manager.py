@@ -650,7 +650,12 @@ class BackupManager(Comparing):
             if parent.status not in RESTORABLE:
                 raise Conflict(f"parent backup {parent.id} is {parent.status.value}, not completed")
             return parent
-        done = [m for m in _listed(repo) if m.status in RESTORABLE]
+        # This host's latest (or one older than the host field): another host's files may
+        # share inode numbers and times with ours (a clone of one image) without sharing
+        # their bytes, and never share inodes otherwise, so its backup could only mislead
+        # the reuse of unchanged entries or spare nothing (restic's rule: same host).
+        host = req.host or HOSTNAME
+        done = [m for m in _listed(repo) if m.status in RESTORABLE and m.host in (host, None)]
         return max(done, key=lambda m: m.created_at) if done else None
 
     def _create_locked(
