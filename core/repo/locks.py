@@ -6,13 +6,13 @@ racers at least one sees the other, so two exclusive holders can never both win 
 removes its lock and backs off). Locks live in the store rather than as flock()s so that they
 work the same on an object-store backend and across hosts sharing a repository.
 
-A lock is stale, and broken by the next acquirer, when it has not been refreshed for
-STALE_AFTER, or when its process is provably gone: only a lock made on this very machine,
-in this boot and in this pid namespace (its `host`, `boot_id` and `pidns` all equal ours) is
-judged by its pid (dead, or reused by another process, told by its start time). A second
-machine with the same hostname, a container, or a lock of an older version that did not
-record its boot is judged by age alone: a pid means nothing outside its namespace. Holders
-refresh every REFRESH_INTERVAL from a daemon thread.
+A lock is stale, and broken by the next acquirer it would exclude, when it has not been
+refreshed for STALE_AFTER, or when its process is provably gone: only a lock made on this
+very machine, in this boot and in this pid namespace (its `host`, `boot_id` and `pidns` all
+equal ours) is judged by its pid (dead, or reused by another process, told by its start
+time). A second machine with the same hostname, a container, or a lock of an older version
+that did not record its boot is judged by age alone: a pid means nothing outside its
+namespace. Holders refresh every REFRESH_INTERVAL from a daemon thread.
 
 Lock objects are sealed with the plain codec in every repository, encrypted ones included
 (core/repo/codec.py says why): any process sharing the store must judge them before, or
@@ -362,14 +362,16 @@ def _busy(project_id: str, holders: list[LockInfo]) -> Busy:
 def _conflicts(
     store: ObjectStore, own: str, exclusive: bool, prefix: str = PREFIX
 ) -> list[LockInfo]:
-    """The live locks that exclude ours; stale ones found on the way are deleted."""
+    """The live locks that exclude ours; stale ones that would are deleted on the way. A
+    stale lock ours coexists with (a shared one, beside a reader's) is left to the next
+    writer: a read-only command changes nothing of the repository but its own lock (I3)."""
     holders = []
     for info in list_locks(store, prefix):
-        if info.name == own:
+        if info.name == own or not (exclusive or info.exclusive):
             continue
         if info.stale:
             store.delete(info.name)
-        elif exclusive or info.exclusive:
+        else:
             holders.append(info)
     return holders
 
