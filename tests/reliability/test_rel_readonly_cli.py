@@ -17,7 +17,11 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+from conftest_of import conftest_of
 from rel_harness import REPO_DIR, cli_process, driver_env
+
+from api.app import create_app
 
 P = "web"
 
@@ -75,7 +79,10 @@ def _killed_mid_backup(root: Path, data: Path) -> None:
     big.unlink()
 
 
-def test_every_read_only_command_leaves_every_byte_of_the_repository(tmp_path: Path) -> None:
+def _odd_repository(tmp_path: Path) -> tuple[Path, Path, list[str]]:
+    """A root whose project holds four backups, then: the oldest removed by retention (in
+    its grace period), a delete of the second cut right after its tombstone, a flipped byte
+    in the third's metadata.json, and a fifth killed with SIGKILL mid-run."""
     root = tmp_path / "root"
     data = tmp_path / "data"
     (data / "sub").mkdir(parents=True)
@@ -87,8 +94,6 @@ def test_every_read_only_command_leaves_every_byte_of_the_repository(tmp_path: P
         made = json.loads(cli_process(root, "--json", "create", P, str(data)).stdout)
         ids.append(made["id"])
     project = root / "backups" / P
-    # retention removed the oldest (in its grace period), a delete of the second was cut
-    # right after its tombstone, the third's metadata.json has a flipped byte
     assert cli_process(root, "forget", P, "--keep-last", "3").returncode == 0
     (project / "deleting").mkdir(exist_ok=True)
     (project / "deleting" / ids[1]).write_bytes(b"")
@@ -98,6 +103,12 @@ def test_every_read_only_command_leaves_every_byte_of_the_repository(tmp_path: P
     raw[len(raw) // 2] ^= 0x01
     meta.write_bytes(bytes(raw))
     _killed_mid_backup(root, data)
+    return root, data, ids
+
+
+def test_every_read_only_command_leaves_every_byte_of_the_repository(tmp_path: Path) -> None:
+    root, data, ids = _odd_repository(tmp_path)
+    project = root / "backups" / P
     last = ids[3]
     before = _repository(root)
     commands = [
@@ -132,3 +143,37 @@ def test_every_read_only_command_leaves_every_byte_of_the_repository(tmp_path: P
     # and a writer, the next one, finishes what the crash and the cut delete left
     assert cli_process(root, "create", P, str(data)).returncode in (0, 3)
     assert not (project / f"backup_{ids[1]}").exists()
+
+
+def test_every_get_of_the_api_leaves_every_byte_of_the_repository(tmp_path: Path) -> None:
+    root, data, ids = _odd_repository(tmp_path)
+    last = ids[3]
+    api = conftest_of(str(Path(__file__).parents[1] / "api" / "conftest.py"))
+    token = "t-" + "0" * 30
+    before = _repository(root)
+    gets = [
+        "/api/v1/health",
+        "/api/v1/projects",
+        f"/api/v1/backup/list/{P}",
+        f"/api/v1/backup/info/{P}/{last}",
+        f"/api/v1/backup/info/{P}/{ids[2]}",
+        f"/api/v1/projects/{P}/policy",
+        f"/api/v1/projects/{P}/stats",
+        f"/api/v1/backup/removed/{P}",
+        f"/api/v1/backup/diff/{P}/{ids[0]}/{last}",
+        f"/api/v1/backup/find/{P}?q=b.txt",
+        f"/api/v1/backup/ls/{P}/{last}",
+        f"/api/v1/backup/file/{P}/{last}?path=a.txt",
+        "/metrics",
+    ]
+    app = create_app(root, token=token, allowed_dirs=[data.parent])
+    with (
+        api.running(app) as url,
+        httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        ) as client,
+    ):
+        for path in gets:
+            got = client.get(path)
+            assert got.status_code < 500, (path, got.status_code, got.text)
+            assert _repository(root) == before, f"GET {path} changed the repository"
