@@ -5,6 +5,7 @@ change. Real files, real stores (a local disk, a real S3 server), real processes
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ from core.repo import crypto
 from core.repo import manifest as mf
 from core.repo import repository as repository_module
 from core.repo.repository import NewerFormat, Repository
+from core.storage.local import LocalStore
 
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
@@ -429,3 +431,63 @@ def test_sigkill_during_key_passwd_leaves_the_old_or_the_new_password(tmp_path, 
     again = BackupManager(root, password=lambda _p: opens[0])
     added = again.key_add("p", "third")
     again.key_remove("p", added)
+
+
+def _flip_wrapped_key(key_object: Path) -> None:
+    """One bit of the wrapped master key flipped: the object still parses, opens nothing."""
+    obj = json.loads(key_object.read_bytes())
+    data = bytearray(base64.b64decode(obj["wrap"]["data"]))
+    data[3] ^= 0x01
+    obj["wrap"]["data"] = base64.b64encode(bytes(data)).decode()
+    key_object.write_text(json.dumps(obj))
+
+
+def test_the_only_key_known_to_open_is_never_removed_beside_a_damaged_one(tmp_path):
+    """Two keys, the second's wrapped key damaged (a flipped bit: it parses, opens nothing).
+    Removing the first, with its own password, would leave a project nobody can open: refused
+    (one line, exit 1); with the other key's password it is removed, as restic does."""
+    root = tmp_path / "root"
+    encrypted(root)._repo("p", create=True)
+    add = nb(
+        root, "key", "add", "p", NEXUS_BACKUP_PASSWORD=PASSWORD, NEXUS_BACKUP_NEW_PASSWORD="two"
+    )
+    assert add.returncode == 0, add.stderr
+    keys = json.loads(nb(root, "--json", "key", "list", "p", NEXUS_BACKUP_PASSWORD=PASSWORD).stdout)
+    first = next(k["id"] for k in keys if k["current"])
+    second = next(k["id"] for k in keys if not k["current"])
+    keys_dir = root / "backups" / "p" / "keys"
+    intact = (keys_dir / second).read_bytes()
+    _flip_wrapped_key(keys_dir / second)
+    refused = nb(root, "key", "remove", "p", first, NEXUS_BACKUP_PASSWORD=PASSWORD)
+    assert "only key known to open it" in one_line(refused, 1)
+    assert sorted(p.name for p in keys_dir.iterdir()) == sorted([first, second])
+    assert nb(root, "list", "p", NEXUS_BACKUP_PASSWORD=PASSWORD).returncode == 0
+    # the second repaired: opened with its password, the first goes
+    (keys_dir / second).write_bytes(intact)
+    assert nb(root, "key", "remove", "p", first, NEXUS_BACKUP_PASSWORD="two").returncode == 0
+    assert nb(root, "list", "p", NEXUS_BACKUP_PASSWORD="two").returncode == 0
+
+
+def test_key_passwd_keeps_the_old_key_when_the_new_one_does_not_read_back(tmp_path, monkeypatch):
+    """A store that keeps other bytes than it was given for the new key object (a failing
+    disk): `key passwd` stops before it removes the old key, which still opens."""
+    root = tmp_path / "root"
+    mgr = encrypted(root)
+    mgr._repo("p", create=True)
+    real_put_new = LocalStore.put_new
+
+    def keeps_other_bytes(self, name, data):
+        if name.startswith("keys/"):
+            obj = json.loads(data)
+            wrapped = bytearray(base64.b64decode(obj["wrap"]["data"]))
+            wrapped[0] ^= 0x80
+            obj["wrap"]["data"] = base64.b64encode(bytes(wrapped)).decode()
+            data = json.dumps(obj).encode()
+        real_put_new(self, name, data)
+
+    monkeypatch.setattr(LocalStore, "put_new", keeps_other_bytes)
+    with pytest.raises(Damaged, match="does not read back"):
+        mgr.key_passwd("p", "new")
+    monkeypatch.undo()
+    fast_kdf(monkeypatch)
+    assert BackupManager(root, password=lambda _p: PASSWORD)._repo("p").unlocked_key

@@ -133,6 +133,10 @@ class Repository:
         self._config: RepoConfig | None = None
         self._key_id: str | None = None
         self._master: bytes | None = None
+        #: The key objects this process has seen open the master key: the one its password
+        #: opened, and those it added and read back. A key is removed only while another of
+        #: these is left (`remove_key`).
+        self._proven: set[str] = set()
         self._encrypted: bool | None = None
 
     # --- sealed objects --------------------------------------------------------------------
@@ -202,6 +206,7 @@ class Repository:
         if found is None:
             raise WrongPassword(f"project {self.project_id!r}: wrong password")
         self._key_id, self._master = found
+        self._proven.add(self._key_id)
         self.codec = Codec(crypto.AeadCipher(self._master))
         return self._key_id
 
@@ -212,7 +217,9 @@ class Repository:
 
     def add_key(self, password: str, *, kdf: crypto.KdfParams | None = None) -> str:
         """A new key object wrapping the unlocked master key under `password`, durable when
-        this returns (created only if absent: a new id never replaces another key)."""
+        this returns (created only if absent: a new id never replaces another key), and read
+        back and opened with `password` before it counts (a store that kept other bytes
+        would otherwise let `key passwd` remove the one key that opens)."""
         if self._master is None:
             raise WrongPassword(f"project {self.project_id!r}: unlock it before adding a key")
         key_id = crypto.new_key_id()
@@ -220,6 +227,16 @@ class Repository:
             self._master, password, key_id, params=kdf, host=HOSTNAME, user=current_user()
         )
         self.store.put_new(crypto.KEYS + key_id, raw)
+        try:
+            opened = crypto.unwrap(self.store.get(crypto.KEYS + key_id), key_id, password)
+        except (crypto.KeyError_, ObjectNotFound):
+            opened = None
+        if opened != self._master:
+            raise Damaged(
+                f"project {self.project_id!r}: the new key {key_id} does not read back as "
+                "written (the store kept other bytes); it is not counted as a key that opens"
+            )
+        self._proven.add(key_id)
         return key_id
 
     def remove_key(self, key_id: str) -> None:
@@ -239,6 +256,14 @@ class Repository:
             raise Busy(
                 f"project {self.project_id!r}: {key_id} is the last key that can open it; "
                 "add another first"
+            )
+        # Whether another key opens cannot be told without its password (a flipped byte in
+        # its wrapped key still parses): only a key this process saw open may be what is left.
+        if not any(kid in others for kid in self._proven):
+            raise Busy(
+                f"project {self.project_id!r}: {key_id} is the only key known to open it (the "
+                "others' cannot be checked without their passwords): open the project with "
+                "another key's password to remove this one, or change its password (key passwd)"
             )
         self.store.delete(crypto.KEYS + key_id)
 
@@ -307,6 +332,7 @@ class Repository:
         self._encrypted = password is not None
         if password is not None:
             self._key_id, self._master = key_ids[0], master
+            self._proven.add(key_ids[0])
             self.codec = Codec(crypto.AeadCipher(master))
 
     @property
