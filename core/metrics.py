@@ -277,8 +277,10 @@ def write_metrics_file(
             fd = -1
             f.write(data)
             f.flush()
+            # node_exporter usually runs as another user; set on the descriptor, never by
+            # name (in a directory others may write, the name could be swapped for a link)
+            os.fchmod(f.fileno(), 0o644)
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # node_exporter usually runs as another user
         os.replace(tmp, target)
         tmp = ""
     except OSError as exc:
