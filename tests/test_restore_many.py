@@ -111,10 +111,11 @@ def _ctx_acting_once(action, when) -> OperationContext:
     return ctx
 
 
-async def test_a_name_taken_meanwhile_is_replaced_and_a_directory_there_is_kept(many, tmp_path):
+async def test_a_name_taken_meanwhile_is_kept_and_a_directory_there_is_kept(many, tmp_path):
     """Between the plan (nothing there: create) and the naming of the file, a file and a
-    directory appear at two later names: the file is replaced by the backup's (as a rename
-    of a temp file does), the directory is left with its content and a warning says so."""
+    directory appear at two later names: neither is replaced (a creation never replaces,
+    invariant 5: what appeared is in no checkpoint and was never shown), each is left with
+    its content and a warning says so."""
     root, meta, src = many
     target = tmp_path / "target"
     target.mkdir()
@@ -127,11 +128,13 @@ async def test_a_name_taken_meanwhile_is_replaced_and_a_directory_there_is_kept(
     ctx = _ctx_acting_once(plant, lambda e: e.phase == "restoring" and e.files_done >= 10)
     result = run_restorer(Path(root), P, meta.id, target, ctx=ctx, checkpoint=False)
     assert ctx.fired.is_set()  # type: ignore[attr-defined]
-    assert (target / "f01999.txt").read_bytes() == (src / "f01999.txt").read_bytes()
+    assert (target / "f01999.txt").read_bytes() == b"planted"
     assert (target / "f01998.txt" / "keep").read_bytes() == b"mine"
-    assert any("f01998.txt" in w and "directory" in w for w in result.warnings)
+    assert any("f01999.txt" in w and "took its name" in w for w in result.warnings)
+    assert any("f01998.txt" in w and "took its name" in w for w in result.warnings)
     got, want = files_under(target), files_under(src)
     del want[b"f01998.txt"], got[b"f01998.txt/keep"]
+    want[b"f01999.txt"] = b"planted"
     assert got == want
     assert not temp_files(target)
 

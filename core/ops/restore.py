@@ -17,7 +17,8 @@ Safety rules, in the order they are applied:
   the old one, so a crash leaves whole files only (old or new); every temp file is removed
   on any exit, and a later restore removes those of a killed one. A file the restore
   creates (nothing at its name) is a nameless inode instead where the system allows it
-  (`restore_anon`), linked under its name once whole: no temp name to remove at all.
+  (`restore_anon`), linked under its name once whole: no temp name to remove at all. A
+  creation never replaces what took its name after the plan (`_place`).
 """
 
 from __future__ import annotations
@@ -128,6 +129,37 @@ def _within_any(rel: bytes, tops: frozenset[bytes]) -> bool:
 
 def _refused_here(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in _REFUSED_HERE
+
+
+TAKEN_MEANWHILE = "something took its name after the plan (left as it is)"
+
+
+def _place(dir_fd: int, tmp: bytes, name: bytes, *, create: bool) -> None:
+    """Put a finished temp entry (file or symlink) at its name in `dir_fd`. An overwrite
+    renames over what is there; a creation never replaces anything (invariant 5): the plan
+    saw nothing at the name, so whatever is there now (written while the checkpoint was
+    taken) is in no checkpoint and was never shown. It is linked (FileExistsError when the
+    name was taken since the plan), then the temp name is removed; on a filesystem without
+    hard links (FAT), renamed after a look that nothing is there."""
+    if not create:
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        return
+    try:
+        os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise
+        with contextlib.suppress(FileNotFoundError):
+            os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            raise FileExistsError(errno.EEXIST, "exists", name) from None
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        return
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp, dir_fd=dir_fd)
+
+
+#: What link(2) says where the filesystem has no hard links (or none for this file).
+_NO_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK})
 
 
 CANNOT_KEEP = (
@@ -530,7 +562,8 @@ class Restorer:
     def _empty(self, parent: bytes, seen: dict[bytes, bool]) -> bool:
         """Whether the target's directory `parent` held nothing when first looked at (then
         none of its entries is looked up one by one: each is planned as created, as the
-        lookup would have said; a name taken later is met when the file is named)."""
+        lookup would have said; a name taken later is left as it is, with a warning, when
+        the file is named: `_place`)."""
         got = seen.get(parent)
         if got is None:
             try:
@@ -1327,7 +1360,7 @@ class Restorer:
                     if s.reason == REPLACES_DIR and not self._remove_tree(dfd, parent, name):
                         os.unlink(tmp, dir_fd=dfd)
                         return True
-                    os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+                    _place(dfd, tmp, name, create=s.action == "create")
                     # already a link of that inode: rename did nothing, the temp is still there
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(tmp, dir_fd=dfd)
@@ -1366,7 +1399,12 @@ class Restorer:
                 if s.reason == REPLACES_DIR and not self._remove_tree(dfd, parent, name):
                     os.unlink(tmp, dir_fd=dfd)
                     return
-                os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+                _place(dfd, tmp, name, create=s.action == "create")
+            except FileExistsError:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=dfd)
+                self.warn(f"{_show(s.rel)}: not restored: {TAKEN_MEANWHILE}")
+                return
             except (IsADirectoryError, FileNotFoundError):
                 with contextlib.suppress(OSError):
                     os.unlink(tmp, dir_fd=dfd)
@@ -1589,7 +1627,8 @@ class _FileJob:
         st = os.fstat(self.fd) if self.anon or self.step.rel in r._link_sources else None
         r._apply_meta(self.fd, self.entry, self.show, st)
         ident = None if st is None or self.step.rel not in r._link_sources else _dev_ino(st)
-        if self.anon and not self._link_anon(ident):
+        if self.anon:
+            self._link_anon(ident)
             return
         os.close(self.fd)
         self.fd = -1
@@ -1600,7 +1639,11 @@ class _FileJob:
             self.discard()
             return
         try:
-            os.replace(self.tmp, self.name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+            _place(self.dir_fd, self.tmp, self.name, create=self.step.action == "create")
+        except FileExistsError:
+            r.warn(f"{self.show}: not restored: {TAKEN_MEANWHILE}")
+            self.discard()
+            return
         except (IsADirectoryError, FileNotFoundError) as exc:
             why = (
                 "a directory appeared there"
@@ -1629,28 +1672,22 @@ class _FileJob:
         r._wrote(self.entry, self.entry.size)
         self.discard()
 
-    def _link_anon(self, ident: tuple[int, int] | None) -> bool:
-        """Name the finished nameless file; True when a temp name must still be renamed
-        over what took its place since the plan (as for any file written to a temp name),
-        False when it is done (named, or not restored with a warning)."""
+    def _link_anon(self, ident: tuple[int, int] | None) -> None:
+        """Name the finished nameless file (made only for a creation), or leave it unnamed
+        with a warning when its name was taken since the plan (a creation never replaces,
+        `_place`)."""
         r = self.r
         try:
             restore_anon.link_anon(self.fd, self.dir_fd, self.name)
         except FileExistsError:
-            self.tmp = r._new_temp(self.dir_fd)
-            try:
-                restore_anon.link_anon(self.fd, self.dir_fd, self.tmp)
-            except BaseException:
-                r._temp_gone(self.tmp)
-                self.tmp = None
-                raise
-            return True
+            r.warn(f"{self.show}: not restored: {TAKEN_MEANWHILE}")
+            self.discard()
+            return
         except FileNotFoundError:
             r.warn(f"{self.show}: not restored: its directory was removed meanwhile")
             self.discard()
-            return False
+            return
         self._named(ident)
-        return False
 
     def discard(self) -> None:
         """Close and remove the temp file if it is still there; release the directory
