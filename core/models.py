@@ -341,6 +341,7 @@ class RestoreCounts(Model):
     files_overwrite: int = 0
     files_unchanged: int = 0
     files_metadata: int = 0  # content matches, mode or times are set again
+    dirs_metadata: int = 0  # an existing directory given the backup's mode (or owner) again
     dirs_create: int = 0
     dirs_overwrite: int = 0  # a non-directory replaced by a directory
     symlinks_create: int = 0
@@ -363,7 +364,7 @@ class RestoreCounts(Model):
     def destructive(self) -> bool:
         """Whether the restore changes anything that was in the target (a checkpoint is then
         taken first): content replaced or deleted, or only mode or times set again."""
-        return bool(self.overwritten or self.deleted or self.files_metadata)
+        return bool(self.overwritten or self.deleted or self.files_metadata or self.dirs_metadata)
 
 
 class RestoreUndo(Model):

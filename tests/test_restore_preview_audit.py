@@ -1,12 +1,13 @@
 """Audit of the restore's preview (invariant 5) against the real restore: what the plan
 calls a creation never replaces what appeared at that name since (while the checkpoint was
-taken).
+taken), and a directory that exists is never changed beyond what the preview counted.
 
-Each test checks what a user would: the bytes of the target after the restore."""
+Each test checks what a user would: the bytes and modes of the target after the restore."""
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,57 @@ async def test_a_name_taken_after_the_plan_is_never_replaced_by_a_creation(
     assert (target / "new").read_bytes() == b"user data written meanwhile"
     assert any("new" in w for w in res.warnings), res.warnings
     assert sorted(os.listdir(target)) == ["a.txt", "new"], "a temp file was left"
+
+
+# --- an existing directory is changed only as the preview says -----------------------------
+
+
+async def _dir_mode_case(tmp_path: Path) -> tuple[Path, str, Path]:
+    """A backup whose directory `private` was 0755; the target holds it as 0700 with the same
+    file inside (its bytes, mode and times match)."""
+    root = tmp_path / "root"
+    src = tmp_path / "src"
+    (src / "private").mkdir(parents=True)
+    (src / "private" / "k").write_bytes(b"key")
+    os.chmod(src / "private", 0o755)
+    meta = await _backup(BackupManager(root), src)
+    target = tmp_path / "target"
+    (target / "private").mkdir(parents=True)
+    (target / "private" / "k").write_bytes(b"key")
+    st = os.stat(src / "private" / "k")
+    os.chmod(target / "private" / "k", stat.S_IMODE(st.st_mode))
+    os.utime(target / "private" / "k", ns=(st.st_mtime_ns, st.st_mtime_ns))
+    os.chmod(target / "private", 0o700)
+    return root, meta.id, target
+
+
+async def test_overwrite_never_leaves_an_existing_directorys_mode_alone(tmp_path):
+    """`--overwrite never` keeps what exists: a directory the user made private is not made
+    readable by everyone again, while the preview says nothing changes."""
+    root, backup_id, target = await _dir_mode_case(tmp_path)
+    mgr = BackupManager(root)
+    preview = await mgr.restore(_req(backup_id, target, overwrite="never", dry_run=True))
+    assert not preview.counts.destructive
+    await mgr.restore(_req(backup_id, target, overwrite="never"))
+    assert stat.S_IMODE(os.stat(target / "private").st_mode) == 0o700
+
+
+@pytest.mark.parametrize("overwrite", ["if-changed", "always"])
+async def test_a_directory_whose_mode_is_set_again_is_in_the_preview(tmp_path, overwrite):
+    """if-changed or always sets the backup's mode on an existing directory: the preview
+    counts it (as it counts a file whose mode only is set again), so the change is shown
+    and a checkpoint that can undo it is taken."""
+    root, backup_id, target = await _dir_mode_case(tmp_path)
+    mgr = BackupManager(root)
+    preview = await mgr.restore(_req(backup_id, target, overwrite=overwrite, dry_run=True))
+    assert preview.counts.dirs_metadata == 1
+    assert preview.counts.destructive
+    assert [(c.action, c.path) for c in preview.changes if c.kind == "dir"] == [
+        ("metadata", "private")
+    ]
+    done = await mgr.restore(_req(backup_id, target, overwrite=overwrite))
+    assert done.counts == preview.counts
+    assert stat.S_IMODE(os.stat(target / "private").st_mode) == 0o755
+    assert done.undo is not None, "no checkpoint was taken of what changed"
+    await mgr.restore(done.undo.request)
+    assert stat.S_IMODE(os.stat(target / "private").st_mode) == 0o700

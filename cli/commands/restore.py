@@ -59,8 +59,8 @@ def _restore_lines(ctx: Context, res: RestoreResult) -> list[str]:
         # The engine's exact counts (for any number of entries), not the capped examples.
         c = res.counts
         again = ""
-        if c.files_metadata:
-            again = f", {c.files_metadata} with only mode or times set again"
+        if c.files_metadata or c.dirs_metadata:
+            again = f", {c.files_metadata + c.dirs_metadata} with only mode or times set again"
         lines.append(
             f"  in all: {c.files_create + c.files_overwrite} to write ({size(c.bytes_to_write)}), "
             f"{c.deleted} to delete, {c.files_unchanged} unchanged{again}, {c.skipped} skipped"

@@ -92,6 +92,8 @@ PASSWORD_FILE = "the file the project's password was read from is there"
 HOLDS_PASSWORD_FILE = "a directory holding the file the project's password was read from is there"
 HOLDS_EXCLUDED = "a directory holding excluded paths is there"
 MOUNT_POINT = "a mount point is there"
+#: An existing directory `--overwrite never` leaves as it is: its mode, owner and times too.
+KEPT = "exists"
 HOLDS_MOUNT = "a directory holding a mount point is there"
 #: Errors that refuse one entry of the target (an immutable file, a read-only mount or a
 #: directory this user may not write inside it, a busy file): that entry is not restored,
@@ -665,7 +667,7 @@ class Restorer:
             return Step(e, rel, "skip", kind, PASSWORD_FILE)
         if e.kind == mf.DIR:
             if is_dir:
-                return Step(e, rel, "unchanged", kind)
+                return self._existing_dir(e, rel, st)
             if policy == "always":
                 return Step(e, rel, "overwrite", kind, REPLACES_NON_DIR)
             reason = "a symlink is there" if stat.S_ISLNK(st.st_mode) else "a file is there"
@@ -688,6 +690,20 @@ class Restorer:
                 if os.readlink(name, dir_fd=fd) == e.target:
                     return Step(e, rel, "unchanged", kind)
         return Step(e, rel, "overwrite", kind)
+
+    def _existing_dir(self, e: Entry, rel: bytes, st: os.stat_result) -> Step:
+        """A directory the target holds where the backup has one. `never` leaves it as it is
+        (KEPT: not even its times are set). Otherwise its times are set again at the end
+        (writing inside changes them anyway), and when its mode (or, for root, its owner)
+        differs it is a "metadata" step: counted and shown in the preview, and a checkpoint
+        that can undo it is taken (invariant 5; a private directory made readable again
+        must not hide behind "change nothing")."""
+        if self.req.overwrite == "never":
+            return Step(e, rel, "unchanged", mf.KIND_NAMES[e.kind], KEPT)
+        owner = self._euid == 0 and (st.st_uid, st.st_gid) != (e.uid, e.gid)
+        if owner or stat.S_IMODE(st.st_mode) != stat.S_IMODE(e.mode):
+            return Step(e, rel, "metadata", mf.KIND_NAMES[e.kind])
+        return Step(e, rel, "unchanged", mf.KIND_NAMES[e.kind])
 
     def _compare_contents(self, todo: list[tuple[Step, os.stat_result]]) -> None:
         """if-changed: an existing file of the right size is kept only when its bytes hash to
@@ -998,7 +1014,9 @@ class Restorer:
         dirs = [b""] + [
             s.rel
             for s in steps
-            if s.entry is not None and s.entry.kind == mf.DIR and s.action == "unchanged"
+            if s.entry is not None
+            and s.entry.kind == mf.DIR
+            and s.action in ("unchanged", "metadata")
         ]
         prefix = TMP_PREFIX.encode()
         me = os.getpid()
@@ -1123,7 +1141,11 @@ class Restorer:
             ctx.check()
             self._delete(s)
         # Directory metadata last, deepest first (writing inside changes mtime).
-        dirs = [s for s in steps if s.entry is not None and s.kind == "dir" and s.action != "skip"]
+        dirs = [
+            s
+            for s in steps
+            if s.entry is not None and s.kind == "dir" and s.action != "skip" and s.reason != KEPT
+        ]
         for s in sorted(dirs, key=lambda s: s.rel.count(b"/"), reverse=True):
             try:
                 fd = self._d.acquire(s.rel)
@@ -1461,6 +1483,7 @@ def count_steps(steps: list[Step]) -> RestoreCounts:
         files_overwrite=by["file", "overwrite"],
         files_unchanged=by["file", "unchanged"],
         files_metadata=by["file", "metadata"],
+        dirs_metadata=by["dir", "metadata"],
         dirs_create=by["dir", "create"],
         dirs_overwrite=by["dir", "overwrite"],
         symlinks_create=by["symlink", "create"],

@@ -77,8 +77,8 @@ def summarize(result: RestoreResult) -> str:
         f"{_entries(c.files_overwrite, c.dirs_overwrite, c.symlinks_overwrite)} to overwrite",
         f"{c.files_unchanged:,} unchanged",
     ]
-    if c.files_metadata:
-        parts.append(f"{c.files_metadata:,} with only mode or times set again")
+    if c.files_metadata or c.dirs_metadata:
+        parts.append(f"{c.files_metadata + c.dirs_metadata:,} with only mode or times set again")
     parts += [
         f"{c.skipped:,} skipped",
         f"{_entries(c.delete_files, c.delete_dirs)} to delete",
