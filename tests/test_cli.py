@@ -290,7 +290,7 @@ def test_restore_dry_run_prints_the_engines_exact_counts(root: Path, tmp_path: P
     (target / "stray.txt").write_text("not in the backup\n")
     preview = ok(nb(root, "restore", "many", bid, str(target), "--delete", "--dry-run")).stdout
     total = next(line for line in preview.splitlines() if "in all:" in line)
-    assert "in all: 1003 to write (" in total and "1 to delete" in total, total
+    assert "in all: 1003 to create, 0 to overwrite (" in total and "1 to delete" in total, total
     assert "at least" not in total
     assert sorted(os.listdir(target)) == ["stray.txt"]  # a dry run changes nothing
 

@@ -1,6 +1,7 @@
 """Audit of the restore's preview (invariant 5) against the real restore: what the plan
 calls a creation never replaces what appeared at that name since (while the checkpoint was
-taken), and a directory that exists is never changed beyond what the preview counted.
+taken), a directory that exists is never changed beyond what the preview counted, and the
+CLI's totals say what is overwritten past the list's cap.
 
 Each test checks what a user would: the bytes and modes of the target after the restore."""
 
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,20 @@ from core.models import CreateRequest, RestoreRequest
 from core.ops import restore_anon
 
 P = "pa"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli_process(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`nexus-backup --root ROOT ARGS` in a process of its own, as a user runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
+    return subprocess.run(
+        [sys.executable, "-m", "cli", "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+    )
 
 
 async def _backup(mgr: BackupManager, src: Path):
@@ -124,3 +141,52 @@ async def test_a_directory_whose_mode_is_set_again_is_in_the_preview(tmp_path, o
     assert done.undo is not None, "no checkpoint was taken of what changed"
     await mgr.restore(done.undo.request)
     assert stat.S_IMODE(os.stat(target / "private").st_mode) == 0o700
+
+
+# --- the CLI's preview says how many existing entries are replaced -------------------------
+
+
+def _in_all(stdout: str) -> str:
+    return next(line for line in stdout.splitlines() if "in all:" in line)
+
+
+@pytest.mark.parametrize("replaced", ["file-by-symlink", "file-by-dir", "file-by-file"])
+def test_the_cli_preview_counts_what_is_overwritten_past_its_list(tmp_path, replaced):
+    """More than the 1,000 changes the preview lists, the one overwrite last in the
+    manifest: the listed rows are all creations and the list is cut. The totals line is then
+    all the user has, and it must say that one existing entry (the user's file, its bytes)
+    is replaced, whatever takes its place: a file, a symlink or a directory."""
+    root = tmp_path / "root"
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(1001):
+        (src / f"a{i:04}").write_bytes(b"%d" % i)
+    if replaced == "file-by-symlink":
+        os.symlink("a0000", src / "zz")
+    elif replaced == "file-by-dir":
+        (src / "zz").mkdir()
+    else:
+        (src / "zz").write_bytes(b"backup bytes")
+    made = cli_process(root, "--json", "create", P, str(src))
+    assert made.returncode == 0, made.stderr
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "zz").write_bytes(b"the user's own bytes")
+    args = ["restore", P, "latest", str(target)]
+    if replaced == "file-by-dir":
+        args += ["--overwrite", "always"]
+    preview = cli_process(root, *args, "--dry-run")
+    assert preview.returncode == 0, preview.stderr
+    assert "more changes not listed" in preview.stdout
+    assert "zz" not in preview.stdout.replace(str(target), "")  # past the list's cap
+    line = _in_all(preview.stdout)
+    assert "1 to overwrite" in line, line
+    done = cli_process(root, *args, "--no-checkpoint")
+    assert done.returncode == 0, done.stderr
+    zz = target / "zz"
+    if replaced == "file-by-symlink":
+        assert os.readlink(zz) == "a0000"
+    elif replaced == "file-by-dir":
+        assert zz.is_dir() and not zz.is_symlink()
+    else:
+        assert zz.read_bytes() == b"backup bytes"

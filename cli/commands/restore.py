@@ -61,9 +61,13 @@ def _restore_lines(ctx: Context, res: RestoreResult) -> list[str]:
         again = ""
         if c.files_metadata or c.dirs_metadata:
             again = f", {c.files_metadata + c.dirs_metadata} with only mode or times set again"
+        # Every entry of the target replaced, whatever takes its place (a file, a directory,
+        # a symlink): past the list's cap this line is all the user sees (invariant 5).
+        created = c.files_create + c.dirs_create + c.symlinks_create
         lines.append(
-            f"  in all: {c.files_create + c.files_overwrite} to write ({size(c.bytes_to_write)}), "
-            f"{c.deleted} to delete, {c.files_unchanged} unchanged{again}, {c.skipped} skipped"
+            f"  in all: {created} to create, {c.overwritten} to overwrite "
+            f"({size(c.bytes_to_write)} to write), {c.deleted} to delete, "
+            f"{c.files_unchanged} unchanged{again}, {c.skipped} skipped"
         )
         lines.append("Nothing was changed (dry run).")
     else:
