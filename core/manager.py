@@ -1368,8 +1368,12 @@ class BackupManager(Comparing):
                     "or set one with: policy set"
                 )
         if dry_run:
+            # every readable backup, as the real run reads them: those removed before and
+            # past their grace period are what it deletes for good (or lists again), so the
+            # preview must see them too (invariant 9: the preview names the same sets)
             with reading(repo, "forget"):
-                return self._forget_plan(repo, policy, live_status(repo, _listed(repo)), True)
+                metas = live_status(repo, repo.list_metadata()[0])
+                return self._forget_plan(repo, policy, metas, True)
         with locked(repo, "forget", exclusive=True, timeout=None if wait else 0):
             self._writable(repo, locked=True)
             # after a backup (wait=False) the space is not estimated: that reads every kept

@@ -1,9 +1,10 @@
-"""Audit of the restore's preview (invariant 5) against the real restore: what the plan
-calls a creation never replaces what appeared at that name since (while the checkpoint was
-taken), a directory that exists is never changed beyond what the preview counted, and the
-CLI's totals say what is overwritten past the list's cap.
+"""Audit of the previews (invariants 5 and 9) against what then happens: what the restore's
+plan calls a creation never replaces what appeared at that name since (while the checkpoint
+was taken), a directory that exists is never changed beyond what the preview counted, the
+CLI's totals say what is overwritten past the list's cap, and `forget --dry-run` names every
+backup `forget` then deletes.
 
-Each test checks what a user would: the bytes and modes of the target after the restore."""
+Each test checks what a user would: the bytes and modes of the target, the backups listed."""
 
 from __future__ import annotations
 
@@ -190,3 +191,38 @@ def test_the_cli_preview_counts_what_is_overwritten_past_its_list(tmp_path, repl
         assert zz.is_dir() and not zz.is_symlink()
     else:
         assert zz.read_bytes() == b"backup bytes"
+
+
+# --- forget --dry-run names every backup forget then deletes --------------------------------
+
+
+def test_forget_dry_run_names_the_backups_whose_grace_is_over(tmp_path):
+    """Backups removed by an earlier forget and past their grace period are deleted for good
+    (and their space reclaimed) by the next forget: its dry run must say so, with the same
+    sets the real run then acts on."""
+    from datetime import UTC, datetime, timedelta
+
+    from core.ops.progress import OperationContext
+    from core.retention import Policy
+
+    now = [datetime(2024, 6, 1, tzinfo=UTC)]
+    mgr = BackupManager(tmp_path / "root", clock=lambda: now[0])
+    data = tmp_path / "data"
+    data.mkdir()
+    made = []
+    for day in range(4):
+        (data / "f").write_bytes(b"day %d " % day * 1000)
+        when = now[0] - timedelta(days=10 - day)
+        req = CreateRequest(project_id=P, data_dir=str(data), created_at=when)
+        made.append(mgr.create_blocking(req, OperationContext("create", P, None)).id)
+    first = mgr.forget_blocking(P, Policy(keep_last=2))
+    assert first.removed == sorted(made[:2]) and first.purged == []
+    now[0] += timedelta(days=3)  # the grace period (24 h) is over
+    preview = mgr.forget_blocking(P, Policy(keep_last=2), dry_run=True)
+    done = mgr.forget_blocking(P, Policy(keep_last=2))
+    assert done.purged == sorted(made[:2]), "the real forget deleted them"
+    assert (preview.removed, preview.purged, preview.reinstated) == (
+        done.removed,
+        done.purged,
+        done.reinstated,
+    )
