@@ -8,6 +8,7 @@ Each test checks what a user would: the bytes and modes of the target, the backu
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -226,3 +227,80 @@ def test_forget_dry_run_names_the_backups_whose_grace_is_over(tmp_path):
         done.purged,
         done.reinstated,
     )
+
+
+# --- copy: killed and run again, into a project that exists with other chunker parameters ---
+
+
+def _tree_bytes(top: Path, *, skip: str = "") -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    for dirpath, _dirs, names in os.walk(top):
+        for n in names:
+            full = Path(dirpath) / n
+            rel = str(full.relative_to(top))
+            if not (skip and f"/{skip}/" in f"/{rel}"):
+                out[rel] = full.read_bytes()
+    return out
+
+
+def _small_project(root: Path) -> None:
+    """The project made in `root` with small chunks and packs (another host's choice)."""
+    from core.repo.repository import Repository
+    from core.storage.local import atomic_write
+
+    BackupManager(root)
+    repo = Repository(root, P)
+    repo.init()
+    path = repo.store.path("config.json")  # type: ignore[attr-defined]
+    config = json.loads(path.read_bytes())
+    config["chunker"].update({"avg_size": 16384, "min_size": 4096, "max_size": 65536})
+    config["pack_size"] = 128 * 1024
+    atomic_write(path, json.dumps(config, indent=2).encode())
+
+
+def test_a_killed_copy_into_a_project_with_other_chunking_changes_neither_side(tmp_path):
+    """The target repository already holds the project (made there, with small chunks and
+    packs, from other data). A real `copy --to` is SIGKILLed once it has written a pack, then
+    run again: the source repository is unchanged byte for byte (its lock directory aside:
+    a reader's own lock, left by the killed process), the target's own backup still restores
+    byte for byte, and so does the copied one."""
+    import signal
+    import time
+
+    src_root, dst_root = tmp_path / "a", tmp_path / "b"
+    theirs, mine = tmp_path / "theirs", tmp_path / "mine"
+    theirs.mkdir()
+    mine.mkdir()
+    (theirs / "t.bin").write_bytes(os.urandom(600_000))
+    for i in range(12):
+        (mine / f"m{i:02}.bin").write_bytes(os.urandom(1024 * 1024))
+    _small_project(dst_root)
+    there = cli_process(dst_root, "--json", "create", P, str(theirs))
+    assert there.returncode == 0, there.stderr
+    made = cli_process(src_root, "--json", "create", P, str(mine))
+    assert made.returncode == 0, made.stderr
+    source_before = _tree_bytes(src_root / "backups", skip="locks")
+    packs = dst_root / "backups" / P / "packs"
+    held = {p.name for p in packs.rglob("*") if p.is_file()}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
+    argv = [sys.executable, "-m", "cli", "--root", str(src_root), "copy", P, "--to", str(dst_root)]
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    killed = False
+    while proc.poll() is None and time.monotonic() < deadline:
+        if any(p.is_file() and p.name not in held for p in packs.rglob("*")):
+            proc.send_signal(signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.002)
+    proc.communicate(timeout=60)
+    if not killed or proc.returncode != -signal.SIGKILL:
+        pytest.skip("the copy ended before a pack landed: nothing was killed")
+    again = cli_process(src_root, "copy", P, "--to", str(dst_root))
+    assert again.returncode == 0, again.stderr
+    assert _tree_bytes(src_root / "backups", skip="locks") == source_before
+    for name, made_by, data in (("theirs", there, theirs), ("mine", made, mine)):
+        out = tmp_path / f"out-{name}"
+        r = cli_process(dst_root, "restore", P, json.loads(made_by.stdout)["id"], str(out))
+        assert r.returncode == 0, r.stderr
+        assert _tree_bytes(out) == _tree_bytes(data), name
