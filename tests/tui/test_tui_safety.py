@@ -111,6 +111,18 @@ def test_confirmation_says_nothing_is_spared_only_when_the_counts_say_so() -> No
     assert "Nothing existing" not in body and "1 file OVERWRITTEN" in body
 
 
+def test_a_confirmation_names_modes_set_again_on_what_exists() -> None:
+    """A restore that only gives existing files and directories their mode again (a 0700
+    directory made 0755) is destructive: a checkpoint is taken. The confirmation must say
+    what changes, not only that a checkpoint is taken of nothing it names."""
+    req = RestoreRequest(project_id="proj", backup_id="b1", restore_dir="/srv/target")
+    result = _capped_result(files_create=1_000, files_metadata=2, dirs_metadata=1)
+    body = confirm_text("b1", req, result).plain
+    assert "Nothing existing" not in body
+    assert "3 existing entries get only their mode or times set again" in body, body
+    assert "checkpoint of the target is taken first" in body
+
+
 def test_a_restore_that_did_more_than_its_preview_says_so() -> None:
     preview = _capped_result(files_create=5, files_overwrite=1)
     same = _capped_result(files_overwrite=1)

@@ -124,6 +124,11 @@ def confirm_text(
     if c.delete_dirs:  # a folder goes with its contents, which the count may not include
         deleted += " (with all they hold)" if c.delete_dirs > 1 else " (with all it holds)"
     body.append(_harm(result, "delete", "DELETED from the target", deleted, c.deleted, 2))
+    again = c.files_metadata + c.dirs_metadata
+    if again:  # destructive too (a checkpoint is taken): named, or the person confirms blind
+        what = fmt.plural(again, "existing entry", "existing entries")
+        how = "gets only its" if again == 1 else "get only their"
+        body.append(f"{what} {how} mode or times set again.\n", style="yellow")
     if not c.destructive:
         body.append("Nothing existing is overwritten or deleted.\n", style="green")
         return body
