@@ -304,3 +304,38 @@ def test_a_killed_copy_into_a_project_with_other_chunking_changes_neither_side(t
         r = cli_process(dst_root, "restore", P, json.loads(made_by.stdout)["id"], str(out))
         assert r.returncode == 0, r.stderr
         assert _tree_bytes(out) == _tree_bytes(data), name
+
+
+# --- --delete never empties a filesystem mounted in the target --------------------------------
+
+
+def test_delete_never_empties_a_filesystem_mounted_where_the_backup_has_nothing(tmp_path):
+    """The backup was made before a disk was mounted at `target/disk`. `restore --delete`
+    must not delete what is on that disk (what is mounted is not the target's to empty, as a
+    directory replaced whole already holds): neither in the preview nor in the real run."""
+    src, target = tmp_path / "src", tmp_path / "target"
+    src.mkdir()
+    (src / "a").write_bytes(b"a")
+    (target / "disk").mkdir(parents=True)
+    root = tmp_path / "root"
+    made = cli_process(root, "create", P, str(src))
+    assert made.returncode == 0, made.stderr
+    r = subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(target / "disk")], capture_output=True)
+    if r.returncode:
+        pytest.skip(f"cannot mount here: {r.stderr.decode().strip()}")
+    try:
+        (target / "disk" / "sub").mkdir()
+        (target / "disk" / "sub" / "precious").write_bytes(b"on the other disk")
+        (target / "stray").write_bytes(b"not in the backup")
+        args = ["restore", P, "latest", str(target), "--delete"]
+        preview = cli_process(root, *args, "--dry-run")
+        assert preview.returncode in (0, 3), preview.stderr
+        assert "precious" not in preview.stdout and "disk/" not in preview.stdout, preview.stdout
+        assert "1 to delete" in preview.stdout, preview.stdout
+        done = cli_process(root, *args)
+        assert done.returncode in (0, 3), done.stderr
+        assert (target / "disk" / "sub" / "precious").read_bytes() == b"on the other disk"
+        assert not (target / "stray").exists()
+        assert (target / "a").read_bytes() == b"a"
+    finally:
+        subprocess.run(["umount", "-l", str(target / "disk")], capture_output=True)

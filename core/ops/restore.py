@@ -825,7 +825,9 @@ class Restorer:
         """What the target holds and the backup does not, within the restored scope: each
         file and symlink, and each directory left empty by that. Never deleted: protected
         directories and what holds them, excluded paths (the backup's excludes and the
-        target's `.nexusignore`) and what holds them, temp files of other restores."""
+        target's `.nexusignore`) and what holds them, temp files of other restores, and a
+        mount point the backup holds nothing at (a disk mounted since: what is mounted is
+        not the target's to empty, as for a directory replaced whole), said with a warning."""
         keep = {e.path: e.kind for e in entries}
         if self.req.paths:
             dirs = {e.path for e in entries if e.kind == mf.DIR}
@@ -843,6 +845,7 @@ class Restorer:
             prefix = rel_dir + b"/" if rel_dir else b""
             try:
                 with self._d.at(rel_dir) as fd:
+                    dev = os.fstat(fd).st_dev
                     for name, st in _scan(fd):
                         rel = prefix + name
                         is_dir = stat.S_ISDIR(st.st_mode)
@@ -852,6 +855,10 @@ class Restorer:
                         if rel in keep:
                             if is_dir and keep[rel] == mf.DIR and rel not in skip:
                                 stack.append(rel)
+                            continue
+                        if st.st_dev != dev:  # mounted here, and the backup holds nothing there
+                            self.warn(f"{_show(rel)}: not deleted ({MOUNT_POINT})")
+                            held.add(rel_dir)
                             continue
                         if is_dir:
                             extra_dirs.append(rel)
