@@ -339,3 +339,35 @@ def test_delete_never_empties_a_filesystem_mounted_where_the_backup_has_nothing(
         assert (target / "a").read_bytes() == b"a"
     finally:
         subprocess.run(["umount", "-l", str(target / "disk")], capture_output=True)
+
+
+# --- names that differ only in case or Unicode normalisation --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("theirs", "mine"),
+    [("README", "readme"), ("caf\u00e9", "cafe\u0301")],
+    ids=["case", "nfc-nfd"],
+)
+async def test_names_alike_but_not_equal_are_previewed_as_what_happens(tmp_path, theirs, mine):
+    """The backup holds `theirs`, the target a name that reads alike (`mine`: another case,
+    or the other Unicode normalisation). On this filesystem they are two names: the preview
+    counts one creation and, with --delete, one deletion, and the restore does exactly that,
+    leaving the backup's bytes under the backup's name."""
+    root, src = tmp_path / "root", tmp_path / "src"
+    src.mkdir()
+    (src / theirs).write_bytes(b"the backup's")
+    meta = await _backup(BackupManager(root), src)
+    mgr = BackupManager(root)
+    for delete in (False, True):
+        target = tmp_path / f"target-{delete}"
+        target.mkdir()
+        (target / mine).write_bytes(b"the user's")
+        req = _req(meta.id, target, delete_extra=delete, checkpoint=False)
+        preview = await mgr.restore(req.model_copy(update={"dry_run": True}))
+        assert (preview.counts.files_create, preview.counts.deleted) == (1, int(delete))
+        assert preview.counts.overwritten == 0
+        done = await mgr.restore(req)
+        assert done.counts == preview.counts
+        assert (target / theirs).read_bytes() == b"the backup's"
+        assert (target / mine).exists() is not delete
