@@ -484,3 +484,34 @@ async def test_read_only_repository_lists_and_restores(
         assert screen.op is not None and screen.op.state == "done", notes(app)
         assert not [n for n in notes(app) if "failed" in n]
     assert _tree_bytes(target) == _tree_bytes(data)
+
+
+async def test_a_directory_swapped_for_a_symlink_after_the_preview_sends_nothing_out(
+    tui_root: Path, seeded: dict, tmp_path: Path
+) -> None:
+    """Between the preview and the confirmation, the target's `sub/` is swapped for a
+    symlink to a directory outside the target, holding a file of the name the backup has
+    there. The restore writes nothing through the link, and its result says what it left."""
+    target = tmp_path / "target"
+    shutil.copytree(seeded["data"], target)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "b.txt").write_bytes(b"outside, never to be written\n")
+    app = NexusApp(tui_root)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("down", "r")
+        screen = app.screen
+        screen.query_one("#target", Input).value = str(target)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert "1 file OVERWRITTEN" in plain(app.screen.query_one("#confirm-body"))
+        shutil.rmtree(target / "sub")
+        os.symlink(outside, target / "sub")
+        await pilot.press("y")
+        await settle(pilot)
+        text = plain(screen.query_one("#result"))
+        assert "sub" in text and "symlink" in text, text
+    assert (outside / "b.txt").read_bytes() == b"outside, never to be written\n"
+    assert sorted(os.listdir(outside)) == ["b.txt"]
+    assert os.readlink(target / "sub") == str(outside)
