@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import wait_for_job
 
 
 def _source(base: Path) -> Path:
@@ -72,7 +71,7 @@ def _state(top: Path) -> dict[str, tuple]:
 @pytest.mark.parametrize("delete", [False, True], ids=["keep", "delete"])
 @pytest.mark.parametrize("overwrite", ["if-changed", "always", "never"])
 def test_the_api_dry_run_counts_what_the_restore_then_does(
-    api, client, project, backup_of, overwrite, delete
+    api, client, project, backup_of, job_of, overwrite, delete
 ):
     base = api.allowed / project / f"{overwrite}-{delete}"
     base.mkdir(parents=True)
@@ -95,7 +94,7 @@ def test_the_api_dry_run_counts_what_the_restore_then_does(
     assert _state(target) == before, "the dry run changed the target"
     started = client.post("/api/v1/backup/restore", json=body)
     assert started.status_code == 202, started.text
-    job = wait_for_job(client, started.json()["job_id"])
+    job = job_of(started.json()["job_id"])
     assert job["status"] == "succeeded", job
     done = job["result"]
     assert done["counts"] == preview["counts"]
