@@ -128,3 +128,33 @@ async def test_a_protected_backup_is_kept_whatever_the_rules_say(tmp_path: Path)
         assert marks == {ids[0]: "keep", ids[1]: "REMOVE", ids[2]: "keep"}
         table = app.screen.query_one("#policy-preview", DataTable)
         assert _cell(table, ids[2], "why").startswith("protected")
+
+
+async def test_a_policy_without_grace_is_confirmed_as_deleting_for_good(tmp_path: Path) -> None:
+    """Grace 0 h: forget deletes what the rules remove at once, space and all; the
+    confirmation must say so, never that they stay restorable and undelete brings one back."""
+    root, data = tmp_path / "root", tmp_path / "data"
+    data.mkdir()
+    ids = await _daily_backups(root, data, 4)
+    app = NexusApp(root, clock=lambda: NOW)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("P")
+        await wait_for(pilot, lambda: isinstance(app.screen, PolicyScreen))
+        screen = app.screen
+        await type_text(pilot, "2")  # last 2
+        screen.query_one("#f-grace_hours", Input).value = "0"
+        await settle(pilot)
+        assert "restorable" not in plain(screen.query_one("#policy-summary"))
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        body = plain(app.screen.query_one("#confirm-body"))
+        assert "delete 2 backups for good" in body, body
+        assert "undelete" not in body and "restorable" not in body, body
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.screen is app.main)
+        await wait_for(pilot, lambda: not app.operations.running)
+        await settle(pilot)
+    mgr = BackupManager(root, clock=lambda: NOW)
+    assert [m.id for m in await mgr.list("web")] == ids[:2]
+    assert await mgr.removed("web") == [], "what the confirmation said is deleted is deleted"

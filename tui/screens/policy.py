@@ -236,8 +236,10 @@ class PolicyScreen(ModalScreen[None]):
             )
         removes = sum(1 for d in decisions if not d.keep)
         self.summary = f"keeps {len(decisions) - removes} · removes {removes}"
-        if removes:
+        if removes and policy.grace_hours:
             self.summary += f" (restorable {policy.grace_hours} h, then freed)"
+        elif removes:  # no grace: forget deletes them at once (`_forget_plan`'s purge)
+            self.summary += " (deleted for good: no grace period)"
         summary.update(self.summary)
         self._schedule_space()
 
@@ -286,6 +288,12 @@ class PolicyScreen(ModalScreen[None]):
             f"{fmt.plural(len(removes), 'backup')} now?\n\n"
             f"They stay restorable for {policy.grace_hours} h (undelete brings one back); "
             "their space is freed after that. The policy is applied after every backup."
+            if removes and policy.grace_hours
+            # with no grace, forget deletes them at once: nothing is left to undelete
+            else f"Save this policy for {self.project_id} and delete "
+            f"{fmt.plural(len(removes), 'backup')} for good now?\n\n"
+            "The grace period is 0 h: their space is freed at once and nothing brings them "
+            "back. The policy is applied after every backup."
             if removes
             else f"Save this policy for {self.project_id}? It removes no backup now, and is "
             "applied after every backup."
