@@ -131,6 +131,10 @@ def test_a_restore_that_did_more_than_its_preview_says_so() -> None:
     text = drift_text(preview, more)
     assert "changed after the preview" in text
     assert "4 overwritten and 2 deleted (the preview said 1 and 0)" in text
+    # modes set again on more than the preview said (a file chmodded meanwhile) count too
+    chmodded = _capped_result(files_overwrite=1, files_metadata=2, dirs_metadata=1)
+    text = drift_text(preview, chmodded)
+    assert "3 with only mode or times set again (the preview said 0)" in text, text
 
 
 @pytest.mark.slow

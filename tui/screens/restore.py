@@ -149,12 +149,20 @@ def drift_text(preview: RestoreResult, done: RestoreResult) -> str:
     """What the restore did beyond its preview (the target changed between the two: another
     process wrote to it), so that a person who confirmed the preview's figures learns it."""
     was, now = preview.counts, done.counts
-    if now.overwritten <= was.overwritten and now.deleted <= was.deleted:
+    again_was = was.files_metadata + was.dirs_metadata
+    again_now = now.files_metadata + now.dirs_metadata
+    more_again = again_now > again_was  # modes or times set on more than shown
+    if now.overwritten <= was.overwritten and now.deleted <= was.deleted and not more_again:
         return ""
-    return (
+    text = (
         f"⚠ The target changed after the preview: {now.overwritten:,} overwritten and "
-        f"{now.deleted:,} deleted (the preview said {was.overwritten:,} and {was.deleted:,}).\n"
+        f"{now.deleted:,} deleted (the preview said {was.overwritten:,} and {was.deleted:,})"
     )
+    if more_again:
+        text += (
+            f"; {again_now:,} with only mode or times set again (the preview said {again_was:,})"
+        )
+    return text + ".\n"
 
 
 def cancelled_text(target: str, *, checkpointing: bool, backup_id: str) -> Text:
