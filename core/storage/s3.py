@@ -555,8 +555,12 @@ class S3Store:
     # --- listing ----------------------------------------------------------------------------
 
     def _names_below(self, directory: str) -> Iterator[tuple[str, dict]]:
-        """(key relative to the store, metadata) of every object under a directory key."""
+        """(key relative to the store, metadata) of every object under a directory key. Not
+        the directory's own key: a "folder" object (`index/`, as an S3 console's "Create
+        folder" writes it, which obstore reads back as `index`) is no object of the
+        directory, and read as one it made a project's index look damaged."""
         base = self._prefix + "/" if self._prefix else ""
+        below = directory + "/" if directory else ""
         stream = self._call(directory, lambda: iter(obstore.list(self._client, directory or None)))
         while True:
             try:
@@ -564,7 +568,7 @@ class S3Store:
             except StopIteration:
                 return
             for meta in chunk:
-                if meta["path"].startswith(base):
+                if meta["path"].startswith(base) and meta["path"].startswith(below):
                     yield meta["path"][len(base) :], meta
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:

@@ -9,6 +9,10 @@ Every port it listens on is picked free at random and passed by flag: its defaul
 from __future__ import annotations
 
 import contextlib
+import datetime
+import hashlib
+import hmac
+import http.client
 import json
 import os
 import secrets
@@ -19,6 +23,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -123,6 +128,40 @@ class SeaweedServer:
             client_options={"allow_http": True, "connect_timeout": timedelta(seconds=2)},
             retry_config={"max_retries": 0},
         )
+
+    def put_raw(self, key: bytes, body: bytes = b"") -> int:
+        """PUT `key` exactly as given (SigV4 signed by hand), returning the HTTP status:
+        obstore normalises keys (a trailing `/` dropped, odd characters escaped), while an S3
+        console's "Create folder" or another tool writes `dir/` and the like as they are."""
+        host = f"127.0.0.1:{self.ports['s3.port']}"
+        path = f"/{self.bucket}/" + urllib.parse.quote_from_bytes(key, safe=b"/-_.~")
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+        digest = hashlib.sha256(body).hexdigest()
+        headers = {"host": host, "x-amz-content-sha256": digest, "x-amz-date": stamp}
+        signed = ";".join(sorted(headers))
+        canonical = "\n".join(
+            ["PUT", path, "", *(f"{k}:{headers[k]}" for k in sorted(headers)), "", signed, digest]
+        )
+        scope = f"{stamp[:8]}/us-east-1/s3/aws4_request"
+        to_sign = "\n".join(
+            ["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()]
+        )
+        secret = ("AWS4" + self.secret_key).encode()
+        for part in (stamp[:8], "us-east-1", "s3", "aws4_request"):
+            secret = hmac.new(secret, part.encode(), hashlib.sha256).digest()
+        signature = hmac.new(secret, to_sign.encode(), hashlib.sha256).hexdigest()
+        headers["Authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={self.access_key}/{scope}, SignedHeaders={signed},"
+            f" Signature={signature}"
+        )
+        conn = http.client.HTTPConnection(host, timeout=10)
+        try:
+            conn.request("PUT", path, body=body, headers=headers)
+            answer = conn.getresponse()
+            answer.read()
+            return answer.status
+        finally:
+            conn.close()
 
     def log_tail(self, lines: int = 15) -> str:
         try:

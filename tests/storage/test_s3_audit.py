@@ -1,0 +1,110 @@
+"""An audit of the S3 repository as an attacker and a careless user would try it: real CLI
+processes on a real SeaweedFS, objects planted by hand in the bucket, credentials that may
+only read. Each test checks what a user would: the bytes restored, the other project's
+objects byte for byte, one error line instead of a traceback."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import obstore
+from storage.seaweed import SeaweedServer
+
+Run = Callable[..., subprocess.CompletedProcess]
+
+
+def _cli(seaweed: SeaweedServer, tmp_path: Path, repo: str) -> Run:
+    """`nb(*args, **env)`: the CLI in a process of its own on `repo`, as a user runs it."""
+    base = {**os.environ, **seaweed.env(), "NEXUS_BACKUP_CACHE_DIR": str(tmp_path / "cache")}
+
+    def nb(*args: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "cli", "--root", str(tmp_path / "root"), "--repo", repo, *args],
+            capture_output=True,
+            text=True,
+            env={**base, **extra},
+            timeout=120,
+        )
+
+    return nb
+
+
+def _bucket(seaweed: SeaweedServer, prefix: str) -> dict[str, str]:
+    """Every key under `prefix` and the sha256 of its bytes, as the server holds them."""
+    client = seaweed.client()
+    return {
+        meta["path"]: hashlib.sha256(bytes(obstore.get(client, meta["path"]).bytes())).hexdigest()
+        for chunk in obstore.list(client, prefix)
+        for meta in chunk
+    }
+
+
+def _tree(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in path.rglob("*") if p.is_file()}
+
+
+def _ok(r: subprocess.CompletedProcess) -> str:
+    assert r.returncode == 0, (r.args, r.returncode, r.stdout, r.stderr)
+    return r.stdout
+
+
+def _one_error_line(r: subprocess.CompletedProcess, *words: str) -> None:
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode != 0, (r.args, r.stdout, r.stderr)
+    assert len(lines) == 1 and lines[0].startswith("nexus-backup: error: "), (r.args, r.stderr)
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def _two_backups(nb: Run, data: Path, project: str) -> tuple[str, str]:
+    """Two backups of `data` (the second with one more file): (oldest, newest)."""
+    data.mkdir()
+    (data / "a.bin").write_bytes(os.urandom(300_000))
+    (data / "h.txt").write_text("hello\n")
+    _ok(nb("create", project, str(data)))
+    (data / "b.bin").write_bytes(os.urandom(200_000))
+    _ok(nb("create", project, str(data)))
+    newest, oldest = (b["id"] for b in json.loads(nb("--json", "list", project).stdout))
+    return oldest, newest
+
+
+def test_folder_markers_planted_in_a_project_are_not_objects(
+    seaweed: SeaweedServer, tmp_path: Path
+) -> None:
+    """An S3 console's "Create folder" (or `put-object --key index/`) writes a zero-byte
+    object whose key ends with `/`, here for every directory of a project. No listing may
+    show such a marker as an object of the directory's own name: `check` found the project
+    DAMAGED ("index file index is damaged"), `delete` reclaimed nothing, and rebuild-index,
+    the repair it pointed to, failed ("object 'index' not found"). Reclaim still frees the
+    deleted backup's space, the backup left restores, the neighbour `web2` is untouched."""
+    prefix = f"t-{secrets.token_hex(6)}"
+    nb = _cli(seaweed, tmp_path, seaweed.url(prefix))
+    oldest, newest = _two_backups(nb, tmp_path / "data", "web")
+    (tmp_path / "data2").mkdir()
+    (tmp_path / "data2" / "x").write_bytes(os.urandom(100_000))
+    _ok(nb("create", "web2", str(tmp_path / "data2")))
+    neighbour = _bucket(seaweed, f"{prefix}/backups/web2")
+    project = f"{prefix}/backups/web"
+    for folder in ("index", "packs", "packs/ab", "keys", "locks", "deleting", "clock"):
+        assert seaweed.put_raw(f"{project}/{folder}/".encode()) == 200
+    for backup in (oldest, newest):
+        assert seaweed.put_raw(f"{project}/backup_{backup}/".encode()) == 200
+        assert seaweed.put_raw(f"{project}/backup_{backup}/data/".encode()) == 200
+
+    assert [b["id"] for b in json.loads(_ok(nb("--json", "list", "web")))] == [newest, oldest]
+    _ok(nb("check", "web"))
+    _ok(nb("verify", "web", "--all"))
+    _ok(nb("delete", "web", oldest))
+    _ok(nb("rebuild-index", "web"))
+    _ok(nb("check", "web"))
+    _ok(nb("restore", "web", newest, str(tmp_path / "out")))
+    assert _tree(tmp_path / "out") == _tree(tmp_path / "data")
+    assert _bucket(seaweed, f"{prefix}/backups/web2") == neighbour
