@@ -118,6 +118,8 @@ def describe_os_error(exc: OSError, what: str = "") -> str:
         errno.EROFS: "read-only file system",
         errno.EFBIG: "file too large",
     }.get(exc.errno or 0, exc.strerror or str(exc))
+    if exc.errno and exc.strerror is None and str(exc):
+        reason = str(exc)  # a store's own sentence (it names the bucket), its errno given to it
     path = exc.filename if exc.filename is not None else ""
     if isinstance(path, bytes):
         path = fs_text(path)

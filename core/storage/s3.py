@@ -13,6 +13,7 @@ protocol's errors, each one line that names the bucket or the endpoint.
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import itertools
 import os
@@ -243,7 +244,11 @@ def _translate(exc: BaseException, where: str, name: str) -> Exception:
         403,
     ):
         reason = code_name or ("forbidden" if status == 403 else "unauthenticated")
-        return StoreUnavailable(f"{where}: the server refused our credentials ({reason})")
+        refused = StoreUnavailable(f"{where}: the server refused our credentials ({reason})")
+        # permission denied, as a read-only mount's EACCES: credentials (or a bucket policy)
+        # that may read but not write make readers go on without their lock (invariant I3)
+        refused.errno = errno.EACCES
+        return refused
     if isinstance(exc, FileNotFoundError | obx.NotFoundError):
         return ObjectNotFound(f"object {name!r} not found")
     if status == 416:

@@ -12,6 +12,8 @@ and before relaying asks `choose(method, path)` what to do with that exchange:
 - TRUNCATE: relay the response's head and half its body, then reset
 - FAKE_SUCCESS: turn a 412 Precondition Failed into 200 OK (a server that ignores
   If-None-Match, as the client sees it)
+- FORBIDDEN: answer 403 AccessDenied itself, never reaching the server (credentials, or a
+  bucket policy, that deny this request: `read_only` denies every write and delete)
 
 `random_faults(rate, seed)` picks among the faults at random; tests count what was injected.
 """
@@ -34,6 +36,7 @@ RESET_BEFORE = "reset-before"
 RESET_AFTER = "reset-after"
 TRUNCATE = "truncate"
 FAKE_SUCCESS = "fake-success"
+FORBIDDEN = "forbidden"
 FAULTS = (DELAY, ERROR_503, RESET_BEFORE, RESET_AFTER, TRUNCATE)
 
 Chooser = Callable[[str, str], str]
@@ -44,6 +47,20 @@ _503 = (
     + f"Content-Length: {len(_503_BODY)}\r\n\r\n".encode()
     + _503_BODY
 )
+
+_403_BODY = (
+    b"<?xml version='1.0'?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+)
+_403 = (
+    b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\n"
+    + f"Content-Length: {len(_403_BODY)}\r\n\r\n".encode()
+    + _403_BODY
+)
+
+
+def read_only(method: str, path: str) -> str:
+    """Read-only credentials: GET, HEAD and listings pass, every write and delete is denied."""
+    return PASS if method in ("GET", "HEAD") else FORBIDDEN
 
 
 def random_faults(rate: float, seed: int, faults: tuple[str, ...] = FAULTS) -> Chooser:
@@ -187,6 +204,9 @@ class FaultProxy:
                     return
                 if action == ERROR_503:
                     client.sendall(_503)
+                    continue
+                if action == FORBIDDEN:
+                    client.sendall(_403)
                     continue
                 if action == DELAY:
                     time.sleep(self.delay)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import obstore
+from storage.faultproxy import FaultProxy, read_only
 from storage.seaweed import SeaweedServer
 
 Run = Callable[..., subprocess.CompletedProcess]
@@ -108,3 +109,37 @@ def test_folder_markers_planted_in_a_project_are_not_objects(
     _ok(nb("restore", "web", newest, str(tmp_path / "out")))
     assert _tree(tmp_path / "out") == _tree(tmp_path / "data")
     assert _bucket(seaweed, f"{prefix}/backups/web2") == neighbour
+
+
+def test_read_only_credentials_list_verify_and_restore_and_writers_say_one_line(
+    seaweed: SeaweedServer, tmp_path: Path
+) -> None:
+    """A restore host given credentials (or a bucket policy) that allow only GET and HEAD:
+    readers take no lock there, as on a read-only mount (I3), so `verify`, `check` and
+    `restore` work instead of failing on their lock; every writer says one line; not one
+    object changes."""
+    prefix = f"t-{secrets.token_hex(6)}"
+    url = seaweed.url(prefix)
+    nb = _cli(seaweed, tmp_path, url)
+    oldest, newest = _two_backups(nb, tmp_path / "data", "web")
+    before = _bucket(seaweed, prefix)
+    upstream = ("127.0.0.1", seaweed.ports["s3.port"])
+    with FaultProxy(upstream, read_only) as proxy:
+        ro = {"AWS_ENDPOINT_URL": proxy.endpoint}
+        assert len(json.loads(_ok(nb("--json", "list", "web", **ro)))) == 2
+        _ok(nb("verify", "web", "--all", **ro))
+        _ok(nb("check", "web", **ro))
+        _ok(nb("ls", "web", newest, **ro))
+        _ok(nb("restore", "web", newest, str(tmp_path / "out"), **ro))
+        assert _tree(tmp_path / "out") == _tree(tmp_path / "data")
+        (tmp_path / "data" / "c.txt").write_text("new\n")
+        for args in (
+            ["create", "web", str(tmp_path / "data")],
+            ["delete", "web", oldest],
+            ["rebuild-index", "web"],
+            ["protect", "web", oldest],
+            ["delete-project", "web", "--yes"],
+        ):
+            _one_error_line(nb(*args, **ro), "AccessDenied")
+        assert proxy.injected["forbidden"] > 0
+    assert _bucket(seaweed, prefix) == before
