@@ -140,6 +140,14 @@ def _local_copy(repo: Repository) -> list[Path]:
 _LAYOUT_DEPTH = 4
 
 
+def _nested(a: str, b: str) -> bool:
+    """Whether one store URL is the other or lies under it (`s3://B/r` and `s3://B/r/backups`):
+    a remote store has no directory to compare, its objects live under the URL's prefix, so a
+    copy there would be mixed with this repository's (a `backups` project in every listing)."""
+    a, b = a.rstrip("/") + "/", b.rstrip("/") + "/"
+    return a.startswith(b) or b.startswith(a)
+
+
 def _same_tree(mine: Path, theirs: Path) -> bool:
     """Whether `theirs` is `mine`, lies inside it or holds it, told by device and inode (a
     bind mount names one directory by two paths, which comparing paths misses). A target not
@@ -508,7 +516,7 @@ class BackupManager(Comparing):
             # a setting later written into units and cron lines (schedule install) and logs
             raise InvalidInput(f"copy target {to!r} holds a control character ({bad!r}): refused")
         target = open_store(resolve_repository(to, self.root))
-        same = target.url == self.store.url
+        same = _nested(target.url, self.store.url)
         mine, theirs = self.store.capabilities.local_root, target.capabilities.local_root
         if not same and mine is not None and theirs is not None:
             a, b = Path(os.path.realpath(mine)), Path(os.path.realpath(theirs))

@@ -143,3 +143,29 @@ def test_read_only_credentials_list_verify_and_restore_and_writers_say_one_line(
             _one_error_line(nb(*args, **ro), "AccessDenied")
         assert proxy.injected["forbidden"] > 0
     assert _bucket(seaweed, prefix) == before
+
+
+def test_a_copy_target_inside_or_holding_the_s3_repository_is_refused(
+    seaweed: SeaweedServer, tmp_path: Path
+) -> None:
+    """As for a local repository (I7): a copy to `s3://B/REPO/backups` put a repository
+    inside this one's `backups/`, where every listing showed a project named `backups`,
+    damaged ("config.json is missing"); one inside a project mixed its objects with the
+    project's. Refused with one line, by `copy --to` and `settings copy-to`, nothing
+    written; a sibling prefix whose name merely starts the same is a repository of its own."""
+    prefix = f"t-{secrets.token_hex(6)}"
+    nb = _cli(seaweed, tmp_path, seaweed.url(f"{prefix}/repo"))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a").write_bytes(os.urandom(50_000))
+    _ok(nb("create", "web", str(tmp_path / "data")))
+    before = _bucket(seaweed, prefix)
+    for inside in ("repo/backups", "repo/backups/web", "repo/backups/web/packs", "repo/x", ""):
+        target = seaweed.url(f"{prefix}/{inside}".rstrip("/"))
+        for args in (
+            ["copy", "web", "latest", "--to", target],
+            ["settings", "web", "copy-to", target],
+        ):
+            _one_error_line(nb(*args), "this repository")
+    assert _bucket(seaweed, prefix) == before
+    assert [p["project_id"] for p in json.loads(_ok(nb("--json", "projects")))] == ["web"]
+    _ok(nb("copy", "web", "latest", "--to", seaweed.url(f"{prefix}/repo2")))
