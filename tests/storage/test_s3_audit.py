@@ -11,11 +11,13 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import obstore
-from storage.faultproxy import FaultProxy, read_only
+import pytest
+from storage.faultproxy import ERROR_503, PASS, RESET_AFTER, FaultProxy, read_only
 from storage.seaweed import SeaweedServer
 
 Run = Callable[..., subprocess.CompletedProcess]
@@ -169,3 +171,91 @@ def test_a_copy_target_inside_or_holding_the_s3_repository_is_refused(
     assert _bucket(seaweed, prefix) == before
     assert [p["project_id"] for p in json.loads(_ok(nb("--json", "projects")))] == ["web"]
     _ok(nb("copy", "web", "latest", "--to", seaweed.url(f"{prefix}/repo2")))
+
+
+class _Cut:
+    """A chooser for the fault proxy: the `at`-th write or delete (PUT, POST, DELETE) gets
+    `fault`, and every later one too when `persist` (a server that stays down for writes);
+    `writes` counts them."""
+
+    def __init__(self, at: int, fault: str, *, persist: bool = False) -> None:
+        self.at, self.fault, self.persist, self.writes = at, fault, persist, 0
+        self.lock = threading.Lock()
+
+    def __call__(self, method: str, path: str) -> str:
+        if method not in ("PUT", "POST", "DELETE"):
+            return PASS
+        with self.lock:
+            self.writes += 1
+            hit = self.writes == self.at or (self.persist and self.writes > self.at)
+        return self.fault if hit else PASS
+
+
+def _pack_bytes(seaweed: SeaweedServer, project: str) -> int:
+    """The bytes of every pack of a project, as the server holds them."""
+    found = obstore.list(seaweed.client(), f"{project}/packs")
+    return sum(meta["size"] for chunk in found for meta in chunk)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("fault", "persist"),
+    [(RESET_AFTER, False), (ERROR_503, True)],
+    ids=["answer-lost", "server-down"],
+)
+def test_a_server_failing_at_any_write_of_a_delete_loses_nothing_and_a_rerun_finishes(
+    seaweed: SeaweedServer, tmp_path: Path, fault: str, persist: bool
+) -> None:
+    """`delete` of the oldest backup with the server failing at its 1st, 2nd, ... write or
+    delete request (the tombstone, each object, the lock, the reclaim's new pack and index,
+    the old index files and packs): each run either succeeds or fails with one line; the
+    same delete run again finishes it; every backup left restores its own files, byte for
+    byte, `check` passes, and the deleted backup's own file no longer takes space."""
+    prefix = f"t-{secrets.token_hex(6)}"
+    nb = _cli(seaweed, tmp_path, seaweed.url(prefix))
+    project = f"{prefix}/backups/web"
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "common").write_bytes(os.urandom(200_000))
+    files: dict[str, dict[str, bytes]] = {}
+
+    def backup(n: int) -> str:
+        for old in data.glob("u*"):
+            old.unlink()
+        (data / f"u{n}").write_bytes(os.urandom(150_000 + n))
+        _ok(nb("create", "web", str(data)))
+        newest = json.loads(_ok(nb("--json", "list", "web")))[0]["id"]
+        files[newest] = _tree(data)
+        return newest
+
+    upstream = ("127.0.0.1", seaweed.ports["s3.port"])
+    queue = [backup(0)]
+    at = 1
+    while True:
+        queue.append(backup(at))
+        oldest = queue.pop(0)
+        before = _pack_bytes(seaweed, project)
+        cut = _Cut(at, fault, persist=persist)
+        with FaultProxy(upstream, cut) as proxy:
+            r = nb("delete", "web", oldest, AWS_ENDPOINT_URL=proxy.endpoint)
+        hit = proxy.injected[fault] > 0
+        if r.returncode != 0:
+            assert hit, r.stderr
+            _one_error_line(r)
+            again = nb("delete", "web", oldest)
+            assert again.returncode == 0 or "not found" in again.stderr, again.stderr
+            if again.returncode != 0:  # the backup went before the cut: its space, by a writer
+                _ok(nb("delete", "web", queue[0]))
+                queue.pop(0)
+                queue.append(backup(at + 1000))
+        _ok(nb("check", "web"))
+        for kept in queue:
+            out = tmp_path / f"out-{at}-{kept}"
+            _ok(nb("restore", "web", kept, str(out)))
+            assert _tree(out) == files[kept], (at, kept)
+        assert [b["id"] for b in json.loads(_ok(nb("--json", "list", "web")))] == queue[::-1]
+        assert _pack_bytes(seaweed, project) < before - 100_000, (at, r.stderr)  # reclaimed
+        if not hit:
+            break
+        at += 1
+    assert at > 5  # the delete and its reclaim made several writes, each one cut once
