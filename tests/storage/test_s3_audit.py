@@ -259,3 +259,53 @@ def test_a_server_failing_at_any_write_of_a_delete_loses_nothing_and_a_rerun_fin
             break
         at += 1
     assert at > 5  # the delete and its reclaim made several writes, each one cut once
+
+
+@pytest.mark.slow
+def test_reclaim_over_more_than_a_listing_page_of_packs_deletes_only_the_unneeded(
+    seaweed: SeaweedServer, tmp_path: Path
+) -> None:
+    """A project of some 1,800 packs (its config's pack_size set to 1 after the first backup,
+    so each chunk is a pack of its own) among 1,100 objects planted under `packs/` that are no
+    packs (a user's copies): every listing spans several pages of 1,000 keys. Deleting the
+    backup whose 600 chunks no other backup needs deletes exactly those 600 packs; every
+    backup left restores byte for byte; the stray objects and the neighbour project `web2`,
+    whose name starts the same, stay byte for byte."""
+    prefix = f"t-{secrets.token_hex(6)}"
+    nb = _cli(seaweed, tmp_path, seaweed.url(prefix))
+    client = seaweed.client()
+    project = f"{prefix}/backups/web"
+    (tmp_path / "n").mkdir()
+    (tmp_path / "n" / "x").write_bytes(os.urandom(50_000))
+    _ok(nb("create", "web2", str(tmp_path / "n")))
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "seed").write_text("seed\n")
+    _ok(nb("create", "web", str(data)))
+    first = _tree(data)
+    config = json.loads(bytes(obstore.get(client, f"{project}/config.json").bytes()))
+    obstore.put(client, f"{project}/config.json", json.dumps({**config, "pack_size": 1}).encode())
+    for i in range(1200):
+        (data / f"f{i:04d}").write_bytes(os.urandom(2000))
+    _ok(nb("create", "web", str(data)))
+    for i in range(0, 1200, 2):
+        (data / f"f{i:04d}").write_bytes(os.urandom(2000))
+    _ok(nb("create", "web", str(data)))
+    newest, middle, oldest = (b["id"] for b in json.loads(_ok(nb("--json", "list", "web"))))
+    for i in range(1100):
+        obstore.put(client, f"{project}/packs/{i % 256:02x}/copy-{i}", b"not a pack")
+    strays = {k: v for k, v in _bucket(seaweed, f"{project}/packs").items() if "/copy-" in k}
+    neighbour = _bucket(seaweed, f"{prefix}/backups/web2")
+    packs = {k for k in _bucket(seaweed, f"{project}/packs") if "/copy-" not in k}
+    assert len(packs) > 1800
+
+    assert "600 packs deleted" in _ok(nb("delete", "web", middle))
+    after = _bucket(seaweed, f"{project}/packs")
+    assert len(packs - set(after)) == 600 and set(after) - packs == set(strays)
+    assert {k: after[k] for k in strays} == strays
+    assert _bucket(seaweed, f"{prefix}/backups/web2") == neighbour
+    _ok(nb("check", "web"))
+    _ok(nb("restore", "web", newest, str(tmp_path / "new")))
+    assert _tree(tmp_path / "new") == _tree(data)
+    _ok(nb("restore", "web", oldest, str(tmp_path / "old")))
+    assert _tree(tmp_path / "old") == first
