@@ -231,6 +231,11 @@ class _RangeNotSatisfiable(Exception):
     pass
 
 
+class _UnreadableKey(StoreError):
+    """A listing met a key obstore cannot parse (a newline in it, `a//b`): nothing under
+    that prefix can be listed, so whoever asked fails, never reads a partial listing."""
+
+
 def _translate(exc: BaseException, where: str, name: str) -> Exception:
     """The protocol's error for an obstore failure on `name`."""
     text = str(exc)
@@ -253,6 +258,12 @@ def _translate(exc: BaseException, where: str, name: str) -> Exception:
         return ObjectNotFound(f"object {name!r} not found")
     if status == 416:
         return _RangeNotSatisfiable(name)
+    if isinstance(exc, obx.InvalidPathError):
+        return _UnreadableKey(
+            f"{where}: {name or 'request'}: an object there has a name that cannot be read,"
+            f" so nothing there can be listed (rename or remove it with another S3 tool):"
+            f" {_short(exc)}"
+        )
     if isinstance(exc, obx.AlreadyExistsError | obx.PreconditionError):
         return ObjectExists(f"object {name!r} already exists")
     if any(sign in text for sign in _TRANSPORT):
@@ -629,14 +640,18 @@ class S3Store:
         return sorted(n for n in names if TMP_MARK not in n)
 
     def _holds_objects(self, directory: str) -> bool:
-        """Whether any object lies under a directory key (the first page of its listing)."""
+        """Whether any object lies under a directory key (the first page of its listing). A
+        page holding a key obstore cannot read (a newline in it, planted by another tool)
+        answers yes: it is an object there. Failing instead made that one project fail every
+        listing of them all (`projects`, and `run-due`, which then backed up no project)."""
         stream = self._call(
             directory, lambda: iter(obstore.list(self._client, directory, chunk_size=1))
         )
-        for chunk in self._call(directory, lambda: list(itertools.islice(stream, 1))):
-            if chunk:
-                return True
-        return False
+        try:
+            first = self._call(directory, lambda: list(itertools.islice(stream, 1)))
+        except _UnreadableKey:
+            return True
+        return any(first)
 
     # --- deleting ---------------------------------------------------------------------------
 

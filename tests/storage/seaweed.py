@@ -129,10 +129,11 @@ class SeaweedServer:
             retry_config={"max_retries": 0},
         )
 
-    def put_raw(self, key: bytes, body: bytes = b"") -> int:
-        """PUT `key` exactly as given (SigV4 signed by hand), returning the HTTP status:
-        obstore normalises keys (a trailing `/` dropped, odd characters escaped), while an S3
-        console's "Create folder" or another tool writes `dir/` and the like as they are."""
+    def put_raw(self, key: bytes, body: bytes = b"", method: str = "PUT") -> int:
+        """PUT (or `method`) `key` exactly as given (SigV4 signed by hand), returning the HTTP
+        status: obstore normalises keys (a trailing `/` dropped, odd characters escaped), while
+        an S3 console's "Create folder" or another tool writes `dir/`, a newline and the like
+        as they are."""
         host = f"127.0.0.1:{self.ports['s3.port']}"
         path = f"/{self.bucket}/" + urllib.parse.quote_from_bytes(key, safe=b"/-_.~")
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -140,7 +141,7 @@ class SeaweedServer:
         headers = {"host": host, "x-amz-content-sha256": digest, "x-amz-date": stamp}
         signed = ";".join(sorted(headers))
         canonical = "\n".join(
-            ["PUT", path, "", *(f"{k}:{headers[k]}" for k in sorted(headers)), "", signed, digest]
+            [method, path, "", *(f"{k}:{headers[k]}" for k in sorted(headers)), "", signed, digest]
         )
         scope = f"{stamp[:8]}/us-east-1/s3/aws4_request"
         to_sign = "\n".join(
@@ -156,7 +157,7 @@ class SeaweedServer:
         )
         conn = http.client.HTTPConnection(host, timeout=10)
         try:
-            conn.request("PUT", path, body=body, headers=headers)
+            conn.request(method, path, body=body, headers=headers)
             answer = conn.getresponse()
             answer.read()
             return answer.status

@@ -309,3 +309,55 @@ def test_reclaim_over_more_than_a_listing_page_of_packs_deletes_only_the_unneede
     assert _tree(tmp_path / "new") == _tree(data)
     _ok(nb("restore", "web", oldest, str(tmp_path / "old")))
     assert _tree(tmp_path / "old") == first
+
+
+def test_a_key_no_listing_can_read_in_one_project_stops_only_that_project(
+    seaweed: SeaweedServer, tmp_path: Path
+) -> None:
+    """A key with a newline in it (another tool's upload, or planted) under project `web`:
+    obstore cannot parse it, so no listing of that prefix can be made. It made `run-due` fail
+    before backing up any project (the projects' listing asked whether `web` holds an
+    object, and that page failed), so the due project `web2` was never backed up. Now `web2`
+    is backed up on schedule; `web` is still listed, and what needs that listing fails with
+    one line naming the key (check; delete removes the backup but reclaims nothing), no pack
+    deleted; once the key is removed by another tool, `web` checks clean and restores."""
+    prefix = f"t-{secrets.token_hex(6)}"
+    nb = _cli(seaweed, tmp_path, seaweed.url(prefix))
+    oldest, newest = _two_backups(nb, tmp_path / "data", "web")
+    (tmp_path / "n").mkdir()
+    (tmp_path / "n" / "x").write_bytes(os.urandom(50_000))
+    _ok(nb("create", "web2", str(tmp_path / "n"), "--time", "2020-01-01T00:00:00Z"))
+    _ok(nb("policy", "set", "web2", "--schedule", "hourly"))
+    odd = f"{prefix}/backups/web/packs/ab/notes\nfrom another tool".encode()
+    assert seaweed.put_raw(odd, b"not a pack") == 200
+    project = _bucket_unreadable_safe(seaweed, prefix, odd)
+
+    _ok(nb("run-due"))
+    assert len(json.loads(_ok(nb("--json", "list", "web2")))) == 2
+    assert len(json.loads(_ok(nb("--json", "list", "web")))) == 2
+    _one_error_line(nb("check", "web"), "cannot be read", "notes")
+    assert _bucket_unreadable_safe(seaweed, prefix, odd) == project
+    # the backup asked for goes; its space is not reclaimed while packs/ cannot be listed
+    _one_error_line(nb("delete", "web", oldest), "space not reclaimed", "cannot be read")
+    assert [b["id"] for b in json.loads(_ok(nb("--json", "list", "web")))] == [newest]
+    gone = f"{prefix}/backups/web/backup_{oldest}/"
+    assert _bucket_unreadable_safe(seaweed, prefix, odd) == {
+        k: v for k, v in project.items() if not k.startswith(gone)
+    }
+    assert seaweed.put_raw(odd, method="DELETE") == 204
+    _ok(nb("check", "web"))
+    _ok(nb("restore", "web", newest, str(tmp_path / "out")))
+    assert _tree(tmp_path / "out") == _tree(tmp_path / "data")
+
+
+def _bucket_unreadable_safe(seaweed: SeaweedServer, prefix: str, odd: bytes) -> dict[str, str]:
+    """`_bucket` of project `web` but for the directory holding `odd` (no listing of it
+    can be made): every other directory of the project, key by key."""
+    client = seaweed.client()
+    top = f"{prefix}/backups/web"
+    listing = obstore.list_with_delimiter(client, top)
+    found = {meta["path"]: meta["e_tag"] for meta in listing["objects"]}
+    for sub in listing["common_prefixes"]:
+        if not odd.decode().startswith(sub + "/"):
+            found.update(_bucket(seaweed, sub))
+    return found
