@@ -86,7 +86,7 @@ from core.repo import manifest as mf
 from core.repo.repository import HOSTNAME, RepoConfig, Repository, current_user, new_backup_id
 from core.retention import ForgetResult, Policy, evaluate
 from core.stats import ProjectStats, RepositoryStats
-from core.storage import ObjectStore, open_store
+from core.storage import TMP_MARK, ObjectStore, open_store
 from core.storage.url import local_path
 from core.utc import CLOCK_SKEW
 from core.validator import verify_backup, verify_backups
@@ -138,6 +138,18 @@ def _local_copy(repo: Repository) -> list[Path]:
 #: How deep below a repository's root a copy target is looked for by identity (root,
 #: backups/, a project, its packs/, a pack directory): deeper, no store is ever opened.
 _LAYOUT_DEPTH = 4
+
+
+def _new_project_id(project_id: str) -> None:
+    """A name a project is given now (made, a copy's target, a rename) never holds TMP_MARK:
+    every store's listing hides a name holding it (an object on its way in), so the project
+    would be made and then shown nowhere and never run by `run-due`. A project an older
+    version so named stays readable by its name (`check_id` allows it)."""
+    if TMP_MARK in project_id:
+        raise InvalidInput(
+            f"invalid project_id {project_id!r}: {TMP_MARK!r} marks a file on its way in,"
+            " which no listing shows; choose another name"
+        )
 
 
 def _nested(a: str, b: str) -> bool:
@@ -302,6 +314,7 @@ class BackupManager(Comparing):
         `password` is given for it, and a copy of an encrypted project (`like` its config)
         always (a copy never decrypts unasked: into a plain target, only one that exists
         already)."""
+        _new_project_id(repo.project_id)
         encrypt = self._encrypt or (like is not None and like.encryption is not None)
         if password is None and encrypt:
             password = self._ask_password(repo.project_id, target=target)
@@ -1173,6 +1186,7 @@ class BackupManager(Comparing):
         where it lives (Repository.read_metadata), and its logs follow. Only on a local disk:
         object storage has no rename."""
         check_id(new_id, "project_id")
+        _new_project_id(new_id)
         if new_id == project_id:
             raise InvalidInput(f"project {project_id!r} already has that name")
         rename = getattr(self.store.sub(projects.PROJECTS), "rename_child", None)

@@ -361,3 +361,32 @@ def _bucket_unreadable_safe(seaweed: SeaweedServer, prefix: str, odd: bytes) -> 
         if not odd.decode().startswith(sub + "/"):
             found.update(_bucket(seaweed, sub))
     return found
+
+
+def test_a_new_project_name_every_listing_would_hide_is_refused(
+    seaweed: SeaweedServer, tmp_path: Path
+) -> None:
+    """`.tmp-` marks an object on its way in, and every store's listing hides it: a project
+    `site.tmp-2` was made (its backup stored) and then shown nowhere (`projects`: none) and
+    never backed up by `run-due`. A new project, or a rename's new name, holding it is
+    refused with one line, before anything is written."""
+    prefix = f"t-{secrets.token_hex(6)}"
+    nb = _cli(seaweed, tmp_path, seaweed.url(prefix))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a").write_text("a\n")
+    _one_error_line(nb("create", "site.tmp-2", str(tmp_path / "data")), ".tmp-")
+    assert _bucket(seaweed, prefix) == {}
+    _ok(nb("create", "site.tmp2", str(tmp_path / "data")))
+    assert "site.tmp2" in _ok(nb("projects"))
+
+    local = [sys.executable, "-m", "cli", "--root", str(tmp_path / "local")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEXUS_", "AWS_"))}
+
+    def lb(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*local, *args], capture_output=True, text=True, env=env, timeout=60)
+
+    _ok(lb("create", "web", str(tmp_path / "data")))
+    _one_error_line(lb("rename-project", "web", "web.tmp-1"), ".tmp-")
+    _one_error_line(lb("create", "x.tmp-y", str(tmp_path / "data")), ".tmp-")
+    assert "web" in _ok(lb("projects"))
+    assert sorted(p.name for p in (tmp_path / "local" / "backups").iterdir()) == ["web"]
