@@ -390,3 +390,49 @@ def test_a_new_project_name_every_listing_would_hide_is_refused(
     _one_error_line(lb("create", "x.tmp-y", str(tmp_path / "data")), ".tmp-")
     assert "web" in _ok(lb("projects"))
     assert sorted(p.name for p in (tmp_path / "local" / "backups").iterdir()) == ["web"]
+
+
+@pytest.mark.slow
+def test_a_server_failing_at_any_write_of_a_rebuild_index_loses_nothing(
+    seaweed: SeaweedServer, tmp_path: Path
+) -> None:
+    """A pack whose header was damaged (one byte flipped) and `rebuild-index` through a
+    server whose answer to its 1st, 2nd, ... write or delete is lost after the server carried
+    it out (the quarantine copy, the salvaged pack, the new index, the old ones removed): each
+    run finishes or fails with one line, the next rebuild-index repairs the project, `check`
+    passes and both backups restore byte for byte. (The salvage rebuilds such a pack under its
+    own name, so the damage is made again before each cut run.)"""
+    prefix = f"t-{secrets.token_hex(6)}"
+    nb = _cli(seaweed, tmp_path, seaweed.url(prefix))
+    oldest, newest = _two_backups(nb, tmp_path / "data", "web")
+    wanted = {newest: _tree(tmp_path / "data")}
+    (tmp_path / "data" / "b.bin").unlink()
+    wanted[oldest] = _tree(tmp_path / "data")
+    client = seaweed.client()
+    project = f"{prefix}/backups/web"
+    upstream = ("127.0.0.1", seaweed.ports["s3.port"])
+    at = 1
+    while True:
+        packs = sorted(m["path"] for c in obstore.list(client, f"{project}/packs") for m in c)
+        victim = packs[at % len(packs)]
+        damaged = bytearray(bytes(obstore.get(client, victim).bytes()))
+        damaged[-29] ^= 0xFF  # the last byte of the header, just before the trailer
+        obstore.put(client, victim, bytes(damaged))
+        cut = _Cut(at, RESET_AFTER)
+        with FaultProxy(upstream, cut) as proxy:
+            r = nb("rebuild-index", "web", AWS_ENDPOINT_URL=proxy.endpoint)
+        hit = proxy.injected[RESET_AFTER] > 0
+        assert r.returncode in (0, 1, 4) and "Traceback" not in r.stderr, (at, r.stderr)
+        if r.returncode == 1:
+            _one_error_line(r)
+        again = nb("rebuild-index", "web")
+        assert again.returncode in (0, 4) and not again.stderr, (at, again.stderr)
+        _ok(nb("check", "web"))
+        for backup, files in wanted.items():
+            out = tmp_path / f"out-{at}-{backup}"
+            _ok(nb("restore", "web", backup, str(out)))
+            assert _tree(out) == files, (at, backup)
+        if not hit:
+            break
+        at += 1
+    assert at > 3
