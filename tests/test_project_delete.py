@@ -138,9 +138,14 @@ def test_every_name_the_layout_defines_is_ours():
         "backup_20300101-000000-abcd12/metadata.json",
         "backup_x/data/manifest",
     ):
-        assert projects.ours(name), name
+        assert projects.ours(name, 1), name
     for name in ("NOTES.txt", "photos/cat.jpg", "packs", "a/b/c/d", "Config.JSON"):
-        assert not projects.ours(name), name
+        assert not projects.ours(name, 1), name
+    # an empty object named as a directory of the layout is a folder marker (S3), not data
+    for name in ("packs", "index", "keys", "locks", "backup_20300101-000000-abcd12"):
+        assert projects.ours(name, 0) and not projects.ours(name, 3), name
+    for name in ("NOTES.txt", "photos", "backups", "packs/ab/cd/ef"):
+        assert not projects.ours(name, 0), name
 
 
 async def test_files_that_are_not_nexus_backups_are_left_and_said(root: Path, data_dir: Path):

@@ -62,8 +62,18 @@ _OURS = re.compile(
 _SCRATCH = ("spool",)
 
 
-def ours(name: str) -> bool:
-    return bool(_OURS.fullmatch(name))
+#: A directory of the layout, which an object store may hold as a "folder" object of its own
+#: (`index/`, written by an S3 console or an s3fs mount, listed by obstore without its `/`).
+_FOLDER = re.compile(
+    r"(?:packs|index|keys|locks|run-locks|deleting|quarantine|clock|backup_[A-Za-z0-9._-]+)"
+)
+
+
+def ours(name: str, size: int) -> bool:
+    """Whether a project delete removes the object: a name of the layout, or an empty object
+    named as one of its directories (a folder marker: it holds nothing, and left it kept the
+    project listed and its name refused by `create` for ever)."""
+    return bool(_OURS.fullmatch(name)) or (size == 0 and bool(_FOLDER.fullmatch(name)))
 
 
 def delete_objects(store: ObjectStore) -> tuple[int, int, list[str]]:
@@ -76,7 +86,7 @@ def delete_objects(store: ObjectStore) -> tuple[int, int, list[str]]:
     for obj in list(store.list()):
         if obj.name.startswith(_KEPT_TO_THE_END):
             continue
-        if not ours(obj.name):
+        if not ours(obj.name, obj.size):
             strangers.append(obj.name)
             continue
         store.delete(obj.name)

@@ -436,3 +436,35 @@ def test_a_server_failing_at_any_write_of_a_rebuild_index_loses_nothing(
             break
         at += 1
     assert at > 3
+
+
+def test_a_project_holding_folder_markers_is_deleted_whole_and_its_name_is_free_again(
+    seaweed: SeaweedServer, tmp_path: Path
+) -> None:
+    """Folder objects (`index/`, `backup_{id}/`, as an S3 console or an s3fs mount writes
+    them) hold no data. `delete-project` left them as "files nexus-backup did not write", so
+    the project stayed in `projects` (0 backups) and `create` of its name was refused for
+    ever ("config.json is missing"). They go with the project; a stranger's real file stays
+    and is reported; the neighbour `web2` stays byte for byte."""
+    prefix = f"t-{secrets.token_hex(6)}"
+    nb = _cli(seaweed, tmp_path, seaweed.url(prefix))
+    oldest, newest = _two_backups(nb, tmp_path / "data", "web")
+    (tmp_path / "n").mkdir()
+    (tmp_path / "n" / "x").write_bytes(os.urandom(50_000))
+    _ok(nb("create", "web2", str(tmp_path / "n")))
+    neighbour = _bucket(seaweed, f"{prefix}/backups/web2")
+    project = f"{prefix}/backups/web"
+    for folder in ("index", "packs", "keys", "locks", f"backup_{oldest}", f"backup_{newest}"):
+        assert seaweed.put_raw(f"{project}/{folder}/".encode()) == 200
+    _ok(nb("delete-project", "web", "--yes"))
+    assert "web\n" not in _ok(nb("projects")).replace(" ", "\n")
+    assert _bucket(seaweed, project) == {}
+    _ok(nb("create", "web", str(tmp_path / "data")))
+
+    client = seaweed.client()
+    obstore.put(client, f"{project}/notes.txt", b"an operator's notes")
+    assert "notes.txt" in _ok(nb("delete-project", "web", "--yes"))
+    assert _bucket(seaweed, project) == {
+        f"{project}/notes.txt": hashlib.sha256(b"an operator's notes").hexdigest()
+    }
+    assert _bucket(seaweed, f"{prefix}/backups/web2") == neighbour
