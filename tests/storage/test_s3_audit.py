@@ -468,3 +468,56 @@ def test_a_project_holding_folder_markers_is_deleted_whole_and_its_name_is_free_
         f"{project}/notes.txt": hashlib.sha256(b"an operator's notes").hexdigest()
     }
     assert _bucket(seaweed, f"{prefix}/backups/web2") == neighbour
+
+
+@pytest.mark.slow
+def test_a_copy_to_s3_whose_server_loses_any_answer_is_finished_by_the_next_copy(
+    seaweed: SeaweedServer, tmp_path: Path
+) -> None:
+    """`copy` of a local project's newest backup to S3, the answer to its 1st, 2nd, ... write
+    or delete lost after the server carried it out (the metadata RUNNING, each pack, its
+    index, the manifest, the metadata, verify.json, the locks): each run finishes or fails in
+    one line; the next copy finishes it; the target lists exactly the backups copied, checks
+    clean and restores the first and the newest byte for byte."""
+    target = seaweed.url(f"t-{secrets.token_hex(6)}")
+    local = [sys.executable, "-m", "cli", "--root", str(tmp_path / "local")]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("NEXUS_", "AWS_"))},
+        **seaweed.env(),
+        "NEXUS_BACKUP_CACHE_DIR": str(tmp_path / "cache"),
+    }
+
+    def lb(*args: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*local, *args], capture_output=True, text=True, env={**env, **extra}, timeout=120
+        )
+
+    nb = _cli(seaweed, tmp_path, target)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "common").write_bytes(os.urandom(100_000))
+    copied: dict[str, dict[str, bytes]] = {}
+    upstream = ("127.0.0.1", seaweed.ports["s3.port"])
+    at = 1
+    while True:
+        (data / f"u{at}").write_bytes(os.urandom(120_000))
+        _ok(lb("create", "web", str(data)))
+        newest = json.loads(_ok(lb("--json", "list", "web")))[0]["id"]
+        with FaultProxy(upstream, _Cut(at, RESET_AFTER)) as proxy:
+            r = lb("copy", "web", newest, "--to", target, AWS_ENDPOINT_URL=proxy.endpoint)
+        hit = proxy.injected[RESET_AFTER] > 0
+        if r.returncode != 0:
+            _one_error_line(r)
+        _ok(lb("copy", "web", newest, "--to", target))
+        copied[newest] = _tree(data)
+        listed = [b["id"] for b in json.loads(_ok(nb("--json", "list", "web")))]
+        assert sorted(listed) == sorted(copied), (at, r.stderr)
+        _ok(nb("check", "web"))
+        for backup in {next(iter(copied)), newest}:  # the first one copied, and this one
+            out = tmp_path / f"out-{at}-{backup}"
+            _ok(nb("restore", "web", backup, str(out)))
+            assert _tree(out) == copied[backup], (at, backup)
+        if not hit:
+            break
+        at += 1
+    assert at > 5
