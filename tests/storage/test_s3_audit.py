@@ -521,3 +521,54 @@ def test_a_copy_to_s3_whose_server_loses_any_answer_is_finished_by_the_next_copy
             break
         at += 1
     assert at > 5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["index", "newest-manifest", "oldest-metadata", "lock", "policy"])
+def test_an_empty_object_in_place_of_each_kind_is_said_and_loses_nothing(
+    seaweed: SeaweedServer, tmp_path: Path, kind: str
+) -> None:
+    """A zero-length object (a truncated upload, a sync tool's placeholder) in place of an
+    index file, the newest backup's manifest, the oldest's metadata, a lock of another host,
+    the policy: every reader and writer (list, verify, check, restore, delete, create,
+    rebuild-index) answers with an exit code and at most one line each of warning and error,
+    never a traceback; none deletes what the newest backup needs: once the object is put
+    back, the newest backup restores byte for byte. (Passes: no defect found.)"""
+    prefix = f"t-{secrets.token_hex(6)}"
+    nb = _cli(seaweed, tmp_path, seaweed.url(prefix))
+    oldest, newest = _two_backups(nb, tmp_path / "data", "web")
+    wanted = _tree(tmp_path / "data")
+    _ok(nb("policy", "set", "web", "--keep-last", "5"))
+    client = seaweed.client()
+    project = f"{prefix}/backups/web"
+    index = next(k for k in _bucket(seaweed, f"{project}/index"))
+    name = {
+        "index": index,
+        "newest-manifest": f"{project}/backup_{newest}/data/manifest.zst",
+        "oldest-metadata": f"{project}/backup_{oldest}/metadata.json",
+        "lock": f"{project}/locks/otherhost-1-0badf00d.json",
+        "policy": f"{project}/policy.json",
+    }[kind]
+    keys = _bucket(seaweed, project)
+    saved = bytes(obstore.get(client, name).bytes()) if name in keys else None
+    obstore.put(client, name, b"")
+    for args in (
+        ["list", "web"],
+        ["verify", "web", "--all"],
+        ["check", "web"],
+        ["restore", "web", newest, str(tmp_path / "during")],
+        ["delete", "web", oldest],
+        ["create", "web", str(tmp_path / "data")],
+        ["rebuild-index", "web"],
+    ):
+        r = nb(*args)
+        lines = r.stderr.strip().splitlines()
+        assert "Traceback" not in r.stderr and "internal error" not in r.stderr, (args, r.stderr)
+        assert len([ln for ln in lines if ": error: " in ln]) <= 1, (args, r.stderr)
+        assert all(ln.startswith("nexus-backup: ") for ln in lines), (args, r.stderr)
+    if saved is None:
+        obstore.delete(client, name)
+    else:
+        obstore.put(client, name, saved)
+    _ok(nb("restore", "web", newest, str(tmp_path / "out")))
+    assert _tree(tmp_path / "out") == wanted
