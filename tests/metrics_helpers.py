@@ -1,5 +1,6 @@
-"""What the metrics tests share: the CLI in a subprocess (its environment free of NEXUS_*
-settings), and an exposition's samples by name and labels (prometheus_client's own parser)."""
+"""What the metrics tests (and others) share: the CLI in a subprocess (its environment free
+of NEXUS_* settings), and an exposition's samples by name and labels (prometheus_client's
+own parser)."""
 
 from __future__ import annotations
 

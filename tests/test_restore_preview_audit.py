@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from metrics_helpers import nb as cli_process
 from restore_helpers import run_restorer
 
 from core.manager import BackupManager
@@ -24,19 +25,6 @@ from core.ops import restore_anon
 
 P = "pa"
 REPO = Path(__file__).resolve().parent.parent
-
-
-def cli_process(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`nexus-backup --root ROOT ARGS` in a process of its own, as a user runs it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
-    return subprocess.run(
-        [sys.executable, "-m", "cli", "--root", str(root), *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=120,
-    )
 
 
 async def _backup(mgr: BackupManager, src: Path):

@@ -25,6 +25,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -312,3 +313,23 @@ def start(base: Path | None = None, *, attempts: int = 3) -> SeaweedServer:
         tail = server.log_tail()
         server.stop()
     raise SeaweedUnavailable(f"SeaweedFS did not start ({failure}); its log ends:\n{tail}")
+
+
+def cli(
+    seaweed: SeaweedServer, tmp_path: Path, repo: str | None = None
+) -> Callable[..., subprocess.CompletedProcess]:
+    """`nb(*args, **env)`: the CLI in a process of its own on `repo` (default: a new
+    repository in the bucket), as a user runs it."""
+    repo = repo or seaweed.url(f"t-{secrets.token_hex(6)}")
+    base = {**os.environ, **seaweed.env(), "NEXUS_BACKUP_CACHE_DIR": str(tmp_path / "cache")}
+
+    def nb(*args: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "cli", "--root", str(tmp_path / "root"), "--repo", repo, *args],
+            capture_output=True,
+            text=True,
+            env={**base, **extra},
+            timeout=120,
+        )
+
+    return nb

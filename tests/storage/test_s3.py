@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from storage.faultproxy import (
     random_faults,
 )
 from storage.seaweed import SeaweedServer, free_ports
+from storage.seaweed import cli as _cli
 
 from core.errors import InvalidInput, NexusError
 from core.repo.repository import Repository
@@ -445,26 +445,6 @@ async def test_a_second_host_behind_a_server_ignoring_if_none_match_may_read_not
             RestoreRequest(project_id="web", backup_id=meta.id, restore_dir=str(out))
         )
         assert (out / "a.txt").read_text() == "alpha\n"
-
-
-def _cli(
-    seaweed: SeaweedServer, tmp_path: Path, repo: str | None = None
-) -> Callable[..., subprocess.CompletedProcess]:
-    """`nb(*args, **env)`: the CLI in a process of its own on `repo` (default: a new
-    repository in the bucket)."""
-    repo = repo or seaweed.url(f"t-{secrets.token_hex(6)}")
-    base = {**os.environ, **seaweed.env(), "NEXUS_BACKUP_CACHE_DIR": str(tmp_path / "cache")}
-
-    def nb(*args: str, **extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "cli", "--root", str(tmp_path / "root"), "--repo", repo, *args],
-            capture_output=True,
-            text=True,
-            env={**base, **extra},
-            timeout=120,
-        )
-
-    return nb
 
 
 @pytest.mark.parametrize(

@@ -19,24 +19,9 @@ import obstore
 import pytest
 from storage.faultproxy import ERROR_503, PASS, RESET_AFTER, FaultProxy, read_only
 from storage.seaweed import SeaweedServer
+from storage.seaweed import cli as _cli
 
 Run = Callable[..., subprocess.CompletedProcess]
-
-
-def _cli(seaweed: SeaweedServer, tmp_path: Path, repo: str) -> Run:
-    """`nb(*args, **env)`: the CLI in a process of its own on `repo`, as a user runs it."""
-    base = {**os.environ, **seaweed.env(), "NEXUS_BACKUP_CACHE_DIR": str(tmp_path / "cache")}
-
-    def nb(*args: str, **extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "cli", "--root", str(tmp_path / "root"), "--repo", repo, *args],
-            capture_output=True,
-            text=True,
-            env={**base, **extra},
-            timeout=120,
-        )
-
-    return nb
 
 
 def _bucket(seaweed: SeaweedServer, prefix: str) -> dict[str, str]:

@@ -50,6 +50,13 @@ def _marks(screen: PolicyScreen) -> dict[str, str]:
     return {str(row.value): _cell(table, row, "mark") for row in table.rows}
 
 
+async def _open_policy(app: NexusApp, pilot) -> PolicyScreen:
+    """The selected project's policy screen, opened with `P`."""
+    await pilot.press("P")
+    await wait_for(pilot, lambda: isinstance(app.screen, PolicyScreen))
+    return app.screen
+
+
 async def test_the_preview_follows_the_rules_and_apply_removes_what_it_marked(
     tmp_path: Path,
 ) -> None:
@@ -59,9 +66,7 @@ async def test_the_preview_follows_the_rules_and_apply_removes_what_it_marked(
     app = NexusApp(root, clock=lambda: NOW)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        await pilot.press("P")
-        await wait_for(pilot, lambda: isinstance(app.screen, PolicyScreen))
-        screen = app.screen
+        screen = await _open_policy(app, pilot)
         assert "No policy" in plain(screen.query_one("#policy-help"))
         await type_text(pilot, "2")  # last 2
         await settle(pilot)
@@ -120,8 +125,7 @@ async def test_a_protected_backup_is_kept_whatever_the_rules_say(tmp_path: Path)
         await wait_for(pilot, lambda: mgr.list_blocking("web")[-1].protected)
         await settle(pilot)
         assert "Protected" in plain(app.main.query_one("#detail-body"))
-        await pilot.press("P")
-        await wait_for(pilot, lambda: isinstance(app.screen, PolicyScreen))
+        await _open_policy(app, pilot)
         await type_text(pilot, "1")
         await settle(pilot)
         marks = _marks(app.screen)
@@ -139,9 +143,7 @@ async def test_a_policy_without_grace_is_confirmed_as_deleting_for_good(tmp_path
     app = NexusApp(root, clock=lambda: NOW)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        await pilot.press("P")
-        await wait_for(pilot, lambda: isinstance(app.screen, PolicyScreen))
-        screen = app.screen
+        screen = await _open_policy(app, pilot)
         await type_text(pilot, "2")  # last 2
         screen.query_one("#f-grace_hours", Input).value = "0"
         await settle(pilot)

@@ -202,6 +202,16 @@ async def test_preview_of_a_small_restore_counts_exactly(tui_root: Path, seeded:
         assert "1 file OVERWRITTEN" in body and "a.txt" in body
 
 
+async def _confirm_restore_into(app: NexusApp, pilot, target: Path):
+    """The full backup's restore screen with `target` typed, at its confirmation."""
+    await pilot.press("down", "r")
+    screen = app.screen
+    screen.query_one("#target", Input).value = str(target)
+    await pilot.press("ctrl+s")
+    await settle(pilot)
+    return screen
+
+
 async def test_a_target_changed_after_the_preview_is_reported(
     tui_root: Path, seeded: dict, tmp_path: Path
 ) -> None:
@@ -212,11 +222,7 @@ async def test_a_target_changed_after_the_preview_is_reported(
     app = NexusApp(tui_root)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
-        await pilot.press("down", "r")
-        screen = app.screen
-        screen.query_one("#target", Input).value = str(target)
-        await pilot.press("ctrl+s")
-        await settle(pilot)
+        screen = await _confirm_restore_into(app, pilot, target)
         assert "1 file OVERWRITTEN" in plain(app.screen.query_one("#confirm-body"))
         (target / "sub" / "b.txt").write_bytes(b"changed by someone else meanwhile\n")
         await pilot.press("y")
@@ -504,11 +510,7 @@ async def test_a_directory_swapped_for_a_symlink_after_the_preview_sends_nothing
     app = NexusApp(tui_root)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
-        await pilot.press("down", "r")
-        screen = app.screen
-        screen.query_one("#target", Input).value = str(target)
-        await pilot.press("ctrl+s")
-        await settle(pilot)
+        screen = await _confirm_restore_into(app, pilot, target)
         assert "1 file OVERWRITTEN" in plain(app.screen.query_one("#confirm-body"))
         shutil.rmtree(target / "sub")
         os.symlink(outside, target / "sub")
