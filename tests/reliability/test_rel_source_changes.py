@@ -32,6 +32,9 @@ def versioned(tag, v, size):
     unit = b"<%s|v%08d|s%010d>" % (tag.encode(), v, size)
     return (unit * (size // len(unit) + 1))[:size]
 
+# no version shorter than one unit: its header cut, it could not be told from a torn read
+MIN = 64
+
 def find(tag):
     for d in ("d0", "d1", "d2", "d2x"):
         p = os.path.join(top, d, tag)
@@ -60,7 +63,7 @@ while not os.path.exists(stop):
             d = os.path.join(top, "d%d" % rng.randrange(2))
             tmp = os.path.join(d, ".new-" + tag)
             with open(tmp, "wb") as f:
-                f.write(versioned(tag, version, rng.randrange(1, 150_000)))
+                f.write(versioned(tag, version, rng.randrange(MIN, 150_000)))
             os.replace(tmp, os.path.join(d, tag))
             if p is not None and os.path.dirname(p) != d:
                 os.unlink(p)
@@ -70,16 +73,16 @@ while not os.path.exists(stop):
             if op == "grow":
                 size += rng.randrange(1, 80_000)
             fd = os.open(p, os.O_WRONLY)
-            os.pwrite(fd, versioned(tag, version, max(size, 1)), 0)
+            os.pwrite(fd, versioned(tag, version, max(size, MIN)), 0)
             os.close(fd)
         elif op == "shrink":
             size = os.path.getsize(p)
             with open(p, "wb") as f:  # O_TRUNC, then one write
-                f.write(versioned(tag, version, max(1, size // 3)))
+                f.write(versioned(tag, version, max(MIN, size // 3)))
         elif op == "replace":
             tmp = p + ".tmp"
             with open(tmp, "wb") as f:
-                f.write(versioned(tag, version, rng.randrange(1, 150_000)))
+                f.write(versioned(tag, version, rng.randrange(MIN, 150_000)))
             os.replace(tmp, p)
         elif op == "delete":
             os.unlink(p)
