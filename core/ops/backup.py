@@ -821,7 +821,14 @@ class BackupRun:
                 xattrs=self._xattrs(item, state),
             )
         parent, _, name = item.rel.rpartition(b"/")
-        target = os.readlink(name, dir_fd=state.dir_fd(parent))
+        try:
+            target = os.readlink(name, dir_fd=state.dir_fd(parent))
+        except FileNotFoundError:
+            raise SkipFile("vanished before it could be read") from None
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:  # not a symlink any more: said as such, not EINVAL
+                raise SkipFile("replaced by a file or directory while backing up") from None
+            raise
         return Entry(
             item.rel,
             mf.SYMLINK,
@@ -879,8 +886,9 @@ class BackupRun:
                             continue
                         try:
                             self._emit(writer, item, self._direct(item, state))
-                        except OSError as exc:
-                            self.warn(f"{item.shown}: skipped: {exc.strerror or exc}")
+                        except (OSError, SkipFile) as exc:
+                            why = exc if isinstance(exc, SkipFile) else exc.strerror or exc
+                            self.warn(f"{item.shown}: skipped: {why}")
                             self.leave_out(item.rel)
                     continue
                 for item, result in zip(unit, job.result(), strict=True):

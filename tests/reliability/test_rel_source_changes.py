@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -169,3 +170,49 @@ async def test_files_changing_while_backed_up(tmp_path: Path, seed: int):
     assert recorded > 0
     result = await mgr.check(h.PROJECT, read_data=True)
     assert result.ok, result.errors
+
+
+async def test_a_symlink_swapped_for_a_file_and_back_is_said_so(tmp_path: Path) -> None:
+    """Another thread swaps `x` between a symlink and a regular file (each by an atomic
+    rename) while backups run: each backup records one of the two whole, or leaves x out
+    saying it was replaced, never with a bare errno ("Invalid argument")."""
+    root = tmp_path / "repo"
+    h.init_project(root)
+    top = tmp_path / "live"
+    top.mkdir()
+    (top / "keep.txt").write_text("kept")
+    stop = threading.Event()
+
+    def swap() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            tmp = top / f".x{n}"
+            if n % 2:
+                os.symlink("keep.txt", tmp)
+            else:
+                tmp.write_bytes(b"a regular file")
+            os.replace(tmp, top / "x")
+
+    mgr = BackupManager(root)
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    try:
+        metas = [
+            await mgr.create(CreateRequest(project_id=h.PROJECT, data_dir=str(top)))
+            for _ in range(25)
+        ]
+    finally:
+        stop.set()
+        swapper.join()
+    for meta in metas:
+        assert meta.status == BackupStatus.COMPLETED
+        for w in meta.stats.warnings:
+            assert "Invalid argument" not in w and "Errno" not in w, w
+        target = tmp_path / f"out-{meta.id}"
+        await h.restore_to(mgr, meta.id, target)
+        x = target / "x"
+        if x.is_symlink():
+            assert os.readlink(x) == "keep.txt"
+        elif x.exists():
+            assert x.read_bytes() == b"a regular file"
