@@ -83,7 +83,14 @@ from core.ops.recovery import recover, recover_locked
 from core.query import Query
 from core.repo import locks
 from core.repo import manifest as mf
-from core.repo.repository import HOSTNAME, RepoConfig, Repository, current_user, new_backup_id
+from core.repo.repository import (
+    HOSTNAME,
+    NewerFormat,
+    RepoConfig,
+    Repository,
+    current_user,
+    new_backup_id,
+)
 from core.retention import ForgetResult, Policy, evaluate
 from core.stats import ProjectStats, RepositoryStats
 from core.storage import TMP_MARK, ObjectStore, open_store
@@ -103,6 +110,19 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 #: A short id: the start (4 or more characters) of the random part that ends every id
 #: (`fcaf67` of `20261201-160945-fcaf67`), which the TUI shows where the whole id does not fit.
 _SHORT_ID = re.compile(r"[0-9a-f]{4,6}")
+
+
+def _config_problem(repo: Repository) -> str | None:
+    """Why the project's config.json cannot be read, or None: its backups still list
+    (metadata.json stands alone) while every restore and backup fails, so a listing says
+    so rather than show it healthy. A newer format is not a problem here: readers list it."""
+    try:
+        repo.config  # noqa: B018 - validated whole when read
+    except NewerFormat:
+        return None
+    except (NexusError, ValueError) as exc:
+        return str(exc) or "damaged"
+    return None
 
 
 def _listed(repo: Repository) -> list[BackupMetadata]:
@@ -988,13 +1008,18 @@ class BackupManager(Comparing):
             except WrongPassword:  # listed, as locked: its figures are sealed
                 out.append(ProjectSummary(project_id=name, encrypted=True, locked=True))
                 continue
-            except (NexusError, ValueError):
+            except NotFound:  # not a project (any more): nothing in it, or being deleted
+                continue
+            except (NexusError, ValueError) as exc:  # listed with why: a project that
+                # vanished from a listing would read as deleted (design I3)
+                out.append(ProjectSummary(project_id=name, unreadable=str(exc) or "damaged"))
                 continue
             metas = live_status(repo, _listed(repo))
             last = max(metas, key=lambda m: m.created_at) if metas else None
             out.append(
                 ProjectSummary(
                     project_id=name,
+                    unreadable=_config_problem(repo),
                     backups=len(metas),
                     last_backup_at=last.created_at if last else None,
                     last_status=last.status if last else None,
@@ -1170,8 +1195,10 @@ class BackupManager(Comparing):
                 totals.append(self.stats_blocking(name, since).totals)
             except WrongPassword:
                 totals.append(st.ProjectTotals(project_id=name, locked=True))
-            except (NexusError, ValueError):
+            except NotFound:  # not a project (any more)
                 continue
+            except (NexusError, ValueError) as exc:  # listed with why, as `projects` does
+                totals.append(st.ProjectTotals(project_id=name, unreadable=str(exc) or "damaged"))
         return st.repository_stats(totals, since)
 
     # --- rename a project ------------------------------------------------------------------

@@ -567,6 +567,10 @@ class ProjectSummary(Model):
     encrypted: bool = False  # encrypted at rest (issue 12)
     #: Encrypted and not opened: no password given, or a wrong one. Nothing else is known.
     locked: bool = False
+    #: Why the project cannot be opened at all (its config.json damaged or missing beside
+    #: other objects, a format newer than this version's): listed, never left out of a
+    #: listing. Nothing else is known.
+    unreadable: str | None = None
     #: Its policy's schedule (issue 14), when the next run is expected, whether a run is
     #: owed for longer than a timer would leave it, and the last scheduled run.
     schedule: str | None = None

@@ -88,6 +88,7 @@ class ProjectTotals(Model):
     bytes_stored_new: int = 0
     duration_seconds: float = 0.0
     locked: bool = False  # encrypted and not opened: nothing else is known
+    unreadable: str | None = None  # why it cannot be opened at all: nothing else is known
 
 
 class ProjectStats(Model):
@@ -221,7 +222,7 @@ def repository_stats(
 ) -> RepositoryStats:
     """Each project's totals and their sum (ratios of the sums; the last times the newest)."""
     listed = sorted(projects, key=lambda t: t.project_id)
-    known = [t for t in listed if not t.locked]
+    known = [t for t in listed if not t.locked and not t.unreadable]
     by_status: Counter[str] = Counter()
     for t in known:
         by_status.update(t.by_status)

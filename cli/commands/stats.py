@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from cli.context import EXIT_OK, Context, run
+from cli.context import EXIT_ERROR, EXIT_OK, Context, run
 from cli.render import block, duration, error_line, out, size, stamp, table
 from core.errors import NexusError
 
@@ -20,11 +20,14 @@ def cmd_stats(ctx: Context) -> int:
     a = ctx.args
     if a.project is None:
         summary: RepositoryStats = run(ctx.manager.repository_stats(a.since))
+        unreadable = [t for t in summary.projects if t.unreadable]
         if ctx.json:
             ctx.emit(summary)
-            return EXIT_OK
+            return EXIT_ERROR if unreadable else EXIT_OK
         out("\n".join(repository_lines(summary)))
-        return EXIT_OK
+        for t in unreadable:  # never a silent gap in the totals
+            error_line(f"{t.project_id}: cannot be read ({t.unreadable}): not counted")
+        return EXIT_ERROR if unreadable else EXIT_OK
     stats: ProjectStats = run(ctx.manager.stats(a.project, a.since))
     if ctx.json:
         ctx.emit(stats)
@@ -111,6 +114,9 @@ def repository_lines(summary: RepositoryStats) -> list[str]:
     for t in summary.projects:
         if t.locked:
             rows.append([t.project_id, "locked", "-", "-", "-", "-", "-"])
+            continue
+        if t.unreadable:
+            rows.append([t.project_id, "cannot be read", "-", "-", "-", "-", "-"])
             continue
         rows.append(
             [

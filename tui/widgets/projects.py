@@ -32,9 +32,10 @@ def project_prompt(
     """Line 1: name and age of the last backup; line 2: the number of backups; line 3 what
     they take in the repository, labelled "stored" and in the table's units, so it is not
     read as the backups' size (the table's, before dedup and compression); a project whose
-    last backup failed is red, marked ✗ and says so on a line of its own.
+    last backup failed, or that cannot be read (its config.json damaged), is red, marked ✗
+    and says so on a line of its own.
     Plain Text laid out here: a list of Rich tables costs far more to render."""
-    failed = project.last_status == BackupStatus.FAILED
+    failed = project.last_status == BackupStatus.FAILED or bool(project.unreadable)
     name = Text()
     if failed:
         name.append("✗ ", style="bold red")
@@ -49,7 +50,9 @@ def project_prompt(
     if project.backups:
         stored = Text(f"{fmt.size(project.stored_bytes)} stored", style="dim")
         text += Text("\n") + _line(stored, Text(""), width)
-    if failed:
+    if project.unreadable:  # its backups list, but none restores: said, never shown healthy
+        text.append("\ncannot be read", style="red")
+    elif failed:
         text.append("\nlast backup failed", style="red")
     if project.schedule is not None:
         text.append("\n")
