@@ -994,6 +994,11 @@ class BackupManager(Comparing):
         leaves them out)."""
         return await self._in_thread(lambda: self._repo(project_id).list_metadata()[1])
 
+    async def config_problem(self, project_id: str) -> str | None:
+        """Why the project's config.json cannot be read (every restore and backup of it
+        then fails, while its backups still list), or None."""
+        return await self._in_thread(lambda: _config_problem(self._repo(project_id)))
+
     async def projects(self, only: Collection[str] | None = None) -> list[ProjectSummary]:
         """Every project's summary, or (`only`) those of the named ones that exist: a
         summary reads all of a project's metadata, so a view refreshes what changed."""

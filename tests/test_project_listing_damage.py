@@ -72,3 +72,12 @@ async def test_the_cli_says_so_and_exits_1(root: Path) -> None:
     assert as_json.returncode == 1
     listed = {p["project_id"]: p for p in json.loads(as_json.stdout)}
     assert listed["bad"]["unreadable"] and listed["good"]["unreadable"] is None
+
+
+async def test_list_of_it_says_so_and_exits_1(root: Path) -> None:
+    shown = _cli(root, "list", "bad")
+    assert shown.returncode == 1
+    assert "none can be restored" in shown.stderr and len(shown.stderr.splitlines()) == 1
+    assert len(shown.stdout.splitlines()) == 2  # the header and its one backup
+    assert _cli(root, "list", "good").returncode == 0
+    assert _cli(root, "list", "newer").returncode == 0

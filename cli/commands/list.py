@@ -3,7 +3,7 @@ text."""
 
 from __future__ import annotations
 
-from cli.context import EXIT_OK, Context, run
+from cli.context import EXIT_ERROR, EXIT_OK, Context, run
 from cli.render import ago, error_line, fmt_tags, out, plural, size, table
 from core.models import BackupMetadata, BackupStatus, BackupType, ListFilter
 
@@ -21,6 +21,12 @@ def cmd_list(ctx: Context) -> int:
     )
     backups: list[BackupMetadata] = run(ctx.manager.list(a.project, filters))
     unreadable = run(ctx.manager.damaged_metadata(a.project))
+    problem = run(ctx.manager.config_problem(a.project))
+    if problem:  # its backups list, but none restores: never shown as if healthy
+        error_line(
+            f"{problem}: its backups are listed, but none can be restored or made until its "
+            "config.json is put back (from a copy of the repository: docs/design.md §1.1)"
+        )
     if unreadable:  # never a silent "no backups": a lost key or a damaged file is said
         shown = ", ".join(unreadable[:5]) + (" ..." if len(unreadable) > 5 else "")
         error_line(
@@ -28,13 +34,14 @@ def cmd_list(ctx: Context) -> int:
             f"cannot be read ({shown}); `nexus-backup check {a.project}` says why",
             kind="warning",
         )
+    code = EXIT_ERROR if problem else EXIT_OK
     if ctx.json:
         ctx.emit(backups)
-        return EXIT_OK
+        return code
     if not backups:
         filtered = any(v is not None for v in filters.model_dump().values())
         out(f"No backups in project {a.project}" + (" match the filters." if filtered else "."))
-        return EXIT_OK
+        return code
     rows = []
     for m in backups:
         status = m.status.value
@@ -56,4 +63,4 @@ def cmd_list(ctx: Context) -> int:
         )
     headers = ["ID", "TYPE", "CREATED", "SIZE", "FILES", "PARENT", "TAGS", "STATUS"]
     out("\n".join(table(headers, rows, right={3, 4})))
-    return EXIT_OK
+    return code
