@@ -85,7 +85,12 @@ def test_small_jobs_run_in_the_feeding_thread_until_one_waits_then_on_the_pool(
     assert where[4:] == [False] * 4  # then on the pool
 
 
-def test_a_small_job_that_fails_in_place_fails_the_pipeline() -> None:
+def test_a_small_job_that_fails_in_place_fails_the_pipeline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # every job in place, whatever the machine's load: a job descheduled for a few ms would
+    # otherwise send the next ones to the pool, where one may start before the failure lands
+    monkeypatch.setattr(InPlace, "MIN_WAIT", 3600.0)
     ran: list[int] = []
 
     def job(i: int) -> None:

@@ -340,3 +340,29 @@ def test_the_cli_refuses_without_yes_off_a_terminal(tmp_path: Path, data_dir: Pa
         [*run, "delete-project", "nope", "--yes"], env=env, capture_output=True, text=True
     )
     assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
+
+
+def test_a_delete_killed_between_unlinks_and_rmdirs_is_finished_whole(
+    tmp_path: Path, data_dir: Path
+):
+    """A delete killed after it unlinked a backup's objects and before it removed their
+    directories leaves empty directories and its marker: the next delete removes them and
+    the project's directory, and reports no stranger (a symlink a stranger left stays)."""
+    root = tmp_path / "r"
+    env = {**os.environ, "NEXUS_BACKUP_ROOT": str(root)}
+    run = [sys.executable, "-m", "cli"]
+    assert subprocess.run([*run, "create", "doomed", str(data_dir)], env=env).returncode == 0
+    project = root / "backups" / "doomed"
+    (project / projects.DELETING).write_bytes(b"")
+    for f in [p for p in project.rglob("*") if p.is_file() and p.name != projects.DELETING]:
+        f.unlink()  # every object gone, the directories that held them left
+    assert any(p.is_dir() for p in project.rglob("*"))
+    again = subprocess.run(
+        [*run, "--json", "delete-project", "doomed", "--yes"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["kept"] == []
+    assert not project.exists()

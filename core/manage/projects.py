@@ -91,6 +91,11 @@ def delete_objects(store: ObjectStore) -> tuple[int, int, list[str]]:
             continue
         store.delete(obj.name)
         count, size = count + 1, size + obj.size
+    # the empty directories a killed delete left (unlinked, not yet removed) are no
+    # stranger's: a local store removes them, never one that holds anything
+    prune = getattr(store, "remove_empty_dirs", None)
+    if prune is not None:
+        prune()
     # what no listing shows is left too, and said: a link in a directory's place
     for name in store.children():
         if name not in (*_SCRATCH, "locks", DELETING) and not any(

@@ -469,6 +469,19 @@ class LocalStore:
         except FileNotFoundError:
             return
 
+    def remove_empty_dirs(self) -> None:
+        """Remove the directories below the store's that hold nothing at all, deepest first
+        (a kill between an object's unlink and its directory's rmdir leaves them): never one
+        that holds anything, never a link (rmdir does not take one)."""
+        try:
+            with self._dirs() as fds:
+                for _dir, dirs, _files, dir_fd in os.fwalk(".", dir_fd=fds[-1], topdown=False):
+                    for d in dirs:
+                        with contextlib.suppress(OSError):  # not empty, a link, or gone
+                            os.rmdir(d, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return
+
     def remove_partials(self) -> int:
         """Remove stray temp files left by a crash (under an exclusive lock)."""
         removed = 0
