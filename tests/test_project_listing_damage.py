@@ -77,7 +77,8 @@ async def test_the_cli_says_so_and_exits_1(root: Path) -> None:
 async def test_list_of_it_says_so_and_exits_1(root: Path) -> None:
     shown = _cli(root, "list", "bad")
     assert shown.returncode == 1
-    assert "none can be restored" in shown.stderr and len(shown.stderr.splitlines()) == 1
+    assert "no backup of it can be restored" in shown.stderr
+    assert len(shown.stderr.splitlines()) == 1
     assert len(shown.stdout.splitlines()) == 2  # the header and its one backup
     assert _cli(root, "list", "good").returncode == 0
     assert _cli(root, "list", "newer").returncode == 0

@@ -22,18 +22,20 @@ def cmd_list(ctx: Context) -> int:
     backups: list[BackupMetadata] = run(ctx.manager.list(a.project, filters))
     unreadable = run(ctx.manager.damaged_metadata(a.project))
     problem = run(ctx.manager.config_problem(a.project))
-    if problem:  # its backups list, but none restores: never shown as if healthy
-        error_line(
-            f"{problem}: its backups are listed, but none can be restored or made until its "
-            "config.json is put back (from a copy of the repository: docs/design.md §1.1)"
-        )
+    said = []  # one line, whatever is wrong
     if unreadable:  # never a silent "no backups": a lost key or a damaged file is said
         shown = ", ".join(unreadable[:5]) + (" ..." if len(unreadable) > 5 else "")
-        error_line(
+        said.append(
             f"{plural(len(unreadable), 'backup')} of {a.project} not listed: metadata.json "
-            f"cannot be read ({shown}); `nexus-backup check {a.project}` says why",
-            kind="warning",
+            f"cannot be read ({shown}); `nexus-backup check {a.project}` says why"
         )
+    if problem:  # its backups list, but none restores: never shown as if healthy
+        said.append(
+            f"{problem}: no backup of it can be restored or made until its config.json is "
+            "put back (from a copy of the repository: docs/design.md §1.1)"
+        )
+    if said:
+        error_line("; and ".join(said), kind="error" if problem else "warning")
     code = EXIT_ERROR if problem else EXIT_OK
     if ctx.json:
         ctx.emit(backups)
