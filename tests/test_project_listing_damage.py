@@ -5,12 +5,10 @@ face, rather than show it healthy, and never leave it out (design I3)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from metrics_helpers import nb as _cli
 
 from core.errors import Damaged
 from core.manager import BackupManager
@@ -33,18 +31,6 @@ async def root(tmp_path: Path) -> Path:
     config = root / "backups" / "newer" / "config.json"
     config.write_text(json.dumps({**json.loads(config.read_text()), "version": 99}))
     return root
-
-
-def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
-    return subprocess.run(
-        [sys.executable, "-m", "cli", "--root", str(root), *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=60,
-    )
 
 
 async def test_the_engine_lists_it_with_why(root: Path, tmp_path: Path) -> None:
