@@ -459,8 +459,11 @@ def read_file(state: RunState, item: Item) -> Entry:
                     return _file_entry(
                         item, st, size=size, content=content, chunks=chunks, xattrs=xattrs
                     )
-                st = os.fstat(fd)
+                # the pause first, then the state the next read is judged against: taken
+                # before the pause, every write during it (a log appended to every 20 ms)
+                # failed the next attempt as well, whatever the read saw
                 time.sleep(0.05)
+                st = os.fstat(fd)
     except OSError as exc:
         raise SkipFile(f"read error: {exc.strerror or exc}") from None
     finally:
