@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
-import secrets
+import os
 import threading
 from collections.abc import Iterable
 from concurrent.futures import Future
@@ -23,16 +23,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-import blake3
-
-from core.repo.codec import Kind
 from core.repo.random_pool import random_bytes
 
 if TYPE_CHECKING:
-    from core.storage import ObjectStore
+    from core.repo.codec import Kind
+    from core.storage import Buffer, ObjectStore
 
 # `cryptography` (and OpenSSL with it) is imported by the functions that use it, when a
 # repository is encrypted: a plain repository's commands neither load it nor hold its memory.
+# So are the codec and blake3, and `secrets` is not imported (its bytes are os.urandom's):
+# `derive_ahead` starts Argon2id once this module is loaded, and every import before it
+# delays the unlock (see core/unlock_ahead.py).
 
 SCHEME = "aes-256-gcm+blake3-keyed+argon2id"
 KEYS = "keys/"
@@ -78,11 +79,11 @@ def _hkdf(master: bytes, label: str, length: int = 32) -> bytes:
 
 
 def new_master_key() -> bytes:
-    return secrets.token_bytes(MASTER_LENGTH)
+    return os.urandom(MASTER_LENGTH)
 
 
 def new_key_id() -> str:
-    return secrets.token_hex(16)
+    return os.urandom(16).hex()
 
 
 # --- key objects ---------------------------------------------------------------------------
@@ -127,8 +128,8 @@ def make_key_object(
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     params = params or KdfParams()  # the defaults new_key_ahead derives with
-    salt = _take_new_salt(params, password) or secrets.token_bytes(16)
-    nonce = secrets.token_bytes(NONCE)
+    salt = _take_new_salt(params, password) or os.urandom(16)
+    nonce = os.urandom(NONCE)
     wrapping = params.derive(password, salt)
     wrapped = AESGCM(wrapping).encrypt(nonce, master, _key_ad(key_id))
     obj = {
@@ -205,7 +206,7 @@ _new_salts: dict[str, tuple[KdfParams, bytes]] = {}
 def new_key_ahead(password: str) -> None:
     """As `derive_ahead`, for the key object of a project about to be created: its salt is
     drawn now, and `make_key_object` takes it (a salt is still used by one key only)."""
-    params, salt = KdfParams(), secrets.token_bytes(16)
+    params, salt = KdfParams(), os.urandom(16)
     with _ahead_lock:
         if password in _new_salts:
             return
@@ -301,12 +302,17 @@ class AeadCipher:
     overhead = NONCE + TAG
 
     def __init__(self, master: bytes) -> None:
+        import blake3
         from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        from core.repo.codec import Kind
 
         if len(master) != MASTER_LENGTH:
             raise ValueError("a master key is 32 bytes")
         self._invalid_tag = InvalidTag
+        self._blob = Kind.BLOB
+        self._blake3 = blake3.blake3
         self._aead = {kind: AESGCM(_hkdf(master, f"aead {kind.name}")) for kind in Kind}
         self._id_key = _hkdf(master, "chunk id")
         seed = int.from_bytes(_hkdf(master, "chunker seed", 8), "little") >> 1
@@ -318,11 +324,19 @@ class AeadCipher:
     def _ad(kind: Kind, context: bytes) -> bytes:
         return kind.name.encode() + b"\0" + bytes(context)
 
-    def seal(self, kind: Kind, data: bytes, context: bytes) -> bytes:
+    def seal(self, kind: Kind, data: Buffer, context: bytes) -> bytes | bytearray:
+        """The nonce, then the ciphertext and its tag. A chunk's are written straight after
+        the nonce in one new buffer (its bytes are copied once more, into the pack, and no
+        other copy is made); other objects are returned as bytes."""
         nonce = random_bytes(NONCE)  # the cipher takes any buffer: no copy of a chunk's view
-        return nonce + self._aead[kind].encrypt(nonce, data, self._ad(kind, context))
+        if kind is not self._blob:
+            return nonce + self._aead[kind].encrypt(nonce, data, self._ad(kind, context))
+        out = bytearray(NONCE + len(data) + TAG)
+        out[:NONCE] = nonce
+        self._aead[kind].encrypt_into(nonce, data, self._ad(kind, context), memoryview(out)[NONCE:])
+        return out
 
-    def open(self, kind: Kind, sealed: bytes, context: bytes) -> bytes:
+    def open(self, kind: Kind, sealed: Buffer, context: bytes) -> bytes:
         if len(sealed) < self.overhead:
             raise ValueError("shorter than a sealed object")
         view = memoryview(sealed)
@@ -332,4 +346,4 @@ class AeadCipher:
             raise ValueError("does not authenticate (damaged, tampered with or moved)") from None
 
     def chunk_id(self, data: bytes | memoryview) -> bytes:
-        return blake3.blake3(data, key=self._id_key).digest()
+        return self._blake3(data, key=self._id_key).digest()
