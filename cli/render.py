@@ -54,6 +54,15 @@ def error_line(message: str, *, kind: str = "error") -> None:
     sys.stderr.flush()
 
 
+def config_damage(problem: str) -> str:
+    """What a listing says of a project whose config.json cannot be read: its backups still
+    show (each metadata.json stands alone), yet none of them restores."""
+    return (
+        f"{problem}: no backup of it can be restored or made until its config.json is put "
+        "back (from a copy of the repository: docs/design.md §1.1)"
+    )
+
+
 def emit(value: BaseModel | Sequence[BaseModel]) -> None:
     """--json output: the model(s), and nothing else, on stdout."""
     from pydantic import BaseModel  # only --json output needs it

@@ -68,3 +68,15 @@ async def test_list_of_it_says_so_and_exits_1(root: Path) -> None:
     assert len(shown.stdout.splitlines()) == 2  # the header and its one backup
     assert _cli(root, "list", "good").returncode == 0
     assert _cli(root, "list", "newer").returncode == 0
+
+
+async def test_info_of_its_backup_says_so_and_exits_1(root: Path) -> None:
+    """The metadata reads "completed", but the backup cannot be restored: said, exit 1."""
+    for args in (("info", "bad", "latest"), ("--json", "info", "bad", "latest")):
+        shown = _cli(root, *args)
+        assert shown.returncode == 1, args
+        assert "completed" in shown.stdout  # the backup is still shown
+        assert "no backup of it can be restored" in shown.stderr
+        assert len(shown.stderr.splitlines()) == 1
+    assert _cli(root, "info", "good", "latest").returncode == 0
+    assert _cli(root, "info", "newer", "latest").returncode == 0

@@ -6,18 +6,35 @@ from __future__ import annotations
 import json
 
 from cli.commands.stats import phases_text
-from cli.context import EXIT_OK, Context, run
-from cli.render import block, clean, duration, fmt_tags, out, plural, size, speed, stamp
+from cli.context import EXIT_ERROR, EXIT_OK, Context, run
+from cli.render import (
+    block,
+    clean,
+    config_damage,
+    duration,
+    error_line,
+    fmt_tags,
+    out,
+    plural,
+    size,
+    speed,
+    stamp,
+)
 from core.models import BackupInfo, BackupInfoView, BackupMetadata, VerifyResult
 
 
 def cmd_info(ctx: Context) -> int:
     a = ctx.args
     info: BackupInfo = run(ctx.manager.info(a.project, a.backup_id))
+    # its metadata stands alone and reads "completed": never shown as if it could be restored
+    problem = run(ctx.manager.config_problem(a.project))
     if ctx.json:
         ctx.emit(BackupInfoView.of(info))  # the metadata at the top level, as the API
-        return EXIT_OK
-    out("\n".join(_info_lines(info)))
+    else:
+        out("\n".join(_info_lines(info)))
+    if problem:
+        error_line(config_damage(problem))
+        return EXIT_ERROR
     return EXIT_OK
 
 

@@ -4,7 +4,7 @@ text."""
 from __future__ import annotations
 
 from cli.context import EXIT_ERROR, EXIT_OK, Context, run
-from cli.render import ago, error_line, fmt_tags, out, plural, size, table
+from cli.render import ago, config_damage, error_line, fmt_tags, out, plural, size, table
 from core.models import BackupMetadata, BackupStatus, BackupType, ListFilter
 
 
@@ -30,10 +30,7 @@ def cmd_list(ctx: Context) -> int:
             f"cannot be read ({shown}); `nexus-backup check {a.project}` says why"
         )
     if problem:  # its backups list, but none restores: never shown as if healthy
-        said.append(
-            f"{problem}: no backup of it can be restored or made until its config.json is "
-            "put back (from a copy of the repository: docs/design.md §1.1)"
-        )
+        said.append(config_damage(problem))
     if said:
         error_line("; and ".join(said), kind="error" if problem else "warning")
     code = EXIT_ERROR if problem else EXIT_OK
