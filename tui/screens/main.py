@@ -264,12 +264,12 @@ class MainScreen(CompareActions, WorkerErrors, Screen):
         self.projects.set_projects(message.projects, self.app.now(), partial=message.partial)
         if message.partial:
             return
-        self.app.call_after_refresh(self.app.settle_heap)
         wanted = self.select_when_loaded
         if wanted and any(p.project_id == wanted for p in message.projects):
             self.select_when_loaded = None
             self.projects.select_project(wanted)
         if not message.projects:
+            self.app.call_after_refresh(self.app.settle_heap)  # the first screenful
             self.table.show(None, [], self.app.now())
             self.detail.show(None, None, self.app.now(), hint=self._empty_hint())
             self.query_one("#table-area").border_subtitle = "no projects yet · N: new project"
@@ -296,6 +296,8 @@ class MainScreen(CompareActions, WorkerErrors, Screen):
         if message.project_id != self.project_id:
             return
         self.table.show(message.project_id, message.backups, self.app.now())
+        # the first screenful is drawn before the collection's pause, not after it
+        self.app.call_after_refresh(self.app.settle_heap)
         wanted = self.select_backup_when_loaded
         if wanted and self.table.find(wanted) is not None:
             self.select_backup_when_loaded = None
