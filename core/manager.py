@@ -542,9 +542,11 @@ class BackupManager(Comparing):
         while len(self._copies) > 100:  # a long-running server keeps only the recent ones
             self._copies.pop(next(iter(self._copies)))
 
-    def _copy_target(self, to: str) -> ObjectStore:
-        """The store a copy goes to: never this repository, nor a directory inside it or
-        holding it (its objects would be mixed with this one's)."""
+    def _copy_target(self, to: str, project_id: str) -> ObjectStore:
+        """The store a copy of `project_id` goes to: never this repository, nor a directory
+        inside it or holding it (its objects would be mixed with this one's), nor a store
+        whose directory of that project is one of this repository's (a bind mount of one of
+        its projects, or of its `backups/`, at the target's `backups/{project_id}`)."""
         if (bad := display.not_data(to)) is not None:
             # a setting later written into units and cron lines (schedule install) and logs
             raise InvalidInput(f"copy target {to!r} holds a control character ({bad!r}): refused")
@@ -554,6 +556,8 @@ class BackupManager(Comparing):
         if not same and mine is not None and theirs is not None:
             a, b = Path(os.path.realpath(mine)), Path(os.path.realpath(theirs))
             same = a == b or a in b.parents or b in a.parents or _same_tree(a, b)
+            # what the copy writes: judged by device and inode too, where it would be made
+            same = same or _same_tree(a, b / projects.PROJECTS / project_id)
         if same:
             raise InvalidInput(f"{to}: that is this repository or inside it; copy to another one")
         return target
@@ -573,7 +577,7 @@ class BackupManager(Comparing):
 
         def work() -> None:
             repo = self._writable(self._repo(project_id))
-            url = self._copy_target(to).url if to else None
+            url = self._copy_target(to, project_id).url if to else None
             # under the shared lock, as every write: another writer's recovery (exclusive)
             # never runs meanwhile, so it cannot take this write's temp file for a dead one's
             with locked(repo, "settings", exclusive=False):
@@ -1276,7 +1280,7 @@ class BackupManager(Comparing):
         src.check_format()
         for b in backup_ids or ():
             src.read_metadata(self._resolve_id(src, b))  # unknown: NotFound, no target made
-        target = self._copy_target(to)
+        target = self._copy_target(to, project_id)
         dst = Repository(self.root, project_id, projects.project_store(target, project_id))
         try:
             if dst.exists():

@@ -1,0 +1,139 @@
+"""Audit of `copy`, `rename-project` and `dump` through the real CLI (one process per command,
+as a user runs it) and real concurrent processes: a copy's target whose project directory is
+another directory of this repository by a bind mount, a rename racing another process that
+makes a directory at the new name, a dump whose stdout is a file of the repository or closed.
+
+Every test checks what a user would: the exit code, one clear error line, and that nothing
+of the repository changed or was mixed with another project's objects."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rel_harness import bind_mount
+
+EXE = [sys.executable, "-m", "cli"]
+
+
+def cli(root: Path, *args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+    """`nexus-backup --root ROOT args` in a real process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
+    return subprocess.run(
+        [*EXE, "--root", str(root), *args],
+        capture_output="stdout" not in kw,
+        stderr=subprocess.PIPE if "stdout" in kw else None,
+        text=True,
+        timeout=timeout,
+        env=env,
+        **kw,
+    )
+
+
+def one_clear_line(r: subprocess.CompletedProcess) -> bool:
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    return (
+        len(lines) == 1
+        and "Traceback" not in r.stderr
+        and "internal error" not in r.stderr
+        and lines[0].startswith("nexus-backup: ")
+    )
+
+
+def files_of(top: Path) -> dict[str, str]:
+    """Every file under `top` (logs aside) by relative path: the BLAKE2 of its bytes."""
+    out = {}
+    for dirpath, _dirs, names in os.walk(top):
+        for n in names:
+            full = Path(dirpath) / n
+            rel = str(full.relative_to(top))
+            if not rel.startswith("logs/"):
+                out[rel] = hashlib.blake2b(full.read_bytes()).hexdigest()
+    return out
+
+
+@pytest.fixture
+def two_projects(tmp_path: Path) -> Path:
+    """A root with projects `web` (two backups) and `other` (one), of different data."""
+    root = tmp_path / "root"
+    for name in ("web", "other"):
+        d = tmp_path / f"data-{name}"
+        d.mkdir()
+        (d / "f.bin").write_bytes(os.urandom(200_000))
+        r = cli(root, "create", name, str(d))
+        assert r.returncode == 0, r.stderr
+    assert cli(root, "create", "web", str(tmp_path / "data-web")).returncode == 0
+    return root
+
+
+def _ids(root: Path, project: str, *repo: str) -> list[str]:
+    r = cli(root, *repo, "--json", "list", project)
+    assert r.returncode == 0, r.stderr
+    return sorted(b["id"] for b in json.loads(r.stdout))
+
+
+# --- copy: the target's project directory is a directory of this repository (I7) -----------
+
+
+@pytest.mark.parametrize("into", ["other", "web"])
+def test_a_copy_whose_target_project_is_bind_mounted_from_this_repository_is_refused(
+    two_projects: Path, tmp_path: Path, into: str
+):
+    """`copy web --to T` where T/backups/web is a bind mount of this repository's project
+    `other` (or of `web` itself). The check looked at T alone: the copy wrote web's backups
+    into `other` ("2 backups copied", `other` then listed three backups, two of them web's),
+    or said "already in the target" of the very backups it was asked to copy off-site."""
+    root = two_projects
+    before = files_of(root)
+    target = tmp_path / "offsite"
+    with bind_mount(root / "backups" / into, target / "backups" / "web"):
+        r = cli(root, "copy", "web", "--to", str(target))
+        assert r.returncode == 2, (r.stdout, r.stderr)
+        assert one_clear_line(r) and "this repository" in r.stderr, r.stderr
+        r = cli(root, "settings", "web", "copy-to", str(target))
+        assert r.returncode == 2 and one_clear_line(r), r.stderr
+    assert files_of(root) == before
+    assert len(_ids(root, "other")) == 1 and len(_ids(root, "web")) == 2
+
+
+def test_a_copy_whose_target_backups_directory_is_bind_mounted_from_this_one_is_refused(
+    two_projects: Path, tmp_path: Path
+):
+    """T/backups a bind mount of this repository's `backups/`: T's project `web` is ours."""
+    root = two_projects
+    before = files_of(root)
+    target = tmp_path / "offsite"
+    with bind_mount(root / "backups", target / "backups"):
+        r = cli(root, "copy", "web", "--to", str(target))
+        assert r.returncode == 2 and one_clear_line(r) and "this repository" in r.stderr, r
+    assert files_of(root) == before
+
+
+def test_a_copy_into_a_project_of_another_repository_keeps_its_backups(
+    two_projects: Path, tmp_path: Path
+):
+    """The target already holds a project `web` of its own (another host's): the copy adds
+    to it, and every backup it had stays, byte for byte; a symlink to this root is refused."""
+    root, target = two_projects, tmp_path / "offsite"
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "t.txt").write_text("theirs\n")
+    r = cli(tmp_path / "host2", "--repo", str(target), "create", "web", str(theirs))
+    assert r.returncode == 0, r.stderr
+    own = _ids(tmp_path / "host2", "web", "--repo", str(target))
+    kept = {k: v for k, v in files_of(target).items() if any(i in k for i in own)}
+    r = cli(root, "copy", "web", "--to", str(target))
+    assert r.returncode == 0, r.stderr
+    after = files_of(target)
+    assert {k: after[k] for k in kept} == kept
+    listed = _ids(tmp_path / "host2", "web", "--repo", str(target))
+    assert listed == sorted([*own, *_ids(root, "web")])
+    alias = tmp_path / "alias"
+    alias.symlink_to(root)
+    r = cli(root, "copy", "web", "--to", str(alias))
+    assert r.returncode == 2 and one_clear_line(r) and "this repository" in r.stderr
