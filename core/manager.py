@@ -946,6 +946,36 @@ class BackupManager(Comparing):
         beneath one, reached by whatever path (a bind mount of one)."""
         return every_dir_id(self._stored_dirs())
 
+    def refuse_output_inside(self, fd: int, what: str) -> None:
+        """A command that writes a backup's bytes to `fd` (dump's and cat's stdout, opened by
+        the shell: `>> backups/web/config.json`) refuses, before writing anything, when it is
+        a file inside a repository or the logs (design I3): judged from the directory the
+        kernel names for the open file, by device and inode (`lies_in`), so neither a link
+        on the way nor a bind mount hides it. A pipe, a terminal, a device, a file elsewhere
+        or one deleted since it was opened passes."""
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return
+            where = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return
+        if not where.startswith("/") or where.endswith(" (deleted)"):
+            return
+        try:
+            parent = os.open(os.path.dirname(where), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            inside = lies_in(parent, self._stored_ids())
+        finally:
+            os.close(parent)
+        if inside:
+            raise InvalidInput(
+                f"{what}: its output {display.name(where)} is a file inside a repository or the "
+                f"logs of {display.name(str(self.root))}: nothing was written to it; send it to "
+                "a file elsewhere or a pipe"
+            )
+
     def _protected(self) -> tuple[frozenset[tuple[int, int]], frozenset[tuple[int, int]]]:
         """`_stored_ids`, and those with the nexus root and everything in it: the directories
         no restore may delete, replace or write into, wherever they lie (a bind mount inside

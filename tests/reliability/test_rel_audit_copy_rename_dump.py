@@ -137,3 +137,78 @@ def test_a_copy_into_a_project_of_another_repository_keeps_its_backups(
     alias.symlink_to(root)
     r = cli(root, "copy", "web", "--to", str(alias))
     assert r.returncode == 2 and one_clear_line(r) and "this repository" in r.stderr
+
+
+# --- dump: its stdout is a file of the repository, or closed (I3) ----------------------------
+
+
+def _dump_into(root: Path, path: Path, cmd: str, args: tuple[str, ...], *, append: bool):
+    with open(path, "ab" if append else "wb") as f:
+        return cli(root, cmd, "web", "latest", *args, stdout=f)
+
+
+@pytest.mark.parametrize("cmd", ["dump", "cat"])
+def test_dump_and_cat_never_write_into_the_repository_they_read(
+    two_projects: Path, tmp_path: Path, cmd: str
+):
+    """`dump web latest >> backups/web/config.json` appended the tar stream to the project's
+    config: the project could no longer be opened ("no backup of it can be restored or made
+    until its config.json is put back"), exit 0. `> backups/web/index/out.tar` planted a
+    damaged index file (check: DAMAGED). Each is now refused before anything is written,
+    and so is a link to such a file, a bind mount of the project and the logs; a file
+    elsewhere is written as before."""
+    root = two_projects
+    project = root / "backups" / "web"
+    args = ("f.bin",) if cmd == "cat" else ()
+    before = files_of(root)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "link").symlink_to(project / "config.json")
+    targets = [
+        (project / "config.json", True),
+        (project / "index" / "out.tar", False),
+        (root / "backups" / "other" / "config.json", True),
+        (elsewhere / "link", True),
+    ]
+    for path, append in targets:
+        r = _dump_into(root, path, cmd, args, append=append)
+        assert r.returncode == 2 and one_clear_line(r), (path, r.stderr)
+        assert "inside a repository" in r.stderr
+        (project / "index" / "out.tar").unlink(missing_ok=True)  # the shell made it
+    assert files_of(root) == before
+    with bind_mount(project, tmp_path / "mnt"):
+        r = _dump_into(root, tmp_path / "mnt" / "config.json", cmd, args, append=True)
+        assert r.returncode == 2 and one_clear_line(r), r.stderr
+    assert files_of(root) == before
+    assert cli(root, "check", "web").returncode == 0
+    r = _dump_into(root, elsewhere / "out", cmd, args, append=False)
+    assert r.returncode == 0, r.stderr
+    assert (elsewhere / "out").stat().st_size > 100_000
+
+
+def test_dump_with_stdout_closed_says_so_in_one_line(two_projects: Path):
+    """`dump web latest >&-` was "internal error: AttributeError: 'NoneType' object has no
+    attribute 'fileno'"."""
+    r = cli(two_projects, "dump", "web", "latest", stdout=subprocess.DEVNULL, close_fds=True)
+    assert r.returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
+    r = subprocess.run(
+        [
+            "/bin/sh",
+            "-c",
+            'exec "$@" >&-',
+            "sh",
+            *EXE,
+            "--root",
+            str(two_projects),
+            "dump",
+            "web",
+            "latest",
+        ],
+        capture_output=False,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert r.returncode == 2 and one_clear_line(r) and "stdout" in r.stderr, r.stderr
