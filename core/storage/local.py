@@ -47,6 +47,38 @@ MERGED_READ = 1024 * 1024
 T = TypeVar("T")
 
 
+#: renameat2(2)'s flag: fail with EEXIST rather than replace what is at the new name.
+RENAME_NOREPLACE = 1
+_renameat2: Callable[..., int] | bool | None = False  # False: not looked up yet
+
+
+def _rename_noreplace(dir_fd: int, src: str, dst: str, shown: str) -> None:
+    """Rename `src` to `dst` in `dir_fd`, never over what is at `dst`: renameat2 with
+    RENAME_NOREPLACE, so a directory another process makes at `dst` between a check and the
+    rename (an empty one: rename(2) replaces it silently, and that process then writes into
+    what was renamed) makes it fail with EEXIST. Where the kernel or the filesystem has no
+    such rename (ENOSYS, EINVAL: NFS), a plain rename, after the caller's check."""
+    global _renameat2
+    if _renameat2 is False:
+        import ctypes
+
+        fn = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+        if fn is not None:
+            c_int, c_path = ctypes.c_int, ctypes.c_char_p
+            fn.argtypes = [c_int, c_path, c_int, c_path, ctypes.c_uint]
+            fn.restype = ctypes.c_int
+        _renameat2 = fn
+    if callable(_renameat2):
+        import ctypes
+
+        if _renameat2(dir_fd, os.fsencode(src), dir_fd, os.fsencode(dst), RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.ENOSYS, errno.EINVAL):
+            raise OSError(err, os.strerror(err), shown)
+    os.rename(src, dst, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename or unlink in `path` durable."""
     with contextlib.suppress(OSError):
@@ -453,7 +485,7 @@ class LocalStore:
                 pass
             else:
                 raise FileExistsError(errno.EEXIST, "already exists", str(self._base / dst))
-            os.rename(src, dst, src_dir_fd=fds[-1], dst_dir_fd=fds[-1])
+            _rename_noreplace(fds[-1], src, dst, str(self._base / dst))
             os.fsync(fds[-1])
 
     def delete_prefix(self, prefix: str) -> None:

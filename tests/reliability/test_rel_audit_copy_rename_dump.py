@@ -212,3 +212,64 @@ def test_dump_with_stdout_closed_says_so_in_one_line(two_projects: Path):
         timeout=60,
     )
     assert r.returncode == 2 and one_clear_line(r) and "stdout" in r.stderr, r.stderr
+
+
+# --- rename-project: the new name taken by another process meanwhile (I11) ------------------
+
+STRANGER = r"""
+import os, sys, time
+path, until = sys.argv[1], time.monotonic() + float(sys.argv[2])
+made = replaced = 0
+while time.monotonic() < until:
+    try:
+        os.mkdir(path)  # as `create new` makes its project's directory, then writes in it
+    except FileExistsError:
+        continue
+    made += 1
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    mine = os.fstat(fd)
+    try:
+        now = os.stat(path)
+        if (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
+            replaced += 1  # a rename put another directory over ours
+        else:
+            os.rmdir(path)
+    except OSError:  # gone (renamed over, then away) or not empty (the project is there)
+        replaced += 1
+    os.close(fd)
+print(made, replaced)
+"""
+
+
+def test_a_rename_never_replaces_a_directory_another_process_makes_at_the_new_name(
+    tmp_path: Path,
+):
+    """Another process makes `backups/new` over and over (an empty directory, as `create
+    new` does before its config) while this one renames a project `old` to `new` and back.
+    The check that `new` is free came before rename(2), which replaces an empty directory
+    silently: hundreds of the other process's directories per second were renamed over, and
+    that process then wrote into the renamed project. renameat2(RENAME_NOREPLACE) fails
+    instead, so no rename ever lands on a directory that is there."""
+    from core.storage.local import LocalStore
+
+    backups = tmp_path / "backups"
+    (backups / "old").mkdir(parents=True)
+    (backups / "old" / "config.json").write_text("{}")
+    store = LocalStore(backups)
+    stranger = subprocess.Popen(
+        [sys.executable, "-c", STRANGER, str(backups / "new"), "2"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    here, renamed = "old", 0
+    while stranger.poll() is None:
+        there = "new" if here == "old" else "old"
+        try:
+            store.rename_child(here, there)
+        except FileExistsError:
+            continue
+        here, renamed = there, renamed + 1
+    made, replaced = map(int, stranger.communicate()[0].split())
+    assert made > 100 and renamed > 100, (made, renamed)  # the two did race
+    assert replaced == 0, f"{replaced} of {made} directories made at the new name were replaced"
+    assert (backups / here / "config.json").read_text() == "{}"
