@@ -547,6 +547,8 @@ class BackupManager(Comparing):
         inside it or holding it (its objects would be mixed with this one's), nor a store
         whose directory of that project is one of this repository's (a bind mount of one of
         its projects, or of its `backups/`, at the target's `backups/{project_id}`)."""
+        if not to.strip():  # else the repository's own default (NEXUS_BACKUP_REPOSITORY)
+            raise InvalidInput("the copy target is empty: name a directory or a store URL")
         if (bad := display.not_data(to)) is not None:
             # a setting later written into units and cron lines (schedule install) and logs
             raise InvalidInput(f"copy target {to!r} holds a control character ({bad!r}): refused")

@@ -30,7 +30,10 @@ def local_path(url: str | Path) -> Path | None:
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise InvalidInput(f"{url}: a file:// URL names a local path (no host)")
-        return Path(unquote(parts.path))
+        path = unquote(parts.path)
+        if not path.startswith("/"):  # `file://`, `file:x`: never the current directory
+            raise InvalidInput(f"{url}: a file:// URL names an absolute path (file:///DIR)")
+        return Path(path)
     return None
 
 

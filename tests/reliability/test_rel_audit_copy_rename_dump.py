@@ -273,3 +273,19 @@ def test_a_rename_never_replaces_a_directory_another_process_makes_at_the_new_na
     assert made > 100 and renamed > 100, (made, renamed)  # the two did race
     assert replaced == 0, f"{replaced} of {made} directories made at the new name were replaced"
     assert (backups / here / "config.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize("to", ["", "file://", "file:", "file:offsite"])
+def test_a_copy_target_that_names_no_directory_is_refused(
+    two_projects: Path, tmp_path: Path, to: str
+):
+    """`copy web --to file://` copied both backups into the current directory ("2 backups
+    copied to ."), and `--to ""` said "that is this repository" (it fell back to the
+    repository or NEXUS_BACKUP_REPOSITORY). Both name no place: one line, exit 2, nothing
+    written where the command ran."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    r = cli(two_projects, "copy", "web", "--to", to, cwd=cwd)
+    assert r.returncode == 2 and one_clear_line(r), r.stderr
+    assert "this repository" not in r.stderr
+    assert not list(cwd.iterdir())
