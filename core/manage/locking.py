@@ -43,11 +43,18 @@ def _acquire(
 def _still_there(repo: Repository) -> None:
     """Invariant I11's check, once the lock is held: a project deleted (or being deleted)
     while this operation waited for its lock is not written into, which would bring back a
-    directory of orphans. A project whose config alone is lost (damaged) is still read."""
+    directory of orphans; nor one whose delete was killed before its config.json went (the
+    marker says so: the next delete-project removes whatever was written). A project whose
+    config alone is lost (damaged) is still read."""
     store = repo.store
+    if store.exists(DELETING):  # config.json too, when the delete was killed before it went
+        raise NotFound(
+            f"project {repo.project_id!r} is being deleted ({store.url}): nothing was written; "
+            f"run delete-project {repo.project_id} there again to finish it"
+        )
     if store.exists(CONFIG):
         return
-    if store.exists(DELETING) or not set(store.children()) - {"locks"}:
+    if not set(store.children()) - {"locks"}:
         raise NotFound(f"project {repo.project_id!r} was deleted")
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -289,3 +290,85 @@ def test_a_copy_target_that_names_no_directory_is_refused(
     assert r.returncode == 2 and one_clear_line(r), r.stderr
     assert "this repository" not in r.stderr
     assert not list(cwd.iterdir())
+
+
+# --- a project being deleted is never written into (I11) ------------------------------------
+
+
+def test_a_copy_into_a_target_project_being_deleted_is_refused(two_projects: Path, tmp_path: Path):
+    """The target's `web` was being deleted there (`delete-project` killed after its
+    `project-deleting` marker, before config.json went): the copy said "copied and
+    verified", exit 0, into a project no listing shows, that the next delete-project there
+    removes whole. Now one line naming the target, and nothing written into it."""
+    root, target = two_projects, tmp_path / "offsite"
+    first = _ids(root, "web")[0]
+    assert cli(root, "copy", "web", first, "--to", str(target)).returncode == 0
+    theirs = target / "backups" / "web"
+    (theirs / "project-deleting").write_bytes(b"")
+    before = files_of(theirs)
+    r = cli(root, "copy", "web", "--to", str(target))
+    assert r.returncode != 0 and one_clear_line(r), (r.stdout, r.stderr)
+    assert "being deleted" in r.stderr and str(target) in r.stderr
+    assert files_of(theirs) == before
+
+
+HOLD_THEN_DIE = r"""
+import sys, time
+from core.manager import BackupManager
+from core.manage import projects
+from core.repo import locks
+store = projects.project_store(BackupManager(sys.argv[1]).store, sys.argv[2])
+lock = locks.acquire(store, exclusive=True, operation="delete-project", timeout=5)
+print("held", flush=True)
+sys.stdin.readline()
+store.put(projects.DELETING, b"")  # as delete-project does first, then it is killed
+print("marked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_backup_waiting_for_a_delete_project_killed_after_its_marker_writes_nothing(
+    two_projects: Path, tmp_path: Path
+):
+    """A `create web` waits for the project's lock, held by a delete-project that is then
+    SIGKILLed after writing `project-deleting` (config.json still there). The waiter took
+    the lock and backed up into the project every listing hides and the next delete-project
+    removes: "Created full backup", exit 0. Now it stops with one line, writing nothing."""
+    root = two_projects
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THEN_DIE, str(root), "web"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NEXUS_")}
+        waiter = subprocess.Popen(
+            [*EXE, "--root", str(root), "create", "web", str(tmp_path / "data-web")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        deadline = time.monotonic() + 30
+        locks_dir = root / "backups" / "web" / "locks"
+        while len(list(locks_dir.glob("*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the waiter has tried the lock (its own shared one comes and goes)
+        time.sleep(0.3)
+        before = files_of(root / "backups" / "web")
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "marked"
+        before["project-deleting"] = files_of(root / "backups" / "web")["project-deleting"]
+        holder.kill()
+        holder.wait()
+        out, err = waiter.communicate(timeout=60)
+    finally:
+        holder.kill()
+    r = subprocess.CompletedProcess(waiter.args, waiter.returncode, out, err)
+    assert r.returncode != 0 and one_clear_line(r), (out, err)
+    assert "being deleted" in err
+    after = {k: v for k, v in files_of(root / "backups" / "web").items() if "locks/" not in k}
+    assert after == {k: v for k, v in before.items() if "locks/" not in k}
