@@ -452,7 +452,24 @@ class Comparing:
             ) as tar,
         ):
             repo.refresh_index()
+            last: bytes | None = None  # the order key of the entry before
+            leaf: bytes | None = None  # the entry before, when it is not a directory
             for e in _entries(data, meta.id):
+                # A tampered manifest's member beneath a symlink (`evil` -> /etc, then
+                # `evil/x`) would make a tar that an extractor following the archive's own
+                # links writes outside with. No real manifest holds one, nor an entry out of
+                # order (then a leaf's descendants follow it at once, so one look suffices).
+                key = mf.order_key(e.path)
+                if last is not None and key <= last:
+                    raise Damaged(
+                        f"backup {meta.id}: manifest entries out of order at {fs_text(e.path)}"
+                    )
+                if leaf is not None and e.path.startswith(leaf + b"/"):
+                    raise Damaged(
+                        f"backup {meta.id}: unsafe path in manifest: {fs_text(e.path)} lies "
+                        f"beneath {fs_text(leaf)}, which is not a directory"
+                    )
+                last, leaf = key, (None if e.kind == mf.DIR else e.path)
                 if not _inside(prefix, e.path):
                     if found and prefix:
                         break

@@ -8,10 +8,12 @@ restore target and plant symlinks to elsewhere in it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
 import shutil
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -249,3 +251,50 @@ async def test_files_not_restored_because_of_a_symlink_give_exit_3(scene: Scene)
     assert res["files_skipped"] >= 1
     scene.assert_nothing_outside()
     assert code == 3 and any("dir" in w for w in res["warnings"]), (code, res["warnings"])
+
+
+@pytest.mark.parametrize("how", ["through-a-symlink", "through-a-file", "out-of-order"])
+async def test_dump_of_a_tampered_manifest_never_makes_a_tar_that_writes_outside(
+    scene: Scene, how: str
+):
+    """`evil` -> the outside directory, then `evil/pwned.txt`: dump wrote both members, a tar
+    that Python's `tarfile.extractall` (and any extractor that follows an archive's own
+    symlinks) extracts into the outside directory. A real manifest never holds an entry
+    beneath a symlink or a file, nor one out of order (which would hide one): dump now
+    refuses it as damage, before that member is written, and the CLI says so in one line."""
+    out = os.fsencode(scene.outside)
+    if how == "through-a-symlink":
+        scene.tamper([symlink(b"evil", out), scene.file_like(b"evil/pwned.txt")])
+    elif how == "through-a-file":
+        scene.tamper([scene.file_like(b"a.txt/pwned.txt")])
+    else:  # `evil/pwned.txt` is no longer right after `evil`: an order check alone finds it
+        scene.tamper_raw(
+            [*scene.entries(), symlink(b"evil", out), directory(b"f"), scene.file_like(b"evil/x")]
+        )
+    buf = io.BytesIO()
+    with pytest.raises(NexusError, match="manifest"):
+        await asyncio.to_thread(
+            BackupManager(scene.root).dump_blocking, P, scene.backup_id, "", buf
+        )
+    buf.seek(0)
+    names = []
+    with contextlib.suppress(tarfile.TarError), tarfile.open(fileobj=buf, mode="r|") as tar:
+        for member in tar:
+            names.append(member.name)
+            tar.extract(member, scene.target, filter="fully_trusted")
+    assert not any("/" in n and n.split("/")[0] in ("evil", "a.txt") for n in names), names
+    scene.assert_nothing_outside()
+    argv = ["--root", str(scene.root), "dump", P, scene.backup_id]
+    code, _out, err = await asyncio.to_thread(_cli_dump, argv)
+    assert code == 4 and h.nexus_error_line(err) and len(err.splitlines()) == 1, (code, err)
+
+
+def _cli_dump(argv: list[str]) -> tuple[int, str, str]:
+    """dump through the CLI in a real process, its stdout /dev/null (never a terminal)."""
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-m", "cli", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    return r.returncode, "", r.stderr.decode()
