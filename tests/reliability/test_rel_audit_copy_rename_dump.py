@@ -372,3 +372,93 @@ def test_a_backup_waiting_for_a_delete_project_killed_after_its_marker_writes_no
     assert "being deleted" in err
     after = {k: v for k, v in files_of(root / "backups" / "web").items() if "locks/" not in k}
     assert after == {k: v for k, v in before.items() if "locks/" not in k}
+
+
+# --- attacks that found nothing: kept as cheap tests ---------------------------------------
+
+
+async def test_a_rename_onto_a_link_or_from_a_linked_project_is_refused(tmp_path: Path):
+    """The new name a dangling symlink, or the project itself a symlink to a directory
+    elsewhere: refused with one clear error, the links and what they point at untouched."""
+    from core.errors import Conflict, NexusError
+    from core.manager import BackupManager
+    from core.models import CreateRequest
+
+    root, data = tmp_path / "root", tmp_path / "data"
+    data.mkdir()
+    (data / "f").write_text("x")
+    mgr = BackupManager(root)
+    await mgr.create(CreateRequest(project_id="web", data_dir=str(data)))
+    backups = root / "backups"
+    (backups / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(Conflict, match="already exists"):
+        await mgr.rename_project("web", "dangling")
+    assert not (tmp_path / "nowhere").exists()
+    elsewhere = tmp_path / "elsewhere"
+    (backups / "web").rename(elsewhere)
+    (backups / "web").symlink_to(elsewhere)
+    before = files_of(elsewhere)
+    with pytest.raises(NexusError, match="symbolic link"):
+        await BackupManager(root).rename_project("web", "site")
+    assert (backups / "web").is_symlink() and not (backups / "site").exists()
+    assert files_of(elsewhere) == before
+
+
+async def test_a_copy_from_a_source_with_a_lost_index_file_never_completes(tmp_path: Path):
+    """The source's index file moved away: the copy fails with one line naming the chunk,
+    and the target holds no completed backup (the next copy, index back, completes it)."""
+    from core.errors import NexusError
+    from core.manager import BackupManager
+    from core.models import BackupStatus, CreateRequest
+
+    root, data, target = tmp_path / "root", tmp_path / "data", tmp_path / "offsite"
+    data.mkdir()
+    (data / "f").write_bytes(os.urandom(50_000))
+    mgr = BackupManager(root)
+    made = await mgr.create(CreateRequest(project_id="web", data_dir=str(data)))
+    [index] = (root / "backups" / "web" / "index").iterdir()
+    away = index.rename(tmp_path / "index-away")
+    with pytest.raises(NexusError, match="missing from the index"):
+        await BackupManager(root).copy("web", str(target))
+    twin = BackupManager(tmp_path / "other", repository=str(target))
+    assert all(m.status != BackupStatus.COMPLETED for m in await twin.list("web"))
+    away.rename(index)
+    done = await BackupManager(root).copy("web", str(target))
+    assert [c.backup_id for c in done.copied] == [made.id]
+    assert (await BackupManager(tmp_path / "o2", repository=str(target)).check("web")).ok
+
+
+async def test_dump_paths_that_name_nothing_inside_the_backup_write_nothing(tmp_path: Path):
+    """`..`, `.` and a name with a newline: refused or not found, not a byte written; a
+    leading or trailing slash names the same file; names with newlines and bytes that are
+    not UTF-8 come out exactly."""
+    import io
+    import tarfile
+
+    from core.errors import NexusError
+    from core.manager import BackupManager
+    from core.models import CreateRequest
+
+    root, data = tmp_path / "root", tmp_path / "data"
+    (data / "d\nir").mkdir(parents=True)
+    (data / "d\nir" / "new\nline").write_text("x")
+    (data / os.fsdecode(b"\xff\xfebin")).write_text("y")
+    mgr = BackupManager(root)
+    made = await mgr.create(CreateRequest(project_id="web", data_dir=str(data)))
+    for bad in ("../d\nir", "./d\nir", "d\nir/..", "a\nb", "d\nir/new\nline/x"):
+        buf = io.BytesIO()
+        with pytest.raises((NexusError, ValueError)):
+            mgr.dump_blocking("web", made.id, bad, buf)
+        assert buf.getvalue() == b"", bad
+    for same in ("/d\nir/new\nline", "d\nir/new\nline/", "d\nir//new\nline"):
+        buf = io.BytesIO()
+        mgr.dump_blocking("web", made.id, same, buf)
+        buf.seek(0)
+        with tarfile.open(fileobj=buf) as tar:
+            assert tar.getnames() == ["new\nline"], same
+    buf = io.BytesIO()
+    mgr.dump_blocking("web", made.id, "", buf)
+    buf.seek(0)
+    with tarfile.open(fileobj=buf, encoding="utf-8") as tar:
+        names = {os.fsencode(n) for n in tar.getnames()}
+    assert names == {b"d\nir", b"d\nir/new\nline", b"\xff\xfebin"}
