@@ -81,7 +81,7 @@ from core.ops.progress import Clock, OperationContext, utc_now
 from core.ops.reclaim import MAX_UNUSED, drop_unindexed_packs, reclaim, why_stopped
 from core.ops.recovery import recover, recover_locked
 from core.query import Query
-from core.repo import locks
+from core.repo import locks, marker
 from core.repo import manifest as mf
 from core.repo.repository import (
     HOSTNAME,
@@ -953,8 +953,9 @@ class BackupManager(Comparing):
         the shell: `>> backups/web/config.json`) refuses, before writing anything, when it is
         a file inside a repository or the logs (design I3): judged from the directory the
         kernel names for the open file, by device and inode (`lies_in`), so neither a link
-        on the way nor a bind mount hides it. A pipe, a terminal, a device, a file elsewhere
-        or one deleted since it was opened passes."""
+        on the way nor a bind mount hides it; so is one inside another repository's project
+        (its config.json says so, as restore judges, I4). A pipe, a terminal, a device, a
+        file elsewhere or one deleted since it was opened passes."""
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 return
@@ -968,14 +969,15 @@ class BackupManager(Comparing):
         except OSError:
             return
         try:
-            inside = lies_in(parent, self._stored_ids())
+            # and any other repository's project, told by its config (a copy-to twin)
+            inside = lies_in(parent, self._stored_ids(), marker.is_project_dir)
         finally:
             os.close(parent)
         if inside:
             raise InvalidInput(
-                f"{what}: its output {display.name(where)} is a file inside a repository or the "
-                f"logs of {display.name(str(self.root))}: nothing was written to it; send it to "
-                "a file elsewhere or a pipe"
+                f"{what}: its output {display.name(where)} is a file inside a nexus-backup "
+                f"repository or the logs of {display.name(str(self.root))}: nothing was written "
+                "to it; send it to a file elsewhere or a pipe"
             )
 
     def _protected(self) -> tuple[frozenset[tuple[int, int]], frozenset[tuple[int, int]]]:

@@ -156,12 +156,11 @@ def test_dump_and_cat_never_write_into_the_repository_they_read(
     config: the project could no longer be opened ("no backup of it can be restored or made
     until its config.json is put back"), exit 0. `> backups/web/index/out.tar` planted a
     damaged index file (check: DAMAGED). Each is now refused before anything is written,
-    and so is a link to such a file, a bind mount of the project and the logs; a file
-    elsewhere is written as before."""
+    and so is a link to such a file, a bind mount of the project, another repository's
+    project (the copy's) and the logs; a file elsewhere is written as before."""
     root = two_projects
     project = root / "backups" / "web"
     args = ("f.bin",) if cmd == "cat" else ()
-    before = files_of(root)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "link").symlink_to(project / "config.json")
@@ -170,13 +169,17 @@ def test_dump_and_cat_never_write_into_the_repository_they_read(
         (project / "index" / "out.tar", False),
         (root / "backups" / "other" / "config.json", True),
         (elsewhere / "link", True),
+        (tmp_path / "offsite" / "backups" / "web" / "config.json", True),  # a copy's
     ]
+    assert cli(root, "copy", "web", "--to", str(tmp_path / "offsite")).returncode == 0
+    before = files_of(root)
+    offsite = files_of(tmp_path / "offsite")
     for path, append in targets:
         r = _dump_into(root, path, cmd, args, append=append)
         assert r.returncode == 2 and one_clear_line(r), (path, r.stderr)
-        assert "inside a repository" in r.stderr
+        assert "inside a nexus-backup repository" in r.stderr
         (project / "index" / "out.tar").unlink(missing_ok=True)  # the shell made it
-    assert files_of(root) == before
+    assert files_of(root) == before and files_of(tmp_path / "offsite") == offsite
     with bind_mount(project, tmp_path / "mnt"):
         r = _dump_into(root, tmp_path / "mnt" / "config.json", cmd, args, append=True)
         assert r.returncode == 2 and one_clear_line(r), r.stderr
