@@ -19,7 +19,9 @@ copied metadata, is the new manifest's); the chunks keep the source's boundaries
 
 from __future__ import annotations
 
-from core.errors import Conflict, Damaged
+import contextlib
+
+from core.errors import Cancelled, Conflict, Damaged
 from core.models import RESTORABLE, BackupMetadata, BackupStatus, CopiedBackup
 from core.ops.progress import OperationContext
 from core.pipeline import Pipeline
@@ -62,6 +64,39 @@ def copy_backup(
 
     running = meta.model_copy(update={"status": BackupStatus.RUNNING, "error_message": None})
     dst.write_metadata(running)
+    try:
+        return _copy_chunks_then_manifest(src, dst, meta, ctx, manifest, entries, sizes, missing)
+    except BaseException as exc:
+        # as a backup that fails (docs/design.md §2): FAILED with why, its manifest removed;
+        # left RUNNING, it read "interrupted: the process running it stopped" in the target
+        cancelled = isinstance(exc, Cancelled | KeyboardInterrupt)
+        why = "cancelled" if cancelled else (str(exc).splitlines() or [type(exc).__name__])[0]
+        failed = running.model_copy(
+            update={
+                "status": BackupStatus.FAILED,
+                "error_message": f"copy failed: {why}"[:1000],
+                "completed_at": ctx.clock(),
+            }
+        )
+        with contextlib.suppress(Exception):
+            dst.store.delete(dst.manifest_name(meta.id))
+        with contextlib.suppress(Exception):  # a full or unreachable target: recovery's then
+            dst.write_metadata(failed)
+        raise
+
+
+def _copy_chunks_then_manifest(
+    src: Repository,
+    dst: Repository,
+    meta: BackupMetadata,
+    ctx: OperationContext,
+    manifest: bytes,
+    entries: list[mf.Entry],
+    sizes: dict[bytes, int],
+    missing: list[bytes],
+) -> CopiedBackup:
+    """The chunks the target lacks, then the manifest, its verify, the metadata COMPLETED."""
+    rekey = src.codec.chunk_id(_PROBE) != dst.codec.chunk_id(_PROBE)
 
     def indexed(_pack_id: str, locations: list[tuple[bytes, BlobLocation]]) -> None:
         dst.write_index(locations)

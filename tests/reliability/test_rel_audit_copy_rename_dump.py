@@ -465,3 +465,35 @@ async def test_dump_paths_that_name_nothing_inside_the_backup_write_nothing(tmp_
     with tarfile.open(fileobj=buf, encoding="utf-8") as tar:
         names = {os.fsencode(n) for n in tar.getnames()}
     assert names == {b"d\nir", b"d\nir/new\nline", b"\xff\xfebin"}
+
+
+async def test_a_copy_that_fails_says_why_in_the_target_not_interrupted(tmp_path: Path):
+    """The target's own pack of the chunks it already holds truncated: the copy sends
+    nothing for them, its verify fails, and it says so (exit 4). The target then listed the
+    backup as "failed (interrupted: the process running it stopped)", its RUNNING metadata
+    left as a kill leaves it, with the manifest: now FAILED with the copy's reason, the
+    manifest removed, as a backup that fails is (design §2)."""
+    from core.errors import Damaged
+    from core.manager import BackupManager
+    from core.models import BackupStatus, CreateRequest
+
+    root, data, target = tmp_path / "root", tmp_path / "data", tmp_path / "offsite"
+    data.mkdir()
+    (data / "f").write_bytes(os.urandom(300_000))
+    mgr = BackupManager(root)
+    first = await mgr.create(CreateRequest(project_id="web", data_dir=str(data)))
+    await mgr.copy("web", str(target))
+    (data / "g").write_text("more\n")
+    second = await mgr.create(CreateRequest(project_id="web", data_dir=str(data)))
+    [pack] = [p for p in (target / "backups" / "web" / "packs").rglob("*") if p.is_file()]
+    os.truncate(pack, 1000)
+    with pytest.raises(Damaged, match="does not verify"):
+        await mgr.copy("web", str(target), [second.id])
+    twin = BackupManager(tmp_path / "other", repository=str(target))
+    listed = {m.id: m for m in await twin.list("web")}
+    assert listed[second.id].status == BackupStatus.FAILED
+    assert "does not verify" in (listed[second.id].error_message or "")
+    assert not (target / "backups" / "web" / f"backup_{second.id}" / "data").exists() or not any(
+        (target / "backups" / "web" / f"backup_{second.id}" / "data").iterdir()
+    )
+    assert listed[first.id].status == BackupStatus.COMPLETED  # the one copied before stays
