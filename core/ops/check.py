@@ -8,11 +8,13 @@ import struct
 import time
 from collections import defaultdict
 
+import zstandard
+
 from core import display
 from core.errors import NexusError
 from core.models import RESTORABLE, CheckResult, RebuildResult
 from core.ops.progress import OperationContext
-from core.repo.codec import DamagedObject
+from core.repo.codec import DamagedObject, decompress_blob
 from core.repo.index import PREFIX, decode_index, read_index_file, rebuild_from_packs
 from core.repo.packs import (
     BlobLocation,
@@ -168,13 +170,34 @@ def _salvage(
         candidates += salvage_entries(repo.store, name, repo.codec)
     kept: set[bytes] = set()
     for digest, offset, length, raw_length, flags in candidates:
-        if digest in kept:
-            continue
         try:
             stored = repo.store.get_range(name, offset, length)
-            repo.codec.open_blob(digest, stored, flags, raw_length)
-        except (ValueError, OSError, EOFError):  # DamagedChunk included: not intact
+        except (ValueError, OSError, EOFError):
+            continue
+        digest = _verified_id(repo, digest, stored, raw_length, flags)
+        if digest is None or digest in kept:
             continue
         writer.add(digest, stored, raw_length, flags)  # copied as sealed
         kept.add(digest)
     return len(kept)
+
+
+def _verified_id(
+    repo: Repository, digest: bytes, stored: bytes, raw_length: int, flags: int
+) -> bytes | None:
+    """The id of the chunk `stored` holds, once its bytes check against it: the id the header
+    gives, else (a damaged header may have lost a bit of an id, not of the chunk) the hash of
+    the chunk's own bytes, where the id is that hash (no cipher). None: not intact."""
+    try:
+        repo.codec.open_blob(digest, stored, flags, raw_length)
+        return digest
+    except (ValueError, EOFError):  # DamagedChunk included
+        if repo.codec.encrypts:  # the id is the key to the blob: no other can be tried
+            return None
+    try:
+        raw = decompress_blob(stored, flags, raw_length)
+        own = repo.codec.chunk_id(raw)
+        repo.codec.open_blob(own, stored, flags, raw_length)
+    except (ValueError, EOFError, zstandard.ZstdError):
+        return None
+    return own
