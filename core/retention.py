@@ -176,6 +176,26 @@ class Policy(Model):
     webhook: str | None = None
 
     _commands = field_validator("on_failure", "on_success")(_command)
+
+    @field_validator(
+        "keep_last",
+        "keep_hourly",
+        "keep_daily",
+        "keep_weekly",
+        "keep_monthly",
+        "keep_yearly",
+        "grace_hours",
+        "schedule_delay",
+        mode="before",
+    )
+    @classmethod
+    def _number(cls, value: object) -> object:
+        # pydantic reads true as 1 and false as 0: a policy.json (or an API body) saying
+        # "grace_hours": false would delete for good at once what the policy removes
+        if isinstance(value, bool):
+            raise ValueError(f"a whole number, not {str(value).lower()}")
+        return value
+
     _hook = field_validator("webhook")(_webhook)
 
     @field_validator("schedule")

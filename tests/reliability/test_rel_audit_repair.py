@@ -6,6 +6,7 @@ lost, byte for byte."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -85,3 +86,36 @@ async def test_a_damaged_chunk_id_in_a_pack_header_with_its_index_lost_is_salvag
     assert r.returncode == 0, r.stdout + r.stderr
     # the damaged original is kept in quarantine, byte for byte (I2)
     assert (_pdir(root) / "quarantine" / pack_name(pack_id)).read_bytes() == bytes(data)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [{"grace_hours": False}, {"grace_hours": True}, {"keep_last": True}, {"keep_daily": False}],
+)
+async def test_a_hand_edited_policy_with_a_boolean_count_is_damaged_not_a_number(tmp_path, edit):
+    """policy.json edited by hand with `"grace_hours": false` was read as 0 hours: forget
+    deleted for good at once what it removes (true was 1 hour, and 1 backup for a count).
+    A boolean where a number belongs is damage, one line; nothing is removed."""
+    root, src = tmp_path / "repo", tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        (src / "f.txt").write_text(f"version {i}\n" * 100)
+        r = h.cli_process(root, "create", P, str(src))
+        assert r.returncode == 0, r.stderr
+    r = h.cli_process(root, "policy", "set", P, "--keep-last", "2")
+    assert r.returncode == 0, r.stderr
+    path = _pdir(root) / "policy.json"
+    policy = json.loads(path.read_bytes())
+    path.write_text(json.dumps({**policy, **edit}))
+    before = h.regular_files(_pdir(root))
+    for args in (("policy", "show", P), ("forget", P, "--dry-run"), ("forget", P)):
+        r = h.cli_process(root, *args)
+        assert r.returncode != 0, (args, r.stdout)
+        assert "policy.json is damaged" in r.stderr and h.nexus_error_line(r.stderr), r.stderr
+        assert r.stderr.count("\n") == 1, r.stderr
+    after = h.regular_files(_pdir(root))
+    assert {k: v for k, v in after.items() if "locks/" not in k} == {
+        k: v for k, v in before.items() if "locks/" not in k
+    }
+    r = h.cli_process(root, "list", P)
+    assert r.returncode == 0 and r.stdout.count("completed") == 3, r.stdout
