@@ -133,12 +133,17 @@ def render_forget(res: ForgetResult) -> list[str]:
         else:
             action = "remove"
         rows.append([d.backup_id, d.type.value, d.status.value, action, ", ".join(d.reasons)])
+    # removed by an earlier forget, their grace period over: judged by no rule now, but
+    # deleted for good by this run, so named as every other (the preview names what goes)
+    judged = {d.backup_id for d in res.decisions}
+    expired = [i for i in res.purged if i not in judged]
+    rows += [[i, "-", "removed", "delete", "grace period over"] for i in expired]
     lines = table(["ID", "TYPE", "STATUS", "ACTION", "REASONS"], rows, right=set())
     kept = sum(1 for d in res.decisions if d.keep)
     verb = "Would remove" if res.dry_run else "Removed"
     lines.append(
-        f"{verb} {plural(len(res.removed) + len(res.purged), 'backup')} of {len(res.decisions)}"
-        f", keeping {kept}."
+        f"{verb} {plural(len(res.removed) + len(res.purged), 'backup')} of "
+        f"{len(res.decisions) + len(expired)}, keeping {kept}."
     )
     if res.removed:
         lines.append(

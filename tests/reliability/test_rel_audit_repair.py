@@ -119,3 +119,42 @@ async def test_a_hand_edited_policy_with_a_boolean_count_is_damaged_not_a_number
     }
     r = h.cli_process(root, "list", P)
     assert r.returncode == 0 and r.stdout.count("completed") == 3, r.stdout
+
+
+def _ids(text: str) -> dict[str, str]:
+    """The forget table's rows: backup id -> action."""
+    rows = [ln.split() for ln in text.splitlines()]
+    return {r[0]: r[3] for r in rows if len(r) >= 4 and r[0][:8].isdigit()}
+
+
+async def test_forget_names_every_backup_it_deletes_for_good_dry_run_and_real(tmp_path):
+    """Backups removed by an earlier forget whose grace period is over are deleted for good
+    by the next one; its table named none of them ("Would remove 2 backups of 1"), in the
+    dry run and the real run alike: the preview must name exactly what goes."""
+    root, src = tmp_path / "repo", tmp_path / "src"
+    src.mkdir()
+    ids = []
+    for i in range(3):
+        (src / "f.txt").write_text(f"version {i}\n" * 100)
+        r = h.cli_process(root, "--json", "create", P, str(src))
+        assert r.returncode == 0, r.stderr
+        ids.append(json.loads(r.stdout)["id"])
+    r = h.cli_process(root, "forget", P, "--keep-last", "1")
+    assert r.returncode == 0 and _ids(r.stdout) == {
+        ids[2]: "keep",
+        ids[1]: "remove",
+        ids[0]: "remove",
+    }, r.stdout
+    for backup_id in ids[:2]:  # their grace period passed
+        meta = _pdir(root) / f"backup_{backup_id}" / "metadata.json"
+        value = json.loads(meta.read_bytes())
+        value["purge_after"] = "2020-01-01T00:00:00Z"
+        meta.write_text(json.dumps(value))
+    want = {ids[2]: "keep", ids[1]: "delete", ids[0]: "delete"}
+    dry = h.cli_process(root, "forget", P, "--keep-last", "1", "--dry-run")
+    assert dry.returncode == 0 and _ids(dry.stdout) == want, dry.stdout
+    assert "Would remove 2 backups of 3, keeping 1." in dry.stdout, dry.stdout
+    real = h.cli_process(root, "forget", P, "--keep-last", "1")
+    assert real.returncode == 0 and _ids(real.stdout) == want, real.stdout
+    assert "Removed 2 backups of 3, keeping 1." in real.stdout, real.stdout
+    assert sorted(p.name for p in _pdir(root).glob("backup_*")) == [f"backup_{ids[2]}"]
