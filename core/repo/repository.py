@@ -101,6 +101,14 @@ class NewerFormat(NexusError):
     """A repository of a format newer than this version: nothing is written to it."""
 
 
+def _is_id(name: str) -> bool:
+    try:
+        check_id(name)
+    except ValueError:
+        return False
+    return True
+
+
 def new_backup_id(now: datetime | None = None) -> str:
     """Sortable by time, unique across processes: `YYYYMMDD-HHMMSS-xxxxxx`, in UTC whatever
     zone the time is given in."""
@@ -499,15 +507,24 @@ class Repository:
         return [i for i in ids if i not in gone] if gone else ids
 
     def tombstones(self) -> set[str]:
-        """Ids of backups whose delete has begun (and may have been cut short)."""
-        return set(self.store.children(TOMBSTONES))
+        """Ids of backups whose delete has begun (and may have been cut short). A name there
+        that is no backup id was not put by a delete: it names nothing to finish."""
+        return {n for n in self.store.children(TOMBSTONES) if _is_id(n)}
 
     def empty_backup_dir(self, backup_id: str) -> bool:
         """True when the backup's directory holds no object at all (a create killed before its
-        first metadata was durable): removing it loses nothing."""
+        first metadata was durable): removing it loses nothing. A directory whose name is no
+        backup id (`backup_X (copy)`) is not ours to judge: never empty."""
+        if not _is_id(backup_id):
+            return False
         return next(iter(self.store.list(self.prefix(backup_id))), None) is None
 
     def read_metadata(self, backup_id: str) -> BackupMetadata:
+        if not _is_id(backup_id):  # listed, never given: the ids given are checked before
+            raise Damaged(
+                f"{BACKUP_PREFIX}{backup_id} is not a backup (its name is no backup id, a copy?): "
+                "move it out of the project"
+            )
         name = self.prefix(backup_id) + "metadata.json"
         try:
             raw = self._get(Kind.METADATA, name, f"backup {backup_id!r}: metadata.json")

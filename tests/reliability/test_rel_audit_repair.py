@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -158,3 +159,52 @@ async def test_forget_names_every_backup_it_deletes_for_good_dry_run_and_real(tm
     assert real.returncode == 0 and _ids(real.stdout) == want, real.stdout
     assert "Removed 2 backups of 3, keeping 1." in real.stdout, real.stdout
     assert sorted(p.name for p in _pdir(root).glob("backup_*")) == [f"backup_{ids[2]}"]
+
+
+@pytest.mark.parametrize("stranger", ["backup_{id} (copy)", "deleting/notes.txt~"])
+async def test_a_name_that_is_no_backup_id_in_the_project_stops_no_backup_and_loses_nothing(
+    tmp_path, stranger
+):
+    """A file manager's copy of a backup directory (`backup_ID (copy)`), or an editor's file
+    under deleting/, made every writer (create, delete, forget, rebuild-index) and check fail
+    with "internal error: ValueError: invalid backup_id": recovery judged the name as an id.
+    It is no backup: backups are made and checked beside it; a copy of a backup, whose chunks
+    it names, blocks reclaim (nothing deleted) until it is moved out; nothing removes it."""
+    root, src = tmp_path / "repo", tmp_path / "src"
+    src.mkdir()
+    ids = []
+    for i in range(2):
+        (src / f"f{i}.bin").write_bytes(os.urandom(50_000))
+        r = h.cli_process(root, "--json", "create", P, str(src))
+        assert r.returncode == 0, r.stderr
+        ids.append(json.loads(r.stdout)["id"])
+    strange = _pdir(root) / stranger.format(id=ids[0])
+    if stranger.startswith("backup_"):
+        shutil.copytree(_pdir(root) / f"backup_{ids[0]}", strange)
+    else:
+        strange.parent.mkdir()
+        strange.write_text("notes")
+    kept = h.regular_files(strange) if strange.is_dir() else {"": strange.read_bytes()}
+
+    (src / "f2.bin").write_bytes(os.urandom(50_000))
+    r = h.cli_process(root, "create", P, str(src))
+    assert r.returncode == 0, r.stderr
+    r = h.cli_process(root, "check", P)
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
+    assert r.returncode == (4 if stranger.startswith("backup_") else 0), r.stdout + r.stderr
+    packs = sorted(p.name for p in _pdir(root).glob("packs/*/*"))
+    r = h.cli_process(root, "delete", P, ids[0])
+    assert "internal error" not in r.stderr and f"Deleted backup {ids[0]}" in r.stdout, r.stderr
+    if stranger.startswith("backup_"):  # the copy names the deleted backup's chunks
+        assert r.returncode == 1 and "space not reclaimed" in r.stderr, r.stderr
+        assert sorted(p.name for p in _pdir(root).glob("packs/*/*")) == packs
+    else:
+        assert r.returncode == 0, r.stderr
+    for args in (("rebuild-index", P), ("forget", P, "--keep-last", "5")):
+        r = h.cli_process(root, *args)
+        assert r.returncode == 0 and "internal error" not in r.stderr, (args, r.stderr)
+    assert (h.regular_files(strange) if strange.is_dir() else {"": strange.read_bytes()}) == kept
+    if stranger.startswith("backup_"):  # moved back by hand under its own name: restorable
+        shutil.rmtree(_pdir(root) / f"backup_{ids[0]}", ignore_errors=True)
+        strange.rename(_pdir(root) / f"backup_{ids[0]}")
+        await _restores(root, ids[0], {"f0.bin": (src / "f0.bin").read_bytes()}, tmp_path)
