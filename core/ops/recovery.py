@@ -43,7 +43,12 @@ def recover_locked(repo: Repository, log: Log, clock: Clock = utc_now) -> int:
     returns how many backups were touched."""
     touched = 0
     for backup_id in sorted(repo.tombstones()):
-        repo.delete_backup_files(backup_id)
+        try:
+            repo.delete_backup_files(backup_id)
+        except OSError as exc:  # a directory that cannot be written: the next writer tries
+            # again; this one goes on (a backup, a forget), or none could run until it is fixed
+            log("WARNING", f"could not finish a delete that was interrupted: {exc}", backup_id)
+            continue
         log("WARNING", "finished a delete that was interrupted", backup_id)
         touched += 1
     for backup_id in repo.backup_ids():

@@ -6,10 +6,13 @@ lost, byte for byte."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,7 @@ from core.repo.packs import ENTRY, TRAILER, pack_name, read_pack_entries
 from core.repo.repository import Repository
 
 P = "audit"
+NOBODY = 65534
 
 
 def _pdir(root: Path) -> Path:
@@ -208,3 +212,59 @@ async def test_a_name_that_is_no_backup_id_in_the_project_stops_no_backup_and_lo
         shutil.rmtree(_pdir(root) / f"backup_{ids[0]}", ignore_errors=True)
         strange.rename(_pdir(root) / f"backup_{ids[0]}")
         await _restores(root, ids[0], {"f0.bin": (src / "f0.bin").read_bytes()}, tmp_path)
+
+
+@pytest.fixture
+def world_tmp() -> Iterator[Path]:
+    """A temp dir every user can reach (pytest's tmp_path is under a 0700 root directory)."""
+    d = Path(tempfile.mkdtemp(prefix="nexus-rel-", dir="/tmp"))
+    d.chmod(0o755)
+    try:
+        yield d
+    finally:
+        for p in d.rglob("*"):
+            with contextlib.suppress(OSError):
+                if p.is_dir() and not p.is_symlink():
+                    p.chmod(0o700)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_a_delete_a_read_only_backup_stopped_never_stops_the_next_backups(world_tmp, as_nobody):
+    """A backup directory made read-only (chmod -R a-w, to keep it): its delete fails after
+    its tombstone, with one line. Every later writer's recovery then tried to finish that
+    delete and failed the same way: no backup, forget or rebuild-index could run ("error:
+    manifest.zst: permission denied") until someone found the directory. The delete is left
+    for a later writer; the others run; once writable, the next writer finishes it."""
+    root, src = world_tmp / "repo", world_tmp / "src"
+    src.mkdir()
+    (src / "f.txt").write_text("one\n" * 1000)
+    ids = []
+    for i in range(2):
+        (src / f"g{i}.bin").write_bytes(os.urandom(20_000))
+        r = h.cli_process(root, "--json", "create", P, str(src))
+        assert r.returncode == 0, r.stderr
+        ids.append(json.loads(r.stdout)["id"])
+    for p in [world_tmp, *world_tmp.rglob("*")]:
+        os.chown(p, NOBODY, NOBODY, follow_symlinks=False)
+    kept = _pdir(root) / f"backup_{ids[0]}"
+    (kept / "data").chmod(0o500)
+    kept.chmod(0o500)
+    base = ["--root", str(root)]
+    r = as_nobody([*base, "delete", P, ids[0]], world_tmp)
+    assert r.returncode == 1 and h.nexus_error_line(r.stderr), r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr
+    (src / "g2.bin").write_bytes(os.urandom(20_000))
+    for argv in (["create", P, str(src)], ["forget", P, "--keep-last", "5"], ["rebuild-index", P]):
+        r = as_nobody([*base, *argv], world_tmp)
+        assert r.returncode == 0, (argv, r.stderr)
+    r = as_nobody([*base, "--json", "list", P], world_tmp)
+    listed = [m["id"] for m in json.loads(r.stdout)]
+    assert len(listed) == 2 and ids[1] in listed and ids[0] not in listed, listed
+    kept.chmod(0o700)
+    (kept / "data").chmod(0o700)
+    r = as_nobody([*base, "check", P, "--read-data"], world_tmp)  # a reader: changes nothing
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = as_nobody([*base, "rebuild-index", P], world_tmp)  # a writer: finishes the delete
+    assert r.returncode == 0 and not kept.exists(), r.stderr
+    r = as_nobody([*base, "check", P, "--read-data"], world_tmp)
+    assert r.returncode == 0, r.stdout + r.stderr
