@@ -1372,7 +1372,7 @@ class BackupManager(Comparing):
             first = str(exc).splitlines()[1:3]
             raise Damaged(
                 f"project {repo.project_id!r}: policy.json is damaged ({' '.join(first)}); "
-                "set it again or clear it"
+                "clear it (policy clear) and set it again"
             ) from None
 
     def set_policy_blocking(

@@ -101,6 +101,11 @@ class NewerFormat(NexusError):
     """A repository of a format newer than this version: nothing is written to it."""
 
 
+#: What a damaged policy.json's line says to do: `policy set` changes only the rules it
+#: names, so it reads the damaged file first and fails the same way.
+REMEDY = "clear it (policy clear) and set it again"
+
+
 def _is_id(name: str) -> bool:
     try:
         check_id(name)
@@ -458,9 +463,9 @@ class Repository:
         try:
             value = json.loads(raw)
         except ValueError:
-            raise Damaged(f"{what} is damaged (not JSON); set it again or clear it") from None
+            raise Damaged(f"{what} is damaged (not JSON); {REMEDY}") from None
         if value is not None and not isinstance(value, dict):
-            raise Damaged(f"{what} is damaged (not an object); set it again or clear it")
+            raise Damaged(f"{what} is damaged (not an object); {REMEDY}")
         return value
 
     def save_policy(

@@ -268,3 +268,20 @@ def test_a_delete_a_read_only_backup_stopped_never_stops_the_next_backups(world_
     assert r.returncode == 0 and not kept.exists(), r.stderr
     r = as_nobody([*base, "check", P, "--read-data"], world_tmp)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_a_damaged_policy_says_a_remedy_that_works(tmp_path):
+    """A damaged policy.json said "set it again or clear it", but `policy set` changes only
+    the rules it names, so it reads the damaged file and fails the same way: the line names
+    `policy clear`, and doing what it says works."""
+    root, src = tmp_path / "repo", tmp_path / "src"
+    src.mkdir()
+    (src / "f.txt").write_text("x")
+    assert h.cli_process(root, "create", P, str(src)).returncode == 0
+    (_pdir(root) / "policy.json").write_text('{"keep_last": tru')
+    r = h.cli_process(root, "policy", "set", P, "--keep-last", "3")
+    assert r.returncode == 4 and h.nexus_error_line(r.stderr), r.stderr
+    assert "policy.json is damaged" in r.stderr and "(policy clear)" in r.stderr, r.stderr
+    assert h.cli_process(root, "policy", "clear", P).returncode == 0
+    r = h.cli_process(root, "policy", "set", P, "--keep-last", "3")
+    assert r.returncode == 0 and "--keep-last 3" in r.stdout, r.stdout + r.stderr
