@@ -170,6 +170,8 @@ def _salvage(
         candidates += salvage_entries(repo.store, name, repo.codec)
     kept: set[bytes] = set()
     for digest, offset, length, raw_length, flags in candidates:
+        if digest in kept:  # another candidate placed it already
+            continue
         try:
             stored = repo.store.get_range(name, offset, length)
         except (ValueError, OSError, EOFError):
@@ -196,6 +198,8 @@ def _verified_id(
             return None
     try:
         raw = decompress_blob(stored, flags, raw_length)
+        if len(raw) != raw_length:
+            return None
         own = repo.codec.chunk_id(raw)
         repo.codec.open_blob(own, stored, flags, raw_length)
     except (ValueError, EOFError, zstandard.ZstdError):

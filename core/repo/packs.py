@@ -137,14 +137,25 @@ def salvage_entries(
     except DamagedObject:
         return []
     limit = size - TRAILER.size - header_len
-    entries, offset = [], 0
-    for i in range(count):
-        h, length, raw, flags = ENTRY.unpack_from(header, i * ENTRY.size)
-        if offset + length > limit:
-            break
-        entries.append((h, offset, length, raw, flags))
-        offset += length
-    return entries
+    fields = [ENTRY.unpack_from(header, i * ENTRY.size) for i in range(count)]
+    # Each blob placed from the start (the lengths before it summed) and from the end (the
+    # blobs end where the header begins), and between the two (its own length unknown): a
+    # damaged length then misplaces neither the blobs after it nor, bounded by its
+    # neighbours, the damaged entry's own blob.
+    starts, at = [], 0
+    for _h, length, _r, _f in fields:
+        starts.append(at)
+        at += length
+    ends, at = [0] * count, limit
+    for i in range(count - 1, -1, -1):
+        ends[i] = at
+        at -= fields[i][1]
+    entries = []
+    for (h, length, raw, flags), start, end in zip(fields, starts, ends, strict=True):
+        for offset, stored in ((start, length), (end - length, length), (start, end - start)):
+            if offset >= 0 and stored > 0 and offset + stored <= limit:
+                entries.append((h, offset, stored, raw, flags))
+    return list(dict.fromkeys(entries))
 
 
 class _OpenPack:
