@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 import rel_harness as h
+import zstandard
 
 from core.manager import BackupManager
 from core.models import CreateRequest, RestoreRequest
+from core.repo import manifest as mf
 from core.repo.index import decode_index
 from core.repo.packs import ENTRY, TRAILER, pack_name, read_pack_entries
 from core.repo.repository import Repository
@@ -313,3 +315,93 @@ async def test_a_damaged_length_in_a_pack_header_with_its_index_lost_is_salvaged
     await _restores(root, backup_id, want, tmp_path)
     r = h.cli_process(root, "check", P, "--read-data")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.fixture
+async def two_apart(tmp_path: Path):
+    """Two completed backups of two directories sharing no data (each in its own pack)."""
+    root = tmp_path / "repo"
+    out = []
+    for i, name in enumerate(("a", "b")):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "f.bin").write_bytes(os.urandom(100_000))
+        req = CreateRequest(project_id=P, data_dir=str(d), data_dir_change=bool(i))
+        out.append(((await BackupManager(root).create(req)).id, _tree(d)))
+    return root, out
+
+
+@pytest.mark.parametrize("state", ["missing", "truncated", "garbage", "newer", "other"])
+async def test_a_kept_backups_odd_manifest_stops_reclaim(two_apart, tmp_path, state):
+    """The manifest of the backup that stays is missing, cut, garbage, of a newer format (its
+    checksum made to match, so that only the format can refuse it) or another backup's: the
+    delete of the other backup reclaims nothing, and once the manifest is back the kept
+    backup restores byte for byte."""
+    root, [(a_id, _a), (b_id, b_tree)] = two_apart
+    path = _pdir(root) / f"backup_{b_id}" / "data" / "manifest.zst"
+    original = path.read_bytes()
+    if state == "missing":
+        path.unlink()
+    elif state == "truncated":
+        path.write_bytes(original[: len(original) // 2])
+    elif state == "garbage":
+        path.write_bytes(os.urandom(len(original)))
+    elif state == "other":
+        path.write_bytes((_pdir(root) / f"backup_{a_id}" / "data" / "manifest.zst").read_bytes())
+    else:
+        lines = zstandard.ZstdDecompressor().decompressobj().decompress(original)
+        newer = lines.replace(b'"nexus_manifest":1', b'"nexus_manifest":2', 1)
+        assert newer != lines
+        path.write_bytes(zstandard.ZstdCompressor().compress(newer))
+        meta = _pdir(root) / f"backup_{b_id}" / "metadata.json"
+        value = json.loads(meta.read_bytes())
+        value["checksum"] = mf.checksum(path.read_bytes())
+        meta.write_text(json.dumps(value))
+    packs = sorted(p.name for p in _pdir(root).glob("packs/*/*"))
+    res = await BackupManager(root).delete(P, a_id)
+    assert res.reclaim_refused and "nothing was deleted" in res.reclaim_refused
+    assert sorted(p.name for p in _pdir(root).glob("packs/*/*")) == packs
+    if state == "newer":
+        assert "format" in res.reclaim_refused or "nexus_manifest" in res.reclaim_refused
+    path.write_bytes(original)
+    if state == "newer":
+        meta.write_text(json.dumps({**value, "checksum": mf.checksum(original)}))
+    await _restores(root, b_id, b_tree, tmp_path)
+
+
+BAD_RULES = [
+    ["--keep-last", "-1"],
+    ["--keep-last", "1.5"],
+    ["--keep-last", "1e3"],
+    ["--keep-last", "99999999999999"],
+    ["--keep-last", "0"],
+    ["--keep-within", "0d"],
+    ["--keep-within", "1"],
+    ["--keep-within", "30d 1h"],
+    ["--keep-within", "99999999999999999999d"],
+    ["--keep-checkpoints", "0"],
+    ["--keep-tag", "="],
+    ["--keep-last", "1", "--grace", "-1"],
+    ["--keep-last", "1", "--grace", "100000"],
+    ["--keep-last", "1", "--max-unused", "nan"],
+]
+
+
+def test_bad_policy_values_are_one_line_and_change_nothing(tmp_path):
+    """Zero, negative, huge and non-integer rule values given to forget (dry run and real)
+    and to policy set: one error line, exit 2, no backup removed and no policy stored."""
+    root, src = tmp_path / "repo", tmp_path / "src"
+    src.mkdir()
+    base = ["--root", str(root)]
+    for i in range(2):
+        (src / "f.txt").write_text(f"v{i}")
+        assert h.cli_inproc([*base, "create", P, str(src)])[0] == 0
+    before = {k: v for k, v in h.regular_files(_pdir(root)).items() if "locks/" not in k}
+    for rules in BAD_RULES:
+        for argv in (["forget", P, "--dry-run"], ["forget", P], ["policy", "set", P]):
+            if argv[0] == "policy" and "--max-unused" in rules:
+                continue
+            code, _out, err = h.cli_inproc([*base, *argv, *rules])
+            assert code == 2 and h.nexus_error_line(err) and err.count("\n") == 1, (rules, err)
+    after = {k: v for k, v in h.regular_files(_pdir(root)).items() if "locks/" not in k}
+    assert after == before
