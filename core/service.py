@@ -319,3 +319,7 @@ class Engine(Protocol):
     ) -> tuple[LsEntry, Iterator[bytes]]: ...
 
     def dump_blocking(self, project_id: str, backup_id: str, path: str, out: BinaryIO) -> int: ...
+
+    def refuse_output_inside(self, fd: int, what: str) -> None:
+        """Raises before a backup's bytes go to `fd` when it is a file inside a repository
+        or the logs (dump's and cat's stdout, design I3)."""
