@@ -10,8 +10,10 @@ import contextlib
 import hashlib
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -125,3 +127,18 @@ if _API_CONFTEST.exists():
 if api_fixtures is not None:
     api = api_fixtures.api  # the module-scoped server over a temporary root
     make_api = api_fixtures.make_api
+
+
+@pytest.fixture
+def world_tmp() -> Iterator[Path]:
+    """A temp dir every user can reach (pytest's tmp_path is under a 0700 root directory)."""
+    d = Path(tempfile.mkdtemp(prefix="nexus-rel-", dir="/tmp"))
+    d.chmod(0o755)
+    try:
+        yield d
+    finally:
+        for p in d.rglob("*"):
+            with contextlib.suppress(OSError):
+                if p.is_dir() and not p.is_symlink():
+                    p.chmod(0o700)
+        shutil.rmtree(d, ignore_errors=True)

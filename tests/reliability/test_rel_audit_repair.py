@@ -6,13 +6,10 @@ lost, byte for byte."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -214,21 +211,6 @@ async def test_a_name_that_is_no_backup_id_in_the_project_stops_no_backup_and_lo
         shutil.rmtree(_pdir(root) / f"backup_{ids[0]}", ignore_errors=True)
         strange.rename(_pdir(root) / f"backup_{ids[0]}")
         await _restores(root, ids[0], {"f0.bin": (src / "f0.bin").read_bytes()}, tmp_path)
-
-
-@pytest.fixture
-def world_tmp() -> Iterator[Path]:
-    """A temp dir every user can reach (pytest's tmp_path is under a 0700 root directory)."""
-    d = Path(tempfile.mkdtemp(prefix="nexus-rel-", dir="/tmp"))
-    d.chmod(0o755)
-    try:
-        yield d
-    finally:
-        for p in d.rglob("*"):
-            with contextlib.suppress(OSError):
-                if p.is_dir() and not p.is_symlink():
-                    p.chmod(0o700)
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def test_a_delete_a_read_only_backup_stopped_never_stops_the_next_backups(world_tmp, as_nobody):

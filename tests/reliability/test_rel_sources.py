@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import os
-import shutil
 import socket
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -136,21 +132,6 @@ async def test_fifos_and_sockets_are_skipped_with_warnings(tmp_path: Path):
 
 
 # --- without permission: an unprivileged process ---------------------------------------------
-
-
-@pytest.fixture
-def world_tmp() -> Iterator[Path]:
-    """A temp dir all users can reach (pytest's tmp_path is under a 0700 root directory)."""
-    d = Path(tempfile.mkdtemp(prefix="nexus-rel-", dir="/tmp"))
-    d.chmod(0o755)
-    try:
-        yield d
-    finally:
-        for p in d.rglob("*"):
-            with contextlib.suppress(OSError):
-                if p.is_dir() and not p.is_symlink():
-                    p.chmod(0o700)
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def _unreadable_tree(world_tmp: Path) -> Path:
