@@ -92,7 +92,13 @@ class Context:
                 self.root,
                 clock=None if now is None else (lambda: now),
                 password=self.passwords,
-                encrypt=bool(getattr(self.args, "encrypt", 0)),
+                # a password given for a copy's target is asked for an encrypted target:
+                # a new one is never created plain with it (as if --encrypt)
+                encrypt=bool(
+                    getattr(self.args, "encrypt", 0)
+                    or getattr(self.args, "to_password_file", None)
+                    or getattr(self.args, "to_password_command", None)
+                ),
                 to_password=to_password,
                 password_files=[
                     f

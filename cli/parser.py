@@ -530,12 +530,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--to-password-file",
         metavar="F",
         help=f"an encrypted target's password: the first line of F (default: ${ENV_TO_PASSWORD}, "
-        "else --to-password-command, else the project's own password)",
+        "else --to-password-command, else the project's own password); a new target is then "
+        "created encrypted under it, as with --encrypt",
     )
     p.add_argument(
         "--to-password-command",
         metavar="CMD",
-        help="an encrypted target's password: the first line CMD prints",
+        help="an encrypted target's password: the first line CMD prints (a new target is "
+        "then created encrypted under it)",
     )
     p.add_argument(
         "--encrypt",

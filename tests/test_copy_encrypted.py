@@ -167,3 +167,27 @@ def test_encrypted_to_plain(tmp_path: Path, data: Path, monkeypatch: pytest.Monk
     ok(nb(tmp_path / "src", "copy", "p", "--to", str(plain), NEXUS_BACKUP_PASSWORD=A))
     assert not Repository(plain, "p").encrypted()
     assert _restored(tmp_path, plain, "out") == _tree(data)
+
+
+def test_a_target_password_given_makes_a_new_target_encrypted(
+    tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A careless `copy` of a plain project with --to-password-file and no --encrypt: the
+    target is made under that password, never in the clear (it was made plain before)."""
+    fast_kdf(monkeypatch)
+    _project(tmp_path / "src", data, None)
+    secret = tmp_path / "target-password"
+    secret.write_text(B + "\n")
+    fresh = tmp_path / "fresh"
+    ok(nb(tmp_path / "src", "copy", "p", "--to", str(fresh), "--to-password-file", str(secret)))
+    assert Repository(fresh, "p").encrypted()
+    for dirpath, _dirs, files in os.walk(fresh):
+        for name in files:
+            assert b"the quick brown fox" not in (Path(dirpath) / name).read_bytes()
+    assert _restored(tmp_path, fresh, "out", NEXUS_BACKUP_PASSWORD=B) == _tree(data)
+    # an existing plain target stays what it is: a copy never re-keys one
+    plain = tmp_path / "plain"
+    _empty_project(plain, None)
+    ok(nb(tmp_path / "src", "copy", "p", "--to", str(plain), "--to-password-file", str(secret)))
+    assert not Repository(plain, "p").encrypted()
+    assert _restored(tmp_path, plain, "out-plain") == _tree(data)
