@@ -18,3 +18,12 @@ def check_id(value: str, what: str = "id") -> str:
             "starting with a letter or digit, without '..'"
         )
     return value
+
+
+def is_id(value: str) -> bool:
+    """Whether `check_id` accepts `value` (a name listed in the store, judged, not refused)."""
+    try:
+        check_id(value)
+    except ValueError:
+        return False
+    return True

@@ -85,6 +85,7 @@ from core.repo import locks, marker
 from core.repo import manifest as mf
 from core.repo.repository import (
     HOSTNAME,
+    POLICY_REMEDY,
     NewerFormat,
     RepoConfig,
     Repository,
@@ -1372,7 +1373,7 @@ class BackupManager(Comparing):
             first = str(exc).splitlines()[1:3]
             raise Damaged(
                 f"project {repo.project_id!r}: policy.json is damaged ({' '.join(first)}); "
-                "clear it (policy clear) and set it again"
+                f"{POLICY_REMEDY}"
             ) from None
 
     def set_policy_blocking(

@@ -20,6 +20,7 @@ from pydantic import ConfigDict, Field, ValidationError
 
 from core.config import PROJECT_CONFIG
 from core.errors import Busy, Damaged, NexusError, NotFound, WrongPassword
+from core.ids import is_id
 from core.models import BackupMetadata, Model, VerifyResult, check_id
 from core.repo import crypto
 from core.repo.chunker import ChunkerParams
@@ -103,15 +104,7 @@ class NewerFormat(NexusError):
 
 #: What a damaged policy.json's line says to do: `policy set` changes only the rules it
 #: names, so it reads the damaged file first and fails the same way.
-REMEDY = "clear it (policy clear) and set it again"
-
-
-def _is_id(name: str) -> bool:
-    try:
-        check_id(name)
-    except ValueError:
-        return False
-    return True
+POLICY_REMEDY = "clear it (policy clear) and set it again"
 
 
 def new_backup_id(now: datetime | None = None) -> str:
@@ -463,9 +456,9 @@ class Repository:
         try:
             value = json.loads(raw)
         except ValueError:
-            raise Damaged(f"{what} is damaged (not JSON); {REMEDY}") from None
+            raise Damaged(f"{what} is damaged (not JSON); {POLICY_REMEDY}") from None
         if value is not None and not isinstance(value, dict):
-            raise Damaged(f"{what} is damaged (not an object); {REMEDY}")
+            raise Damaged(f"{what} is damaged (not an object); {POLICY_REMEDY}")
         return value
 
     def save_policy(
@@ -514,18 +507,18 @@ class Repository:
     def tombstones(self) -> set[str]:
         """Ids of backups whose delete has begun (and may have been cut short). A name there
         that is no backup id was not put by a delete: it names nothing to finish."""
-        return {n for n in self.store.children(TOMBSTONES) if _is_id(n)}
+        return {n for n in self.store.children(TOMBSTONES) if is_id(n)}
 
     def empty_backup_dir(self, backup_id: str) -> bool:
         """True when the backup's directory holds no object at all (a create killed before its
         first metadata was durable): removing it loses nothing. A directory whose name is no
         backup id (`backup_X (copy)`) is not ours to judge: never empty."""
-        if not _is_id(backup_id):
+        if not is_id(backup_id):
             return False
         return next(iter(self.store.list(self.prefix(backup_id))), None) is None
 
     def read_metadata(self, backup_id: str) -> BackupMetadata:
-        if not _is_id(backup_id):  # listed, never given: the ids given are checked before
+        if not is_id(backup_id):  # listed, never given: the ids given are checked before
             raise Damaged(
                 f"{BACKUP_PREFIX}{backup_id} is not a backup (its name is no backup id, a copy?): "
                 "move it out of the project"
