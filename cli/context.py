@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from cli import render
 from cli.password import PasswordSource, TargetPasswordSource
@@ -121,6 +121,16 @@ class Context:
         error = self._manager.logger.last_error
         if isinstance(error, LogRefused):
             render.error_line(str(error), kind="warning")
+
+    def backup_bytes_out(self, command: str, what: str) -> BinaryIO:
+        """stdout, for a backup's bytes (`cat`, `dump`): one line, nothing written, when it is
+        closed (`>&-`: Python then gives no stream) or a file inside a repository or the logs
+        (design I3)."""
+        if sys.stdout is None:
+            raise UsageError(f"{command}: stdout is closed: send {what} to a file or a pipe")
+        self.manager.refuse_output_inside(sys.stdout.fileno(), command)
+        sys.stdout.flush()
+        return sys.stdout.buffer
 
     def progress(self) -> ProgressBar:
         """A progress bar on stderr, drawing only on a terminal and never with --json."""

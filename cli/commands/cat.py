@@ -4,10 +4,9 @@ against its hash as it is read (as a restore reads it)."""
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 
-from cli.context import EXIT_OK, Context, UsageError
+from cli.context import EXIT_OK, Context
 
 HELP = "write a file of a backup to stdout (verified), without restoring it"
 
@@ -21,12 +20,8 @@ def register(add: Callable[..., argparse.ArgumentParser], project_arg, backup_ar
 
 def cmd_cat(ctx: Context) -> int:
     a = ctx.args
-    if sys.stdout is None:  # `>&-`: Python gives no stream for a closed descriptor
-        raise UsageError("cat: stdout is closed: send the file to a file or a pipe")
-    ctx.manager.refuse_output_inside(sys.stdout.fileno(), "cat")
+    stream = ctx.backup_bytes_out("cat", "the file")
     _entry, pieces = ctx.manager.open_file_blocking(a.project, a.backup_id, a.path)
-    stream = sys.stdout.buffer
-    sys.stdout.flush()
     for piece in pieces:
         stream.write(piece)
     stream.flush()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Callable
 
 from cli.context import EXIT_OK, Context, UsageError
@@ -22,12 +21,9 @@ def register(add: Callable[..., argparse.ArgumentParser], project_arg, backup_ar
 
 def cmd_dump(ctx: Context) -> int:
     a = ctx.args
-    if sys.stdout is None:  # `>&-`: Python gives no stream for a closed descriptor
-        raise UsageError("dump: stdout is closed: send the tar stream to a file or a pipe")
-    if os.isatty(sys.stdout.fileno()):
+    stream = ctx.backup_bytes_out("dump", "the tar stream")
+    if os.isatty(stream.fileno()):
         raise UsageError("dump: stdout is a terminal: send the tar stream to a file or a pipe")
-    ctx.manager.refuse_output_inside(sys.stdout.fileno(), "dump")
-    sys.stdout.flush()
-    ctx.manager.dump_blocking(a.project, a.backup_id, a.path, sys.stdout.buffer)
-    sys.stdout.buffer.flush()
+    ctx.manager.dump_blocking(a.project, a.backup_id, a.path, stream)
+    stream.flush()
     return EXIT_OK
