@@ -19,10 +19,11 @@ from cli.password import PasswordSource, TargetPasswordSource
 from core.config import ENV_REPOSITORY, resolve_root
 
 if TYPE_CHECKING:  # names for the annotations: importing them would cost `--help` the engine's
+    import asyncio
+
     from pydantic import BaseModel
 
     from cli.progress_bar import ProgressBar
-    from core.models import BackupInfo
     from core.service import Engine
 
 EXIT_OK = 0
@@ -144,20 +145,39 @@ class Context:
         render.emit(value)
 
 
+#: The process's one event loop, made by the first `run` and closed by `close_loop`.
+_runner: asyncio.Runner | None = None
+
+
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run one manager coroutine. Ctrl-C cancels its task (so the core cleans up and marks a
-    backup FAILED "cancelled"); asyncio.run then raises KeyboardInterrupt, handled by main()."""
+    backup FAILED "cancelled"); the runner then raises KeyboardInterrupt, handled by main().
+
+    Every call of a command shares one loop and its worker threads (`close_loop` ends them).
+    The result is handed back beside the task, not as its result: the runner takes its
+    Ctrl-C handler back through `signal.signal`, whose enum lookup formats the old handler,
+    and so the task with its result, with repr(); for a restore's result of thousands of
+    entries, tens of milliseconds spent on a string nobody reads."""
+    global _runner
     import asyncio  # only the commands that run the engine pay for it
 
-    return asyncio.run(coro)
+    if _runner is None:
+        _runner = asyncio.Runner()
+    box: list[T] = []
+
+    async def main() -> None:
+        box.append(await coro)
+
+    _runner.run(main())
+    return box[0]
 
 
-def resolve_latest(ctx: Context, project: str, backup_id: str) -> str:
-    """ "latest" means the newest completed backup (as `info` resolves it)."""
-    if backup_id != "latest":
-        return backup_id
-    info: BackupInfo = run(ctx.manager.info(project, "latest"))
-    return info.metadata.id
+def close_loop() -> None:
+    """Close the loop `run` made, waiting for its worker threads (as asyncio.run does)."""
+    global _runner
+    if _runner is not None:
+        runner, _runner = _runner, None
+        runner.close()
 
 
 def root_opt(ctx: Context) -> list[str]:

@@ -31,6 +31,7 @@ from cli.context import (
     EXIT_USAGE,
     Context,
     UsageError,
+    close_loop,
 )
 from cli.parser import build_parser
 from cli.render import error_line
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return func(ctx)
         finally:
+            close_loop()
             ctx.warn_unlogged()
     except BrokenPipeError:
         # stdout closed early (`nexus-backup list ... | head`): not worth a message.
