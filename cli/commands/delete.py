@@ -3,14 +3,14 @@ refused (the backup is deleted, its data kept)."""
 
 from __future__ import annotations
 
-from cli.context import EXIT_ERROR, EXIT_OK, Context, resolve_latest, run
+from cli.context import EXIT_ERROR, EXIT_OK, Context, run
 from cli.render import error_line, out, plural, size
 from core.models import DeleteResult
 
 
 def cmd_delete(ctx: Context) -> int:
     a = ctx.args
-    backup_id = resolve_latest(ctx, a.project, a.backup_id)
+    backup_id = a.backup_id
     with ctx.progress() as bar:
         res: DeleteResult = run(ctx.manager.delete(a.project, backup_id, progress=bar))
     code = EXIT_OK if res.reclaim_refused is None else EXIT_ERROR

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from cli.context import EXIT_OK, EXIT_SKIPPED, Context, resolve_latest, run
+from cli.context import EXIT_OK, EXIT_SKIPPED, Context, run
 from cli.render import PROG, block, clean, duration, name, out, plural, size, table
 from core.models import RestoreRequest, RestoreResult
 
@@ -15,7 +15,7 @@ def cmd_restore(ctx: Context) -> int:
     restore_dir = os.path.abspath(a.restore_dir)
     req = RestoreRequest(
         project_id=a.project,
-        backup_id=resolve_latest(ctx, a.project, a.backup_id),
+        backup_id=a.backup_id,
         restore_dir=restore_dir,
         paths=a.paths,
         overwrite=a.overwrite,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from cli.context import EXIT_DAMAGED, EXIT_OK, Context, UsageError, resolve_latest, run
+from cli.context import EXIT_DAMAGED, EXIT_OK, Context, UsageError, run
 from cli.render import clean, duration, name, out, plural, size
 from core.models import VerifyResult
 
@@ -38,7 +38,7 @@ def cmd_verify(ctx: Context) -> int:
         if a.all:
             results = run(verify_all())
         else:
-            backup_id = resolve_latest(ctx, a.project, a.backup_id)
+            backup_id = a.backup_id
             results = [run(mgr.verify(a.project, backup_id, quick=a.quick, progress=bar))]
     damaged = any(not r.ok for r in results)
     code = EXIT_DAMAGED if damaged else EXIT_OK
