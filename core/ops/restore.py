@@ -1251,7 +1251,9 @@ class Restorer:
         if not files:
             return
         ctx = self.ctx
-        workers = max(2, min(8, (os.cpu_count() or 2) * 2))
+        # One writer per core: the GIL is what they share, and each writer more than that
+        # only waits for it after every system call and decompression (benchmarks/LATEST.md).
+        workers = max(2, min(8, os.cpu_count() or 2))
         with (
             quick_handoffs(),
             contextlib.closing(self.repo.store.reader()) as self.packs,
