@@ -415,6 +415,10 @@ class Restorer:
         self._jobs: set[_FileJob] = set()  # file jobs that may hold a temp file
         self._link_sources: set[bytes] = set()
         self._written: dict[bytes, tuple[str, int, int]] = {}  # rel -> (hash, dev, ino)
+        #: Files and bytes written so far, counted here by the writers and put into the
+        #: result when they stop (a model's attribute costs a validation per assignment).
+        self._files_written = 0
+        self._bytes_written = 0
         self.result = RestoreResult(
             project_id=meta.project_id,
             backup_id=meta.id,
@@ -985,6 +989,8 @@ class Restorer:
                 self.dirs.close()
             if top is not None:
                 os.close(top)
+        self.result.files_written = self._files_written
+        self.result.bytes_written = self._bytes_written
         self.result.verified = True
         self.result.duration_seconds = round(time.monotonic() - started, 3)
         ctx.finish(files=files_total, nbytes=counts.bytes_to_write)
@@ -1358,8 +1364,8 @@ class Restorer:
     def _wrote(self, e: Entry, nbytes: int) -> None:
         self.ctx.advance(files=1)
         with self._lock:
-            self.result.files_written += 1
-            self.result.bytes_written += nbytes
+            self._files_written += 1
+            self._bytes_written += nbytes
 
     def _link_files(self, steps: list[Step]) -> list[Step]:
         """Hard links made to files this restore wrote; those it cannot make are returned,
