@@ -96,9 +96,18 @@ def _text(rng: random.Random, words: int) -> str:
         "config",
         "service",
     ]
+    # Each word drawn as `rng.choice(vocab)` draws it (the same words for the same seed, so
+    # the demo's sizes and screens stay put), without its three calls a word: the demo is
+    # built while its user waits for the first screen.
+    n = len(vocab)
+    k = n.bit_length()
+    bits = rng.getrandbits
     lines, line = [], []
     for _ in range(words):
-        line.append(rng.choice(vocab))
+        r = bits(k)
+        while r >= n:
+            r = bits(k)
+        line.append(vocab[r])
         if len(line) >= 12:
             lines.append(" ".join(line))
             line = []
