@@ -56,6 +56,7 @@ def project_exists(root: ObjectStore, project_id: str) -> bool:
 _OURS = re.compile(
     r"[a-z][a-z0-9_-]*\.json"
     r"|(?:packs|index|keys|locks|run-locks|deleting|quarantine|clock)/[^/]+(?:/[^/]+)?"
+    r"|quarantine/packs/[^/]+/[^/]+"  # a pack set aside by rebuild-index, one level deeper
     r"|backup_[A-Za-z0-9._-]+/.+"
 )
 #: Directories of a local store that hold no objects (spooled uploads).

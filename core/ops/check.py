@@ -24,6 +24,7 @@ from core.repo.packs import (
     salvage_entries,
 )
 from core.repo.repository import NewerFormat, Repository
+from core.storage.base import ObjectExists, ObjectStore, StoreError
 from core.validator import verify_backup
 
 
@@ -102,6 +103,33 @@ def _config_errors(repo: Repository) -> list[str]:
 QUARANTINE = "quarantine/"
 
 
+def quarantine(store: ObjectStore, name: str) -> str:
+    """Keep a byte-for-byte copy of `name` under `quarantine/`; returns the copy's name.
+
+    A copy never replaces another (invariant 2): an object damaged again under a name
+    quarantined before (a stranger's file in `index/` each time a rebuild runs, a pack
+    rebuilt and damaged again) is kept beside the earlier copy, as `NAME.1`, `NAME.2` ...;
+    the same bytes already kept under one of those names are not copied twice."""
+    data = store.get(name)
+    target = QUARANTINE + name
+    for n in range(1, QUARANTINE_COPIES + 1):
+        try:
+            store.put_new(target, data)
+            return target
+        except ObjectExists:
+            if store.get(target) == data:
+                return target
+        target = f"{QUARANTINE}{name}.{n}"
+    raise StoreError(
+        f"{QUARANTINE}{name}: {QUARANTINE_COPIES} copies are kept there already; move some "
+        "out of the repository and run rebuild-index again"
+    )
+
+
+#: Copies of one name `quarantine` keeps before it refuses to go on.
+QUARANTINE_COPIES = 1000
+
+
 def rebuild_index(repo: Repository, ctx: OperationContext) -> RebuildResult:
     """Replace every index file by one built from the packs' headers (exclusive lock held).
 
@@ -122,8 +150,7 @@ def rebuild_index(repo: Repository, ctx: OperationContext) -> RebuildResult:
     locations, damaged = rebuild_from_packs(repo.store, repo.codec)
     # Copies first, as stored (sealed): every object that cannot be parsed is kept, whatever
     # happens next.
-    for name in damaged + bad_index:
-        repo.store.put(QUARANTINE + name, repo.store.get(name))
+    kept_as = [quarantine(repo.store, name) for name in damaged + bad_index]
     salvaged: list[tuple[bytes, BlobLocation]] = []
     writer = repo.pack_writer(lambda _p, locs: salvaged.extend(locs))
     notes: list[str] = []
@@ -156,7 +183,7 @@ def rebuild_index(repo: Repository, ctx: OperationContext) -> RebuildResult:
         chunks_indexed=len(repo.index),
         damaged_packs=damaged,
         chunks_salvaged=len(salvaged),
-        quarantined=[QUARANTINE + n for n in damaged + bad_index],
+        quarantined=kept_as,
         notes=notes,
     )
 
