@@ -53,6 +53,7 @@ class Context:
             # command it prints: the engine reads the repository from the environment
             os.environ[ENV_REPOSITORY] = args.repo
         self.repository: str | None = os.environ.get(ENV_REPOSITORY) or None
+        refuse_process_bound(self.repository, "the repository")
         self._manager: Engine | None = None
         self.passwords = PasswordSource(
             getattr(args, "password_file", None),
@@ -143,6 +144,14 @@ class Context:
     def emit(self, value: BaseModel | Sequence[BaseModel]) -> None:
         """--json output: the model(s), and nothing else, on stdout."""
         render.emit(value)
+
+
+def refuse_process_bound(url: str | None, what: str) -> None:
+    """UsageError for a store that ends with this process (`memory://`) named as `what`."""
+    from core.config import process_bound, process_bound_refusal
+
+    if url and process_bound(url):
+        raise UsageError(process_bound_refusal(url, what))
 
 
 #: The process's one event loop, made by the first `run` and closed by `close_loop`.

@@ -71,6 +71,29 @@ def resolve_repository(repository: str | os.PathLike[str] | None, root: Path) ->
     return Path(chosen).expanduser().absolute()
 
 
+#: Schemes of a store that lives and dies with one process (`memory://`, for tests).
+PROCESS_BOUND = ("memory",)
+
+
+def process_bound(url: str | Path) -> bool:
+    """Whether the store `url` names is gone when this process ends: a face whose process
+    ends with its command (the CLI, the TUI) refuses it as a repository or a copy target,
+    else a backup or a copy it reports as done would be gone with it."""
+    from urllib.parse import urlsplit
+
+    from core.storage.url import is_url
+
+    return isinstance(url, str) and is_url(url) and urlsplit(url).scheme in PROCESS_BOUND
+
+
+def process_bound_refusal(url: str, what: str) -> str:
+    """The one line that refuses `url` as `what` (a repository, a copy target)."""
+    return (
+        f"{what} {url}: a memory:// store lives inside one process (it is for tests): what "
+        "this command wrote there would be gone when it ends; name a directory or an s3:// URL"
+    )
+
+
 def check_directory(path: Path, what: str = "the repository root") -> Path:
     """`path`, once it is known to be a directory or one that can be made: the nearest of it
     and its parents that exists must be a directory. Checked when a face opens the root, so

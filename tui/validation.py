@@ -9,6 +9,7 @@ from pydantic import TypeAdapter, ValidationError
 from textual.suggester import Suggester
 from textual.validation import ValidationResult, Validator
 
+from core.config import process_bound
 from core.models import Tags, check_id
 from tui.format import home_short
 
@@ -97,6 +98,8 @@ class CopyTarget(Validator):
         if not value.strip():
             return self.failure("enter a directory or an s3://bucket/prefix URL")
         if is_store_url(value):
+            if process_bound(value.strip()):
+                return self.failure("a memory:// store is gone when the TUI ends: not a target")
             return self.success()
         result = RestoreTarget().validate(value)
         if not result.is_valid:

@@ -7,7 +7,7 @@ with --to-password-file F, --to-password-command CMD or $NEXUS_BACKUP_TO_PASSWOR
 
 from __future__ import annotations
 
-from cli.context import EXIT_OK, Context, run
+from cli.context import EXIT_OK, Context, refuse_process_bound, run
 from cli.password import TO_HOW
 from cli.render import clean, out, plural, size
 from core.errors import TargetWrongPassword
@@ -16,6 +16,7 @@ from core.models import CopyResult
 
 def cmd_copy(ctx: Context) -> int:
     a = ctx.args
+    refuse_process_bound(a.to, "copy target")
     try:
         with ctx.progress() as bar:
             result: CopyResult = run(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from cli.context import EXIT_OK, Context, UsageError, run
+from cli.context import EXIT_OK, Context, UsageError, refuse_process_bound, run
 from cli.render import block, clean, out
 
 
@@ -16,6 +16,7 @@ def cmd_settings(ctx: Context) -> int:
     if a.key is not None:
         if a.key != "copy-to" or a.value is None:
             raise UsageError("settings: set one with: settings PROJECT copy-to REPO|off")
+        refuse_process_bound(a.value, "copy-to")
         run(mgr.set_copy_to(a.project, None if a.value == "off" else a.value))
     settings = run(mgr.settings(a.project))
     if ctx.json:
