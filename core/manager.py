@@ -1026,6 +1026,7 @@ class BackupManager(Comparing):
             parent_chain=chain,
             deleted_parents=deleted,
             last_verify=repo.read_verify(backup_id),
+            config_problem=_config_problem(repo),
         )
 
     async def damaged_metadata(self, project_id: str) -> list[str]:

@@ -518,6 +518,10 @@ class BackupInfo(Model):
     #: Backups of the chain that no longer exist (deleted since; the chain ends there).
     deleted_parents: list[str] = Field(default_factory=list)
     last_verify: VerifyResult | None = None
+    #: Why the project's config.json cannot be read, when it cannot: the backup's metadata
+    #: stands alone and may read "completed", but no backup of the project restores until
+    #: the config is repaired (the listings of projects give it as `unreadable`).
+    config_problem: str | None = None
 
 
 class BackupInfoView(BackupMetadata):
@@ -529,6 +533,7 @@ class BackupInfoView(BackupMetadata):
     parent_chain: list[str] = Field(default_factory=list)
     deleted_parents: list[str] = Field(default_factory=list)
     last_verify: VerifyResult | None = None
+    config_problem: str | None = None
 
     @classmethod
     def of(cls, info: BackupInfo, **more: object) -> Self:

@@ -27,7 +27,7 @@ def cmd_info(ctx: Context) -> int:
     a = ctx.args
     info: BackupInfo = run(ctx.manager.info(a.project, a.backup_id))
     # its metadata stands alone and reads "completed": never shown as if it could be restored
-    problem = run(ctx.manager.config_problem(a.project))
+    problem = info.config_problem
     if ctx.json:
         ctx.emit(BackupInfoView.of(info))  # the metadata at the top level, as the API
     else:

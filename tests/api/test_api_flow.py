@@ -286,6 +286,33 @@ def test_info_answers_the_spec_fields_at_the_top_level(
     assert info["progress"] is None
 
 
+async def test_info_of_a_backup_whose_project_config_is_damaged_says_why(
+    api, client, project, sample_tree
+):
+    """Its metadata stands alone and reads "completed", but nothing of the project restores
+    until config.json is repaired: info says why (`config_problem`), as the CLI's info and
+    the projects listing (`unreadable`) do; a healthy project's is null. (Backed up by an
+    engine of the test's own and damaged before the server first opens the project: a
+    server that has read the config keeps it, and works on.)"""
+    from core.manager import BackupManager
+    from core.models import CreateRequest
+
+    src = sample_tree(api.allowed / project / "src")
+    mgr = BackupManager(api.root)
+    meta = await mgr.create(CreateRequest(project_id=project, data_dir=str(src)))
+    healthy = await mgr.create(CreateRequest(project_id=project + "-ok", data_dir=str(src)))
+    (api.root / "backups" / project / "config.json").write_text("garbage, not JSON")
+    r = client.get(f"/api/v1/backup/info/{project}/{meta.id}")
+    assert r.status_code == 200, r.text
+    info = r.json()
+    assert info["status"] == "completed"
+    assert "config.json" in info["config_problem"]
+    listed = {p["project_id"]: p for p in client.get("/api/v1/projects").json()}
+    assert listed[project]["unreadable"] == info["config_problem"]
+    ok = client.get(f"/api/v1/backup/info/{project}-ok/{healthy.id}").json()
+    assert ok["config_problem"] is None
+
+
 def test_bare_tags_follow_the_engine_rule(api, client, project, sample_tree, backup_of, locs):
     """A bare tag is a tag with an empty value, as the CLI's `--tag nightly` and the TUI make
     it; a key with '=' or ',' is refused by the same rule, naming the field."""
