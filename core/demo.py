@@ -219,13 +219,33 @@ async def build_demo(root: Path, *, now: datetime | None = None) -> None:
         _fill(project, sources / project, rng, start - timedelta(hours=1))
         await mgr.create_project(project, str(sources / project))
 
-    site = sources / "website"
+    # Each project's story in its order, the projects taking turns: a backup reads a file
+    # changed in the last 20 ms only once it has stood still that long (`backup._settled`),
+    # so each change is made a round ahead of the backup that reads it, while other
+    # projects' backups run. The random contents are drawn in a fixed order first.
+    site, db = sources / "website", sources / "database"
+    orders = {days: _text(rng, 6000 + days) for days in (7, 1)}
+    photo = rng.randbytes(50 * 1024)
+
     await backup("website", BackupType.FULL, ago(days=9), tags={"env": "prod"})
+    await backup("database", BackupType.FULL, ago(days=8), tags={"schedule": "nightly"})
+    await backup("photos", BackupType.FULL, ago(days=5), tags={"trip": "alps"})
+    await backup("notes", BackupType.FULL, ago(hours=4))
+
     _write(site / "css" / "site.css", "body { color: #0a0; }\n" * 320, ago(days=6, hours=1))
+    _write(db / "dumps" / "orders.sql", orders[7], ago(days=7, hours=1))
+    _write(sources / "photos" / "2025" / "IMG_2025_099.jpg", photo, ago(days=1, hours=2))
     await backup("website", BackupType.INCREMENTAL, ago(days=6), tags={"env": "prod"})
+    await backup("database", BackupType.INCREMENTAL, ago(days=7), tags={"schedule": "nightly"})
     await backup("website", BackupType.CHECKPOINT, ago(days=3), name="before-redesign")
+
     _write(site / "index.html", "<html><body><h1>New shop</h1></body></html>\n" * 45, ago(hours=3))
     _write(site / "sale.html", "<html><body>Sale!</body></html>\n" * 20, ago(hours=3))
+    _write(db / "dumps" / "orders.sql", orders[1], ago(days=1, hours=1))
+    await backup("database", BackupType.INCREMENTAL, ago(days=1), tags={"schedule": "nightly"})
+    # after the database's of the same time: the same time makes the same id, and the later
+    # of the two takes the next second's (`_Plan.new_id`)
+    await backup("photos", BackupType.SNAPSHOT, ago(days=1), tags={"trip": "alps"})
     latest_site = await backup(
         "website",
         BackupType.INCREMENTAL,
@@ -233,30 +253,11 @@ async def build_demo(root: Path, *, now: datetime | None = None) -> None:
         tags={"env": "prod", "ticket": "WEB-42"},
     )
 
-    db = sources / "database"
-    await backup("database", BackupType.FULL, ago(days=8), tags={"schedule": "nightly"})
-    for days in (7, 1):
-        _write(db / "dumps" / "orders.sql", _text(rng, 6000 + days), ago(days=days, hours=1))
-        await backup(
-            "database", BackupType.INCREMENTAL, ago(days=days), tags={"schedule": "nightly"}
-        )
-
-    await backup("photos", BackupType.FULL, ago(days=5), tags={"trip": "alps"})
-    _write(
-        sources / "photos" / "2025" / "IMG_2025_099.jpg",
-        rng.randbytes(50 * 1024),
-        ago(days=1, hours=2),
-    )
-    await backup("photos", BackupType.SNAPSHOT, ago(days=1), tags={"trip": "alps"})
-
-    notes = await backup("notes", BackupType.FULL, ago(hours=4))
-
     plan.at = ago(hours=1)
     result = await mgr.verify("website", latest_site.id)
     site_repo = Repository(mgr.root, "website")
     site_repo.write_verify(result.model_copy(update={"duration_seconds": 0.3}))
     plan.verify_at[latest_site.id] = ago(hours=1)
-    del notes
 
     # A nightly backup that a crash cut short: left RUNNING by a process that is gone.
     failed_at = ago(minutes=40)
