@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import os
 import shlex
 import shutil
@@ -44,6 +45,15 @@ NAME = "nexus-backup-run-due"
 EVERY = "*:0/5"
 CRON_EVERY = "*/5 * * * *"
 CRON_MARK = "# nexus-backup run-due"
+#: The first line of every unit install writes, then the options naming the repository whose
+#: run-due it runs: what tells our unit from one of the same name the user wrote (never
+#: replaced nor removed), and one root's from another's (one unit directory, one name).
+UNIT_MARK = "# Written by nexus-backup schedule install, for: "
+#: What units written before UNIT_MARK existed begin their [Unit] section with.
+_LEGACY_DESCRIPTIONS = (
+    "Description=nexus-backup: run the scheduled backups that are due",
+    "Description=nexus-backup: check the scheduled backups every five minutes",
+)
 
 
 @dataclass(frozen=True)
@@ -137,7 +147,12 @@ def _in_tmp(path: str) -> bool:
 
 
 def render_units(
-    argv: list[str], writable: list[str], *, system: bool, read: list[str] = ()
+    argv: list[str],
+    writable: list[str],
+    *,
+    system: bool,
+    read: list[str] = (),
+    owner: str = "",
 ) -> Units:
     """The service (a oneshot run-due, niced, idle I/O, sandboxed where that never blocks
     reading the data) and its timer (every five minutes, caught up after downtime).
@@ -163,8 +178,10 @@ def render_units(
             "RestrictSUIDSGID=yes",
             "LockPersonality=yes",
         ]
+    mark = [f"{UNIT_MARK}{owner}"] if owner else []
     service = "\n".join(
         [
+            *mark,
             "[Unit]",
             "Description=nexus-backup: run the scheduled backups that are due",
             "Wants=network-online.target",
@@ -179,6 +196,7 @@ def render_units(
     )
     timer = "\n".join(
         [
+            *mark,
             "[Unit]",
             "Description=nexus-backup: check the scheduled backups every five minutes",
             "",
@@ -197,10 +215,60 @@ def render_units(
     return Units(service, timer)
 
 
-def cron_line(argv: list[str]) -> str:
+def cron_line(argv: list[str], owner: str = "") -> str:
     """Every five minutes, niced; its output (only when something ran or failed) is what
-    cron mails to the user."""
-    return f"{CRON_EVERY} nice -n 10 {' '.join(_cron_word(a) for a in argv)} {CRON_MARK}"
+    cron mails to the user. The mark ends with a digest of `owner` (hex: nothing cron or the
+    shell reads), so that each root's line is told from another root's."""
+    words = " ".join(_cron_word(a) for a in argv)
+    return f"{CRON_EVERY} nice -n 10 {words} {CRON_MARK}{_cron_tag(owner)}"
+
+
+def _cron_tag(owner: str) -> str:
+    return f" {hashlib.sha256(owner.encode()).hexdigest()[:16]}" if owner else ""
+
+
+def owner(ctx: Context) -> str:
+    """The options naming this repository, as one line: whose run-due a unit runs."""
+    return " ".join(_cron_word(plain(w, "the repository")) for w in root_opt(ctx))
+
+
+def _unit_owner(path: Path) -> str | None:
+    """Whose unit `path` is: the options its mark names ("" for one an older install wrote,
+    before the mark), or None when it is not ours (the user's own unit of that name, a link,
+    anything but a regular file). The caller knows it exists."""
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    if lines and lines[0].startswith(UNIT_MARK):
+        return lines[0][len(UNIT_MARK) :]
+    if len(lines) > 1 and lines[0] == "[Unit]" and lines[1] in _LEGACY_DESCRIPTIONS:
+        return ""
+    return None
+
+
+def _refuse_foreign_units(paths: list[Path], ours: str, doing: str) -> None:
+    """UsageError, before anything is written or removed, when a unit at one of `paths` is
+    not this repository's: a file of that name the user wrote (or a link), or the unit of
+    another root (its backups would silently stop)."""
+    for path in paths:
+        if not os.path.lexists(path):
+            continue
+        found = _unit_owner(path)
+        if found is None:
+            raise UsageError(
+                f"{clean(str(path))} exists and was not written by schedule install (or is a "
+                f"link): it is not {doing}; nothing was changed (move it away, or give "
+                "--unit-dir)"
+            )
+        if found and found != ours:
+            raise UsageError(
+                f"{clean(str(path))} runs run-due for another repository ({clean(found)}), "
+                f"not {doing}: nothing was changed (run schedule remove with those options "
+                "first, or give --unit-dir)"
+            )
 
 
 def unit_dir(args: object, *, system: bool) -> tuple[Path, bool]:
@@ -252,18 +320,21 @@ def _install(ctx: Context) -> int:
     system = bool(a.system)
     argv = command(ctx)
     directory, call = unit_dir(a, system=system)
+    ours = owner(ctx)
     if a.cron or (call and not systemd_running() and not a.dry_run):
-        line = cron_line(argv)
+        line = cron_line(argv, ours)
         if not a.crontab:
             out("systemd is not running here: add this line to your crontab (crontab -e),")
             out("or run this again with --crontab to have it added:")
             out(line)
             return EXIT_OK
-        return _install_crontab(line)
+        return _install_crontab(line, ours)
     summaries: list[ProjectSummary] = run(ctx.manager.projects())
     writable = writable_paths(ctx, _copy_targets(ctx, summaries))
     read = [s.data_dir for s in summaries if s.data_dir]
-    units = render_units(argv, writable, system=system, read=read)
+    units = render_units(argv, writable, system=system, read=read, owner=ours)
+    paths = [directory / f"{NAME}{suffix}" for suffix in (".service", ".timer")]
+    _refuse_foreign_units(paths, ours, "replaced")
     if a.dry_run:
         out(f"# {directory / (NAME + '.service')}")
         out(units.service)
@@ -303,11 +374,15 @@ def write_unit(directory: Path, name: str, text: str) -> None:
         raise
 
 
-def _install_crontab(line: str) -> int:
+def _install_crontab(line: str, ours: str) -> int:
+    """The crontab with this repository's line replaced (or added): another root's line,
+    marked with its own digest, stays; a line an older install wrote (the bare mark) is
+    replaced."""
     if shutil.which("crontab") is None:
         raise UsageError("no crontab command here: add the line by hand")
     current = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
-    lines = [x for x in current.stdout.splitlines() if CRON_MARK not in x]
+    mine = (f"{CRON_MARK}{_cron_tag(ours)}", CRON_MARK)
+    lines = [x for x in current.stdout.splitlines() if not x.rstrip().endswith(mine)]
     new = "\n".join([*lines, line]) + "\n"
     proc = subprocess.run(["crontab", "-"], input=new, text=True, capture_output=True, check=False)
     if proc.returncode != 0:
@@ -323,6 +398,7 @@ def _remove(ctx: Context) -> int:
     system = bool(a.system)
     directory, call = unit_dir(a, system=system)
     paths = [directory / f"{NAME}{suffix}" for suffix in (".timer", ".service")]
+    _refuse_foreign_units(paths, owner(ctx), "removed")
     if call and systemd_running() and paths[0].exists():
         _systemctl(system, "disable", "--now", f"{NAME}.timer")
     removed = [p for p in paths if p.exists()]
