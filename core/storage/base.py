@@ -32,6 +32,11 @@ class ObjectNotFound(StoreError):
     """The object does not exist (or vanished while it was read)."""
 
 
+class NotAnObject(StoreError):
+    """What lies at an object's name is no object: a directory, a fifo, a device (read, a
+    fifo would block the reader for ever). Never read."""
+
+
 class ObjectExists(StoreError):
     """`put_new` lost: an object of that name already exists (another writer won)."""
 

@@ -20,6 +20,7 @@ import io
 import os
 import secrets
 import shutil
+import stat
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -29,6 +30,7 @@ from typing import TypeVar
 from core.storage.base import (
     TMP_MARK,
     Capabilities,
+    NotAnObject,
     ObjectExists,
     ObjectInfo,
     ObjectNotFound,
@@ -121,6 +123,30 @@ def _absent(exc: OSError, name: str) -> ObjectNotFound:
 
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+#: An object is opened without blocking (a fifo at its name would block the reader for ever:
+#: an unlock, a run-due holding up every project) and read only when it is a regular file.
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+def _open_object(path: Path, name: str) -> io.FileIO:
+    """The object at `path`, open for reading: ObjectNotFound when absent, NotAnObject when
+    what is there is not a regular file (a directory, a fifo, a device)."""
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except OSError as exc:
+        if exc.errno in _ABSENT:
+            raise _absent(exc, name) from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotAnObject(
+                f"object {name!r} is not a regular file (mode {stat.filemode(mode)}): never read"
+            )
+    except BaseException:
+        os.close(fd)
+        raise
+    return io.FileIO(fd, "r", closefd=True)
 
 
 def _refused(where: Path) -> StoreError:
@@ -168,12 +194,7 @@ class LocalReader:
             cache = self._local.cache = OrderedDict()
         f = cache.get(name)
         if f is None:
-            try:
-                f = io.FileIO(self._store.path(name), "r")
-            except OSError as exc:
-                if exc.errno in _ABSENT:
-                    raise _absent(exc, name) from None
-                raise
+            f = _open_object(self._store.path(name), name)
             with self._lock:
                 self._all.append(f)
             cache[name] = f
@@ -379,13 +400,8 @@ class LocalStore:
             return self._base / "spool"
 
     def get(self, name: str) -> bytes:
-        try:
-            with open(self.path(name), "rb") as f:
-                return f.read()
-        except OSError as exc:
-            if exc.errno in _ABSENT:
-                raise _absent(exc, name) from None
-            raise
+        with _open_object(self.path(name), name) as f:
+            return f.readall()
 
     def get_range(self, name: str, offset: int, length: int) -> bytes:
         with LocalReader(self) as reader:
