@@ -259,11 +259,12 @@ class Repository:
         keys = dict(self._keys())
         if key_id not in keys:
             raise NotFound(f"project {self.project_id!r} has no key {key_id!r}")
-        # a copy of this key under another name opens nothing either (bound to its id)
+        # a copy of this key under another name opens nothing either (bound to its id), unless
+        # it is the key this process saw open and `key_id` the copy
         others = [
             kid
             for kid, raw in keys.items()
-            if kid != key_id and raw != keys[key_id] and crypto.whole(raw)
+            if kid != key_id and (raw != keys[key_id] or kid in self._proven) and crypto.whole(raw)
         ]
         if not others:
             raise Busy(

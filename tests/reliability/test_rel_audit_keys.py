@@ -329,7 +329,7 @@ def test_a_stray_key_object_opens_nothing_hangs_nothing_and_never_counts_as_a_ke
     one_error_line(nb(root, "list", "p", pw="wrong", timeout=30), 12, "wrong password")
 
 
-@pytest.mark.parametrize("kind", ["truncated", "garbage", "future-version"])
+@pytest.mark.parametrize("kind", ["truncated", "garbage", "future-version", "exact-copy"])
 def test_the_stray_key_object_itself_may_be_removed(root, tmp_path, kind):
     good = next(iter(key_bytes(root)))
     name, _ = _plant(root, kind, good, tmp_path)
