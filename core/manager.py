@@ -376,8 +376,13 @@ class BackupManager(Comparing):
         return self._repo(project_id).key_list()
 
     def key_add(self, project_id: str, new_password: str) -> str:
-        """Another password for the project; the new key's id."""
-        return self._encrypted_repo(project_id).add_key(new_password)
+        """Another password for the project; the new key's id. Under the shared lock, whose
+        taking checks that the project is still there (I11): a key added after a
+        delete-project finished brought back a directory holding only that key, a project
+        `create` and `delete-project` both refused for ever."""
+        repo = self._encrypted_repo(project_id)
+        with locked(repo, "key add", exclusive=False):
+            return repo.add_key(new_password)
 
     def key_remove(self, project_id: str, key_id: str) -> None:
         """Remove a key (under the exclusive lock: two removals at once cannot remove the

@@ -8,6 +8,7 @@ open the project, the bytes under keys/, the exit code and the one error line.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -387,3 +388,53 @@ def test_a_password_file_kept_inside_the_repository_is_never_a_key_nor_damage(ro
     ok(nb(root, "--password-file", str(pw_file), "key", "add", "p", pw="", new="machine"))
     assert pw_file.read_text() == PW + "\n"
     assert opens(root, "machine") and opens(root, PW)
+
+
+# --- a key change racing a project delete -------------------------------------------------
+
+
+@pytest.mark.parametrize("action", ["add", "passwd"])
+def test_a_key_change_that_outlives_a_delete_project_brings_nothing_back(root, tmp_path, action):
+    """`key add` / `key passwd` opened the project, then waited for its new password (a
+    fifo as --new-password-file: a secret manager slow to answer) while another process
+    deleted the project. Given the password at last, it must not write a key object into
+    the deleted project: `key add` did, said "added", and left `backups/p/keys/…` alone,
+    which `projects` then listed as a damaged project and which made both `create p` and
+    `delete-project p` refuse the name for ever."""
+    fifo = tmp_path / "new-password"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen(
+        argv(root, "key", action, "p", "--new-password-file", str(fifo)),
+        cwd=REPO,
+        env=_env(NEXUS_BACKUP_PASSWORD=PW),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # the process opened the project (its shared reads done) and now waits on the fifo
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            with contextlib.suppress(OSError):  # blocked in open(2) of the fifo
+                if Path(f"/proc/{proc.pid}/wchan").read_text() in ("wait_for_partner", "fifo_open"):
+                    break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()
+        ok(nb(root, "delete-project", "p", "--yes"))
+        assert not (root / "backups" / "p").exists()
+        with open(fifo, "w") as f:
+            f.write("late password\n")
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    lines = err.strip().splitlines()
+    assert proc.returncode != 0, (out, err)
+    assert len(lines) == 1 and "Traceback" not in err and "deleted" in lines[0], err
+    project = root / "backups" / "p"
+    assert not project.exists() or not any(project.rglob("*")), sorted(project.rglob("*"))
+    assert json.loads(ok(nb(root, "--json", "projects"))) == []
+    data = tmp_path / "data"
+    ok(nb(root, "create", "p", str(data)))
