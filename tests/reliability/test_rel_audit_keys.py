@@ -438,3 +438,30 @@ def test_a_key_change_that_outlives_a_delete_project_brings_nothing_back(root, t
     assert json.loads(ok(nb(root, "--json", "projects"))) == []
     data = tmp_path / "data"
     ok(nb(root, "create", "p", str(data)))
+
+
+@pytest.mark.parametrize("name", ["policy.json", "project.json", "config.json", "metadata.json"])
+def test_a_fifo_at_an_objects_name_hangs_no_command_and_stops_no_other_project(
+    root, tmp_path, name
+):
+    """A fifo where an object of one project lies (a careless mkfifo, a hostile writer):
+    no command blocks on it (each read a fifo would hold for ever); each says what is wrong
+    in one line, and a run-due over every project still judges the other one."""
+    data = tmp_path / "data2"
+    data.mkdir()
+    (data / "g").write_text("other\n")
+    ok(nb(root, "create", "q", str(data)))
+    ok(nb(root, "policy", "set", "q", "--schedule", "hourly", "--keep-last", "3"))
+    project = root / "backups" / "p"
+    where = next(project.glob("backup_*")) if name == "metadata.json" else project
+    target = where / name
+    target.unlink(missing_ok=True)
+    os.mkfifo(target)
+    for args in (["projects"], ["list", "p"], ["check", "p"], ["policy", "show", "p"]):
+        r = nb(root, *args, timeout=30)
+        assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
+        assert len([ln for ln in r.stderr.splitlines() if ": error: " in ln]) <= 1, r.stderr
+    r = nb(root, "--json", "run-due", timeout=60)
+    assert "Traceback" not in r.stderr, r.stderr
+    runs = {run["project"]: run for run in json.loads(r.stdout)}
+    assert runs["q"]["status"] in ("not-due", "completed"), runs  # judged, not held up
