@@ -42,6 +42,9 @@ SEARCH_DAYS = 366 * 9
 OVERDUE_AFTER = timedelta(minutes=30)
 #: The longest random delay (systemd allows more; a day keeps one run per daily slot).
 MAX_DELAY_SECONDS = 24 * 3600
+#: A last run started (or a backup made) more than this after now was stamped by a clock
+#: that was ahead and has since been set back: it proves nothing about the slots before now.
+AHEAD_TOLERANCE = timedelta(minutes=5)
 
 _WEEKDAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 _MONTHS = {
@@ -406,8 +409,14 @@ def due_state(
 ) -> DueState:
     """Whether a run is owed: a slot `s` with `last_start < s` whose due time (s plus its
     delay) is at or before `now`. Only the latest such slot counts, so a machine that was off
-    for a week runs once. `last_start` None (never run): the latest slot before now is owed."""
+    for a week runs once. `last_start` None (never run): the latest slot before now is owed.
+    A `last_start` ahead of now by more than AHEAD_TOLERANCE (a clock set back: an RTC put
+    right by NTP, a VM restored) counts as never run: the latest slot runs once and the
+    schedule goes on from there, rather than nothing running until the clock catches the
+    stamp up (systemd resets a persistent timer's stamp from the future alike)."""
     now = _utc(now)
+    if last_start is not None and _utc(last_start) > now + AHEAD_TOLERANCE:
+        last_start = None
     owed: tuple[datetime, datetime] | None = None
     t = now
     # the latest slot whose due time has passed: with a delay the newest slot may not be due
@@ -464,6 +473,7 @@ def next_due_times(
 
 
 __all__ = [
+    "AHEAD_TOLERANCE",
     "OVERDUE_AFTER",
     "DueState",
     "Schedule",
