@@ -132,6 +132,20 @@ def _listed(repo: Repository) -> list[BackupMetadata]:
     return _shown(repo.list_metadata()[0])
 
 
+def _refuse_unconfirmed(result: ForgetResult, removing: Collection[str]) -> None:
+    """A retention plan that removes a backup the confirmation showed kept (the same rules,
+    after a backup was made meanwhile, reach one more) is refused: the count confirmed is
+    the count removed, or nothing is (as a project delete refuses a changed count)."""
+    now = sorted(d.backup_id for d in result.decisions if not d.keep)
+    extra = [i for i in now if i not in set(removing)]
+    if extra:
+        raise Conflict(
+            f"retention of {result.project_id!r} now removes {plural(len(now), 'backup')}, "
+            f"not the {len(set(removing))} confirmed ({', '.join(extra[:3])} was shown kept; "
+            "a backup was made meanwhile): look again before applying it"
+        )
+
+
 def _shown(metas: list[BackupMetadata]) -> list[BackupMetadata]:
     """Of readable metadata, what a list shows (and what a project's count counts)."""
     return [m for m in metas if m.removed_at is None]
@@ -1426,11 +1440,15 @@ class BackupManager(Comparing):
         dry_run: bool = False,
         max_unused: float = MAX_UNUSED,
         progress: Progress | None = None,
+        removing: Collection[str] | None = None,
     ) -> ForgetResult:
-        """Apply `policy` (default: the stored one) to the project: see `forget_blocking`."""
+        """Apply `policy` (default: the stored one) to the project: see `forget_blocking`.
+        `removing`: the backups the person confirming was shown removed; a policy that now
+        removes any other (a backup made meanwhile) is refused, removing nothing."""
         ctx = self._context("forget", project_id, None, progress)
         return await self._in_thread(
-            lambda: self._forget(project_id, policy, dry_run, ctx, max_unused), ctx
+            lambda: self._forget(project_id, policy, dry_run, ctx, max_unused, removing=removing),
+            ctx,
         )
 
     def forget_blocking(
@@ -1453,11 +1471,14 @@ class BackupManager(Comparing):
         max_unused: float = MAX_UNUSED,
         wait: bool = True,
         just_made: str | None = None,
+        removing: Collection[str] | None = None,
     ) -> ForgetResult:
         """Every backup's decision under the policy; unless `dry_run`, under the exclusive
         lock (as delete: no backup is being written or restored meanwhile), the removed ones
         soft-removed, those past their grace period and failed ones deleted, and one reclaim.
-        A policy whose rules keep none of the completed backups is refused (RetentionRefused)."""
+        A policy whose rules keep none of the completed backups is refused (RetentionRefused).
+        With `removing` (what a confirmation named), a plan that removes any backup not in it
+        is refused (Conflict) before anything is written: the confirmation showed it kept."""
         repo = self._repo(project_id)
         if policy is None:
             policy = self._policy(repo)
@@ -1481,6 +1502,8 @@ class BackupManager(Comparing):
             result = self._forget_plan(
                 repo, policy, metas, False, estimate=wait, just_made=just_made
             )
+            if removing is not None:
+                _refuse_unconfirmed(result, removing)
             self._forget_apply(repo, result, ctx, max_unused)
         return result
 

@@ -185,6 +185,7 @@ class Engine(Protocol):
         dry_run: bool = False,
         max_unused: float = 0.05,
         progress: Progress | None = None,
+        removing: Collection[str] | None = None,
     ) -> ForgetResult: ...
 
     async def protect(self, project_id: str, backup_id: str) -> BackupMetadata: ...

@@ -315,16 +315,22 @@ class NexusApp(App[int]):
             op, lambda progress: self.mgr.copy(project_id, to, progress=progress)
         )
 
-    def start_forget(self, project_id: str, policy: Policy | None) -> Operation:
-        """Store the project's policy and apply it now (None: clear it, removing nothing)."""
+    def start_forget(
+        self, project_id: str, policy: Policy | None, removing: list[str] | None = None
+    ) -> Operation:
+        """Apply the project's policy now and store it (None: clear it, removing nothing).
+        `removing`: the backups the confirmation named; should the policy now remove another
+        (a backup made meanwhile), nothing is removed and the policy is not stored."""
         label = f"retention {project_id}" if policy is not None else f"clear policy {project_id}"
         op = Operation("forget", project_id, label)
 
         async def apply(progress: Callable[[ProgressEvent], None]) -> ForgetResult | None:
-            await self.mgr.set_policy(project_id, policy)
             if policy is None or not policy.retains():  # a schedule alone removes nothing
+                await self.mgr.set_policy(project_id, policy)
                 return None
-            return await self.mgr.forget(project_id, progress=progress)
+            done = await self.mgr.forget(project_id, policy, progress=progress, removing=removing)
+            await self.mgr.set_policy(project_id, policy)
+            return done
 
         return self.start_operation(op, apply)
 

@@ -301,7 +301,7 @@ class PolicyScreen(ModalScreen[None]):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.app.start_forget(self.project_id, policy)
+                self.app.start_forget(self.project_id, policy, removes)
                 self.dismiss(None)
 
         self.app.push_screen(
