@@ -366,3 +366,63 @@ async def test_retention_applied_as_fast_as_one_types_never_crashes_the_app(
         await wait_for(pilot, lambda: not app.operations.running)
         assert app.is_running and app.screen is app.main
     assert [m.id for m in await BackupManager(root).list("web")] == ids[:2]
+
+
+async def test_an_undo_whose_checkpoint_another_process_deleted_changes_nothing(
+    tui_root: Path, seeded: dict
+) -> None:
+    """A restore over the live directory (its checkpoint taken), then `nexus-backup delete`
+    of that checkpoint from another terminal, then ctrl+z and y: the undo has nothing to put
+    back and must not touch the directory as the restore left it."""
+    data = seeded["data"]
+    app = NexusApp(tui_root)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await _open_restore(app, pilot, data)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: screen.op is not None and screen.op.state != "running")
+        await settle(pilot)
+        checkpoint = screen.op.result.checkpoint_id
+        assert checkpoint and (data / "a.txt").read_bytes() == seeded["original_a"]
+        gone = cli(tui_root, "delete", "proj", checkpoint)
+        assert gone.returncode == 0, gone.stderr
+        restored = state(data)
+        await pilot.press("ctrl+z")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.screen is screen)
+        await settle(pilot)
+        await wait_for(pilot, lambda: not app.operations.running)
+        await settle(pilot)
+        assert all("Traceback" not in n for n in notes(app)), notes(app)
+        assert app.is_running
+    assert state(data) == restored
+    assert not [p for p in data.rglob("*") if p.name.startswith(TMP_PREFIX)]
+
+
+async def test_a_project_renamed_by_another_process_before_the_answer_is_not_deleted(
+    tui_root: Path, seeded: dict
+) -> None:
+    """`X` asks about `proj`; before the answer `nexus-backup rename-project proj site` runs
+    in another terminal: yes deletes nothing, `site` keeps both backups."""
+    app = NexusApp(tui_root)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("X")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        moved = cli(tui_root, "rename-project", "proj", "site")
+        assert moved.returncode == 0, moved.stderr
+        before = state(tui_root)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.screen is app.main)
+        await settle(pilot)
+        await wait_for(pilot, lambda: not app.operations.running)
+        await settle(pilot)
+        assert all("Traceback" not in n for n in notes(app)), notes(app)
+    after = state(tui_root)
+    assert {p: v for p, v in after.items() if "/locks/" not in p} == {
+        p: v for p, v in before.items() if "/locks/" not in p
+    }
+    assert len(await BackupManager(tui_root).list("site")) == 2
