@@ -159,14 +159,16 @@ def _repaired(done: DeleteResult) -> str:
 
 
 def _local_copy(repo: Repository) -> list[Path]:
-    """The directory of the project's `copy_to` twin when it is on a local disk: a backup
-    of a data directory holding it would otherwise store the copies of itself."""
+    """The directory of the project's `copy_to` twin when it is on a local disk, and the
+    twin's directory of this project (what the copy writes): a backup of a data directory
+    holding either would otherwise store the copies of itself. The second counts when the
+    twin is the data directory itself, which the walk never skips."""
     to = repo.settings().get("copy_to")
     if not isinstance(to, str) or not to:
         return []
     with contextlib.suppress(NexusError):  # a setting the copy itself will report
         if (where := local_path(to)) is not None:
-            return [where]
+            return [where, where / projects.PROJECTS / repo.project_id]
     return []
 
 

@@ -340,3 +340,24 @@ def test_a_copy_target_on_read_only_media_leaves_every_backup_whole(copied, moun
     out = data.parent / "out"
     ok(nb(root, "restore", PROJECT, done[0], str(out)))
     assert (out / "b.txt").read_text() == "bravo\n"
+
+
+def test_a_copy_target_that_is_the_data_directory_itself_is_never_backed_up(
+    tmp_path: Path,
+) -> None:
+    """copy-to names the data directory itself: the twin's `backups/web` lands inside it.
+    The walk skipped the twin's directory, but that is the data directory, which is never
+    skipped, so every backup stored the copies of the ones before it (I13)."""
+    root, data = tmp_path / "root", tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("alpha\n")
+    ok(nb(root, "create", PROJECT, str(data)))
+    ok(nb(root, "settings", PROJECT, "copy-to", str(data)))
+    ok(nb(root, "create", PROJECT, str(data)))
+    assert any((data / "backups" / PROJECT / "packs").rglob("*")), "the copy was made"
+    (data / "b.txt").write_text("bravo\n")
+    made = json.loads(ok(nb(root, "--json", "create", PROJECT, str(data))).stdout)
+    names = ok(nb(root, "ls", "-R", PROJECT, made["id"])).stdout.split()
+    assert {"a.txt", "b.txt"} <= set(names), names
+    assert [n for n in names if n.startswith("backups/")] in ([], ["backups/"]), names
+    assert made["files_count"] == 2
