@@ -525,8 +525,11 @@ class BackupManager(Comparing):
         *,
         progress: Progress | None = None,
         on_created: Callable[[BackupMetadata], None] | None = None,
+        make_project: bool = True,
     ) -> BackupMetadata:
-        """Back up `req.data_dir`; returns the COMPLETED metadata, raises on failure."""
+        """Back up `req.data_dir`; returns the COMPLETED metadata, raises on failure. A
+        project that does not exist is made, unless `make_project` is False (a scheduled run:
+        a project deleted since the schedule listed it stays deleted, NotFound)."""
         ctx = self._context("create", req.project_id, None, progress)
         loop = asyncio.get_running_loop()
 
@@ -536,7 +539,7 @@ class BackupManager(Comparing):
                 loop.call_soon_threadsafe(on_created, snapshot)
 
         def work() -> BackupMetadata:
-            meta = self.create_blocking(req, ctx, created)
+            meta = self.create_blocking(req, ctx, created, make_project=make_project)
             self._copy_after_backup(meta, ctx)
             return meta
 
@@ -633,6 +636,7 @@ class BackupManager(Comparing):
         on_created: Callable[[BackupMetadata], None] | None = None,
         *,
         top_fd: int | None = None,
+        make_project: bool = True,
     ) -> BackupMetadata:
         """The whole create, in the calling thread (also used for pre-restore checkpoints,
         which pass the target's descriptor as `top_fd`). With `req.confine_to`, the data
@@ -647,7 +651,9 @@ class BackupManager(Comparing):
                 owned = open_data_dir(given)
             try:
                 req = req.model_copy(update={"data_dir": str(given)})
-                return self.create_blocking(req, ctx, on_created, top_fd=owned)
+                return self.create_blocking(
+                    req, ctx, on_created, top_fd=owned, make_project=make_project
+                )
             finally:
                 os.close(owned)
         # Read through a descriptor, the directory is named as given: resolving the name again
@@ -664,7 +670,7 @@ class BackupManager(Comparing):
         data_dir = self._check_data_dir(req.data_dir, resolve=False)
         if req.backup_type != BackupType.CHECKPOINT:  # a restore judged its target so (I4)
             self._refuse_stored_data_dir(top_fd, data_dir)
-        repo = self._writable(self._repo(req.project_id, create=True))
+        repo = self._writable(self._repo(req.project_id, create=make_project))
         if req.backup_type != BackupType.CHECKPOINT:
             self._check_data_dir_change(repo, data_dir, req.data_dir_change)
         backup_id = self._new_id() if req.created_at is None else new_backup_id(req.created_at)

@@ -207,7 +207,8 @@ async def _steps(
             tags={"scheduled": f"{slot:%Y-%m-%dT%H:%M:%SZ}"} if slot else {},
             created_at=created_at,
         )
-        meta = await engine.create(req)
+        # never made again: a project deleted since the run listed it stays deleted
+        meta = await engine.create(req, make_project=False)
     except (NexusError, OSError) as exc:
         outcome.steps.append(Step("backup", False, str(exc), time.monotonic() - t))
         return

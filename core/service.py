@@ -76,6 +76,7 @@ class Engine(Protocol):
         *,
         progress: Progress | None = None,
         on_created: Callable[[BackupMetadata], None] | None = None,
+        make_project: bool = True,
     ) -> BackupMetadata: ...
 
     async def restore(

@@ -239,6 +239,28 @@ def test_a_project_deleted_or_renamed_while_run_due_goes_through_the_listing(
         assert "c: scheduled run" in second.stdout and not pdir(root, "b").exists()
 
 
+async def test_a_scheduled_backup_never_makes_a_project_again(tmp_path: Path) -> None:
+    """The scheduler backs up with make_project=False: a project deleted after run-due listed
+    it (its settings read, its turn not yet come) is NotFound, and no directory, config or
+    log of it is made; a backup asked for by a person still makes a new project."""
+    from core.errors import NotFound
+    from core.manager import BackupManager
+    from core.models import CreateRequest
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "f.txt").write_text("x\n")
+    root = tmp_path / "root"
+    mgr = BackupManager(root)
+    req = CreateRequest(project_id="gone", data_dir=str(data))
+    with pytest.raises(NotFound):
+        await mgr.create(req, make_project=False)
+    assert not pdir(root, "gone").exists()
+    assert not any((root / "logs").glob("gone_*"))
+    made = await mgr.create(req)
+    assert made.status.value == "completed" and pdir(root, "gone").is_dir()
+
+
 # --- 2. the copy after each backup -------------------------------------------------------------
 
 
