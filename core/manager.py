@@ -1354,6 +1354,14 @@ class BackupManager(Comparing):
             raise TargetWrongPassword(f"the copy's target {target.url}: {exc}") from None
         self._writable(dst)
         result = CopyResult(project_id=project_id, target=target.url)
+        if src.encrypted() and not dst.encrypted():
+            # the project there was made plain before: copied as asked, never silently
+            result.warnings.append(
+                f"{target.url}: its project {project_id!r} is not encrypted, so what is copied "
+                "there is stored in plain (names and contents readable by whoever reads that "
+                "storage); copy into a new target to keep the backups encrypted"
+            )
+            self._log(project_id, "WARNING", "copy", result.warnings[-1])
         with reading(src, "copy"):
             if backup_ids is None:
                 metas = [m for m in _listed(src) if m.status in RESTORABLE]

@@ -640,3 +640,6 @@ class CopyResult(Model):
     #: already whole in the target (a rerun after a kill copies only what is missing)
     already_there: list[str] = Field(default_factory=list)
     bytes_sent: int = 0
+    #: What the copy did that the person asking may not expect (one line each): an
+    #: encrypted project's backups stored in plain in a target that exists plain.
+    warnings: list[str] = Field(default_factory=list)

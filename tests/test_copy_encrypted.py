@@ -6,6 +6,7 @@ gives back the bytes backed up."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -167,6 +168,34 @@ def test_encrypted_to_plain(tmp_path: Path, data: Path, monkeypatch: pytest.Monk
     ok(nb(tmp_path / "src", "copy", "p", "--to", str(plain), NEXUS_BACKUP_PASSWORD=A))
     assert not Repository(plain, "p").encrypted()
     assert _restored(tmp_path, plain, "out") == _tree(data)
+
+
+def test_an_encrypted_project_copied_into_a_plain_target_is_said_in_one_line(
+    tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Copied as asked into the plain project that exists there, but never silently: one
+    warning line (and `warnings` in --json), exit 0; the same after each backup of a copy-to
+    that target; none into a new target, which is encrypted."""
+    fast_kdf(monkeypatch)
+    src = tmp_path / "src"
+    _project(src, data, A)
+    plain = tmp_path / "plain"
+    _empty_project(plain, None)
+    done = nb(src, "copy", "p", "--to", str(plain), NEXUS_BACKUP_PASSWORD=A)
+    assert done.returncode == 0, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("nexus-backup: warning: ") and "stored in plain" in line, line
+    again = nb(src, "--json", "copy", "p", "--to", str(plain), NEXUS_BACKUP_PASSWORD=A)
+    assert again.returncode == 0
+    assert "stored in plain" in json.loads(again.stdout)["warnings"][0]
+    new = nb(src, "copy", "p", "--to", str(tmp_path / "new"), NEXUS_BACKUP_PASSWORD=A)
+    assert new.returncode == 0 and new.stderr == "", new.stderr
+    assert Repository(tmp_path / "new", "p").encrypted()
+    ok(nb(src, "settings", "p", "copy-to", str(plain), NEXUS_BACKUP_PASSWORD=A))
+    (data / "more.txt").write_text("more\n")
+    made = nb(src, "create", "p", str(data), NEXUS_BACKUP_PASSWORD=A)
+    assert made.returncode == 0, made.stderr
+    assert "stored in plain" in made.stderr and "Copied to" in made.stdout
 
 
 def test_a_target_password_given_makes_a_new_target_encrypted(

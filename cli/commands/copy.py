@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from cli.context import EXIT_OK, Context, refuse_process_bound, run
 from cli.password import TO_HOW
-from cli.render import clean, out, plural, size
+from cli.render import clean, error_line, out, plural, size
 from core.errors import TargetWrongPassword
 from core.models import CopyResult
 
@@ -24,6 +24,8 @@ def cmd_copy(ctx: Context) -> int:
             )
     except TargetWrongPassword as exc:
         raise TargetWrongPassword(f"{exc} (its password: {TO_HOW})") from None
+    for warning in result.warnings:
+        error_line(warning, kind="warning")
     if ctx.json:
         ctx.emit(result)
         return EXIT_OK

@@ -50,6 +50,8 @@ def cmd_create(ctx: Context) -> int:
     code = EXIT_SKIPPED if warned else EXIT_OK
     if isinstance(copied, str):
         error_line(copied, kind="warning")
+    for warning in copied.warnings if isinstance(copied, CopyResult) else ():
+        error_line(warning, kind="warning")
     if isinstance(kept, str):
         error_line(kept, kind="warning")
     if ctx.json:

@@ -41,7 +41,10 @@ def copy_summary(result: CopyResult) -> str:
             return "no completed backup to copy"
         return f"nothing to send: {fmt.plural(there, 'backup')} already there"
     text = f"copied {fmt.plural(len(result.copied), 'backup')}, {fmt.size(result.bytes_sent)} sent"
-    return text + (f", {there} already there" if there else "")
+    text += f", {there} already there" if there else ""
+    return text + (
+        "; stored there in plain: the target is not encrypted" if result.warnings else ""
+    )
 
 
 def copy_target(value: str) -> str:
