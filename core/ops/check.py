@@ -24,7 +24,7 @@ from core.repo.packs import (
     salvage_entries,
 )
 from core.repo.repository import NewerFormat, Repository
-from core.storage.base import ObjectExists, ObjectStore, StoreError
+from core.storage import ObjectExists, ObjectStore, StoreError
 from core.validator import verify_backup
 
 
