@@ -452,12 +452,30 @@ def _status(ctx: Context) -> int:
         out("\n".join(table(headers, rows, set())))
     directory, _call = unit_dir(ctx.args, system=False)
     system_dir, _ = unit_dir(ctx.args, system=True)
-    found = [d for d in (directory, system_dir) if (d / f"{NAME}.timer").exists()]
-    if found:
-        out(f"Timer: {NAME}.timer installed in {clean(found[0])}")
-    else:
-        out("Timer: not installed (schedule install), so nothing runs run-due by itself")
+    found = [d for d in (directory, system_dir) if os.path.lexists(d / f"{NAME}.timer")]
+    out(_timer_line(found[0] / f"{NAME}.timer", owner(ctx)) if found else NOT_INSTALLED)
     return EXIT_OK
+
+
+NOT_INSTALLED = "Timer: not installed (schedule install), so nothing runs run-due by itself"
+
+
+def _timer_line(timer: Path, ours: str) -> str:
+    """What the timer at `timer` is to this repository: its own (or one an older install
+    wrote), the user's own file of that name, or another root's."""
+    found = _unit_owner(timer)
+    where = clean(str(timer.parent))
+    if found is None:
+        return (
+            f"Timer: {NAME}.timer in {where} was not written by schedule install (the user's "
+            "own, or a link): nothing runs run-due for this repository by itself"
+        )
+    if found and found != ours:
+        return (
+            f"Timer: {NAME}.timer in {where} runs another repository ({clean(found)}): "
+            "nothing runs run-due for this one by itself"
+        )
+    return f"Timer: {NAME}.timer installed in {where}"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

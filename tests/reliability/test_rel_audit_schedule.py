@@ -204,3 +204,21 @@ def test_crontab_install_keeps_another_roots_line(root, tmp_path):
     assert len(ours) == 2, lines
     assert sum(f"--root {root} " in ln for ln in ours) == 1, ours
     assert sum(f"--root {other} " in ln for ln in ours) == 1, ours
+
+
+def test_status_says_whose_timer_is_there(root, tmp_path):
+    """status named any file at the timer's name as installed: the user's own timer of that
+    name, or another root's, read as this repository's schedule being run. It says whose."""
+    units = tmp_path / "units"
+    units.mkdir()
+    (units / TIMER).write_text(USERS_TIMER)
+    said = ok(nb(root, "schedule", "status", "--unit-dir", str(units)))
+    assert "was not written by schedule install" in said and "installed in" not in said
+    (units / TIMER).unlink()
+    ok(nb(root, "schedule", "install", "--unit-dir", str(units)))
+    assert f"{TIMER} installed in" in ok(nb(root, "schedule", "status", "--unit-dir", str(units)))
+    other, data = tmp_path / "root2", tmp_path / "data2"
+    data.mkdir()
+    ok(nb(other, "create", "web2", str(data)))
+    said = ok(nb(other, "schedule", "status", "--unit-dir", str(units)))
+    assert "runs another repository" in said and str(root) in said, said
