@@ -261,6 +261,10 @@ class PolicyScreen(ModalScreen[None]):
     async def _space(self, policy: Policy) -> None:
         with contextlib.suppress(NexusError, OSError):
             result = await self.app.mgr.forget(self.project_id, policy, dry_run=True)
+            # the estimate may come back after the screen was closed: nothing left to update
+            # (a query then raised NoMatches, and the worker's error ended the app)
+            if not self.is_attached:
+                return
             if self.policy == policy and result.bytes_freed is not None:
                 self.query_one("#policy-summary", Static).update(
                     f"{self.summary} · frees {fmt.size(result.bytes_freed)}"
