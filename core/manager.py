@@ -36,6 +36,7 @@ from core.errors import (
     ReadOnly,
     TargetWrongPassword,
     WrongPassword,
+    describe_os_error,
     from_os_error,
 )
 from core.logger import BackupLogger
@@ -561,7 +562,9 @@ class BackupManager(Comparing):
         try:
             outcome: CopyResult | str = self.copy_blocking(meta.project_id, to, [meta.id], ctx)
         except (NexusError, OSError) as exc:
-            outcome = f"copy to {to} failed: {exc}"
+            # a store's error says itself; a bare OSError ("[Errno 30] ...") is said in words
+            why = exc if isinstance(exc, NexusError) else describe_os_error(exc)
+            outcome = f"copy to {to} failed: {why}"
             self._log(meta.project_id, "WARNING", "copy", outcome, meta.id)
         self._copies[key] = outcome
         while len(self._copies) > 100:  # a long-running server keeps only the recent ones

@@ -348,7 +348,8 @@ def test_a_copy_target_on_read_only_media_leaves_every_backup_whole(copied, moun
     assert subprocess.run(["mount", "-o", "remount,ro", str(media)]).returncode == 0
     twin = rel.tree_state(media)
     (data / "b.txt").write_text("bravo\n")
-    _one_warning(nb(root, "create", PROJECT, str(data)))
+    line = _one_warning(nb(root, "create", PROJECT, str(data)))
+    assert "read-only file system" in line and "[Errno" not in line, line  # said in words
     assert rel.tree_state(media) == twin
     ok(nb(root, "policy", "set", PROJECT, "--schedule", "hourly"))
     at = datetime.now(UTC).replace(minute=1, second=0, microsecond=0) + timedelta(hours=1)
