@@ -48,6 +48,9 @@ from core.repo.packs import BlobLocation, PackWriter
 from core.repo.repository import HOSTNAME, Repository
 
 READ_ATTEMPTS = 3
+#: How much a file may grow between two reads of it and still be read again (besides
+#: doubling): past it, it is skipped as growing faster than it can be read.
+GROWTH_ROOM = 64 * 1024 * 1024
 RACY_NS = 20_000_000  # changed this recently (timestamps are coarse): maybe mid-write
 WINDOW = 64  # read jobs in flight ahead of the manifest writer
 BATCH_FILES = 64  # small files read by one job
@@ -423,6 +426,7 @@ def read_file(state: RunState, item: Item) -> Entry:
         if exc.errno == errno.ELOOP:
             raise SkipFile("replaced by a symlink while backing up") from None
         raise SkipFile(f"cannot open: {exc.strerror or exc}") from None
+    first_size = st.st_size
     try:
         with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
             for _attempt in range(READ_ATTEMPTS):
@@ -448,7 +452,7 @@ def read_file(state: RunState, item: Item) -> Entry:
                     ctx.advance(nbytes=size)
                 else:
                     with state.large_files:
-                        content, size = _chunk_file(state, item, f, chunks)
+                        content, size = _chunk_file(state, item, f, chunks, st.st_size)
                 after = os.fstat(fd)
                 if (
                     _stable(after) == _stable(st)
@@ -464,6 +468,8 @@ def read_file(state: RunState, item: Item) -> Entry:
                 # failed the next attempt as well, whatever the read saw
                 time.sleep(0.05)
                 st = os.fstat(fd)
+                if st.st_size > max(2 * first_size, first_size + GROWTH_ROOM):
+                    raise SkipFile("kept growing while being read")
     except OSError as exc:
         raise SkipFile(f"read error: {exc.strerror or exc}") from None
     finally:
@@ -472,14 +478,16 @@ def read_file(state: RunState, item: Item) -> Entry:
 
 
 def _chunk_file(
-    state: RunState, item: Item, f: object, chunks: list[tuple[str, int]]
+    state: RunState, item: Item, f: object, chunks: list[tuple[str, int]], limit: int
 ) -> tuple[str, int]:
-    """Cut a file into content-defined chunks, storing each; returns its hash and size."""
+    """Cut a file into content-defined chunks, storing each; returns its hash and size.
+    No more than `limit` bytes are read (its size when this read began): a file another
+    process grows faster than it is read would otherwise be read, and stored, for ever."""
     ctx = state.ctx
     hasher = new_hasher()
     chunk_id = state.repo.codec.chunk_id
     size = 0
-    timed = _TimedFile(f, _local.clock)
+    timed = _TimedFile(f, _local.clock, limit)
     for piece in iter_chunks(_chunker(state.params), timed, ctx.check):  # type: ignore[arg-type]
         digest = chunk_id(piece)
         hasher.update(piece)
@@ -493,20 +501,29 @@ def _chunk_file(
 
 
 class _TimedFile:
-    """A file whose reads (the chunker's, 8 MiB at a time) add to a phase clock."""
+    """A file whose reads (the chunker's, 8 MiB at a time) add to a phase clock, and end
+    after `limit` bytes."""
 
-    __slots__ = ("_clock", "_f")
+    __slots__ = ("_clock", "_f", "_left")
 
-    def __init__(self, f: object, clock: PhaseClock) -> None:
+    def __init__(self, f: object, clock: PhaseClock, limit: int) -> None:
         self._f = f
         self._clock = clock
+        self._left = limit
 
     def readinto(self, buf: memoryview) -> int | None:
+        if self._left <= 0:
+            return 0
+        view = memoryview(buf)
+        if len(view) > self._left:
+            view = view[: self._left]
         t0 = _now()
         try:
-            return self._f.readinto(buf)  # type: ignore[attr-defined]
+            n = self._f.readinto(view)  # type: ignore[attr-defined]
         finally:
             self._clock.read += _now() - t0
+        self._left -= n or 0
+        return n
 
 
 def read_small_batch(state: RunState, items: list[Item]) -> list[Entry | SkipFile]:
