@@ -324,10 +324,14 @@ def _is_zero(raw: bytes | memoryview) -> bool:
 
 
 def _hash_fd(fd: int, size: int) -> str:
-    """BLAKE3 of an open file (several threads for a large one)."""
+    """BLAKE3 of an open file of `size` bytes (several threads for a large one). No more
+    than one byte past `size` is read: a file another process grows without end while it
+    is compared would otherwise be read for ever; a longer one hashes as another content."""
     h = blake3.blake3(max_threads=blake3.blake3.AUTO if size >= SPLIT_SIZE else 1)
-    while block := os.read(fd, 4 * 1024 * 1024):
+    left = size + 1
+    while left > 0 and (block := os.read(fd, min(left, 4 * 1024 * 1024))):
         h.update(block)
+        left -= len(block)
     return h.hexdigest()
 
 

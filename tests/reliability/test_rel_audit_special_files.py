@@ -148,3 +148,33 @@ def test_a_file_grown_without_end_while_backed_up_is_skipped_and_the_backup_ends
     assert r.returncode == 0, r.stdout + r.stderr
     assert (target / "a.txt").read_text() == "a"
     assert not (target / "grown.log").exists()
+
+
+# --- the restore target -------------------------------------------------------------------------
+
+
+def test_if_changed_over_a_file_grown_without_end_in_the_target_ends(tmp_path):
+    """if-changed hashes a target file of the entry's size to see whether it holds the
+    backup's bytes. Another process grows it without end once the restore has it open: the
+    hash read on until its end, and the restore, dry run included, never ended. Read no
+    further than one byte past the size it had, it is told apart (a longer file is not the
+    backup's) and overwritten."""
+    data = tmp_path / "data"
+    data.mkdir()
+    content = os.urandom(1 << 20)
+    (data / "f.bin").write_bytes(content)
+    root = tmp_path / "root"
+    assert _cli(root, "create", P, str(data)).returncode == 0
+    for dry in (True, False):
+        target = tmp_path / f"t-{dry}"
+        target.mkdir()
+        (target / "f.bin").write_bytes(os.urandom(1 << 20))  # the entry's size: it is hashed
+        stop = tmp_path / f"stop-{dry}"
+        args = ["restore", "--no-checkpoint", P, "latest", str(target)]
+        proc = _popen_cli(root, *args[:1], *(["--dry-run"] if dry else []), *args[1:])
+        with _grown_while_open(target / "f.bin", stop, proc):
+            code, out, err = _finish(proc, 30)
+        assert code is not None, f"the restore (dry run: {dry}) never ended"
+        assert code == 0 and "Traceback" not in err, (code, out, err)
+        if not dry:
+            assert (target / "f.bin").read_bytes() == content
