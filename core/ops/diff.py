@@ -105,20 +105,25 @@ def live_entries(
         )
 
 
-def hash_file(path: bytes) -> str:
+def hash_file(path: bytes, size: int | None = None) -> str:
     """BLAKE3 hex of a file's whole content (the manifest's content hash), not following a
     symlink at the last component. Opened without blocking and hashed only if it is still a
     regular file (a fifo swapped in since the scan would block the open forever); OSError
-    otherwise."""
+    otherwise. With `size` (what the scan saw), no more than one byte past it is read: a
+    file another process grows without end would be read for ever; a longer one hashes as
+    another content."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, "no longer a regular file", os.fsdecode(path))
         os.set_blocking(fd, True)
         h = blake3.blake3()
+        left = -1 if size is None else size + 1
         with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
-            while block := f.read(4 << 20):
+            while left and (block := f.read(4 << 20 if left < 0 else min(left, 4 << 20))):
                 h.update(block)
+                if left > 0:
+                    left -= len(block)
         return h.hexdigest()
     finally:
         os.close(fd)
@@ -284,7 +289,7 @@ class Differ:
             return "hash", old.hash != new.hash
         if self.live_top is not None and self.verify:
             try:
-                digest = hash_file(self.live_top + b"/" + new.path)
+                digest = hash_file(self.live_top + b"/" + new.path, new.size)
             except OSError as exc:
                 self.warn(f"{text_of(new.path)}: cannot read to compare: {exc.strerror or exc}")
                 return "metadata", None

@@ -77,6 +77,14 @@ while not os.path.exists(stop) and size < 4 << 40:
 """
 
 
+def _sparse(path: Path, head: bytes, size: int = 256 << 20) -> None:
+    """A file of `size` bytes, `head` then a hole: long enough to read (a quarter second or
+    so) that the grower sees it open and grows it before the read is over."""
+    with open(path, "wb") as f:
+        f.write(head)
+        f.truncate(size)
+
+
 @contextlib.contextmanager
 def _grown_while_open(path: Path, stop: Path, proc: subprocess.Popen) -> Iterator[None]:
     grower = subprocess.Popen(
@@ -130,7 +138,7 @@ def test_a_file_grown_without_end_while_backed_up_is_skipped_and_the_backup_ends
     data.mkdir()
     (data / "a.txt").write_text("a")
     grown = data / "grown.log"
-    grown.write_bytes(os.urandom(1 << 20))  # above the minimum chunk size: the chunker reads it
+    _sparse(grown, os.urandom(1 << 20))
     root = tmp_path / "root"
     stop = tmp_path / "stop"
     proc = _popen_cli(root, "--json", "create", P, str(data))
@@ -161,14 +169,14 @@ def test_if_changed_over_a_file_grown_without_end_in_the_target_ends(tmp_path):
     backup's) and overwritten."""
     data = tmp_path / "data"
     data.mkdir()
-    content = os.urandom(1 << 20)
-    (data / "f.bin").write_bytes(content)
+    _sparse(data / "f.bin", os.urandom(1 << 20))
+    content = (data / "f.bin").read_bytes()
     root = tmp_path / "root"
     assert _cli(root, "create", P, str(data)).returncode == 0
     for dry in (True, False):
         target = tmp_path / f"t-{dry}"
         target.mkdir()
-        (target / "f.bin").write_bytes(os.urandom(1 << 20))  # the entry's size: it is hashed
+        _sparse(target / "f.bin", os.urandom(1 << 20))  # the entry's size: it is hashed
         stop = tmp_path / f"stop-{dry}"
         args = ["restore", "--no-checkpoint", P, "latest", str(target)]
         proc = _popen_cli(root, *args[:1], *(["--dry-run"] if dry else []), *args[1:])
@@ -178,3 +186,20 @@ def test_if_changed_over_a_file_grown_without_end_in_the_target_ends(tmp_path):
         assert code == 0 and "Traceback" not in err, (code, out, err)
         if not dry:
             assert (target / "f.bin").read_bytes() == content
+
+
+def test_diff_live_verify_content_over_a_file_grown_without_end_ends(tmp_path):
+    """`diff --live --verify-content` hashes a data file of the backed-up size: grown without
+    end by another process once open, it was read for ever. Read no further than one byte
+    past the size the scan saw, it is told changed and the command ends."""
+    data = tmp_path / "data"
+    data.mkdir()
+    _sparse(data / "f.bin", os.urandom(1 << 20))
+    root = tmp_path / "root"
+    assert _cli(root, "create", P, str(data)).returncode == 0
+    proc = _popen_cli(root, "diff", "--live", "--verify-content", P, "latest")
+    with _grown_while_open(data / "f.bin", tmp_path / "stop", proc):
+        code, out, err = _finish(proc, 30)
+    assert code is not None, "diff --verify-content never ended"
+    assert "Traceback" not in err, err
+    assert "f.bin" in out, (code, out, err)
