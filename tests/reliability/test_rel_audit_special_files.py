@@ -18,14 +18,19 @@ What is checked is what a user checks: bytes, kinds of files, exit codes, one li
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
+import socket
+import stat
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import rel_harness as h
 
 P = "sp"
@@ -203,3 +208,208 @@ def test_diff_live_verify_content_over_a_file_grown_without_end_ends(tmp_path):
     assert code is not None, "diff --verify-content never ended"
     assert "Traceback" not in err, err
     assert "f.bin" in out, (code, out, err)
+
+
+# Runs, in one process, a dry run then the real restore of every combination named on its
+# stdin (JSON: [[target, [args...]], ...]) and prints what each said (JSON), so that a hang
+# anywhere fails the one timeout of the test.
+MATRIX = r"""
+import contextlib, io, json, os, sys
+sys.path.insert(0, os.environ["NEXUS_REL_REPO"])
+import cli.main
+root = sys.argv[1]
+out = []
+for target, args in json.loads(sys.stdin.read()):
+    said = []
+    for dry in (["--dry-run"], []):
+        buf, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(err):
+            code = cli.main.main(["--root", root, "--json", "restore", *dry, *args, target])
+        said.append({"code": code, "out": buf.getvalue(), "err": err.getvalue()})
+    out.append(said)
+print(json.dumps(out))
+"""
+
+SPECIALS = ("fifo", "socket", "device")
+
+
+def _special(path: Path, kind: str) -> None:
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "socket":
+        with socket.socket(socket.AF_UNIX) as s:
+            s.bind(str(path))
+    else:
+        null = os.stat("/dev/null").st_rdev
+        os.mknod(path, 0o666 | stat.S_IFCHR, null)
+
+
+def _kind(path: Path) -> str:
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return "gone"
+    if stat.S_ISREG(mode):
+        return "file"
+    return {stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket", stat.S_IFCHR: "device"}.get(
+        stat.S_IFMT(mode), "other"
+    )
+
+
+@pytest.mark.parametrize("kind", SPECIALS)
+def test_special_files_in_the_target_under_every_policy(tmp_path, kind):
+    """The target holds a fifo, socket or device at the names of two files of the backup
+    (`f`: a fifo some process reads; `g`: one nobody opened, whose open would block) and at
+    a name the backup lacks (`x`), for each --overwrite policy, with and without --delete and
+    a checkpoint. Nothing blocks, nothing is written through the fifo, the real run does
+    exactly what its dry run said (I5), a special file is replaced or deleted only where the
+    preview said so and only without a checkpoint (which cannot hold it), and a name replaced
+    holds the backup's bytes."""
+    if kind == "device" and os.geteuid() != 0:
+        pytest.skip("mknod of a device needs root")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "f").write_bytes(b"the backup's f\n")
+    (data / "g").write_bytes(b"the backup's g\n")
+    (data / "keep").write_text("k")
+    root = tmp_path / "root"
+    assert _cli(root, "create", P, str(data)).returncode == 0
+    combos, readers = [], []
+    for policy in ("never", "if-changed", "always"):
+        for delete in ([], ["--delete"]):
+            for checkpoint in ([], ["--no-checkpoint"]):
+                target = tmp_path / f"t{len(combos)}"  # short: a socket's path is
+                target.mkdir()
+                for name in ("f", "g", "x"):
+                    _special(target / name, kind)
+                if kind == "fifo":  # a reader of f: bytes written through it would arrive
+                    readers.append(os.open(target / "f", os.O_RDONLY | os.O_NONBLOCK))
+                args = ["--overwrite", policy, *delete, *checkpoint, P, "latest"]
+                combos.append((target, args))
+    try:
+        r = subprocess.run(
+            [sys.executable, "-c", MATRIX, str(root)],
+            input=json.dumps([[str(t), a] for t, a in combos]),
+            capture_output=True,
+            text=True,
+            env=h.driver_env(),
+            timeout=TIMEOUT,
+        )
+        assert r.returncode == 0, r.stderr[-2000:]
+        for fd in readers:
+            with contextlib.suppress(BlockingIOError):
+                assert os.read(fd, 100) == b"", "bytes were written through the fifo"
+    finally:
+        for fd in readers:
+            os.close(fd)
+    for (target, args), (dry, real) in zip(combos, json.loads(r.stdout), strict=True):
+        where = " ".join(args)
+        for said in (dry, real):
+            assert said["code"] in (0, 3), (where, said)
+            assert "Traceback" not in said["err"], (where, said["err"])
+        plan, done = json.loads(dry["out"]), json.loads(real["out"])
+        assert plan["counts"] == done["counts"], (where, plan["counts"], done["counts"])
+        actions = {c["path"]: c["action"] for c in plan["changes"]}
+        assert actions == {c["path"]: c["action"] for c in done["changes"]}, where
+        no_checkpoint = "--no-checkpoint" in args
+        for name in ("f", "g", "x"):
+            now, action = _kind(target / name), actions.get(name)
+            if now == kind:
+                assert action in (None, "skip"), (where, name, action)
+                continue
+            assert no_checkpoint, f"{where}: {name} replaced though no checkpoint can hold it"
+            if now == "gone":
+                assert action == "delete" and "--delete" in args, (where, name, action)
+            else:
+                assert now == "file" and action == "overwrite", (where, name, now, action)
+                assert (target / name).read_bytes() == (data / name).read_bytes(), where
+        if "never" in args:
+            assert _kind(target / "f") == _kind(target / "g") == kind, where
+        assert (target / "keep").read_text() == "k", where
+
+
+def _odd_tree(data: Path) -> dict[bytes, bytes]:
+    """A data directory holding a fifo nobody writes to, a socket, a character device, two
+    hard links, and names with a newline, bytes that are not UTF-8 and 255 bytes; returns
+    the regular files' bytes by name."""
+    data.mkdir()
+    files = {
+        b"plain.txt": b"plain\n",
+        b"new\nline": b"a newline in the name\n",
+        b"latin-\xe9\xff": b"not UTF-8\n",
+        b"L" * 255: b"255 bytes of name\n",
+        b"one": b"hard-linked\n",
+    }
+    base = os.fsencode(data)
+    for name, content in files.items():
+        with open(base + b"/" + name, "wb") as f:
+            f.write(content)
+    os.link(base + b"/one", base + b"/two")
+    files[b"two"] = files[b"one"]
+    for name, kind in (("queue", "fifo"), ("sock", "socket"), ("null", "device")):
+        if kind != "device" or os.geteuid() == 0:
+            _special(data / name, kind)
+    return files
+
+
+def test_special_files_in_the_data_directory_and_every_reader_of_the_backup(tmp_path):
+    """A backup of a tree with a fifo (a writer's open of it would block for ever), a socket
+    and a device never opens them: it ends, says each once (exit 3), and holds every other
+    entry byte for byte, the hard links as links. A restore into an empty target makes
+    nothing for them; a second backup ends alike; verify, diff
+    (of two backups and live, contents hashed), find, ls, cat and dump each end with an exit
+    code and no traceback, and cat of a special file's name is one error line."""
+    data = tmp_path / "data"
+    files = _odd_tree(data)
+    specials = [n for n in ("queue", "sock", "null") if os.path.lexists(data / n)]
+    root = tmp_path / "root"
+    r = _cli(root, "--json", "create", P, str(data))
+    assert r.returncode == 3, r.stdout + r.stderr
+    meta = json.loads(r.stdout)
+    warnings = meta["stats"]["warnings"]
+    for name in specials:
+        assert sum(w.startswith(f"{name}: skipped special file") for w in warnings) == 1, warnings
+    assert len(warnings) == len(specials), warnings
+    target = tmp_path / "out"
+    r = _cli(root, "restore", P, "latest", str(target))
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = {os.fsencode(p.name): p.read_bytes() for p in target.iterdir()}
+    assert got == files
+    assert os.stat(target / "one").st_ino == os.stat(target / "two").st_ino
+    assert not any(os.path.lexists(target / n) for n in specials)
+    r = _cli(root, "create", P, str(data))
+    assert r.returncode == 3, r.stdout + r.stderr
+    for args, codes in (
+        (["verify", P, "latest"], (0,)),
+        (["diff", P, meta["id"], "latest"], (0,)),
+        (["diff", "--live", "--verify-content", P, "latest"], (0,)),
+        (["find", P, "*"], (0,)),
+        (["ls", "-l", "-R", P, "latest"], (0,)),
+        (["cat", P, "latest", "plain.txt"], (0,)),
+    ):
+        r = _cli(root, *args)
+        _no_traceback(r)
+        assert r.returncode in codes, (args, r.returncode, r.stdout, r.stderr)
+        assert not any(n in r.stdout for n in specials if n != "null"), (args, r.stdout)
+    for name in specials:
+        r = _cli(root, "cat", P, "latest", name)
+        _no_traceback(r)
+        assert r.returncode != 0 and r.stdout == "", (name, r.returncode, r.stdout)
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    dump = subprocess.run(
+        [sys.executable, "-m", "cli", "--root", str(root), "dump", P, "latest"],
+        capture_output=True,
+        env=h.driver_env(),
+        cwd=str(h.REPO_DIR),
+        timeout=TIMEOUT,
+    )
+    assert dump.returncode == 0, dump.stderr
+    with tarfile.open(fileobj=io.BytesIO(dump.stdout)) as tar:
+        members = {os.fsencode(m.name.removeprefix("./")): m for m in tar.getmembers()}
+        assert not any(os.fsencode(n) in members for n in specials)
+        for name, content in files.items():
+            m = members[name]
+            if m.islnk():
+                assert files[os.fsencode(m.linkname.removeprefix("./"))] == content
+            else:
+                assert tar.extractfile(m).read() == content, name  # type: ignore[union-attr]
