@@ -487,17 +487,79 @@ def _chunk_file(
     hasher = new_hasher()
     chunk_id = state.repo.codec.chunk_id
     size = 0
-    timed = _TimedFile(f, _local.clock, limit)
-    for piece in iter_chunks(_chunker(state.params), timed, ctx.check):  # type: ignore[arg-type]
-        digest = chunk_id(piece)
-        hasher.update(piece)
-        state.store_chunk(digest, piece)
-        chunks.append((digest.hex(), len(piece)))
-        size += len(piece)
-        with state.lock:
-            state.bytes_read += len(piece)
-        ctx.advance(nbytes=len(piece), path=item.shown)
+    zero_id: bytes | None = None
+    for start, end, hole in _spans(f, limit, state.params.max_size):  # type: ignore[arg-type]
+        if hole:
+            # a hole of whole chunks of the maximum size (where the chunker cuts a run of
+            # zeros), each the one zero chunk, hashed once and never read: a sparse file of
+            # 10 GiB is read as its data, not its 10 GiB
+            zeros = _zeros(state.params.max_size)
+            for _ in range((end - start) // len(zeros)):
+                ctx.check()
+                if zero_id is None:
+                    zero_id = chunk_id(zeros)
+                hasher.update(zeros)
+                state.store_chunk(zero_id, zeros)
+                chunks.append((zero_id.hex(), len(zeros)))
+                size += len(zeros)
+                with state.lock:
+                    state.bytes_read += len(zeros)  # the file's bytes, as a read counts them
+                ctx.advance(nbytes=len(zeros), path=item.shown)
+            continue
+        f.seek(start)  # type: ignore[attr-defined]
+        timed = _TimedFile(f, _local.clock, end - start)
+        for piece in iter_chunks(_chunker(state.params), timed, ctx.check):  # type: ignore[arg-type]
+            digest = chunk_id(piece)
+            hasher.update(piece)
+            state.store_chunk(digest, piece)
+            chunks.append((digest.hex(), len(piece)))
+            size += len(piece)
+            with state.lock:
+                state.bytes_read += len(piece)
+            ctx.advance(nbytes=len(piece), path=item.shown)
     return hasher.hexdigest(), size
+
+
+_ZEROS: dict[int, bytes] = {}
+
+
+def _zeros(n: int) -> bytes:
+    z = _ZEROS.get(n)
+    if z is None:
+        z = _ZEROS[n] = bytes(n)
+    return z
+
+
+def _spans(f: object, limit: int, chunk: int) -> Iterator[tuple[int, int, bool]]:
+    """[start, end) spans covering the first `limit` bytes of an open file, in order: holes
+    (`True`) of a whole number of `chunk` bytes, found with SEEK_DATA, and the rest to read.
+    A filesystem that cannot tell its holes gives one span to read."""
+    fd = f.fileno()  # type: ignore[attr-defined]
+    pos = 0  # where the span to read begins
+    at = 0  # where to look for the next hole
+    while at < limit:
+        try:
+            hole = os.lseek(fd, at, os.SEEK_HOLE)
+        except OSError:  # no holes told, or the file shrank: the read finds out
+            break
+        if hole >= limit:
+            break
+        try:
+            data = os.lseek(fd, hole, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # ENXIO: no data after the hole, it ends the file
+                break
+            data = limit
+        data = min(data, limit)
+        whole = (data - hole) // chunk * chunk
+        if whole:
+            if hole > pos:
+                yield pos, hole, False
+            yield hole, hole + whole, True
+            pos = hole + whole
+        at = max(data, at + 1)
+    if pos < limit:
+        yield pos, limit, False
 
 
 class _TimedFile:

@@ -413,3 +413,117 @@ def test_special_files_in_the_data_directory_and_every_reader_of_the_backup(tmp_
                 assert files[os.fsencode(m.linkname.removeprefix("./"))] == content
             else:
                 assert tar.extractfile(m).read() == content, name  # type: ignore[union-attr]
+
+
+def _islands(path: Path, size: int, at: list[int]) -> dict[int, bytes]:
+    """A sparse file of `size` bytes: holes, and 5000 random bytes at each offset of `at`
+    (returned by offset)."""
+    written = {}
+    with open(path, "wb") as f:
+        f.truncate(size)
+        for offset in at:
+            f.seek(offset)
+            written[offset] = os.urandom(min(5000, size - offset))
+            f.write(written[offset])
+    return written
+
+
+def test_sparse_files_are_backed_up_and_restored_byte_for_byte(tmp_path):
+    """Holes are not read (below), so what is around them must still be exact: data at odd
+    offsets between holes of many chunks, a file that starts and one that ends with a hole,
+    one that is all hole, restored and compared byte for byte, then verified."""
+    data = tmp_path / "data"
+    data.mkdir()
+    mib = 1 << 20
+    _islands(data / "islands", 41 * mib + 7, [0, 9 * mib + 123, 9 * mib + 4000, 30 * mib - 1])
+    _islands(data / "hole-first", 20 * mib + 1, [17 * mib + 5])
+    _islands(data / "hole-last", 20 * mib, [3])
+    _islands(data / "all-hole", 33 * mib, [])
+    root = tmp_path / "root"
+    r = _cli(root, "create", P, str(data))
+    assert r.returncode == 0, r.stdout + r.stderr
+    target = tmp_path / "out"
+    r = _cli(root, "restore", P, "latest", str(target))
+    assert r.returncode == 0, r.stdout + r.stderr
+    for p in data.iterdir():
+        assert (target / p.name).read_bytes() == p.read_bytes(), p.name
+    r = _cli(root, "verify", P, "latest")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _rchar() -> int:
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+@pytest.mark.slow  # a few seconds: 10 GiB of zeros are still hashed for the file's hash
+def test_a_sparse_file_of_10_gib_is_read_as_its_data_not_its_holes(tmp_path):
+    """A 10 GiB file holding a few KiB: the backup read all 10 GiB of zeros (half a minute
+    here) to store 315 bytes. Its holes are now found (SEEK_DATA) and never read: what this
+    process reads stays far below the file's size, the repository stays small, and the
+    file's recorded hash is the hash of its 10 GiB."""
+    data = tmp_path / "data"
+    data.mkdir()
+    size = 10 << 30
+    islands = _islands(data / "disk.img", size, [0, 5_000_000_000, size - 100])
+    root = tmp_path / "root"
+    before = _rchar()
+    code, out, err = h.cli_inproc(["--root", str(root), "--json", "create", P, str(data)])
+    read = _rchar() - before
+    assert code == 0, (out, err)
+    assert read < 256 << 20, f"the backup read {read} bytes of a file of 10 GiB and a few KiB"
+    stored = sum(p.stat().st_size for p in (root / "backups").rglob("*") if p.is_file())
+    assert stored < 8 << 20, stored
+    from core.repo import manifest as mf
+    from core.repo.repository import Repository
+
+    repo = Repository(root, P)
+    (entry,) = list(mf.iter_entries(repo.read_manifest(json.loads(out)["id"])))
+    import blake3
+
+    want, pos, zeros = blake3.blake3(), 0, bytes(64 << 20)
+    for offset, written in [*islands.items(), (size, b"")]:  # the file, without reading it
+        while pos < offset:
+            n = min(len(zeros), offset - pos)
+            want.update(zeros[:n])
+            pos += n
+        want.update(written)
+        pos += len(written)
+    assert entry.size == size and entry.hash == want.hexdigest()
+
+
+def test_a_file_whose_read_fails_is_said_once_and_never_deleted_by_a_restore(tmp_path):
+    """A file every read of fails with EIO (a live process's /proc/PID/mem, bind-mounted
+    over a file of the data directory: a regular file whose read at 0 is an I/O error). The
+    backup ends, says so in one warning line (exit 3), and a restore --delete into the data
+    directory, dry run and real run, leaves it: the backup saw it and could not hold it."""
+    if os.geteuid() != 0:
+        pytest.skip("bind mounts need root")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("a")
+    (data / "mem").touch()
+    sleeper = subprocess.Popen(["sleep", "120"])
+    mounted = subprocess.run(
+        ["mount", "--bind", f"/proc/{sleeper.pid}/mem", str(data / "mem")], capture_output=True
+    )
+    try:
+        if mounted.returncode:
+            pytest.skip(f"cannot bind-mount here: {mounted.stderr.strip()!r}")
+        root = tmp_path / "root"
+        r = _cli(root, "--json", "create", P, str(data))
+        assert r.returncode == 3, r.stdout + r.stderr
+        warnings = json.loads(r.stdout)["stats"]["warnings"]
+        assert warnings == ["mem: skipped: read error: Input/output error"], warnings
+        (data / "later.txt").write_text("made after the backup")
+        for dry in (["--dry-run"], []):
+            r = _cli(root, "restore", *dry, "--delete", "--no-checkpoint", P, "latest", str(data))
+            _no_traceback(r)
+            assert r.returncode == 0 and "mem" not in r.stdout, r.stdout + r.stderr
+        assert (data / "mem").exists() and not (data / "later.txt").exists()
+    finally:
+        subprocess.run(["umount", "-l", str(data / "mem")], capture_output=True)
+        sleeper.kill()
+        sleeper.wait()
