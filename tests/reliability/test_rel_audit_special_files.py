@@ -74,6 +74,9 @@ print("READY", flush=True)
 while not holds() and not os.path.exists(stop):
     time.sleep(0.0005)
 fd = os.open(path, os.O_WRONLY)
+if len(sys.argv) > 4:  # truncate it instead, to that many bytes, once
+    os.ftruncate(fd, int(sys.argv[4]))
+    sys.exit()
 size = os.fstat(fd).st_size
 while not os.path.exists(stop) and size < 4 << 40:
     size += 64 << 20
@@ -91,9 +94,13 @@ def _sparse(path: Path, head: bytes, size: int = 256 << 20) -> None:
 
 
 @contextlib.contextmanager
-def _grown_while_open(path: Path, stop: Path, proc: subprocess.Popen) -> Iterator[None]:
+def _grown_while_open(
+    path: Path, stop: Path, proc: subprocess.Popen, truncate: int | None = None
+) -> Iterator[None]:
+    """`path` grown without end (or truncated to `truncate` bytes) once `proc` has it open."""
+    extra = [] if truncate is None else [str(truncate)]
     grower = subprocess.Popen(
-        [sys.executable, "-c", GROWER, str(proc.pid), str(path), str(stop)],
+        [sys.executable, "-c", GROWER, str(proc.pid), str(path), str(stop), *extra],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -161,6 +168,29 @@ def test_a_file_grown_without_end_while_backed_up_is_skipped_and_the_backup_ends
     assert r.returncode == 0, r.stdout + r.stderr
     assert (target / "a.txt").read_text() == "a"
     assert not (target / "grown.log").exists()
+
+
+@pytest.mark.parametrize("to", [0, 3 << 20])
+def test_a_file_truncated_while_backed_up_is_a_state_it_had(tmp_path, to):
+    """Truncated by another process (to nothing, or mid-file) once the backup has it open:
+    the backup ends and records the file as it stood before or after, never a mix."""
+    data = tmp_path / "data"
+    data.mkdir()
+    head = os.urandom(8 << 20)
+    _sparse(data / "f.bin", head)
+    before = (data / "f.bin").read_bytes()
+    root = tmp_path / "root"
+    proc = _popen_cli(root, "--json", "create", P, str(data))
+    with _grown_while_open(data / "f.bin", tmp_path / "stop", proc, truncate=to):
+        code, out, err = _finish(proc, 40)
+    assert code in (0, 3) and "Traceback" not in err, (code, out[-400:], err)
+    target = tmp_path / "out"
+    r = _cli(root, "restore", P, "latest", str(target))
+    assert r.returncode == 0, r.stdout + r.stderr
+    if (target / "f.bin").exists():
+        assert (target / "f.bin").read_bytes() in (before, head[:to]), "a torn mix was stored"
+    else:
+        assert any("f.bin" in w for w in json.loads(out)["stats"]["warnings"]), out
 
 
 # --- the restore target -------------------------------------------------------------------------
