@@ -309,6 +309,22 @@ class BackupManager(Comparing):
         check_id(project_id, "project_id")
         with self._repos_lock:
             repo = self._repos.get(project_id)
+            if repo is not None and not repo.same_project():
+                # Another process replaced it (delete-project then create, a rename into its
+                # place, a config of a newer format): its config, key, chunker seed and
+                # index are not this one's, and writing with them made objects nothing
+                # opens. Opened afresh (I18).
+                del self._repos[project_id]
+                for key in [k for k in self._manifests if k[0] == project_id]:
+                    self._manifests.pop(key, None)
+                if create and not repo.exists():
+                    # gone: an operation meant for the project it had open does not make one
+                    # anew (I11); said once, the next one is asked afresh
+                    raise NotFound(
+                        f"project {project_id!r} was deleted or renamed by another process "
+                        "since this one opened it: nothing was written"
+                    )
+                repo = None
             if repo is None:
                 repo = Repository(
                     self.root, project_id, projects.project_store(self.store, project_id)

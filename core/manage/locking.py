@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from core.errors import NotFound, ReadOnly
+from core.errors import Conflict, NotFound, ReadOnly
 from core.manage.projects import DELETING
 from core.models import IN_PROGRESS, BackupMetadata, BackupStatus
 from core.repo import locks
@@ -52,7 +52,16 @@ def _still_there(repo: Repository) -> None:
             f"project {repo.project_id!r} is being deleted ({store.url}): nothing was written; "
             f"run delete-project {repo.project_id} there again to finish it"
         )
+    replaced = repo.replaced()
     if store.exists(CONFIG):
+        if replaced:
+            # made anew (or renamed into its place) by another process since this operation
+            # opened it: its key, chunker seed and index would seal what nothing opens (I18)
+            raise Conflict(
+                f"project {repo.project_id!r} was replaced by another process (deleted and "
+                "made again, renamed, or its config.json changed) since this operation opened "
+                "it: nothing was written; try again"
+            )
         return
     if not set(store.children()) - {"locks"}:
         raise NotFound(f"project {repo.project_id!r} was deleted")

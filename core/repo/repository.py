@@ -138,6 +138,10 @@ class Repository:
         self.codec: Codec = codec if codec is not None else PLAIN
         self.index = Index()
         self._config: RepoConfig | None = None
+        #: The bytes of config.json as this Repository first read (or wrote) them: who the
+        #: project is. Another process that deletes it and makes one of that name anew, or
+        #: renames another into its place, leaves other bytes (`same_project`).
+        self._config_raw: bytes | None = None
         self._key_id: str | None = None
         self._master: bytes | None = None
         #: The key objects this process has seen open the master key: the one its password
@@ -342,7 +346,9 @@ class Repository:
         }
         if password is not None:
             config["encryption"] = {"scheme": crypto.SCHEME, "keys": key_ids}
-        self.store.put(CONFIG, PLAIN.seal(Kind.CONFIG, json.dumps(config, indent=2).encode()))
+        raw = PLAIN.seal(Kind.CONFIG, json.dumps(config, indent=2).encode())
+        self.store.put(CONFIG, raw)
+        self._config_raw = raw
         self._encrypted = password is not None
         if password is not None:
             self._key_id, self._master = key_ids[0], master
@@ -356,7 +362,10 @@ class Repository:
         listing metadata does not need it, so `list` and `info` still answer."""
         if self._config is None:
             try:
-                raw = PLAIN.open(Kind.CONFIG, self.store.get(CONFIG))
+                stored = self.store.get(CONFIG)
+                if self._config_raw is None:
+                    self._config_raw = stored
+                raw = PLAIN.open(Kind.CONFIG, stored)
             except ObjectNotFound:
                 if self.exists():
                     raise Damaged(
@@ -382,6 +391,23 @@ class Repository:
                 )
             self._config = config
         return self._config
+
+    def same_project(self) -> bool:
+        """config.json still holds the bytes this Repository read first: it is still the
+        project whose config, key and index it holds, not one another process made anew
+        under its name (delete-project then create), renamed into its place, or whose config
+        it replaced (a newer format, damage). One read of a small object; True when no
+        config was read yet and none is there now (nothing was cached from it)."""
+        try:
+            now: bytes | None = self.store.get(CONFIG)
+        except OSError:  # gone, no object, unreadable: reopened, the open says why
+            now = None
+        return now == self._config_raw
+
+    def replaced(self) -> bool:
+        """A config this Repository read is no longer there as it was (see `same_project`):
+        False for one that never read a config."""
+        return self._config_raw is not None and not self.same_project()
 
     def check_format(self) -> None:
         """Raise unless the config is valid and of a format this version reads and writes
