@@ -266,3 +266,24 @@ def test_a_project_replaced_between_open_and_lock_is_not_written(site: dict) -> 
         pass
     assert tree_bytes(root / "backups" / "P") == before
     assert mgr._repo("P") is not repo  # the next operation opens the new project
+
+
+def test_a_project_delete_confirmed_for_the_old_project_never_deletes_the_new_one(
+    site: dict,
+) -> None:
+    """The client confirmed deleting P with the one backup it showed; meanwhile another process
+    deleted P and made it anew with two backups: the count differs, 409, and the new P keeps
+    every byte (it held before I18 too: the old key listed none of the new P's backups, a
+    count of 0, which differs as well)."""
+    root, data = site["root"], site["data"]
+    ok(nb(root, "create", "P", str(data), "--encrypt"))
+    with served(site) as url, client(url) as c:
+        assert len(c.get("/api/v1/backup/list/P").json()["items"]) == 1
+        ok(nb(root, "delete-project", "P", "--yes"))
+        ok(nb(root, "create", "P", str(data), "--encrypt"))
+        ok(nb(root, "create", "P", str(data)))
+        before = tree_bytes(root / "backups" / "P")
+        r = c.delete("/api/v1/projects/P", params={"backups": 1})
+        assert r.status_code == 409, r.text
+        assert tree_bytes(root / "backups" / "P") == before
+    every_backup_restores(root, "P", data, site["tmp"])
