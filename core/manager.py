@@ -1964,6 +1964,10 @@ class BackupManager(Comparing):
         backup_id = self._resolve_id(repo, backup_id)
         key = (project_id, backup_id)
         entries = self._manifests.get(key)
+        if entries is not None and not repo.store.exists(repo.prefix(backup_id) + "metadata.json"):
+            # deleted by another process since it was read: never browsed from memory
+            self._manifests.pop(key, None)
+            entries = None
         if entries is None:
             meta = repo.read_metadata(backup_id)
             if meta.status not in RESTORABLE:

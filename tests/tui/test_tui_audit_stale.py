@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from tui_helpers import notes, settle, type_text, wait_for
 
+from core.errors import NotFound
 from core.models import BackupStatus, CreateRequest
 from tui.app import NexusApp
 from tui.screens.password import PasswordScreen
@@ -93,3 +94,23 @@ async def test_the_tuis_backup_after_vault_was_made_anew_is_sealed_with_its_key_
         target = tmp_path / f"restored-{backup_id}"
         ok(nb(tui_root, "restore", "vault", backup_id, str(target)))
         assert _tree(target) == _tree(tui_data)
+
+
+async def test_a_backup_another_process_deleted_is_not_browsed_from_memory(
+    tui_root: Path, tui_data: Path
+) -> None:
+    """The TUI's manager keeps the manifests it browsed: a backup another process deleted was
+    still browsed from that copy, a tree of files no backup holds any more. Now: not found."""
+    tui_root.mkdir()
+    ok(nb(tui_root, "create", "proj", str(tui_data)))
+    ok(nb(tui_root, "create", "proj", str(tui_data)))
+    app = NexusApp(tui_root, poll_interval=3600)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        doomed, kept = sorted(b.id for b in app.main.table.backups)
+        names = {e.name for e in await app.mgr.browse("proj", doomed)}
+        assert "a.txt" in names
+        ok(nb(tui_root, "delete", "proj", doomed))
+        with pytest.raises(NotFound):
+            await app.mgr.browse("proj", doomed)
+        assert {e.name for e in await app.mgr.browse("proj", kept)} == names
