@@ -287,3 +287,31 @@ def test_a_project_delete_confirmed_for_the_old_project_never_deletes_the_new_on
         assert r.status_code == 409, r.text
         assert tree_bytes(root / "backups" / "P") == before
     every_backup_restores(root, "P", data, site["tmp"])
+
+
+def test_copy_to_set_by_another_process_and_its_target_made_anew_gets_readable_copies(
+    site: dict,
+) -> None:
+    """`settings P copy-to X` run by the CLI while the server runs: the server's next backup
+    is copied there; X's P then deleted and made anew encrypted by the CLI: the next copy is
+    sealed with that project's own key. A fresh CLI checks X's P and restores every copy."""
+    root, data, twin = site["root"], site["data"], site["tmp"] / "twin"
+    twin.mkdir()
+    ok(nb(root, "create", "P", str(data)))
+    with served(site) as url, client(url) as c:
+        assert c.get("/api/v1/backup/list/P").status_code == 200
+        ok(nb(root, "settings", "P", "copy-to", str(twin)))
+        first = create_backup(c, "P", data)
+        wait_until(
+            lambda: [b["id"] for b in listed(twin, "P")] == [first["id"]], what="the first copy"
+        )
+        ok(nb(twin, "delete-project", "P", "--yes"))
+        ok(nb(twin, "create", "P", str(data), "--encrypt"))
+        [own] = listed(twin, "P")
+        second = create_backup(c, "P", data)
+        wait_until(
+            lambda: {b["id"] for b in listed(twin, "P")} == {own["id"], second["id"]},
+            what="the second copy",
+        )
+    every_backup_restores(twin, "P", data, site["tmp"])
+    every_backup_restores(root, "P", data, site["tmp"])
