@@ -308,8 +308,13 @@ class BackupManager(Comparing):
         `create` makes a new project; `password` opens an encrypted one without asking."""
         check_id(project_id, "project_id")
         with self._repos_lock:
+            kept = self._repos.get(project_id)
+        # read outside the lock (a GET on S3): other projects' requests never wait for it
+        if kept is not None and kept.same_project():
+            return kept
+        with self._repos_lock:
             repo = self._repos.get(project_id)
-            if repo is not None and not repo.same_project():
+            if repo is not None and repo is kept:
                 # Another process replaced it (delete-project then create, a rename into its
                 # place, a config of a newer format): its config, key, chunker seed and
                 # index are not this one's, and writing with them made objects nothing
