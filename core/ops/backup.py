@@ -488,6 +488,17 @@ def _chunk_file(
     chunk_id = state.repo.codec.chunk_id
     size = 0
     zero_id: bytes | None = None
+
+    def take(digest: bytes, piece: bytes | memoryview) -> None:
+        nonlocal size
+        hasher.update(piece)
+        state.store_chunk(digest, piece)
+        chunks.append((digest.hex(), len(piece)))
+        size += len(piece)
+        with state.lock:
+            state.bytes_read += len(piece)  # a hole's zeros too: the file's bytes, as read
+        ctx.advance(nbytes=len(piece), path=item.shown)
+
     for start, end, hole in _spans(f, limit, state.params.max_size):  # type: ignore[arg-type]
         if hole:
             # a hole of whole chunks of the maximum size (where the chunker cuts a run of
@@ -498,25 +509,12 @@ def _chunk_file(
                 ctx.check()
                 if zero_id is None:
                     zero_id = chunk_id(zeros)
-                hasher.update(zeros)
-                state.store_chunk(zero_id, zeros)
-                chunks.append((zero_id.hex(), len(zeros)))
-                size += len(zeros)
-                with state.lock:
-                    state.bytes_read += len(zeros)  # the file's bytes, as a read counts them
-                ctx.advance(nbytes=len(zeros), path=item.shown)
+                take(zero_id, zeros)
             continue
         f.seek(start)  # type: ignore[attr-defined]
         timed = _TimedFile(f, _local.clock, end - start)
         for piece in iter_chunks(_chunker(state.params), timed, ctx.check):  # type: ignore[arg-type]
-            digest = chunk_id(piece)
-            hasher.update(piece)
-            state.store_chunk(digest, piece)
-            chunks.append((digest.hex(), len(piece)))
-            size += len(piece)
-            with state.lock:
-                state.bytes_read += len(piece)
-            ctx.advance(nbytes=len(piece), path=item.shown)
+            take(chunk_id(piece), piece)
     return hasher.hexdigest(), size
 
 
