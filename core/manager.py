@@ -322,9 +322,9 @@ class BackupManager(Comparing):
                 del self._repos[project_id]
                 for key in [k for k in self._manifests if k[0] == project_id]:
                     self._manifests.pop(key, None)
-                if create and not repo.exists():
+                if not repo.exists():
                     # gone: an operation meant for the project it had open does not make one
-                    # anew (I11); said once, the next one is asked afresh
+                    # anew (I11), and says why; said once, the next one is asked afresh
                     raise NotFound(
                         f"project {project_id!r} was deleted or renamed by another process "
                         "since this one opened it: nothing was written"
