@@ -21,13 +21,12 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-import blake3
-
 from core.compare import DiffChange, DiffSide, DiffTotals
 from core.compare_names import b64_of, text_of
 from core.ops.entries import entry_fields
 from core.ops.walker import Excludes, read_xattrs, walk_entries
 from core.repo import manifest as mf
+from core.repo.chunker import hash_fd
 from core.repo.codec import frame_reader
 
 _ORDER = mf.order_key
@@ -109,22 +108,15 @@ def hash_file(path: bytes, size: int | None = None) -> str:
     """BLAKE3 hex of a file's whole content (the manifest's content hash), not following a
     symlink at the last component. Opened without blocking and hashed only if it is still a
     regular file (a fifo swapped in since the scan would block the open forever); OSError
-    otherwise. With `size` (what the scan saw), no more than one byte past it is read: a
-    file another process grows without end would be read for ever; a longer one hashes as
-    another content."""
+    otherwise. No more than one byte past `size` (what the scan saw; default: its size now)
+    is read (`hash_fd`)."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, "no longer a regular file", os.fsdecode(path))
         os.set_blocking(fd, True)
-        h = blake3.blake3()
-        left = -1 if size is None else size + 1
-        with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
-            while left and (block := f.read(4 << 20 if left < 0 else min(left, 4 << 20))):
-                h.update(block)
-                if left > 0:
-                    left -= len(block)
-        return h.hexdigest()
+        return hash_fd(fd, st.st_size if size is None else size)
     finally:
         os.close(fd)
 

@@ -41,8 +41,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import blake3
-
 from core.compare_names import b64_of, text_of
 from core.display import fs_text
 from core.errors import (
@@ -69,6 +67,7 @@ from core.ops.progress import OperationContext
 from core.pipeline import Pipeline
 from core.repo import manifest as mf
 from core.repo import marker
+from core.repo.chunker import hash_fd
 from core.repo.locks import pid_alive
 from core.repo.manifest import Entry
 from core.repo.repository import Repository
@@ -321,18 +320,6 @@ def _is_zero(raw: bytes | memoryview) -> bool:
     """A chunk of zeros only (left as a hole: the file is sized by ftruncate). The end bytes
     are looked at first, so other data costs no scan."""
     return not raw or (raw[0] == 0 and raw[-1] == 0 and bytes(raw).count(0) == len(raw))
-
-
-def _hash_fd(fd: int, size: int) -> str:
-    """BLAKE3 of an open file of `size` bytes (several threads for a large one). No more
-    than one byte past `size` is read: a file another process grows without end while it
-    is compared would otherwise be read for ever; a longer one hashes as another content."""
-    h = blake3.blake3(max_threads=blake3.blake3.AUTO if size >= SPLIT_SIZE else 1)
-    left = size + 1
-    while left > 0 and (block := os.read(fd, min(left, 4 * 1024 * 1024))):
-        h.update(block)
-        left -= len(block)
-    return h.hexdigest()
 
 
 def _dev_ino(st: os.stat_result) -> tuple[int, int]:
@@ -728,7 +715,7 @@ class Restorer:
                     st = os.fstat(fd)
                     if not stat.S_ISREG(st.st_mode):
                         return False
-                    return _hash_fd(fd, st.st_size) == step.entry.hash  # type: ignore[union-attr]
+                    return hash_fd(fd, st.st_size) == step.entry.hash  # type: ignore[union-attr]
                 finally:
                     os.close(fd)
             except OSError:

@@ -7,6 +7,7 @@ The parameters are recorded in the repository's config: changing them would stop
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, BinaryIO
@@ -55,6 +56,22 @@ def hash_bytes(data: bytes | memoryview) -> bytes:
 
 def new_hasher() -> blake3.blake3:
     return blake3.blake3()
+
+
+#: Files at least this large are hashed by several threads (`hash_fd`).
+THREADED_HASH_SIZE = 16 * 1024 * 1024
+
+
+def hash_fd(fd: int, size: int) -> str:
+    """BLAKE3 hex of an open file the scan saw at `size` bytes (the manifest's content
+    hash). No more than one byte past `size` is read: a file another process grows without
+    end would otherwise be read for ever; a longer one hashes as another content."""
+    h = blake3.blake3(max_threads=blake3.blake3.AUTO if size >= THREADED_HASH_SIZE else 1)
+    left = size + 1
+    while left > 0 and (block := os.read(fd, min(left, 4 * 1024 * 1024))):
+        h.update(block)
+        left -= len(block)
+    return h.hexdigest()
 
 
 class _Reader:
