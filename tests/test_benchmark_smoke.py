@@ -105,6 +105,8 @@ def test_scale_smoke(tmp_path: Path) -> None:
             "300",
             "--big-gib",
             "0.01",
+            "--flat-files",
+            "2000",
             "--runs",
             "1",
             "--json",
