@@ -36,7 +36,7 @@ from cli.context import (
 from cli.parser import build_parser
 from cli.render import error_line
 from core.errors import Cancelled, NexusError, describe_os_error
-from core.malloc import limit_malloc_arenas
+from core.malloc import tune_malloc
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -105,7 +105,7 @@ def _report(message: str, code: int, *, json_out: bool, kind: str = "error") -> 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the program with `argv` (default: sys.argv[1:]); returns the exit code."""
-    limit_malloc_arenas()
+    tune_malloc()
     _setup_streams()
     parser = build_parser()
     args = None
