@@ -323,7 +323,8 @@ class RestoreChange(Model):
     path: str
     path_b64: str | None = None
     action: RestoreAction
-    kind: Literal["file", "dir", "symlink"] = "file"
+    #: "special": a fifo, socket or device in the target (only ever deleted).
+    kind: Literal["file", "dir", "symlink", "special"] = "file"
     size: int = 0
     reason: str | None = None
 

@@ -46,6 +46,8 @@ def _restore_lines(ctx: Context, res: RestoreResult) -> list[str]:
             what = name(c.exact) + ("/" if c.kind == "dir" else "")
             if c.kind == "symlink":
                 what += " (symlink)"
+            elif c.kind == "special":
+                what += " (fifo, socket or device)"
             detail = (
                 size(c.size) if c.kind == "file" and c.action in ("create", "overwrite") else ""
             )

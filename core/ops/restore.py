@@ -180,6 +180,14 @@ class Step:
     inside: tuple[int, int] = (0, 0)  # files and dirs removed with a directory this replaces
 
 
+def _kind_of(mode: int) -> str:
+    """What a non-directory the target holds is, as a preview names it: a fifo, socket or
+    device is "special", never "file" (I5: the preview names what is deleted as it is)."""
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    return "file" if stat.S_ISREG(mode) else "special"
+
+
 def _norm(p: str) -> str:
     p = p.strip()
     while p.startswith("./"):
@@ -847,6 +855,12 @@ class Restorer:
                         if self._kept(fd, name, rel, st, is_dir):
                             held.add(rel_dir)
                             continue
+                        if not self._checkpoint_keeps(rel, st, fd):
+                            held.add(rel_dir)
+                            if rel not in keep:  # said, not left silently (I5)
+                                kind = "dir" if is_dir else _kind_of(st.st_mode)
+                                files.append(Step(None, rel, "skip", kind, CANNOT_KEEP))
+                            continue
                         if rel in keep:
                             if is_dir and keep[rel] == mf.DIR and rel not in skip:
                                 stack.append(rel)
@@ -859,8 +873,7 @@ class Restorer:
                             extra_dirs.append(rel)
                             stack.append(rel)
                         else:
-                            kind = "symlink" if stat.S_ISLNK(st.st_mode) else "file"
-                            files.append(Step(None, rel, "delete", kind))
+                            files.append(Step(None, rel, "delete", _kind_of(st.st_mode)))
             except OSError:
                 held.add(rel_dir)  # cannot be listed: nothing in it is deleted
         out = files
@@ -893,17 +906,16 @@ class Restorer:
     def _kept(
         self, parent_fd: int, name: bytes, rel: bytes, st: os.stat_result, is_dir: bool
     ) -> bool:
-        """An extra of the target that --delete leaves alone: temp files of other restores,
-        protected directories, excluded paths, and what the checkpoint cannot hold."""
+        """An extra of the target that --delete leaves alone unsaid: temp files of other
+        restores, protected directories and excluded paths. (What the checkpoint cannot
+        hold is left alone too, and said: `_extras`.)"""
         if name.startswith(TMP_PREFIX.encode()):
             return True
         if is_dir and self._protected(parent_fd, name, st):
             return True
         if _dev_ino(st) in self.keep_files:
             return True
-        if self._excluded(rel, is_dir):
-            return True
-        return not self._checkpoint_keeps(rel, st, parent_fd)
+        return self._excluded(rel, is_dir)
 
     def _load_left_out(self) -> None:
         stats = self.meta.stats
@@ -1497,6 +1509,7 @@ def count_steps(steps: list[Step]) -> RestoreCounts:
         skipped=sum(n for (_k, a), n in by.items() if a == "skip"),
         delete_files=by["file", "delete"]
         + by["symlink", "delete"]
+        + by["special", "delete"]
         + sum(s.inside[0] for s in steps),
         delete_dirs=by["dir", "delete"] + sum(s.inside[1] for s in steps),
         bytes_to_write=nbytes,

@@ -341,6 +341,8 @@ def test_special_files_in_the_target_under_every_policy(tmp_path, kind):
         assert plan["counts"] == done["counts"], (where, plan["counts"], done["counts"])
         actions = {c["path"]: c["action"] for c in plan["changes"]}
         assert actions == {c["path"]: c["action"] for c in done["changes"]}, where
+        kinds = {c["path"]: c["kind"] for c in plan["changes"] if c["action"] == "delete"}
+        assert set(kinds.values()) <= {"special"}, (where, kinds)  # I5: never "file"
         no_checkpoint = "--no-checkpoint" in args
         for name in ("f", "g", "x"):
             now, action = _kind(target / name), actions.get(name)
@@ -356,6 +358,33 @@ def test_special_files_in_the_target_under_every_policy(tmp_path, kind):
         if "never" in args:
             assert _kind(target / "f") == _kind(target / "g") == kind, where
         assert (target / "keep").read_text() == "k", where
+
+
+def test_the_preview_names_a_special_file_it_deletes_as_such(tmp_path):
+    """`restore --delete` over a target holding a fifo the backup lacks. With a checkpoint
+    (which cannot hold a fifo) the preview and the run say it is skipped, and why; without
+    one the preview's line says what it deletes, and the real run deletes it, as said."""
+    data, root, target = tmp_path / "data", tmp_path / "root", tmp_path / "t"
+    data.mkdir()
+    (data / "a").write_text("a")
+    assert _cli(root, "create", P, str(data)).returncode == 0
+    target.mkdir()
+    os.mkfifo(target / "queue")
+    for run in (["--dry-run"], []):
+        kept = _cli(root, "--json", "restore", P, "latest", str(target), "--delete", *run)
+        assert kept.returncode == 0, kept.stderr
+        said = {c["path"]: c for c in json.loads(kept.stdout)["changes"]}
+        assert said["queue"]["action"] == "skip" and "checkpoint" in said["queue"]["reason"]
+        assert _kind(target / "queue") == "fifo"
+    dry = _cli(
+        root, "restore", P, "latest", str(target), "--delete", "--dry-run", "--no-checkpoint"
+    )
+    assert dry.returncode == 0, dry.stderr
+    line = next(x for x in dry.stdout.splitlines() if "queue" in x)
+    assert line.split()[:3] == ["delete", "queue", "(fifo,"], line
+    real = _cli(root, "restore", P, "latest", str(target), "--delete", "--no-checkpoint")
+    assert real.returncode == 0, real.stderr
+    assert not os.path.lexists(target / "queue") and (target / "a").read_text() == "a"
 
 
 def _odd_tree(data: Path) -> dict[bytes, bytes]:
