@@ -337,8 +337,10 @@ class BackupManager(Comparing):
                 if not repo.exists():
                     if not create:
                         raise NotFound(f"unknown project {project_id!r}")
-                    self._init(repo, password=password)
-                    self._log(project_id, "INFO", "project", "project created")
+                    if self._init(repo, password=password):
+                        self._log(project_id, "INFO", "project", "project created")
+                    else:  # another process made it first: opened as any existing one
+                        self._unlock(repo, password)
                 elif repo.store.exists(projects.DELETING):
                     if not create:
                         raise NotFound(f"project {project_id!r} is being deleted")
@@ -368,16 +370,16 @@ class BackupManager(Comparing):
         *,
         target: bool = False,
         password: str | None = None,
-    ) -> None:
+    ) -> bool:
         """Create a repository: encrypted when this manager encrypts new projects, or a
         `password` is given for it, and a copy of an encrypted project (`like` its config)
         always (a copy never decrypts unasked: into a plain target, only one that exists
-        already)."""
+        already). False: another process made it first (see Repository.init)."""
         _new_project_id(repo.project_id)
         encrypt = self._encrypt or (like is not None and like.encryption is not None)
         if password is None and encrypt:
             password = self._ask_password(repo.project_id, target=target)
-        repo.init(like, password=password)
+        return repo.init(like, password=password)
 
     def _unlock(
         self, repo: Repository, password: str | None = None, *, target: bool = False
@@ -1370,10 +1372,8 @@ class BackupManager(Comparing):
         target = self._copy_target(to, project_id)
         dst = Repository(self.root, project_id, projects.project_store(target, project_id))
         try:
-            if dst.exists():
+            if dst.exists() or not self._init(dst, like=src.config, target=True):
                 self._unlock(dst, target=True)
-            else:
-                self._init(dst, like=src.config, target=True)
         except WrongPassword as exc:  # say which of the two did not open
             raise TargetWrongPassword(f"the copy's target {target.url}: {exc}") from None
         self._writable(dst)

@@ -316,14 +316,17 @@ class Repository:
         *,
         password: str | None = None,
         kdf: crypto.KdfParams | None = None,
-    ) -> None:
-        """Create the project's repository (idempotent); `like` (a copy's source) gives the
-        chunker and pack size, so that later backups into it deduplicate with the copies.
-        Only on a store whose server keeps concurrent writers apart (create-if-absent
-        enforced, probed by `prepare`)."""
+    ) -> bool:
+        """Create the project's repository; `like` (a copy's source) gives the chunker and
+        pack size, so that later backups into it deduplicate with the copies. Only on a store
+        whose server keeps concurrent writers apart (create-if-absent enforced, probed by
+        `prepare`). False when it exists already, or another process made it first: its
+        config is created only if absent, so two first backups never make two projects
+        under one name, the one whose config was overwritten writing what nothing opens
+        (the caller opens the winner's, as any existing project)."""
         self.ready_for_writers()
         if self.exists():
-            return
+            return False
         key_ids: list[str] = []
         master = b""
         if password is not None:
@@ -347,7 +350,12 @@ class Repository:
         if password is not None:
             config["encryption"] = {"scheme": crypto.SCHEME, "keys": key_ids}
         raw = PLAIN.seal(Kind.CONFIG, json.dumps(config, indent=2).encode())
-        self.store.put(CONFIG, raw)
+        try:
+            self.store.put_new(CONFIG, raw)
+        except ObjectExists:
+            if key_ids:  # a key to a master key no project has: never left to be listed
+                self.store.delete(crypto.KEYS + key_ids[0])
+            return False
         self._config_raw = raw
         self._encrypted = password is not None
         if password is not None:

@@ -1,0 +1,85 @@
+"""Two processes making a project's first backup at one moment (two cron jobs, the TUI and
+a script): both see no project and both make it. Its config is created only if absent, so
+one of them makes the project and the other opens it; neither's backup fails, and no key
+object to a master key no project has is left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core.manager import BackupManager
+from core.models import BackupStatus
+
+ROUNDS = 8
+WORKERS = 4
+SPACING = 0.3  # seconds between rounds: each round's creates start at one instant
+
+WORKER = """
+import asyncio, sys, time
+from core.manager import BackupManager
+from core.models import CreateRequest
+from core.repo import crypto
+root, data, start, rounds, spacing, encrypt = sys.argv[1:7]
+crypto.KDF_MEMORY_KIB, crypto.KDF_ITERATIONS, crypto.KDF_LANES = 64, 1, 1
+enc = encrypt == "1"
+failed = 0
+for i in range(int(rounds)):
+    mgr = BackupManager(root, encrypt=enc, password=(lambda p: "pw") if enc else None)
+    at = float(start) + i * float(spacing)
+    while time.time() < at:
+        pass
+    try:
+        asyncio.run(mgr.create(CreateRequest(project_id=f"r{i}", data_dir=data)))
+    except Exception as exc:
+        failed += 1
+        print(f"round {i}: {type(exc).__name__}: {exc}", file=sys.stderr)
+sys.exit(1 if failed else 0)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("encrypt", [False, True], ids=["plain", "encrypted"])
+def test_first_backups_at_one_moment_make_one_project(tmp_path: Path, encrypt: bool) -> None:
+    root, data = tmp_path / "root", tmp_path / "data"
+    root.mkdir()
+    data.mkdir()
+    (data / "a.txt").write_text("hello\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    start = time.time() + 2.0  # past every worker's start-up
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                WORKER,
+                str(root),
+                str(data),
+                str(start),
+                str(ROUNDS),
+                str(SPACING),
+                "1" if encrypt else "0",
+            ],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(WORKERS)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * WORKERS, errors
+    mgr = BackupManager(root, password=lambda p: "pw")
+    for i in range(ROUNDS):
+        metas = mgr.list_blocking(f"r{i}")
+        assert len(metas) == WORKERS
+        assert all(m.status == BackupStatus.COMPLETED for m in metas)
+        for m in metas:
+            assert asyncio.run(mgr.verify(f"r{i}", m.id)).ok
+        keys = root / "backups" / f"r{i}" / "keys"
+        assert len(list(keys.glob("*"))) == (1 if encrypt else 0)
