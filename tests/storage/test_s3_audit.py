@@ -208,8 +208,7 @@ def test_a_server_failing_at_any_write_of_a_delete_loses_nothing_and_a_rerun_fin
         for old in data.glob("u*"):
             old.unlink()
         (data / f"u{n}").write_bytes(os.urandom(150_000 + n))
-        _ok(nb("create", "web", str(data)))
-        newest = json.loads(_ok(nb("--json", "list", "web")))[0]["id"]
+        newest = json.loads(_ok(nb("--json", "create", "web", str(data))))["id"]
         files[newest] = _tree(data)
         return newest
 
@@ -486,8 +485,7 @@ def test_a_copy_to_s3_whose_server_loses_any_answer_is_finished_by_the_next_copy
     at = 1
     while True:
         (data / f"u{at}").write_bytes(os.urandom(120_000))
-        _ok(lb("create", "web", str(data)))
-        newest = json.loads(_ok(lb("--json", "list", "web")))[0]["id"]
+        newest = json.loads(_ok(lb("--json", "create", "web", str(data))))["id"]
         with FaultProxy(upstream, _Cut(at, RESET_AFTER)) as proxy:
             r = lb("copy", "web", newest, "--to", target, AWS_ENDPOINT_URL=proxy.endpoint)
         hit = proxy.injected[RESET_AFTER] > 0
