@@ -1532,16 +1532,19 @@ class BackupManager(Comparing):
             # past their grace period are what it deletes for good (or lists again), so the
             # preview must see them too (invariant 9: the preview names the same sets)
             with reading(repo, "forget"):
-                metas = live_status(repo, repo.list_metadata()[0])
-                return self._forget_plan(repo, policy, metas, True)
+                metas, unreadable = repo.list_metadata()
+                result = self._forget_plan(repo, policy, live_status(repo, metas), True)
+                result.unreadable = unreadable
+                return result
         with locked(repo, "forget", exclusive=True, timeout=None if wait else 0):
             self._writable(repo, locked=True)
             # after a backup (wait=False) the space is not estimated: that reads every kept
             # manifest, at each backup; the reclaim says what was freed
-            metas = repo.list_metadata()[0]
+            metas, unreadable = repo.list_metadata()
             result = self._forget_plan(
                 repo, policy, metas, False, estimate=wait, just_made=just_made
             )
+            result.unreadable = unreadable
             if removing is not None:
                 _refuse_unconfirmed(result, removing)
             self._forget_apply(repo, result, ctx, max_unused)

@@ -305,6 +305,9 @@ class ForgetResult(Model):
     packs_deleted: int = 0
     packs_rewritten: int = 0
     reclaim_refused: str | None = None
+    #: Backups whose metadata.json cannot be read: judged by no rule and kept as they are
+    #: (said, never passed over in silence; `check` says why).
+    unreadable: list[str] = Field(default_factory=list)
 
     def summary(self) -> str:
         """One line for a log and for create's output."""
@@ -319,6 +322,8 @@ class ForgetResult(Model):
             line += f", reclaimed {self.bytes_reclaimed} bytes"
         if self.reinstated:
             line += f", listed {len(self.reinstated)} again"
+        if self.unreadable:
+            line += f"; {len(self.unreadable)} kept unjudged (metadata.json cannot be read)"
         if self.reclaim_refused:
             line += f"; space not reclaimed: {self.reclaim_refused}"
         return line

@@ -79,6 +79,32 @@ def test_forget_prints_every_backup_with_its_reasons_and_json(tmp_path, data):
     assert len(json.loads(ok(nb(root, "--json", "list", "p")).stdout)) == 4  # nothing removed
 
 
+@pytest.mark.parametrize("damage", ["garbage", "missing", "newer"])
+def test_forget_says_which_backups_it_could_not_judge_and_keeps_them(tmp_path, data, damage):
+    """A backup whose metadata.json cannot be read is judged by no rule: forget keeps it and
+    says so (a dry run too, and in --json), never passes over it as if it were not there."""
+    root = tmp_path / "root"
+    ids = seed(root, data, 3)
+    meta = root / "backups" / "p" / f"backup_{ids[2]}" / "metadata.json"
+    if damage == "garbage":
+        meta.write_bytes(b"\x00not json")
+    elif damage == "missing":
+        meta.unlink()
+    else:
+        meta.write_text(meta.read_text().replace('"type": "full"', '"type": "snapshot-v9"'))
+    for dry in (["--dry-run"], []):
+        r = nb(root, "forget", "p", "--keep-last", "1", *dry)
+        assert r.returncode == 0, r.stderr
+        warned = [line for line in r.stderr.splitlines() if "warning" in line]
+        assert len(warned) == 1 and ids[2] in warned[0] and "cannot be read" in warned[0]
+        assert "Traceback" not in r.stderr
+    res = json.loads(nb(root, "--json", "forget", "p", "--keep-last", "1").stdout)
+    assert res["unreadable"] == [ids[2]]
+    assert (root / "backups" / "p" / f"backup_{ids[2]}").is_dir()  # kept, as it was
+    listed = [b["id"] for b in json.loads(nb(root, "--json", "list", "p").stdout)]
+    assert listed == [ids[1]]  # the newest readable kept; the oldest removed
+
+
 @pytest.mark.slow  # nine runs of the program
 def test_policy_set_show_clear_and_the_retention_line_of_create(tmp_path, data):
     root = tmp_path / "root"

@@ -183,6 +183,14 @@ def cmd_forget(ctx: Context) -> int:
         ctx.emit(res)
         return code
     out("\n".join(render_forget(res)))
+    if res.unreadable:
+        shown = ", ".join(res.unreadable[:5]) + (" ..." if len(res.unreadable) > 5 else "")
+        error_line(
+            f"{plural(len(res.unreadable), 'backup')} of {a.project} judged by no rule and "
+            f"kept: metadata.json cannot be read ({shown}); `nexus-backup check {a.project}` "
+            "says why",
+            kind="warning",
+        )
     if res.reclaim_refused is not None:
         error_line(f"space not reclaimed: {res.reclaim_refused}")
     return code
