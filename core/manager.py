@@ -944,10 +944,15 @@ class BackupManager(Comparing):
                     )
                 if not req.dry_run:
                     log(
-                        "INFO",
+                        "ERROR" if result.files_damaged else "INFO",
                         f"restored {result.files_written} files ({result.bytes_written} bytes), "
                         f"{result.files_unchanged} unchanged, {result.files_skipped} skipped, "
-                        f"{result.files_deleted} deleted; verified",
+                        f"{result.files_deleted} deleted; "
+                        + (
+                            f"{result.files_damaged} not restored, their data is damaged"
+                            if result.files_damaged
+                            else "verified"
+                        ),
                     )
                 return result
             except BaseException as exc:

@@ -416,6 +416,11 @@ class RestoreUndo(Model):
         return shlex.join(words)
 
 
+class DamagedFile(Model):
+    path: str
+    reason: str
+
+
 class RestoreResult(Model):
     project_id: str
     backup_id: str
@@ -436,12 +441,13 @@ class RestoreResult(Model):
     changes: list[RestoreChange] = Field(default_factory=list)  # capped examples of the preview
     changes_truncated: bool = False
     warnings: list[str] = Field(default_factory=list)
+    #: Files not restored because their data in the repository is damaged (a pack missing,
+    #: truncated or failing its hashes): each left as it was in the target, the rest of the
+    #: backup restored. `files_damaged` counts them all, the list names the first
+    #: MAX_WARNINGS. `verified` is False when there is any.
+    files_damaged: int = 0
+    damaged_files: list[DamagedFile] = Field(default_factory=list)
     duration_seconds: float = 0.0
-
-
-class DamagedFile(Model):
-    path: str
-    reason: str
 
 
 class VerifyResult(Model):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from cli.context import EXIT_OK, EXIT_SKIPPED, Context, run
+from cli.context import EXIT_DAMAGED, EXIT_OK, EXIT_SKIPPED, Context, run
 from cli.render import PROG, block, clean, duration, name, out, plural, size, table
 from core.models import RestoreRequest, RestoreResult
 
@@ -26,7 +26,7 @@ def cmd_restore(ctx: Context) -> int:
     mgr = ctx.manager
     with ctx.progress() as bar:
         res: RestoreResult = run(mgr.restore(req, progress=bar))
-    code = EXIT_SKIPPED if res.warnings else EXIT_OK
+    code = EXIT_DAMAGED if res.files_damaged else EXIT_SKIPPED if res.warnings else EXIT_OK
     if ctx.json:
         ctx.emit(res)
         return code
@@ -86,7 +86,14 @@ def _restore_lines(ctx: Context, res: RestoreResult) -> list[str]:
                 f"{plural(res.symlinks_created, 'symlink')} created",
             ),
             ("Written", f"{size(res.bytes_written)} in {duration(res.duration_seconds)}"),
-            ("Verified", "yes, every written file matches its hash" if res.verified else "no"),
+            (
+                "Verified",
+                "yes, every written file matches its hash"
+                if res.verified
+                else "every written file matches its hash; the damaged ones were not written"
+                if res.files_damaged
+                else "no",
+            ),
         ]
         if res.undo is not None:
             undo = res.undo.command(root=str(ctx.root), repository=ctx.repository, prog=PROG)
@@ -104,4 +111,13 @@ def _restore_lines(ctx: Context, res: RestoreResult) -> list[str]:
     if res.warnings:
         lines.append(f"Warning: {plural(len(res.warnings), 'problem')}:")
         lines += [f"  {clean(w)}" for w in res.warnings]
+    if res.files_damaged:
+        lines.append(
+            f"Damaged: {plural(res.files_damaged, 'file')} not restored, their data in the "
+            "repository is damaged (each left as it was in the target; everything else was "
+            f"restored; `{PROG} check {res.project_id} --read-data` says more):"
+        )
+        lines += [f"  {name(d.path)}: {clean(d.reason)}" for d in res.damaged_files]
+        if res.files_damaged > len(res.damaged_files):
+            lines.append(f"  ... and {res.files_damaged - len(res.damaged_files)} more")
     return lines

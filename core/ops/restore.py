@@ -56,6 +56,7 @@ from core.models import (
     MAX_LEFT_OUT,
     MAX_WARNINGS,
     BackupMetadata,
+    DamagedFile,
     RestoreChange,
     RestoreCounts,
     RestoreRequest,
@@ -430,6 +431,18 @@ class Restorer:
             if len(self.result.warnings) < MAX_WARNINGS:
                 self.result.warnings.append(message)
         self.log("WARNING", message)
+
+    def damaged(self, rel: bytes, exc: Damaged) -> None:
+        """A file whose data in the repository is damaged: not restored (its temp file gone,
+        what the target held there left as it was), named in the result, and the rest of
+        the restore goes on, as restic's does: one bad pack never costs every other file."""
+        show = _show(rel)
+        reason = str(exc).removeprefix(f"{show}: ")
+        with self._lock:
+            self.result.files_damaged += 1
+            if len(self.result.damaged_files) < MAX_WARNINGS:
+                self.result.damaged_files.append(DamagedFile(path=os.fsdecode(rel), reason=reason))
+        self.log("ERROR", f"{show}: not restored: its data is damaged ({reason})")
 
     @property
     def _d(self) -> confine.DirFds:
@@ -994,7 +1007,7 @@ class Restorer:
                 os.close(top)
         self.result.files_written = self._files_written
         self.result.bytes_written = self._bytes_written
-        self.result.verified = True
+        self.result.verified = not self.result.files_damaged
         self.result.duration_seconds = round(time.monotonic() - started, 3)
         ctx.finish(files=files_total, nbytes=counts.bytes_to_write)
         return self.result
@@ -1621,6 +1634,9 @@ class _FileJob:
             if end != written:
                 os.ftruncate(self.fd, written)  # trailing zeros: a hole to the end
             self._finish()
+        except Damaged as exc:
+            self.discard()
+            self.r.damaged(self.step.rel, exc)
         except BaseException:
             self.discard()
             raise
@@ -1629,7 +1645,8 @@ class _FileJob:
         def run() -> None:
             ctx = self.r.ctx
             try:
-                if self.failed:
+                if self.failed:  # another part met damage: the file is given up
+                    self._part_done()
                     return
                 blobs = self.r._read_many([h for h, _n, _o in group], self.show)
                 for (_h, n, offset), raw in zip(group, blobs, strict=True):
@@ -1639,6 +1656,14 @@ class _FileJob:
                     if not _is_zero(raw):
                         _pwrite_all(self.fd, raw, offset)
                     ctx.advance(nbytes=n, path=self.show)
+            except Damaged as exc:
+                with self.lock:
+                    first = not self.failed
+                    self.failed = True
+                if first:  # the file is named once, whichever of its parts met the damage
+                    self.r.damaged(self.step.rel, exc)
+                self._part_done()
+                return
             except BaseException:
                 self.failed = True
                 self._part_done()
