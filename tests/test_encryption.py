@@ -154,7 +154,11 @@ def test_config_says_version_2_the_scheme_and_keys_and_nothing_else(tmp_path):
     repo = mgr._repo("p", create=True)
     config = json.loads(repo.store.get("config.json"))
     assert config["version"] == 2
-    assert config["encryption"] == {"scheme": crypto.SCHEME, "keys": repo.key_ids()}
+    assert config["encryption"] == {
+        "scheme": crypto.SCHEME,
+        "keys": repo.key_ids(),
+        "master_check": crypto.master_check(repo._master),  # HKDF output: tells nothing
+    }
     assert config["chunker"]["seed"] == 0  # the real seed is derived from the key, never stored
     plain = BackupManager(tmp_path / "plain")._repo("q", create=True)
     assert json.loads(plain.store.get("config.json"))["version"] == 1

@@ -78,6 +78,14 @@ def _hkdf(master: bytes, label: str, length: int = 32) -> bytes:
     ).derive(master)
 
 
+def master_check(master: bytes) -> str:
+    """What config.json records of its master key (HKDF output, which reveals nothing of
+    it): a key object that opens with the password to another master key (one left by a
+    process that lost the race to create the project, or planted) is told apart and passed
+    over, never used to seal what this project's key cannot open."""
+    return _b64(_hkdf(master, "master check", 16))
+
+
 def new_master_key() -> bytes:
     return os.urandom(MASTER_LENGTH)
 
@@ -277,15 +285,18 @@ def unwrap(raw: bytes, key_id: str, password: str) -> bytes | None:
         return None
 
 
-def find_master(keys: Iterable[tuple[str, bytes]], password: str) -> tuple[str, bytes] | None:
+def find_master(
+    keys: Iterable[tuple[str, bytes]], password: str, check: str | None = None
+) -> tuple[str, bytes] | None:
     """The first key object `password` opens, as (its id, the master key); damaged key
-    objects are passed over (another may still open)."""
+    objects are passed over (another may still open), and so is one that opens to a master
+    key other than the one `check` (config.json's `master_check`) records."""
     for key_id, raw in keys:
         try:
             master = unwrap(raw, key_id, password)
         except KeyError_:
             continue
-        if master is not None:
+        if master is not None and (check is None or master_check(master) == check):
             return key_id, master
     return None
 

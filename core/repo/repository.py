@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import socket
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,12 +68,20 @@ class _ChunkerConfig(Model):
     seed: int = 0
 
 
+#: How long an open waits for the config of a project another process is making (its key
+#: object there, its config not yet) before it calls the config missing.
+CREATING_WAIT = 3.0
+
+
 class _EncryptionConfig(Model):
     model_config = ConfigDict(extra="allow")
     scheme: str
     #: The key ids the repository was created with (informative: the key objects under
     #: `keys/` are what opens it, so that adding or removing a key never rewrites the config).
     keys: list[str] = Field(default_factory=list)
+    #: `crypto.master_check` of the master key (absent in projects made before it was kept:
+    #: any key object that opens is then taken).
+    master_check: str | None = None
 
 
 class RepoConfig(Model):
@@ -219,7 +228,7 @@ class Repository:
             raise Damaged(
                 f"project {self.project_id!r}: config.json does not say how it is encrypted"
             )
-        found = crypto.find_master(self._keys(), password)
+        found = crypto.find_master(self._keys(), password, config.encryption.master_check)
         if found is None:
             raise WrongPassword(f"project {self.project_id!r}: wrong password")
         self._key_id, self._master = found
@@ -348,7 +357,11 @@ class Repository:
             "pack_size": like.pack_size if like else DEFAULT_PACK_SIZE,
         }
         if password is not None:
-            config["encryption"] = {"scheme": crypto.SCHEME, "keys": key_ids}
+            config["encryption"] = {
+                "scheme": crypto.SCHEME,
+                "keys": key_ids,
+                "master_check": crypto.master_check(master),
+            }
         raw = PLAIN.seal(Kind.CONFIG, json.dumps(config, indent=2).encode())
         try:
             self.store.put_new(CONFIG, raw)
@@ -362,6 +375,7 @@ class Repository:
             self._key_id, self._master = key_ids[0], master
             self._proven.add(key_ids[0])
             self.codec = Codec(crypto.AeadCipher(master))
+        return True
 
     @property
     def config(self) -> RepoConfig:
@@ -370,7 +384,7 @@ class Repository:
         listing metadata does not need it, so `list` and `info` still answer."""
         if self._config is None:
             try:
-                stored = self.store.get(CONFIG)
+                stored = self._config_bytes()
                 if self._config_raw is None:
                     self._config_raw = stored
                 raw = PLAIN.open(Kind.CONFIG, stored)
@@ -399,6 +413,24 @@ class Repository:
                 )
             self._config = config
         return self._config
+
+    def _config_bytes(self) -> bytes:
+        """config.json's bytes. While the project holds key objects and nothing else, another
+        process is making it (an encrypted project's key object goes first, its config next):
+        the config is waited for a moment (CREATING_WAIT), not called missing."""
+        deadline: float | None = None
+        while True:
+            try:
+                return self.store.get(CONFIG)
+            except ObjectNotFound:
+                top = set(self.store.children())
+                if "keys" not in top or top - {"keys", "locks"}:
+                    raise
+                now = time.monotonic()
+                deadline = now + CREATING_WAIT if deadline is None else deadline
+                if now >= deadline:
+                    raise
+                time.sleep(0.05)
 
     def same_project(self) -> bool:
         """config.json still holds the bytes this Repository read first: it is still the

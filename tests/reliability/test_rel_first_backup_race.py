@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from core.manager import BackupManager
-from core.models import BackupStatus
+from core.models import BackupStatus, CreateRequest, RestoreRequest
+from core.repo import crypto
 
 ROUNDS = 8
 WORKERS = 4
@@ -83,3 +84,42 @@ def test_first_backups_at_one_moment_make_one_project(tmp_path: Path, encrypt: b
             assert asyncio.run(mgr.verify(f"r{i}", m.id)).ok
         keys = root / "backups" / f"r{i}" / "keys"
         assert len(list(keys.glob("*"))) == (1 if encrypt else 0)
+        made = [r for r in mgr.logger.read(f"r{i}") if r.message == "project created"]
+        assert len(made) == 1  # said once, by the process that made it
+
+
+def test_a_key_object_to_another_master_key_is_passed_over(tmp_path: Path, monkeypatch) -> None:
+    """A key object that opens with the project's password but wraps another master key (the
+    one a process that lost the race to make the project wrote and had not yet deleted, or
+    one planted) sorts first: the unlock passes over it, so what is written next opens with
+    the project's own key, and the project's backups stay readable. Before, the unlock took
+    the first key that opened, and the next backup was sealed under a key nothing opens."""
+    from store_helpers import fast_kdf
+
+    fast_kdf(monkeypatch)
+    root, data = tmp_path / "root", tmp_path / "data"
+    root.mkdir()
+    data.mkdir()
+    (data / "a.txt").write_text("first\n")
+
+    def mgr() -> BackupManager:
+        return BackupManager(root, encrypt=True, password=lambda p: "pw")
+
+    first = asyncio.run(mgr().create(CreateRequest(project_id="web", data_dir=str(data))))
+    stray = "0" * 32  # before every random id
+    raw = crypto.make_key_object(crypto.new_master_key(), "pw", stray)
+    (root / "backups" / "web" / "keys" / stray).write_bytes(raw)
+    (data / "b.txt").write_text("second\n")
+    second = asyncio.run(mgr().create(CreateRequest(project_id="web", data_dir=str(data))))
+    fresh = mgr()
+    assert [m.id for m in fresh.list_blocking("web")] == [second.id, first.id]
+    for meta in (first, second):
+        assert asyncio.run(fresh.verify("web", meta.id)).ok
+    out = tmp_path / "out"
+    asyncio.run(
+        fresh.restore(RestoreRequest(project_id="web", backup_id=second.id, restore_dir=str(out)))
+    )
+    assert {p.name: p.read_text() for p in out.iterdir()} == {
+        "a.txt": "first\n",
+        "b.txt": "second\n",
+    }
