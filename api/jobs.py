@@ -23,7 +23,8 @@ from api.errors import ApiError, error_type
 from api.events import EventHub
 from api.pools import MAX_RUNNING, Slots
 from api.schemas import Job, JobError, RestoreOutcome
-from core.errors import NexusError
+from core.display import name
+from core.errors import Damaged, NexusError
 from core.models import (
     BackupMetadata,
     CopyResult,
@@ -298,6 +299,15 @@ class JobRunner:
         def done(result: RestoreResult) -> None:
             job.result = RestoreOutcome.of(result)
             job.backup_id = result.backup_id  # "latest" becomes the id actually restored
+            if result.files_damaged:  # not a success a client may take for one; its result kept
+                named = ", ".join(name(d.path) for d in result.damaged_files[:5])
+                _fail(
+                    job,
+                    Damaged(
+                        f"{result.files_damaged} file(s) not restored, their data is damaged "
+                        f"({named}); every other file was restored (see result.damaged_files)"
+                    ),
+                )
 
         return await self._start_job(
             job, lambda progress: self.mgr.restore(req, progress=progress), done

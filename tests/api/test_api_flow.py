@@ -3,6 +3,7 @@ COMPLETED, list, restore byte-exact (202 job, and the 200 dry run), delete (then
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -343,3 +344,33 @@ def test_a_created_at_without_a_zone_is_utc_and_every_listing_still_answers(
     assert client.get("/api/v1/projects").status_code == 200
     r = client.get(f"/api/v1/backup/list/{project}", params={"until": "2024-06-01T00:00:00"})
     assert [m["id"] for m in r.json()["items"]] == [naive["id"]]
+
+
+def test_a_restore_past_damaged_data_is_a_failed_job_that_names_it_and_keeps_the_rest(
+    api, client, project, tree_of, job_of, backup_of
+):
+    """A pack of the backup truncated on the server's disk: the restore job restores every
+    other file, and fails (409, "damaged") naming the file it could not, its result kept: a
+    client that checks `status` never takes it for a whole restore."""
+    src = api.allowed / project / "src"
+    src.mkdir(parents=True)
+    (src / "old.bin").write_bytes(os.urandom(400_000))
+    packs = api.root / "backups" / project / "packs"
+    backup_of(project, src)
+    first = {p for p in packs.rglob("*") if p.is_file()}
+    (src / "new.txt").write_text("healthy\n")
+    meta = backup_of(project, src)
+    (bad,) = first
+    os.truncate(bad, bad.stat().st_size // 2)
+    target = api.allowed / project / "restored"
+    body = {"project_id": project, "backup_id": meta["id"], "restore_dir": str(target)}
+    r = client.post("/api/v1/backup/restore", json=body)
+    assert r.status_code == 202, r.text
+    job = job_of(r.json()["job_id"])
+    assert job["status"] == "failed" and job["error"]["status_code"] == 409, job
+    assert "old.bin" in job["error"]["msg"] and "\n" not in job["error"]["msg"]
+    assert job["result"]["files_damaged"] == 1 and job["result"]["verified"] is False
+    assert [d["path"] for d in job["result"]["damaged_files"]] == ["old.bin"]
+    got = tree_of(target)
+    assert "old.bin" not in {k.decode() if isinstance(k, bytes) else k for k in got}
+    assert (target / "new.txt").read_text() == "healthy\n"
