@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import os
 
-from core.display import fs_text
+from core.display import fs_text, name
 
 #: What a path resolved against a current directory that was deleted is told.
 CWD_GONE = (
@@ -121,9 +121,8 @@ def describe_os_error(exc: OSError, what: str = "") -> str:
     if exc.errno and exc.strerror is None and str(exc):
         reason = str(exc)  # a store's own sentence (it names the bucket), its errno given to it
     path = exc.filename if exc.filename is not None else ""
-    if isinstance(path, bytes):
-        path = fs_text(path)
-    parts = [p for p in (what, str(path) if path else "", reason) if p]
+    path = fs_text(path) if isinstance(path, bytes) else name(str(path)) if path else ""
+    parts = [p for p in (what, path, reason) if p]
     return ": ".join(parts)
 
 

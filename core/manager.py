@@ -805,7 +805,7 @@ class BackupManager(Comparing):
         def log(level: str, message: str) -> None:
             self._log(project, level, "create", message, backup_id)
 
-        log("INFO", f"{req.backup_type.value} backup of {data_dir} started")
+        log("INFO", f"{req.backup_type.value} backup of {display.name(str(data_dir))} started")
         if req.backup_type == BackupType.INCREMENTAL and reference is None:
             log("WARNING", "no completed backup to be incremental to: reading everything")
         # the repositories, the logs and the project's copy, wherever they lie inside the

@@ -44,8 +44,9 @@ _LEVEL_AT, _OP_AT, _MSG_AT = 9, 17, 26
 
 
 def record_line(record: LogRecord) -> str:
-    """One line per record: a message's newlines are shown, not obeyed."""
-    message = record.message.replace("\r", "").replace("\n", " ⏎ ")
+    """One line per record: a message's newlines are shown, not obeyed, and any other control
+    character escaped (`fmt.clean`, I14: a raw escape would reach the terminal)."""
+    message = fmt.clean(record.message.replace("\r", "").replace("\n", " ⏎ "))
     backup = f"{record.backup_id} " if record.backup_id else ""
     return f"{record.time:%H:%M:%S} {record.level:<7} {record.operation:<8} {backup}{message}"
 
