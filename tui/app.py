@@ -419,7 +419,7 @@ class NexusApp(App[int]):
             text = (
                 f"{fmt.plural(result.files_written, 'file')} written, "
                 f"{result.files_unchanged:,} unchanged"
-                f" into {result.restore_dir}" + (" · verified" if result.verified else "")
+                f" into {fmt.path(result.restore_dir)}" + (" · verified" if result.verified else "")
             )
             if result.checkpoint_id:
                 text += f" · checkpoint {result.checkpoint_id} taken first"
@@ -432,7 +432,7 @@ class NexusApp(App[int]):
                     title="Verify: OK",
                 )
             else:
-                problems = [f"{d.path}: {d.reason}" for d in result.damaged_files[:3]]
+                problems = [f"{fmt.name(d.path)}: {d.reason}" for d in result.damaged_files[:3]]
                 problems += result.errors[:2]
                 self.notify(
                     f"{result.backup_id}: " + "; ".join(problems or ["checksum mismatch"]),
@@ -457,12 +457,14 @@ class NexusApp(App[int]):
         elif isinstance(result, ProjectSummary) and op.kind == "rename-project":
             self.notify(f"{op.project_id} → {result.project_id}", title="Project renamed")
         elif isinstance(result, ProjectSummary):
-            self.notify(f"{result.project_id} → {result.data_dir}", title="Project created")
+            self.notify(
+                f"{result.project_id} → {fmt.path(result.data_dir)}", title="Project created"
+            )
         elif isinstance(result, CopyResult):
             from tui.screens.copy import copy_summary
 
             self.notify(
-                f"{result.project_id} → {fmt.home_short(result.target)}: {copy_summary(result)}",
+                f"{result.project_id} → {fmt.path(result.target)}: {copy_summary(result)}",
                 title="Copy completed",
             )
 
@@ -642,7 +644,7 @@ class NexusApp(App[int]):
             (fmt.plural(project.backups, "backup"), "bold"),
             f" ({fmt.size(project.stored_bytes)} stored)?\n\n"
             + (
-                f"Its data directory {project.data_dir} is not touched. "
+                f"Its data directory {fmt.path(project.data_dir)} is not touched. "
                 if project.data_dir
                 else ""
             )

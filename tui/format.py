@@ -8,6 +8,8 @@ session), and the styles of the table, the detail view and the progress panel.
 
 from __future__ import annotations
 
+import os
+
 from rich.text import Text
 
 from core import display
@@ -44,6 +46,7 @@ __all__ = [
     "level_text",
     "listing",
     "name",
+    "path",
     "plural",
     "progress_line",
     "rate",
@@ -130,11 +133,19 @@ def progress_line(event: ProgressEvent | None) -> str:
     return " · ".join(parts)
 
 
+def path(value: str | os.PathLike[str]) -> str:
+    """A path as a person reads it on screen (a data directory, a restore or copy target): `~`
+    for the home directory, then `name`'s escapes (I14), so a newline or an escape in it never
+    breaks the dialog's line or reaches the terminal. For showing only: what goes back into an
+    Input (a default target) stays `home_short`, the path itself."""
+    return name(home_short(value))
+
+
 def short_location(url: str, width: int) -> str:
     """Where a repository lives, in `width` cells: `~` for the home directory; the scheme and
     bucket (when they leave room) and the end of the path kept, the middle left out
     ("s3://bucket/…/nexus")."""
-    text = home_short(url)
+    text = name(home_short(url))  # `path`, for a location
     if len(text) <= width:
         return text
     scheme, sep, rest = text.partition("://")

@@ -11,7 +11,8 @@ from textual.validation import ValidationResult, Validator
 
 from core.config import process_bound
 from core.models import Tags, check_id
-from tui.format import home_short
+from tui.format import name
+from tui.format import path as shown
 
 _TAGS = TypeAdapter(Tags)
 
@@ -56,11 +57,11 @@ class ExistingDirectory(Validator):
             return self.failure("enter a directory")
         path = expand(value)
         if not path.exists():
-            return self.failure(f"{path} does not exist")
+            return self.failure(f"{shown(path)} does not exist")
         if not path.is_dir():
-            return self.failure(f"{path} is not a directory")
+            return self.failure(f"{shown(path)} is not a directory")
         if not os.access(path, os.R_OK | os.X_OK):
-            return self.failure(f"{path}: permission denied")
+            return self.failure(f"{shown(path)}: permission denied")
         return self.success()
 
 
@@ -74,12 +75,14 @@ class RestoreTarget(Validator):
         if not path.is_absolute():
             return self.failure("use an absolute path")
         if path.exists() and not path.is_dir():
-            return self.failure(f"{path} exists and is not a directory")
+            return self.failure(f"{shown(path)} exists and is not a directory")
         if path.exists() and not os.access(path, os.W_OK | os.X_OK):
-            return self.failure(f"{path}: permission denied")
+            return self.failure(f"{shown(path)}: permission denied")
         parent = next((p for p in path.parents if p.exists()), None)
         if not path.exists() and (parent is None or not os.access(parent, os.W_OK | os.X_OK)):
-            return self.failure(f"cannot create {path}: {parent} is not writable")
+            return self.failure(
+                f"cannot create {shown(path)}: {shown(str(parent))} is not writable"
+            )
         return self.success()
 
 
@@ -112,13 +115,13 @@ class CopyTarget(Validator):
 def describe_copy_target(value: str) -> str:
     """A one-line description of a valid copy target, shown under the field."""
     if is_store_url(value):
-        return f"✓ the repository at {value.strip()}"
+        return f"✓ the repository at {name(value.strip())}"
     path = expand(value)
     if (path / "backups").is_dir():
-        return f"✓ the repository in {home_short(path)} (what it holds is kept)"
+        return f"✓ the repository in {shown(path)} (what it holds is kept)"
     if path.exists():
-        return f"✓ a new repository in {home_short(path)}"
-    return f"✓ a new repository: {home_short(path)} will be created"
+        return f"✓ a new repository in {shown(path)}"
+    return f"✓ a new repository: {shown(path)} will be created"
 
 
 class TagList(Validator):
@@ -152,8 +155,8 @@ def describe_dir(value: str) -> str:
         with os.scandir(path) as it:
             count = sum(1 for _ in it)
     except OSError:
-        return str(path)
-    return f"✓ {home_short(path)} ({count} entr{'y' if count == 1 else 'ies'})"
+        return shown(path)
+    return f"✓ {shown(path)} ({count} entr{'y' if count == 1 else 'ies'})"
 
 
 def suggest_project_id(directory: str) -> str:

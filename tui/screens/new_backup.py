@@ -221,7 +221,7 @@ class NewBackupScreen(OperationForm, ModalScreen[None]):
     def _confirm_other_directory(self, req: CreateRequest) -> None:
         """Ask before backing up a directory other than the remembered one; yes re-points
         the project (`data_dir_change`), no leaves the form as it was."""
-        old, new = fmt.home_short(self.remembered or ""), fmt.home_short(req.data_dir)
+        old, new = fmt.path(self.remembered or ""), fmt.path(req.data_dir)
         body = Text.assemble(
             "Project ",
             (self.project_id, "bold"),

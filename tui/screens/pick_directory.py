@@ -104,7 +104,7 @@ class DirectoryPickScreen(ModalScreen[str | None]):
         return Path(self.tree.path)
 
     def _show_where(self) -> None:
-        self.query_one("#pickdir-where", Label).update(fmt.home_short(self.highlighted))
+        self.query_one("#pickdir-where", Label).update(fmt.path(self.highlighted))
 
     def on_tree_node_highlighted(self, _event: DirectoryTree.NodeHighlighted) -> None:
         self._show_where()

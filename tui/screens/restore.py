@@ -115,7 +115,7 @@ def confirm_text(
     c = result.counts
     body = Text()
     body.append(f"Restore {backup_id} into\n")
-    body.append(f"{fmt.home_short(req.restore_dir)}\n\n", style="bold")
+    body.append(f"{fmt.path(req.restore_dir)}\n\n", style="bold")
     created = _entries(c.files_create, c.dirs_create, c.symlinks_create)
     body.append(f"{created} created, {fmt.size(c.bytes_to_write)} to write in all.\n")
     overwritten = _entries(c.files_overwrite, c.dirs_overwrite, c.symlinks_overwrite)
@@ -170,7 +170,7 @@ def cancelled_text(target: str, *, checkpointing: bool, backup_id: str) -> Text:
     engine writes each file under a temporary name and removes it when stopped)."""
     text = Text("✗ Restore cancelled.\n", style="bold yellow")
     text.append(
-        f"Files restored before it stopped stay in {fmt.home_short(target)}; "
+        f"Files restored before it stopped stay in {fmt.path(target)}; "
         "no partly written file was left behind.\n"
     )
     if checkpointing:
@@ -194,7 +194,7 @@ def undo_text(result: RestoreResult) -> str:
 def undo_confirm_text(undo: RestoreUndo) -> Text:
     return Text.assemble(
         "Put ",
-        (fmt.home_short(undo.target), "bold"),
+        (fmt.path(undo.target), "bold"),
         " back as it was before this restore?\n\nThe checkpoint ",
         (undo.checkpoint_id, "bold"),
         " is restored over it: the files the restore changed get their earlier bytes back and "
@@ -305,7 +305,8 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
     def _paths_text(self) -> str:
         if not self.paths:
             return "everything in the backup"
-        shown = ", ".join(self.paths[:4]) + (" …" if len(self.paths) > 4 else "")
+        shown = ", ".join(fmt.name(p) for p in self.paths[:4])
+        shown += " …" if len(self.paths) > 4 else ""
         return f"{len(self.paths)} marked: {shown}"
 
     # -- the form
@@ -502,7 +503,7 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
             r = op.result
             result.update(
                 Text(
-                    f"✓ Undone: {fmt.home_short(r.restore_dir)} is as it was before the restore "
+                    f"✓ Undone: {fmt.path(r.restore_dir)} is as it was before the restore "
                     f"({fmt.plural(r.files_written, 'file')} put back, {r.files_deleted:,} "
                     f"deleted, {r.files_unchanged:,} left as they were).",
                     style="green",
@@ -511,7 +512,7 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
         elif op.state == "done" and isinstance(op.result, RestoreResult):
             r = op.result
             text = Text(
-                f"✓ Restored into {fmt.home_short(r.restore_dir)}\n"
+                f"✓ Restored into {fmt.path(r.restore_dir)}\n"
                 f"{fmt.plural(r.files_written, 'file')} written ({fmt.size(r.bytes_written)}), "
                 f"{r.files_unchanged:,} unchanged, {r.files_skipped:,} skipped, "
                 f"{r.files_deleted:,} deleted, {fmt.plural(r.dirs_created, 'folder')} created "

@@ -41,7 +41,7 @@ def verify_text(result: VerifyResult | None, now: datetime) -> Text:
         f" · {fmt.plural(result.files_checked, 'file')}, {fmt.size(result.bytes_checked)}"
     )
     for damaged in result.damaged_files[:5]:
-        text.append(f"\n{damaged.path}: {damaged.reason}", style="red")
+        text.append(f"\n{fmt.name(damaged.path)}: {damaged.reason}", style="red")
     for error in result.errors[:3]:
         text.append(f"\n{error}", style="red")
     return text
@@ -82,7 +82,7 @@ def render_detail(meta: BackupMetadata, info: BackupInfo | None, now: datetime) 
     grid.add_row("Extra", json.dumps(meta.extra, sort_keys=True) if meta.extra else "-")
     if info is not None and info.manifest is not None:
         man = info.manifest
-        source = fmt.home_short(man.source) if man.source else "?"
+        source = fmt.path(man.source) if man.source else "?"
         grid.add_row("Source", f"{source} on {man.hostname}" if man.hostname else source)
 
     s = meta.stats
