@@ -20,6 +20,7 @@ from textual import events, work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.geometry import Size
+from textual.notifications import SeverityLevel
 from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
@@ -224,6 +225,24 @@ class NexusApp(App[int]):
         """Hand the frozen objects back to the collector (several apps in one process: tests)."""
         if self._heap_settled:
             gc.unfreeze()
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every toast of the TUI (its screens' and widgets' `notify` come here): the message
+        is shown as written, never read as markup, and on one rule with the rest (I14): a
+        name in it (`a[b]`, `x[/]y`) reads as itself and a control character escaped
+        (`fmt.clean`), so neither a file name nor an engine message styles, hides or breaks
+        the toast. `markup` is accepted and ignored: no toast of this app is markup."""
+        super().notify(
+            fmt.clean(message), title=title, severity=severity, timeout=timeout, markup=False
+        )
 
     # -- errors: the one place
 

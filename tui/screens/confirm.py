@@ -29,7 +29,8 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="confirm"):
-            yield Static(self.body, id="confirm-body")
+            # a str body is shown as written: a name in it is never read as markup (I14)
+            yield Static(self.body, id="confirm-body", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button(
                     f"{self.yes_label} (y)",

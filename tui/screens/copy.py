@@ -73,7 +73,7 @@ class CopyScreen(OperationForm, ModalScreen[None]):
         with Vertical(id="dialog", classes="form"):
             with Horizontal(classes="field"):
                 yield Label("From", classes="field-label")
-                yield Label(self._source(), id="copy-from")
+                yield Label(self._source(), id="copy-from", markup=False)
             with Horizontal(classes="field"):
                 yield Label("To", classes="field-label")
                 yield Input(
@@ -84,7 +84,7 @@ class CopyScreen(OperationForm, ModalScreen[None]):
                     id="copy-to",
                     compact=True,
                 )
-            yield Label("", id="copy-to-help", classes="field-help")
+            yield Label("", id="copy-to-help", classes="field-help", markup=False)
             with Horizontal(classes="field"):
                 yield Label("Password", classes="field-label")
                 yield Input(
@@ -94,7 +94,7 @@ class CopyScreen(OperationForm, ModalScreen[None]):
                     compact=True,
                 )
             yield Vertical(id="progress-area")
-            yield Static("", id="result")
+            yield Static("", id="result", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Copy (ctrl+s)", id="start", variant="primary", compact=True)
                 yield Button("Cancel copy (c)", id="cancel-op", variant="error", compact=True)

@@ -65,7 +65,7 @@ class FindScreen(WorkerErrors, ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="find"):
             yield Input(placeholder="a name, part of a path, or a glob (*.conf)", id="find-input")
-            yield Label("Type a pattern and press enter.", id="find-status")
+            yield Label("Type a pattern and press enter.", id="find-status", markup=False)
             yield OptionList(id="find-results")
 
     def on_mount(self) -> None:

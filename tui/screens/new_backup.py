@@ -96,7 +96,7 @@ class NewBackupScreen(OperationForm, ModalScreen[None]):
                     compact=True,
                 )
                 yield pick_button("data-dir")
-            yield Label("", id="data-dir-help", classes="field-help")
+            yield Label("", id="data-dir-help", classes="field-help", markup=False)
             with Horizontal(classes="field"):
                 yield Label("Tags", classes="field-label")
                 yield Input(
@@ -110,9 +110,9 @@ class NewBackupScreen(OperationForm, ModalScreen[None]):
                 yield Input(
                     placeholder="*.tmp, node_modules (optional)", id="excludes", compact=True
                 )
-            yield Label("", id="form-error", classes="field-help -bad")
+            yield Label("", id="form-error", classes="field-help -bad", markup=False)
             yield Vertical(id="progress-area")
-            yield Static("", id="result")
+            yield Static("", id="result", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Start (ctrl+s)", id="start", variant="primary", compact=True)
                 yield Button("Cancel backup (c)", id="cancel-op", variant="error", compact=True)

@@ -51,7 +51,7 @@ class NewProjectScreen(ModalScreen[None]):
                     compact=True,
                 )
                 yield pick_button("project-dir")
-            yield Label("", id="project-dir-help", classes="field-help")
+            yield Label("", id="project-dir-help", classes="field-help", markup=False)
             with Horizontal(classes="field"):
                 yield Label("Project id", classes="field-label")
                 yield Input(
@@ -60,7 +60,7 @@ class NewProjectScreen(ModalScreen[None]):
                     id="project-id",
                     compact=True,
                 )
-            yield Label("", id="project-id-help", classes="field-help")
+            yield Label("", id="project-id-help", classes="field-help", markup=False)
             with Horizontal(classes="checks"):
                 yield Tick("encrypted (a password opens it)", id="project-encrypt", compact=True)
             with Horizontal(classes="field password-field"):

@@ -44,7 +44,7 @@ class PasswordScreen(ModalScreen[str | None]):
                 id="password-about",
             )
             yield Input(password=True, id="password", compact=True, placeholder="password")
-            yield Label("", id="password-error", classes="field-help")
+            yield Label("", id="password-error", classes="field-help", markup=False)
             yield Label("enter: unlock · esc: cancel", id="password-keys")
 
     def on_mount(self) -> None:

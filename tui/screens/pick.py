@@ -24,7 +24,7 @@ class PickScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="pick"):
-            yield OptionList(*(Option(label, id=key) for key, label in self.options))
+            yield OptionList(*(Option(label, id=key) for key, label in self.options), markup=False)
 
     def on_mount(self) -> None:
         self.query_one("#dialog").border_title = self.title_text

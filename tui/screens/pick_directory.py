@@ -75,7 +75,7 @@ class DirectoryPickScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="pick-dir"):
-            yield Label("", id="pickdir-where")
+            yield Label("", id="pickdir-where", markup=False)
             yield DirectoriesOnly(self.start, id="pickdir-tree")
             yield Label(
                 "enter: open · ctrl+s: choose · backspace: parent · .: hidden",

@@ -157,9 +157,9 @@ class PolicyScreen(ModalScreen[None]):
                         field.styles.width = width
                         yield field
             yield Label("", id="policy-runs", classes="field-help runs")
-            yield Label("", id="policy-help", classes="field-help")
+            yield Label("", id="policy-help", classes="field-help", markup=False)
             yield DataTable(id="policy-preview", cursor_type="row", zebra_stripes=False)
-            yield Static("", id="policy-summary")
+            yield Static("", id="policy-summary", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Save and apply (ctrl+s)", id="apply", variant="primary", compact=True)
                 yield Button("Clear policy (ctrl+x)", id="clear", compact=True)

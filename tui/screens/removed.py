@@ -44,7 +44,7 @@ class RemovedScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="form removed"):
-            yield Static("", id="removed-help")
+            yield Static("", id="removed-help", markup=False)
             yield DataTable(id="removed-table", cursor_type="row")
             with Horizontal(classes="buttons"):
                 yield Button("Undelete (u)", id="undelete", variant="primary", compact=True)

@@ -36,7 +36,7 @@ class RenameProjectScreen(ModalScreen[str | None]):
                 id="rename-to",
                 compact=True,
             )
-            yield Label("", id="rename-help", classes="field-help")
+            yield Label("", id="rename-help", classes="field-help", markup=False)
             yield Static("enter rename · escape cancel", id="password-keys")
 
     def on_mount(self) -> None:

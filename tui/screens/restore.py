@@ -245,7 +245,7 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
             )
             with Horizontal(classes="field"):
                 yield Label("Restore", classes="field-label")
-                yield Label(self._paths_text(), id="paths")
+                yield Label(self._paths_text(), id="paths", markup=False)
             with Horizontal(classes="field"):
                 yield Label("Target", classes="field-label")
                 yield Input(
@@ -256,7 +256,7 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
                     compact=True,
                 )
                 yield pick_button("target")
-            yield Label("", id="target-help", classes="field-help")
+            yield Label("", id="target-help", classes="field-help", markup=False)
             with Horizontal(classes="field"):
                 yield Label("Overwrite", classes="field-label")
                 yield Select(
@@ -274,10 +274,10 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
                 yield Tick("delete extra files", id="delete-extra", compact=True)
                 yield Tick("checkpoint first", value=True, id="checkpoint", compact=True)
                 yield Tick("dry run only", id="dry-run", compact=True)
-            yield Label("", id="preview-summary")
+            yield Label("", id="preview-summary", markup=False)
             yield DataTable(id="preview", cursor_type="row", zebra_stripes=True)
             yield Vertical(id="progress-area")
-            yield Static("", id="result")
+            yield Static("", id="result", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Preview (ctrl+d)", id="do-preview", compact=True)
                 yield Button("Restore… (ctrl+s)", id="do-restore", variant="primary", compact=True)
@@ -407,14 +407,14 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
         more = result.changes_truncated or len(rows) < len(interesting or result.changes)
         note = f" · the list shows {len(rows):,} examples" if more else ""
         self._say(f"Preview: {summarize(result)}{note}")
-        for change in rows:
+        for change in rows:  # Text cells: a str cell is markup to a DataTable (`x[/]y`, I14)
             table.add_row(
                 Text(change.action, style=ACTION_STYLE.get(change.action, "")),
-                fmt.name(change.exact),
+                Text(fmt.name(change.exact)),
                 Text(
                     fmt.size(change.size) if change.kind == "file" else change.kind, justify="right"
                 ),
-                change.reason or "",
+                Text(fmt.clean(change.reason or "")),
             )
         table.display = True
         if self._confirm_after_preview:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Any
 
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.containers import VerticalScroll
@@ -19,8 +20,19 @@ from core.models import BackupInfo, BackupMetadata, BackupStatus, VerifyResult
 from tui import format as fmt
 
 
+class _Literal(Table):
+    """A grid whose str cells are shown as written: a Rich table reads a str as markup, and a
+    tag, a source path or an extra value holding `[b]` or `x[/]y` would style itself or fail
+    to render (I14). Each str cell goes through `fmt.clean` too (no control character)."""
+
+    def add_row(self, *renderables: RenderableType | None, **kwargs: Any) -> None:
+        super().add_row(
+            *(Text(fmt.clean(r)) if isinstance(r, str) else r for r in renderables), **kwargs
+        )
+
+
 def _grid() -> Table:
-    grid = Table.grid(padding=(0, 1))
+    grid = _Literal.grid(padding=(0, 1))
     grid.add_column(style="bold dim", no_wrap=True, min_width=11)
     grid.add_column(overflow="fold")
     return grid

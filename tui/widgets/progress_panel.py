@@ -26,9 +26,9 @@ class OperationProgress(Vertical):
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="op-head"):
-            yield Label(self._title(), classes="op-label")
+            yield Label(self._title(), classes="op-label", markup=False)
             yield ProgressBar(total=1, show_eta=False, classes="op-bar")
-        yield Label(fmt.progress_line(self.op.progress), classes="op-line")
+        yield Label(fmt.progress_line(self.op.progress), classes="op-line", markup=False)
 
     def on_mount(self) -> None:
         self.app.operations_changed.subscribe(self, self._on_ops_changed)  # type: ignore[attr-defined]
