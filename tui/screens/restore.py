@@ -51,8 +51,12 @@ PREVIEW_ROWS = 500
 
 
 def default_target(backup: BackupMetadata, source: str | None) -> str:
-    """A new directory beside the original, never the live data itself."""
+    """A new directory beside the original, never the live data itself; in the home directory
+    when the original's path does not read as itself (a newline, an escape: I14), since the
+    field shows its value as it is."""
     base = Path(source) if source else Path.home() / backup.project_id
+    if not str(base).isprintable():
+        base = Path.home() / backup.project_id
     target = base.with_name(f"{base.name}.restore-{backup.id}")
     n = 2
     while target.exists() and any(target.iterdir()):

@@ -153,7 +153,8 @@ class ProjectList(OptionList):
         shortened to what the border leaves ('…/share/nexus-backup')."""
         self.border_title = f"Projects ({len(self.projects)})"
         room = self.outer_size.width - 7  # corners, spaces and a little rule
-        self.border_subtitle = fmt.short_location(self.where, room) if room >= 6 else ""
+        # Text: a str border title is markup, and a root may hold `[b]` or `x[/]y` (I14)
+        self.border_subtitle = Text(fmt.short_location(self.where, room)) if room >= 6 else ""
 
     def on_resize(self) -> None:
         if self._last is not None:  # lay the lines out again for the new width
