@@ -725,13 +725,14 @@ class BackupManager(Comparing):
         that is read, so no symlink or swapped component hides where it is."""
         if lies_in(top_fd, self._stored_ids()):
             raise InvalidInput(
-                f"data_dir {data_dir} is, or lies inside, a repository or the logs of "
-                f"{self.root}: back up the directory that holds the data"
+                f"data_dir {display.name(str(data_dir))} is, or lies inside, a repository or "
+                f"the logs of {display.name(str(self.root))}: back up the directory that holds "
+                "the data"
             )
         if dir_id(top_fd) in dir_ids([self.root]):
             raise InvalidInput(
-                f"data_dir {data_dir} is the nexus-backup root, which holds only its "
-                "repositories and logs: back up the directory that holds the data"
+                f"data_dir {display.name(str(data_dir))} is the nexus-backup root, which holds "
+                "only its repositories and logs: back up the directory that holds the data"
             )
 
     @staticmethod
@@ -741,8 +742,9 @@ class BackupManager(Comparing):
         remembered = repo.settings().get("data_dir")
         if remembered and remembered != str(data_dir) and not allowed:
             raise Conflict(
-                f"project {repo.project_id!r} backs up {remembered}, not {data_dir}: to back up "
-                "the new directory from now on, pass --data-dir-change"
+                f"project {repo.project_id!r} backs up {display.name(str(remembered))}, not "
+                f"{display.name(str(data_dir))}: to back up the new directory from now on, pass "
+                "--data-dir-change"
             )
 
     def _reference(self, repo: Repository, req: CreateRequest) -> BackupMetadata | None:
@@ -897,7 +899,8 @@ class BackupManager(Comparing):
                         "cannot restore it"
                     )
                 if not req.dry_run:
-                    log("INFO", f"restore to {req.restore_dir} started (overwrite {req.overwrite})")
+                    where = display.name(str(req.restore_dir))
+                    log("INFO", f"restore to {where} started (overwrite {req.overwrite})")
 
                 def checkpoint(target: Path, target_fd: int) -> str | None:
                     """A backup of the target through the restore's own descriptor of it, with
