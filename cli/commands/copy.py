@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from cli.context import EXIT_OK, Context, refuse_process_bound, run
 from cli.password import TO_HOW
-from cli.render import clean, error_line, out, plural, size
+from cli.render import error_line, name, out, plural, size
 from core.errors import TargetWrongPassword
 from core.models import CopyResult
 
@@ -40,7 +40,7 @@ def cmd_copy(ctx: Context) -> int:
     if not lines:
         lines.append(f"No completed backups to copy in project {a.project}.")
     lines.append(
-        f"{plural(len(result.copied), 'backup')} copied to {clean(result.target)} "
+        f"{plural(len(result.copied), 'backup')} copied to {name(result.target)} "
         f"({size(result.bytes_sent)} sent)"
     )
     out("\n".join(lines))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 
 from cli.context import EXIT_OK, Context, UsageError, run
-from cli.render import clean, out, plural, size
+from cli.render import clean, name, out, plural, size
 from core.models import ProjectDeleteResult, ProjectSummary
 
 
@@ -19,7 +19,7 @@ def _summary(ctx: Context, project_id: str) -> ProjectSummary | None:
 def _confirm(project: ProjectSummary) -> None:
     what = f"{plural(project.backups, 'backup')}, {size(project.stored_bytes)} stored"
     if project.data_dir:
-        what += f", of {clean(project.data_dir)}"
+        what += f", of {name(project.data_dir)}"
     if not sys.stdin.isatty():
         raise UsageError(f"refusing to delete project {project.project_id} ({what}) without --yes")
     sys.stderr.write(

@@ -14,6 +14,7 @@ from cli.render import (
     duration,
     error_line,
     fmt_tags,
+    name,
     out,
     plural,
     size,
@@ -76,7 +77,7 @@ def _info_lines(info: BackupInfo) -> list[str]:
         pairs.append((f"Warnings ({len(s.warnings)})", shown))
     if info.manifest is not None:
         mf = info.manifest
-        source = clean(mf.source or "-")
+        source = name(mf.source) if mf.source else "-"
         if mf.hostname:
             source += f" on {clean(mf.hostname)}"
         pairs.append(

@@ -35,7 +35,7 @@ def cmd_restore(ctx: Context) -> int:
 
 
 def _restore_lines(ctx: Context, res: RestoreResult) -> list[str]:
-    target = clean(res.restore_dir)
+    target = name(res.restore_dir)
     if res.dry_run:
         lines = [f"Dry run: restoring backup {res.backup_id} into {target} would:"]
         changes = [c for c in res.changes if c.action != "unchanged"]

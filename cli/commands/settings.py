@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from cli.context import EXIT_OK, Context, UsageError, refuse_process_bound, run
-from cli.render import block, clean, out
+from cli.render import block, clean, name, out
 
 
 def cmd_settings(ctx: Context) -> int:
@@ -23,7 +23,7 @@ def cmd_settings(ctx: Context) -> int:
         out(json.dumps(settings, indent=2, sort_keys=True))
         return EXIT_OK
     pairs = [
-        ("Data dir", clean(settings.get("data_dir") or "-")),
+        ("Data dir", name(str(settings["data_dir"])) if settings.get("data_dir") else "-"),
         ("Copy to", clean(settings.get("copy_to") or "- (no copy after each backup)")),
     ]
     out("\n".join(block(pairs)))
