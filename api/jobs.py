@@ -304,8 +304,9 @@ class JobRunner:
                 _fail(
                     job,
                     Damaged(
-                        f"{result.files_damaged} file(s) not restored, their data is damaged "
-                        f"({named}); every other file was restored (see result.damaged_files)"
+                        f"{result.files_damaged} file(s) not restored (damaged in the "
+                        f"repository: {named}); every other file was restored (see "
+                        "result.damaged_files)"
                     ),
                 )
 

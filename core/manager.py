@@ -952,7 +952,7 @@ class BackupManager(Comparing):
                         f"{result.files_unchanged} unchanged, {result.files_skipped} skipped, "
                         f"{result.files_deleted} deleted; "
                         + (
-                            f"{result.files_damaged} not restored, their data is damaged"
+                            f"{result.files_damaged} not restored (damaged in the repository)"
                             if result.files_damaged
                             else "verified"
                         ),

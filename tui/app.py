@@ -442,7 +442,16 @@ class NexusApp(App[int]):
             )
             if result.checkpoint_id:
                 text += f" · checkpoint {result.checkpoint_id} taken first"
-            self.notify(text, title="Restore completed")
+            if result.files_damaged:
+                named = ", ".join(fmt.name(d.path) for d in result.damaged_files[:3])
+                self.notify(
+                    f"{text} · {fmt.plural(result.files_damaged, 'file')} not restored, "
+                    f"damaged: {named}",
+                    title="Restore: DAMAGED",
+                    severity="error",
+                )
+            else:
+                self.notify(text, title="Restore completed")
         elif isinstance(result, VerifyResult):
             if result.ok:
                 self.notify(

@@ -113,8 +113,8 @@ def _restore_lines(ctx: Context, res: RestoreResult) -> list[str]:
         lines += [f"  {clean(w)}" for w in res.warnings]
     if res.files_damaged:
         lines.append(
-            f"Damaged: {plural(res.files_damaged, 'file')} not restored, their data in the "
-            "repository is damaged (each left as it was in the target; everything else was "
+            f"Damaged: {plural(res.files_damaged, 'file')} not restored (damaged in the "
+            "repository; what the target held there is left as it was; everything else was "
             f"restored; `{PROG} check {res.project_id} --read-data` says more):"
         )
         lines += [f"  {name(d.path)}: {clean(d.reason)}" for d in res.damaged_files]

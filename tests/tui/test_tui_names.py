@@ -13,7 +13,7 @@ import errno
 from pathlib import Path
 
 from textual.widgets import Input
-from tui_helpers import settle
+from tui_helpers import settle, wait_for
 
 from core.manager import BackupManager
 from core.models import CreateRequest
@@ -84,7 +84,9 @@ async def test_delete_project_dialog_shows_the_data_dir_escaped(tmp_path: Path) 
         assert isinstance(app.screen, ConfirmScreen)
         lines = screen_lines(app)
         assert raw_controls(lines) == []
-        assert f"Its data directory {tmp_path}/{SHOWN_DIR} is not" in region_text(app, "#dialog")
+        shown = f"Its data directory {tmp_path}/{SHOWN_DIR} is not"
+        # drawn once the dialog is laid out (a loaded machine may take more than a settle)
+        await wait_for(pilot, lambda: shown in region_text(app, "#dialog"), timeout=10)
         await pilot.press("n")
 
 

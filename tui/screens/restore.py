@@ -523,12 +523,22 @@ class RestoreScreen(WorkerErrors, ModalScreen[None]):
                 f"in {fmt.duration(r.duration_seconds)}.\n",
                 style="green",
             )
-            text.append(
-                "Verified: every written file matches the backup.\n"
-                if r.verified
-                else "Not verified.\n",
-                style="green" if r.verified else "yellow",
-            )
+            if r.files_damaged:
+                named = ", ".join(fmt.name(d.path) for d in r.damaged_files[:3])
+                more = f" and {r.files_damaged - 3:,} more" if r.files_damaged > 3 else ""
+                text.append(
+                    f"✗ {fmt.plural(r.files_damaged, 'file')} not restored (damaged in the "
+                    f"repository): {named}{more}. What the target held there is left as it "
+                    "was; every written file matches the backup.\n",
+                    style="bold red",
+                )
+            else:
+                text.append(
+                    "Verified: every written file matches the backup.\n"
+                    if r.verified
+                    else "Not verified.\n",
+                    style="green" if r.verified else "yellow",
+                )
             if r.warnings:
                 text.append("⚠ " + "; ".join(r.warnings[:3]) + "\n", style="yellow")
             if self.preview is not None:
