@@ -27,12 +27,14 @@ import asyncio, sys, time
 from core.manager import BackupManager
 from core.models import CreateRequest
 from core.repo import crypto
-root, data, start, rounds, spacing, encrypt = sys.argv[1:7]
+root, data, start, rounds, spacing, encrypt, repo = sys.argv[1:8]
 crypto.KDF_MEMORY_KIB, crypto.KDF_ITERATIONS, crypto.KDF_LANES = 64, 1, 1
 enc = encrypt == "1"
 failed = 0
 for i in range(int(rounds)):
-    mgr = BackupManager(root, encrypt=enc, password=(lambda p: "pw") if enc else None)
+    mgr = BackupManager(
+        root, repository=repo or None, encrypt=enc, password=(lambda p: "pw") if enc else None
+    )
     at = float(start) + i * float(spacing)
     while time.time() < at:
         pass
@@ -46,13 +48,23 @@ sys.exit(1 if failed else 0)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("encrypt", [False, True], ids=["plain", "encrypted"])
-def test_first_backups_at_one_moment_make_one_project(tmp_path: Path, encrypt: bool) -> None:
+@pytest.mark.parametrize(
+    ("store", "encrypt"),
+    [("local", False), ("local", True), ("s3", True)],
+    ids=["plain", "encrypted", "s3-encrypted"],
+)
+def test_first_backups_at_one_moment_make_one_project(
+    tmp_path: Path, store: str, encrypt: bool, request: pytest.FixtureRequest
+) -> None:
     root, data = tmp_path / "root", tmp_path / "data"
     root.mkdir()
     data.mkdir()
     (data / "a.txt").write_text("hello\n")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    repo = ""
+    if store == "s3":  # a fresh prefix on the session's SeaweedFS, which enforces If-None-Match
+        repo = request.getfixturevalue("s3_url")
+        env.update(request.getfixturevalue("s3_env").env())
     start = time.time() + 2.0  # past every worker's start-up
     procs = [
         subprocess.Popen(
@@ -66,6 +78,7 @@ def test_first_backups_at_one_moment_make_one_project(tmp_path: Path, encrypt: b
                 str(ROUNDS),
                 str(SPACING),
                 "1" if encrypt else "0",
+                repo,
             ],
             env=env,
             stderr=subprocess.PIPE,
@@ -75,15 +88,15 @@ def test_first_backups_at_one_moment_make_one_project(tmp_path: Path, encrypt: b
     ]
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * WORKERS, errors
-    mgr = BackupManager(root, password=lambda p: "pw")
+    mgr = BackupManager(root, repository=repo or None, password=lambda p: "pw")
     for i in range(ROUNDS):
         metas = mgr.list_blocking(f"r{i}")
         assert len(metas) == WORKERS
         assert all(m.status == BackupStatus.COMPLETED for m in metas)
         for m in metas:
             assert asyncio.run(mgr.verify(f"r{i}", m.id)).ok
-        keys = root / "backups" / f"r{i}" / "keys"
-        assert len(list(keys.glob("*"))) == (1 if encrypt else 0)
+        repository = mgr._repo(f"r{i}")
+        assert len(repository.key_ids()) == (1 if encrypt else 0)
         made = [r for r in mgr.logger.read(f"r{i}") if r.message == "project created"]
         assert len(made) == 1  # said once, by the process that made it
 
