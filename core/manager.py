@@ -91,6 +91,7 @@ from core.repo.repository import (
     RepoConfig,
     Repository,
     current_user,
+    half_made,
     new_backup_id,
 )
 from core.retention import ForgetResult, Policy, evaluate
@@ -1220,7 +1221,9 @@ class BackupManager(Comparing):
         resumed = store.exists(projects.DELETING)
         if not resumed and not projects.project_exists(self.store, project_id):
             raise NotFound(f"unknown project {project_id!r}")
-        repo = None if resumed else self._repo(project_id)
+        # a creation killed between its key object and its config: nothing to unlock or list
+        half = not resumed and half_made(store)
+        repo = None if resumed or half else self._repo(project_id)
 
         def refuse_unless_deletable() -> tuple[int, int]:
             """The backups listed and those no list shows (damaged metadata, removed by
@@ -1257,6 +1260,10 @@ class BackupManager(Comparing):
         with lock:
             if repo is not None:
                 result.backups_deleted, result.unlisted_deleted = refuse_unless_deletable()
+                store.put(projects.DELETING, b"")
+            elif half:
+                if not half_made(store):  # written into meanwhile: look again
+                    raise Conflict(f"project {project_id!r} changed meanwhile: look again")
                 store.put(projects.DELETING, b"")
             result.objects_deleted, result.bytes_deleted, result.kept = projects.delete_objects(
                 store

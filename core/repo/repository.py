@@ -73,6 +73,26 @@ class _ChunkerConfig(Model):
 CREATING_WAIT = 3.0
 
 
+#: A project holding key objects and nothing else, the newest older than this, was left
+#: half made: its creation stopped between its key object and its config.json (killed, a
+#: full disk). Far longer than any creation takes, and than two clocks disagree.
+HALF_MADE_AGE = 600.0
+
+
+def half_made(store: ObjectStore) -> bool:
+    """Whether the project's creation stopped after its key objects, before its config: it
+    holds no backup (nothing is sealed before the config is written), so delete-project
+    may remove it. A creation going on now (a key object younger than HALF_MADE_AGE, by
+    the store's clock against this host's) is not half made."""
+    if store.exists(CONFIG):
+        return False
+    top = set(store.children())
+    if "keys" not in top or top - {"keys", "locks"}:
+        return False
+    keys = list(store.list(crypto.KEYS))
+    return bool(keys) and all(time.time() - k.mtime > HALF_MADE_AGE for k in keys)
+
+
 class _EncryptionConfig(Model):
     model_config = ConfigDict(extra="allow")
     scheme: str
@@ -151,6 +171,7 @@ class Repository:
         #: project is. Another process that deletes it and makes one of that name anew, or
         #: renames another into its place, leaves other bytes (`same_project`).
         self._config_raw: bytes | None = None
+        self._waited = False  # for a config another process was making (`_config_bytes`)
         self._key_id: str | None = None
         self._master: bytes | None = None
         #: The key objects this process has seen open the master key: the one its password
@@ -389,6 +410,19 @@ class Repository:
                     self._config_raw = stored
                 raw = PLAIN.open(Kind.CONFIG, stored)
             except ObjectNotFound:
+                if half_made(self.store):
+                    raise Damaged(
+                        f"project {self.project_id!r} was left half made (its creation "
+                        "stopped after its key object, before its config.json): it holds no "
+                        f"backup; delete-project {self.project_id} removes it"
+                    ) from None
+                top = set(self.store.children())
+                if "keys" in top and not top - {"keys", "locks"}:
+                    raise Busy(
+                        f"project {self.project_id!r} is being made by another process (its "
+                        "key object is there, its config.json not yet), or its creation "
+                        "stopped in the last minutes: try again in a moment"
+                    ) from None
                 if self.exists():
                     raise Damaged(
                         f"project {self.project_id!r}: config.json is missing (its backups "
@@ -417,18 +451,21 @@ class Repository:
     def _config_bytes(self) -> bytes:
         """config.json's bytes. While the project holds key objects and nothing else, another
         process is making it (an encrypted project's key object goes first, its config next):
-        the config is waited for a moment (CREATING_WAIT), not called missing."""
+        the config is waited for a moment (CREATING_WAIT, once), not called missing."""
         deadline: float | None = None
         while True:
             try:
                 return self.store.get(CONFIG)
             except ObjectNotFound:
                 top = set(self.store.children())
-                if "keys" not in top or top - {"keys", "locks"}:
+                if self._waited or "keys" not in top or top - {"keys", "locks"}:
                     raise
+                if deadline is None and half_made(self.store):
+                    raise  # stopped long ago: nothing to wait for
                 now = time.monotonic()
                 deadline = now + CREATING_WAIT if deadline is None else deadline
                 if now >= deadline:
+                    self._waited = True
                     raise
                 time.sleep(0.05)
 
