@@ -12,9 +12,10 @@ import pytest
 from restore_helpers import run_restorer
 from tree_compare import tree_snapshot
 
-from core.errors import NexusError
+from core.errors import Cancelled, NexusError
 from core.gil import RESTORE_SWITCH_INTERVAL, quick_handoffs
 from core.models import CreateRequest
+from core.ops.progress import OperationContext
 
 
 @pytest.fixture
@@ -73,6 +74,22 @@ async def test_restores_leave_the_interval_as_found_when_they_succeed_and_fail(
             raw = bytearray(pack.read_bytes())
             raw[len(raw) // 3] ^= 0xFF
             pack.write_bytes(bytes(raw))
-    with pytest.raises(NexusError):
-        run_restorer(root, "p", meta.id, tmp_path / "out2")
+    damaged = run_restorer(root, "p", meta.id, tmp_path / "out2")  # every file: damaged
+    assert damaged.files_damaged and not damaged.verified
     assert sys.getswitchinterval() == pytest.approx(default_interval)
+    ctx = _CancelWhileWriting("restore", "p", meta.id)
+    with pytest.raises(NexusError):  # and one that fails while its writers run
+        run_restorer(root, "p", meta.id, tmp_path / "out3", ctx=ctx)
+    assert ctx.raised and sys.getswitchinterval() == pytest.approx(default_interval)
+
+
+class _CancelWhileWriting(OperationContext):
+    """Cancelled at the first check a writer makes (the interval lowered by then)."""
+
+    raised = False
+
+    def check(self) -> None:
+        if self.phase == "restoring" and threading.current_thread() is not threading.main_thread():
+            self.raised = True
+            raise Cancelled("cancelled by the test")
+        super().check()

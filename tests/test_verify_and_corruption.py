@@ -58,11 +58,17 @@ async def test_flipped_pack_byte_names_the_file(manager, root, backed_up, tmp_pa
         RestoreRequest(project_id="v", backup_id=meta.id, restore_dir=str(out), paths=["b.txt"])
     )
     assert (out / "b.txt").read_bytes() == (d / "b.txt").read_bytes()
-    with pytest.raises(Damaged):
-        await manager.restore(
-            RestoreRequest(project_id="v", backup_id=meta.id, restore_dir=str(out), paths=["a.bin"])
-        )
+    res = await manager.restore(
+        RestoreRequest(project_id="v", backup_id=meta.id, restore_dir=str(out), paths=["a.bin"])
+    )
+    assert [f.path for f in res.damaged_files] == ["a.bin"] and not res.verified
     assert not (out / "a.bin").exists()  # never a torn or wrong file
+    whole = await manager.restore(
+        RestoreRequest(project_id="v", backup_id=meta.id, restore_dir=str(tmp_path / "all"))
+    )  # the whole backup: every other file restored, the damaged one named
+    assert [f.path for f in whole.damaged_files] == ["a.bin"]
+    assert (tmp_path / "all" / "b.txt").read_bytes() == (d / "b.txt").read_bytes()
+    assert not (tmp_path / "all" / "a.bin").exists()
 
 
 async def test_missing_pack_is_found_by_quick_verify(manager, root, backed_up):

@@ -10,8 +10,12 @@ line (`screen_lines`), never a widget's source string. A name must show in its e
 from __future__ import annotations
 
 import errno
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from textual.widgets import Input
 from tui_helpers import settle, wait_for
 
@@ -23,6 +27,15 @@ from tui.screens.restore import RestoreScreen
 
 HOSTILE_DIR = "da\nta[b]x\x1b[31m"  # a newline, markup, an ESC that starts a colour
 SHOWN_DIR = "da\\nta[b]x\\x1b[31m"  # how core.display.name writes it
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """A short directory for this module: its tests read whole paths off the screen, and
+    pytest's own (seventy-odd characters under xdist) is wrapped or cut at a dialog's width."""
+    path = Path(tempfile.mkdtemp(prefix="nx", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def screen_lines(app: NexusApp) -> list[str]:
