@@ -16,7 +16,6 @@ from pathlib import Path
 
 import blake3
 
-from core.display import fs_text
 from core.errors import Conflict, Damaged
 from core.models import RESTORABLE, BackupMetadata, DamagedFile, VerifyResult
 from core.ops.progress import OperationContext
@@ -64,10 +63,11 @@ def validate_restore_point(
         raise Damaged(f"backup {meta.id}: {exc}") from exc
 
 
-def missing_chunk_files(repo: Repository, entries: list[Entry]) -> list[str]:
+def missing_chunk_files(repo: Repository, entries: list[Entry]) -> list[bytes]:
+    """The paths of the files some of whose chunks the index does not know."""
     index = repo.refresh_index()
     return [
-        fs_text(e.path)
+        e.path
         for e in entries
         if e.kind == mf.FILE and any(bytes.fromhex(h) not in index for h, _n in e.chunks)
     ]

@@ -164,6 +164,7 @@ def _place(dir_fd: int, tmp: bytes, name: bytes, *, create: bool) -> None:
 _NO_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK})
 
 
+UNINDEXED = "damaged in the repository: chunks of it are in no index file (check says more)"
 CANNOT_KEEP = (
     "what is there cannot be kept in the checkpoint first (a special file, unreadable, or a "
     "path too long for the system)"
@@ -419,6 +420,7 @@ class Restorer:
         #: result when they stop (a model's attribute costs a validation per assignment).
         self._files_written = 0
         self._bytes_written = 0
+        self._unindexed: set[bytes] = set()  # files whose chunks the index lacks
         self.result = RestoreResult(
             project_id=meta.project_id,
             backup_id=meta.id,
@@ -621,6 +623,10 @@ class Restorer:
                 steps.append(Step(e, e.path, "skip", kind, "parent not restored"))
                 if e.kind == mf.DIR:
                     blocked[e.path] = e.path
+                continue
+            if e.path in self._unindexed:
+                steps.append(Step(e, e.path, "skip", kind, UNINDEXED))
+                self.damaged(e.path, Damaged(UNINDEXED))
                 continue
             step = self._plan_entry(e, kind, st if isinstance(st, os.stat_result) else None)
             if (
@@ -1073,10 +1079,10 @@ class Restorer:
                 self._d.release(fd)
 
     def _check_chunks(self, entries: list[Entry]) -> None:
-        bad = missing_chunk_files(self.repo, entries)
-        if bad:
-            more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-            raise Damaged(f"chunks are missing for {', '.join(bad[:5])}{more}")
+        """The files some of whose chunks the index does not know: planned as skipped with
+        why (the preview names them), not written, and named damaged (`damaged`), as a file
+        whose pack turns out damaged is while it is read."""
+        self._unindexed = set(missing_chunk_files(self.repo, entries))
 
     def _record(self, steps: list[Step]) -> None:
         """The preview: exact counts of the whole plan, and the first MAX_CHANGES changes."""

@@ -79,3 +79,29 @@ def test_a_damaged_pack_costs_only_its_own_files_and_the_undo_still_works(
     assert res["verified"] is False and res["files_damaged"] == 1
     assert [d["path"] for d in res["damaged_files"]] == ["old.bin"]
     assert _tree(tmp_path / "fresh") == {k: v for k, v in want.items() if k != "old.bin"}
+
+
+def test_chunks_no_index_file_knows_cost_only_their_files_and_the_preview_says_so(
+    tmp_path: Path,
+) -> None:
+    """An index file lost (a sync tool's half copy): the files whose chunks it listed are
+    named damaged by the dry run and by the restore, never written; every other file is
+    restored. Before, the whole restore was refused."""
+    root, data, target = tmp_path / "root", tmp_path / "data", tmp_path / "target"
+    data.mkdir()
+    (data / "old.bin").write_bytes(os.urandom(400_000))
+    assert nb(root, "create", "web", str(data)).returncode == 0
+    index = root / "backups" / "web" / "index"
+    (first,) = list(index.iterdir())
+    (data / "new.txt").write_text("healthy\n")
+    made = json.loads(nb(root, "--json", "create", "web", str(data)).stdout)
+    first.unlink()
+    dry = nb(root, "--json", "restore", "web", made["id"], str(target), "--dry-run")
+    assert dry.returncode == 4, dry.stderr
+    preview = json.loads(dry.stdout)
+    assert [d["path"] for d in preview["damaged_files"]] == ["old.bin"]
+    assert preview["counts"]["skipped"] == 1 and preview["counts"]["files_create"] == 1
+    assert not target.exists() or not any(target.iterdir())
+    r = nb(root, "restore", "web", made["id"], str(target))
+    assert r.returncode == 4 and "  old.bin: damaged in the repository" in r.stdout, r.stdout
+    assert _tree(target) == {"new.txt": b"healthy\n"}
