@@ -444,7 +444,8 @@ class Restorer:
             self.result.files_damaged += 1
             if len(self.result.damaged_files) < MAX_WARNINGS:
                 self.result.damaged_files.append(DamagedFile(path=os.fsdecode(rel), reason=reason))
-        self.log("ERROR", f"{show}: not restored: its data is damaged ({reason})")
+        if not self.req.dry_run:  # a preview names it in its result, and writes no log
+            self.log("ERROR", f"{show}: not restored: its data is damaged ({reason})")
 
     @property
     def _d(self) -> confine.DirFds:

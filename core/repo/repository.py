@@ -79,15 +79,19 @@ CREATING_WAIT = 3.0
 HALF_MADE_AGE = 600.0
 
 
+def _keys_only(store: ObjectStore) -> bool:
+    """The project holds key objects and nothing else (its locks aside): an encrypted
+    project's creation writes its key object first and its config next."""
+    top = set(store.children())
+    return "keys" in top and not top - {"keys", "locks"}
+
+
 def half_made(store: ObjectStore) -> bool:
     """Whether the project's creation stopped after its key objects, before its config: it
     holds no backup (nothing is sealed before the config is written), so delete-project
     may remove it. A creation going on now (a key object younger than HALF_MADE_AGE, by
     the store's clock against this host's) is not half made."""
-    if store.exists(CONFIG):
-        return False
-    top = set(store.children())
-    if "keys" not in top or top - {"keys", "locks"}:
+    if store.exists(CONFIG) or not _keys_only(store):
         return False
     keys = list(store.list(crypto.KEYS))
     return bool(keys) and all(time.time() - k.mtime > HALF_MADE_AGE for k in keys)
@@ -416,8 +420,7 @@ class Repository:
                         "stopped after its key object, before its config.json): it holds no "
                         f"backup; delete-project {self.project_id} removes it"
                     ) from None
-                top = set(self.store.children())
-                if "keys" in top and not top - {"keys", "locks"}:
+                if _keys_only(self.store):
                     raise Busy(
                         f"project {self.project_id!r} is being made by another process (its "
                         "key object is there, its config.json not yet), or its creation "
@@ -457,8 +460,7 @@ class Repository:
             try:
                 return self.store.get(CONFIG)
             except ObjectNotFound:
-                top = set(self.store.children())
-                if self._waited or "keys" not in top or top - {"keys", "locks"}:
+                if self._waited or not _keys_only(self.store):
                     raise
                 if deadline is None and half_made(self.store):
                     raise  # stopped long ago: nothing to wait for
