@@ -81,6 +81,11 @@ def emit_error(message: str, code: int, kind: str = "error") -> None:
     out(json.dumps({"error": {"message": text, "code": code, "kind": kind}}, ensure_ascii=False))
 
 
+def first_ids(ids: Sequence[str], count: int = 5) -> str:
+    """The first `count` ids of a list a warning names, then " ..." when there are more."""
+    return ", ".join(ids[:count]) + (" ..." if len(ids) > count else "")
+
+
 def ago(dt: datetime | None) -> str:
     """'5 minutes ago', from now."""
     return age(dt, datetime.now(UTC))

@@ -4,7 +4,17 @@ text."""
 from __future__ import annotations
 
 from cli.context import EXIT_ERROR, EXIT_OK, Context, run
-from cli.render import ago, config_damage, error_line, fmt_tags, out, plural, size, table
+from cli.render import (
+    ago,
+    config_damage,
+    error_line,
+    first_ids,
+    fmt_tags,
+    out,
+    plural,
+    size,
+    table,
+)
 from core.models import BackupMetadata, BackupStatus, BackupType, ListFilter
 
 
@@ -24,7 +34,7 @@ def cmd_list(ctx: Context) -> int:
     problem = run(ctx.manager.config_problem(a.project))
     said = []  # one line, whatever is wrong
     if unreadable:  # never a silent "no backups": a lost key or a damaged file is said
-        shown = ", ".join(unreadable[:5]) + (" ..." if len(unreadable) > 5 else "")
+        shown = first_ids(unreadable)
         said.append(
             f"{plural(len(unreadable), 'backup')} of {a.project} not listed: metadata.json "
             f"cannot be read ({shown}); `nexus-backup check {a.project}` says why"

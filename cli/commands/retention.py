@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from cli.commands import schedule_flags
 from cli.context import EXIT_ERROR, EXIT_OK, Context, UsageError, run
-from cli.render import ago, error_line, fmt_tags, out, plural, size, table
+from cli.render import ago, error_line, first_ids, fmt_tags, out, plural, size, table
 
 if TYPE_CHECKING:  # the parser imports this module for its flags: not pydantic's models
     from core.models import BackupMetadata
@@ -184,7 +184,7 @@ def cmd_forget(ctx: Context) -> int:
         return code
     out("\n".join(render_forget(res)))
     if res.unreadable:
-        shown = ", ".join(res.unreadable[:5]) + (" ..." if len(res.unreadable) > 5 else "")
+        shown = first_ids(res.unreadable)
         error_line(
             f"{plural(len(res.unreadable), 'backup')} of {a.project} judged by no rule and "
             f"kept: metadata.json cannot be read ({shown}); `nexus-backup check {a.project}` "
